@@ -1,0 +1,1 @@
+"""hi4dfix: DiFix fine-tuning study on Hi4D scenes."""

@@ -1,0 +1,177 @@
+"""The ``hi4dfix`` command: one-time setup and checks around the Snakemake workflow.
+
+    hi4dfix install-profile [--force]    link profiles/slurm as the Snakemake profile "slurm"
+
+Subcommands live in ``SUBCOMMANDS`` (name -> ``Subcommand``); adding one is adding an entry with a
+function that declares its arguments and a function that runs it and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE_SOURCE = REPO / "profiles" / "slurm"
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 1."""
+
+
+class Subcommand(NamedTuple):
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ---- install-profile ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstallProfileConfig:
+    """Where the profile comes from and under which name Snakemake will find it."""
+
+    source: Path = DEFAULT_PROFILE_SOURCE
+    name: str = "slurm"
+    # Snakemake's per-user profile folder; None: the one Snakemake itself searches
+    # ($XDG_CONFIG_HOME/snakemake, else ~/.config/snakemake on Linux).
+    profiles_dir: Path | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    target: Path
+    source: Path
+    changed: bool  # False: the same link was already there
+    moved_aside: Path | None  # where a different profile was moved with --force
+
+
+def snakemake_profiles_dir() -> Path:
+    """The per-user folder in which ``snakemake --profile NAME`` looks for NAME.
+
+    Asked of platformdirs exactly as Snakemake asks it, so both agree: $XDG_CONFIG_HOME/snakemake
+    when that variable is set, else ~/.config/snakemake (on Linux).
+    """
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("snakemake", "snakemake"))
+
+
+def _points_to(link: Path, source: Path) -> bool:
+    return link.is_symlink() and link.resolve() == source.resolve()
+
+
+def install_profile(config: InstallProfileConfig) -> InstallResult:
+    """Link ``config.source`` as ``<profiles_dir>/<name>``; refuse to replace another without force."""
+    source = config.source.expanduser().resolve()
+    if not (source / "config.yaml").is_file():
+        raise CliError(f"profile source {source} has no config.yaml")
+    if not config.name or "/" in config.name or config.name in (".", ".."):
+        raise CliError(f"invalid profile name {config.name!r}: it must be a plain folder name")
+    profiles_dir = config.profiles_dir if config.profiles_dir is not None else snakemake_profiles_dir()
+    target = profiles_dir.expanduser() / config.name
+
+    if _points_to(target, source):
+        return InstallResult(target=target, source=source, changed=False, moved_aside=None)
+
+    moved_aside = None
+    if target.exists() or target.is_symlink():
+        if not config.force:
+            what = f"a link to {os.readlink(target)}" if target.is_symlink() else "a different profile"
+            raise CliError(
+                f"{target} already exists ({what}); rerun with --force to move it aside "
+                f"and link {source} instead"
+            )
+        # moved, not deleted: a hand-made site profile may be in there
+        moved_aside = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+        target.rename(moved_aside)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # create the link under a temporary name and rename it into place, so the profile is never
+    # half-installed
+    tmp_link = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if tmp_link.is_symlink() or tmp_link.exists():
+        tmp_link.unlink()
+    tmp_link.symlink_to(source, target_is_directory=True)
+    os.replace(tmp_link, target)
+    return InstallResult(target=target, source=source, changed=True, moved_aside=moved_aside)
+
+
+def _install_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = InstallProfileConfig()
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=defaults.source,
+        help="profile folder to link (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--name",
+        default=defaults.name,
+        help="profile name, as in `snakemake --profile NAME` (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profiles-dir",
+        type=Path,
+        default=None,
+        help="Snakemake's user profile folder (default: $XDG_CONFIG_HOME/snakemake or ~/.config/snakemake)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="move an existing, different profile of that name aside"
+    )
+
+
+def _run_install_profile(args: argparse.Namespace) -> int:
+    result = install_profile(
+        InstallProfileConfig(source=args.source, name=args.name, profiles_dir=args.profiles_dir, force=args.force)
+    )
+    if result.moved_aside is not None:
+        print(f"moved the previous {result.target} to {result.moved_aside}")
+    state = "linked" if result.changed else "already linked"
+    print(f"{state}: {result.target} -> {result.source}")
+    print(f"run from the repository root: snakemake --profile {args.name} results/v0/deltas.csv")
+    return 0
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "install-profile": Subcommand(
+        help="link the repository's Slurm profile into Snakemake's user profile folder (once per user)",
+        add_arguments=_install_profile_arguments,
+        run=_run_install_profile,
+    ),
+}
+
+
+def build_parser(subcommands: Mapping[str, Subcommand] = SUBCOMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hi4dfix", description="Setup and checks around the hi4dfix Snakemake workflow."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in subcommands.items():
+        command_parser = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args._run(args)
+    except CliError as error:
+        print(f"hi4dfix {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Triplet data for Difix training: (degraded image, clean target, reference view).
+
+The triplets JSON (format of the released Difix training code)::
+
+    {"train": {id: {"image": p, "target_image": p, "ref_image": p, "prompt": "..."}},
+     "test": {...}}
+
+Relative paths are resolved against the working directory, then against the JSON's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, Sampler
+
+from hi4dfix.io import read_image
+
+SIZE_MULTIPLE = 16
+DEFAULT_PROMPT = "remove degradation"
+
+
+@dataclass(frozen=True)
+class Triplet:
+    id: str
+    image: Path
+    target_image: Path
+    ref_image: Path | None
+    prompt: str
+
+
+def _resolve(raw: str, json_dir: Path, where: str) -> Path:
+    path = Path(raw)
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        candidates = [Path.cwd() / path, json_dir / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{where}: image file {raw} not found (tried {', '.join(str(c) for c in candidates)})")
+
+
+def read_triplets(json_path: str | os.PathLike, split: str, require_ref: bool = True) -> list[Triplet]:
+    """The triplets of one split, with every image path checked to exist."""
+    json_path = Path(json_path)
+    try:
+        data = json.loads(json_path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"triplets file {json_path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"triplets file {json_path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"triplets file {json_path}: top level must be an object with 'train'/'test'")
+    entries = data.get(split)
+    if entries is None:
+        return []
+    if not isinstance(entries, dict):
+        raise ValueError(f"triplets file {json_path}: '{split}' must map ids to entries")
+    triplets = []
+    for item_id, entry in entries.items():
+        where = f"{json_path} [{split}][{item_id}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: entry must be an object")
+        for key in ("image", "target_image"):
+            if key not in entry:
+                raise ValueError(f"{where}: missing '{key}'")
+        ref = entry.get("ref_image")
+        if ref is None and require_ref:
+            raise ValueError(f"{where}: missing 'ref_image' (the reference view is required)")
+        triplets.append(
+            Triplet(
+                id=str(item_id),
+                image=_resolve(entry["image"], json_path.parent, where),
+                target_image=_resolve(entry["target_image"], json_path.parent, where),
+                ref_image=_resolve(ref, json_path.parent, where) if ref is not None else None,
+                prompt=str(entry.get("prompt", DEFAULT_PROMPT)),
+            )
+        )
+    return triplets
+
+
+def snap_size(value: int, multiple: int = SIZE_MULTIPLE) -> int:
+    """Nearest multiple of ``multiple`` (at least ``multiple``)."""
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+def parse_resolution(value: str | int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``512`` -> (512, 512); ``"112x160"`` / ``(112, 160)`` -> (height, width)."""
+    if isinstance(value, int):
+        h = w = value
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        h, w = int(value[0]), int(value[1])
+    elif isinstance(value, str):
+        parts = value.lower().replace(",", "x").split("x")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"resolution {value!r} must be 'N' or 'HxW'") from None
+        if len(nums) == 1:
+            h = w = nums[0]
+        elif len(nums) == 2:
+            h, w = nums
+        else:
+            raise ValueError(f"resolution {value!r} must be 'N' or 'HxW'")
+    else:
+        raise ValueError(f"resolution {value!r} must be 'N' or 'HxW'")
+    if h <= 0 or w <= 0:
+        raise ValueError(f"resolution {value!r} must be positive")
+    return h, w
+
+
+def snap_resolution(size: tuple[int, int], multiple: int = SIZE_MULTIPLE) -> tuple[int, int]:
+    return snap_size(size[0], multiple), snap_size(size[1], multiple)
+
+
+def to_model_range(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) float in [0, 1] -> (3, H, W) tensor in [-1, 1]."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1) * 2.0 - 1.0
+
+
+def resize_chw(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize (..., C, H, W) with antialiased bicubic interpolation (no-op at the same size)."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    lead = images.shape[:-3]
+    flat = images.reshape(-1, *images.shape[-3:])
+    out = F.interpolate(flat.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
+    return out.reshape(*lead, *out.shape[-3:]).to(images.dtype)
+
+
+class TripletDataset(Dataset):
+    """Items: ``views`` (V, 3, H, W) = [image, ref], ``targets`` = [target, ref], in [-1, 1].
+
+    As in the released training code the reference view's target is the reference itself.
+    """
+
+    def __init__(self, triplets: list[Triplet], resolution: tuple[int, int], use_ref: bool = True) -> None:
+        if not triplets:
+            raise ValueError("TripletDataset needs at least one triplet")
+        if use_ref and any(t.ref_image is None for t in triplets):
+            missing = next(t.id for t in triplets if t.ref_image is None)
+            raise ValueError(f"triplet {missing} has no ref_image but use_ref is set")
+        self.triplets = triplets
+        self.resolution = resolution
+        self.use_ref = use_ref
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def _load(self, path: Path) -> torch.Tensor:
+        return resize_chw(to_model_range(read_image(path)), self.resolution).clamp(-1, 1)
+
+    def __getitem__(self, index: int) -> dict:
+        t = self.triplets[index]
+        image, target = self._load(t.image), self._load(t.target_image)
+        if self.use_ref:
+            ref = self._load(t.ref_image)
+            views, targets = torch.stack([image, ref]), torch.stack([target, ref])
+        else:
+            views, targets = image[None], target[None]
+        return {"views": views, "targets": targets, "prompt": t.prompt, "index": index}
+
+
+def stream_index(step: int, slot: int, batch_size: int, rank: int, world_size: int, n: int, seed: int) -> int:
+    """Dataset index used at (1-based) ``step`` by ``rank`` in batch ``slot``.
+
+    One infinite stream of epochs, each a seeded permutation; position is a pure function
+    of the step, so a resumed run sees exactly the batches the killed one would have.
+    """
+    flat = ((step - 1) * world_size + rank) * batch_size + slot
+    epoch, position = divmod(flat, n)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return int(order[position])
+
+
+class StepSampler(Sampler[int]):
+    """Indices for steps ``first_step..last_step`` of one rank (use with ``batch_size``)."""
+
+    def __init__(self, n: int, batch_size: int, first_step: int, last_step: int, seed: int, rank: int = 0, world_size: int = 1):
+        if n <= 0:
+            raise ValueError("empty dataset")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.first_step, self.last_step = first_step, last_step
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.last_step - self.first_step + 1) * self.batch_size
+
+    def __iter__(self) -> Iterator[int]:
+        for step in range(self.first_step, self.last_step + 1):
+            for slot in range(self.batch_size):
+                yield stream_index(step, slot, self.batch_size, self.rank, self.world_size, self.n, self.seed)
+
+
+def collate(items: list[dict]) -> dict:
+    return {
+        "views": torch.stack([it["views"] for it in items]),
+        "targets": torch.stack([it["targets"] for it in items]),
+        "prompts": [it["prompt"] for it in items],
+        "indices": [it["index"] for it in items],
+    }

@@ -1,0 +1,420 @@
+"""The Difix architecture: SD-Turbo UNet + skip-connected LoRA VAE, one denoising step.
+
+Module layout and state-dict keys follow the released Difix code so that official
+``model_*.pkl`` files load unchanged:
+
+* ``vae.decoder.skip_conv_{1..4}``: 1x1 convolutions that feed the encoder's down-block
+  inputs (scaled by ``gamma``) into the decoder before each up block.
+* LoRA (PEFT adapter ``vae_skip``) on the decoder's conv / attention layers and on the
+  skip convolutions (``OFFICIAL_VAE_LORA_SUFFIXES``).
+* The reference view is a second view; every UNet self-attention (``attn1``) attends over
+  the tokens of all views of a sample (``MultiViewAttnProcessor``).
+
+Instead of patching ``forward`` methods, the skip path is written out in
+``encode_with_skips`` / ``decode_with_skips``, which walk the diffusers sub-modules and
+pass the activations explicitly; the number of views reaches the attention processors
+through ``cross_attention_kwargs``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from peft import LoraConfig
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from hi4dfix.difix.config import (
+    OFFICIAL_VAE_LORA_SUFFIXES,
+    SKIP_CONV_INIT_VALUE,
+    VAE_ADAPTER_NAME,
+    ArchitectureConfig,
+    DifixConfig,
+)
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+def _byte_unicode_alphabet() -> list[str]:
+    """The 256 printable characters that byte-level BPE uses for the 256 byte values."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def build_tiny_tokenizer(model_max_length: int) -> CLIPTokenizer:
+    """A CLIP tokenizer made offline: byte-level alphabet, no merges (every byte is a token)."""
+    alphabet = _byte_unicode_alphabet()
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in alphabet:
+        vocab[ch] = len(vocab)
+    for ch in alphabet:
+        vocab[ch + "</w>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+
+
+# ----------------------------------------------------------------------------- VAE skips
+
+
+def skip_conv_channels(vae_block_out_channels: Sequence[int]) -> list[tuple[int, int]]:
+    """(in, out) channels of skip_conv_1..n, derived from the VAE widths.
+
+    The encoder records the input of every down block (deepest first once reversed); the
+    decoder adds skip i to the input of up block i.  For SD's VAE (128, 256, 512, 512) this
+    gives 512<-512, 512<-256, 512<-128, 256<-128.
+    """
+    widths = list(vae_block_out_channels)
+    encoder_inputs = [widths[0]] + widths[:-1]
+    reversed_widths = widths[::-1]
+    decoder_inputs = [reversed_widths[0]] + reversed_widths[:-1]
+    return [(cin, cout) for cin, cout in zip(encoder_inputs[::-1], decoder_inputs)]
+
+
+def attach_skip_convs(vae: AutoencoderKL, init_value: float = SKIP_CONV_INIT_VALUE) -> None:
+    """Register ``decoder.skip_conv_{i}`` (bias-free 1x1 convs) on a plain AutoencoderKL."""
+    channels = skip_conv_channels(vae.config.block_out_channels)
+    if len(channels) != len(vae.decoder.up_blocks):
+        raise ValueError("VAE encoder and decoder have different numbers of blocks")
+    ref = vae.decoder.conv_in.weight
+    for i, (cin, cout) in enumerate(channels, start=1):
+        conv = torch.nn.Conv2d(cin, cout, kernel_size=1, stride=1, bias=False, device=ref.device, dtype=ref.dtype)
+        torch.nn.init.constant_(conv.weight, init_value)
+        vae.decoder.add_module(f"skip_conv_{i}", conv)
+
+
+def skip_convs(vae: AutoencoderKL) -> list[torch.nn.Module]:
+    n = len(vae.decoder.up_blocks)
+    try:
+        return [getattr(vae.decoder, f"skip_conv_{i}") for i in range(1, n + 1)]
+    except AttributeError as exc:
+        raise ValueError("this VAE has no skip convolutions; call attach_skip_convs first") from exc
+
+
+def official_vae_lora_targets(vae: AutoencoderKL) -> list[str]:
+    """Full names of the decoder modules that get LoRA, selected as the official recipe does."""
+    return [
+        name
+        for name, _ in vae.named_modules()
+        if "decoder" in name and any(name.endswith(suffix) for suffix in OFFICIAL_VAE_LORA_SUFFIXES)
+    ]
+
+
+def add_vae_lora(vae: AutoencoderKL, target_modules: Sequence[str], rank: int) -> None:
+    config = LoraConfig(r=rank, init_lora_weights="gaussian", target_modules=list(target_modules))
+    vae.add_adapter(config, adapter_name=VAE_ADAPTER_NAME)
+
+
+def encode_with_skips(vae: AutoencoderKL, x: torch.Tensor) -> tuple[DiagonalGaussianDistribution, list[torch.Tensor]]:
+    """VAE encoding that also returns the input of every encoder down block."""
+    enc = vae.encoder
+    h = enc.conv_in(x)
+    skips = []
+    for block in enc.down_blocks:
+        skips.append(h)
+        h = block(h)
+    h = enc.mid_block(h)
+    h = enc.conv_act(enc.conv_norm_out(h))
+    h = enc.conv_out(h)
+    if vae.quant_conv is not None:
+        h = vae.quant_conv(h)
+    return DiagonalGaussianDistribution(h), skips
+
+
+def decode_with_skips(
+    vae: AutoencoderKL, z: torch.Tensor, skips: Sequence[torch.Tensor] | None, gamma: float
+) -> torch.Tensor:
+    """VAE decoding with the encoder activations added before each up block (None: no skips)."""
+    dec = vae.decoder
+    if vae.post_quant_conv is not None:
+        z = vae.post_quant_conv(z)
+    h = dec.conv_in(z)
+    h = dec.mid_block(h, None)
+    convs = skip_convs(vae) if skips is not None else None
+    for i, block in enumerate(dec.up_blocks):
+        if convs is not None:
+            h = h + convs[i](skips[-1 - i] * gamma)
+        h = block(h, None)
+    h = dec.conv_act(dec.conv_norm_out(h))
+    return dec.conv_out(h)
+
+
+# ----------------------------------------------------------------------------- multi-view attention
+
+
+class MultiViewAttnProcessor:
+    """Scaled-dot-product attention where self-attention spans all views of a sample.
+
+    Hidden states arrive as ``(batch * views, tokens, dim)`` with the views of one sample
+    consecutive; for self-attention they are regrouped to ``(batch, views * tokens, dim)``,
+    which is what the released ``mv_unet`` does around ``attn1``.  Cross-attention (text)
+    stays per view.  ``num_views`` comes from ``cross_attention_kwargs``.
+    """
+
+    def __init__(self) -> None:
+        self._sdpa = AttnProcessor2_0()
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        num_views: int = 1,
+    ) -> torch.Tensor:
+        joint = num_views > 1 and encoder_hidden_states is None and hidden_states.ndim == 3
+        if not joint:
+            return self._sdpa(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        if attention_mask is not None:
+            raise ValueError("multi-view self-attention does not support attention masks")
+        bv, tokens, dim = hidden_states.shape
+        if bv % num_views:
+            raise ValueError(f"batch of {bv} token sets is not a multiple of num_views={num_views}")
+        grouped = hidden_states.reshape(bv // num_views, num_views * tokens, dim)
+        out = self._sdpa(attn, grouped, None, None, temb)
+        return out.reshape(bv, tokens, dim)
+
+
+def enable_multiview_attention(unet: UNet2DConditionModel) -> None:
+    unet.set_attn_processor(MultiViewAttnProcessor())
+
+
+# ----------------------------------------------------------------------------- scheduler
+
+
+def make_one_step_scheduler(scheduler_config: dict[str, Any], timestep: int) -> DDPMScheduler:
+    """DDPMScheduler from SD-Turbo's config with the single timestep ``timestep``.
+
+    The released code calls ``set_timesteps(1)`` and then steps at t=199; older diffusers
+    derived the previous timestep as ``t - 1000`` (< 0, so alpha_prev = 1).  Current
+    diffusers look ``t`` up in the timestep list, so the list is set to ``[t]``, whose
+    previous timestep is also "none" (alpha_prev = 1): the same update, x0 prediction.
+    """
+    scheduler = DDPMScheduler.from_config(scheduler_config)
+    scheduler.set_timesteps(timesteps=[int(timestep)])
+    return scheduler
+
+
+def one_step_denoise(
+    scheduler: DDPMScheduler,
+    model_pred: torch.Tensor,
+    timestep: torch.Tensor,
+    latents: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    device = latents.device
+    if scheduler.alphas_cumprod.device != device:
+        scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
+    if scheduler.timesteps.device != device:
+        scheduler.set_timesteps(timesteps=[int(t) for t in scheduler.timesteps.tolist()], device=device)
+    return scheduler.step(model_pred, timestep, latents, generator=generator, return_dict=True).prev_sample
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class DifixModel(torch.nn.Module):
+    """Difix with a reference view: ``forward(views, prompt_embeds) -> views``.
+
+    ``views``: (B, V, 3, H, W) in [-1, 1]; view 0 is the image to fix, view 1 (optional)
+    the reference.  H and W must be multiples of 8.
+    """
+
+    def __init__(
+        self,
+        config: DifixConfig,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer | None,
+        vae_lora_target_modules: Sequence[str],
+    ) -> None:
+        super().__init__()
+        self.difix_config = config
+        self.unet = unet
+        self.vae = vae
+        self.text_encoder = text_encoder
+        self.tokenizer = tokenizer
+        self.vae_lora_target_modules = list(vae_lora_target_modules)
+        self.scheduler = make_one_step_scheduler(config.architecture.scheduler, config.timestep)
+        self.register_buffer("timesteps", torch.tensor([config.timestep], dtype=torch.long), persistent=False)
+        self.text_encoder.requires_grad_(False)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def lora_rank_vae(self) -> int:
+        return int(self.vae.peft_config[VAE_ADAPTER_NAME].r)
+
+    # --- text
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Text embeddings (B, L, D); computed once per distinct prompt (the encoder is frozen)."""
+        if self.tokenizer is None:
+            raise ValueError("this Difix model was built without a tokenizer")
+        device = self.text_encoder.device
+        dtype = self.text_encoder.dtype
+        out = []
+        for prompt in prompts:
+            cached = self._prompt_cache.get(prompt)
+            if cached is None or cached.device != device or cached.dtype != dtype:
+                ids = self.tokenizer(
+                    prompt,
+                    max_length=self.tokenizer.model_max_length,
+                    padding="max_length",
+                    truncation=True,
+                    return_tensors="pt",
+                ).input_ids.to(device)
+                cached = self.text_encoder(ids)[0][0].detach()
+                self._prompt_cache[prompt] = cached
+            out.append(cached)
+        return torch.stack(out)
+
+    # --- forward
+    def forward(
+        self,
+        views: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        if views.ndim != 5 or views.shape[2] != 3:
+            raise ValueError(f"views must be (B, V, 3, H, W), got {tuple(views.shape)}")
+        b, v, _, h, w = views.shape
+        if h % 8 or w % 8:
+            raise ValueError(f"image size {h}x{w} must be a multiple of 8")
+        if prompt_embeds.shape[0] != b:
+            raise ValueError(f"{prompt_embeds.shape[0]} prompt embeddings for a batch of {b}")
+        x = views.reshape(b * v, 3, h, w).to(self.vae.dtype)
+        posterior, skips = encode_with_skips(self.vae, x)
+        z = posterior.sample(generator) if self.difix_config.latent_sampling == "sample" else posterior.mode()
+        scale = self.vae.config.scaling_factor
+        z = z * scale
+        # (b, n, c) -> (b v, n, c), views of one sample consecutive like the latents
+        text = prompt_embeds.to(self.unet.dtype).repeat_interleave(v, dim=0)
+        pred = self.unet(z, self.timesteps, encoder_hidden_states=text, cross_attention_kwargs={"num_views": v}).sample
+        z_denoised = one_step_denoise(self.scheduler, pred, self.timesteps, z, generator)
+        out = decode_with_skips(self.vae, z_denoised / scale, skips, self.difix_config.skip_gamma)
+        return out.clamp(-1, 1).reshape(b, v, 3, h, w)
+
+    # --- training state
+    def trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """UNet (all), VAE LoRA and skip convolutions, in a stable order, without duplicates."""
+        params = [(f"unet.{n}", p) for n, p in self.unet.named_parameters()]
+        params += [(f"vae.{n}", p) for n, p in self.vae.named_parameters() if "lora" in n or "skip" in n]
+        return params
+
+    def set_train(self) -> None:
+        self.train()
+        self.text_encoder.eval()
+        self.requires_grad_(False)
+        for _, p in self.trainable_named_parameters():
+            p.requires_grad_(True)
+
+    def set_eval(self) -> None:
+        self.eval()
+        self.requires_grad_(False)
+
+    # --- official checkpoint content
+    def official_state(self) -> dict[str, Any]:
+        """The model part of an official ``model_*.pkl`` (everything but ``optimizer``)."""
+        vae_state = {k: v for k, v in self.vae.state_dict().items() if "lora" in k or "skip" in k}
+        return {
+            "vae_lora_target_modules": list(self.vae_lora_target_modules),
+            "rank_vae": self.lora_rank_vae,
+            "state_dict_unet": self.unet.state_dict(),
+            "state_dict_vae": vae_state,
+        }
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def build_unet(unet_config: dict[str, Any]) -> UNet2DConditionModel:
+    return UNet2DConditionModel.from_config(unet_config)
+
+
+def build_vae(vae_config: dict[str, Any]) -> AutoencoderKL:
+    return AutoencoderKL.from_config(vae_config)
+
+
+def build_text_encoder(text_config: dict[str, Any]) -> CLIPTextModel:
+    return CLIPTextModel(CLIPTextConfig(**text_config))
+
+
+def make_difix_vae(
+    vae: AutoencoderKL, rank: int, target_modules: Sequence[str] | None = None
+) -> list[str]:
+    """Turn a plain VAE into the Difix VAE in place; returns the LoRA target list used."""
+    attach_skip_convs(vae)
+    targets = list(target_modules) if target_modules is not None else official_vae_lora_targets(vae)
+    add_vae_lora(vae, targets, rank)
+    return targets
+
+
+def assemble_difix(
+    config: DifixConfig,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer | None,
+    rank: int | None = None,
+    target_modules: Sequence[str] | None = None,
+) -> DifixModel:
+    """Add the Difix parts (skip convs, LoRA, multi-view attention) to plain components.
+
+    Fresh LoRA / skip weights are drawn from ``config.init_seed`` without touching the
+    global RNG.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.init_seed)
+        targets = make_difix_vae(vae, rank or config.lora_rank_vae, target_modules)
+    enable_multiview_attention(unet)
+    model = DifixModel(config, unet, vae, text_encoder, tokenizer, targets)
+    model.set_eval()
+    return model
+
+
+def build_random_difix(config: DifixConfig, with_tokenizer: bool = True) -> DifixModel:
+    """All components from ``config.architecture`` with random weights (seeded).
+
+    Works under ``torch.device("meta")`` to get the full-size architecture without memory.
+    """
+    arch: ArchitectureConfig = config.architecture
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.init_seed)
+        unet = build_unet(arch.unet)
+        vae = build_vae(arch.vae)
+        text_encoder = build_text_encoder(arch.text_encoder)
+    tokenizer = build_tiny_tokenizer(arch.tokenizer_max_length) if with_tokenizer else None
+    if tokenizer is not None and len(tokenizer) > text_encoder.config.vocab_size:
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but the text encoder only {text_encoder.config.vocab_size}"
+        )
+    return assemble_difix(config, unet, vae, text_encoder, tokenizer)
+
+
+def describe(model: DifixModel) -> str:
+    """One line per component with parameter counts (for logs)."""
+    def count(m: torch.nn.Module, trainable: bool = False) -> int:
+        return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
+
+    info = {
+        "preset": model.difix_config.preset,
+        "unet_params": count(model.unet),
+        "vae_params": count(model.vae),
+        "text_encoder_params": count(model.text_encoder),
+        "trainable_params": sum(p.numel() for _, p in model.trainable_named_parameters()),
+        "vae_lora_targets": len(model.vae_lora_target_modules),
+    }
+    return json.dumps(info)

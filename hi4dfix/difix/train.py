@@ -1,0 +1,494 @@
+"""Fine-tune Difix on triplets: ``python -m hi4dfix.difix.train`` or ``train(TrainConfig(...))``.
+
+Runs under ``accelerate launch --num_processes N -m hi4dfix.difix.train ...`` (DDP) and as
+a plain single CPU process.  A run writes into ``output_dir``:
+
+* ``checkpoints/model_{step}.pkl`` every ``ckpt_every`` steps (official pkl layout,
+  optimizer state included, plus step / RNG / settings), written atomically;
+* ``train_log.csv`` (one row per step) and ``val_log.csv`` (one row per validation);
+* ``summary.json`` at the end.
+
+Started again with the same arguments, a run continues from its newest checkpoint; the
+batches it sees and its noise are pure functions of (seed, step, rank), so a resumed run
+follows the uninterrupted one.  The final model is written to ``output`` only at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hi4dfix.difix.checkpoint import (
+    TRAIN_STATE_KEY,
+    load_model,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from hi4dfix.difix.data import (
+    StepSampler,
+    TripletDataset,
+    collate,
+    parse_resolution,
+    read_triplets,
+    snap_resolution,
+)
+from hi4dfix.difix.losses import DifixLoss, LossConfig
+from hi4dfix.difix.model import DifixModel, describe
+from hi4dfix.io import atomic_path, write_json
+
+LOG = logging.getLogger("hi4dfix.difix.train")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pkl$")
+TRAIN_LOG_FIELDS = ["step", "loss", "l2", "lpips", "gram", "grad_norm", "lr", "step_time_s", "elapsed_s"]
+VAL_LOG_FIELDS = ["step", "val_l2", "val_psnr", "input_psnr", "n_items"]
+
+# Preset-dependent defaults for settings left at None.
+PRESET_DEFAULTS = {
+    "tiny": {"lr": 3e-4, "resolution": "112x160", "lambda_lpips": 0.0, "lambda_gram": 0.0},
+    "sd-turbo": {"lr": 2e-5, "resolution": "512", "lambda_lpips": 1.0, "lambda_gram": 1.0},
+}
+# Settings that must not change between a run and its resumption.
+RESUME_FINGERPRINT = (
+    "triplets", "base", "lr", "batch_size", "resolution", "mixed_precision", "max_grad_norm",
+    "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
+    "use_ref", "lr_warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
+)
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class TrainConfig:
+    triplets: str = field(metadata=_help("triplets JSON (train/test splits)"))
+    output: str = field(metadata=_help("final model pkl, written at the end only"))
+    output_dir: str = field(metadata=_help("checkpoints, logs; a rerun resumes from here"))
+    base: str = field(default="tiny-random", metadata=_help("start model: .pkl, folder, Hub id or tiny-random"))
+    steps: int = field(default=200, metadata=_help("optimisation steps in total"))
+    lr: float | None = field(default=None, metadata=_help("learning rate (None: 3e-4 tiny, 2e-5 sd-turbo)"))
+    lr_warmup_steps: int = field(default=0, metadata=_help("linear learning-rate warm-up steps"))
+    batch_size: int = field(default=1, metadata=_help("samples per process and step"))
+    resolution: str | None = field(default=None, metadata=_help("'N' or 'HxW', snapped to a multiple of 16 (None: 112x160 tiny, 512 sd-turbo)"))
+    mixed_precision: str = field(default="no", metadata=_help("no | bf16 | fp16 (fp16 needs a GPU); weights stay fp32"))
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm (0: off)"))
+    lambda_l2: float = field(default=1.0, metadata=_help("L2 loss weight"))
+    lambda_lpips: float | None = field(default=None, metadata=_help("LPIPS weight (None: 0 tiny, 1 sd-turbo)"))
+    lambda_gram: float | None = field(default=None, metadata=_help("Gram (VGG16) weight (None: 0 tiny, 1 sd-turbo)"))
+    gram_warmup_steps: int = field(default=2000, metadata=_help("Gram loss is off until this step"))
+    lpips_net: str = field(default="vgg", metadata=_help("LPIPS backbone: vgg | alex"))
+    val_every: int = field(default=50, metadata=_help("validate on the test split every N steps (0: only at the end)"))
+    val_max_items: int = field(default=16, metadata=_help("test triplets used per validation"))
+    ckpt_every: int = field(default=50, metadata=_help("checkpoint every N steps (0: none)"))
+    keep_checkpoints: int = field(default=2, metadata=_help("newest checkpoints kept (0: all)"))
+    seed: int = field(default=0, metadata=_help("seed of data order and noise"))
+    num_workers: int = field(default=0, metadata=_help("data loader worker processes"))
+    weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay"))
+    adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
+    adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2"))
+    adam_eps: float = field(default=1e-8, metadata=_help("AdamW epsilon"))
+    use_ref: bool = field(default=True, metadata=_help("feed the reference view as a second view"))
+    gradient_checkpointing: bool = field(default=False, metadata=_help("UNet gradient checkpointing (saves GPU memory)"))
+    allow_tf32: bool = field(default=True, metadata=_help("TF32 matmuls on Ampere+ GPUs"))
+    hub_cache_dir: str | None = field(default=None, metadata=_help("Hugging Face cache dir"))
+    base_model_id: str | None = field(default=None, metadata=_help("SD-Turbo source for sd-turbo pkls (Hub id or folder)"))
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"TrainConfig.mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("val_every", "ckpt_every", "keep_checkpoints", "num_workers", "lr_warmup_steps", "val_max_items"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"TrainConfig.max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        if self.resolution is not None:
+            parse_resolution(self.resolution)
+
+    def resolved(self, preset: str) -> "TrainConfig":
+        """A copy with preset defaults filled in for settings left at None."""
+        defaults = PRESET_DEFAULTS[preset]
+        updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **updates)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in RESUME_FINGERPRINT}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def find_latest_checkpoint(ckpt_dir: Path) -> tuple[int, Path] | None:
+    found = []
+    if ckpt_dir.is_dir():
+        for path in ckpt_dir.iterdir():
+            match = CHECKPOINT_NAME.match(path.name)
+            if match:
+                found.append((int(match[1]), path))
+    return max(found) if found else None
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    found = sorted(
+        (int(m[1]), p) for p in ckpt_dir.iterdir() if (m := CHECKPOINT_NAME.match(p.name))
+    )
+    for _, path in found[:-keep]:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(ckpt_dir: Path) -> None:
+    """Temporary files of a write that a kill interrupted (hi4dfix.io.atomic_path naming)."""
+    if ckpt_dir.is_dir():
+        for path in ckpt_dir.glob(".model_*.tmp.pkl"):
+            path.unlink(missing_ok=True)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    if cfg.lr_warmup_steps > 0:
+        return cfg.lr * min(1.0, step / cfg.lr_warmup_steps)
+    return cfg.lr
+
+
+def step_generator(device: torch.device, seed: int, step: int, rank: int) -> torch.Generator:
+    """Noise of one step on one rank: a pure function of (seed, step, rank)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0]))
+    return gen
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": random.getstate(),
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class CsvLog:
+    """Append-only CSV; on resume, rows after the resumed step are dropped first."""
+
+    def __init__(self, path: Path, fields: list[str], resume_step: int, enabled: bool) -> None:
+        self.path, self.fields, self.enabled = path, fields, enabled
+        if not enabled:
+            return
+        kept = []
+        if path.is_file() and resume_step > 0:
+            with path.open(newline="") as fh:
+                kept = [row for row in csv.DictReader(fh) if int(row["step"]) <= resume_step]
+        with atomic_path(path) as tmp:
+            with tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(kept)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=self.fields).writerow(row)
+
+
+def psnr_from_mse01(mse: float) -> float:
+    return float("inf") if mse <= 0 else 10.0 * math.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def validate(model: DifixModel, dataset: TripletDataset | None, device: torch.device, autocast, seed: int) -> dict[str, float] | None:
+    """Mean L2 (in [-1, 1]) and PSNR (in [0, 1]) of the fixed view against its target."""
+    if dataset is None:
+        return None
+    was_training = model.training
+    model.eval()
+    l2s, psnrs, input_psnrs = [], [], []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        views = item["views"][None].to(device)
+        target = item["targets"][None, 0].to(device)
+        emb = model.encode_prompts([item["prompt"]])
+        gen = torch.Generator(device=device).manual_seed(seed + index)
+        with autocast():
+            pred = model(views, emb, generator=gen)[:, 0].float()
+        mse = torch.mean((pred - target) ** 2).item()
+        l2s.append(mse)
+        psnrs.append(psnr_from_mse01(mse / 4.0))
+        input_psnrs.append(psnr_from_mse01(torch.mean((views[:, 0] - target) ** 2).item() / 4.0))
+    model.train(was_training)
+    model.text_encoder.eval()
+    return {
+        "val_l2": float(np.mean(l2s)),
+        "val_psnr": float(np.mean(psnrs)),
+        "input_psnr": float(np.mean(input_psnrs)),
+        "n_items": len(l2s),
+    }
+
+
+def _setup_logging(is_main: bool) -> None:
+    if not LOG.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO if is_main else logging.WARNING)
+    LOG.propagate = False
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or resume) and write the final pkl to ``cfg.output``; returns its path."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise ValueError(
+            "TrainConfig.mixed_precision='fp16' needs a CUDA GPU (fp16 autocast with gradient scaling); "
+            "on CPU use 'bf16' or 'no'"
+        )
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    is_main = accelerator.is_main_process
+    _setup_logging(is_main)
+    device = accelerator.device
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if cfg.allow_tf32 and device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    output_dir = Path(cfg.output_dir)
+    ckpt_dir = output_dir / "checkpoints"
+    if is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(ckpt_dir)
+    accelerator.wait_for_everyone()
+
+    # --- model: from the newest checkpoint, else from the base
+    latest = find_latest_checkpoint(ckpt_dir)
+    payload = None
+    if latest is not None:
+        payload = read_checkpoint(latest[1])
+        train_state = payload.get(TRAIN_STATE_KEY)
+        if train_state is None:
+            raise ValueError(f"{latest[1]} has no {TRAIN_STATE_KEY!r}; not a checkpoint of this trainer")
+        model = model_from_checkpoint(payload, source=str(latest[1]), base_model_id=cfg.base_model_id, hub_cache_dir=cfg.hub_cache_dir)
+        cfg = cfg.resolved(model.difix_config.preset)
+        saved = train_state["fingerprint"]
+        changed = {k: (saved.get(k), v) for k, v in cfg.fingerprint().items() if saved.get(k) != v}
+        if saved.get("world_size", world) != world:
+            changed["num_processes"] = (saved.get("world_size"), world)
+        if changed:
+            raise ValueError(
+                f"cannot resume from {latest[1]}: settings changed {changed}; use another output_dir "
+                "or remove its checkpoints to start over"
+            )
+        start_step = int(train_state["step"])
+        LOG.info("resuming from %s (step %d)", latest[1], start_step)
+    else:
+        model = load_model(cfg.base, hub_cache_dir=cfg.hub_cache_dir, base_model_id=cfg.base_model_id, init_seed=cfg.seed)
+        cfg = cfg.resolved(model.difix_config.preset)
+        start_step = 0
+        LOG.info("starting from %s: %s", cfg.base, describe(model))
+
+    requested = parse_resolution(cfg.resolution)
+    resolution = snap_resolution(requested)
+    if resolution != requested:
+        LOG.info("resolution %dx%d snapped to %dx%d (multiple of 16)", *requested, *resolution)
+    else:
+        LOG.info("resolution %dx%d", *resolution)
+
+    # --- data
+    train_set = TripletDataset(read_triplets(cfg.triplets, "train", cfg.use_ref), resolution, cfg.use_ref)
+    test_triplets = read_triplets(cfg.triplets, "test", cfg.use_ref)[: cfg.val_max_items]
+    test_set = TripletDataset(test_triplets, resolution, cfg.use_ref) if test_triplets else None
+    if test_set is None:
+        LOG.info("no 'test' split in %s: validation is skipped", cfg.triplets)
+    sampler = StepSampler(len(train_set), cfg.batch_size, start_step + 1, cfg.steps, cfg.seed, rank, world)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate
+    )
+
+    # --- optimisation
+    loss_fn = DifixLoss(
+        LossConfig(
+            lambda_l2=cfg.lambda_l2,
+            lambda_lpips=cfg.lambda_lpips,
+            lambda_gram=cfg.lambda_gram,
+            gram_warmup_steps=cfg.gram_warmup_steps,
+            lpips_net=cfg.lpips_net,
+        )
+    ).to(device)
+    model.set_train()
+    if cfg.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    params = [p for _, p in model.trainable_named_parameters()]
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay, eps=cfg.adam_eps
+    )
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        restore_rng_state(payload[TRAIN_STATE_KEY]["rng"])
+    model.to(device)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if payload is not None and accelerator.scaler is not None and "scaler" in payload[TRAIN_STATE_KEY]:
+        accelerator.scaler.load_state_dict(payload[TRAIN_STATE_KEY]["scaler"])
+    payload = None  # free the checkpoint tensors
+    core: DifixModel = accelerator.unwrap_model(model)
+
+    train_log = CsvLog(output_dir / "train_log.csv", TRAIN_LOG_FIELDS, start_step, is_main)
+    val_log = CsvLog(output_dir / "val_log.csv", VAL_LOG_FIELDS, start_step, is_main)
+
+    def make_train_state(step: int) -> dict[str, Any]:
+        state = {"step": step, "fingerprint": {**cfg.fingerprint(), "world_size": world}, "rng": rng_state(),
+                 "config": dataclasses.asdict(cfg)}
+        if accelerator.scaler is not None:
+            state["scaler"] = accelerator.scaler.state_dict()
+        return state
+
+    def save(path: Path, step: int) -> None:
+        if is_main:
+            save_checkpoint(path, core, optimizer.state_dict(), make_train_state(step))
+
+    progress = tqdm(total=cfg.steps, initial=start_step, desc="difix", disable=None if is_main else True)
+    started = time.perf_counter()
+    step_times = []
+    last_val = None
+    step = start_step
+    for step, batch in zip(range(start_step + 1, cfg.steps + 1), loader):
+        t0 = time.perf_counter()
+        views = batch["views"].to(device, non_blocking=True)
+        targets = batch["targets"].to(device, non_blocking=True)
+        emb = core.encode_prompts(batch["prompts"])
+        gen = step_generator(device, cfg.seed, step, rank)
+        with accelerator.autocast():
+            pred = model(views, emb, generator=gen)
+            terms = loss_fn(pred.flatten(0, 1), targets.flatten(0, 1), step, generator=gen)
+        accelerator.backward(terms["total"])
+        grad_norm = float("nan")
+        if cfg.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+        lr = learning_rate(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        dt = time.perf_counter() - t0
+        step_times.append(dt)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        train_log.write({
+            "step": step, "loss": values["total"], "l2": values["l2"], "lpips": values["lpips"],
+            "gram": values["gram"], "grad_norm": grad_norm, "lr": lr, "step_time_s": round(dt, 4),
+            "elapsed_s": round(time.perf_counter() - started, 3),
+        })
+        progress.update(1)
+        progress.set_postfix(loss=f"{values['total']:.4f}")
+        if not math.isfinite(values["total"]):
+            raise FloatingPointError(f"loss is {values['total']} at step {step}; lower TrainConfig.lr or use bf16/no")
+
+        if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
+            if is_main:
+                last_val = validate(core, test_set, device, accelerator.autocast, cfg.seed)
+                if last_val is not None:
+                    val_log.write({"step": step, **last_val})
+                    LOG.info("step %d: val L2 %.5f, PSNR %.2f dB (input %.2f dB)", step, last_val["val_l2"], last_val["val_psnr"], last_val["input_psnr"])
+            accelerator.wait_for_everyone()
+        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+            save(ckpt_dir / f"model_{step}.pkl", step)
+            if is_main:
+                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+            accelerator.wait_for_everyone()
+    progress.close()
+    if step != cfg.steps:
+        raise RuntimeError(f"data loader ended at step {step} before {cfg.steps}")
+
+    output = Path(cfg.output)
+    save(output, cfg.steps)
+    if is_main:
+        timed = step_times[1:] or step_times
+        summary = {
+            "steps": cfg.steps,
+            "resumed_from_step": start_step,
+            "mean_step_time_s": float(np.mean(timed)) if timed else None,
+            "resolution": list(resolution),
+            "num_processes": world,
+            "final_validation": last_val,
+            "config": dataclasses.asdict(cfg),
+        }
+        write_json(output_dir / "summary.json", summary)
+        LOG.info("wrote %s", output)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return output
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _str2bool(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hi4dfix.difix.train", description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "")}
+        required = f.default is dataclasses.MISSING
+        if required:
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = f.default
+            kwargs["help"] += f" (default: {f.default})"
+        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if kind.startswith("bool"):
+            kwargs["type"] = _str2bool
+            kwargs["metavar"] = "BOOL"
+        elif kind.startswith("int"):
+            kwargs["type"] = int
+        elif kind.startswith("float"):
+            kwargs["type"] = float
+        else:
+            kwargs["type"] = str
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    train(TrainConfig(**vars(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Turn a Hi4D sequence (real or synthetic, via the same reader) into a materialized scene.
+
+Writes the format documented in :mod:`hi4dfix.scene`: undistorted, resized images and
+'all'-person masks per camera and frame, pinhole cameras after undistortion and resize, SMPL
+vertices and joints per frame, and ``scene.json`` last, as the completion marker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hi4dfix.camera import scale_intrinsics, undistort_maps
+from hi4dfix.hi4d.reader import Hi4DCamera, Hi4DSequence
+from hi4dfix.io import write_image, write_json, write_npz
+from hi4dfix.scene import MaterializedScene, load_scene, scene_manifest_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaterializeConfig:
+    # Output size: give width and/or height, or scale, or long_side; nothing keeps the source size.
+    width: int | None = None
+    height: int | None = None
+    scale: float | None = None
+    long_side: int | None = None
+    frame_stride: int = 1  # keep every n-th frame
+    max_frames: int | None = None  # None keeps all selected frames
+    first_frame_offset: int = 0  # index into the sequence's frame list where selection starts
+
+    def __post_init__(self) -> None:
+        size_modes = [m for m, on in (("width/height", self.width or self.height), ("scale", self.scale), ("long_side", self.long_side)) if on is not None]
+        problems = []
+        if len(size_modes) > 1:
+            problems.append(f"set only one of width/height, scale, long_side (got {', '.join(size_modes)})")
+        for name in ("width", "height", "long_side", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                problems.append(f"{name} must be >= 1, got {value}")
+        if self.scale is not None and self.scale <= 0:
+            problems.append(f"scale must be > 0, got {self.scale}")
+        if self.frame_stride < 1:
+            problems.append(f"frame_stride must be >= 1, got {self.frame_stride}")
+        if self.first_frame_offset < 0:
+            problems.append(f"first_frame_offset must be >= 0, got {self.first_frame_offset}")
+        if problems:
+            raise ValueError("MaterializeConfig: " + "; ".join(problems))
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the materialized images for a source of ``width`` x ``height``."""
+        if self.width is not None and self.height is not None:
+            return self.width, self.height
+        if self.width is not None:
+            return self.width, max(1, round(height * self.width / width))
+        if self.height is not None:
+            return max(1, round(width * self.height / height)), self.height
+        scale = self.scale if self.scale is not None else (self.long_side / max(width, height) if self.long_side else 1.0)
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    def select_frames(self, frames: list[int] | tuple[int, ...]) -> list[int]:
+        chosen = list(frames)[self.first_frame_offset :: self.frame_stride]
+        return chosen if self.max_frames is None else chosen[: self.max_frames]
+
+
+def materialize_scene(
+    sequence: Hi4DSequence, out_dir: str | os.PathLike, name: str, cfg: MaterializeConfig = MaterializeConfig()
+) -> MaterializedScene:
+    """Write the materialized scene ``name`` of ``sequence`` into ``out_dir`` and load it back."""
+    out_dir = Path(out_dir)
+    frames = cfg.select_frames(sequence.frames)
+    if not frames:
+        raise ValueError(
+            f"{sequence.root}: MaterializeConfig selects no frames (first_frame_offset={cfg.first_frame_offset}, "
+            f"frame_stride={cfg.frame_stride}, max_frames={cfg.max_frames}) from {len(sequence.frames)} frame(s)"
+        )
+    sizes = {cid: cfg.output_size(cam.width, cam.height) for cid, cam in sequence.cameras.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(
+            f"{sequence.root}: cameras would materialize at different sizes {sizes}; set MaterializeConfig.width and height"
+        )
+    width, height = next(iter(sizes.values()))
+    manifest = scene_manifest_path(out_dir)
+    manifest.unlink(missing_ok=True)  # a stale manifest would mark a half-rewritten scene complete
+
+    cam_ids = sequence.cam_ids
+    Ks, w2cs = [], []
+    for cid in cam_ids:
+        K = _materialize_camera(sequence, sequence.cameras[cid], out_dir, frames, width, height)
+        Ks.append(K)
+        w2cs.append(sequence.cameras[cid].w2c)
+        log.info("%s: camera %d done (%d frames)", name, cid, len(frames))
+    write_npz(
+        out_dir / "cameras.npz",
+        ids=np.array(cam_ids, dtype=np.int64),
+        K=np.stack(Ks),
+        w2c=np.stack(w2cs),
+        width=np.array(width),
+        height=np.array(height),
+    )
+    for frame in frames:
+        smpl = sequence.load_smpl(frame)
+        write_npz(
+            out_dir / "smpl" / f"{frame:06d}.npz",
+            verts=smpl.verts.astype(np.float32),
+            joints_3d=smpl.joints_3d.astype(np.float32),
+        )
+    first = sequence.cameras[cam_ids[0]]
+    write_json(
+        manifest,
+        {
+            "name": name,
+            "sequence_dir": str(sequence.root.resolve()),
+            "cam_ids": cam_ids,
+            "frames": frames,
+            "width": width,
+            "height": height,
+            "mono_cam": sequence.meta.mono_cam,
+            "num_persons": sequence.meta.num_persons,
+            "genders": list(sequence.meta.genders),
+            "contact_frames": [f for f in frames if f in set(sequence.meta.contact_ids)],
+            "source_width": first.width,
+            "source_height": first.height,
+            "undistorted": True,
+            "materialize": asdict(cfg),
+        },
+    )
+    return load_scene(out_dir)
+
+
+def _materialize_camera(
+    sequence: Hi4DSequence, camera: Hi4DCamera, out_dir: Path, frames: list[int], width: int, height: int
+) -> np.ndarray:
+    """Undistort and resize one camera's images and masks; return its new intrinsics."""
+    src_size = (camera.width, camera.height)
+    # Undistort at source resolution keeping K, then resize: one map per camera serves all frames.
+    maps = undistort_maps(camera.K, camera.dist_coeffs, *src_size) if np.any(camera.dist_coeffs != 0) else None
+    resize = (width, height) != src_size
+    downscale = width < camera.width or height < camera.height
+    for frame in frames:
+        image = sequence.load_image(camera.id, frame)
+        mask = sequence.load_mask(camera.id, frame).astype(np.uint8) * 255
+        if image.shape[:2] != (camera.height, camera.width):
+            raise ValueError(f"{sequence.image_path(camera.id, frame)}: size {image.shape[1]}x{image.shape[0]} differs from camera {camera.id}'s {camera.width}x{camera.height}")
+        if mask.shape != image.shape[:2]:
+            raise ValueError(f"{sequence.mask_path(camera.id, frame)}: mask size differs from the image's")
+        if maps is not None:
+            image = cv2.remap(image, *maps, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            mask = cv2.remap(mask, *maps, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+        if resize:
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if downscale else cv2.INTER_LINEAR)
+            mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+        write_image(out_dir / "images" / str(camera.id) / f"{frame:06d}.png", image)
+        write_image(out_dir / "masks" / str(camera.id) / f"{frame:06d}.png", mask)
+    return scale_intrinsics(camera.K, width / camera.width, height / camera.height)

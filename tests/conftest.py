@@ -1,0 +1,34 @@
+"""Shared fixtures: one tiny synthetic Hi4D-layout sequence and its materialized scene.
+
+Both are session-scoped and shared by many tests: treat them as read-only (copy before
+modifying).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hi4dfix.hi4d import read_sequence
+from hi4dfix.materialize import MaterializeConfig, materialize_scene
+from hi4dfix.scene import MaterializedScene
+from hi4dfix.synth import SynthConfig, generate_sequence
+
+FIXTURE_SCENE = "hi4d_pair00_dance"
+# Tiny on purpose: 8 cameras x 3 frames at 60x80 renders in a fraction of a second.
+FIXTURE_SYNTH_CONFIG = SynthConfig(seed=0, num_frames=3, width=60, height=80)
+
+
+@pytest.fixture(scope="session")
+def synthetic_sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a synthetic sequence in Hi4D's released layout (``.../pair00/dance00``)."""
+    root = tmp_path_factory.mktemp("hi4d") / "pair00" / "dance00"
+    return generate_sequence(root, FIXTURE_SCENE, FIXTURE_SYNTH_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def materialized_scene(synthetic_sequence: Path, tmp_path_factory: pytest.TempPathFactory) -> MaterializedScene:
+    """The fixture sequence materialized at its source size (60x80, all 3 frames)."""
+    out = tmp_path_factory.mktemp("scenes") / FIXTURE_SCENE
+    return materialize_scene(read_sequence(synthetic_sequence), out, FIXTURE_SCENE, MaterializeConfig())

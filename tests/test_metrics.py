@@ -1,0 +1,177 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from hi4dfix import metrics as M
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path, monkeypatch):
+    """A torch hub cache without the AlexNet weights, whatever the machine has cached."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch"
+
+
+def random_lpips_factory():
+    import lpips
+
+    # random AlexNet trunk (no download) with the package's shipped linear layers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return lpips.LPIPS(pretrained=True, net="alex", version="0.1", pnet_rand=True, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def lpips_computer():
+    torch.manual_seed(0)
+    return M.MetricComputer(lpips_factory=random_lpips_factory)
+
+
+def textured(h=64, w=64, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / 8.0
+    base = 0.5 + 0.25 * np.sin(xx)[..., None] * np.cos(yy)[..., None] * np.array([1.0, 0.7, 0.4])
+    return np.clip(base + 0.05 * rng.standard_normal((h, w, 3)), 0, 1).astype(np.float32)
+
+
+def test_psnr_identical_is_cap():
+    img = textured()
+    assert M.psnr(img, img) == 100.0
+    assert M.psnr(img, img, cap_db=60.0) == 60.0
+
+
+def test_psnr_gaussian_noise_level():
+    rng = np.random.default_rng(1)
+    target = np.full((128, 128, 3), 0.5, np.float32)  # mid-grey: sigma 0.05 noise is never clipped
+    sigma = 0.05
+    pred = (target + sigma * rng.standard_normal(target.shape)).astype(np.float32)
+    assert M.psnr(pred, target) == pytest.approx(10 * math.log10(1 / sigma**2), abs=0.1)
+
+
+def test_shifted_image_psnr_matches_numpy_and_ssim_below_one():
+    target = textured()
+    pred = np.roll(target, 3, axis=1)
+    mse = np.mean((pred.astype(np.float64) - target) ** 2)
+    assert M.psnr(pred, target) == pytest.approx(10 * np.log10(1 / mse), rel=1e-9)
+    assert math.isfinite(M.psnr(pred, target))
+    assert M.ssim(pred, target) < 0.99
+    assert M.ssim(target, target) == pytest.approx(1.0)
+
+
+def test_psnr_batch_matches_single():
+    preds = np.stack([textured(seed=i) for i in range(3)])
+    targets = np.stack([textured(seed=10 + i) for i in range(3)])
+    batch = M.psnr_batch(preds, targets)
+    assert batch.shape == (3,)
+    np.testing.assert_allclose(batch, [M.psnr(p, t) for p, t in zip(preds, targets)])
+
+
+def test_person_bbox_tight_grown_and_empty():
+    mask = np.zeros((100, 120), bool)
+    mask[20:70, 30:90] = True
+    assert M.person_bbox(mask, min_side=1) == (20, 70, 30, 90)
+    small = np.zeros((100, 120), bool)
+    small[50:54, 0:4] = True  # near the left edge: box grows and stays inside
+    y0, y1, x0, x1 = M.person_bbox(small, min_side=32)
+    assert (y1 - y0, x1 - x0) == (32, 32) and x0 == 0 and y0 <= 50 and y1 >= 54
+    assert M.person_bbox(np.zeros((10, 10), bool)) is None
+    assert M.person_bbox(None) is None
+    assert M.person_bbox(np.full((8, 8), 255, np.uint8), min_side=32) == (0, 8, 0, 8)  # capped by image
+
+
+def test_person_metrics_use_crop(empty_torch_home):
+    target = textured(96, 96)
+    pred = target.copy()
+    pred[:, :40] = 0.0  # damage only outside the people
+    mask = np.zeros((96, 96), bool)
+    mask[30:80, 50:90] = True
+    with pytest.warns(M.LpipsUnavailableWarning):
+        computer = M.MetricComputer()
+    row = computer.compute(pred, target, mask)
+    assert row["psnr_person"] == 100.0 and row["ssim_person"] == pytest.approx(1.0)
+    assert row["psnr"] < 20
+    pred[40, 60] = 1.0 - target[40, 60]  # one pixel inside the box
+    row = computer.compute(pred, target, mask)
+    crop_p, crop_t = pred[30:80, 50:90], target[30:80, 50:90]
+    assert row["psnr_person"] == pytest.approx(M.psnr(crop_p, crop_t))
+    assert row["ssim_person"] == pytest.approx(M.ssim(crop_p, crop_t))
+    empty = computer.compute(pred, target, np.zeros((96, 96), bool))
+    assert all(math.isnan(empty[k]) for k in ("psnr_person", "ssim_person", "lpips_person"))
+    assert math.isfinite(empty["psnr"])
+
+
+def test_lpips_missing_gives_nan_with_one_warning(empty_torch_home):
+    assert not M.lpips_available()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        computer = M.MetricComputer()
+        rows = [computer.compute(textured(seed=i), textured(seed=i + 1), np.ones((64, 64), bool)) for i in range(3)]
+        rows += computer.compute_batch([textured(seed=5)] * 2, [textured(seed=6)] * 2)
+    lpips_warnings = [w for w in caught if issubclass(w.category, M.LpipsUnavailableWarning)]
+    assert len(lpips_warnings) == 1
+    assert "alexnet-owt" in str(lpips_warnings[0].message)
+    for row in rows:
+        assert math.isnan(row["lpips"]) and math.isnan(row["lpips_person"])
+        assert row["lpips_computed"] is False
+        assert math.isfinite(row["psnr"]) and math.isfinite(row["ssim"])
+
+
+def test_require_lpips_raises_with_help(empty_torch_home):
+    with pytest.raises(RuntimeError, match="checkpoints"):
+        M.MetricComputer(M.MetricsConfig(require_lpips=True))
+
+
+def test_lpips_available_checks_cache_file(empty_torch_home):
+    path = M.lpips_weight_path()
+    assert path.parent == empty_torch_home / "hub" / "checkpoints"
+    assert path.name == "alexnet-owt-7be5be79.pth"
+    assert not M.lpips_available()
+    help_text = M.lpips_cache_help()
+    assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in help_text and str(path.parent) in help_text
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert M.lpips_available()
+
+
+def test_lpips_code_path_with_random_backbone(lpips_computer):
+    target = textured(64, 64)
+    mask = np.zeros((64, 64), bool)
+    mask[10:50, 12:52] = True
+    same = lpips_computer.compute(target, target, mask)
+    assert same["lpips"] == pytest.approx(0.0, abs=1e-7) and same["lpips_person"] == pytest.approx(0.0, abs=1e-7)
+    assert same["lpips_computed"] is True
+    other = lpips_computer.compute(np.roll(target, 5, axis=0), target, mask)
+    assert other["lpips"] > 0 and other["lpips_person"] > 0
+
+
+def test_compute_batch_matches_compute(lpips_computer):
+    preds = [textured(48, 48, seed=i) for i in range(3)]
+    targets = [textured(48, 48, seed=20 + i) for i in range(3)]
+    masks = [np.ones((48, 48), bool), None, np.zeros((48, 48), bool)]
+    batch = lpips_computer.compute_batch(preds, targets, masks)
+    single = [lpips_computer.compute(p, t, m) for p, t, m in zip(preds, targets, masks)]
+    for b, s in zip(batch, single):
+        assert b.keys() == s.keys()
+        for key in M.METRIC_COLUMNS:
+            assert b[key] == pytest.approx(s[key], rel=1e-4, abs=1e-6, nan_ok=True)
+
+
+def test_bad_inputs_are_named(empty_torch_home):
+    with pytest.warns(M.LpipsUnavailableWarning):
+        computer = M.MetricComputer()
+    img = textured()
+    with pytest.raises(ValueError, match="cam 4"):
+        computer.compute(img, img[:32], label="cam 4")
+    with pytest.raises(ValueError, match="outside"):
+        computer.compute(img * 2, img)
+    with pytest.raises(ValueError, match="dtype"):
+        computer.compute((img * 255).astype(np.uint8), img)
+    with pytest.raises(ValueError, match="mask"):
+        computer.compute(img, img, np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="psnr_cap_db"):
+        M.MetricsConfig(psnr_cap_db=0)

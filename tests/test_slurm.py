@@ -1,0 +1,313 @@
+"""The Slurm profile, and the workflow on a real Slurm: a single-node cluster on localhost.
+
+The profile checks are dry runs (no cluster). The cluster tests (marker `slurm`) start one with
+tests/slurm/local_slurm.sh.
+
+The small study runs through `--profile profiles/slurm --workflow-profile profiles/test-slurm` (the
+override asks for no GPU: the test node has none). The checks: every job went through sbatch (the
+scheduler's own records: squeue with the cluster's high MinJobAge, scontrol), a job killed by
+scancel is reported as failed and a re-run does only what is missing, and the outputs equal those
+of a local run of the same config.
+
+Needs root and Debian's Slurm packages (installed by the script with apt-get when missing);
+skipped otherwise. Deselect with `pytest -m "not slurm"`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workflow_helpers import REPO, planned_jobs, run_snakemake, small_config
+
+SCRIPT = REPO / "tests" / "slurm" / "local_slurm.sh"
+SLURM_CONF = Path("/etc/slurm/slurm.conf")
+CONF_MARKER = "# written by hi4dfix tests/slurm/local_slurm.sh"
+PARTITION = "hi4dfix"  # the test cluster's partition; the profile asks for it through the env var
+PROFILE_ARGS = (
+    "--profile", str(REPO / "profiles" / "slurm"),
+    "--workflow-profile", str(REPO / "profiles" / "test-slurm"),
+)  # fmt: skip
+TARGET = "results/v0/deltas.csv"
+# the job killed by scancel: a render of the reserved scene (NVS and the delta table wait for it)
+CANCELLED_RULE, CANCELLED_SCENE = "render_scene", "hi4d_pair15_fight"
+TERMINAL_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
+
+
+def study_config() -> dict:
+    """The small config with three scenes (train, DiFix eval, one reserved): fewer Slurm jobs."""
+    config = small_config()
+    config["data"]["scenes"] = ["hi4d_pair00_dance", "hi4d_pair02_dance", "hi4d_pair15_fight"]
+    config["policy"]["reserved_scenes"] = ["hi4d_pair15_fight"]
+    version = config["versions"]["v0"]
+    version.update(
+        difix_train=["hi4d_pair00_dance"],
+        difix_eval=["hi4d_pair02_dance"],
+        nvs_eval=["hi4d_pair15_fight"],
+        expected_outputs=[],
+    )
+    return config
+
+
+# ---- the profile (dry runs) ---------------------------------------------------------------------
+
+GPU_RULES = {"render_scene", "pretrain_difix_base", "tune_difix", "evaluate_difix", "evaluate_nvs"}
+CPU_RULES = {"synthesize_sequence", "materialize_scene", "build_triplets", "delta_table", "versions_table"}
+SITE_ENV = {
+    "HI4DFIX_SLURM_PARTITION": "gpu-long",
+    "HI4DFIX_SLURM_ACCOUNT": "proj42",
+    "HI4DFIX_SLURM_GPU_MODEL": "h100",
+    "HI4DFIX_SLURM_EXTRA": "--mail-type=FAIL",
+}
+
+
+def planned_resources(stdout: str) -> dict[str, dict[str, str]]:
+    """Rule -> the resources line of its first job in a dry run's job listing."""
+    resources: dict[str, dict[str, str]] = {}
+    rule = None
+    for line in stdout.splitlines():
+        header = re.match(r"^(?:local)?rule (\w+):$", line)
+        if header:
+            rule = header.group(1)
+        elif rule and line.strip().startswith("resources:") and rule not in resources:
+            items = line.split("resources:", 1)[1].split(", ")
+            resources[rule] = dict(item.strip().split("=", 1) for item in items)
+    return resources
+
+
+def dry_run_resources(tmp_path, monkeypatch, env: dict[str, str], *profile_args: str) -> dict[str, dict[str, str]]:
+    for name in SITE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = run_snakemake(tmp_path, small_config(), *profile_args, "-n", "all")
+    return planned_resources(result.stdout)
+
+
+def test_profile_asks_gpus_for_gpu_rules_and_reads_the_site_from_the_environment(tmp_path, monkeypatch):
+    resources = dry_run_resources(tmp_path, monkeypatch, SITE_ENV, "--profile", str(REPO / "profiles" / "slurm"))
+    assert set(resources) == GPU_RULES | CPU_RULES
+    for rule, values in resources.items():
+        assert values["slurm_partition"] == "gpu-long" and values["slurm_account"] == "proj42"
+        assert values["slurm_extra"] == "--mail-type=FAIL"
+        if rule in GPU_RULES:
+            assert values["gpu_model"] == "h100"
+            assert values["gpu"] == ("2" if rule == "tune_difix" else "1")
+        else:
+            assert values.get("gpu", "0") == "0" and "gpu_model" not in values
+    assert resources["tune_difix"]["cpus_per_task"] == "8"
+    assert resources["materialize_scene"]["cpus_per_task"] == "1"
+
+
+def test_profile_without_site_variables_leaves_partition_and_account_to_slurm(tmp_path, monkeypatch):
+    resources = dry_run_resources(tmp_path, monkeypatch, {}, "--profile", str(REPO / "profiles" / "slurm"))
+    for values in resources.values():
+        # empty values: the plugin then uses the default partition and guesses the account
+        assert values["slurm_partition"] == "" and values["slurm_account"] == ""
+        assert values.get("gpu_model", "") == "" and values["slurm_extra"] == ""
+
+
+def test_test_override_drops_every_gpu_request(tmp_path, monkeypatch):
+    resources = dry_run_resources(tmp_path, monkeypatch, {}, *PROFILE_ARGS)
+    assert set(resources) == GPU_RULES | CPU_RULES
+    for values in resources.values():
+        assert values.get("gpu", "0") == "0"
+        assert int(values["cpus_per_task"]) <= 2 and int(values["mem_mb"]) <= 2000
+
+
+# ---- the cluster -------------------------------------------------------------------------------
+
+
+def why_no_cluster() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: starts munged, slurmctld and slurmd"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "Slurm is not installed and there is no apt-get to install it"
+    if SLURM_CONF.exists() and CONF_MARKER not in SLURM_CONF.read_text().splitlines():
+        return f"{SLURM_CONF} belongs to a real Slurm installation; not replacing it"
+    return None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    scratch: Path
+    partition: str
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    reason = why_no_cluster()
+    if reason:
+        pytest.skip(reason)
+    scratch = tmp_path_factory.mktemp("slurm")
+    env = dict(os.environ, HI4DFIX_SLURM_PARTITION=PARTITION)
+    # installing the packages (first run on a fresh machine) takes a couple of minutes
+    started = subprocess.run(
+        ["bash", str(SCRIPT), "start", str(scratch)], env=env, capture_output=True, text=True, timeout=900
+    )
+    try:
+        assert started.returncode == 0, f"local_slurm.sh start failed:\n{started.stdout}\n{started.stderr}"
+        yield Cluster(scratch=scratch, partition=PARTITION)
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(scratch)], capture_output=True, text=True, timeout=120)
+
+
+def squeue_records(*, name: str | None = None) -> list[dict[str, str]]:
+    """Every job slurmctld still knows (finished ones included: MinJobAge is a day)."""
+    command = ["squeue", "--states=all", "--noheader", "--format=%i|%T|%j|%k|%P"]
+    if name:
+        command += ["--name", name]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
+    keys = ("id", "state", "name", "comment", "partition")
+    return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
+
+
+def scontrol_job(job_id: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+def rule_of(comment: str) -> str:
+    """The plugin's job comment is rule_<rule>[_wildcards_<values>]."""
+    return re.sub(r"^rule_", "", comment).split("_wildcards_")[0]
+
+
+def run_id(result: subprocess.CompletedProcess) -> str:
+    """The plugin names all jobs of one Snakemake run after its run id."""
+    match = re.search(r"SLURM run ID: (\S+)", result.stdout + result.stderr)
+    assert match, f"no SLURM run ID in the output:\n{result.stderr[-3000:]}"
+    return match.group(1)
+
+
+# ---- the runs ----------------------------------------------------------------------------------
+
+
+def run_and_cancel(workdir: Path, config: dict, rule: str, scene: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Run the workflow through Slurm and scancel the first job of `rule` on `scene` once queued."""
+    known = {record["id"] for record in squeue_records()}
+    outcome: dict[str, subprocess.CompletedProcess] = {}
+    runner = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "result", run_snakemake(workdir, config, *PROFILE_ARGS, TARGET, check=False, timeout=900)
+        )
+    )
+    runner.start()
+    cancelled = None
+    while runner.is_alive() and cancelled is None:
+        for record in squeue_records():
+            if (
+                record["id"] not in known
+                and rule_of(record["comment"]) == rule
+                and scene in record["comment"]
+                and record["state"] not in TERMINAL_STATES
+            ):
+                subprocess.run(["scancel", record["id"]], check=True, timeout=30)
+                cancelled = record["id"]
+                break
+        time.sleep(0.2)
+    runner.join()
+    assert cancelled is not None, f"never saw a {rule} job of {scene} queued or running"
+    return outcome["result"], cancelled
+
+
+@dataclass
+class SlurmRuns:
+    local: Path
+    workdir: Path
+    planned: dict[str, int]
+    first: subprocess.CompletedProcess
+    cancelled_id: str
+    replanned: dict[str, int]
+    second: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def slurm_runs(slurm_cluster, tmp_path_factory) -> SlurmRuns:
+    config = study_config()
+    base = tmp_path_factory.mktemp("runs")
+    local, workdir = base / "local", base / "slurm"
+    run_snakemake(local, config, "--cores", "2", TARGET, timeout=900)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HI4DFIX_SLURM_PARTITION", slurm_cluster.partition)
+        planned = planned_jobs(run_snakemake(workdir, config, *PROFILE_ARGS, "-n", TARGET))
+        first, cancelled_id = run_and_cancel(workdir, config, CANCELLED_RULE, CANCELLED_SCENE)
+        replanned = planned_jobs(run_snakemake(workdir, config, *PROFILE_ARGS, "-n", TARGET))
+        second = run_snakemake(workdir, config, *PROFILE_ARGS, TARGET, timeout=900)
+    return SlurmRuns(local, workdir, planned, first, cancelled_id, replanned, second)
+
+
+# ---- checks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slurm
+def test_every_job_went_through_sbatch(slurm_runs):
+    first = squeue_records(name=run_id(slurm_runs.first))
+    second = squeue_records(name=run_id(slurm_runs.second))
+    ran: dict[str, int] = {}
+    for record in first + second:
+        ran[rule_of(record["comment"])] = ran.get(rule_of(record["comment"]), 0) + 1
+    # every planned job once, and the cancelled one a second time
+    expected = dict(slurm_runs.planned)
+    expected[CANCELLED_RULE] += 1
+    assert ran == expected
+    assert {record["partition"] for record in first + second} == {PARTITION}
+    states = {record["id"]: record["state"] for record in first + second}
+    assert states.pop(slurm_runs.cancelled_id) == "CANCELLED"
+    assert set(states.values()) == {"COMPLETED"}
+
+
+@pytest.mark.slurm
+def test_sbatch_asked_for_no_gpu_and_the_rules_cpus(slurm_runs):
+    records = squeue_records(name=run_id(slurm_runs.second))
+    render = next(r for r in records if rule_of(r["comment"]) == CANCELLED_RULE)
+    job = scontrol_job(render["id"])
+    assert f"Partition={PARTITION}" in job
+    assert f"WorkDir={slurm_runs.workdir}" in job
+    assert "gpu" not in job.lower()
+    assert re.search(r"NumCPUs=1\b", job)  # test override: render_scene runs with 1 thread
+
+
+@pytest.mark.slurm
+def test_cancelled_job_is_reported_failed_and_rerun_does_only_whats_missing(slurm_runs):
+    first = slurm_runs.first.stdout + slurm_runs.first.stderr
+    assert slurm_runs.first.returncode != 0
+    assert f"SLURM-job '{slurm_runs.cancelled_id}' failed" in first and "CANCELLED" in first
+    assert f"Error in rule {CANCELLED_RULE}" in first
+    # the cancelled render and what depends on it; everything else was done by the first run
+    assert slurm_runs.replanned == {"render_scene": 1, "evaluate_nvs": 3, "delta_table": 1}
+    rerun = squeue_records(name=run_id(slurm_runs.second))
+    assert sorted(rule_of(r["comment"]) for r in rerun) == sorted(
+        rule for rule, count in slurm_runs.replanned.items() for _ in range(count)
+    )
+    assert all(CANCELLED_SCENE in r["comment"] or rule_of(r["comment"]) == "delta_table" for r in rerun)
+
+
+def _json_relative(path: Path, root: Path):
+    """A JSON file with its workdir prefix removed, so two workdirs compare equal."""
+    return json.loads(path.read_text().replace(f"{root}/", "").replace(str(root), "."))
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize(
+    "relative",
+    ["results/v0/triplets.json", "results/v0/nvs/raw/hi4d_pair15_fight.csv",
+     "results/v0/nvs/base/hi4d_pair15_fight.csv", "results/v0/nvs/tuned/hi4d_pair15_fight.csv",
+     "results/v0/deltas.csv"],
+)  # fmt: skip
+def test_outputs_equal_a_local_run(slurm_runs, relative):
+    local, remote = slurm_runs.local / relative, slurm_runs.workdir / relative
+    if relative.endswith(".json"):
+        assert _json_relative(remote, slurm_runs.workdir) == _json_relative(local, slurm_runs.local)
+    else:
+        pd.testing.assert_frame_equal(pd.read_csv(remote), pd.read_csv(local), check_exact=True)

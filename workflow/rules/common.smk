@@ -1,0 +1,123 @@
+# Study model, wildcard constraints and the input functions shared by every stage.
+# Input functions enforce the reserved-scene policy, so a version that breaks it fails at
+# DAG build, before any job runs, with a message naming the version and the scene.
+
+import re
+from pathlib import Path
+
+from hi4dfix.study import Study
+
+STUDY = Study.from_config(config)
+DATA = config["data"]
+RESULTS = "results"
+ARMS = ("raw", "base", "tuned")
+
+
+def _one_of(names):
+    return "|".join(re.escape(name) for name in sorted(names))
+
+
+wildcard_constraints:
+    scene=_one_of(STUDY.scenes),
+    version=_one_of(STUDY.versions),
+    profile=_one_of(STUDY.render_profiles),
+    arm=_one_of(ARMS),
+    preset="tiny|sd-turbo",
+
+
+# ---- paths -------------------------------------------------------------------------------
+
+
+def sequence_path(scene):
+    """The scene's Hi4D sequence folder (real or synthetic)."""
+    return f"{DATA['root']}/{STUDY.sequence_dir(scene)}"
+
+
+def scene_path(scene):
+    return f"{RESULTS}/scenes/{scene}"
+
+
+def render_path(profile, scene):
+    return f"{RESULTS}/renders/{profile}/{scene}"
+
+
+def difix_base_spec():
+    """What tuning starts from: the pretrain rule's output, or an official release / local path."""
+    base = config["difix"]["base"]
+    if base == "pretrain":
+        return f"{RESULTS}/difix_base/{config['difix']['preset']}/model.pkl"
+    return base
+
+
+# ---- input functions -----------------------------------------------------------------------
+
+
+def sequence_index_files(wildcards):
+    """Raw inputs of one scene: touching them makes only that scene's jobs stale."""
+    root = sequence_path(wildcards.scene)
+    return [f"{root}/meta.npz", f"{root}/cameras/rgb_cameras.npz"]
+
+
+def checked_version(wildcards):
+    return STUDY.check_version(wildcards.version)
+
+
+def version_profile(wildcards):
+    return checked_version(wildcards).render_profile
+
+
+def triplet_inputs(wildcards):
+    """Renders and materialized scenes of the version's DiFix scenes (never reserved ones)."""
+    version = checked_version(wildcards)
+    return {
+        "renders": [render_path(version.render_profile, s) for s in version.difix_scenes],
+        "scenes": [scene_path(s) for s in version.difix_scenes],
+    }
+
+
+def difix_base_input(wildcards):
+    """The base checkpoint as a file dependency when the workflow builds it or it is a local path."""
+    spec = difix_base_spec()
+    is_local = spec.startswith(f"{RESULTS}/") or Path(spec).exists()
+    return [spec] if is_local else []
+
+
+def nvs_scene_inputs(wildcards):
+    """A reserved scene's renders and ground truth, for one version's NVS evaluation."""
+    version = checked_version(wildcards)
+    if wildcards.scene not in version.nvs_eval:
+        raise ValueError(
+            f"version {version.name}: scene {wildcards.scene} is not in nvs_eval "
+            f"({', '.join(version.nvs_eval)})"
+        )
+    return {
+        "renders": render_path(version.render_profile, wildcards.scene),
+        "scene": scene_path(wildcards.scene),
+    }
+
+
+def nvs_model_input(wildcards):
+    """The DiFix checkpoint of an NVS arm: none for raw, the base for base, the version's for tuned."""
+    if wildcards.arm == "raw":
+        return []
+    if wildcards.arm == "base":
+        return difix_base_input(wildcards)
+    return [f"{RESULTS}/{wildcards.version}/difix/model.pkl"]
+
+
+def nvs_model_spec(wildcards):
+    return {"raw": None, "base": difix_base_spec(), "tuned": f"{RESULTS}/{wildcards.version}/difix/model.pkl"}[
+        wildcards.arm
+    ]
+
+
+def delta_inputs(wildcards):
+    version = checked_version(wildcards)
+    return {
+        arm: [f"{RESULTS}/{version.name}/nvs/{arm}/{scene}.csv" for scene in version.nvs_eval]
+        for arm in ARMS
+    }
+
+
+def versions_with_deltas(wildcards):
+    return [f"{RESULTS}/{name}/deltas.csv" for name in STUDY.versions if STUDY.check_version(name)]

@@ -1,0 +1,46 @@
+# Data stage: synthetic Hi4D-layout sequences (embedded default) and materialized scenes.
+
+
+if DATA["source"] == "synthetic":
+
+    rule synthesize_sequence:
+        """Generate one synthetic sequence in Hi4D's exact on-disk layout."""
+        output:
+            meta=f"{DATA['root']}/{{seqdir}}/meta.npz",
+            cameras=f"{DATA['root']}/{{seqdir}}/cameras/rgb_cameras.npz",
+        wildcard_constraints:
+            seqdir=_one_of(STUDY.scene_dirs.values()),
+        params:
+            scene=lambda wildcards: STUDY.scene_for_sequence_dir(wildcards.seqdir),
+            synthetic=DATA["synthetic"],
+        log:
+            f"{RESULTS}/logs/synthesize_sequence/{{seqdir}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/synthesize_sequence/{{seqdir}}.tsv"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        script:
+            "../scripts/synthesize_sequence.py"
+
+
+rule materialize_scene:
+    """Undistort and resize images and masks, and collect cameras, frames and SMPL vertices."""
+    input:
+        sequence_index_files,
+    output:
+        directory(f"{RESULTS}/scenes/{{scene}}"),
+    params:
+        sequence=lambda wildcards: sequence_path(wildcards.scene),
+        materialize=config["materialize"],
+    log:
+        f"{RESULTS}/logs/materialize_scene/{{scene}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/materialize_scene/{{scene}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/materialize_scene.py"

@@ -1,0 +1,72 @@
+# DiFix stage: the base model (built here for the embedded default) and per-version tuning.
+# Tuning runs through `accelerate launch` with one process per GPU granted to the job.
+# Checkpoints live outside the declared outputs so a killed job resumes when it runs again.
+
+
+rule pretrain_difix_base:
+    """Train a tiny base DiFix on out-of-domain synthetic degradations (embedded default only)."""
+    output:
+        f"{RESULTS}/difix_base/{{preset}}/model.pkl",
+    params:
+        pretrain=config["difix"]["pretrain"],
+        workdir=lambda wildcards: f"{RESULTS}/difix_base/{wildcards.preset}/work",
+    log:
+        f"{RESULTS}/logs/pretrain_difix_base/{{preset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain_difix_base/{{preset}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    script:
+        "../scripts/pretrain_difix_base.py"
+
+
+def tuning_args(wildcards):
+    """Command-line options of hi4dfix.difix.train from the version's tuning block."""
+    tuning = checked_version(wildcards).tuning
+    options = {
+        "steps": tuning["steps"],
+        "lr": tuning["lr"],
+        "batch-size": tuning["batch_size"],
+        "mixed-precision": tuning["mixed_precision"],
+        "max-grad-norm": tuning["max_grad_norm"],
+        "lpips-weight": tuning["lpips_weight"],
+        "gram-weight": tuning["gram_weight"],
+        "checkpoint-every": tuning["checkpoint_every"],
+        "validate-every": tuning["validate_every"],
+        "seed": tuning["seed"],
+    }
+    if tuning["resolution"] is not None:
+        options["resolution"] = tuning["resolution"]
+    if config["difix"]["hub_cache_dir"]:
+        options["hub-cache-dir"] = config["difix"]["hub_cache_dir"]
+    return " ".join(f"--{key} {value}" for key, value in options.items())
+
+
+rule tune_difix:
+    """Fine-tune DiFix on the version's training triplets, starting from difix.base."""
+    input:
+        triplets=f"{RESULTS}/{{version}}/triplets.json",
+        base=difix_base_input,
+    output:
+        model=f"{RESULTS}/{{version}}/difix/model.pkl",
+        train_log=f"{RESULTS}/{{version}}/difix/train_log.csv",
+    params:
+        base=difix_base_spec(),
+        workdir=lambda wildcards: f"{RESULTS}/{wildcards.version}/difix/work",
+        args=tuning_args,
+    log:
+        f"{RESULTS}/logs/tune_difix/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tune_difix/{{version}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=720,
+        gpu=1,
+    shell:
+        "python -m hi4dfix.difix.launch --gpus {resources.gpu} --"
+        " --triplets {input.triplets} --base {params.base} --output {output.model}"
+        " --train-log {output.train_log} --workdir {params.workdir} {params.args} > {log} 2>&1"

@@ -1,0 +1,100 @@
+# Evaluation stage: DiFix on its internal test split, downstream NVS on the reserved scenes
+# (arms raw, base and tuned), and the tuned-vs-baseline delta table.
+
+
+rule evaluate_difix:
+    """Metrics of raw image, base DiFix and tuned DiFix against target_image on the test triplets."""
+    input:
+        triplets=f"{RESULTS}/{{version}}/triplets.json",
+        base=difix_base_input,
+        tuned=f"{RESULTS}/{{version}}/difix/model.pkl",
+        scenes=lambda wildcards: [scene_path(s) for s in checked_version(wildcards).difix_eval],
+    output:
+        f"{RESULTS}/{{version}}/difix/eval.csv",
+    params:
+        base=difix_base_spec(),
+        hub_cache_dir=config["difix"]["hub_cache_dir"],
+    log:
+        f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_difix/{{version}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+    script:
+        "../scripts/evaluate_difix.py"
+
+
+rule evaluate_nvs:
+    """Novel-view metrics of one arm on one reserved scene, a row per frame and camera."""
+    input:
+        unpack(nvs_scene_inputs),
+        model=nvs_model_input,
+    output:
+        f"{RESULTS}/{{version}}/nvs/{{arm}}/{{scene}}.csv",
+    params:
+        model=nvs_model_spec,
+        mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
+        profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
+        hub_cache_dir=config["difix"]["hub_cache_dir"],
+    log:
+        f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gpu=1,
+    script:
+        "../scripts/evaluate_nvs.py"
+
+
+rule delta_table:
+    """Tuned vs baseline DiFix per reserved scene and metric, as CSV and markdown."""
+    input:
+        unpack(delta_inputs),
+    output:
+        csv=f"{RESULTS}/{{version}}/deltas.csv",
+        markdown=f"{RESULTS}/{{version}}/deltas.md",
+    params:
+        scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
+    log:
+        f"{RESULTS}/logs/delta_table/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/delta_table/{{version}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/delta_table.py"
+
+
+rule versions_table:
+    """Every version's mean deltas side by side."""
+    input:
+        versions_with_deltas,
+    output:
+        f"{RESULTS}/versions.csv",
+    params:
+        versions=list(STUDY.versions),
+    log:
+        f"{RESULTS}/logs/versions_table.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/versions_table.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/versions_table.py"
+
+
+onsuccess:
+    for version in STUDY.versions:
+        table = Path(f"{RESULTS}/{version}/deltas.md")
+        if table.exists():
+            print(f"\n{version}: tuned vs baseline DiFix ({table})\n{table.read_text()}")

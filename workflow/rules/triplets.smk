@@ -1,0 +1,22 @@
+# Triplet stage: the DiFix training/eval JSON of one study version.
+
+
+rule build_triplets:
+    """Triplets of the version's difix_train (train) and difix_eval (test) scenes."""
+    input:
+        unpack(triplet_inputs),
+    output:
+        f"{RESULTS}/{{version}}/triplets.json",
+    params:
+        version=checked_version,
+        reserved=sorted(STUDY.reserved_scenes),
+    log:
+        f"{RESULTS}/logs/build_triplets/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/build_triplets/{{version}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/build_triplets.py"

@@ -1,0 +1,23 @@
+"""Glue: write a version's triplet JSON."""
+
+from hi4dfix.logs import job_log
+from hi4dfix.scene import load_scene
+from hi4dfix.triplets import TripletConfig, build_triplets, write_triplets
+
+with job_log(snakemake.log[0]) as log:
+    version = snakemake.params.version
+    options = dict(version.triplets)
+    if options.get("cams") is not None:
+        options["cams"] = tuple(options["cams"])
+    cfg = TripletConfig(**options)
+    pairs = {
+        scene.name: (scene, render_dir)
+        for scene, render_dir in zip(map(load_scene, snakemake.input.scenes), snakemake.input.renders)
+    }
+    triplets = build_triplets(
+        train={name: pairs[name] for name in version.difix_train},
+        test={name: pairs[name] for name in version.difix_eval},
+        cfg=cfg,
+    )
+    write_triplets(snakemake.output[0], triplets, snakemake.params.reserved)
+    log.info("%d train and %d test triplets", len(triplets["train"]), len(triplets["test"]))

@@ -1,0 +1,20 @@
+"""Glue: DiFix internal evaluation (raw, base, tuned) on the version's test triplets."""
+
+import pandas as pd
+
+from hi4dfix.evaluate import difix_fixer, evaluate_difix_arms
+from hi4dfix.logs import job_log
+from hi4dfix.metrics import MetricComputer
+from hi4dfix.tables import write_csv
+from hi4dfix.triplets import read_triplets
+
+with job_log(snakemake.log[0]) as log:
+    fixers = {
+        "raw": None,
+        "base": difix_fixer(snakemake.params.base, hub_cache_dir=snakemake.params.hub_cache_dir),
+        "tuned": difix_fixer(snakemake.input.tuned, hub_cache_dir=snakemake.params.hub_cache_dir),
+    }
+    rows = evaluate_difix_arms(read_triplets(snakemake.input.triplets)["test"], fixers, MetricComputer(), snakemake.input.scenes)
+    table = pd.DataFrame(rows)
+    write_csv(snakemake.output[0], table)
+    log.info("mean per arm:\n%s", table.groupby("arm").mean(numeric_only=True))
