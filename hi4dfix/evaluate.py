@@ -12,12 +12,15 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from hi4dfix.difix3d_plus import ProgressiveConfig, progressive_frame
 from hi4dfix.io import read_image, write_image
 from hi4dfix.metrics import MetricComputer
-from hi4dfix.render.scene_renders import read_render_manifest, target_image_path
+from hi4dfix.render.fit import RenderConfig, resolve_device
+from hi4dfix.render.scene_renders import manifest_source_cams, read_render_manifest, target_image_path
 from hi4dfix.scene import MaterializedScene, load_scene
 from hi4dfix.triplets import nearest_source_cam
 
+NVS_MODES = ("postfix", "difix3d+")
 Fixer = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list[np.ndarray]]
 TRIPLET_ID = re.compile(r"^(?P<scene>[^/]+)/(?P<cam>\d+)/(?P<frame>\d+)$")
 
@@ -30,19 +33,21 @@ def novel_views(scene: MaterializedScene, render_dir: str | Path) -> list[dict]:
     """Held-out renders of a scene with their ground truth and same-frame source reference."""
     render_dir = Path(render_dir)
     manifest = read_render_manifest(render_dir)
-    source_cams = sorted({item["cam"] for item in manifest["images"] if item["is_source"]})
+    source_cams = manifest_source_cams(manifest)
     views = []
     for item in sorted(manifest["images"], key=lambda item: (item["frame"], item["cam"])):
         if item["is_source"]:
             continue
         cam, frame = item["cam"], item["frame"]
+        ref_cam = nearest_source_cam(scene, source_cams, cam)
         views.append(
             {
                 "frame": frame,
                 "cam": cam,
+                "ref_cam": ref_cam,
                 "image": render_dir / item["path"],
                 "target": target_image_path(render_dir, cam, frame),
-                "ref": target_image_path(render_dir, nearest_source_cam(scene, source_cams, cam), frame),
+                "ref": target_image_path(render_dir, ref_cam, frame),
             }
         )
     return views
@@ -69,16 +74,55 @@ def evaluate_views(
     return [{"frame": view["frame"], "cam": view["cam"], **row} for view, row in zip(views, rows)]
 
 
-def evaluate_nvs_postfix(
+def progressive_views(
+    scene: MaterializedScene,
+    views: Sequence[dict],
+    profile: Mapping,
+    source_cams: Sequence[int],
+    fixer: Fixer,
+    out_dir: str | Path,
+    progressive: ProgressiveConfig = ProgressiveConfig(),
+) -> list[dict]:
+    """Re-render the held-out views of ``views`` with Difix3D+'s progressive update; same views, new images."""
+    if profile.get("source", "fit") != "fit":
+        raise ValueError("nvs.mode difix3d+ needs a render profile with source: fit (it refits the Gaussians)")
+    cfg = RenderConfig.from_dict({k: v for k, v in profile.items() if k not in ("source", "external_pattern")})
+    device = resolve_device(cfg.device)
+    updated = []
+    for frame in sorted({view["frame"] for view in views}):
+        frame_views = [view for view in views if view["frame"] == frame]
+        renders = progressive_frame(
+            scene, frame, source_cams, [v["cam"] for v in frame_views], cfg, fixer, progressive, device
+        )
+        for view in frame_views:
+            path = Path(out_dir) / str(view["cam"]) / f"{frame:06d}.png"
+            write_image(path, renders[view["cam"]])
+            updated.append({**view, "image": path})
+    return updated
+
+
+def evaluate_nvs(
+    mode: str,
     scene_dir: str | Path,
     render_dir: str | Path,
+    profile: Mapping,
     fixer: Fixer | None,
     metrics: MetricComputer,
     save_dir: str | Path | None = None,
 ) -> list[dict]:
-    """The ``postfix`` mode: DiFix applied to held-out renders, the source view as reference."""
+    """NVS metrics of one arm on one scene. ``postfix``: DiFix on the held-out renders.
+    ``difix3d+``: progressive 3D updates with DiFix while fitting, then post-fix. The raw arm
+    (no fixer) is the plain render in both modes."""
+    if mode not in NVS_MODES:
+        raise ValueError(f"nvs.mode {mode!r}: expected one of {NVS_MODES}")
     scene = load_scene(scene_dir)
     views = novel_views(scene, render_dir)
+    if mode == "difix3d+" and fixer is not None:
+        if save_dir is None:
+            raise ValueError("nvs.mode difix3d+ needs a save_dir for its progressive renders")
+        manifest = read_render_manifest(render_dir)
+        source_cams = manifest_source_cams(manifest)
+        views = progressive_views(scene, views, profile, source_cams, fixer, Path(save_dir) / "progressive")
     return evaluate_views(views, fixer, metrics, lambda view: scene.load_mask(view["cam"], view["frame"]), save_dir)
 
 

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from hi4dfix.io import write_json
-from hi4dfix.render.scene_renders import read_render_manifest, target_image_path
+from hi4dfix.render.scene_renders import manifest_source_cams, read_render_manifest, target_image_path
 from hi4dfix.scene import MaterializedScene
 
 PROMPT = "remove degradation"
@@ -60,7 +60,7 @@ def scene_triplets(
     """Every triplet of one scene, keyed ``{scene}/{cam}/{frame}``; paths as given by ``render_dir``."""
     render_dir = Path(render_dir)
     manifest = read_render_manifest(render_dir)
-    source_cams = sorted({item["cam"] for item in manifest["images"] if item["is_source"]})
+    source_cams = manifest_source_cams(manifest)
     if not source_cams:
         raise ValueError(f"{render_dir}/manifest.json: no source camera is marked")
     frames = sorted({item["frame"] for item in manifest["images"]})

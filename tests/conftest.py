@@ -32,3 +32,13 @@ def materialized_scene(synthetic_sequence: Path, tmp_path_factory: pytest.TempPa
     """The fixture sequence materialized at its source size (60x80, all 3 frames)."""
     out = tmp_path_factory.mktemp("scenes") / FIXTURE_SCENE
     return materialize_scene(read_sequence(synthetic_sequence), out, FIXTURE_SCENE, MaterializeConfig())
+
+
+@pytest.fixture(scope="session")
+def rendered_scene(materialized_scene: MaterializedScene, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Render folder of the fixture scene from estimated poses (a short fit: renders are degraded)."""
+    from hi4dfix.render import RenderConfig, render_scene
+
+    out = tmp_path_factory.mktemp("renders") / FIXTURE_SCENE
+    render_scene(materialized_scene, out, RenderConfig(fit_steps=10, num_gaussians=400, device="cpu"))
+    return out

@@ -41,7 +41,6 @@ PROFILE_ARGS = (
 TARGET = "results/v0/deltas.csv"
 # the job killed by scancel: a render of the reserved scene (NVS and the delta table wait for it)
 CANCELLED_RULE, CANCELLED_SCENE = "render_scene", "hi4d_pair15_fight"
-TERMINAL_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
 
 
 def study_config() -> dict:
@@ -194,7 +193,7 @@ def run_id(result: subprocess.CompletedProcess) -> str:
 
 
 def run_and_cancel(workdir: Path, config: dict, rule: str, scene: str) -> tuple[subprocess.CompletedProcess, str]:
-    """Run the workflow through Slurm and scancel the first job of `rule` on `scene` once queued."""
+    """Run the workflow through Slurm and scancel the job of `rule` on `scene` while it runs."""
     known = {record["id"] for record in squeue_records()}
     outcome: dict[str, subprocess.CompletedProcess] = {}
     runner = threading.Thread(
@@ -210,14 +209,14 @@ def run_and_cancel(workdir: Path, config: dict, rule: str, scene: str) -> tuple[
                 record["id"] not in known
                 and rule_of(record["comment"]) == rule
                 and scene in record["comment"]
-                and record["state"] not in TERMINAL_STATES
+                and record["state"] == "RUNNING"
             ):
                 subprocess.run(["scancel", record["id"]], check=True, timeout=30)
                 cancelled = record["id"]
                 break
         time.sleep(0.2)
     runner.join()
-    assert cancelled is not None, f"never saw a {rule} job of {scene} queued or running"
+    assert cancelled is not None, f"never saw a {rule} job of {scene} running"
     return outcome["result"], cancelled
 
 

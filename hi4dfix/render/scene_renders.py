@@ -47,6 +47,11 @@ def target_image_path(render_dir: str | Path, cam: int, frame: int) -> Path:
     return Path(render_dir) / TARGETS_DIR / str(cam) / f"{frame:06d}.png"
 
 
+def manifest_source_cams(manifest: dict[str, Any]) -> list[int]:
+    """The cameras the renders were fitted to (marked ``is_source``), sorted."""
+    return sorted({item["cam"] for item in manifest["images"] if item["is_source"]})
+
+
 def read_render_manifest(render_dir: str | Path) -> dict[str, Any]:
     """The manifest of a finished render folder; a clear error when it is missing or malformed."""
     path = Path(render_dir) / MANIFEST_NAME

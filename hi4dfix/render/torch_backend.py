@@ -36,7 +36,14 @@ class TorchRasterConfig:
     far_plane: float = 1e10
     eps2d: float = 0.3  # px^2 added to the projected covariance (gsplat default)
     tile_size: int = 4  # small tiles suit the few-pixel splats of small images (fastest on CPU)
-    checkpoint_above_pairs: int = 1 << 24  # recompute in backward beyond this many pairs
+    max_bucket_pairs: int = 1 << 22  # (pixel, Gaussian) pairs composited at once: bounds peak memory
+    checkpoint_above_pairs: int = 1 << 24  # beyond this many pairs per image, recompute in backward
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 1:
+            raise ValueError(f"torch rasterizer tile_size must be >= 1, got {self.tile_size}")
+        if self.max_bucket_pairs < 1:
+            raise ValueError(f"torch rasterizer max_bucket_pairs must be >= 1, got {self.max_bucket_pairs}")
 
 
 @dataclass(frozen=True)
@@ -180,11 +187,8 @@ def _composite_bucket(pixels: Tensor, origins: Tensor, ids: Tensor, packed: Tens
     a, b, c = g[..., 2], g[..., 3], g[..., 4]
     # padding slots get a hugely negative constant term instead of log(0): alpha = 0, no NaN
     log_opac = torch.where(ids >= 0, torch.log(g[..., 5].clamp(min=1e-12)), torch.full_like(mx, -1e4))
-    coef = torch.stack(
-        [-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx,
-         log_opac - (0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my)],
-        dim=-2,
-    )  # (t, 6, K), fmt: skip
+    const = log_opac - (0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my)
+    coef = torch.stack([-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx, const], dim=-2)  # (t, 6, K)
     ux, uy = pixels[:, 0], pixels[:, 1]
     features = torch.stack([ux * ux, uy * uy, ux * uy, ux, uy, torch.ones_like(ux)], dim=-1)  # (P, 6)
     alpha = torch.exp(torch.matmul(features, coef))  # (t, P, K) = opacity * exp(-sigma)
@@ -231,15 +235,20 @@ def rasterize_torch(
 
     packed = torch.cat([proj.means2d, proj.conics, opacities[:, None], colors], dim=-1)
 
-    # buckets of tiles whose list lengths lie within a factor of two
+    # buckets of tiles whose list lengths lie within a factor of two (padding wastes < half),
+    # each holding at most max_bucket_pairs (pixel, Gaussian) pairs
     occupied = torch.nonzero(counts > 0).flatten()
     occupied = occupied[torch.argsort(counts[occupied], stable=True)]
     occ_counts = counts[occupied].tolist()
     buckets: list[tuple[int, int, int]] = []  # (start, stop, padded length)
     start = 0
     while start < len(occupied):
-        stop = start
-        while stop < len(occupied) and occ_counts[stop] <= 2 * occ_counts[start]:
+        stop = start + 1
+        while (
+            stop < len(occupied)
+            and occ_counts[stop] <= 2 * occ_counts[start]
+            and (stop + 1 - start) * n_pix * occ_counts[stop] <= cfg.max_bucket_pairs
+        ):
             stop += 1
         buckets.append((start, stop, occ_counts[stop - 1]))
         start = stop

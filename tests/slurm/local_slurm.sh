@@ -166,6 +166,12 @@ start() {
         return 0
     fi
     [ "$running" -eq 0 ] || die "partly running from $SCRATCH; run '$0 stop $SCRATCH' first"
+    local other
+    other=$(sed -n 's/^# scratch: //p' "$CONF" 2>/dev/null || true)
+    if [ -n "$other" ] && [ "$other" != "$SCRATCH" ] && grep -qxF "$MARKER" "$CONF" &&
+        SCRATCH=$other PIDS=$other/pids live_pid slurmctld >/dev/null; then
+        die "a cluster started from $other is running; run '$0 stop $other' first"
+    fi
 
     install_packages
     # a fresh cluster each time: clear only the folders this script owns inside SCRATCH

@@ -1,0 +1,100 @@
+"""DAG-build cost: `snakemake -n` time and memory for configs of many scenes and 3 versions.
+
+    python bench/bench_dag.py --scenes 10 100 500 [--append BENCHMARKS.md]
+
+Each config is the embedded default with N synthetic scene entries; every version trains on all
+non-reserved scenes but its eval pair and evaluates on the reserved four, so the DAG holds every stage
+for every scene. Prints one markdown table (and appends it, with the command, date and machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ACTIONS = ("dance", "talk", "fight", "hug", "jump", "piggyback", "kick", "yoga")
+
+
+def scaled_config(num_scenes: int, num_versions: int = 3) -> dict:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    reserved = config["policy"]["reserved_scenes"]
+    reserved_pairs = {int(scene.split("_")[1][4:]) for scene in reserved}
+    scenes = list(reserved)
+    pair = 0
+    while len(scenes) < num_scenes:
+        if pair not in reserved_pairs:
+            scenes.append(f"hi4d_pair{pair:02d}_{ACTIONS[pair % len(ACTIONS)]}")
+        pair += 1
+    config["data"]["scenes"] = scenes
+    trainable = [scene for scene in scenes if scene not in reserved]
+    template = config["versions"]["v0"]
+    config["versions"] = {}
+    for index in range(num_versions):
+        version = copy.deepcopy(template)
+        eval_scene = trainable[index % len(trainable)]
+        version["difix_eval"] = [eval_scene]
+        version["difix_train"] = [scene for scene in trainable if scene != eval_scene] or trainable[:1]
+        version["tuning"]["steps"] = 100 + index  # distinct versions
+        config["versions"][f"v{index}"] = version
+    return config
+
+
+def dry_run(config: dict) -> tuple[float, float, int]:
+    """Seconds, peak MiB of the snakemake process, and planned jobs."""
+    with tempfile.TemporaryDirectory() as workdir:
+        config_path = Path(workdir) / "config.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", workdir,
+                   "--configfile", str(config_path), "-n", "--quiet", "rules"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if result.returncode != 0:
+            raise RuntimeError(f"dry run failed:\n{result.stdout}\n{result.stderr}")
+        jobs = 0
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "total" and parts[1].isdigit():
+                jobs = int(parts[1])
+        # ru_maxrss of children is the largest child so far; runs go from small to large
+        return seconds, max(peak_kib, before) / 1024, jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", type=int, nargs="+", default=[10, 100, 500])
+    parser.add_argument("--versions", type=int, default=3)
+    parser.add_argument("--append", type=Path, help="append the table to this markdown file")
+    args = parser.parse_args()
+    lines = ["| scenes | versions | jobs | `snakemake -n` s | peak MiB | s per 100 scenes |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for num_scenes in sorted(args.scenes):
+        seconds, peak_mib, jobs = dry_run(scaled_config(num_scenes, args.versions))
+        lines.append(f"| {num_scenes} | {args.versions} | {jobs} | {seconds:.2f} | {peak_mib:.0f} | {100 * seconds / num_scenes:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.append:
+        command = "python bench/bench_dag.py " + " ".join(sys.argv[1:])
+        header = (
+            f"\n### DAG build (`snakemake -n`)\n\nCommand: `{command}`  \nDate: {datetime.date.today()}  \n"
+            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n\n"
+        )
+        with open(args.append, "a") as stream:
+            stream.write(header + table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Triplet JSON: schema, reference strategies, policy, sampling, paths."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from hi4dfix.render import read_render_manifest
+from hi4dfix.triplets import PROMPT, TripletConfig, build_triplets, read_triplets, scene_triplets, write_triplets
+
+ID = re.compile(r"^(?P<scene>hi4d_pair\d+_[a-z]+)/(?P<cam>\d+)/(?P<frame>\d+)$")
+PATH = re.compile(r"/(?P<cam>\d+)/(?P<frame>\d{6})\.png$")
+
+
+def _cam_frame(path: str) -> tuple[int, int]:
+    match = PATH.search(path)
+    assert match, path
+    return int(match["cam"]), int(match["frame"])
+
+
+def test_same_time_reference_is_the_source_camera_at_the_same_frame(materialized_scene, rendered_scene):
+    triplets = scene_triplets(materialized_scene, rendered_scene, TripletConfig())
+    source = materialized_scene.mono_cam
+    heldout = [cam for cam in materialized_scene.cam_ids if cam != source]
+    assert len(triplets) == len(heldout) * len(materialized_scene.frames)
+    for sample_id, sample in triplets.items():
+        match = ID.match(sample_id)
+        cam, frame = int(match["cam"]), int(match["frame"])
+        assert cam != source
+        assert _cam_frame(sample["image"]) == (cam, frame)
+        assert _cam_frame(sample["target_image"]) == (cam, frame) and "/targets/" in sample["target_image"]
+        assert _cam_frame(sample["ref_image"]) == (source, frame) and "/targets/" in sample["ref_image"]
+        assert sample["prompt"] == PROMPT
+
+
+def test_temporal_reference_is_the_source_camera_k_frames_away(materialized_scene, rendered_scene):
+    frames = materialized_scene.frames
+    triplets = scene_triplets(materialized_scene, rendered_scene, TripletConfig(reference="temporal", temporal_k=1))
+    for sample_id, sample in triplets.items():
+        frame = int(ID.match(sample_id)["frame"])
+        ref_cam, ref_frame = _cam_frame(sample["ref_image"])
+        assert ref_cam == materialized_scene.mono_cam
+        assert abs(frames.index(ref_frame) - frames.index(frame)) == 1
+
+
+def test_mixed_uses_both_strategies_deterministically(materialized_scene, rendered_scene):
+    cfg = TripletConfig(reference="mixed", seed=3)
+    first = scene_triplets(materialized_scene, rendered_scene, cfg)
+    assert first == scene_triplets(materialized_scene, rendered_scene, cfg)
+    same_time = [int(ID.match(k)["frame"]) == _cam_frame(v["ref_image"])[1] for k, v in first.items()]
+    assert any(same_time) and not all(same_time)
+
+
+def test_json_schema_and_paths(materialized_scene, rendered_scene, tmp_path, monkeypatch):
+    monkeypatch.chdir(rendered_scene.parent)  # paths resolve from the working directory, like the workflow's
+    relative = rendered_scene.name
+    cfg = TripletConfig(cams=(16, 28), max_samples=3, seed=1)
+    triplets = build_triplets({"hi4d_pair00_dance": (materialized_scene, relative)}, {}, cfg)
+    assert set(triplets) == {"train", "test"} and triplets["test"] == {}
+    assert len(triplets["train"]) == 3
+    assert {int(ID.match(k)["cam"]) for k in triplets["train"]} <= {16, 28}
+    path = tmp_path / "triplets.json"
+    write_triplets(path, triplets, reserved_scenes=["hi4d_pair15_fight"])
+    loaded = read_triplets(path)
+    assert loaded == json.loads(path.read_text()) == triplets
+    for sample in loaded["train"].values():
+        assert set(sample) == {"image", "target_image", "ref_image", "prompt"}
+        assert not sample["image"].startswith("/")
+    assert build_triplets({"hi4d_pair00_dance": (materialized_scene, relative)}, {}, cfg) == triplets
+
+
+def test_write_refuses_reserved_scenes_and_missing_files(materialized_scene, rendered_scene, tmp_path):
+    triplets = build_triplets({}, {"hi4d_pair00_dance": (materialized_scene, rendered_scene)}, TripletConfig())
+    with pytest.raises(ValueError, match="reserved scene hi4d_pair00_dance would become a DiFix test sample"):
+        write_triplets(tmp_path / "t.json", triplets, reserved_scenes=["hi4d_pair00_dance"])
+    first = next(iter(triplets["test"]))
+    triplets["test"][first]["ref_image"] = str(tmp_path / "nope.png")
+    with pytest.raises(FileNotFoundError, match=f"triplet {first}: ref_image .*nope.png does not exist"):
+        write_triplets(tmp_path / "t.json", triplets, reserved_scenes=[])
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_bad_reference_strategy():
+    with pytest.raises(ValueError, match="triplets.reference"):
+        TripletConfig(reference="future")
+
+
+def test_manifest_marks_the_source_camera(materialized_scene, rendered_scene):
+    manifest = read_render_manifest(rendered_scene)
+    assert {item["cam"] for item in manifest["images"] if item["is_source"]} == {materialized_scene.mono_cam}
