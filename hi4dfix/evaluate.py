@@ -25,6 +25,26 @@ Fixer = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list[np.ndarray]]
 TRIPLET_ID = re.compile(r"^(?P<scene>[^/]+)/(?P<cam>\d+)/(?P<frame>\d+)$")
 
 
+def difix_fixer(
+    spec: str | Path | None, hub_cache_dir: str | None = None, device: str = "auto", batch_size: int = 4
+) -> Fixer | None:
+    """A fixer running DiFix from ``spec`` (pkl, folder or Hub id), loaded once; None for the raw arm."""
+    if spec is None:
+        return None
+    import torch
+
+    from hi4dfix.difix.infer import fix_images, load_difix
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_difix(str(spec), device=device, hub_cache_dir=hub_cache_dir)
+
+    def fix(images: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return fix_images(model, list(images), list(refs), batch_size=batch_size)
+
+    return fix
+
+
 def apply_arm(fixer: Fixer | None, images: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return list(images) if fixer is None else fixer(images, refs)
 

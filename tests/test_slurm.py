@@ -1,20 +1,19 @@
 """The Slurm profile, and the workflow on a real Slurm: a single-node cluster on localhost.
 
-The profile checks are dry runs (no cluster). The cluster tests (marker `slurm`) start one with
-tests/slurm/local_slurm.sh.
+Profile checks are dry runs and need no cluster. The cluster tests (marker `slurm`) start one with
+tests/slurm/local_slurm.sh and run a three-scene study through `--profile profiles/slurm
+--workflow-profile profiles/test-slurm` (the override asks for no GPU: the test node has none).
+They check that every job went through sbatch (the scheduler's own records: squeue, kept by a high
+MinJobAge, and scontrol), that a job killed by scancel is reported as failed and a re-run does only
+what is missing, and that the outputs equal a local run's.
 
-The small study runs through `--profile profiles/slurm --workflow-profile profiles/test-slurm` (the
-override asks for no GPU: the test node has none). The checks: every job went through sbatch (the
-scheduler's own records: squeue with the cluster's high MinJobAge, scontrol), a job killed by
-scancel is reported as failed and a re-run does only what is missing, and the outputs equal those
-of a local run of the same config.
-
-Needs root and Debian's Slurm packages (installed by the script with apt-get when missing);
-skipped otherwise. Deselect with `pytest -m "not slurm"`.
+They need root and Debian's Slurm packages (the script installs them with apt-get when missing) and
+are skipped otherwise. Deselect them with `pytest -m "not slurm"`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -290,6 +289,22 @@ def test_cancelled_job_is_reported_failed_and_rerun_does_only_whats_missing(slur
         rule for rule, count in slurm_runs.replanned.items() for _ in range(count)
     )
     assert all(CANCELLED_SCENE in r["comment"] or rule_of(r["comment"]) == "delta_table" for r in rerun)
+
+
+def _file_digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.slurm
+def test_rerun_render_is_byte_identical_to_the_local_one(slurm_runs):
+    """The render killed by scancel and redone equals the local run's, file for file."""
+    relative = f"results/renders/imperfect/{CANCELLED_SCENE}"
+    local = _file_digests(slurm_runs.local / relative)
+    assert local and _file_digests(slurm_runs.workdir / relative) == local
 
 
 def _json_relative(path: Path, root: Path):

@@ -25,8 +25,10 @@ def small_config() -> dict:
     config["materialize"].update(max_frames=2)
     profile = config["render_profiles"]["imperfect"]
     profile.update(fit_steps=8, num_gaussians=300)
-    config["difix"]["pretrain"].update(steps=6, resolution=32)
-    config["versions"]["v0"]["tuning"].update(steps=4, checkpoint_every=2, validate_every=2)
+    config["difix"]["pretrain"].update(
+        vae_steps=5, difix_steps=5, resolution="32x48", n_train=8, n_test=2, val_every=5, ckpt_every=5
+    )
+    config["versions"]["v0"]["tuning"].update(steps=4, ckpt_every=2, val_every=2, resolution="64x48")
     return config
 
 

@@ -225,7 +225,8 @@ class DifixConfig:
     skip_gamma: scale of the encoder activations fed through the skip convolutions.
     prompt: the text condition.
     latent_sampling: ``sample`` draws from the VAE posterior as the official code does;
-        ``mode`` takes its mean.
+        ``mode`` takes its mean.  None: ``sample`` for sd-turbo, ``mode`` for tiny (its small
+        VAE is trained as a deterministic autoencoder, see ``pretrain``).
     base_model_id: where sd-turbo base weights come from (Hub id or local directory).
     hub_cache_dir: Hugging Face cache directory (None: the library default).
     init_seed: seed of the random initialisation (tiny preset, fresh LoRA / skip weights).
@@ -236,7 +237,7 @@ class DifixConfig:
     lora_rank_vae: int = 4
     skip_gamma: float = 1.0
     prompt: str = "remove degradation"
-    latent_sampling: str = "sample"
+    latent_sampling: str | None = None
     base_model_id: str = "stabilityai/sd-turbo"
     hub_cache_dir: str | None = None
     init_seed: int = 0
@@ -245,6 +246,8 @@ class DifixConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"DifixConfig.preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.latent_sampling is None:
+            self.latent_sampling = "mode" if self.preset == "tiny" else "sample"
         if self.latent_sampling not in LATENT_SAMPLING_MODES:
             raise ValueError(
                 f"DifixConfig.latent_sampling must be one of {LATENT_SAMPLING_MODES}, got {self.latent_sampling!r}"

@@ -304,7 +304,9 @@ class DifixModel(torch.nn.Module):
         text = prompt_embeds.to(self.unet.dtype).repeat_interleave(v, dim=0)
         pred = self.unet(z, self.timesteps, encoder_hidden_states=text, cross_attention_kwargs={"num_views": v}).sample
         z_denoised = one_step_denoise(self.scheduler, pred, self.timesteps, z, generator)
-        out = decode_with_skips(self.vae, z_denoised / scale, skips, self.difix_config.skip_gamma)
+        # the scheduler's fp32 alphas promote the latents; the decoder runs in the VAE's dtype
+        z_denoised = (z_denoised / scale).to(self.vae.dtype)
+        out = decode_with_skips(self.vae, z_denoised, skips, self.difix_config.skip_gamma)
         return out.clamp(-1, 1).reshape(b, v, 3, h, w)
 
     # --- training state

@@ -22,7 +22,7 @@ wildcard_constraints:
     version=_one_of(STUDY.versions),
     profile=_one_of(STUDY.render_profiles),
     arm=_one_of(ARMS),
-    preset="tiny|sd-turbo",
+    preset="tiny",
 
 
 # ---- paths -------------------------------------------------------------------------------
@@ -43,9 +43,14 @@ def render_path(profile, scene):
 
 def difix_base_spec():
     """What tuning starts from: the pretrain rule's output, or an official release / local path."""
-    base = config["difix"]["base"]
+    base, preset = config["difix"]["base"], config["difix"]["preset"]
     if base == "pretrain":
-        return f"{RESULTS}/difix_base/{config['difix']['preset']}/model.pkl"
+        if preset != "tiny":
+            raise ValueError(
+                f"difix.base: pretrain builds a tiny base model, but difix.preset is {preset!r}; "
+                "set difix.base to an official release (nvidia/difix_ref), a local directory or a model_*.pkl"
+            )
+        return f"{RESULTS}/difix_base/{preset}/model.pkl"
     return base
 
 

@@ -2,6 +2,8 @@
 # Tuning runs through `accelerate launch` with one process per GPU granted to the job.
 # Checkpoints live outside the declared outputs so a killed job resumes when it runs again.
 
+import shlex
+
 
 rule pretrain_difix_base:
     """Train a tiny base DiFix on out-of-domain synthetic degradations (embedded default only)."""
@@ -24,25 +26,11 @@ rule pretrain_difix_base:
 
 
 def tuning_args(wildcards):
-    """Command-line options of hi4dfix.difix.train from the version's tuning block."""
-    tuning = checked_version(wildcards).tuning
-    options = {
-        "steps": tuning["steps"],
-        "lr": tuning["lr"],
-        "batch-size": tuning["batch_size"],
-        "mixed-precision": tuning["mixed_precision"],
-        "max-grad-norm": tuning["max_grad_norm"],
-        "lpips-weight": tuning["lpips_weight"],
-        "gram-weight": tuning["gram_weight"],
-        "checkpoint-every": tuning["checkpoint_every"],
-        "validate-every": tuning["validate_every"],
-        "seed": tuning["seed"],
-    }
-    if tuning["resolution"] is not None:
-        options["resolution"] = tuning["resolution"]
+    """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key."""
+    options = {key: value for key, value in checked_version(wildcards).tuning.items() if value is not None}
     if config["difix"]["hub_cache_dir"]:
-        options["hub-cache-dir"] = config["difix"]["hub_cache_dir"]
-    return " ".join(f"--{key} {value}" for key, value in options.items())
+        options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
 
 
 rule tune_difix:
@@ -69,4 +57,5 @@ rule tune_difix:
     shell:
         "python -m hi4dfix.difix.launch --gpus {resources.gpu} --"
         " --triplets {input.triplets} --base {params.base} --output {output.model}"
-        " --train-log {output.train_log} --workdir {params.workdir} {params.args} > {log} 2>&1"
+        " --output-dir {params.workdir} {params.args} > {log} 2>&1"
+        " && cp {params.workdir}/train_log.csv {output.train_log}"

@@ -1,0 +1,9 @@
+"""Glue: pretrain the tiny base DiFix on out-of-domain synthetic degradations."""
+
+from hi4dfix.difix.pretrain import PretrainConfig, pretrain
+from hi4dfix.logs import job_log
+
+with job_log(snakemake.log[0]) as log:
+    cfg = PretrainConfig(output=snakemake.output[0], work_dir=snakemake.params.workdir, **snakemake.params.pretrain)
+    log.info("pretraining the %s base model: %s", snakemake.wildcards.preset, cfg)
+    pretrain(cfg)
