@@ -59,8 +59,12 @@ def study_config() -> dict:
 
 # ---- the profile (dry runs) ---------------------------------------------------------------------
 
-GPU_RULES = {"render_scene", "pretrain_difix_base", "tune_difix", "evaluate_difix", "evaluate_nvs"}
-CPU_RULES = {"synthesize_sequence", "materialize_scene", "build_triplets", "delta_table", "versions_table"}
+# Every rule Slurm runs is one or the other; a new rule must be added here and to both profiles.
+GPU_RULES = {"render_scene", "pretrain_difix_base", "tune_difix", "evaluate_difix", "evaluate_nvs", "triplet_gallery"}
+CPU_RULES = {
+    "synthesize_sequence", "materialize_scene", "build_triplets", "delta_table", "versions_table",
+    "version_card", "metric_charts", "before_after_views", "loss_curve",
+}  # fmt: skip
 SITE_ENV = {
     "HI4DFIX_SLURM_PARTITION": "gpu-long",
     "HI4DFIX_SLURM_ACCOUNT": "proj42",
@@ -70,13 +74,16 @@ SITE_ENV = {
 
 
 def planned_resources(stdout: str) -> dict[str, dict[str, str]]:
-    """Rule -> the resources line of its first job in a dry run's job listing."""
+    """Rule -> the resources of its first job in a dry run's job listing.
+
+    Local rules and `all` (a target without action) are left out: they are never submitted.
+    """
     resources: dict[str, dict[str, str]] = {}
     rule = None
     for line in stdout.splitlines():
-        header = re.match(r"^(?:local)?rule (\w+):$", line)
+        header = re.match(r"^(local)?rule (\w+):$", line)
         if header:
-            rule = header.group(1)
+            rule = None if header.group(1) or header.group(2) == "all" else header.group(2)
         elif rule and line.strip().startswith("resources:") and rule not in resources:
             items = line.split("resources:", 1)[1].split(", ")
             resources[rule] = dict(item.strip().split("=", 1) for item in items)
@@ -88,13 +95,14 @@ def dry_run_resources(tmp_path, monkeypatch, env: dict[str, str], *profile_args:
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    result = run_snakemake(tmp_path, small_config(), *profile_args, "-n", "all")
+    # a dry run scales threads down to the local cores; a cluster run does not
+    result = run_snakemake(tmp_path, small_config(), *profile_args, "--cores", "64", "-n", "all")
     return planned_resources(result.stdout)
 
 
 def test_profile_asks_gpus_for_gpu_rules_and_reads_the_site_from_the_environment(tmp_path, monkeypatch):
     resources = dry_run_resources(tmp_path, monkeypatch, SITE_ENV, "--profile", str(REPO / "profiles" / "slurm"))
-    assert set(resources) == GPU_RULES | CPU_RULES
+    assert set(resources) == GPU_RULES | CPU_RULES, "classify new rules as GPU or CPU rules in the profiles"
     for rule, values in resources.items():
         assert values["slurm_partition"] == "gpu-long" and values["slurm_account"] == "proj42"
         assert values["slurm_extra"] == "--mail-type=FAIL"
@@ -109,6 +117,7 @@ def test_profile_asks_gpus_for_gpu_rules_and_reads_the_site_from_the_environment
 
 def test_profile_without_site_variables_leaves_partition_and_account_to_slurm(tmp_path, monkeypatch):
     resources = dry_run_resources(tmp_path, monkeypatch, {}, "--profile", str(REPO / "profiles" / "slurm"))
+    assert set(resources) == GPU_RULES | CPU_RULES
     for values in resources.values():
         # empty values: the plugin then uses the default partition and guesses the account
         assert values["slurm_partition"] == "" and values["slurm_account"] == ""
@@ -117,7 +126,7 @@ def test_profile_without_site_variables_leaves_partition_and_account_to_slurm(tm
 
 def test_test_override_drops_every_gpu_request(tmp_path, monkeypatch):
     resources = dry_run_resources(tmp_path, monkeypatch, {}, *PROFILE_ARGS)
-    assert set(resources) == GPU_RULES | CPU_RULES
+    assert set(resources) == GPU_RULES | CPU_RULES, "classify new rules as GPU or CPU rules in the profiles"
     for values in resources.values():
         assert values.get("gpu", "0") == "0"
         assert int(values["cpus_per_task"]) <= 2 and int(values["mem_mb"]) <= 2000

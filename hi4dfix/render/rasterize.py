@@ -81,7 +81,6 @@ def rasterize(
         raise ValueError(f"render backend 'gsplat' needs CUDA tensors, got device {means.device}")
     import gsplat
 
-    backgrounds = None if background is None else background.to(means)[None]
     rgb, alpha, _meta = gsplat.rasterization(
         means=means,
         quats=quats,
@@ -95,6 +94,9 @@ def rasterize(
         near_plane=torch_cfg.near_plane,
         far_plane=torch_cfg.far_plane,
         eps2d=torch_cfg.eps2d,
-        backgrounds=backgrounds,
     )
-    return rgb[0], alpha[0, ..., 0]
+    rgb, alpha = rgb[0], alpha[0, ..., 0]
+    if background is not None:
+        # composited here: gsplat 1.5.3's packed mode (its default) rejects per-camera backgrounds
+        rgb = rgb + (1.0 - alpha[..., None]) * background.to(rgb)
+    return rgb, alpha

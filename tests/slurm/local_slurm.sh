@@ -16,6 +16,7 @@
 # Settings (environment): HI4DFIX_SLURM_PARTITION (partition name, default "debug"),
 # HI4DFIX_SLURM_CTLD_PORT / HI4DFIX_SLURM_SLURMD_PORT (defaults 6817 / 6818).
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"   # the daemons live in sbin, missing from some PATHs
 
 CONF=/etc/slurm/slurm.conf
 MARKER="# written by hi4dfix tests/slurm/local_slurm.sh"
