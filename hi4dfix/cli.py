@@ -1,6 +1,8 @@
 """The ``hi4dfix`` command: one-time setup and checks around the Snakemake workflow.
 
     hi4dfix install-profile [--force]    link profiles/slurm as the Snakemake profile "slurm"
+    hi4dfix versions                     study versions, their splits and which targets exist
+    hi4dfix check-data ROOT              validate a Hi4D tree, listing every problem (exit 1 on errors)
 
 Subcommands live in ``SUBCOMMANDS`` (name -> ``Subcommand``); adding one is adding an entry with a
 function that declares its arguments and a function that runs it and returns the exit status.
@@ -142,7 +144,62 @@ def _run_install_profile(args: argparse.Namespace) -> int:
 
 # ---- command line ------------------------------------------------------------------------------
 
+# ---- versions and check-data ---------------------------------------------------------------------
+
+
+def _load_study(config_path: Path):
+    import yaml
+
+    from hi4dfix.study import Study
+
+    if not config_path.is_file():
+        raise CliError(f"{config_path}: no such config file")
+    return Study.from_config(yaml.safe_load(config_path.read_text()))
+
+
+def _versions_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="study config")
+    parser.add_argument("--workdir", type=Path, default=Path("."), help="where results/ lives")
+
+
+def _run_versions(args: argparse.Namespace) -> int:
+    from hi4dfix.status import format_version_statuses, version_statuses
+
+    print(format_version_statuses(version_statuses(_load_study(args.config), args.workdir)))
+    return 0
+
+
+def _check_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", type=Path, help="Hi4D root (holding pairNN/actionNN folders) or one sequence")
+    parser.add_argument("--config", type=Path, help="also require every scene of this study config")
+
+
+def _run_check_data(args: argparse.Namespace) -> int:
+    from hi4dfix.status import check_tree
+
+    expected = _load_study(args.config).scene_dirs.values() if args.config else ()
+    problems = check_tree(args.root, expected)
+    errors = 0
+    for sequence, found in problems.items():
+        errors += sum(problem.severity == "error" for problem in found)
+        print(f"{sequence}: {'ok' if not found else f'{len(found)} problem(s)'}")
+        for problem in found:
+            print(f"  {problem}")
+    print(f"{len(problems)} sequence(s), {errors} error(s)")
+    return 1 if errors else 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
+    "versions": Subcommand(
+        help="list the study versions, their splits and which of their targets exist",
+        add_arguments=_versions_arguments,
+        run=_run_versions,
+    ),
+    "check-data": Subcommand(
+        help="validate a Hi4D tree before a run, listing every problem at once (exit 1 on errors)",
+        add_arguments=_check_data_arguments,
+        run=_run_check_data,
+    ),
     "install-profile": Subcommand(
         help="link the repository's Slurm profile into Snakemake's user profile folder (once per user)",
         add_arguments=_install_profile_arguments,

@@ -1,0 +1,66 @@
+"""What a researcher asks before and after a run: which versions exist and how far they got,
+and whether a Hi4D tree is complete. Pure functions behind the ``hi4dfix`` command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from hi4dfix.hi4d.reader import Problem, validate_sequence
+from hi4dfix.study import Study
+
+VERSION_TARGETS = ("triplets.json", "difix/model.pkl", "difix/eval.csv", "deltas.csv")
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    name: str
+    objective: str
+    splits: Mapping[str, tuple[str, ...]]
+    targets: Mapping[str, bool]  # target path -> exists
+
+
+def version_statuses(study: Study, workdir: str | Path = ".") -> list[VersionStatus]:
+    statuses = []
+    for name, version in study.versions.items():
+        targets = {f"results/{name}/{t}": (Path(workdir) / "results" / name / t).exists() for t in VERSION_TARGETS}
+        splits = {"difix_train": version.difix_train, "difix_eval": version.difix_eval, "nvs_eval": version.nvs_eval}
+        statuses.append(VersionStatus(name, version.objective, splits, targets))
+    return statuses
+
+
+def format_version_statuses(statuses: Iterable[VersionStatus]) -> str:
+    lines = []
+    for status in statuses:
+        lines.append(f"{status.name}: {status.objective.strip()}")
+        for split, scenes in status.splits.items():
+            lines.append(f"  {split:<11} {', '.join(scenes)}")
+        for target, exists in status.targets.items():
+            lines.append(f"  [{'x' if exists else ' '}] {target}")
+    return "\n".join(lines)
+
+
+def find_sequences(root: str | Path, max_depth: int = 4) -> list[Path]:
+    """Folders under ``root`` that are (or look like) Hi4D sequences: they hold meta.npz, cameras/ or images/."""
+    root = Path(root)
+    markers = ("meta.npz", "cameras", "images")
+    found = set()
+    for depth in range(max_depth + 1):
+        for marker in markers:
+            found.update(path.parent for path in root.glob("/".join(["*"] * depth + [marker])))
+    return sorted(found)
+
+
+def check_tree(root: str | Path, expected: Iterable[str] = ()) -> dict[Path, list[Problem]]:
+    """Every problem of every sequence under ``root``, plus expected sequence folders that are missing."""
+    root = Path(root)
+    if not root.is_dir():
+        return {root: [Problem(root, "not a directory")]}
+    problems = {sequence: validate_sequence(sequence) for sequence in find_sequences(root)}
+    for folder in expected:
+        if not (root / folder).is_dir():
+            problems[root / folder] = [Problem(root / folder, "sequence folder named in the config is missing")]
+    if not problems:
+        problems[root] = [Problem(root, "no Hi4D sequence found (no meta.npz, cameras/ or images/ below it)")]
+    return problems

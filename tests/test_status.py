@@ -1,0 +1,46 @@
+"""`hi4dfix versions` and `hi4dfix check-data`: what exists, and every problem of a tree at once."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+
+from hi4dfix.cli import main
+from workflow_helpers import REPO
+
+
+def test_versions_lists_splits_and_targets(tmp_path, capsys, monkeypatch):
+    (tmp_path / "results/v0/difix").mkdir(parents=True)
+    (tmp_path / "results/v0/triplets.json").write_text("{}")
+    assert main(["versions", "--config", str(REPO / "config/config.yaml"), "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "difix_train hi4d_pair00_dance, hi4d_pair01_talk" in out
+    assert "[x] results/v0/triplets.json" in out and "[ ] results/v0/deltas.csv" in out
+
+
+def test_check_data_lists_every_problem_and_fails(synthetic_sequence, tmp_path, capsys):
+    root = tmp_path / "hi4d"
+    good = root / "pair00" / "dance00"
+    shutil.copytree(synthetic_sequence, good)
+    assert main(["check-data", str(root)]) == 0
+    assert "1 sequence(s), 0 error(s)" in capsys.readouterr().out
+
+    bad = root / "pair01" / "talk01"
+    shutil.copytree(synthetic_sequence, bad)
+    for frame_file in (bad / "images" / "16").iterdir():
+        frame_file.unlink()
+    meta = dict(np.load(bad / "meta.npz", allow_pickle=True))
+    del meta["mono_cam"]
+    np.savez(bad / "meta.npz", **meta)
+    assert main(["check-data", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"{good}: ok" in out
+    assert "mono_cam" in out and "images/16" in out  # both problems, in one run
+
+
+def test_check_data_requires_the_configs_scenes(synthetic_sequence, tmp_path, capsys):
+    root = tmp_path / "hi4d"
+    shutil.copytree(synthetic_sequence, root / "pair00" / "dance00")
+    assert main(["check-data", str(root), "--config", str(REPO / "config/config.yaml")]) == 1
+    assert "pair15/fight15: 1 problem(s)" in capsys.readouterr().out
