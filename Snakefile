@@ -22,6 +22,7 @@ include: "workflow/rules/render.smk"
 include: "workflow/rules/triplets.smk"
 include: "workflow/rules/difix.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -29,4 +30,5 @@ rule all:
         expand("results/{version}/deltas.csv", version=list(STUDY.versions)),
         expand("results/{version}/difix/eval.csv", version=list(STUDY.versions)),
         "results/versions.csv",
+        all_report_items,
     default_target: True

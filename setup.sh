@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
 # Create .venv with hi4dfix, its pipeline dependencies and the test tools. Safe to re-run:
 # it reinstalls only when pyproject.toml or this script changed.
+#   ./setup.sh          the pipeline (and pytest)
+#   ./setup.sh --test   also the system packages the test suite uses, when run as root:
+#                       Debian's chromium (report test) and a single-node Slurm (munge, slurmctld, slurmd)
 set -euo pipefail
 cd "$(dirname "$0")"
+
+if [ "${1:-}" = "--test" ]; then
+    test_packages="chromium munge slurmctld slurmd slurm-client"
+    missing=$(for p in $test_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+    if [ -n "$missing" ]; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        else
+            echo "setup.sh: not root or no apt-get; tests needing: $missing will be skipped" >&2
+        fi
+    fi
+fi
 
 python=${PYTHON:-python3}
 stamp=.venv/.hi4dfix-installed

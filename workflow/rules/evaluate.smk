@@ -1,6 +1,8 @@
 # Evaluation stage: DiFix on its internal test split, downstream NVS on the reserved scenes
 # (arms raw, base and tuned), and the tuned-vs-baseline delta table.
 
+from hi4dfix.report import CATEGORY_METRICS
+
 
 rule evaluate_difix:
     """Metrics of raw image, base DiFix and tuned DiFix against target_image on the test triplets."""
@@ -57,7 +59,13 @@ rule delta_table:
     input:
         unpack(delta_inputs),
     output:
-        csv=f"{RESULTS}/{{version}}/deltas.csv",
+        csv=report(
+            f"{RESULTS}/{{version}}/deltas.csv",
+            caption="../report/deltas.rst",
+            category=CATEGORY_METRICS,
+            subcategory="{version}",
+            labels={"item": "delta table (CSV)"},
+        ),
         markdown=f"{RESULTS}/{{version}}/deltas.md",
     params:
         scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),

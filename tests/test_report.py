@@ -1,0 +1,527 @@
+"""The study report: its items (card, charts, galleries) and the HTML report in a headless browser.
+
+Unit tests build each item from small hand-made inputs. The module fixture runs the small pipeline
+once with the report targets, then ``snakemake --report``; the browser tests open the report in
+headless Chromium (Debian package ``chromium``; skipped when it is not installed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pandas as pd
+import pytest
+
+from hi4dfix.io import write_image
+from hi4dfix.render.scene_renders import target_image_path
+from hi4dfix.report import (
+    CATEGORY_CARD,
+    CATEGORY_GALLERY,
+    CATEGORY_METRICS,
+    CATEGORY_TRAINING,
+    CATEGORY_VIEWS,
+    settings_from_dict,
+)
+from hi4dfix.report.card import flatten, version_card_html
+from hi4dfix.report.figures import (
+    LossCurveConfig,
+    MetricChartConfig,
+    loss_curve,
+    metric_bars,
+    read_train_log,
+    write_loss_curve,
+    write_metric_bars,
+)
+from hi4dfix.report.gallery import (
+    TRIPLET_COLUMNS,
+    BeforeAfterConfig,
+    GalleryConfig,
+    before_after,
+    nvs_output_path,
+    triplet_gallery,
+    write_before_after,
+)
+from hi4dfix.report.grid import spread_pick
+from hi4dfix.report.plotting import MAX_SIZE_PX
+from hi4dfix.study import Study
+from hi4dfix.tables import delta_table, per_scene_table, write_csv
+from workflow_helpers import default_config, run_snakemake, small_config
+
+RESERVED = ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
+CATEGORIES = [CATEGORY_CARD, CATEGORY_METRICS, CATEGORY_VIEWS, CATEGORY_GALLERY, CATEGORY_TRAINING]
+
+
+# ---- small inputs ---------------------------------------------------------------------------
+
+
+def scene_rows(offset: float, lpips: bool, views=((0, 16), (0, 40), (1, 16), (1, 40))) -> list[dict]:
+    return [
+        {
+            "frame": frame,
+            "cam": cam,
+            "psnr": 20.0 + offset + cam / 100 + frame / 10,
+            "ssim": 0.7 + offset / 10,
+            "lpips": 0.3 - offset / 10 if lpips else math.nan,
+            "psnr_person": math.nan,
+            "ssim_person": math.nan,
+            "lpips_person": math.nan,
+            "lpips_computed": lpips,
+        }
+        for frame, cam in views
+    ]
+
+
+def make_deltas(lpips: bool = True) -> pd.DataFrame:
+    def arm(offset):
+        return {scene: per_scene_table(scene_rows(offset + i / 10, lpips)) for i, scene in enumerate(RESERVED)}
+
+    return delta_table(baseline=arm(1.0), tuned=arm(1.5), raw=arm(0.0))
+
+
+def bar_heights(ax, label: str) -> list[float]:
+    containers = [c for c in ax.containers if c.get_label() == label]
+    assert len(containers) == 1, f"no bars labelled {label!r}"
+    return [bar.get_height() for bar in containers[0]]
+
+
+def tile_arrays(figure) -> list[np.ndarray]:
+    return [ax.images[0].get_array() for ax in figure.axes]
+
+
+# ---- small pieces -----------------------------------------------------------------------------
+
+
+def test_spread_pick_keeps_ends_and_order():
+    assert spread_pick(list(range(10)), 3) == [0, 4, 9]  # round(4.5) is 4: numpy rounds half to even
+    assert spread_pick([1, 2], 5) == [1, 2]
+    with pytest.raises(ValueError):
+        spread_pick([1], 0)
+
+
+def test_settings_from_dict_names_the_block_and_makes_tuples():
+    cfg = settings_from_dict(MetricChartConfig, {"metrics": ["psnr", "ssim"]}, "config report.metric_charts")
+    assert cfg.metrics == ("psnr", "ssim")
+    assert settings_from_dict(GalleryConfig, None, "x") == GalleryConfig()
+    with pytest.raises(ValueError, match=r"config report.gallery: unknown settings \['samples'\]"):
+        settings_from_dict(GalleryConfig, {"samples": 3}, "config report.gallery")
+    with pytest.raises(ValueError, match="unknown metric"):
+        MetricChartConfig(metrics=("psnr", "fid"))
+
+
+# ---- version card -------------------------------------------------------------------------------
+
+
+def test_version_card_states_objective_splits_decisions_outputs_and_settings():
+    config = default_config()
+    study = Study.from_config(config)
+    version = study.check_version("v0")
+    profile = study.render_profiles[version.render_profile]
+    page = version_card_html(version, study.reserved_scenes, profile, {"base": "pretrain", "preset": "tiny"})
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert "<script" not in page  # shown in the report's iframe: static HTML only
+    assert " ".join(version.objective.split()) in " ".join(page.split())
+    for key in ("difix_train", "difix_eval", "nvs_eval"):
+        assert f"<code>{key}</code>" in page
+        for scene in getattr(version, key):
+            assert f"<code>{scene}</code>" in page
+    for decision in version.decisions:
+        assert decision in page
+    for output in version.expected_outputs:
+        assert f"<code>{output}</code>" in page
+    assert "<th>pose_error.rot_deg</th><td><code>4.0</code></td>" in page  # nested settings flattened
+    assert "<th>steps</th><td><code>150</code></td>" in page
+    assert "<th>mode</th><td><code>postfix</code></td>" in page
+
+
+def test_version_card_escapes_config_text():
+    config = default_config()
+    config["versions"]["v0"]["objective"] = "Is <b>tuned</b> & better?"
+    study = Study.from_config(config)
+    page = version_card_html(study.version("v0"), study.reserved_scenes, {})
+    assert "Is &lt;b&gt;tuned&lt;/b&gt; &amp; better?" in page and "<b>tuned</b>" not in page
+
+
+def test_flatten_dots_nested_keys_in_order():
+    assert flatten({"a": 1, "b": {"c": 2, "d": {"e": 3}}, "f": [1, 2]}) == [("a", 1), ("b.c", 2), ("b.d.e", 3), ("f", [1, 2])]
+
+
+# ---- metric bar charts ----------------------------------------------------------------------------
+
+
+def test_metric_bars_show_each_arm_per_scene_and_the_mean():
+    deltas = make_deltas()
+    figure = metric_bars(deltas)
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["PSNR (dB) ↑", "SSIM ↑", "LPIPS ↓"]
+    for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
+        rows = deltas[deltas.metric == metric]  # scenes in order, then the mean
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["pair15_fight", "pair16_jump", "pair17_dance", "pair19_piggyback", "mean"]
+        assert bar_heights(ax, "base DiFix") == pytest.approx(rows.baseline.tolist())
+        assert bar_heights(ax, "tuned DiFix") == pytest.approx(rows.tuned.tolist())
+        assert bar_heights(ax, "raw render (no DiFix)") == pytest.approx(rows.raw.tolist())
+        labels = [t.get_text() for t in ax.texts]
+        assert len(labels) == len(rows)
+        assert labels[-1] == f"Δ {rows.delta.iloc[-1]:+.{2 if metric == 'psnr' else 3}f}"
+
+
+def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
+    deltas = make_deltas(lpips=False)
+    path = tmp_path / "metrics.png"
+    write_csv(tmp_path / "deltas.csv", deltas)
+    write_metric_bars(tmp_path / "deltas.csv", path, MetricChartConfig(show_raw=False))
+    image = iio.imread(path)
+    assert image.shape[1] <= MAX_SIZE_PX[0] and image.shape[0] <= MAX_SIZE_PX[1]
+    figure = metric_bars(deltas, MetricChartConfig(show_raw=False))
+    lpips_panel = [ax for ax in figure.axes if ax.get_title() == "LPIPS ↓"][0]
+    assert not lpips_panel.containers  # no bars of NaN
+    assert "LPIPS AlexNet weights not cached" in " ".join(t.get_text().replace("\n", " ") for t in lpips_panel.texts)
+    psnr_panel = [ax for ax in figure.axes if ax.get_title() == "PSNR (dB) ↑"][0]
+    assert {c.get_label() for c in psnr_panel.containers} == {"base DiFix", "tuned DiFix"}
+
+
+def test_metric_bars_errors_name_the_table(tmp_path):
+    deltas = make_deltas()
+    with pytest.raises(ValueError, match=r"my/deltas.csv: no rows for metric 'psnr_person'"):
+        metric_bars(deltas, MetricChartConfig(metrics=("psnr_person",)), source="my/deltas.csv")
+    with pytest.raises(ValueError, match=r"my/deltas.csv: delta table lacks columns \['tuned'\]"):
+        metric_bars(deltas.drop(columns=["tuned"]), source="my/deltas.csv")
+
+
+# ---- loss curve -----------------------------------------------------------------------------------
+
+
+def test_loss_curve_plots_every_step_and_nonzero_terms(tmp_path):
+    steps = np.arange(1, 41)
+    log = pd.DataFrame({"step": steps, "loss": 1.0 / steps, "l2": 0.8 / steps, "lpips": 0.2 / steps, "gram": 0.0})
+    log.sample(frac=1.0, random_state=0).to_csv(tmp_path / "train_log.csv", index=False)  # unsorted on purpose
+    read = read_train_log(tmp_path / "train_log.csv")
+    figure = loss_curve(read, LossCurveConfig(smooth_fraction=0.1))
+    ax = figure.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"total loss", "total, mean of 4 steps", "L2 term", "LPIPS term"}  # gram is all zero
+    assert lines["total loss"].get_xdata().tolist() == steps.tolist()
+    assert lines["total loss"].get_ydata() == pytest.approx(1.0 / steps)
+    assert ax.get_yscale() == "linear"  # max/min = 40 < 50
+    assert "40 steps, final loss 0.025" in ax.get_title()
+    write_loss_curve(tmp_path / "train_log.csv", tmp_path / "loss.png")
+    assert iio.imread(tmp_path / "loss.png").ndim == 3
+
+
+def test_read_train_log_names_the_file(tmp_path):
+    path = tmp_path / "train_log.csv"
+    path.write_text("step,l2\n1,0.5\n")
+    with pytest.raises(ValueError, match=r"train_log.csv: training log lacks columns \['loss'\]"):
+        read_train_log(path)
+    with pytest.raises(ValueError, match="cannot read the training log"):
+        read_train_log(tmp_path / "missing.csv")
+
+
+# ---- galleries ------------------------------------------------------------------------------------
+
+
+def solid(value: float, shape=(16, 12)) -> np.ndarray:
+    return np.full((*shape, 3), value, dtype=np.float32)
+
+
+def test_triplet_gallery_runs_the_fixer_on_picked_test_triplets(tmp_path):
+    triplets = {}
+    for i in range(5):
+        paths = {key: tmp_path / f"{key}_{i}.png" for key in ("image", "ref_image", "target_image")}
+        write_image(paths["image"], solid(0.2))
+        write_image(paths["ref_image"], solid(0.4))
+        write_image(paths["target_image"], solid(0.6))
+        triplets[f"hi4d_pair02_dance/{16 + i}/{i}"] = {key: str(p) for key, p in paths.items()} | {"prompt": "x"}
+    calls = []
+
+    def fixer(images, refs):
+        calls.append((len(images), [float(r.mean()) for r in refs]))
+        return [np.full_like(image, 0.6) for image in images]  # a perfect fix: equals the target
+
+    figure = triplet_gallery(triplets, fixer, GalleryConfig(num_samples=3))
+    assert calls == [(3, pytest.approx([0.4, 0.4, 0.4], abs=0.01))]  # one batched call, refs passed along
+    assert len(figure.axes) == 3 * len(TRIPLET_COLUMNS)
+    assert [ax.get_title() for ax in figure.axes[:4]] == list(TRIPLET_COLUMNS)
+    assert [ax.get_ylabel() for ax in figure.axes[::4]] == [
+        "pair02_dance\ncam 16 · frame 0", "pair02_dance\ncam 18 · frame 2", "pair02_dance\ncam 20 · frame 4"
+    ]
+    assert figure.axes[0].get_xlabel() == f"PSNR {-10 * math.log10((51 / 255 - 153 / 255) ** 2):.2f} dB"
+    assert figure.axes[3].get_xlabel() == "PSNR 100.00 dB"  # capped: output equals target
+    with pytest.raises(ValueError, match="the test split is empty"):
+        triplet_gallery({}, fixer, source="results/v0/triplets.json")
+    triplets["hi4d_pair02_dance/16/0"]["image"] = str(tmp_path / "gone.png")
+    with pytest.raises(FileNotFoundError, match="gone.png does not exist"):
+        triplet_gallery(triplets, fixer, GalleryConfig(num_samples=3))
+
+
+def make_nvs_arms(tmp_path: Path, views, drop_output=None) -> tuple[dict[str, Path], Path]:
+    """Arm CSVs and saved outputs as evaluate_nvs leaves them, and a render folder with targets."""
+    render_dir = tmp_path / "renders" / "hi4d_pair15_fight"
+    csvs = {}
+    for k, arm in enumerate(("raw", "base", "tuned")):
+        csvs[arm] = tmp_path / "nvs" / arm / "hi4d_pair15_fight.csv"
+        write_csv(csvs[arm], per_scene_table(scene_rows(float(k), True, views)))
+        for frame, cam in views:
+            if (arm, frame, cam) != drop_output:
+                write_image(nvs_output_path(csvs[arm], cam, frame), solid(0.1 + 0.2 * k))
+    for frame, cam in views:
+        write_image(target_image_path(render_dir, cam, frame), solid(0.9))
+    return csvs, render_dir
+
+
+def test_before_after_shows_each_arms_saved_outputs_and_ground_truth(tmp_path):
+    views = [(0, 16), (0, 40), (1, 16), (1, 40), (2, 16)]
+    csvs, render_dir = make_nvs_arms(tmp_path, views)
+    figure = before_after("hi4d_pair15_fight", csvs, render_dir, BeforeAfterConfig(max_views=3))
+    assert len(figure.axes) == 3 * 4
+    assert [ax.get_ylabel() for ax in figure.axes[::4]] == ["cam 16 · frame 0", "cam 16 · frame 1", "cam 16 · frame 2"]
+    means = [float(np.mean(a)) for a in tile_arrays(figure)[:4]]
+    assert means == pytest.approx([0.1, 0.3, 0.5, 0.9], abs=0.01)  # raw, base, tuned, ground truth
+    tuned = per_scene_table(scene_rows(2.0, True, views))
+    row = tuned[(tuned.frame == 0) & (tuned.cam == 16)].iloc[0]
+    assert figure.axes[2].get_xlabel() == f"PSNR {row.psnr:.2f} · SSIM {row.ssim:.3f}"
+    write_before_after("hi4d_pair15_fight", csvs, render_dir, tmp_path / "views.png")
+    assert iio.imread(tmp_path / "views.png").shape[0] <= MAX_SIZE_PX[1]
+
+
+def test_before_after_missing_output_says_how_to_recover(tmp_path):
+    csvs, render_dir = make_nvs_arms(tmp_path, [(0, 16)], drop_output=("base", 0, 16))
+    with pytest.raises(FileNotFoundError, match=r"base/hi4d_pair15_fight/16/000000.png: the base output .* --forcerun evaluate_nvs"):
+        before_after("hi4d_pair15_fight", csvs, render_dir)
+    with pytest.raises(ValueError, match=r"no metrics CSV for arms \['tuned'\]"):
+        before_after("hi4d_pair15_fight", {"raw": csvs["raw"], "base": csvs["base"]}, render_dir)
+
+
+# ---- the HTML report of a pipeline run --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    """The small pipeline with the report targets, run once, and its HTML report."""
+    workdir = tmp_path_factory.mktemp("report")
+    config = small_config()
+    run_snakemake(workdir, config, "--cores", "2", "report_v0")
+    run_snakemake(workdir, config, "--report", "results/v0/report.html", "report_v0")
+    return workdir
+
+
+def embedded_json(page: str, name: str):
+    """A data block of Snakemake's report page, e.g. ``var results = {...};``."""
+    match = re.search(rf"<script id=\"{name}\">\s*var \w+ = (.*?);\s*</script>", page, re.S)
+    assert match, f"report has no {name} block"
+    return json.loads(match.group(1))
+
+
+def decode_data_uri(uri: str) -> bytes:
+    header, data = uri.split(",", 1)
+    assert header.endswith(";base64"), header
+    return base64.b64decode(data)
+
+
+def test_report_embeds_every_item_in_its_category(report_run):
+    page = (report_run / "results/v0/report.html").read_text()
+    categories = embedded_json(page, "categories")
+    assert sorted(categories) == CATEGORIES
+    assert all(list(subcats) == ["v0"] for subcats in categories.values())
+    results = embedded_json(page, "results")
+    expected = {
+        CATEGORY_CARD: ["results/v0/report/card.html"],
+        CATEGORY_METRICS: ["results/v0/deltas.csv", "results/v0/report/metrics.png"],
+        CATEGORY_VIEWS: [f"results/v0/report/before_after/{scene}.png" for scene in RESERVED],
+        CATEGORY_GALLERY: ["results/v0/report/gallery.png"],
+        CATEGORY_TRAINING: ["results/v0/report/train_loss.png"],
+    }
+    for category, paths in expected.items():
+        assert sorted(categories[category]["v0"]) == sorted(paths)
+        for path in paths:
+            # self-contained: the file itself travels inside the page
+            assert decode_data_uri(results[path]["data_uri"]) == (report_run / path).read_bytes()
+            assert results[path]["caption"], f"{path} has no caption"
+    card = decode_data_uri(results["results/v0/report/card.html"]["data_uri"]).decode()
+    assert "Study version v0" in card and "hi4d_pair02_dance" in card
+    assert "hi4d_pair16_jump" in results["results/v0/report/metrics.png"]["caption"]  # Jinja filled from config
+    assert "Version v0" in json.loads(re.search(r"var workflow_desc = (\".*?\");\n", page, re.S).group(1))
+
+
+def test_report_items_are_real_pictures(report_run):
+    gallery = iio.imread(report_run / "results/v0/report/gallery.png")
+    views = iio.imread(report_run / "results/v0/report/before_after/hi4d_pair15_fight.png")
+    for image in (gallery, views):
+        assert image.shape[1] <= MAX_SIZE_PX[0] and image.shape[0] <= MAX_SIZE_PX[1]
+        assert image[..., :3].std() > 20  # tiles of renders on white, not an empty canvas
+    log = pd.read_csv(report_run / "results/v0/difix/train_log.csv")
+    assert len(log) == 4  # the loss curve's source: the small config tunes 4 steps
+
+
+# ---- in a browser -------------------------------------------------------------------------------
+
+BROWSER_SIZE = (1600, 1000)
+
+# Scripts appended to a copy of the report. They show an image result the way the report's own view
+# button does (App.setView with the embedded data URI) and wait until the browser has decoded it.
+# Headless Chromium's virtual time jumps to the end of its budget whenever no timer is pending, so a
+# heartbeat timer runs while they work; once they stop it, the page is dumped or shot at once.
+PROBE_HELPERS = """
+const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const heartbeat = setInterval(() => {}, 10);
+
+function report(data) {  // where the test reads it: the dumped DOM
+  const out = document.createElement("pre");
+  out.id = "probe-result";
+  out.textContent = JSON.stringify(data);
+  document.body.appendChild(out);
+  clearInterval(heartbeat);
+}
+
+async function showImage(path) {
+  while (typeof app === "undefined" || app === undefined) { await wait(20); }
+  const entry = results[path];
+  app.setView({content: "img", contentPath: entry.data_uri, resultPath: path});
+  for (let i = 0; i < 500; i++) {
+    await wait(20);
+    const img = Array.from(document.querySelectorAll("#app img")).find((el) => el.src === entry.data_uri);
+    if (img) { await img.decode().catch(() => {}); return img; }
+  }
+  return null;
+}
+"""
+
+IMAGE_PROBE = """
+<script>
+%s
+(async function () {
+  const checks = {};
+  try {
+    for (const [path, entry] of Object.entries(results)) {
+      if (!entry.mime_type.startsWith("image/")) continue;
+      const img = await showImage(path);
+      const rect = img && img.getBoundingClientRect();
+      checks[path] = img && {complete: img.complete, width: img.naturalWidth, height: img.naturalHeight,
+                             top: rect.top, left: rect.left, bottom: rect.bottom, right: rect.right};
+    }
+  } finally {
+    report({checks: checks, viewport: [innerWidth, innerHeight]});
+  }
+})();
+</script>
+""" % PROBE_HELPERS
+
+DESCRIPTION_PROBE = """
+<script>
+%s
+(async function () {
+  let description;
+  for (let i = 0; i < 500 && !description; i++) {
+    await wait(20);
+    description = document.querySelector("#app .prose");
+  }
+  const rect = description ? description.getBoundingClientRect() : {top: NaN, bottom: NaN};
+  report({top: rect.top, bottom: rect.bottom, viewport: [innerWidth, innerHeight]});
+})();
+</script>
+""" % PROBE_HELPERS
+
+SHOW_RESULT = """
+<script>
+%s
+showImage(%%s).finally(() => clearInterval(heartbeat));
+</script>
+""" % PROBE_HELPERS
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium)")
+    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", f"--window-size={BROWSER_SIZE[0]},{BROWSER_SIZE[1]}", "--hide-scrollbars",
+        "--run-all-compositor-stages-before-draw", "--virtual-time-budget=600000",
+    ]
+    result = subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def probe_result(dom: str):
+    match = re.search(r'<pre id="probe-result">(.*?)</pre>', dom, re.S)
+    assert match, "the probe did not finish within the browser's time budget"
+    return json.loads(html.unescape(match.group(1)))
+
+
+def with_script(report: Path, script: str, out: Path) -> Path:
+    head, tag, tail = report.read_text().rpartition("</body>")  # the page's own; its scripts hold others
+    assert tag, f"{report}: no </body>"
+    out.write_text(f"{head}{script}\n{tag}{tail}")
+    return out
+
+
+def assert_has_content(screenshot: Path, region=None) -> np.ndarray:
+    image = iio.imread(screenshot)[..., :3].astype(float)
+    assert image.shape[:2] == (BROWSER_SIZE[1], BROWSER_SIZE[0])
+    part = image if region is None else image[region]
+    colours = len(np.unique(part.reshape(-1, 3), axis=0))
+    assert part.std() > 20 and colours > 50, f"{screenshot}: looks blank (std {part.std():.1f}, {colours} colours)"
+    return image
+
+
+def test_landing_page_renders_the_study_description(report_run, tmp_path):
+    report = report_run / "results/v0/report.html"
+    dom = chromium(tmp_path, "--dump-dom", report.as_uri()).stdout
+    assert '<div id="loading-screen" style="display: none;">' in dom  # the app's scripts ran
+    assert "Version v0" in dom and "hi4d_pair02_dance" in dom  # the description, rendered by the app
+    for category in CATEGORIES:
+        assert category in dom  # menu entries
+    # The app centres the description in a box as high as the window: a long one loses its top.
+    probe = with_script(report, DESCRIPTION_PROBE, tmp_path / "probe.html")
+    probed = probe_result(chromium(tmp_path, "--dump-dom", probe.as_uri()).stdout)
+    assert probed["top"] >= 0 and probed["bottom"] <= probed["viewport"][1], probed
+    shot = tmp_path / "landing.png"
+    chromium(tmp_path, f"--screenshot={shot}", report.as_uri())
+    image = assert_has_content(shot)
+    # The description column (right of the menu) holds dark text on white.
+    text = image[60:700, 340:840]
+    dark = (text.mean(axis=-1) < 100).mean()
+    assert 0.005 < dark < 0.5, f"description column: {dark:.3f} dark pixels"
+
+
+def test_every_image_renders_whole_in_the_report(report_run, tmp_path):
+    report = report_run / "results/v0/report.html"
+    probe = with_script(report, IMAGE_PROBE, tmp_path / "probe.html")
+    probed = probe_result(chromium(tmp_path, "--dump-dom", probe.as_uri()).stdout)
+    width, height = probed["viewport"]
+    images = sorted(p for p in (report_run / "results/v0/report").rglob("*.png"))
+    assert sorted(probed["checks"]) == sorted(str(p.relative_to(report_run)) for p in images)
+    for path, check in probed["checks"].items():
+        assert check is not None, f"{path}: no <img> appeared"
+        shape = iio.imread(report_run / path).shape
+        assert check["complete"] and (check["height"], check["width"]) == shape[:2], f"{path}: broken image {check}"
+        # shown whole and at full size: nothing cut above or left (the report centres images), nothing
+        # past the window (here about 1600 x 860, a laptop's browser), not shrunk
+        assert check["top"] >= 0 and check["left"] >= 0, f"{path}: cut at the top/left {check}"
+        assert check["bottom"] <= height and check["right"] <= width, f"{path}: larger than the window {check}"
+        assert check["right"] - check["left"] == pytest.approx(shape[1], abs=1), f"{path}: scaled {check}"
+
+
+def test_metric_chart_view_screenshot(report_run, tmp_path):
+    report = report_run / "results/v0/report.html"
+    page = with_script(report, SHOW_RESULT % json.dumps("results/v0/report/metrics.png"), tmp_path / "chart.html")
+    shot = tmp_path / "chart.png"
+    chromium(tmp_path, f"--screenshot={shot}", page.as_uri())
+    image = assert_has_content(shot)
+    chart = iio.imread(report_run / "results/v0/report/metrics.png")[..., :3].astype(float)
+    # the chart's own colours (tuned orange, base blue bars) are on screen
+    for colour in ((0xF5, 0x85, 0x18), (0x4C, 0x78, 0xA8)):
+        on_chart = np.all(np.abs(chart - colour) < 3, axis=-1).sum()
+        on_screen = np.all(np.abs(image - colour) < 3, axis=-1).sum()
+        assert on_chart > 0 and on_screen >= 0.95 * on_chart, f"bar colour {colour}: {on_screen} of {on_chart} pixels shown"

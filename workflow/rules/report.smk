@@ -1,0 +1,193 @@
+# Report stage: the items of Snakemake's self-contained HTML report, per study version.
+#
+#   snakemake --cores 2 report_v0 && snakemake --report results/v0/report.html report_v0
+#
+# `report_{version}` collects the version's items (the report only shows files in the DAG of the
+# targets it is given). Every item is made from the config or from earlier stages' outputs.
+
+from hi4dfix.report import (
+    CATEGORY_CARD,
+    CATEGORY_GALLERY,
+    CATEGORY_METRICS,
+    CATEGORY_TRAINING,
+    CATEGORY_VIEWS,
+)
+
+
+report: "../report/workflow.rst"
+
+
+# Optional `report:` block of the config: dataclass fields of hi4dfix.report.figures / .gallery.
+REPORT = config.get("report", {})
+
+
+def report_path(version, name):
+    return f"{RESULTS}/{version}/report/{name}"
+
+
+def report_items(version):
+    """Every report item of one version (after the policy check, so a bad version fails at DAG build)."""
+    checked = STUDY.check_version(version)
+    return [
+        report_path(version, "card.html"),
+        f"{RESULTS}/{version}/deltas.csv",
+        report_path(version, "metrics.png"),
+        *[report_path(version, f"before_after/{scene}.png") for scene in checked.nvs_eval],
+        report_path(version, "gallery.png"),
+        report_path(version, "train_loss.png"),
+    ]
+
+
+def all_report_items(wildcards):
+    return [item for version in STUDY.versions for item in report_items(version)]
+
+
+for _version in STUDY.versions:
+
+    rule:
+        """Target: the report items of one study version (no action of its own)."""
+        name:
+            f"report_{_version}"
+        input:
+            lambda wildcards, version=_version: report_items(version),
+        localrule: True
+
+
+rule version_card:
+    """The version's objective, splits, decisions, expected outputs and settings, from the config."""
+    output:
+        report(
+            report_path("{version}", "card.html"),
+            caption="../report/card.rst",
+            category=CATEGORY_CARD,
+            subcategory="{version}",
+            labels={"item": "version card"},
+        ),
+    params:
+        version=checked_version,
+        reserved=sorted(STUDY.reserved_scenes),
+        render_profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
+        difix={"base": config["difix"]["base"], "preset": config["difix"]["preset"]},
+    log:
+        f"{RESULTS}/logs/version_card/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/version_card/{{version}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/version_card.py"
+
+
+rule metric_charts:
+    """Bar charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix."""
+    input:
+        f"{RESULTS}/{{version}}/deltas.csv",
+    output:
+        report(
+            report_path("{version}", "metrics.png"),
+            caption="../report/metrics.rst",
+            category=CATEGORY_METRICS,
+            subcategory="{version}",
+            labels={"item": "bar charts"},
+        ),
+    params:
+        charts=REPORT.get("metric_charts", {}),
+    log:
+        f"{RESULTS}/logs/metric_charts/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/metric_charts/{{version}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/metric_charts.py"
+
+
+rule before_after_views:
+    """Held-out views of one reserved scene: raw, base and tuned outputs next to the ground truth."""
+    input:
+        raw=f"{RESULTS}/{{version}}/nvs/raw/{{scene}}.csv",
+        base=f"{RESULTS}/{{version}}/nvs/base/{{scene}}.csv",
+        tuned=f"{RESULTS}/{{version}}/nvs/tuned/{{scene}}.csv",
+        renders=lambda wildcards: nvs_scene_inputs(wildcards)["renders"],
+    output:
+        report(
+            report_path("{version}", "before_after/{scene}.png"),
+            caption="../report/before_after.rst",
+            category=CATEGORY_VIEWS,
+            subcategory="{version}",
+            labels={"scene": "{scene}"},
+        ),
+    params:
+        views=REPORT.get("before_after", {}),
+    log:
+        f"{RESULTS}/logs/before_after_views/{{version}}/{{scene}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/before_after_views/{{version}}/{{scene}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/before_after_views.py"
+
+
+rule triplet_gallery:
+    """A few DiFix test triplets (image, ref_image, target_image) with the tuned model's output."""
+    input:
+        triplets=f"{RESULTS}/{{version}}/triplets.json",
+        model=f"{RESULTS}/{{version}}/difix/model.pkl",
+        renders=lambda wildcards: [
+            render_path(version_profile(wildcards), scene) for scene in checked_version(wildcards).difix_eval
+        ],
+    output:
+        report(
+            report_path("{version}", "gallery.png"),
+            caption="../report/gallery.rst",
+            category=CATEGORY_GALLERY,
+            subcategory="{version}",
+            labels={"item": "test triplets"},
+        ),
+    params:
+        gallery=REPORT.get("gallery", {}),
+        hub_cache_dir=config["difix"]["hub_cache_dir"],
+    log:
+        f"{RESULTS}/logs/triplet_gallery/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/triplet_gallery/{{version}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        gpu=1,
+    script:
+        "../scripts/triplet_gallery.py"
+
+
+rule loss_curve:
+    """The DiFix fine-tuning loss per step, from the tuning job's train_log.csv."""
+    input:
+        f"{RESULTS}/{{version}}/difix/train_log.csv",
+    output:
+        report(
+            report_path("{version}", "train_loss.png"),
+            caption="../report/train_loss.rst",
+            category=CATEGORY_TRAINING,
+            subcategory="{version}",
+            labels={"item": "loss curve"},
+        ),
+    params:
+        curve=REPORT.get("loss_curve", {}),
+    log:
+        f"{RESULTS}/logs/loss_curve/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/loss_curve/{{version}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/loss_curve.py"

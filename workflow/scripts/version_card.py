@@ -1,0 +1,14 @@
+"""Glue: the version card (objective, splits, decisions, expected outputs, settings) from the config."""
+
+from hi4dfix.logs import job_log
+from hi4dfix.report.card import write_version_card
+
+with job_log(snakemake.log[0]) as log:
+    write_version_card(
+        snakemake.output[0],
+        version=snakemake.params.version,
+        reserved_scenes=snakemake.params.reserved,
+        render_profile=snakemake.params.render_profile,
+        difix=snakemake.params.difix,
+    )
+    log.info("version card of %s written to %s", snakemake.wildcards.version, snakemake.output[0])
