@@ -42,3 +42,18 @@ def rendered_scene(materialized_scene: MaterializedScene, tmp_path_factory: pyte
     out = tmp_path_factory.mktemp("renders") / FIXTURE_SCENE
     render_scene(materialized_scene, out, RenderConfig(fit_steps=10, num_gaussians=400, device="cpu"))
     return out
+
+
+@pytest.fixture(scope="session")
+def small_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """The whole DAG (report items included) on the small config, run once for every test that reads it.
+
+    Returns (workdir, config). Tests may run dry runs or further targets there, but must not change
+    what this run produced.
+    """
+    from workflow_helpers import run_snakemake, small_config
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    config = small_config()
+    run_snakemake(workdir, config, "--cores", "2", "results/v0/deltas.csv", "results/v0/difix/eval.csv", "report_v0")
+    return workdir, config

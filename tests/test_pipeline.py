@@ -9,17 +9,14 @@ import pandas as pd
 import pytest
 
 from hi4dfix.tables import read_per_scene_csv
-from workflow_helpers import planned_jobs, run_snakemake, small_config
+from workflow_helpers import planned_jobs, run_snakemake
 
 RESERVED = ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("pipeline")
-    config = small_config()
-    run_snakemake(workdir, config, "--cores", "2", "results/v0/deltas.csv", "results/v0/difix/eval.csv")
-    return workdir, config
+def pipeline(small_pipeline):
+    return small_pipeline
 
 
 def test_delta_table_is_tuned_minus_baseline(pipeline):

@@ -54,7 +54,7 @@ from hi4dfix.report.grid import spread_pick
 from hi4dfix.report.plotting import MAX_SIZE_PX
 from hi4dfix.study import Study
 from hi4dfix.tables import delta_table, per_scene_table, write_csv
-from workflow_helpers import default_config, run_snakemake, small_config
+from workflow_helpers import default_config, run_snakemake
 
 RESERVED = ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
 CATEGORIES = [CATEGORY_CARD, CATEGORY_METRICS, CATEGORY_VIEWS, CATEGORY_GALLERY, CATEGORY_TRAINING]
@@ -304,11 +304,9 @@ def test_before_after_missing_output_says_how_to_recover(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def report_run(tmp_path_factory):
-    """The small pipeline with the report targets, run once, and its HTML report."""
-    workdir = tmp_path_factory.mktemp("report")
-    config = small_config()
-    run_snakemake(workdir, config, "--cores", "2", "report_v0")
+def report_run(small_pipeline):
+    """The small pipeline (with the report targets, run once for the session) and its HTML report."""
+    workdir, config = small_pipeline
     run_snakemake(workdir, config, "--report", "results/v0/report.html", "report_v0")
     return workdir
 
