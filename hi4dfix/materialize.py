@@ -19,6 +19,7 @@ from hi4dfix.camera import scale_intrinsics, undistort_maps
 from hi4dfix.hi4d.reader import Hi4DCamera, Hi4DSequence
 from hi4dfix.io import write_image, write_json, write_npz
 from hi4dfix.scene import MaterializedScene, load_scene, scene_manifest_path
+from hi4dfix.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def materialize_scene(
 
     cam_ids = sequence.cam_ids
     Ks, w2cs = [], []
-    for cid in cam_ids:
+    for cid in progress(cam_ids, f"materialize {name}"):
         K = _materialize_camera(sequence, sequence.cameras[cid], out_dir, frames, width, height)
         Ks.append(K)
         w2cs.append(sequence.cameras[cid].w2c)

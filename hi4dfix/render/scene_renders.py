@@ -32,6 +32,7 @@ from hi4dfix.render.fit import (
 from hi4dfix.render.poses import frame_vertices
 from hi4dfix.render.rasterize import resolve_backend
 from hi4dfix.scene import MaterializedScene
+from hi4dfix.progress import progress
 
 MANIFEST_NAME = "manifest.json"
 TARGETS_DIR = "targets"
@@ -156,7 +157,7 @@ def render_scene(
     backend = resolve_backend(cfg.backend)
     cameras = [scene.cameras[c] for c in scene.cam_ids]
     images = []
-    for frame in frames:
+    for frame in progress(frames, f"fit+render {scene.name}"):
         views = [
             SourceView(scene.cameras[c], scene.load_image(c, frame), scene.load_mask(c, frame)) for c in source_cams
         ]

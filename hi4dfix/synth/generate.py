@@ -24,6 +24,7 @@ from hi4dfix.io import write_image, write_npz
 from hi4dfix.synth.bodies import Person, Pose, PosedBody, forward_kinematics, make_people, surface_points
 from hi4dfix.synth.motion import poses_at
 from hi4dfix.synth.render import Room, Scene, make_room, render_rays
+from hi4dfix.progress import progress
 
 HI4D_IMAGE_SIZE = (940, 1280)  # (width, height) of released Hi4D images
 _UP = np.array([0.0, 1.0, 0.0])
@@ -221,7 +222,7 @@ def _write_sequence(layout: Hi4DLayout, action: str, cfg: SynthConfig) -> None:
     frames = _simulate(action, people, cfg, rng)
     for frame in frames:
         _write_smpl(layout, frame)
-    for camera in cameras:
+    for camera in progress(cameras, f"synthesize {action}"):
         _render_camera(layout, camera, frames, room, cfg)
     write_npz(
         layout.cameras_path,
