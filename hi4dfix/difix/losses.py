@@ -8,6 +8,7 @@ fails with an error naming the setting and the file to provide.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,9 +82,11 @@ def build_vgg16_features(setting: str = "lambda_gram") -> torch.nn.Module:
     """torchvision's VGG16 ``features`` with ImageNet weights from the local cache."""
     from torchvision.models import vgg16
 
-    net = vgg16(weights=None)
-    net.load_state_dict(load_cached_backbone_state("vgg", setting))
-    return _frozen(net.features)
+    state = load_cached_backbone_state("vgg", setting)
+    features = vgg16(weights=None).features
+    # Only the convolutional trunk is used; the classifier weights are not needed.
+    features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+    return _frozen(features)
 
 
 def build_lpips(net: str = "vgg", setting: str = "lambda_lpips") -> torch.nn.Module:
@@ -91,7 +94,9 @@ def build_lpips(net: str = "vgg", setting: str = "lambda_lpips") -> torch.nn.Mod
     import lpips
 
     state = load_cached_backbone_state(net, setting)
-    model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated ``pretrained``
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     # lpips splits torchvision's ``features`` into slices whose children keep their indices.
     loaded = 0
@@ -143,8 +148,9 @@ def imagenet_normalise(images: torch.Tensor) -> torch.Tensor:
 
 def random_crop_box(height: int, width: int, size: int, generator: torch.Generator | None) -> tuple[int, int, int, int]:
     ch, cw = min(size, height), min(size, width)
-    top = int(torch.randint(0, height - ch + 1, (1,), generator=generator))
-    left = int(torch.randint(0, width - cw + 1, (1,), generator=generator))
+    device = generator.device if generator is not None else "cpu"
+    top = int(torch.randint(0, height - ch + 1, (1,), generator=generator, device=device))
+    left = int(torch.randint(0, width - cw + 1, (1,), generator=generator, device=device))
     return top, left, ch, cw
 
 

@@ -33,16 +33,16 @@ class SyntheticConfig:
     max_view_shift: int = 6
     min_shapes: int = 3
     max_shapes: int = 10
-    blur_sigma: tuple[float, float] = (0.6, 2.5)
-    downsample: tuple[float, float] = (1.5, 4.0)
-    ghost_alpha: tuple[float, float] = (0.15, 0.45)
-    ghost_shift: int = 8
-    max_floaters: int = 6
-    max_needles: int = 25
-    colour_gain: tuple[float, float] = (0.85, 1.15)
-    colour_bias: tuple[float, float] = (-0.06, 0.06)
-    noise_std: tuple[float, float] = (0.005, 0.05)
-    min_degradations: int = 2
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
+    downsample: tuple[float, float] = (1.2, 2.5)
+    ghost_alpha: tuple[float, float] = (0.1, 0.3)
+    ghost_shift: int = 6
+    max_floaters: int = 4
+    max_needles: int = 15
+    colour_gain: tuple[float, float] = (0.9, 1.1)
+    colour_bias: tuple[float, float] = (-0.05, 0.05)
+    noise_std: tuple[float, float] = (0.02, 0.08)
+    min_degradations: int = 1
 
     def __post_init__(self) -> None:
         if self.height < 16 or self.width < 16:

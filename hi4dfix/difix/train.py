@@ -265,6 +265,22 @@ def _setup_logging(is_main: bool) -> None:
 
 def train(cfg: TrainConfig) -> Path:
     """Train (or resume) and write the final pkl to ``cfg.output``; returns its path."""
+    try:
+        return _train(cfg)
+    finally:
+        _release_accelerate_state()
+
+
+def _release_accelerate_state() -> None:
+    """Forget accelerate's process-wide settings (mixed precision...) so that ``train`` can
+    run again in the same process with other settings; the process group is kept."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
+def _train(cfg: TrainConfig) -> Path:
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -400,7 +416,10 @@ def train(cfg: TrainConfig) -> Path:
         optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
         step_times.append(dt)
-        values = {k: float(v.detach()) for k, v in terms.items()}
+        # mean over processes: every rank logs and checks the same numbers
+        names = list(terms)
+        reduced = accelerator.reduce(torch.stack([terms[k].detach().float() for k in names]), reduction="mean")
+        values = dict(zip(names, reduced.tolist()))
         train_log.write({
             "step": step, "loss": values["total"], "l2": values["l2"], "lpips": values["lpips"],
             "gram": values["gram"], "grad_norm": grad_norm, "lr": lr, "step_time_s": round(dt, 4),

@@ -1,0 +1,228 @@
+"""Benchmark Difix training and inference against a plain diffusers step.
+
+    python bench/bench_difix.py                              # full size, CUDA, 512x512
+    python bench/bench_difix.py --preset tiny --device cpu --resolution 64 --iters 2
+
+Random weights (no download): the numbers are about speed and memory, not quality.
+Rows:
+* ``difix train``: one optimisation step of the Difix model (image + reference view,
+  batch ``--batch-size``), L2 loss (LPIPS / Gram backbones are not downloadable here),
+  AdamW on the UNet, VAE LoRA and skip convolutions; weights fp32, ``bf16`` / ``fp16``
+  run under autocast (fp16 with gradient scaling);
+* ``plain train``: VAE encode (frozen), UNet, VAE decode, L2, AdamW on UNet + decoder, for
+  the same number of images, with the plain diffusers modules (no skips, LoRA or
+  multi-view attention);
+* ``difix infer``: latency of fixing one image with its reference (batch 1, 2 views).
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hi4dfix.difix.config import DifixConfig  # noqa: E402
+from hi4dfix.difix.model import build_random_difix, build_unet, build_vae  # noqa: E402
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> str:
+    if device.type != "cuda":
+        return "n/a"
+    return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}"
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "no":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
+
+
+def timed(fn, iters: int, warmup: int, device: torch.device) -> float:
+    """Mean seconds per call after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / iters
+
+
+def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float, str]:
+    torch.manual_seed(0)
+    with device:
+        model = build_random_difix(DifixConfig(preset=args.preset))
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.set_train()
+    if args.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    params = [p for _, p in model.trainable_named_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    forward = torch.compile(model) if args.compile else model
+    h = w = args.resolution
+    views = torch.rand(args.batch_size, 2, 3, h, w, device=device) * 2 - 1
+    target = torch.rand_like(views)
+    emb = model.encode_prompts(["remove degradation"] * args.batch_size)
+
+    def step():
+        with autocast(device, precision):
+            loss = torch.nn.functional.mse_loss(forward(views, emb).float(), target)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    reset_peak(device)
+    seconds = timed(step, args.iters, args.warmup, device)
+    assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
+    return seconds, peak_gib(device)
+
+
+def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float, str]:
+    torch.manual_seed(0)
+    arch = DifixConfig(preset=args.preset).architecture
+    with device:
+        unet, vae = build_unet(arch.unet), build_vae(arch.vae)
+        text = torch.randn(args.batch_size * 2, 77, arch.unet["cross_attention_dim"])
+    if args.channels_last:
+        unet.to(memory_format=torch.channels_last)
+        vae.to(memory_format=torch.channels_last)
+    vae.encoder.requires_grad_(False)
+    params = list(unet.parameters()) + list(vae.decoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-5)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    unet_fwd = torch.compile(unet) if args.compile else unet
+    h = w = args.resolution
+    images = torch.rand(args.batch_size * 2, 3, h, w, device=device) * 2 - 1
+    target = torch.rand_like(images)
+    t = torch.tensor([199], device=device)
+
+    def step():
+        with autocast(device, precision):
+            with torch.no_grad():
+                z = vae.encode(images).latent_dist.sample() * vae.config.scaling_factor
+            pred = unet_fwd(z, t, encoder_hidden_states=text).sample
+            out = vae.decode(pred / vae.config.scaling_factor).sample
+            loss = torch.nn.functional.mse_loss(out.float(), target)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    reset_peak(device)
+    return timed(step, args.iters, args.warmup, device), peak_gib(device)
+
+
+def bench_infer(args, device: torch.device, precision: str) -> tuple[float, str]:
+    torch.manual_seed(0)
+    with device:
+        model = build_random_difix(DifixConfig(preset=args.preset))
+    model.set_eval()
+    weight_dtype = DTYPES[precision] if args.bf16_weights and precision != "no" else torch.float32
+    model.to(dtype=weight_dtype)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if args.compile else model
+    h = w = args.resolution
+    views = (torch.rand(1, 2, 3, h, w, device=device) * 2 - 1).to(weight_dtype)
+    emb = model.encode_prompts(["remove degradation"])
+
+    @torch.inference_mode()
+    def run():
+        with autocast(device, precision) if weight_dtype == torch.float32 else contextlib.nullcontext():
+            forward(views, emb)
+
+    reset_peak(device)
+    return timed(run, args.iters, args.warmup, device), peak_gib(device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="sd-turbo", choices=["sd-turbo", "tiny"])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--precisions", default="no,bf16,fp16", help="comma list of no, bf16, fp16")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model / UNet")
+    parser.add_argument("--bf16-weights", action="store_true", help="inference with weights cast to the precision's dtype")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--skip-plain", action="store_true")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    rows = []
+    for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
+        if precision not in ("no", "bf16", "fp16"):
+            raise SystemExit(f"unknown precision {precision!r}")
+        if precision == "fp16" and device.type != "cuda":
+            rows.append(("difix train", precision, "skipped (fp16 needs CUDA)", ""))
+            continue
+        benches = [("difix train", bench_difix_train), ("difix infer", bench_infer)]
+        if not args.skip_plain:
+            benches.insert(1, ("plain train", bench_plain_train))
+        for name, bench in benches:
+            try:
+                seconds, mem = bench(args, device, precision)
+                rows.append((name, precision, f"{seconds * 1000:.1f}", mem))
+            except torch.OutOfMemoryError:
+                rows.append((name, precision, "out of memory", ""))
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    options = [o for o in ("channels_last", "compile", "bf16_weights", "gradient_checkpointing") if getattr(args, o)]
+    print(f"\nDifix bench: preset {args.preset}, {gpu}, {args.resolution}x{args.resolution}, "
+          f"batch {args.batch_size} (+ reference view), torch {torch.__version__}, options: {', '.join(options) or 'none'}\n")
+    print("| what | precision | ms / iteration | peak memory (GiB) |")
+    print("| --- | --- | ---: | ---: |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Difix on CUDA: mixed-precision training, inference, and the full-size architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hi4dfix.difix.checkpoint import save_checkpoint
+from hi4dfix.difix.config import DifixConfig
+from hi4dfix.difix.infer import fix_images, load_difix
+from hi4dfix.difix.model import build_random_difix
+from hi4dfix.difix.pretrain_data import SyntheticConfig, write_synthetic_triplets
+from hi4dfix.difix.train import TrainConfig, train
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+@pytest.fixture(scope="module")
+def triplets_json(tmp_path_factory):
+    cfg = SyntheticConfig(height=64, width=96)
+    return write_synthetic_triplets(tmp_path_factory.mktemp("syn"), n_train=4, n_test=2, seed=0, cfg=cfg)
+
+
+@pytest.mark.parametrize("precision", ["no", "bf16", "fp16"])
+def test_tiny_training_on_gpu_keeps_fp32_weights(triplets_json, tmp_path, precision):
+    """fp16 with fp32 master weights: no 'Attempting to unscale FP16 gradients'."""
+    output = train(TrainConfig(
+        triplets=str(triplets_json), output=str(tmp_path / "m.pkl"), output_dir=str(tmp_path / "run"),
+        steps=3, resolution="64x96", mixed_precision=precision, val_every=0, ckpt_every=2,
+    ))
+    payload = torch.load(output, map_location="cpu", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in payload["state_dict_unet"].values())
+    assert all(torch.isfinite(v).all() for v in payload["state_dict_unet"].values())
+
+
+def test_gpu_inference_matches_cpu(tmp_path, monkeypatch):
+    # exact float32 on the GPU (train() turns TF32 on for the process)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    model = build_random_difix(DifixConfig(preset="tiny", init_seed=1))
+    path = save_checkpoint(tmp_path / "m.pkl", model)
+    image = np.random.default_rng(0).random((64, 96, 3), dtype=np.float32)
+    cpu = fix_images(load_difix(path, "cpu"), [image], [image])[0]
+    gpu = fix_images(load_difix(path, "cuda"), [image], [image])[0]
+    bf16 = fix_images(load_difix(path, "cuda", torch.bfloat16), [image], [image])[0]
+    assert np.abs(cpu - gpu).max() < 1e-3
+    assert np.abs(cpu - bf16).mean() < 0.05
+
+
+def test_full_size_architecture_trains_in_bf16_at_256():
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = build_random_difix(DifixConfig(preset="sd-turbo"))
+    model.set_train()
+    params = [p for _, p in model.trainable_named_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-6)
+    views = torch.rand(1, 2, 3, 256, 256, device="cuda") * 2 - 1
+    emb = model.encode_prompts(["remove degradation"])
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(views, emb)
+        loss = torch.nn.functional.mse_loss(out.float(), views)
+    loss.backward()
+    optimizer.step()
+    assert out.shape == views.shape and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in params)
+    assert sum(p.numel() for p in params) > 8e8
+
+
+def test_perceptual_losses_on_gpu(triplets_json, tmp_path, monkeypatch):
+    """LPIPS + Gram on CUDA, with a VGG16 trunk placed in a private torch hub cache."""
+    from torchvision.models import vgg16
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    features = vgg16(weights=None).features.state_dict()
+    torch.save({f"features.{k}": v for k, v in features.items()}, cache / "vgg16-397923af.pth")
+    output = train(TrainConfig(
+        triplets=str(triplets_json), output=str(tmp_path / "m.pkl"), output_dir=str(tmp_path / "run"),
+        steps=2, resolution="64x96", mixed_precision="bf16", lambda_lpips=1.0, lambda_gram=1.0,
+        gram_warmup_steps=0, val_every=0, ckpt_every=0,
+    ))
+    import csv
+
+    with open(tmp_path / "run" / "train_log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert output.exists() and all(float(r["gram"]) > 0 and float(r["lpips"]) > 0 for r in rows)

@@ -1,0 +1,275 @@
+"""Difix training: data, losses, the training entry point, kill-and-resume, pre-training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hi4dfix.difix import checkpoint as ck
+from hi4dfix.difix.data import (
+    StepSampler,
+    TripletDataset,
+    parse_resolution,
+    read_triplets,
+    snap_resolution,
+)
+from hi4dfix.difix.infer import fix_images, load_difix
+from hi4dfix.difix.losses import (
+    BackboneUnavailable,
+    DifixLoss,
+    LossConfig,
+    build_lpips,
+    build_vgg16_features,
+    gram_loss,
+    imagenet_normalise,
+)
+from hi4dfix.difix.pretrain_data import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
+from hi4dfix.difix.train import TrainConfig, build_parser, train
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+SMALL = SyntheticConfig(height=32, width=48, max_view_shift=3)
+
+
+@pytest.fixture(scope="module")
+def triplets_json(tmp_path_factory):
+    return write_synthetic_triplets(tmp_path_factory.mktemp("synthetic"), n_train=6, n_test=2, seed=1, cfg=SMALL)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_synthetic_triplets_are_deterministic_and_shifted():
+    a = synthetic_triplet(4, 2, SMALL)
+    b = synthetic_triplet(4, 2, SMALL)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    image, target, ref = a
+    assert image.shape == target.shape == ref.shape == (32, 48, 3)
+    assert not np.array_equal(target, ref) and not np.array_equal(image, target)
+    assert not np.array_equal(synthetic_triplet(5, 2, SMALL)[1], target)
+
+
+def test_read_triplets_resolves_and_reports_errors(triplets_json, tmp_path):
+    train_items = read_triplets(triplets_json, "train")
+    assert len(train_items) == 6 and all(t.image.is_file() and t.ref_image.is_file() for t in train_items)
+    assert read_triplets(triplets_json, "missing_split") == []
+    data = json.loads(Path(triplets_json).read_text())
+    first = next(iter(data["train"]))
+    data["train"][first]["image"] = "nowhere.png"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(FileNotFoundError, match=f"{first}.*nowhere.png"):
+        read_triplets(bad, "train")
+    del data["train"][first]["ref_image"]
+    data["train"][first]["image"] = data["train"][first]["target_image"]
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="ref_image"):
+        read_triplets(bad, "train")
+    assert read_triplets(bad, "train", require_ref=False)[0].ref_image is None
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        read_triplets(tmp_path / "missing.json", "train")
+
+
+def test_resolution_parsing_and_snapping():
+    assert parse_resolution("112x160") == (112, 160)
+    assert parse_resolution(512) == (512, 512)
+    assert snap_resolution((100, 150)) == (96, 144)
+    assert snap_resolution((5, 9)) == (16, 16)
+    with pytest.raises(ValueError):
+        parse_resolution("big")
+
+
+def test_dataset_items_hold_image_and_reference_views(triplets_json):
+    ds = TripletDataset(read_triplets(triplets_json, "train"), (32, 48))
+    item = ds[0]
+    assert item["views"].shape == item["targets"].shape == (2, 3, 32, 48)
+    assert torch.equal(item["views"][1], item["targets"][1])  # the reference is its own target
+    assert item["views"].min() >= -1 and item["views"].max() <= 1
+
+
+def test_step_sampler_resumes_the_same_stream():
+    full = list(StepSampler(7, 3, 1, 10, seed=2))
+    tail = list(StepSampler(7, 3, 5, 10, seed=2))
+    assert tail == full[4 * 3 :]
+    assert sorted(full[:7]) == list(range(7))  # the first epoch is a permutation
+    rank1 = list(StepSampler(7, 3, 1, 10, seed=2, rank=1, world_size=2))
+    assert rank1 != list(StepSampler(7, 3, 1, 10, seed=2, rank=0, world_size=2))
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_missing_backbone_is_an_error_naming_the_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(BackboneUnavailable, match="lambda_lpips.*vgg16-397923af.pth"):
+        DifixLoss(LossConfig(lambda_lpips=1.0, lambda_gram=0.0))
+    with pytest.raises(BackboneUnavailable, match="lambda_gram"):
+        DifixLoss(LossConfig(lambda_lpips=0.0, lambda_gram=0.5))
+    loss = DifixLoss(LossConfig(lambda_lpips=0.0, lambda_gram=0.0))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    terms = loss(x, torch.zeros_like(x), step=1)
+    assert torch.isclose(terms["total"], (x**2).mean())
+
+
+def test_lpips_and_gram_use_cached_backbone(tmp_path, monkeypatch):
+    """With a VGG16 file in the torch hub cache, both perceptual terms are built and active."""
+    from torchvision.models import vgg16
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    features = vgg16(weights=None).features.state_dict()
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save({f"features.{k}": v for k, v in features.items()}, cache / "vgg16-397923af.pth")
+    vgg = build_vgg16_features()
+    assert torch.equal(vgg[0].weight, features["0.weight"])
+    lp = build_lpips("vgg")
+    assert torch.equal(lp.net.slice1[0].weight, features["0.weight"])
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    y = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert gram_loss(imagenet_normalise(x), imagenet_normalise(x), vgg) == 0
+    loss = DifixLoss(LossConfig(gram_warmup_steps=3, gram_crop=16))
+    before, after = loss(x, y, step=3), loss(x, y, step=4, generator=torch.Generator().manual_seed(0))
+    assert before["gram"] == 0 and after["gram"] > 0 and after["lpips"] > 0
+    assert torch.isclose(after["total"], after["l2"] + after["lpips"] + after["gram"])
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def small_config(triplets_json, tmp_path, **overrides) -> TrainConfig:
+    base = dict(
+        triplets=str(triplets_json), output=str(tmp_path / "tuned.pkl"), output_dir=str(tmp_path / "run"),
+        steps=4, resolution="30x50", val_every=2, ckpt_every=2, batch_size=1,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_train_writes_model_logs_and_checkpoints(triplets_json, tmp_path, capfd):
+    cfg = small_config(triplets_json, tmp_path)
+    output = train(cfg)
+    err = capfd.readouterr().err
+    assert "resolution 30x50 snapped to 32x48" in err
+    rows = read_csv(tmp_path / "run" / "train_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(float(r["loss"])) and float(r["lpips"]) == 0 for r in rows)
+    val = read_csv(tmp_path / "run" / "val_log.csv")
+    assert [int(r["step"]) for r in val] == [2, 4] and all(float(r["val_psnr"]) > 0 for r in val)
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["model_2.pkl"]
+    payload = torch.load(output, map_location="cpu", weights_only=True)
+    assert payload["hi4dfix_train_state"]["step"] == 4 and payload["optimizer"]["state"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["resolution"] == [32, 48]
+    # the tuned model differs from where it started and runs in inference
+    model = load_difix(output)
+    start = ck.load_model("tiny-random")
+    assert not torch.equal(model.unet.conv_in.weight, start.unet.conv_in.weight)
+    image = np.random.default_rng(0).random((32, 48, 3), dtype=np.float32)
+    assert fix_images(model, [image], [image])[0].shape == image.shape
+
+    # rerunning with other settings in the same output_dir refuses to resume
+    with pytest.raises(ValueError, match="settings changed.*lr"):
+        train(small_config(triplets_json, tmp_path, lr=1e-2, steps=6))
+
+
+def test_bf16_on_cpu_trains_with_fp32_weights(triplets_json, tmp_path):
+    output = train(small_config(triplets_json, tmp_path, steps=2, mixed_precision="bf16", val_every=0, ckpt_every=0))
+    payload = torch.load(output, map_location="cpu", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in payload["state_dict_unet"].values())
+    rows = read_csv(tmp_path / "run" / "train_log.csv")
+    assert len(rows) == 2 and all(np.isfinite(float(r["loss"])) for r in rows)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_fp16_on_cpu_is_refused(triplets_json, tmp_path):
+    with pytest.raises(ValueError, match="fp16.*GPU"):
+        train(small_config(triplets_json, tmp_path, mixed_precision="fp16"))
+
+
+def test_command_line_maps_onto_train_config():
+    args = build_parser().parse_args(
+        ["--triplets", "t.json", "--output", "o.pkl", "--output-dir", "d", "--steps", "9", "--lr", "1e-4",
+         "--mixed-precision", "bf16", "--use-ref", "false", "--lambda-lpips", "0"]
+    )
+    cfg = TrainConfig(**vars(args))
+    assert (cfg.steps, cfg.lr, cfg.mixed_precision, cfg.use_ref, cfg.lambda_lpips) == (9, 1e-4, "bf16", False, 0.0)
+    assert cfg.resolved("tiny").lambda_gram == 0.0 and cfg.resolved("sd-turbo").lambda_gram == 1.0
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(triplets_json, tmp_path):
+    """SIGKILL after the first checkpoint (a preempted job), rerun with the same arguments."""
+    run_dir = tmp_path / "run"
+    output = tmp_path / "tuned.pkl"
+    args = [sys.executable, "-m", "hi4dfix.difix.train", "--triplets", str(triplets_json), "--output", str(output),
+            "--output-dir", str(run_dir), "--steps", "60", "--ckpt-every", "3",
+            "--val-every", "0", "--resolution", "16x32", "--seed", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    first = run_dir / "checkpoints" / "model_3.pkl"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), proc.stderr.read().decode()[-2000:]
+    assert not output.exists(), "the first run finished before it could be killed"
+    killed_at = max(int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("model_*.pkl"))
+    assert killed_at < 60
+
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"(step {killed_at})" in done.stderr
+    payload = torch.load(output, map_location="cpu", weights_only=True)
+    assert payload["hi4dfix_train_state"]["step"] == 60
+    steps = [int(r["step"]) for r in read_csv(run_dir / "train_log.csv")]
+    assert steps == list(range(1, 61))  # no step lost or logged twice
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["resumed_from_step"] == killed_at
+
+
+def test_resumed_training_matches_uninterrupted(triplets_json, tmp_path):
+    """Resuming from a checkpoint gives the same weights as never stopping (in-process)."""
+    full = train(small_config(triplets_json, tmp_path / "a", steps=4, ckpt_every=2, val_every=0))
+    part_cfg = small_config(triplets_json, tmp_path / "b", steps=4, ckpt_every=2, val_every=0)
+    train(part_cfg)
+    (tmp_path / "b" / "tuned.pkl").unlink()
+    resumed = train(part_cfg)
+    a = torch.load(full, map_location="cpu", weights_only=True)["state_dict_unet"]
+    b = torch.load(resumed, map_location="cpu", weights_only=True)["state_dict_unet"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------- pre-training
+
+
+def test_pretrain_writes_a_loadable_base(tmp_path):
+    from hi4dfix.difix.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(
+        output=str(tmp_path / "base.pkl"), work_dir=str(tmp_path / "work"), resolution="32x48",
+        n_train=3, n_test=1, vae_steps=2, vae_batch_size=2, vae_crop=32, difix_steps=2, difix_batch_size=1,
+        val_every=0, ckpt_every=0,
+    )
+    output = pretrain(cfg)
+    payload = torch.load(output, map_location="cpu", weights_only=True)
+    config = payload["hi4dfix_config"]
+    assert config["preset"] == "tiny" and config["latent_sampling"] == "mode"
+    assert config["architecture"]["vae"]["scaling_factor"] != 0.18215  # set from the data
+    model = load_difix(output)
+    image = np.random.default_rng(0).random((32, 48, 3), dtype=np.float32)
+    assert np.isfinite(fix_images(model, [image], [image])[0]).all()
