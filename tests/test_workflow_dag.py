@@ -86,3 +86,14 @@ def test_touching_one_scenes_raw_input_reruns_only_that_scene(tmp_path):
     result = run_snakemake(tmp_path, config, "-n", *targets)
     assert planned_jobs(result) == {"materialize_scene": 1}
     assert "scene=hi4d_pair15_fight" in result.stdout and "scene=hi4d_pair00_dance" not in result.stdout
+
+
+def test_require_lpips_fails_before_any_job_when_the_backbone_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    config = default_config()
+    config["metrics"] = {"require_lpips": True}
+    result = run_snakemake(tmp_path, config, "--cores", "1", "results/v0/deltas.csv", check=False)
+    assert result.returncode != 0
+    assert "metrics.require_lpips is true" in result.stdout + result.stderr
+    assert "alexnet" in (result.stdout + result.stderr).lower()
+    assert not (tmp_path / "results").exists()

@@ -5,9 +5,13 @@
 import re
 from pathlib import Path
 
+from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
 
 STUDY = Study.from_config(config)
+
+if config["metrics"]["require_lpips"] and not lpips_available():
+    raise WorkflowError(f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()}")
 DATA = config["data"]
 RESULTS = "results"
 ARMS = ("raw", "base", "tuned")
