@@ -141,18 +141,13 @@ TINY_UNET_CONFIG: dict[str, Any] = {
     "use_linear_projection": True,
 }
 
+# The same VAE with small widths: 4 blocks, so the downsampling factor stays 8 as in SD.
 TINY_VAE_CONFIG: dict[str, Any] = {
-    "act_fn": "silu",
+    **SD_TURBO_VAE_CONFIG,
     "block_out_channels": [16, 32, 64, 64],
-    "down_block_types": ["DownEncoderBlock2D"] * 4,
-    "in_channels": 3,
-    "latent_channels": 4,
     "layers_per_block": 1,
     "norm_num_groups": 8,
-    "out_channels": 3,
     "sample_size": 128,
-    "scaling_factor": 0.18215,
-    "up_block_types": ["UpDecoderBlock2D"] * 4,
 }
 
 TINY_TEXT_ENCODER_CONFIG: dict[str, Any] = {
