@@ -25,6 +25,16 @@ Fixer = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list[np.ndarray]]
 TRIPLET_ID = re.compile(r"^(?P<scene>[^/]+)/(?P<cam>\d+)/(?P<frame>\d+)$")
 
 
+def view_image_path(out_dir: str | Path, cam: int, frame: int) -> Path:
+    """Where an arm's output for one view is saved: ``{out_dir}/{cam}/{frame:06d}.png``."""
+    return Path(out_dir) / str(cam) / f"{frame:06d}.png"
+
+
+def arm_output_dir(arm_csv: str | Path) -> Path:
+    """The folder of an arm's saved outputs, next to its per-scene CSV (``.../{arm}/{scene}/``)."""
+    return Path(arm_csv).with_suffix("")
+
+
 def difix_fixer(
     spec: str | Path | None, hub_cache_dir: str | None = None, device: str = "auto", batch_size: int = 4
 ) -> Fixer | None:
@@ -87,7 +97,7 @@ def evaluate_views(
     outputs = apply_arm(fixer, images, refs)
     if save_dir is not None:
         for view, output in zip(views, outputs):
-            write_image(Path(save_dir) / str(view["cam"]) / f"{view['frame']:06d}.png", output)
+            write_image(view_image_path(save_dir, view["cam"], view["frame"]), output)
     rows = metrics.compute_batch(
         outputs, targets, masks=[mask_of(view) for view in views], labels=[str(view["image"]) for view in views]
     )
@@ -115,7 +125,7 @@ def progressive_views(
             scene, frame, source_cams, [v["cam"] for v in frame_views], cfg, fixer, progressive, device
         )
         for view in frame_views:
-            path = Path(out_dir) / str(view["cam"]) / f"{frame:06d}.png"
+            path = view_image_path(out_dir, view["cam"], frame)
             write_image(path, renders[view["cam"]])
             updated.append({**view, "image": path})
     return updated

@@ -23,6 +23,7 @@ from hi4dfix.report.figures import short_scene
 from hi4dfix.report.grid import Tile, image_grid, spread_pick
 from hi4dfix.report.plotting import save_png
 from hi4dfix.tables import MEAN, read_per_scene_csv
+from hi4dfix.evaluate import arm_output_dir, view_image_path
 
 TRIPLET_COLUMNS = ("image", "ref_image", "target_image", "tuned output")
 NVS_ARMS = ("raw", "base", "tuned")
@@ -121,7 +122,7 @@ def write_triplet_gallery(
 
 def nvs_output_path(arm_csv: str | os.PathLike, cam: int, frame: int) -> Path:
     """Where the NVS evaluation saved an arm's output: ``{arm}/{scene}/{cam}/{frame:06d}.png`` next to its CSV."""
-    return Path(arm_csv).with_suffix("") / str(cam) / f"{frame:06d}.png"
+    return view_image_path(arm_output_dir(arm_csv), cam, frame)
 
 
 def _view_metrics(table) -> dict[tuple[int, int], dict[str, float]]:

@@ -1,8 +1,6 @@
 """Glue: NVS metrics of one arm (raw, base or tuned DiFix) on one reserved scene."""
 
-from pathlib import Path
-
-from hi4dfix.evaluate import difix_fixer, evaluate_nvs
+from hi4dfix.evaluate import arm_output_dir, difix_fixer, evaluate_nvs
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer
 from hi4dfix.tables import per_scene_table, write_csv
@@ -16,7 +14,7 @@ with job_log(snakemake.log[0]) as log:
         profile=snakemake.params.profile,
         fixer=fixer,
         metrics=MetricComputer(),
-        save_dir=Path(snakemake.output[0]).with_suffix(""),
+        save_dir=arm_output_dir(snakemake.output[0]),
     )
     table = per_scene_table(rows)
     write_csv(snakemake.output[0], table)
