@@ -90,22 +90,27 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
     def step():
         with autocast(device, precision):
             loss = torch.nn.functional.mse_loss(forward(views, emb).float(), target)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_update(loss, params, optimizer, scaler)
 
     reset_peak(device)
     seconds = timed(step, args.iters, args.warmup, device)
     assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
     return seconds, peak_gib(device)
+
+
+def optimizer_update(loss, params, optimizer, scaler) -> None:
+    """Backward, clip at 1.0 and step; through the gradient scaler for fp16, as training does."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float, str]:
@@ -134,17 +139,7 @@ def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float
             pred = unet_fwd(z, t, encoder_hidden_states=text).sample
             out = vae.decode(pred / vae.config.scaling_factor).sample
             loss = torch.nn.functional.mse_loss(out.float(), target)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_update(loss, params, optimizer, scaler)
 
     reset_peak(device)
     return timed(step, args.iters, args.warmup, device), peak_gib(device)
