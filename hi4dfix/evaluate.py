@@ -15,8 +15,13 @@ import numpy as np
 from hi4dfix.difix3d_plus import ProgressiveConfig, progressive_frame
 from hi4dfix.io import read_image, write_image
 from hi4dfix.metrics import MetricComputer
-from hi4dfix.render.fit import RenderConfig, resolve_device
-from hi4dfix.render.scene_renders import manifest_source_cams, read_render_manifest, target_image_path
+from hi4dfix.render.fit import resolve_device
+from hi4dfix.render.scene_renders import (
+    manifest_source_cams,
+    read_render_manifest,
+    split_render_profile,
+    target_image_path,
+)
 from hi4dfix.scene import MaterializedScene, load_scene
 from hi4dfix.triplets import nearest_source_cam
 
@@ -114,9 +119,9 @@ def progressive_views(
     progressive: ProgressiveConfig = ProgressiveConfig(),
 ) -> list[dict]:
     """Re-render the held-out views of ``views`` with Difix3D+'s progressive update; same views, new images."""
-    if profile.get("source", "fit") != "fit":
+    source, _pattern, cfg = split_render_profile(dict(profile))
+    if source != "fit":
         raise ValueError("nvs.mode difix3d+ needs a render profile with source: fit (it refits the Gaussians)")
-    cfg = RenderConfig.from_dict({k: v for k, v in profile.items() if k not in ("source", "external_pattern")})
     device = resolve_device(cfg.device)
     updated = []
     for frame in sorted({view["frame"] for view in views}):

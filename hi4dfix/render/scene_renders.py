@@ -231,6 +231,16 @@ def ingest_external(
     return write_manifest(out_dir, scene, "external", source_cams, frames, background, config, images)
 
 
+def split_render_profile(profile: dict[str, Any]) -> tuple[str, str | None, RenderConfig]:
+    """A config ``render_profiles`` entry as (source, external_pattern, RenderConfig of the other keys)."""
+    options = dict(profile)
+    source = options.pop("source", "fit")
+    pattern = options.pop("external_pattern", None)
+    if source not in RENDER_SOURCES:
+        raise ValueError(f"render profile source {source!r}: expected one of {RENDER_SOURCES}")
+    return source, pattern, RenderConfig.from_dict(options)
+
+
 def render_from_profile(
     scene: MaterializedScene, out_dir: str | Path, profile: dict[str, Any], frames: Sequence[int] | None = None
 ) -> dict[str, Any]:
@@ -239,12 +249,7 @@ def render_from_profile(
     ``external_pattern`` is used by ``external`` only; every other key is a
     :class:`RenderConfig` field (``source_cams`` and ``background`` also apply to ``external``).
     """
-    options = dict(profile)
-    source = options.pop("source", "fit")
-    pattern = options.pop("external_pattern", None)
-    if source not in RENDER_SOURCES:
-        raise ValueError(f"render profile source {source!r}: expected one of {RENDER_SOURCES}")
-    cfg = RenderConfig.from_dict(options)
+    source, pattern, cfg = split_render_profile(profile)
     if source == "fit":
         return render_scene(scene, out_dir, cfg, frames)
     if not pattern:
