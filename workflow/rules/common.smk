@@ -129,4 +129,5 @@ def delta_inputs(wildcards):
 
 
 def versions_with_deltas(wildcards):
-    return [f"{RESULTS}/{name}/deltas.csv" for name in STUDY.versions if STUDY.check_version(name)]
+    """Every version's delta table; each version is policy-checked first."""
+    return [f"{RESULTS}/{STUDY.check_version(name).name}/deltas.csv" for name in STUDY.versions]
