@@ -15,7 +15,9 @@ image would hold too many (pixel, Gaussian) pairs in memory at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -67,10 +69,16 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
     return torch.stack(rows, dim=-1).reshape(quats.shape[:-1] + (3, 3))
 
 
+def small_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for small (..., m, k) x (..., k, n) matrices as a broadcast sum: exact fp32 on
+    GPUs too, where matmuls may run in TF32 and shift splat centres by ~0.1 px."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(dim=-2)
+
+
 def covariance_3d(quats: Tensor, scales: Tensor) -> Tensor:
     """Sigma = R S S^T R^T, (N, 3, 3)."""
     M = quat_to_rotmat(quats) * scales[..., None, :]
-    return M @ M.transpose(-1, -2)
+    return small_matmul(M, M.transpose(-1, -2))
 
 
 def project_gaussians(
@@ -85,8 +93,8 @@ def project_gaussians(
 ) -> Projected:
     """EWA-project world-space Gaussians into one pinhole camera."""
     R, t = viewmat[:3, :3], viewmat[:3, 3]
-    means_c = means @ R.T + t
-    covars_c = R @ covars @ R.T
+    means_c = small_matmul(means, R.T) + t
+    covars_c = small_matmul(small_matmul(R, covars), R.T)
     tx, ty, tz = means_c.unbind(-1)
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
     safe_tz = torch.where(tz > cfg.near_plane, tz, torch.ones_like(tz))  # culled below anyway
@@ -101,7 +109,7 @@ def project_gaussians(
     J = torch.stack(
         [fx / safe_tz, zeros, -fx * jx / safe_tz**2, zeros, fy / safe_tz, -fy * jy / safe_tz**2], dim=-1
     ).reshape(-1, 2, 3)
-    cov2d = J @ covars_c @ J.transpose(-1, -2)
+    cov2d = small_matmul(small_matmul(J, covars_c), J.transpose(-1, -2))
     cov2d = cov2d + cfg.eps2d * torch.eye(2, dtype=cov2d.dtype, device=cov2d.device)
     a, b, c = cov2d[:, 0, 0], 0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0]), cov2d[:, 1, 1]
     det = (a * c - b * b).clamp(min=1e-10)
@@ -173,6 +181,44 @@ def tile_lists(proj: Projected, width: int, height: int, tile_size: int) -> tupl
     return lists, counts
 
 
+@contextlib.contextmanager
+def _tf32_off() -> Iterator[None]:
+    """CUDA matmuls in full fp32 inside, whatever the process-wide TF32 setting."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+class _Fp32Matmul(torch.autograd.Function):
+    """``a @ b`` with full fp32 precision in forward and backward.
+
+    The splat exponent is a quadratic form whose terms reach ~1e2 and cancel to O(1): TF32's
+    10-bit mantissa (enabled process-wide by most GPU training code) would put ~10% errors
+    on alpha, so the rasterizer must not inherit it.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(a, b)
+        with _tf32_off():
+            return torch.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        a, b = ctx.saved_tensors
+        with _tf32_off():
+            grad_a = torch.matmul(grad, b.transpose(-1, -2)) if ctx.needs_input_grad[0] else None
+            grad_b = torch.matmul(a.transpose(-1, -2), grad) if ctx.needs_input_grad[1] else None
+        if grad_b is not None and grad_b.shape != b.shape:  # a was broadcast over b's batch
+            grad_b = grad_b.sum_to_size(b.shape)
+        if grad_a is not None and grad_a.shape != a.shape:
+            grad_a = grad_a.sum_to_size(a.shape)
+        return grad_a, grad_b
+
+
 def _composite_bucket(pixels: Tensor, origins: Tensor, ids: Tensor, packed: Tensor) -> tuple[Tensor, Tensor]:
     """Front-to-back compositing of the pixels of t tiles against each tile's K Gaussians.
 
@@ -191,13 +237,13 @@ def _composite_bucket(pixels: Tensor, origins: Tensor, ids: Tensor, packed: Tens
     coef = torch.stack([-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx, const], dim=-2)  # (t, 6, K)
     ux, uy = pixels[:, 0], pixels[:, 1]
     features = torch.stack([ux * ux, uy * uy, ux * uy, ux, uy, torch.ones_like(ux)], dim=-1)  # (P, 6)
-    alpha = torch.exp(torch.matmul(features, coef))  # (t, P, K) = opacity * exp(-sigma)
+    alpha = torch.exp(_Fp32Matmul.apply(features, coef))  # (t, P, K) = opacity * exp(-sigma)
     alpha = F.threshold(alpha.clamp(max=ALPHA_MAX), ALPHA_MIN, 0.0)  # skip splats under 1/255
     log_keep = torch.log1p(-alpha)
     log_t_after = torch.cumsum(log_keep, dim=-1)
     alive = log_t_after.detach() > math.log(TRANSMITTANCE_MIN)  # gsplat stops before T <= 1e-4
     weights = torch.where(alive, alpha * torch.exp(log_t_after - log_keep), 0.0)
-    rgb = torch.matmul(weights, g[..., 6:])  # (t, P, D)
+    rgb = _Fp32Matmul.apply(weights, g[..., 6:])  # (t, P, D)
     return rgb, weights.sum(dim=-1)
 
 

@@ -51,8 +51,11 @@ def camera(width: int, height: int, device: str = "cuda"):
     return viewmat, K
 
 
+@pytest.mark.parametrize("tf32", [False, True], ids=["fp32", "tf32-enabled"])
 @pytest.mark.parametrize("width,height,n", [(120, 160, 2000), (376, 512, 20000)])
-def test_torch_backend_matches_gsplat(width, height, n):
+def test_torch_backend_matches_gsplat(width, height, n, tf32, monkeypatch):
+    # GPU training code enables TF32 process-wide; the torch backend must not inherit it
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
     params = body_like_gaussians(n, seed=0)
     viewmat, K = camera(width, height)
     bg = torch.tensor([0.1, 0.2, 0.3], device="cuda")
@@ -62,14 +65,15 @@ def test_torch_backend_matches_gsplat(width, height, n):
     diff_alpha = (alpha_g - alpha_t).abs()
     print(
         f"\n{width}x{height}, {n} Gaussians: rgb |diff| mean {diff.mean():.2e} max {diff.max():.2e}; "
-        f"alpha |diff| mean {diff_alpha.mean():.2e} max {diff_alpha.max():.2e}"
+        f"alpha |diff| mean {diff_alpha.mean():.2e} max {diff_alpha.max():.2e} (TF32 {'on' if tf32 else 'off'})"
     )
     assert alpha_g.mean() > 0.05  # something was drawn
     assert diff.mean() < 1e-3 and diff.max() < 2e-2
     assert diff_alpha.mean() < 1e-3 and diff_alpha.max() < 2e-2
 
 
-def test_gradients_agree_between_backends():
+def test_gradients_agree_between_backends(monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     grads = {}
     for backend in ("gsplat", "torch"):
         params = [p.requires_grad_(True) for p in body_like_gaussians(2000, seed=1)]
