@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hi4dfix.difix.config import DifixConfig  # noqa: E402
+from hi4dfix.difix.infer import prepare_for_inference  # noqa: E402
 from hi4dfix.difix.model import build_random_difix, build_unet, build_vae  # noqa: E402
+from hi4dfix.difix.train import (  # noqa: E402
+    TrainConfig,
+    make_optimizer,
+    prepare_model_for_training,
+    release_accelerate_state,
+)
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -57,8 +65,17 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
-def timed(fn, iters: int, warmup: int, device: torch.device) -> float:
-    """Mean seconds per call after ``warmup`` untimed calls."""
+PROFILE_CALLS = 0  # set from --profile: calls traced after timing
+
+
+def timed(fn, iters: int, warmup: int, device: torch.device) -> tuple[float, float]:
+    """(seconds of the first call, which includes any compilation; mean seconds per call
+    after ``warmup`` untimed calls).  With --profile, the top GPU kernels are printed too."""
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    first = time.perf_counter() - start
+    reset_peak(device)  # steady-state peak: without compilation and cuDNN autotuning workspaces
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -66,36 +83,65 @@ def timed(fn, iters: int, warmup: int, device: torch.device) -> float:
     for _ in range(iters):
         fn()
     synchronize(device)
-    return (time.perf_counter() - start) / iters
+    seconds = (time.perf_counter() - start) / iters
+    if PROFILE_CALLS:
+        print_profile(fn, PROFILE_CALLS, device)
+    return first, seconds
 
 
-def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float, str]:
+def print_profile(fn, calls: int, device: torch.device) -> None:
+    """GPU kernel time per call and the kernels that take most of it (to stderr)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+    table = prof.key_averages()
+    busy_ms = sum(e.self_device_time_total for e in table) / calls / 1000
+    print(f"\nprofile: {busy_ms:.1f} ms of GPU kernels per call", file=sys.stderr)
+    print(table.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60), file=sys.stderr)
+
+
+def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float, float, str]:
+    """One step as the trainer takes it: its model setup (``prepare_model_for_training``) and
+    optimizer (``make_optimizer``) under an ``Accelerator`` (autocast, fp16 gradient scaling,
+    DDP when started by ``accelerate launch --num_processes N``)."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+    device = accelerator.device
     torch.manual_seed(0)
     with device:
         model = build_random_difix(DifixConfig(preset=args.preset))
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    model.set_train()
-    if args.gradient_checkpointing:
-        model.unet.enable_gradient_checkpointing()
+    cfg = TrainConfig(
+        triplets="-", output="-", output_dir="-", lr=1e-5, mixed_precision=precision,
+        compile=args.compile, channels_last=args.channels_last, gradient_checkpointing=args.gradient_checkpointing,
+    )
+    prepare_model_for_training(model, cfg)
     params = [p for _, p in model.trainable_named_parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    forward = torch.compile(model) if args.compile else model
+    optimizer = make_optimizer(params, cfg, device)
+    ddp_model, optimizer = accelerator.prepare(model, optimizer)
     h = w = args.resolution
     views = torch.rand(args.batch_size, 2, 3, h, w, device=device) * 2 - 1
     target = torch.rand_like(views)
     emb = model.encode_prompts(["remove degradation"] * args.batch_size)
 
     def step():
-        with autocast(device, precision):
-            loss = torch.nn.functional.mse_loss(forward(views, emb).float(), target)
-        optimizer_update(loss, params, optimizer, scaler)
+        with accelerator.autocast():
+            loss = torch.nn.functional.mse_loss(ddp_model(views, emb).float(), target)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-    reset_peak(device)
-    seconds = timed(step, args.iters, args.warmup, device)
-    assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
-    return seconds, peak_gib(device)
+    try:
+        first, seconds = timed(step, args.iters, args.warmup, device)
+        assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
+        return first, seconds, peak_gib(device)
+    finally:
+        release_accelerate_state()
 
 
 def optimizer_update(loss, params, optimizer, scaler) -> None:
@@ -113,7 +159,7 @@ def optimizer_update(loss, params, optimizer, scaler) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float, str]:
+def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float, float, str]:
     torch.manual_seed(0)
     arch = DifixConfig(preset=args.preset).architecture
     with device:
@@ -126,7 +172,6 @@ def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float
     params = list(unet.parameters()) + list(vae.decoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    unet_fwd = torch.compile(unet) if args.compile else unet
     h = w = args.resolution
     images = torch.rand(args.batch_size * 2, 3, h, w, device=device) * 2 - 1
     target = torch.rand_like(images)
@@ -136,25 +181,23 @@ def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float
         with autocast(device, precision):
             with torch.no_grad():
                 z = vae.encode(images).latent_dist.sample() * vae.config.scaling_factor
-            pred = unet_fwd(z, t, encoder_hidden_states=text).sample
+            pred = unet(z, t, encoder_hidden_states=text).sample
             out = vae.decode(pred / vae.config.scaling_factor).sample
             loss = torch.nn.functional.mse_loss(out.float(), target)
         optimizer_update(loss, params, optimizer, scaler)
 
-    reset_peak(device)
-    return timed(step, args.iters, args.warmup, device), peak_gib(device)
+    return *timed(step, args.iters, args.warmup, device), peak_gib(device)
 
 
-def bench_infer(args, device: torch.device, precision: str) -> tuple[float, str]:
+def bench_infer(args, device: torch.device, precision: str) -> tuple[float, float, str]:
+    """Latency of ``fix``-ing one image with its reference, set up as ``load_difix`` does
+    (``prepare_for_inference``: LoRA merged, channels-last and cuDNN autotuning on CUDA)."""
     torch.manual_seed(0)
     with device:
         model = build_random_difix(DifixConfig(preset=args.preset))
-    model.set_eval()
     weight_dtype = DTYPES[precision] if args.bf16_weights and precision != "no" else torch.float32
-    model.to(dtype=weight_dtype)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if args.compile else model
+    compile_mode = (args.compile_mode or "default") if args.compile else None
+    prepare_for_inference(model, device, weight_dtype, compile_mode, channels_last=args.channels_last or None)
     h = w = args.resolution
     views = (torch.rand(1, 2, 3, h, w, device=device) * 2 - 1).to(weight_dtype)
     emb = model.encode_prompts(["remove degradation"])
@@ -162,10 +205,9 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, str]
     @torch.inference_mode()
     def run():
         with autocast(device, precision) if weight_dtype == torch.float32 else contextlib.nullcontext():
-            forward(views, emb)
+            model(views, emb)
 
-    reset_peak(device)
-    return timed(run, args.iters, args.warmup, device), peak_gib(device)
+    return *timed(run, args.iters, args.warmup, device), peak_gib(device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,11 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precisions", default="no,bf16,fp16", help="comma list of no, bf16, fp16")
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model / UNet")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the Difix model (DifixModel.compile_forward)")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode for inference (default, max-autotune-no-cudagraphs, ...)")
     parser.add_argument("--bf16-weights", action="store_true", help="inference with weights cast to the precision's dtype")
     parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")
     args = parser.parse_args(argv)
+    global PROFILE_CALLS
+    PROFILE_CALLS = args.profile
 
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -193,27 +239,32 @@ def main(argv: list[str] | None = None) -> int:
         if precision not in ("no", "bf16", "fp16"):
             raise SystemExit(f"unknown precision {precision!r}")
         if precision == "fp16" and device.type != "cuda":
-            rows.append(("difix train", precision, "skipped (fp16 needs CUDA)", ""))
+            rows.append(("difix train", precision, "skipped (fp16 needs CUDA)", "", ""))
             continue
-        benches = [("difix train", bench_difix_train), ("difix infer", bench_infer)]
-        if not args.skip_plain:
-            benches.insert(1, ("plain train", bench_plain_train))
+        available = {"train": ("difix train", bench_difix_train), "plain": ("plain train", bench_plain_train),
+                     "infer": ("difix infer", bench_infer)}
+        benches = [available[r.strip()] for r in args.rows.split(",") if r.strip()]
         for name, bench in benches:
             try:
-                seconds, mem = bench(args, device, precision)
-                rows.append((name, precision, f"{seconds * 1000:.1f}", mem))
+                first, seconds, mem = bench(args, device, precision)
+                rows.append((name, precision, f"{seconds * 1000:.1f}", mem, f"{first:.1f}"))
             except torch.OutOfMemoryError:
-                rows.append((name, precision, "out of memory", ""))
+                rows.append((name, precision, "out of memory", "", ""))
             finally:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
 
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under accelerate launch, rank 0 prints its figures (every rank measures the same step)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     options = [o for o in ("channels_last", "compile", "bf16_weights", "gradient_checkpointing") if getattr(args, o)]
+    if args.compile_mode:
+        options.append(f"compile mode {args.compile_mode} (inference)")
     print(f"\nDifix bench: preset {args.preset}, {gpu}, {args.resolution}x{args.resolution}, "
-          f"batch {args.batch_size} (+ reference view), torch {torch.__version__}, options: {', '.join(options) or 'none'}\n")
-    print("| what | precision | ms / iteration | peak memory (GiB) |")
-    print("| --- | --- | ---: | ---: |")
+          f"batch {args.batch_size} (+ reference view) per process, {processes} process(es), torch {torch.__version__}, options: {', '.join(options) or 'none'}\n")
+    print("| what | precision | ms / iteration | peak memory (GiB) | first call s |")
+    print("| --- | --- | ---: | ---: | ---: |")
     for row in rows:
         print("| " + " | ".join(row) + " |")
     return 0

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Everything the GPU machine runs, in one call: carried wheels, gsplat's CUDA build, the GPU tests,
+# Everything the GPU machine runs, in one script: carried wheels, gsplat's CUDA build, the GPU tests,
 # the render and DiFix benchmarks and the pipeline's GPU code path. Outputs go to ${OUT:-gpu-out}.
+#   bash bench/gpu_suite.sh            one GPU (longer than one 10-minute device call: the
+#                                      figures in BENCHMARKS.md came from several calls of its lines)
+#   bash bench/gpu_suite.sh multi      also the 2-process DiFix step (run where 2 GPUs are visible)
 set -uo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
@@ -13,6 +16,18 @@ python3 -c "from gsplat.cuda._backend import _C; print('gsplat CUDA extension re
 echo "gsplat build: $(( $(date +%s) - start )) s" | tee -a "$out/device.txt"
 python3 -m pytest -m gpu tests/gpu -q -s -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log" | tail -40
 python3 bench/bench_render.py --repeats 2 2>&1 | tee "$out/bench_render.md" | tail -20
-python3 bench/bench_difix.py --iters 10 --warmup 3 2>&1 | tee "$out/bench_difix.md" | tail -20
-python3 bench/bench_difix.py --iters 10 --warmup 3 --precisions bf16 --bf16-weights --channels-last --skip-plain 2>&1 | tee "$out/bench_difix_bf16w.md" | tail -12
+difix="python3 bench/bench_difix.py --iters 10 --warmup 3"
+# eager: the three precisions side by side with a plain diffusers step
+$difix 2>&1 | tee "$out/bench_difix.md" | tail -12
+# compiled training step (TrainConfig.compile) and inference as load_difix(compile_mode=...) sets it up
+$difix --precisions bf16 --rows train --compile 2>&1 | tee "$out/bench_difix_train_compiled.md" | tail -4
+$difix --precisions bf16 --rows infer --bf16-weights 2>&1 | tee "$out/bench_difix_infer_bf16.md" | tail -4
+$difix --precisions bf16 --rows infer --bf16-weights --compile 2>&1 | tee "$out/bench_difix_infer_compiled.md" | tail -4
+$difix --precisions bf16 --rows infer --bf16-weights --compile --compile-mode reduce-overhead 2>&1 \
+    | tee "$out/bench_difix_infer_cudagraphs.md" | tail -4
+if [ "${1:-}" = multi ]; then
+    python3 -m accelerate.commands.launch --num_processes 2 --multi_gpu --num_machines 1 --mixed_precision no \
+        --dynamo_backend no bench/bench_difix.py --rows train --precisions no,bf16,fp16 --iters 10 --warmup 3 \
+        2>"$out/bench_difix_ddp.err" | tee "$out/bench_difix_ddp.md" | tail -6
+fi
 python3 bench/gpu_pipeline_smoke.py /tmp/smoke 2>&1 | tee "$out/pipeline_smoke.log" | tail -25

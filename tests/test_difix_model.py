@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -22,10 +23,10 @@ from hi4dfix.difix.config import (
 from hi4dfix.difix.infer import fix_images, load_difix
 from hi4dfix.difix.model import (
     MultiViewAttnProcessor,
+    OneStepUpdate,
     build_random_difix,
     build_tiny_tokenizer,
     make_one_step_scheduler,
-    one_step_denoise,
     skip_conv_channels,
 )
 
@@ -106,15 +107,43 @@ def test_multiview_processor_is_joint_attention_over_views():
     assert torch.allclose(MultiViewAttnProcessor()(attn, hidden, text, num_views=2), AttnProcessor2_0()(attn, hidden, text))
 
 
-def test_one_step_scheduler_predicts_x0():
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"prediction_type": "v_prediction"}, {"prediction_type": "sample"}, {"clip_sample": True, "clip_sample_range": 0.5}],
+    ids=["epsilon", "v_prediction", "sample", "clipped"],
+)
+def test_one_step_update_is_the_schedulers_step(overrides):
     arch = preset_architecture("tiny")
-    sched = make_one_step_scheduler(arch.scheduler, 199)
-    z = torch.randn(2, 4, 4, 6)
-    eps = torch.randn(2, 4, 4, 6)
-    out = one_step_denoise(sched, eps, torch.tensor([199]), z, torch.Generator().manual_seed(0))
-    abar = sched.alphas_cumprod[199]
-    expected = (z - (1 - abar).sqrt() * eps) / abar.sqrt()
-    assert torch.allclose(out, expected, atol=1e-5)
+    sched = make_one_step_scheduler({**arch.scheduler, **overrides}, 199)
+    z, pred = torch.randn(2, 4, 4, 6), torch.randn(2, 4, 4, 6)
+    expected = sched.step(pred, torch.tensor([199]), z, generator=torch.Generator().manual_seed(0)).prev_sample
+    ours = OneStepUpdate.from_scheduler(sched)(pred, z)
+    assert torch.allclose(ours, expected, atol=1e-6)
+    if not overrides:  # SD-Turbo's epsilon prediction: x0 = (z - sqrt(1 - abar) eps) / sqrt(abar)
+        abar = sched.alphas_cumprod[199]
+        assert torch.allclose(ours, (z - (1 - abar).sqrt() * pred) / abar.sqrt(), atol=1e-5)
+
+
+def test_merged_vae_lora_gives_the_same_output(tiny_model):
+    views = torch.rand(1, 2, 3, 32, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    emb = tiny_model.encode_prompts(["remove degradation"])
+    merged = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        for name, p in merged.vae.named_parameters():  # non-zero LoRA, so the merge matters
+            if "lora_B" in name:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+        unmerged_out = merged(views, emb)
+        merged.merge_vae_lora()
+        merged_out = merged(views, emb)
+    assert not torch.allclose(unmerged_out, tiny_model(views, emb), atol=1e-3)
+    assert torch.allclose(merged_out, unmerged_out, atol=1e-4)  # float rounding only
+    assert merged.official_state()["state_dict_vae"].keys() == tiny_model.official_state()["state_dict_vae"].keys()
+
+
+def test_one_step_update_refuses_thresholding():
+    arch = preset_architecture("tiny")
+    with pytest.raises(ValueError, match="thresholding"):
+        OneStepUpdate.from_scheduler(make_one_step_scheduler({**arch.scheduler, "thresholding": True}, 199))
 
 
 def test_trainable_parameters_are_unet_vae_lora_and_skips(tiny_model):

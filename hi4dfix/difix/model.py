@@ -19,7 +19,8 @@ through ``cross_attention_kwargs``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from peft import LoraConfig
+from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from hi4dfix.difix.config import (
@@ -202,24 +204,54 @@ def make_one_step_scheduler(scheduler_config: dict[str, Any], timestep: int) -> 
     diffusers look ``t`` up in the timestep list, so the list is set to ``[t]``, whose
     previous timestep is also "none" (alpha_prev = 1): the same update, x0 prediction.
     """
-    scheduler = DDPMScheduler.from_config(scheduler_config)
-    scheduler.set_timesteps(timesteps=[int(timestep)])
+    with torch.device("cpu"):  # small tables, also when the model is built under a meta/cuda device context
+        scheduler = DDPMScheduler.from_config(scheduler_config)
+        scheduler.set_timesteps(timesteps=[int(timestep)])
     return scheduler
 
 
-def one_step_denoise(
-    scheduler: DDPMScheduler,
-    model_pred: torch.Tensor,
-    timestep: torch.Tensor,
-    latents: torch.Tensor,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    device = latents.device
-    if scheduler.alphas_cumprod.device != device:
-        scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
-    if scheduler.timesteps.device != device:
-        scheduler.set_timesteps(timesteps=[int(t) for t in scheduler.timesteps.tolist()], device=device)
-    return scheduler.step(model_pred, timestep, latents, generator=generator, return_dict=True).prev_sample
+@dataclass(frozen=True)
+class OneStepUpdate:
+    """``DDPMScheduler.step`` at the scheduler's only timestep, as a pure tensor function.
+
+    With a single timestep the previous one is "none" (alpha_prev = 1): the step returns the
+    predicted clean latents x0, plus the scheduler's variance noise, whose standard deviation
+    is its 1e-20 variance floor (1e-10), below float32 resolution.  Written out, the update has
+    no data-dependent timestep lookup, so the forward pass needs no GPU-to-CPU sync and
+    compiles as one graph.
+    """
+
+    alpha_prod_t: float
+    prediction_type: str
+    clip_range: float | None  # clip_sample_range when the scheduler clips x0
+
+    @classmethod
+    def from_scheduler(cls, scheduler: DDPMScheduler) -> "OneStepUpdate":
+        if len(scheduler.timesteps) != 1:
+            raise ValueError(f"expected a one-step scheduler, got timesteps {scheduler.timesteps.tolist()}")
+        config = scheduler.config
+        if config.thresholding:
+            raise ValueError("scheduler config: dynamic thresholding is not supported for one-step Difix")
+        if config.prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"scheduler config: unknown prediction_type {config.prediction_type!r}")
+        timestep = int(scheduler.timesteps[0])
+        return cls(
+            alpha_prod_t=float(scheduler.alphas_cumprod[timestep]),
+            prediction_type=config.prediction_type,
+            clip_range=float(config.clip_sample_range) if config.clip_sample else None,
+        )
+
+    def __call__(self, model_pred: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        a = self.alpha_prod_t
+        if self.prediction_type == "epsilon":
+            x0 = (latents - (1.0 - a) ** 0.5 * model_pred) / a**0.5
+        elif self.prediction_type == "v_prediction":
+            x0 = a**0.5 * latents - (1.0 - a) ** 0.5 * model_pred
+        else:
+            x0 = model_pred
+        if self.clip_range is not None:
+            x0 = x0.clamp(-self.clip_range, self.clip_range)
+        return x0
 
 
 # ----------------------------------------------------------------------------- the model
@@ -249,6 +281,8 @@ class DifixModel(torch.nn.Module):
         self.tokenizer = tokenizer
         self.vae_lora_target_modules = list(vae_lora_target_modules)
         self.scheduler = make_one_step_scheduler(config.architecture.scheduler, config.timestep)
+        self.one_step = OneStepUpdate.from_scheduler(self.scheduler)
+        self._compiled_fix: Callable[..., torch.Tensor] | None = None
         self.register_buffer("timesteps", torch.tensor([config.timestep], dtype=torch.long), persistent=False)
         self.text_encoder.requires_grad_(False)
         self._prompt_cache: dict[str, torch.Tensor] = {}
@@ -296,18 +330,52 @@ class DifixModel(torch.nn.Module):
         if prompt_embeds.shape[0] != b:
             raise ValueError(f"{prompt_embeds.shape[0]} prompt embeddings for a batch of {b}")
         x = views.reshape(b * v, 3, h, w).to(self.vae.dtype)
-        posterior, skips = encode_with_skips(self.vae, x)
-        z = posterior.sample(generator) if self.difix_config.latent_sampling == "sample" else posterior.mode()
-        scale = self.vae.config.scaling_factor
-        z = z * scale
+        noise = None
+        if self.difix_config.latent_sampling == "sample":
+            # drawn here, as DiagonalGaussianDistribution.sample would, to keep the tensor path pure
+            noise = torch.randn(self.latent_shape(b * v, h, w), generator=generator, device=x.device, dtype=x.dtype)
         # (b, n, c) -> (b v, n, c), views of one sample consecutive like the latents
         text = prompt_embeds.to(self.unet.dtype).repeat_interleave(v, dim=0)
-        pred = self.unet(z, self.timesteps, encoder_hidden_states=text, cross_attention_kwargs={"num_views": v}).sample
-        z_denoised = one_step_denoise(self.scheduler, pred, self.timesteps, z, generator)
-        # the scheduler's fp32 alphas promote the latents; the decoder runs in the VAE's dtype
-        z_denoised = (z_denoised / scale).to(self.vae.dtype)
+        fix = self._compiled_fix or self.fix_flat_views
+        return fix(x, text, noise, v).reshape(b, v, 3, h, w)
+
+    def latent_shape(self, n: int, height: int, width: int) -> tuple[int, int, int, int]:
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return (n, self.vae.config.latent_channels, height // factor, width // factor)
+
+    def fix_flat_views(
+        self, x: torch.Tensor, text: torch.Tensor, noise: torch.Tensor | None, num_views: int
+    ) -> torch.Tensor:
+        """The tensor path: (b v, 3, H, W) views -> fixed views; ``noise`` samples the posterior
+        (None: its mode)."""
+        posterior, skips = encode_with_skips(self.vae, x)
+        z = posterior.mode() if noise is None else posterior.mean + posterior.std * noise
+        scale = self.vae.config.scaling_factor
+        z = z * scale
+        pred = self.unet(
+            z, self.timesteps, encoder_hidden_states=text, cross_attention_kwargs={"num_views": num_views}
+        ).sample
+        # fp32 for the update, as the scheduler computes it; the decoder runs in the VAE's dtype
+        z_denoised = (self.one_step(pred.float(), z.float()) / scale).to(self.vae.dtype)
         out = decode_with_skips(self.vae, z_denoised, skips, self.difix_config.skip_gamma)
-        return out.clamp(-1, 1).reshape(b, v, 3, h, w)
+        return out.clamp(-1, 1)
+
+    def merge_vae_lora(self) -> None:
+        """Fold the VAE LoRA into the decoder weights, for inference: the same outputs without
+        the extra low-rank convolutions at every decoder layer.  The LoRA tensors stay (unused)
+        so ``official_state`` is unchanged; do not train a merged model."""
+        for module in self.vae.modules():
+            if isinstance(module, BaseTunerLayer) and not module.merged:
+                module.merge()
+
+    def compile_forward(self, mode: str | None = None) -> None:
+        """``torch.compile`` the tensor path (encoder, UNet, update, decoder) as one graph.
+
+        Fuses the GroupNorm / SiLU / dtype-cast chains that dominate eager time at 512 px;
+        the first call (and each new image size) compiles for a few minutes.  State-dict keys
+        are unchanged.  ``mode`` is torch.compile's (e.g. ``max-autotune-no-cudagraphs``).
+        """
+        self._compiled_fix = torch.compile(self.fix_flat_views, mode=mode)
 
     # --- training state
     def trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
