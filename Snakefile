@@ -30,5 +30,4 @@ rule all:
         expand("results/{version}/deltas.csv", version=list(STUDY.versions)),
         expand("results/{version}/difix/eval.csv", version=list(STUDY.versions)),
         "results/versions.csv",
-        all_report_items,
     default_target: True

@@ -194,6 +194,25 @@ def delta_table(
     return df
 
 
+def delta_table_from_csvs(
+    scenes: Sequence[str],
+    arm_csvs: Mapping[str, Sequence[str | os.PathLike]],
+    metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
+) -> pd.DataFrame:
+    """:func:`delta_table` from the per-scene NVS CSVs of the arms ``raw``, ``base`` and
+    ``tuned`` (one path per scene, in ``scenes`` order)."""
+    missing = sorted({"raw", "base", "tuned"} - set(arm_csvs))
+    if missing:
+        raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
+    tables = {}
+    for arm in ("raw", "base", "tuned"):
+        paths = list(arm_csvs[arm])
+        if len(paths) != len(scenes):
+            raise ValueError(f"delta table: {len(paths)} {arm} CSVs for {len(scenes)} scenes")
+        tables[arm] = {scene: read_per_scene_csv(path) for scene, path in zip(scenes, paths)}
+    return delta_table(baseline=tables["base"], tuned=tables["tuned"], metrics=metrics, raw=tables["raw"])
+
+
 def _mean_delta_row(metric: str, per_scene: list[dict[str, Any]], with_raw: bool) -> dict[str, Any]:
     paired = [r for r in per_scene if not (math.isnan(r["baseline"]) or math.isnan(r["tuned"]))]
 

@@ -46,7 +46,7 @@ def rendered_scene(materialized_scene: MaterializedScene, tmp_path_factory: pyte
 
 @pytest.fixture(scope="session")
 def small_pipeline(tmp_path_factory: pytest.TempPathFactory):
-    """The whole DAG (report items included) on the small config, run once for every test that reads it.
+    """The whole DAG of the delta table (report items included) on the small config, run once for every test that reads it.
 
     Returns (workdir, config). Tests may run dry runs or further targets there, but must not change
     what this run produced.
@@ -55,5 +55,5 @@ def small_pipeline(tmp_path_factory: pytest.TempPathFactory):
 
     workdir = tmp_path_factory.mktemp("pipeline")
     config = small_config()
-    run_snakemake(workdir, config, "--cores", "2", "results/v0/deltas.csv", "results/v0/difix/eval.csv", "report_v0")
+    run_snakemake(workdir, config, "--cores", "2", "results/v0/deltas.csv", "results/v0/difix/eval.csv")
     return workdir, config

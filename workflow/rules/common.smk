@@ -120,12 +120,35 @@ def nvs_model_spec(wildcards):
     ]
 
 
-def delta_inputs(wildcards):
+def nvs_arm_csvs(wildcards):
+    """Per-scene NVS metric CSVs of the version's reserved scenes, by arm."""
     version = checked_version(wildcards)
     return {
         arm: [f"{RESULTS}/{version.name}/nvs/{arm}/{scene}.csv" for scene in version.nvs_eval]
         for arm in ARMS
     }
+
+
+def report_path(version, name):
+    return f"{RESULTS}/{version}/report/{name}"
+
+
+def report_figures(version):
+    """The version's report items besides the delta table (policy-checked first)."""
+    checked = STUDY.check_version(version)
+    return [
+        report_path(version, "card.html"),
+        report_path(version, "metrics.png"),
+        *[report_path(version, f"before_after/{scene}.png") for scene in checked.nvs_eval],
+        report_path(version, "gallery.png"),
+        report_path(version, "train_loss.png"),
+    ]
+
+
+def delta_inputs(wildcards):
+    """The arms' CSVs, and the report figures: a report holds only files in its target's DAG, so
+    this is what makes `snakemake --report R results/{version}/deltas.csv` the whole report."""
+    return {**nvs_arm_csvs(wildcards), "report_figures": report_figures(wildcards.version)}
 
 
 def versions_with_deltas(wildcards):

@@ -1,9 +1,9 @@
 # Report stage: the items of Snakemake's self-contained HTML report, per study version.
 #
-#   snakemake --cores 2 report_v0 && snakemake --report results/v0/report.html report_v0
+#   snakemake --report results/v0/report.html results/v0/deltas.csv
 #
-# `report_{version}` collects the version's items (the report only shows files in the DAG of the
-# targets it is given). Every item is made from the config or from earlier stages' outputs.
+# The delta table depends on these items (`delta_inputs`), so the report of its DAG holds them
+# all. Every item is made from the config or from earlier stages' outputs.
 
 from hi4dfix.report import (
     CATEGORY_CARD,
@@ -19,38 +19,6 @@ report: "../report/workflow.rst"
 
 # Optional `report:` block of the config: dataclass fields of hi4dfix.report.figures / .gallery.
 REPORT = config.get("report", {})
-
-
-def report_path(version, name):
-    return f"{RESULTS}/{version}/report/{name}"
-
-
-def report_items(version):
-    """Every report item of one version (after the policy check, so a bad version fails at DAG build)."""
-    checked = STUDY.check_version(version)
-    return [
-        report_path(version, "card.html"),
-        f"{RESULTS}/{version}/deltas.csv",
-        report_path(version, "metrics.png"),
-        *[report_path(version, f"before_after/{scene}.png") for scene in checked.nvs_eval],
-        report_path(version, "gallery.png"),
-        report_path(version, "train_loss.png"),
-    ]
-
-
-def all_report_items(wildcards):
-    return [item for version in STUDY.versions for item in report_items(version)]
-
-
-for _version in STUDY.versions:
-
-    rule:
-        """Target: the report items of one study version (no action of its own)."""
-        name:
-            f"report_{_version}"
-        input:
-            lambda wildcards, version=_version: report_items(version),
-        localrule: True
 
 
 rule version_card:
@@ -83,7 +51,7 @@ rule version_card:
 rule metric_charts:
     """Bar charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix."""
     input:
-        f"{RESULTS}/{{version}}/deltas.csv",
+        unpack(nvs_arm_csvs),
     output:
         report(
             report_path("{version}", "metrics.png"),
@@ -93,6 +61,7 @@ rule metric_charts:
             labels={"item": "bar charts"},
         ),
     params:
+        scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
         charts=REPORT.get("metric_charts", {}),
     log:
         f"{RESULTS}/logs/metric_charts/{{version}}.log",

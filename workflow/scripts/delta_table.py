@@ -2,19 +2,11 @@
 
 from hi4dfix.io import write_text
 from hi4dfix.logs import job_log
-from hi4dfix.tables import delta_table, read_per_scene_csv, to_markdown, write_csv
+from hi4dfix.tables import delta_table_from_csvs, to_markdown, write_csv
 
 with job_log(snakemake.log[0]) as log:
-    scenes = snakemake.params.scenes
-
-    def arm_tables(paths):
-        return {scene: read_per_scene_csv(path) for scene, path in zip(scenes, paths)}
-
-    table = delta_table(
-        baseline=arm_tables(snakemake.input.base),
-        tuned=arm_tables(snakemake.input.tuned),
-        raw=arm_tables(snakemake.input.raw),
-    )
+    arm_csvs = {arm: snakemake.input[arm] for arm in ("raw", "base", "tuned")}
+    table = delta_table_from_csvs(snakemake.params.scenes, arm_csvs)
     write_csv(snakemake.output.csv, table)
     write_text(snakemake.output.markdown, to_markdown(table))
     log.info("delta table:\n%s", to_markdown(table))
