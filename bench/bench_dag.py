@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -22,6 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
+from record import append_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 ACTIONS = ("dance", "talk", "fight", "hug", "jump", "piggyback", "kick", "yoga")
@@ -87,13 +86,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.append:
-        command = "python bench/bench_dag.py " + " ".join(sys.argv[1:])
-        header = (
-            f"\n### DAG build (`snakemake -n`)\n\nCommand: `{command}`  \nDate: {datetime.date.today()}  \n"
-            f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n\n"
-        )
-        with open(args.append, "a") as stream:
-            stream.write(header + table + "\n")
+        append_markdown(args.append, "DAG build (`snakemake -n`)", table)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from hi4dfix.difix.train import (  # noqa: E402
     prepare_model_for_training,
     release_accelerate_state,
 )
+from record import append_markdown  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -117,9 +118,11 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
         model = build_random_difix(DifixConfig(preset=args.preset))
     cfg = TrainConfig(
         triplets="-", output="-", output_dir="-", lr=1e-5, mixed_precision=precision,
-        compile=args.compile, channels_last=args.channels_last, gradient_checkpointing=args.gradient_checkpointing,
+        compile=args.compile, gradient_checkpointing=args.gradient_checkpointing,
     )
     prepare_model_for_training(model, cfg)
+    if args.channels_last:  # an experiment only: eager GroupNorm copies NHWC back to NCHW (BENCHMARKS.md)
+        model.to(memory_format=torch.channels_last)
     params = [p for _, p in model.trainable_named_parameters()]
     optimizer = make_optimizer(params, cfg, device)
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")
+    parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
     global PROFILE_CALLS
     PROFILE_CALLS = args.profile
@@ -261,12 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     options = [o for o in ("channels_last", "compile", "bf16_weights", "gradient_checkpointing") if getattr(args, o)]
     if args.compile_mode:
         options.append(f"compile mode {args.compile_mode} (inference)")
-    print(f"\nDifix bench: preset {args.preset}, {gpu}, {args.resolution}x{args.resolution}, "
-          f"batch {args.batch_size} (+ reference view) per process, {processes} process(es), torch {torch.__version__}, options: {', '.join(options) or 'none'}\n")
-    print("| what | precision | ms / iteration | peak memory (GiB) | first call s |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    setting = (f"preset {args.preset}, {args.resolution}x{args.resolution}, batch {args.batch_size} (+ reference view) "
+               f"per process, {processes} process(es), options: {', '.join(options) or 'none'}")
+    print(f"\nDifix bench: {setting}; {gpu}, torch {torch.__version__}\n")
+    lines = ["| what | precision | ms / iteration | peak memory (GiB) | first call s |", "| --- | --- | ---: | ---: | ---: |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    table = "\n".join(lines)
+    print(table)
+    if args.append:
+        append_markdown(args.append, f"DiFix step and inference ({setting})", table, f"{gpu}, torch {torch.__version__}")
     return 0
 
 

@@ -4,14 +4,14 @@
 
 A frame is 8 camera images + masks undistorted and written, plus its SMPL file. Scaling runs one
 materialize job per worker process on separate scenes, as Snakemake runs one job per scene.
+Disk: the materialized output of one scene divided by its frames (synthetic images, which
+compress better than photographs: the README's cost section scales them).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +20,7 @@ from pathlib import Path
 from hi4dfix.hi4d import read_sequence
 from hi4dfix.materialize import MaterializeConfig, materialize_scene
 from hi4dfix.synth import HI4D_IMAGE_SIZE, SynthConfig, generate_sequence
+from record import append_markdown
 
 
 def materialize_one(sequence_dir: str, out_dir: str, name: str) -> float:
@@ -39,7 +40,8 @@ def main() -> None:
     parser.add_argument("--append", type=Path)
     args = parser.parse_args()
     width, height = HI4D_IMAGE_SIZE
-    rows = ["| workers | scenes | frames each | wall s | frames/s | frames/s per core |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = ["| workers | scenes | frames each | wall s | frames/s | frames/s per core | MB per frame on disk |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     with tempfile.TemporaryDirectory() as tmp:
         names = [f"hi4d_pair{i:02d}_dance" for i in range(max(args.workers))]
         sequences = [
@@ -53,17 +55,13 @@ def main() -> None:
                               [f"{tmp}/out{workers}/{n}" for n in names[:workers]], names[:workers]))
             wall = time.perf_counter() - start
             frames = workers * args.frames
-            rows.append(f"| {workers} | {workers} | {args.frames} | {wall:.1f} | {frames / wall:.2f} | {frames / wall / workers:.2f} |")
+            scene_bytes = sum(f.stat().st_size for f in Path(f"{tmp}/out{workers}/{names[0]}").rglob("*") if f.is_file())
+            rows.append(f"| {workers} | {workers} | {args.frames} | {wall:.1f} | {frames / wall:.2f} | "
+                        f"{frames / wall / workers:.2f} | {scene_bytes / args.frames / 1e6:.1f} |")
     table = "\n".join(rows)
     print(table)
     if args.append:
-        with open(args.append, "a") as stream:
-            stream.write(
-                f"\n### Materialize at {width}x{height} (8 cameras a frame)\n\nCommand: `python bench/bench_materialize.py "
-                f"{' '.join(os.sys.argv[1:])}`  \nDate: {datetime.date.today()}  \nMachine: {platform.machine()}, "
-                f"{os.cpu_count()} cores\n\n{table}\n"
-            )
-
+        append_markdown(args.append, f"Materialize at {width}x{height} (8 cameras a frame)", table)
 
 if __name__ == "__main__":
     main()

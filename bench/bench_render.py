@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +26,7 @@ from hi4dfix.render import RenderConfig, SourceView, fit_frame, rasterize, rende
 from hi4dfix.render.poses import perturb_vertices
 from hi4dfix.render.rasterize import gsplat_usable
 from hi4dfix.scene import Camera
+from record import append_markdown
 
 SMPL_VERTS = 6890
 CAM_IDS = (4, 16, 28, 40, 52, 64, 76, 88)
@@ -114,6 +116,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--gpu-gaussians", type=int, default=13780, help="heavier GPU fit: Gaussians")
     parser.add_argument("--gpu-steps", type=int, default=300, help="heavier GPU fit: steps")
+    parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -127,18 +130,24 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
 
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), GPU: {device_name}; best of {args.repeats}\n")
-    print("| backend | device | W x H | Gaussians | steps | fit s | ms/step | render 8 cams s | frame s | final loss |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    lines = [
+        "| backend | device | W x H | Gaussians | steps | fit s | ms/step | render 8 cams s | frame s | final loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    print("\n".join(lines), flush=True)
     for backend, device, width, height, gaussians, steps in rows:
         cfg = dataclasses.replace(default, backend=backend, device=device, num_gaussians=gaussians, fit_steps=steps)
         t = time_frame(width, height, cfg, args.repeats)
-        print(
+        lines.append(
             f"| {backend} | {device} | {width} x {height} | {gaussians} | {steps} | {t['fit_s']:.2f} | "
             f"{1000 * t['fit_s'] / max(steps, 1):.1f} | {t['render_s']:.3f} | {t['fit_s'] + t['render_s']:.2f} | {t['loss']:.4f} |"
         )
+        print(lines[-1], flush=True)
     if len(rows) == 1:
         print("\n(gsplat rows skipped: no CUDA, or gsplat's kernels do not build here)")
-
+    if args.append:
+        accelerator = f"{device_name}, torch {torch.__version__}, {args.threads} CPU thread(s), best of {args.repeats}"
+        append_markdown(args.append, "Render stage: fit one frame's Gaussians, render all 8 cameras", "\n".join(lines), accelerator)
 
 if __name__ == "__main__":
     main()

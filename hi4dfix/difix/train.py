@@ -106,7 +106,6 @@ class TrainConfig:
     use_ref: bool = field(default=True, metadata=_help("feed the reference view as a second view"))
     gradient_checkpointing: bool = field(default=False, metadata=_help("UNet gradient checkpointing (saves GPU memory)"))
     compile: bool = field(default=False, metadata=_help("torch.compile the model: minutes of compilation at start, faster steps on GPUs"))
-    channels_last: bool = field(default=False, metadata=_help("channels-last memory format for the convolutions"))
     allow_tf32: bool = field(default=True, metadata=_help("TF32 matmuls on Ampere+ GPUs"))
     hub_cache_dir: str | None = field(default=None, metadata=_help("Hugging Face cache dir"))
     base_model_id: str | None = field(default=None, metadata=_help("SD-Turbo source for sd-turbo pkls (Hub id or folder)"))
@@ -166,10 +165,8 @@ def remove_stale_temporaries(ckpt_dir: Path) -> None:
 
 
 def prepare_model_for_training(model: DifixModel, cfg: TrainConfig) -> None:
-    """Trainable parameters, memory format, checkpointing and compilation as ``cfg`` says."""
+    """Trainable parameters, checkpointing and compilation as ``cfg`` says."""
     model.set_train()
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
     if cfg.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     if cfg.compile:
