@@ -74,3 +74,12 @@ def test_rerun_does_nothing_and_tuning_change_reruns_only_downstream(pipeline):
         "version_card": 1, "metric_charts": 1, "before_after_views": len(RESERVED), "triplet_gallery": 1,
         "loss_curve": 1,
     }
+
+
+def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline):
+    workdir, config = pipeline
+    changed = copy.deepcopy(config)
+    changed["versions"]["v0"].setdefault("triplets", {})["max_samples"] = 2
+    jobs = planned_jobs(run_snakemake(workdir, changed, "-n", "results/v0/deltas.csv"))
+    assert jobs["build_triplets"] == 1 and jobs["tune_difix"] == 1
+    assert not {"materialize_scene", "render_scene", "pretrain_difix_base"} & set(jobs)

@@ -292,7 +292,9 @@ def test_cancelled_job_is_reported_failed_and_rerun_does_only_whats_missing(slur
     assert f"SLURM-job '{slurm_runs.cancelled_id}' failed" in first and "CANCELLED" in first
     assert f"Error in rule {CANCELLED_RULE}" in first
     # the cancelled render and what depends on it; everything else was done by the first run
-    assert slurm_runs.replanned == {"render_scene": 1, "evaluate_nvs": 3, "delta_table": 1}
+    assert slurm_runs.replanned == {
+        "render_scene": 1, "evaluate_nvs": 3, "before_after_views": 1, "metric_charts": 1, "delta_table": 1,
+    }
     rerun = squeue_records(name=run_id(slurm_runs.second))
     assert sorted(rule_of(r["comment"]) for r in rerun) == sorted(
         rule for rule, count in slurm_runs.replanned.items() for _ in range(count)

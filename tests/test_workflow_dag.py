@@ -69,6 +69,12 @@ def test_main_job_plans_every_stage(tmp_path):
         "tune_difix": 1,
         "evaluate_nvs": 12,
         "delta_table": 1,
+        # the report items, which the delta table brings into its DAG
+        "version_card": 1,
+        "metric_charts": 1,
+        "before_after_views": 4,
+        "triplet_gallery": 1,
+        "loss_curve": 1,
     }
 
 

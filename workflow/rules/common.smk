@@ -2,6 +2,7 @@
 # Input functions enforce the reserved-scene policy, so a version that breaks it fails at
 # DAG build, before any job runs, with a message naming the version and the scene.
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -69,6 +70,12 @@ def sequence_index_files(wildcards):
 
 def checked_version(wildcards):
     return STUDY.check_version(wildcards.version)
+
+
+def version_params(wildcards):
+    """The checked version as plain data for `params:`: Snakemake reruns a job whose params
+    changed, but compares builtin types only (a dataclass would be ignored)."""
+    return dataclasses.asdict(checked_version(wildcards))
 
 
 def version_profile(wildcards):

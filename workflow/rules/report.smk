@@ -32,7 +32,7 @@ rule version_card:
             labels={"item": "version card"},
         ),
     params:
-        version=checked_version,
+        version=version_params,
         reserved=sorted(STUDY.reserved_scenes),
         render_profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
         difix={"base": config["difix"]["base"], "preset": config["difix"]["preset"]},

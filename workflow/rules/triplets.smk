@@ -8,7 +8,9 @@ rule build_triplets:
     output:
         f"{RESULTS}/{{version}}/triplets.json",
     params:
-        version=checked_version,
+        triplets=lambda wildcards: dict(checked_version(wildcards).triplets),
+        train=lambda wildcards: list(checked_version(wildcards).difix_train),
+        test=lambda wildcards: list(checked_version(wildcards).difix_eval),
         reserved=sorted(STUDY.reserved_scenes),
     log:
         f"{RESULTS}/logs/build_triplets/{{version}}.log",

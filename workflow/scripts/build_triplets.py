@@ -5,8 +5,7 @@ from hi4dfix.scene import load_scene
 from hi4dfix.triplets import TripletConfig, build_triplets, write_triplets
 
 with job_log(snakemake.log[0]) as log:
-    version = snakemake.params.version
-    options = dict(version.triplets)
+    options = dict(snakemake.params.triplets)
     if options.get("cams") is not None:
         options["cams"] = tuple(options["cams"])
     cfg = TripletConfig(**options)
@@ -15,8 +14,8 @@ with job_log(snakemake.log[0]) as log:
         for scene, render_dir in zip(map(load_scene, snakemake.input.scenes), snakemake.input.renders)
     }
     triplets = build_triplets(
-        train={name: pairs[name] for name in version.difix_train},
-        test={name: pairs[name] for name in version.difix_eval},
+        train={name: pairs[name] for name in snakemake.params.train},
+        test={name: pairs[name] for name in snakemake.params.test},
         cfg=cfg,
     )
     write_triplets(snakemake.output[0], triplets, snakemake.params.reserved)

@@ -2,11 +2,12 @@
 
 from hi4dfix.logs import job_log
 from hi4dfix.report.card import write_version_card
+from hi4dfix.study import Version
 
 with job_log(snakemake.log[0]) as log:
     write_version_card(
         snakemake.output[0],
-        version=snakemake.params.version,
+        version=Version(**snakemake.params.version),
         reserved_scenes=snakemake.params.reserved,
         render_profile=snakemake.params.render_profile,
         difix=snakemake.params.difix,
