@@ -176,8 +176,7 @@ def test_metric_bars_show_each_arm_per_scene_and_the_mean():
 def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
     deltas = make_deltas(lpips=False)
     path = tmp_path / "metrics.png"
-    write_csv(tmp_path / "deltas.csv", deltas)
-    write_metric_bars(tmp_path / "deltas.csv", path, MetricChartConfig(show_raw=False))
+    write_metric_bars(deltas, path, MetricChartConfig(show_raw=False))
     image = iio.imread(path)
     assert image.shape[1] <= MAX_SIZE_PX[0] and image.shape[0] <= MAX_SIZE_PX[1]
     figure = metric_bars(deltas, MetricChartConfig(show_raw=False))

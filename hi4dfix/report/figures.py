@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hi4dfix.report.plotting import new_figure, save_png
-from hi4dfix.tables import MEAN, higher_is_better, read_delta_csv
+from hi4dfix.tables import MEAN, higher_is_better
 
 METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
 # Bars of one scene, left to right; raw (no DiFix) is context, baseline vs tuned is the comparison.
@@ -141,9 +141,10 @@ def metric_bars(deltas: pd.DataFrame, cfg: MetricChartConfig = MetricChartConfig
     return figure
 
 
-def write_metric_bars(deltas_csv: str | os.PathLike, path: str | os.PathLike, cfg: MetricChartConfig = MetricChartConfig()) -> None:
-    figure = metric_bars(read_delta_csv(deltas_csv), cfg, source=str(deltas_csv))
-    save_png(figure, path, cfg.dpi)
+def write_metric_bars(
+    deltas: pd.DataFrame, path: str | os.PathLike, cfg: MetricChartConfig = MetricChartConfig(), source: str = "delta table"
+) -> None:
+    save_png(metric_bars(deltas, cfg, source), path, cfg.dpi)
 
 
 def read_train_log(path: str | os.PathLike) -> pd.DataFrame:
