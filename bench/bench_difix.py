@@ -66,12 +66,10 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
-PROFILE_CALLS = 0  # set from --profile: calls traced after timing
-
-
-def timed(fn, iters: int, warmup: int, device: torch.device) -> tuple[float, float]:
+def timed(fn, iters: int, warmup: int, device: torch.device, profile_calls: int = 0) -> tuple[float, float]:
     """(seconds of the first call, which includes any compilation; mean seconds per call
-    after ``warmup`` untimed calls).  With --profile, the top GPU kernels are printed too."""
+    after ``warmup`` untimed calls).  ``profile_calls`` > 0: then trace that many calls and
+    print the top GPU kernels."""
     start = time.perf_counter()
     fn()
     synchronize(device)
@@ -85,8 +83,8 @@ def timed(fn, iters: int, warmup: int, device: torch.device) -> tuple[float, flo
         fn()
     synchronize(device)
     seconds = (time.perf_counter() - start) / iters
-    if PROFILE_CALLS:
-        print_profile(fn, PROFILE_CALLS, device)
+    if profile_calls:
+        print_profile(fn, profile_calls, device)
     return first, seconds
 
 
@@ -140,7 +138,7 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
         optimizer.zero_grad(set_to_none=True)
 
     try:
-        first, seconds = timed(step, args.iters, args.warmup, device)
+        first, seconds = timed(step, args.iters, args.warmup, device, args.profile)
         assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
         return first, seconds, peak_gib(device)
     finally:
@@ -189,7 +187,7 @@ def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float
             loss = torch.nn.functional.mse_loss(out.float(), target)
         optimizer_update(loss, params, optimizer, scaler)
 
-    return *timed(step, args.iters, args.warmup, device), peak_gib(device)
+    return *timed(step, args.iters, args.warmup, device, args.profile), peak_gib(device)
 
 
 def bench_infer(args, device: torch.device, precision: str) -> tuple[float, float, str]:
@@ -210,7 +208,7 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, floa
         with autocast(device, precision) if weight_dtype == torch.float32 else contextlib.nullcontext():
             model(views, emb)
 
-    return *timed(run, args.iters, args.warmup, device), peak_gib(device)
+    return *timed(run, args.iters, args.warmup, device, args.profile), peak_gib(device)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,8 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
-    global PROFILE_CALLS
-    PROFILE_CALLS = args.profile
 
     device = torch.device(args.device)
     if device.type == "cuda":
