@@ -63,5 +63,6 @@ def main() -> None:
     if args.append:
         append_markdown(args.append, f"Materialize at {width}x{height} (8 cameras a frame)", table)
 
+
 if __name__ == "__main__":
     main()

@@ -149,5 +149,6 @@ def main() -> None:
         accelerator = f"{device_name}, torch {torch.__version__}, {args.threads} CPU thread(s), best of {args.repeats}"
         append_markdown(args.append, "Render stage: fit one frame's Gaussians, render all 8 cameras", "\n".join(lines), accelerator)
 
+
 if __name__ == "__main__":
     main()

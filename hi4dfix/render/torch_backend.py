@@ -195,9 +195,9 @@ def _tf32_off() -> Iterator[None]:
 class _Fp32Matmul(torch.autograd.Function):
     """``a @ b`` with full fp32 precision in forward and backward.
 
-    The splat exponent is a quadratic form whose terms reach ~1e2 and cancel to O(1): TF32's
-    10-bit mantissa (enabled process-wide by most GPU training code) would put ~10% errors
-    on alpha, so the rasterizer must not inherit it.
+    The splat exponent is a quadratic form whose terms reach ~1e2 and cancel to O(1), which
+    TF32's 10-bit mantissa (enabled process-wide by most GPU training code) cannot resolve, so
+    the rasterizer must not inherit it (tests/gpu/test_render_gpu.py checks with TF32 on).
     """
 
     @staticmethod
