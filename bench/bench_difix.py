@@ -12,7 +12,8 @@ Rows:
 * ``plain train``: VAE encode (frozen), UNet, VAE decode, L2, AdamW on UNet + decoder, for
   the same number of images, with the plain diffusers modules (no skips, LoRA or
   multi-view attention);
-* ``difix infer``: latency of fixing one image with its reference (batch 1, 2 views).
+* ``difix infer``: latency of fixing one image with its reference (batch 1, 2 views through
+  the UNet; only the fixed image decoded, as ``fix_images`` does, unless ``--all-views``).
 Prints a markdown table.
 """
 
@@ -74,6 +75,7 @@ def timed(fn, iters: int, warmup: int, device: torch.device, profile_calls: int 
     fn()
     synchronize(device)
     first = time.perf_counter() - start
+    print(f"first call: {first:.1f} s", file=sys.stderr, flush=True)
     reset_peak(device)  # steady-state peak: without compilation and cuDNN autotuning workspaces
     for _ in range(warmup):
         fn()
@@ -100,7 +102,31 @@ def print_profile(fn, calls: int, device: torch.device) -> None:
     table = prof.key_averages()
     busy_ms = sum(e.self_device_time_total for e in table) / calls / 1000
     print(f"\nprofile: {busy_ms:.1f} ms of GPU kernels per call", file=sys.stderr)
+    by_kind: dict[str, float] = {}
+    for event in table:
+        kind = kernel_kind(event.key)
+        by_kind[kind] = by_kind.get(kind, 0.0) + event.self_device_time_total / calls / 1000
+    print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.05),
+          file=sys.stderr)
     print(table.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60), file=sys.stderr)
+
+
+KERNEL_KINDS = (  # (kind, substrings of kernel names), first match wins
+    ("fused triton", ("triton_poi", "triton_red", "triton_per")),  # inductor's names mention fused ops
+    ("attention", ("flash", "fmha", "attention")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("convolution", ("conv", "fprop", "dgrad", "wgrad", "implicit", "cudnn")),
+    ("matmul", ("gemm", "cutlass", "triton_tem", "matmul")),
+    ("layout copy", ("nchwtonhwc", "nhwctonchw", "transpose")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    for kind, needles in KERNEL_KINDS:
+        if any(n in lowered for n in needles):
+            return kind
+    return "other"
 
 
 def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float, float, str]:
@@ -117,9 +143,12 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
     cfg = TrainConfig(
         triplets="-", output="-", output_dir="-", lr=1e-5, mixed_precision=precision,
         compile=args.compile, gradient_checkpointing=args.gradient_checkpointing,
+        cudnn_benchmark=args.cudnn_benchmark,
     )
-    prepare_model_for_training(model, cfg)
-    if args.channels_last:  # an experiment only: eager GroupNorm copies NHWC back to NCHW (BENCHMARKS.md)
+    if args.compile_mode:
+        cfg.compile_mode = args.compile_mode
+    prepare_model_for_training(model, cfg, device)  # compiled on CUDA: channels-last
+    if args.channels_last:  # an experiment for eager steps: eager GroupNorm copies NHWC back to NCHW
         model.to(memory_format=torch.channels_last)
     params = [p for _, p in model.trainable_named_parameters()]
     optimizer = make_optimizer(params, cfg, device)
@@ -130,6 +159,7 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
     emb = model.encode_prompts(["remove degradation"] * args.batch_size)
 
     def step():
+        torch.compiler.cudagraph_mark_step_begin()
         with accelerator.autocast():
             loss = torch.nn.functional.mse_loss(ddp_model(views, emb).float(), target)
         accelerator.backward(loss)
@@ -206,7 +236,7 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, floa
     @torch.inference_mode()
     def run():
         with autocast(device, precision) if weight_dtype == torch.float32 else contextlib.nullcontext():
-            model(views, emb)
+            model(views, emb, first_view_only=not args.all_views)
 
     return *timed(run, args.iters, args.warmup, device, args.profile), peak_gib(device)
 
@@ -222,9 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="no,bf16,fp16", help="comma list of no, bf16, fp16")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the Difix model (DifixModel.compile_forward)")
-    parser.add_argument("--compile-mode", default=None, help="torch.compile mode for inference (default, max-autotune-no-cudagraphs, ...)")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs...); unset: the trainer's "
+                        "TrainConfig.compile_mode (reduce-overhead) and load_difix's 'default'")
     parser.add_argument("--bf16-weights", action="store_true", help="inference with weights cast to the precision's dtype")
+    parser.add_argument("--all-views", action="store_true", help="inference decodes every view (default: the fixed image only, as fix_images does)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="training with cuDNN autotuning (TrainConfig.cudnn_benchmark)")
     parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
@@ -258,9 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # under accelerate launch, rank 0 prints its figures (every rank measures the same step)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    options = [o for o in ("channels_last", "compile", "bf16_weights", "gradient_checkpointing") if getattr(args, o)]
+    options = [o for o in ("channels_last", "compile", "bf16_weights", "all_views", "gradient_checkpointing",
+                           "cudnn_benchmark") if getattr(args, o)]
     if args.compile_mode:
-        options.append(f"compile mode {args.compile_mode} (inference)")
+        options.append(f"compile mode {args.compile_mode}")
     setting = (f"preset {args.preset}, {args.resolution}x{args.resolution}, batch {args.batch_size} (+ reference view) "
                f"per process, {processes} process(es), options: {', '.join(options) or 'none'}")
     print(f"\nDifix bench: {setting}; {gpu}, torch {torch.__version__}\n")

@@ -19,7 +19,7 @@ python3 bench/bench_render.py --repeats 2 2>&1 | tee "$out/bench_render.md" | ta
 difix="python3 bench/bench_difix.py --iters 10 --warmup 3"
 # eager: the three precisions side by side with a plain diffusers step
 $difix 2>&1 | tee "$out/bench_difix.md" | tail -12
-# compiled training step (TrainConfig.compile) and inference as load_difix(compile_mode=...) sets it up
+# compiled training step (TrainConfig.compile: CUDA graphs) and inference as load_difix(compile_mode=...) sets it up
 $difix --precisions bf16 --rows train --compile 2>&1 | tee "$out/bench_difix_train_compiled.md" | tail -4
 $difix --precisions bf16 --rows infer --bf16-weights 2>&1 | tee "$out/bench_difix_infer_bf16.md" | tail -4
 $difix --precisions bf16 --rows infer --bf16-weights --compile 2>&1 | tee "$out/bench_difix_infer_compiled.md" | tail -4

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
@@ -28,6 +28,7 @@ from hi4dfix.difix.model import (
     build_tiny_tokenizer,
     make_one_step_scheduler,
     skip_conv_channels,
+    use_explicit_vae_attention,
 )
 
 torch.set_num_threads(1)
@@ -93,6 +94,32 @@ def test_reference_view_changes_the_fixed_view(tiny_model):
     both = run(tiny_model, pair)
     alone = run(tiny_model, views)
     assert torch.allclose(both[0, 0], alone[0, 0], atol=1e-5)
+
+
+def test_first_view_only_decodes_the_same_fixed_images(tiny_model):
+    views = torch.cat([example_views(seed=1), example_views(seed=2)])  # 2 samples x 2 views
+    emb = tiny_model.encode_prompts([PROMPT] * 2)
+    with torch.no_grad():
+        every = tiny_model(views, emb, generator=torch.Generator().manual_seed(4))
+        first = tiny_model(views, emb, generator=torch.Generator().manual_seed(4), first_view_only=True)
+    assert first.shape == (2, 1, 3, 32, 48)
+    torch.testing.assert_close(first[:, 0], every[:, 0], atol=1e-5, rtol=0)
+    assert not torch.allclose(first[:, 0], every[:, 1], atol=1e-2)
+
+
+def test_explicit_vae_attention_matches_fused_attention(tiny_model):
+    """The VAE's mid-block attention as matmuls + softmax gives what SDPA gives."""
+    views = example_views(b=2).flatten(0, 1)
+    vae = tiny_model.vae
+    with torch.no_grad():
+        explicit = vae.encode(views).latent_dist.mean
+        vae.set_attn_processor(AttnProcessor2_0())
+        try:
+            fused = vae.encode(views).latent_dist.mean
+        finally:
+            use_explicit_vae_attention(vae)
+    assert {type(p) for p in vae.attn_processors.values()} == {AttnProcessor}
+    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
 
 
 def test_multiview_processor_is_joint_attention_over_views():

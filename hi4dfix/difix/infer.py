@@ -31,8 +31,9 @@ def load_difix(
 ) -> DifixModel:
     """A model ready for inference from a pkl, a local folder, a Hub id or ``tiny-random``.
 
-    ``compile_mode`` (CUDA): ``default``, ``max-autotune-no-cudagraphs``... compiles the
-    forward pass (minutes, once per image size) for the fastest fixing of many images.
+    ``compile_mode`` (CUDA): ``reduce-overhead`` (CUDA graphs, the fastest measured),
+    ``default``... compiles the forward pass (minutes, once per image size) for the fastest
+    fixing of many images.
     """
     model = load_model(spec, hub_cache_dir=hub_cache_dir, base_model_id=base_model_id)
     return prepare_for_inference(model, torch.device(device), dtype, compile_mode)
@@ -124,7 +125,7 @@ def fix_images(
             batch = torch.stack(views).clamp(-1, 1).to(device=device, dtype=dtype)
             emb = model.encode_prompts([text] * len(chunk))
             generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk[0])
-            fixed = model(batch, emb, generator=generator)[:, 0].float()
+            fixed = model(batch, emb, generator=generator, first_view_only=True)[:, 0].float()
             fixed = (fixed * 0.5 + 0.5).clamp(0, 1).cpu()
             for j, i in enumerate(chunk):
                 h, w = images[i].shape[:2]

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from peft import LoraConfig
 from peft.tuners.tuners_utils import BaseTunerLayer
@@ -193,6 +193,17 @@ def enable_multiview_attention(unet: UNet2DConditionModel) -> None:
     unet.set_attn_processor(MultiViewAttnProcessor())
 
 
+def use_explicit_vae_attention(vae: AutoencoderKL) -> None:
+    """Attention as two batched matmuls and a softmax in the VAE's mid blocks.
+
+    Their attention has one head of 512 channels: too wide for the flash kernels, so
+    ``scaled_dot_product_attention`` falls back to a generic memory-efficient kernel whose
+    backward took ~9 ms a step at 512 px on an H100 (BENCHMARKS.md); the explicit form is
+    a few large matmuls.  Same mathematics (softmax in fp32, as the VAE's config asks).
+    """
+    vae.set_attn_processor(AttnProcessor())
+
+
 # ----------------------------------------------------------------------------- scheduler
 
 
@@ -321,7 +332,12 @@ class DifixModel(torch.nn.Module):
         views: torch.Tensor,
         prompt_embeds: torch.Tensor,
         generator: torch.Generator | None = None,
+        first_view_only: bool = False,
     ) -> torch.Tensor:
+        """Fixed views (B, V, 3, H, W); ``first_view_only``: (B, 1, 3, H, W), the fixed image
+        alone.  The views interact only in the UNet, so decoding view 0 alone gives the same
+        image for less than the cost of decoding all views (the decoder is the costliest part
+        at full resolution)."""
         if views.ndim != 5 or views.shape[2] != 3:
             raise ValueError(f"views must be (B, V, 3, H, W), got {tuple(views.shape)}")
         b, v, _, h, w = views.shape
@@ -337,17 +353,22 @@ class DifixModel(torch.nn.Module):
         # (b, n, c) -> (b v, n, c), views of one sample consecutive like the latents
         text = prompt_embeds.to(self.unet.dtype).repeat_interleave(v, dim=0)
         fix = self._compiled_fix or self.fix_flat_views
-        return fix(x, text, noise, v).reshape(b, v, 3, h, w)
+        return fix(x, text, noise, v, first_view_only).reshape(b, 1 if first_view_only else v, 3, h, w)
 
     def latent_shape(self, n: int, height: int, width: int) -> tuple[int, int, int, int]:
         factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         return (n, self.vae.config.latent_channels, height // factor, width // factor)
 
     def fix_flat_views(
-        self, x: torch.Tensor, text: torch.Tensor, noise: torch.Tensor | None, num_views: int
+        self,
+        x: torch.Tensor,
+        text: torch.Tensor,
+        noise: torch.Tensor | None,
+        num_views: int,
+        first_view_only: bool = False,
     ) -> torch.Tensor:
-        """The tensor path: (b v, 3, H, W) views -> fixed views; ``noise`` samples the posterior
-        (None: its mode)."""
+        """The tensor path: (b v, 3, H, W) views -> fixed views, (b v) or (b) of them;
+        ``noise`` samples the posterior (None: its mode)."""
         posterior, skips = encode_with_skips(self.vae, x)
         z = posterior.mode() if noise is None else posterior.mean + posterior.std * noise
         scale = self.vae.config.scaling_factor
@@ -357,6 +378,9 @@ class DifixModel(torch.nn.Module):
         ).sample
         # fp32 for the update, as the scheduler computes it; the decoder runs in the VAE's dtype
         z_denoised = (self.one_step(pred.float(), z.float()) / scale).to(self.vae.dtype)
+        if first_view_only:  # views of a sample are consecutive: every num_views-th is a view 0
+            z_denoised = z_denoised[::num_views]
+            skips = [skip[::num_views] for skip in skips]
         out = decode_with_skips(self.vae, z_denoised, skips, self.difix_config.skip_gamma)
         return out.clamp(-1, 1)
 
@@ -450,6 +474,7 @@ def assemble_difix(
         torch.manual_seed(config.init_seed)
         targets = make_difix_vae(vae, rank or config.lora_rank_vae, target_modules)
     enable_multiview_attention(unet)
+    use_explicit_vae_attention(vae)
     model = DifixModel(config, unet, vae, text_encoder, tokenizer, targets)
     model.set_eval()
     return model

@@ -106,6 +106,8 @@ class TrainConfig:
     use_ref: bool = field(default=True, metadata=_help("feed the reference view as a second view"))
     gradient_checkpointing: bool = field(default=False, metadata=_help("UNet gradient checkpointing (saves GPU memory)"))
     compile: bool = field(default=False, metadata=_help("torch.compile the model: minutes of compilation at start, faster steps on GPUs"))
+    compile_mode: str = field(default="reduce-overhead", metadata=_help("torch.compile mode on GPUs: reduce-overhead (CUDA graphs), default, max-autotune-no-cudagraphs..."))
+    cudnn_benchmark: bool = field(default=False, metadata=_help("cuDNN autotuning on GPUs (every convolution shape is tried out in the first step)"))
     allow_tf32: bool = field(default=True, metadata=_help("TF32 matmuls on Ampere+ GPUs"))
     hub_cache_dir: str | None = field(default=None, metadata=_help("Hugging Face cache dir"))
     base_model_id: str | None = field(default=None, metadata=_help("SD-Turbo source for sd-turbo pkls (Hub id or folder)"))
@@ -164,13 +166,22 @@ def remove_stale_temporaries(ckpt_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def prepare_model_for_training(model: DifixModel, cfg: TrainConfig) -> None:
-    """Trainable parameters, checkpointing and compilation as ``cfg`` says."""
+def prepare_model_for_training(model: DifixModel, cfg: TrainConfig, device: torch.device) -> None:
+    """Trainable parameters, checkpointing, cuDNN autotuning and compilation as ``cfg`` says.
+
+    Compiled on CUDA the step runs as CUDA graphs (``cfg.compile_mode``): compiled but
+    launched kernel by kernel, the full-size step was bound by the CPU's launches (~205 ms a
+    step for ~154 ms of GPU work at 512 px on an H100, BENCHMARKS.md).  The layout stays
+    NCHW: compiled channels-last training was slower (inductor's layout copies).
+    """
     model.set_train()
     if cfg.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
     if cfg.compile:
-        model.compile_forward()
+        mode = cfg.compile_mode if device.type == "cuda" else None
+        model.compile_forward(None if mode == "default" else mode)
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -259,7 +270,7 @@ def validate(model: DifixModel, dataset: TripletDataset | None, device: torch.de
         emb = model.encode_prompts([item["prompt"]])
         gen = torch.Generator(device=device).manual_seed(seed + index)
         with autocast():
-            pred = model(views, emb, generator=gen)[:, 0].float()
+            pred = model(views, emb, generator=gen, first_view_only=True)[:, 0].float()
         mse = torch.mean((pred - target) ** 2).item()
         l2s.append(mse)
         psnrs.append(psnr_from_mse01(mse / 4.0))
@@ -384,7 +395,7 @@ def _train(cfg: TrainConfig) -> Path:
         )
     ).to(device)
     model.to(device)
-    prepare_model_for_training(model, cfg)
+    prepare_model_for_training(model, cfg, device)
     params = [p for _, p in model.trainable_named_parameters()]
     optimizer = make_optimizer(params, cfg, device)
     if payload is not None:
@@ -417,6 +428,7 @@ def _train(cfg: TrainConfig) -> Path:
     step = start_step
     for step, batch in zip(range(start_step + 1, cfg.steps + 1), loader):
         t0 = time.perf_counter()
+        torch.compiler.cudagraph_mark_step_begin()  # a new step for CUDA graphs (when compiled); else a no-op
         views = batch["views"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
         emb = core.encode_prompts(batch["prompts"])

@@ -37,6 +37,31 @@ def test_tiny_training_on_gpu_keeps_fp32_weights(triplets_json, tmp_path, precis
     assert all(torch.isfinite(v).all() for v in payload["state_dict_unet"].values())
 
 
+def read_losses(run_dir):
+    import csv
+
+    with (run_dir / "train_log.csv").open(newline="") as fh:
+        return [float(row["loss"]) for row in csv.DictReader(fh)]
+
+
+def test_compiled_training_with_cuda_graphs_follows_eager(triplets_json, tmp_path):
+    """TrainConfig.compile (CUDA graphs) through steps, a validation and a checkpoint."""
+    runs = {}
+    for compiled in (False, True):
+        run_dir = tmp_path / f"compiled_{compiled}"
+        output = train(TrainConfig(
+            triplets=str(triplets_json), output=str(run_dir / "m.pkl"), output_dir=str(run_dir),
+            steps=6, resolution="64x96", val_every=3, ckpt_every=3, compile=compiled, allow_tf32=False,
+        ))
+        runs[compiled] = (read_losses(run_dir), output)
+    (eager, _), (compiled, output) = runs[False], runs[True]
+    assert len(compiled) == 6 and np.isfinite(compiled).all()
+    np.testing.assert_allclose(compiled, eager, rtol=5e-3)  # a step changes it by >10%
+    assert (tmp_path / "compiled_True" / "checkpoints" / "model_3.pkl").is_file()
+    assert (tmp_path / "compiled_True" / "val_log.csv").read_text().count("\n") == 3  # header + steps 3, 6
+    assert torch.load(output, map_location="cpu", weights_only=True)["state_dict_unet"]
+
+
 def test_gpu_inference_matches_cpu(tmp_path, monkeypatch):
     # exact float32 on the GPU (train() turns TF32 on for the process)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
@@ -47,7 +72,10 @@ def test_gpu_inference_matches_cpu(tmp_path, monkeypatch):
     cpu = fix_images(load_difix(path, "cpu"), [image], [image])[0]
     gpu = fix_images(load_difix(path, "cuda"), [image], [image])[0]
     bf16 = fix_images(load_difix(path, "cuda", torch.bfloat16), [image], [image])[0]
+    graphs = load_difix(path, "cuda", compile_mode="reduce-overhead")
+    compiled = [fix_images(graphs, [image], [image])[0] for _ in range(2)]  # the second call replays
     assert np.abs(cpu - gpu).max() < 1e-3
+    assert max(np.abs(gpu - c).max() for c in compiled) < 1e-3
     assert np.abs(cpu - bf16).mean() < 0.05
 
 
