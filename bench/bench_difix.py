@@ -143,12 +143,10 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
     cfg = TrainConfig(
         triplets="-", output="-", output_dir="-", lr=1e-5, mixed_precision=precision,
         compile=args.compile, gradient_checkpointing=args.gradient_checkpointing,
-        cudnn_benchmark=args.cudnn_benchmark,
+        cudnn_benchmark=args.cudnn_benchmark, compile_mode=args.compile_mode or TrainConfig.compile_mode,
     )
-    if args.compile_mode:
-        cfg.compile_mode = args.compile_mode
-    prepare_model_for_training(model, cfg, device)  # compiled on CUDA: channels-last
-    if args.channels_last:  # an experiment for eager steps: eager GroupNorm copies NHWC back to NCHW
+    prepare_model_for_training(model, cfg, device)
+    if args.channels_last:  # an experiment: slower eager and compiled (GroupNorm layout copies, BENCHMARKS.md)
         model.to(memory_format=torch.channels_last)
     params = [p for _, p in model.trainable_named_parameters()]
     optimizer = make_optimizer(params, cfg, device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -38,8 +40,6 @@ def test_tiny_training_on_gpu_keeps_fp32_weights(triplets_json, tmp_path, precis
 
 
 def read_losses(run_dir):
-    import csv
-
     with (run_dir / "train_log.csv").open(newline="") as fh:
         return [float(row["loss"]) for row in csv.DictReader(fh)]
 
