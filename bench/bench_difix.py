@@ -115,9 +115,9 @@ KERNEL_KINDS = (  # (kind, substrings of kernel names), first match wins
     ("fused triton", ("triton_poi", "triton_red", "triton_per")),  # inductor's names mention fused ops
     ("attention", ("flash", "fmha", "attention")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("layout copy", ("nchwtonhwc", "nhwctonchw", "transpose")),  # before "cudnn": cuDNN launches these
     ("convolution", ("conv", "fprop", "dgrad", "wgrad", "implicit", "cudnn")),
     ("matmul", ("gemm", "cutlass", "triton_tem", "matmul")),
-    ("layout copy", ("nchwtonhwc", "nhwctonchw", "transpose")),
 )
 
 
