@@ -50,6 +50,7 @@ class MaterializedScene:
     mono_cam: int
     width: int
     height: int
+    sequence_dir: Path | None = None  # the Hi4D sequence folder it was materialized from (resolved)
 
     @property
     def cam_ids(self) -> list[int]:
@@ -107,4 +108,5 @@ def load_scene(root: str | Path) -> MaterializedScene:
         mono_cam=int(manifest["mono_cam"]),
         width=width,
         height=height,
+        sequence_dir=Path(manifest["sequence_dir"]) if manifest.get("sequence_dir") else None,
     )

@@ -3,6 +3,21 @@
 The workflow validates `config/config.yaml` against its JSON schema (which also fills defaults)
 and then builds a :class:`Study` from it. Everything here is pure: no file access, so the
 checks are cheap enough to run inside Snakemake input functions at DAG build.
+
+The policy is enforced on what a scene's data *is*, not on its name. Every scene resolves to
+
+* a **sequence folder**: ``data.scene_dirs[scene]`` or the default ``pairNN/actionNN``, as the
+  relative POSIX path under ``data.root`` it denotes (trailing slashes, ``./`` and ``..``
+  normalised, see :func:`~hi4dfix.hi4d.layout.normalise_sequence_dir`), and
+* a **(pair, action) identity**: for a folder overridden in ``data.scene_dirs`` whose last two
+  parts follow Hi4D's ``pairNN/actionNN`` pattern, the pair and action those parts name
+  (``pair15_1/pair15/fight15`` -> pair 15, ``fight``, whatever the scene is called); otherwise
+  the pair and action of the scene's name.
+
+A DiFix scene (``difix_train``, ``difix_eval``) whose folder or identity is a reserved scene's
+is refused, two scenes of ``data.scenes`` may not share a folder, names must be canonical
+(``hi4d_pair15_fight``, not ``hi4d_pair015_fight``), and the different-pair rule between
+``difix_train`` and ``difix_eval`` compares identities.
 """
 
 from __future__ import annotations
@@ -10,7 +25,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from hi4dfix.hi4d.layout import default_sequence_dir, parse_scene_name
+from hi4dfix.hi4d.layout import (
+    SceneName,
+    default_sequence_dir,
+    identity_from_sequence_dir,
+    normalise_sequence_dir,
+    parse_scene_name,
+)
 
 
 class PolicyError(ValueError):
@@ -37,13 +58,36 @@ class Version:
         return self.difix_train + self.difix_eval
 
 
+def _canonical(name: str, where: str) -> SceneName:
+    try:
+        return parse_scene_name(name)
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+
+
+def scene_identity(name: str, folder: str, overridden: bool) -> SceneName:
+    """The (pair, action) a scene's data is: from an overridden folder that follows Hi4D's
+    ``pairNN/actionNN`` pattern, else from the (canonical) name."""
+    from_folder = identity_from_sequence_dir(folder) if overridden else None
+    return from_folder if from_folder is not None else parse_scene_name(name)
+
+
+def _describe(identity: SceneName) -> str:
+    return f"Hi4D pair{identity.pair:02d} action {identity.action}"
+
+
 @dataclass(frozen=True)
 class Study:
     scenes: tuple[str, ...]
     reserved_scenes: frozenset[str]
-    scene_dirs: Mapping[str, str]
+    scene_dirs: Mapping[str, str]  # scene -> normalised sequence folder under data.root
     render_profiles: Mapping[str, Mapping[str, Any]]
     versions: Mapping[str, Version]
+    # scene -> (pair, action) its data is; reserved scenes -> folder and identity even when
+    # they are not in data.scenes (the default folder of their name)
+    identities: Mapping[str, SceneName] = field(default_factory=dict)
+    reserved_dirs: Mapping[str, str] = field(default_factory=dict)
+    reserved_identities: Mapping[str, SceneName] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Study":
@@ -65,18 +109,38 @@ class Study:
             for name, block in config["versions"].items()
         }
         scenes = tuple(data["scenes"])
+        reserved = frozenset(config["policy"]["reserved_scenes"])
         for scene in scenes:
-            parse_scene_name(scene)
+            _canonical(scene, "data.scenes")
+        for scene in sorted(reserved):
+            _canonical(scene, "policy.reserved_scenes")
         overrides = dict(data.get("scene_dirs", {}))
         unknown_overrides = sorted(set(overrides) - set(scenes))
         if unknown_overrides:
             raise PolicyError(f"data.scene_dirs names scenes not in data.scenes: {', '.join(unknown_overrides)}")
+        root = str(data.get("root", "."))
+        scene_dirs = {}
+        for scene in scenes:
+            try:
+                scene_dirs[scene] = normalise_sequence_dir(overrides.get(scene, default_sequence_dir(scene)), root)
+            except ValueError as exc:
+                raise PolicyError(f"data.scene_dirs.{scene}: {exc}") from None
+        identities = {scene: scene_identity(scene, scene_dirs[scene], scene in overrides) for scene in scenes}
+        reserved_dirs = {
+            scene: scene_dirs.get(scene) or normalise_sequence_dir(default_sequence_dir(scene), root)
+            for scene in sorted(reserved)
+        }
+        reserved_identities = {scene: identities.get(scene) or parse_scene_name(scene) for scene in sorted(reserved)}
+        _refuse_shared_folders(scene_dirs, reserved, versions)
         return cls(
             scenes=scenes,
-            reserved_scenes=frozenset(config["policy"]["reserved_scenes"]),
-            scene_dirs={scene: overrides.get(scene, default_sequence_dir(scene)) for scene in scenes},
+            reserved_scenes=reserved,
+            scene_dirs=scene_dirs,
             render_profiles=dict(config["render_profiles"]),
             versions=versions,
+            identities=identities,
+            reserved_dirs=reserved_dirs,
+            reserved_identities=reserved_identities,
         )
 
     def version(self, name: str) -> Version:
@@ -90,15 +154,43 @@ class Study:
         self._require_known(scene, where="scene")
         return self.scene_dirs[scene]
 
+    def identity(self, scene: str) -> SceneName:
+        """The (pair, action) of the scene's data (see the module docstring)."""
+        self._require_known(scene, where="scene")
+        return self.identities[scene]
+
     def scene_for_sequence_dir(self, sequence_dir: str) -> str:
+        try:
+            wanted = normalise_sequence_dir(sequence_dir)
+        except ValueError:
+            wanted = sequence_dir
         for scene, folder in self.scene_dirs.items():
-            if folder == sequence_dir:
+            if folder == wanted:
                 return scene
         raise PolicyError(f"no scene in data.scenes maps to the sequence folder {sequence_dir!r}")
 
     def _require_known(self, scene: str, where: str) -> None:
         if scene not in self.scene_dirs:
+            try:
+                parse_scene_name(scene)
+            except ValueError as exc:
+                raise PolicyError(f"{where}: {exc}") from None
             raise PolicyError(f"{where}: unknown scene {scene!r}; add it to data.scenes in config/config.yaml")
+
+    def reserved_alias(self, scene: str) -> tuple[str, str] | None:
+        """(reserved scene, why) when ``scene``'s data is a reserved scene's, else None."""
+        if scene in self.reserved_scenes:
+            return scene, "it is reserved"
+        folder, identity = self.sequence_dir(scene), self.identity(scene)
+        for reserved in sorted(self.reserved_scenes):
+            reserved_folder = self.reserved_dirs[reserved]
+            if folder == reserved_folder:
+                return reserved, f"same sequence folder {folder}"
+            if folder.startswith(f"{reserved_folder}/") or reserved_folder.startswith(f"{folder}/"):
+                return reserved, f"folder {folder} and the reserved folder {reserved_folder} are nested"
+            if identity == self.reserved_identities[reserved]:
+                return reserved, f"same {_describe(identity)} (reserved folder {self.reserved_dirs[reserved]})"
+        return None
 
     def check_version(self, name: str) -> Version:
         """Return the version after enforcing the policy; raise :class:`PolicyError` naming version and scene."""
@@ -108,12 +200,22 @@ class Study:
                 self._require_known(scene, where=f"version {name}, {key}")
         for key in ("difix_train", "difix_eval"):
             for scene in getattr(version, key):
-                if scene in self.reserved_scenes:
+                alias = self.reserved_alias(scene)
+                if alias is None:
+                    continue
+                reserved, why = alias
+                if reserved == scene:
                     raise PolicyError(
                         f"version {name}: reserved scene {scene} is in {key}; reserved scenes "
                         f"({', '.join(sorted(self.reserved_scenes))}) are for downstream 3DGS "
                         "evaluation only and never become DiFix training or evaluation samples"
                     )
+                raise PolicyError(
+                    f"version {name}: {key} scene {scene} (folder {self.scene_dirs[scene]} under data.root) "
+                    f"is the data of reserved scene {reserved}: {why}; reserved scenes are for downstream "
+                    "3DGS evaluation only and never become DiFix training or evaluation samples, "
+                    "whatever they are called (check data.scene_dirs)"
+                )
         if set(version.nvs_eval) != self.reserved_scenes or len(version.nvs_eval) != len(self.reserved_scenes):
             extra = sorted(set(version.nvs_eval) - self.reserved_scenes)
             missing = sorted(self.reserved_scenes - set(version.nvs_eval))
@@ -126,16 +228,48 @@ class Study:
                 if part
             ) or "duplicates"
             raise PolicyError(f"version {name}: nvs_eval must be exactly the reserved scenes ({details})")
-        train_pairs = {parse_scene_name(scene).pair: scene for scene in version.difix_train}
+        train_pairs = {self.identities[scene].pair: scene for scene in version.difix_train}
         for scene in version.difix_eval:
-            pair = parse_scene_name(scene).pair
+            pair = self.identities[scene].pair
             if pair in train_pairs:
+                train = train_pairs[pair]
                 raise PolicyError(
                     f"version {name}: difix_eval scene {scene} shares Hi4D pair{pair:02d} with difix_train "
-                    f"scene {train_pairs[pair]}; internal evaluation must use a different pair"
+                    f"scene {train} (folders {self.scene_dirs[scene]} and {self.scene_dirs[train]}); "
+                    "internal evaluation must use a different pair"
                 )
         if version.render_profile not in self.render_profiles:
             raise PolicyError(
                 f"version {name}: render_profile {version.render_profile!r} is not defined under render_profiles"
             )
         return version
+
+
+def _refuse_shared_folders(
+    scene_dirs: Mapping[str, str], reserved: frozenset[str], versions: Mapping[str, Version]
+) -> None:
+    """Two scenes of data.scenes resolving to one folder would be one data set under two names."""
+    owner: dict[str, str] = {}
+    for scene, folder in scene_dirs.items():
+        if folder not in owner:
+            owner[folder] = scene
+            continue
+        first = owner[folder]
+        message = (
+            f"data.scenes: {first} and {scene} resolve to the same sequence folder {folder} under data.root "
+            "(check data.scene_dirs); each scene must be its own sequence"
+        )
+        reserved_one = next((s for s in (first, scene) if s in reserved), None)
+        if reserved_one is not None:
+            other = scene if reserved_one == first else first
+            users = [
+                f"version {v.name} {key}"
+                for v in versions.values()
+                for key in ("difix_train", "difix_eval")
+                if other in getattr(v, key)
+            ]
+            message += (
+                f"; {other} would make reserved scene {reserved_one}'s data"
+                + (f" a DiFix sample ({', '.join(users)})" if users else " usable as a DiFix sample")
+            )
+        raise PolicyError(message)

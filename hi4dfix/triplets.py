@@ -9,6 +9,7 @@ truth at the source camera at the same frame: target ``(cam_target, t)``, refere
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -108,23 +109,63 @@ def build_triplets(
     return splits
 
 
-def check_triplets(triplets: Mapping, reserved_scenes: Iterable[str]) -> None:
-    """Refuse reserved scenes and dangling paths before anything is written."""
+def check_triplets(
+    triplets: Mapping,
+    reserved_scenes: Iterable[str],
+    scene_sequences: Mapping[str, str | Path] | None = None,
+    reserved_sequences: Mapping[str, str | Path] | None = None,
+) -> None:
+    """Refuse reserved scenes and dangling paths before anything is written.
+
+    Reserved scenes are refused by name and, given ``reserved_sequences`` (reserved scene ->
+    its Hi4D sequence folder) and ``scene_sequences`` (each sample scene -> the sequence folder
+    its data came from), by data: a sample whose scene's folder is, contains or lies inside a
+    reserved scene's folder is refused whatever the scene is called. Folders are compared
+    after resolving symbolic links and ``..``.
+    """
     reserved = set(reserved_scenes)
+    reserved_dirs = {name: Path(os.path.realpath(folder)) for name, folder in (reserved_sequences or {}).items()}
     if set(triplets) != {"train", "test"}:
         raise ValueError(f"triplets must have exactly the splits train and test, got {sorted(triplets)}")
+    checked_scenes: set[str] = set()
     for split, samples in triplets.items():
         for sample_id, sample in samples.items():
             scene = sample_id.split("/", 1)[0]
             if scene in reserved:
                 raise ValueError(f"reserved scene {scene} would become a DiFix {split} sample ({sample_id})")
+            if reserved_dirs and scene not in checked_scenes:
+                _check_scene_data(scene, split, sample_id, scene_sequences or {}, reserved_dirs)
+                checked_scenes.add(scene)
             for key in ("image", "target_image", "ref_image"):
                 if not Path(sample[key]).is_file():
                     raise FileNotFoundError(f"triplet {sample_id}: {key} {sample[key]} does not exist")
 
 
-def write_triplets(path: str | Path, triplets: Mapping, reserved_scenes: Iterable[str]) -> None:
-    check_triplets(triplets, reserved_scenes)
+def _check_scene_data(
+    scene: str, split: str, sample_id: str, scene_sequences: Mapping[str, str | Path], reserved_dirs: Mapping[str, Path]
+) -> None:
+    if scene not in scene_sequences:
+        raise ValueError(
+            f"triplet {sample_id}: the sequence folder of scene {scene} is unknown, so it cannot be "
+            "checked against the reserved scenes' folders"
+        )
+    folder = Path(os.path.realpath(scene_sequences[scene]))
+    for name, reserved_dir in sorted(reserved_dirs.items()):
+        if folder == reserved_dir or folder.is_relative_to(reserved_dir) or reserved_dir.is_relative_to(folder):
+            raise ValueError(
+                f"scene {scene} (sequence folder {scene_sequences[scene]}) would become a DiFix {split} sample "
+                f"({sample_id}) but its data is reserved scene {name}'s (sequence folder {reserved_dir})"
+            )
+
+
+def write_triplets(
+    path: str | Path,
+    triplets: Mapping,
+    reserved_scenes: Iterable[str],
+    scene_sequences: Mapping[str, str | Path] | None = None,
+    reserved_sequences: Mapping[str, str | Path] | None = None,
+) -> None:
+    check_triplets(triplets, reserved_scenes, scene_sequences, reserved_sequences)
     write_json(path, triplets)
 
 

@@ -76,3 +76,116 @@ def test_policy_violations_name_version_and_scene(config, changes, message):
 def test_unknown_version(config):
     with pytest.raises(PolicyError, match="unknown study version 'v9'"):
         Study.from_config(config).check_version("v9")
+
+
+# ---- the policy by data identity: folders and (pair, action), not names ----------------------
+
+
+def _with_scene(config, scene, folder=None, **version_changes):
+    """``config`` with ``scene`` added to data.scenes (mapped to ``folder`` when given) and v0 changed."""
+    config = copy.deepcopy(config)
+    config["data"]["scenes"].append(scene)
+    if folder is not None:
+        config["data"]["scene_dirs"][scene] = folder
+    config["versions"]["v0"].update(version_changes)
+    return config
+
+
+@pytest.mark.parametrize("where", ["data.scenes", "policy.reserved_scenes"])
+def test_non_canonical_scene_names_are_refused_with_the_canonical_spelling(config, where):
+    if where == "data.scenes":
+        config = _with_scene(config, "hi4d_pair015_fight", difix_train=["hi4d_pair015_fight"])
+    else:
+        config["policy"]["reserved_scenes"] = ["hi4d_pair015_fight"]
+    with pytest.raises(PolicyError, match=rf"{where}: scene name 'hi4d_pair015_fight' is not canonical: write it 'hi4d_pair15_fight'"):
+        Study.from_config(config)
+
+
+def test_a_non_canonical_name_in_a_split_gets_the_canonical_spelling(config):
+    config["versions"]["v0"]["difix_train"] = ["hi4d_pair00_dance", "hi4d_pair1_talk"]
+    with pytest.raises(PolicyError, match=r"version v0, difix_train: .*'hi4d_pair1_talk' is not canonical: write it 'hi4d_pair01_talk'"):
+        Study.from_config(config).check_version("v0")
+
+
+@pytest.mark.parametrize(
+    "folder", ["pair15/fight15", "pair15/fight15/", "./pair15//fight15", "pair15/x/../fight15", "../synthetic_hi4d/pair15/fight15"]
+)
+def test_a_scene_mapped_onto_a_reserved_folder_is_refused_however_spelled(config, folder):
+    config = _with_scene(config, "hi4d_pair03_dance", folder, difix_train=["hi4d_pair00_dance", "hi4d_pair03_dance"])
+    with pytest.raises(PolicyError) as error:
+        Study.from_config(config)
+    message = str(error.value)
+    assert "hi4d_pair15_fight and hi4d_pair03_dance resolve to the same sequence folder pair15/fight15" in message
+    assert "reserved scene hi4d_pair15_fight's data a DiFix sample (version v0 difix_train)" in message
+
+
+def test_two_scenes_sharing_a_folder_are_refused(config):
+    config = _with_scene(config, "hi4d_pair03_dance", "pair00/dance00/")
+    with pytest.raises(PolicyError, match="hi4d_pair00_dance and hi4d_pair03_dance resolve to the same sequence folder pair00/dance00"):
+        Study.from_config(config)
+
+
+def test_folders_are_normalised_and_looked_up_normalised(config):
+    config["data"]["scene_dirs"] = {"hi4d_pair15_fight": "./pair15_1//pair15/fight15/"}
+    study = Study.from_config(config)
+    assert study.sequence_dir("hi4d_pair15_fight") == "pair15_1/pair15/fight15"
+    assert study.scene_for_sequence_dir("pair15_1/pair15/fight15/") == "hi4d_pair15_fight"
+    assert study.reserved_dirs["hi4d_pair15_fight"] == "pair15_1/pair15/fight15"
+
+
+@pytest.mark.parametrize("folder, message", [("/data/pair03/dance03", "is absolute"), ("x/..", "is data.root itself")])
+def test_unusable_scene_dirs_are_refused(config, folder, message):
+    config = _with_scene(config, "hi4d_pair03_dance", folder)
+    with pytest.raises(PolicyError, match=f"data.scene_dirs.hi4d_pair03_dance: .*{message}"):
+        Study.from_config(config)
+
+
+def test_identity_comes_from_an_overridden_hi4d_folder_else_from_the_name(config):
+    config = _with_scene(config, "hi4d_pair03_dance", "copies/pair15/fight15")
+    config["data"]["scenes"].append("hi4d_pair04_hug")
+    config["data"]["scene_dirs"]["hi4d_pair04_hug"] = "custom/sequence_a"
+    config["data"]["scene_dirs"]["hi4d_pair15_fight"] = "pair15_1/pair15/fight15"
+    study = Study.from_config(config)
+    assert (study.identity("hi4d_pair03_dance").pair, study.identity("hi4d_pair03_dance").action) == (15, "fight")
+    assert (study.identity("hi4d_pair04_hug").pair, study.identity("hi4d_pair04_hug").action) == (4, "hug")
+    assert (study.identity("hi4d_pair15_fight").pair, study.identity("hi4d_pair15_fight").action) == (15, "fight")
+    assert (study.identity("hi4d_pair00_dance").pair, study.identity("hi4d_pair00_dance").action) == (0, "dance")
+
+
+@pytest.mark.parametrize("key", ["difix_train", "difix_eval"])
+def test_a_scene_holding_a_reserved_pair_and_action_is_refused(config, key):
+    changes = {"difix_train": ["hi4d_pair00_dance", "hi4d_pair03_dance"]} if key == "difix_train" else {"difix_eval": ["hi4d_pair03_dance"]}
+    config = _with_scene(config, "hi4d_pair03_dance", "copies/pair15/fight15", **changes)
+    with pytest.raises(
+        PolicyError,
+        match=rf"version v0: {key} scene hi4d_pair03_dance \(folder copies/pair15/fight15 under data.root\) is the data of "
+        r"reserved scene hi4d_pair15_fight: same Hi4D pair15 action fight",
+    ):
+        Study.from_config(config).check_version("v0")
+
+
+def test_a_reserved_folder_not_in_data_scenes_is_still_protected(config):
+    """Reserved scenes resolve to their default folder even when data.scenes omits them."""
+    config["data"]["scenes"].remove("hi4d_pair16_jump")
+    config["versions"]["v0"]["nvs_eval"].remove("hi4d_pair16_jump")
+    config = _with_scene(config, "hi4d_pair03_dance", "pair16/jump16", difix_eval=["hi4d_pair03_dance"])
+    with pytest.raises(PolicyError, match=r"version v0: difix_eval scene hi4d_pair03_dance .* reserved scene hi4d_pair16_jump: same sequence folder pair16/jump16"):
+        Study.from_config(config).check_version("v0")
+
+
+def test_a_folder_nested_in_a_reserved_one_is_refused(config):
+    config = _with_scene(config, "hi4d_pair03_dance", "pair17/dance17/cut", difix_eval=["hi4d_pair03_dance"])
+    with pytest.raises(PolicyError, match=r"reserved scene hi4d_pair17_dance: folder pair17/dance17/cut and the reserved folder pair17/dance17 are nested"):
+        Study.from_config(config).check_version("v0")
+
+
+def test_pair_leakage_compares_identities(config):
+    # hi4d_pair03_dance holds pair01's data (its folder says so): it may not evaluate a model trained on pair01
+    config = _with_scene(config, "hi4d_pair03_dance", "copies/pair01/dance01", difix_eval=["hi4d_pair03_dance"])
+    with pytest.raises(PolicyError, match=r"version v0: difix_eval scene hi4d_pair03_dance shares Hi4D pair01 with difix_train scene hi4d_pair01_talk"):
+        Study.from_config(config).check_version("v0")
+
+
+def test_a_scene_with_its_own_data_passes(config):
+    config = _with_scene(config, "hi4d_pair03_dance", "pair03_v2/pair03/dance03", difix_eval=["hi4d_pair03_dance"])
+    assert Study.from_config(config).check_version("v0").difix_eval == ("hi4d_pair03_dance",)

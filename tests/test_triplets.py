@@ -90,3 +90,30 @@ def test_bad_reference_strategy():
 def test_manifest_marks_the_source_camera(materialized_scene, rendered_scene):
     manifest = read_render_manifest(rendered_scene)
     assert {item["cam"] for item in manifest["images"] if item["is_source"]} == {materialized_scene.mono_cam}
+
+
+def test_write_refuses_a_scene_whose_data_is_a_reserved_scenes(materialized_scene, rendered_scene, tmp_path):
+    """The last check compares sequence folders, not names: hi4d_pair00_dance's data under a
+    reserved scene's folder (here reached through a symbolic link and a `..`) is refused."""
+    triplets = build_triplets({"hi4d_pair00_dance": (materialized_scene, rendered_scene)}, {}, TripletConfig())
+    assert materialized_scene.sequence_dir is not None
+    sequences = {"hi4d_pair00_dance": materialized_scene.sequence_dir}
+    link = tmp_path / "hi4d" / "pair15" / "fight15"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(materialized_scene.sequence_dir, target_is_directory=True)
+    for reserved_folder in (materialized_scene.sequence_dir, link, tmp_path / "hi4d" / "x" / ".." / "pair15" / "fight15"):
+        with pytest.raises(ValueError, match="scene hi4d_pair00_dance .* its data is reserved scene hi4d_pair15_fight's"):
+            write_triplets(
+                tmp_path / "t.json",
+                triplets,
+                ["hi4d_pair15_fight"],
+                scene_sequences=sequences,
+                reserved_sequences={"hi4d_pair15_fight": reserved_folder},
+            )
+    with pytest.raises(ValueError, match="sequence folder of scene hi4d_pair00_dance is unknown"):
+        write_triplets(tmp_path / "t.json", triplets, [], scene_sequences={}, reserved_sequences={"hi4d_pair15_fight": link})
+    assert not (tmp_path / "t.json").exists()
+    write_triplets(
+        tmp_path / "t.json", triplets, ["hi4d_pair15_fight"], sequences, {"hi4d_pair15_fight": tmp_path / "elsewhere"}
+    )
+    assert read_triplets(tmp_path / "t.json") == triplets

@@ -103,3 +103,56 @@ def test_require_lpips_fails_before_any_job_when_the_backbone_is_missing(tmp_pat
     assert "metrics.require_lpips is true" in result.stdout + result.stderr
     assert "alexnet" in (result.stdout + result.stderr).lower()
     assert not (tmp_path / "results").exists()
+
+
+def _add_scene(config, scene, folder=None):
+    config["data"]["scenes"].append(scene)
+    if folder is not None:
+        config["data"]["scene_dirs"][scene] = folder
+
+
+@pytest.mark.parametrize(
+    "scene, folder, split, expected",
+    [
+        # pair015 would parse as pair 15 and map to pair15/fight15, the reserved scene's folder
+        ("hi4d_pair015_fight", None, "difix_train", ["data.scenes: scene name 'hi4d_pair015_fight' is not canonical: write it 'hi4d_pair15_fight'"]),
+        # another name mapped onto the reserved folder, however the folder is spelled
+        *[
+            (
+                "hi4d_pair03_dance",
+                folder,
+                "difix_train",
+                [
+                    "hi4d_pair15_fight and hi4d_pair03_dance resolve to the same sequence folder pair15/fight15",
+                    "reserved scene hi4d_pair15_fight's data a DiFix sample (version v0 difix_train)",
+                ],
+            )
+            for folder in ("pair15/fight15", "pair15/fight15/", "./pair15/../pair15/fight15")
+        ],
+        # a copy of the reserved sequence elsewhere: same Hi4D pair and action
+        (
+            "hi4d_pair03_dance",
+            "copies/pair15/fight15",
+            "difix_eval",
+            ["version v0: difix_eval scene hi4d_pair03_dance (folder copies/pair15/fight15 under data.root) is the data of reserved scene hi4d_pair15_fight: same Hi4D pair15 action fight"],
+        ),
+        # pair leakage by identity: a scene named pair03 holding pair01's data evaluates a model trained on pair01
+        (
+            "hi4d_pair03_dance",
+            "copies/pair01/talk01",
+            "difix_eval",
+            ["version v0: difix_eval scene hi4d_pair03_dance shares Hi4D pair01 with difix_train scene hi4d_pair01_talk"],
+        ),
+    ],
+)
+def test_reserved_data_under_another_name_fails_at_dag_build(tmp_path, scene, folder, split, expected):
+    config = default_config()
+    _add_scene(config, scene, folder)
+    v0 = config["versions"]["v0"]
+    v0[split] = [*v0[split], scene] if split == "difix_train" else [scene]
+    result = run_snakemake(tmp_path, config, "-n", "results/v0/deltas.csv", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for text in expected:
+        assert text in output
+    assert not (tmp_path / "results").exists()

@@ -5,6 +5,8 @@ from hi4dfix.hi4d.layout import (
     Hi4DLayout,
     SceneName,
     default_sequence_dir,
+    identity_from_sequence_dir,
+    normalise_sequence_dir,
     parse_scene_name,
 )
 from hi4dfix.hi4d.reader import (
@@ -31,6 +33,8 @@ __all__ = [
     "SceneName",
     "SmplFrame",
     "default_sequence_dir",
+    "identity_from_sequence_dir",
+    "normalise_sequence_dir",
     "parse_scene_name",
     "read_sequence",
     "validate_sequence",

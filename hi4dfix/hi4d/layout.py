@@ -14,9 +14,10 @@ The reader and the synthetic generator both go through :class:`Hi4DLayout`, so t
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 HI4D_CAMERA_IDS: tuple[int, ...] = (4, 16, 28, 40, 52, 64, 76, 88)
 MASK_ALL = "all"
@@ -39,6 +40,9 @@ SMPL_SHAPES: dict[str, tuple[int, ...]] = {
 
 _FRAME_FILE = re.compile(r"^(\d+)$")
 _SCENE_NAME = re.compile(r"^hi4d_pair(\d+)_([a-z]+)$")
+# Hi4D's own folder names: ``pairNN`` holding ``actionNN`` (e.g. ``pair15/fight15``).
+_PAIR_DIR = re.compile(r"^pair(\d+)$", re.IGNORECASE)
+_ACTION_DIR = re.compile(r"^([a-z]+)\d+$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -99,14 +103,25 @@ class SceneName:
 
 
 def parse_scene_name(name: str) -> SceneName:
-    """``"hi4d_pair00_dance"`` -> ``SceneName(pair=0, action="dance")``."""
+    """``"hi4d_pair00_dance"`` -> ``SceneName(pair=0, action="dance")``.
+
+    Only the canonical spelling is accepted (the pair number with two digits, as
+    :attr:`SceneName.name` writes it): ``hi4d_pair015_fight`` would otherwise be a second name
+    of ``hi4d_pair15_fight``'s data.
+    """
     match = _SCENE_NAME.match(name)
     if match is None:
         raise ValueError(
             f"scene name {name!r} is not of the form 'hi4d_pairNN_action' "
             "(NN digits, action lowercase letters, e.g. 'hi4d_pair00_dance')"
         )
-    return SceneName(pair=int(match.group(1)), action=match.group(2))
+    scene = SceneName(pair=int(match.group(1)), action=match.group(2))
+    if scene.name != name:
+        raise ValueError(
+            f"scene name {name!r} is not canonical: write it {scene.name!r} "
+            "(the pair number with two digits, as Hi4D's pairNN folders do)"
+        )
+    return scene
 
 
 def default_sequence_dir(name: str) -> str:
@@ -117,3 +132,38 @@ def default_sequence_dir(name: str) -> str:
     """
     scene = parse_scene_name(name)
     return f"pair{scene.pair:02d}/{scene.action}{scene.pair:02d}"
+
+
+def normalise_sequence_dir(folder: str, root: str = ".") -> str:
+    """A sequence folder as the relative POSIX path under ``root`` that it denotes.
+
+    Spellings of one folder compare equal afterwards: ``pair15/fight15/``, ``./pair15//fight15``
+    and ``pair15/x/../fight15`` all give ``pair15/fight15``; ``..`` is resolved against ``root``, so
+    with root ``data/hi4d`` the folder ``../hi4d/pair15/fight15`` is ``pair15/fight15`` too. Pure
+    text: symbolic links are not followed. Raises ValueError for an absolute path or one that
+    denotes ``root`` itself.
+    """
+    text = str(folder).strip()
+    if not text:
+        raise ValueError("a sequence folder must not be empty")
+    if PurePosixPath(text).is_absolute():
+        raise ValueError(f"sequence folder {folder!r} is absolute; give it relative to data.root")
+    base = posixpath.normpath(str(root))
+    relative = posixpath.relpath(posixpath.normpath(posixpath.join(base, text)), base)
+    if relative == ".":
+        raise ValueError(f"sequence folder {folder!r} is data.root itself, not a sequence inside it")
+    return relative
+
+
+def identity_from_sequence_dir(folder: str) -> SceneName | None:
+    """The (pair, action) a folder following Hi4D's ``pairNN/actionNN`` pattern holds, else None.
+
+    Only the last two parts count: ``pair15_1/pair15/fight15`` -> pair 15, action ``fight``.
+    """
+    parts = PurePosixPath(posixpath.normpath(str(folder))).parts
+    if len(parts) < 2:
+        return None
+    pair, action = _PAIR_DIR.match(parts[-2]), _ACTION_DIR.match(parts[-1])
+    if pair is None or action is None:
+        return None
+    return SceneName(pair=int(pair.group(1)), action=action.group(1).lower())

@@ -1,6 +1,7 @@
 # Study model, wildcard constraints and the input functions shared by every stage.
 # Input functions enforce the reserved-scene policy, so a version that breaks it fails at
-# DAG build, before any job runs, with a message naming the version and the scene.
+# DAG build, before any job runs, with a message naming the version and the scene. The policy
+# compares what scenes are (sequence folders, Hi4D pair and action), not names: hi4dfix.study.
 
 import dataclasses
 import re
@@ -36,6 +37,11 @@ wildcard_constraints:
 def sequence_path(scene):
     """The scene's Hi4D sequence folder (real or synthetic)."""
     return f"{DATA['root']}/{STUDY.sequence_dir(scene)}"
+
+
+def reserved_sequence_paths():
+    """Each reserved scene's sequence folder: the triplet writer refuses samples of their data."""
+    return {scene: f"{DATA['root']}/{folder}" for scene, folder in STUDY.reserved_dirs.items()}
 
 
 def scene_path(scene):

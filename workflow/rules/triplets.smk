@@ -12,6 +12,8 @@ rule build_triplets:
         train=lambda wildcards: list(checked_version(wildcards).difix_train),
         test=lambda wildcards: list(checked_version(wildcards).difix_eval),
         reserved=sorted(STUDY.reserved_scenes),
+        reserved_sequences=reserved_sequence_paths(),
+        sequences=lambda wildcards: {s: sequence_path(s) for s in checked_version(wildcards).difix_scenes},
     log:
         f"{RESULTS}/logs/build_triplets/{{version}}.log",
     benchmark:
