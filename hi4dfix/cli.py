@@ -2,7 +2,7 @@
 
     hi4dfix install-profile [--force]    link profiles/slurm as the Snakemake profile "slurm"
     hi4dfix versions                     study versions, their splits and which targets exist
-    hi4dfix check-data ROOT              validate a Hi4D tree, listing every problem (exit 1 on errors)
+    hi4dfix check-data ROOT [--decode]   validate a Hi4D tree, listing every problem (exit 1 on errors)
 
 Subcommands live in ``SUBCOMMANDS`` (name -> ``Subcommand``); adding one is adding an entry with a
 function that declares its arguments and a function that runs it and returns the exit status.
@@ -172,13 +172,35 @@ def _run_versions(args: argparse.Namespace) -> int:
 def _check_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, help="Hi4D root (holding pairNN/actionNN folders) or one sequence")
     parser.add_argument("--config", type=Path, help="also require every scene of this study config")
+    parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="decode every image and mask, not only their headers (slow; finds truncated files)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="threads opening and decoding files (default: the CPU count, %(default)s)",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _run_check_data(args: argparse.Namespace) -> int:
+    from hi4dfix.hi4d.reader import ReadConfig
     from hi4dfix.status import check_tree
 
     expected = _load_study(args.config).scene_dirs.values() if args.config else ()
-    problems = check_tree(args.root, expected)
+    problems = check_tree(args.root, expected, ReadConfig(decode_images=args.decode, workers=args.workers))
     errors = 0
     for sequence, found in problems.items():
         errors += sum(problem.severity == "error" for problem in found)

@@ -10,11 +10,14 @@ from typing import Iterator
 
 
 @contextlib.contextmanager
-def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
+def job_log(path: str | Path | None, brief_errors: tuple[type[BaseException], ...] = ()) -> Iterator[logging.Logger]:
     """Send Python logging, stdout and stderr to ``path`` for the duration of a job.
 
     Exceptions are logged with their traceback before they propagate, so the log file says why a
-    job failed even when Snakemake only reports the exit status.
+    job failed even when Snakemake only reports the exit status. An exception of a type in
+    ``brief_errors`` (bad input, whose message names the file or setting) reaches the user as
+    its message alone, without the traceback, which stays in the log: the job exits with
+    status 1 and ``error: MESSAGE`` on stderr.
     """
     logger = logging.getLogger("hi4dfix")
     if path is None:
@@ -22,6 +25,7 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
         yield logger
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    brief: BaseException | None = None
     with open(path, "w", buffering=1) as stream:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -31,8 +35,13 @@ def job_log(path: str | Path | None) -> Iterator[logging.Logger]:
         with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
             try:
                 yield logger
-            except BaseException:
+            except BaseException as exc:
                 logger.exception("job failed")
-                raise
+                if not isinstance(exc, brief_errors):
+                    raise
+                brief = exc
             finally:
                 root.removeHandler(handler)
+    if brief is not None:
+        # raised outside the except block and the redirection: stderr gets the message alone
+        raise SystemExit(f"error: {brief}\n(traceback in {path})")

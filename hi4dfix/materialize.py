@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,7 +74,12 @@ class MaterializeConfig:
 def materialize_scene(
     sequence: Hi4DSequence, out_dir: str | os.PathLike, name: str, cfg: MaterializeConfig = MaterializeConfig()
 ) -> MaterializedScene:
-    """Write the materialized scene ``name`` of ``sequence`` into ``out_dir`` and load it back."""
+    """Write the materialized scene ``name`` of ``sequence`` into ``out_dir`` and load it back.
+
+    The scene is written into a temporary sibling folder and renamed to ``out_dir`` at the end,
+    so a failure leaves no partial ``out_dir``, and an existing ``out_dir`` is replaced only
+    once the new scene is complete.
+    """
     out_dir = Path(out_dir)
     frames = cfg.select_frames(sequence.frames)
     if not frames:
@@ -86,9 +93,36 @@ def materialize_scene(
             f"{sequence.root}: cameras would materialize at different sizes {sizes}; set MaterializeConfig.width and height"
         )
     width, height = next(iter(sizes.values()))
-    manifest = scene_manifest_path(out_dir)
-    manifest.unlink(missing_ok=True)  # a stale manifest would mark a half-rewritten scene complete
+    # mkdir (not mkdtemp, which makes it private to the user) keeps the umask's permissions
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:12]}")
+    tmp.mkdir(parents=True)
+    try:
+        _write_scene(sequence, tmp, name, cfg, frames, width, height)
+        _replace_dir(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return load_scene(out_dir)
 
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename ``new`` onto ``target``; an existing ``target`` is moved aside first, then deleted."""
+    if not (target.exists() or target.is_symlink()):
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+    os.replace(target, old)
+    os.replace(new, target)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
+
+
+def _write_scene(
+    sequence: Hi4DSequence, out_dir: Path, name: str, cfg: MaterializeConfig, frames: list[int], width: int, height: int
+) -> None:
+    manifest = scene_manifest_path(out_dir)
     cam_ids = sequence.cam_ids
     Ks, w2cs = [], []
     for cid in progress(cam_ids, f"materialize {name}"):
@@ -131,7 +165,6 @@ def materialize_scene(
             "materialize": asdict(cfg),
         },
     )
-    return load_scene(out_dir)
 
 
 def _materialize_camera(

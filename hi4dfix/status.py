@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from hi4dfix.hi4d.reader import Problem, validate_sequence
+from hi4dfix.hi4d.reader import Problem, ReadConfig, validate_sequence
 from hi4dfix.study import Study
 
 VERSION_TARGETS = ("triplets.json", "difix/model.pkl", "difix/eval.csv", "deltas.csv")
@@ -52,12 +52,16 @@ def find_sequences(root: str | Path, max_depth: int = 4) -> list[Path]:
     return sorted(found)
 
 
-def check_tree(root: str | Path, expected: Iterable[str] = ()) -> dict[Path, list[Problem]]:
-    """Every problem of every sequence under ``root``, plus expected sequence folders that are missing."""
+def check_tree(root: str | Path, expected: Iterable[str] = (), cfg: ReadConfig = ReadConfig()) -> dict[Path, list[Problem]]:
+    """Every problem of every sequence under ``root``, plus expected sequence folders that are missing.
+
+    ``cfg.decode_images`` decodes every image and mask (``cfg.workers`` threads), which finds
+    truncated files that a header read passes.
+    """
     root = Path(root)
     if not root.is_dir():
         return {root: [Problem(root, "not a directory")]}
-    problems = {sequence: validate_sequence(sequence) for sequence in find_sequences(root)}
+    problems = {sequence: validate_sequence(sequence, cfg) for sequence in find_sequences(root)}
     for folder in expected:
         if not (root / folder).is_dir():
             problems[root / folder] = [Problem(root / folder, "sequence folder named in the config is missing")]

@@ -151,6 +151,16 @@ def test_non_orthonormal_rotation_is_reported(sequence_copy):
     _assert_one_error(sequence_copy, path, "camera 28", "orthonormal")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_distortion_coefficients_are_reported(sequence_copy, bad):
+    path = sequence_copy / "cameras" / "rgb_cameras.npz"
+    with np.load(path) as cams:
+        dist = cams["dist_coeffs"].copy()
+    dist[3, 1] = bad  # camera 40
+    _rewrite_npz(path, dist_coeffs=dist)
+    _assert_one_error(sequence_copy, path, "camera 40", "dist_coeffs", "finite")
+
+
 def test_mono_cam_must_be_a_camera(sequence_copy):
     _rewrite_npz(sequence_copy / "meta.npz", mono_cam=np.array(5))
     _assert_one_error(sequence_copy, sequence_copy / "meta.npz", "mono_cam 5")

@@ -114,13 +114,41 @@ def test_bad_materialize_config_names_the_setting(kwargs, field):
         MaterializeConfig(**kwargs)
 
 
-def test_failure_leaves_no_manifest_behind(synthetic_sequence, tmp_path):
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header survives: only decoding fails
+
+
+def test_failure_keeps_the_previous_complete_scene(synthetic_sequence, tmp_path):
+    """A failed rewrite leaves the earlier complete scene as it was (it used to delete its
+    manifest and leave half-rewritten files); the new one replaces it only on success."""
     broken = Path(shutil.copytree(synthetic_sequence, tmp_path / "seq"))
     sequence = read_sequence(broken)
-    out = tmp_path / "scene"
+    out = tmp_path / "scenes" / "scene"
     materialize_scene(sequence, out, "first", MaterializeConfig(width=20))
-    assert (out / "scene.json").exists()
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     (broken / "smpl" / "000013.npz").write_bytes(b"broken")
     with pytest.raises(Hi4DFormatError, match="000013.npz"):
-        materialize_scene(sequence, out, "second", MaterializeConfig(width=20))
-    assert not (out / "scene.json").exists()  # the stale manifest went before rewriting began
+        materialize_scene(sequence, out, "second", MaterializeConfig(width=30))
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert load_scene(out).name == "first"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["scene"]  # no temporary folder left
+
+    shutil.copy(synthetic_sequence / "smpl" / "000013.npz", broken / "smpl" / "000013.npz")
+    scene = materialize_scene(sequence, out, "second", MaterializeConfig(width=30, max_frames=1))
+    assert (scene.name, scene.width, scene.frames) == ("second", 30, [11])
+    assert sorted(p.name for p in (out / "images" / "4").iterdir()) == ["000011.png"]  # nothing of the first
+    assert sorted(p.name for p in out.parent.iterdir()) == ["scene"]
+
+
+def test_failure_leaves_no_partial_scene(synthetic_sequence, tmp_path):
+    broken = Path(shutil.copytree(synthetic_sequence, tmp_path / "seq"))
+    last_cam = read_sequence(broken).cam_ids[-1]
+    truncated = broken / "images" / str(last_cam) / "000013.jpg"
+    _truncate(truncated)
+    sequence = read_sequence(broken)  # a header read passes the truncated file
+    out = tmp_path / "scenes" / "scene"
+    with pytest.raises(ValueError, match=f"{truncated}: unreadable image"):
+        materialize_scene(sequence, out, "scene", MaterializeConfig())
+    assert not out.exists()
+    assert list(out.parent.iterdir()) == []

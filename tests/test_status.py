@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 
 from hi4dfix.cli import main
 from workflow_helpers import REPO
@@ -44,3 +45,37 @@ def test_check_data_requires_the_configs_scenes(synthetic_sequence, tmp_path, ca
     shutil.copytree(synthetic_sequence, root / "pair00" / "dance00")
     assert main(["check-data", str(root), "--config", str(REPO / "config/config.yaml")]) == 1
     assert "pair15/fight15: 1 problem(s)" in capsys.readouterr().out
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header survives: only decoding fails
+
+
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_check_data_decode_finds_truncated_images_and_masks(synthetic_sequence, tmp_path, capsys, workers):
+    root = tmp_path / "hi4d"
+    sequence = root / "pair00" / "dance00"
+    shutil.copytree(synthetic_sequence, sequence)
+    image = sequence / "images" / "28" / "000012.jpg"
+    mask = sequence / "seg" / "img_seg_mask" / "64" / "all" / "000013.png"
+    _truncate(image)
+    _truncate(mask)
+    assert main(["check-data", str(root)]) == 0  # headers alone pass
+    capsys.readouterr()
+    assert main(["check-data", str(root), "--decode", "--workers", workers]) == 1
+    out = capsys.readouterr().out
+    assert f"error: {image}: unreadable image" in out and f"error: {mask}: unreadable image" in out
+    assert "1 sequence(s), 2 error(s)" in out
+
+
+def test_check_data_reports_non_finite_distortion(synthetic_sequence, tmp_path, capsys):
+    root = tmp_path / "hi4d"
+    sequence = root / "pair00" / "dance00"
+    shutil.copytree(synthetic_sequence, sequence)
+    cameras = sequence / "cameras" / "rgb_cameras.npz"
+    arrays = dict(np.load(cameras))
+    arrays["dist_coeffs"][0, 0] = np.nan
+    np.savez(cameras, **arrays)
+    assert main(["check-data", str(root)]) == 1
+    assert "camera 4: dist_coeffs are not all finite" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import numpy as np
 
@@ -156,3 +157,22 @@ def test_reserved_data_under_another_name_fails_at_dag_build(tmp_path, scene, fo
     for text in expected:
         assert text in output
     assert not (tmp_path / "results").exists()
+
+
+def test_materialize_names_a_truncated_image_without_a_traceback(synthetic_sequence, tmp_path):
+    root = tmp_path / "hi4d"
+    shutil.copytree(synthetic_sequence, root / "pair00" / "dance00")
+    image = root / "pair00" / "dance00" / "images" / "16" / "000012.jpg"
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])  # the header survives: the reader's check passes it
+    config = default_config()
+    config["data"].update(source="hi4d", root=str(root))
+    workdir = tmp_path / "work"
+    result = run_snakemake(workdir, config, "--cores", "1", "results/scenes/hi4d_pair00_dance", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"error: {image}: unreadable image (image file is truncated" in output
+    assert "Traceback" not in output
+    log = (workdir / "results/logs/materialize_scene/hi4d_pair00_dance.log").read_text()
+    assert "Traceback" in log and str(image) in log  # the job log keeps the details
+    assert not (workdir / "results/scenes/hi4d_pair00_dance").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,7 @@ from hi4dfix.hi4d.layout import (
     Hi4DLayout,
     frame_number,
 )
+from hi4dfix.progress import progress
 
 Severity = Literal["error", "warning"]
 _MAX_LISTED = 5  # frames named in one message before summarising
@@ -59,6 +61,7 @@ class Hi4DFormatError(ValueError):
 class ReadConfig:
     check_files: bool = True  # open every image/mask header and check every SMPL file's keys and shapes
     decode_images: bool = False  # fully decode every image and mask (slow; catches truncated files)
+    workers: int = 1  # threads opening / decoding image and mask files
     rotation_tol: float = 1e-3  # max deviation of an extrinsic rotation from orthonormal
 
 
@@ -332,6 +335,10 @@ def _read_cameras(path: Path, found: _Inspection, rotation_tol: float) -> None:
         if err > rotation_tol:
             found.error(path, f"camera {cid}: extrinsic rotation is not orthonormal with det +1 (error {err:.3g} > {rotation_tol:g})")
             ok = False
+        if not np.all(np.isfinite(dist[i])):
+            # undistortion maps of NaN coefficients send every pixel outside the image: all black
+            found.error(path, f"camera {cid}: dist_coeffs are not all finite ({dist[i].tolist()})")
+            ok = False
         if ok:
             found.calibration[int(cid)] = (K[i], ext[i, :3, :4].copy(), dist[i])
 
@@ -372,18 +379,26 @@ def _common_frames(layout: Hi4DLayout, frames_by_cam: dict[int, list[int]], foun
     return union
 
 
-def _header_size(path: Path, found: _Inspection, decode: bool) -> tuple[int, int] | None:
-    """(width, height) of an image file, or None (with a problem) when it cannot be read."""
+def _open_image(path: Path, decode: bool) -> tuple[tuple[int, int] | None, str | None]:
+    """((width, height), None) of an image file, or (None, what is wrong with it)."""
     try:
         with Image.open(path) as image:
             if decode:
-                image.load()
-            return image.size
+                image.load()  # decodes every pixel: a truncated file fails here, not at the header
+            return image.size, None
     except FileNotFoundError:
-        found.error(path, "file is missing")
+        return None, "file is missing"
     except (OSError, ValueError, SyntaxError) as exc:
-        found.error(path, f"unreadable image ({exc})")
-    return None
+        return None, f"unreadable image ({exc})"
+
+
+def _open_images(paths: list[Path], decode: bool, workers: int, desc: str) -> list[tuple[tuple[int, int] | None, str | None]]:
+    """:func:`_open_image` of every path, in order; ``workers`` threads (Pillow's decoders
+    release the GIL, so decoding scales with threads)."""
+    if workers <= 1 or len(paths) < 2:
+        return [_open_image(path, decode) for path in progress(paths, desc)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(progress(pool.map(lambda path: _open_image(path, decode), paths), desc, total=len(paths)))
 
 
 def _check_images_and_masks(
@@ -394,27 +409,32 @@ def _check_images_and_masks(
     cfg: ReadConfig,
 ) -> None:
     mask_kinds: list[int | str] = [MASK_ALL] + (list(range(num_persons)) if num_persons else [])
-    for cam, frames in frames_by_cam.items():
-        # The first image fixes the camera's size even when not checking every file.
-        to_open = frames if cfg.check_files else frames[:1]
-        for frame in to_open:
-            path = layout.image_path(cam, frame)
-            size = _header_size(path, found, cfg.decode_images)
+    # Which files to open, camera by camera: the first image fixes the camera's size even when
+    # not checking every file; masks are opened only when checking files.
+    images = {cam: [layout.image_path(cam, f) for f in (frames if cfg.check_files else frames[:1])] for cam, frames in frames_by_cam.items()}
+    masks = {cam: [layout.mask_path(cam, f, kind) for f in frames for kind in mask_kinds] for cam, frames in frames_by_cam.items()}
+    to_open = [path for cam in frames_by_cam for path in images[cam] + (masks[cam] if cfg.check_files else [])]
+    verb = "decode" if cfg.decode_images else "open"
+    opened = dict(zip(to_open, _open_images(to_open, cfg.decode_images, cfg.workers, f"{verb} {layout.root}")))
+    for cam in frames_by_cam:
+        for path in images[cam]:
+            size, problem = opened[path]
             if size is None:
+                found.error(path, problem)
                 continue
             expected = found.sizes.setdefault(cam, size)
             if size != expected:
                 found.error(path, f"image size {size[0]}x{size[1]} differs from camera {cam}'s {expected[0]}x{expected[1]}")
-        for frame in frames:
-            for kind in mask_kinds:
-                path = layout.mask_path(cam, frame, kind)
-                if not cfg.check_files:
-                    if not path.is_file():
-                        found.error(path, "mask is missing")
-                    continue
-                size = _header_size(path, found, cfg.decode_images)
-                if size is not None and cam in found.sizes and size != found.sizes[cam]:
-                    found.error(path, f"mask size {size[0]}x{size[1]} differs from image size {found.sizes[cam][0]}x{found.sizes[cam][1]}")
+        for path in masks[cam]:
+            if not cfg.check_files:
+                if not path.is_file():
+                    found.error(path, "mask is missing")
+                continue
+            size, problem = opened[path]
+            if size is None:
+                found.error(path, problem)
+            elif cam in found.sizes and size != found.sizes[cam]:
+                found.error(path, f"mask size {size[0]}x{size[1]} differs from image size {found.sizes[cam][0]}x{found.sizes[cam][1]}")
     for cam in frames_by_cam:
         if cam not in found.sizes:
             found.calibration.pop(cam, None)
