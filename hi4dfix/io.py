@@ -11,8 +11,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import cv2
 import imageio.v3 as iio
 import numpy as np
+from PIL import Image
 
 
 @contextlib.contextmanager
@@ -69,9 +71,64 @@ def write_image(path: str | os.PathLike, image: np.ndarray, **kwargs: Any) -> No
         iio.imwrite(tmp, image, extension=Path(path).suffix, **kwargs)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_16bit_png(path: Path) -> bool:
+    """Whether the PNG header says 16 bits per sample (Pillow would reduce an RGB one to 8)."""
+    with open(path, "rb") as fh:
+        header = fh.read(26)  # signature, IHDR length and type, width, height, bit depth
+    return header[:8] == _PNG_SIGNATURE and len(header) == 26 and header[24] == 16
+
+
+def _decode(path: Path) -> np.ndarray:
+    """The stored samples, channels in RGB(A) order: 2-D grey, or (H, W, C)."""
+    if _is_16bit_png(path):
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps all 16 bits
+        if image is None:
+            raise ValueError(f"{path}: unreadable image (OpenCV cannot decode this 16-bit PNG)")
+        if image.ndim == 3 and image.shape[2] in (3, 4):
+            image = image[..., [2, 1, 0, 3][: image.shape[2]]]  # OpenCV's BGR(A) -> RGB(A)
+        return image
+    try:
+        with Image.open(path) as pil:
+            if pil.mode.startswith("I;16") or pil.mode in ("I", "F"):
+                return np.asarray(pil)  # one channel of 16-bit, 32-bit or float samples
+            if pil.mode not in ("RGB", "L"):
+                pil = pil.convert("RGB")  # palette, 1-bit, grey+alpha, RGBA, CMYK...: alpha dropped
+            return np.asarray(pil)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such image file") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"{path}: unreadable image ({exc})") from exc
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an RGB image as float32 in [0, 1] (H, W, 3)."""
-    image = iio.imread(path)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
-    return image[..., :3].astype(np.float32) / 255.0
+    """Read an image as RGB float32 in [0, 1], shape (H, W, 3).
+
+    Converted by bit depth: 8-bit samples / 255, 16-bit ones (PNG, TIFF) / 65535, 1-bit as 0 or
+    1, float samples as stored when within [0, 1]; and by channels: grey is repeated to RGB,
+    palette images are expanded, alpha (grey+alpha, RGBA) is dropped. Anything else (32-bit
+    integer samples, floats outside [0, 1], other channel counts) is refused naming the file.
+    """
+    path = Path(path)
+    image = _decode(path)
+    if image.dtype == np.uint8:
+        scaled = image.astype(np.float32) / 255.0
+    elif image.dtype == np.uint16:
+        scaled = image.astype(np.float32) / 65535.0
+    elif image.dtype == np.bool_:
+        scaled = image.astype(np.float32)
+    elif np.issubdtype(image.dtype, np.floating):
+        scaled = image.astype(np.float32)
+        if not (np.all(np.isfinite(scaled)) and scaled.min() >= 0.0 and scaled.max() <= 1.0):
+            raise ValueError(f"{path}: float image with values outside [0, 1]; store it as 8- or 16-bit")
+    else:
+        raise ValueError(f"{path}: {image.dtype} samples are not supported; store the image as 8- or 16-bit")
+    if scaled.ndim == 3 and scaled.shape[2] in (1, 2):
+        scaled = scaled[..., 0]  # grey, or grey+alpha
+    if scaled.ndim == 2:
+        return np.repeat(scaled[..., None], 3, axis=-1)
+    if scaled.ndim != 3 or scaled.shape[2] not in (3, 4):
+        raise ValueError(f"{path}: image of shape {image.shape} is neither grey, RGB nor RGBA")
+    return np.ascontiguousarray(scaled[..., :3])

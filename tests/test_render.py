@@ -342,6 +342,69 @@ def test_render_scene_layout_manifest_and_determinism(materialized_scene, tmp_pa
     assert [i["psnr"] for i in again["images"]] == [i["psnr"] for i in manifest["images"]]
 
 
+def _write_external(path: Path, image: np.ndarray, kind: str) -> np.ndarray:
+    """Write ``image`` (float RGB) as a file of ``kind``; return what reading it must give."""
+    import cv2
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # 16-bit samples that are not 8-bit values times 257: a reduction to 8 bits would show
+    deep = np.clip(np.round(image * 65535) + 97, 0, 65535).astype(np.uint16)
+    grey8 = np.round(image.mean(axis=-1) * 255).astype(np.uint8)
+    if kind == "rgb16":
+        assert cv2.imwrite(str(path), deep[..., ::-1])
+        return deep / 65535.0
+    if kind == "rgba16":
+        assert cv2.imwrite(str(path), np.dstack([deep[..., ::-1], np.full(deep.shape[:2], 65535, np.uint16)]))
+        return deep / 65535.0
+    if kind == "grey16":
+        assert cv2.imwrite(str(path), deep[..., 1])
+        return np.repeat(deep[..., 1:2] / 65535.0, 3, axis=-1)
+    if kind == "grey8":
+        Image.fromarray(grey8, "L").save(path)
+    elif kind == "grey_alpha":
+        Image.fromarray(np.dstack([grey8, np.full_like(grey8, 200)]), "LA").save(path)
+    elif kind == "palette":
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).convert("P").save(path)
+        with Image.open(path) as written:
+            return np.asarray(written.convert("RGB")) / 255.0
+    return np.repeat(grey8[..., None] / 255.0, 3, axis=-1)
+
+
+@pytest.mark.parametrize("kind", ["rgb16", "rgba16", "grey16", "grey8", "grey_alpha", "palette"])
+def test_ingest_external_converts_bit_depth_and_channels(materialized_scene, tmp_path, kind):
+    """16-bit and single-channel renders used to be read as 8-bit RGB (a 16-bit grey one all white)."""
+    pattern = str(tmp_path / "ext" / "{cam}" / "{frame:06d}.png")
+    frames = materialized_scene.frames[:1]
+    expected = {}
+    for frame in frames:
+        for cam in materialized_scene.cam_ids:
+            path = Path(pattern.format(cam=cam, frame=frame))
+            expected[(cam, frame)] = _write_external(path, materialized_scene.load_image(cam, frame), kind)
+            assert read_image(path).shape == (materialized_scene.height, materialized_scene.width, 3)
+            np.testing.assert_allclose(read_image(path), expected[(cam, frame)], atol=1e-6)
+    manifest = ingest_external(materialized_scene, pattern, tmp_path / "out", frames=frames)
+    for item in manifest["images"]:
+        stored = read_image(tmp_path / "out" / item["path"])  # 8-bit, rounded
+        np.testing.assert_allclose(stored, expected[(item["cam"], item["frame"])], atol=0.5 / 255 + 1e-6)
+
+
+def test_ingest_external_refuses_images_it_cannot_convert(materialized_scene, tmp_path):
+    from PIL import Image
+
+    pattern = str(tmp_path / "ext" / "{cam}" / "{frame:06d}.tiff")
+    frames = materialized_scene.frames[:1]
+    for cam in materialized_scene.cam_ids:
+        path = Path(pattern.format(cam=cam, frame=frames[0]))
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.full((materialized_scene.height, materialized_scene.width), 0.5, np.float32), "F").save(path)
+    hdr = Path(pattern.format(cam=16, frame=frames[0]))
+    Image.fromarray(np.full((materialized_scene.height, materialized_scene.width), 2.5, np.float32), "F").save(hdr)
+    with pytest.raises(ValueError, match="1 unreadable") as err:
+        ingest_external(materialized_scene, pattern, tmp_path / "out", frames=frames)
+    assert f"{hdr} ({hdr}: float image with values outside [0, 1]" in str(err.value)
+
+
 def test_render_scene_rejects_unknown_frames_and_cams(materialized_scene, tmp_path):
     with pytest.raises(ValueError, match="frames \\[99\\]"):
         render_scene(materialized_scene, tmp_path, RenderConfig(**FAST_FIT), frames=[99])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from hi4dfix.render import read_render_manifest
@@ -117,3 +118,26 @@ def test_write_refuses_a_scene_whose_data_is_a_reserved_scenes(materialized_scen
         tmp_path / "t.json", triplets, ["hi4d_pair15_fight"], sequences, {"hi4d_pair15_fight": tmp_path / "elsewhere"}
     )
     assert read_triplets(tmp_path / "t.json") == triplets
+
+
+@pytest.mark.parametrize("key", ["image", "target_image", "ref_image"])
+def test_difix_reader_refuses_triplets_whose_images_differ_in_size(tmp_path, key):
+    """A triplet with one image of another size used to be trained on, each image resized on its own."""
+    import imageio.v3 as iio
+
+    from hi4dfix.difix.data import read_triplets as read_difix_triplets
+
+    paths = {}
+    for name in ("image", "target_image", "ref_image"):
+        shape = (40, 30, 3) if name == key else (40, 32, 3)
+        paths[name] = tmp_path / f"{name}.png"
+        iio.imwrite(paths[name], np.full(shape, 100, np.uint8))
+    sample = {name: str(path) for name, path in paths.items()} | {"prompt": PROMPT}
+    good = {name: str(tmp_path / "image.png" if key != "image" else tmp_path / "target_image.png") for name in paths}
+    path = tmp_path / "triplets.json"
+    path.write_text(json.dumps({"train": {"hi4d_pair00_dance/16/11": sample, "ok": good}, "test": {}}))
+    sizes = ", ".join(f"{name} {'30' if name == key else '32'}x40" for name in paths)
+    with pytest.raises(ValueError, match=re.escape(f"[train][hi4d_pair00_dance/16/11]: the triplet's images differ in size ({sizes})")):
+        read_difix_triplets(path, "train")
+    path.write_text(json.dumps({"train": {"ok": good}, "test": {}}))
+    assert [t.id for t in read_difix_triplets(path, "train")] == ["ok"]

@@ -6,6 +6,9 @@ The triplets JSON (format of the released Difix training code)::
      "test": {...}}
 
 Relative paths are resolved against the working directory, then against the JSON's folder.
+The three images of a triplet must have one size (``ref_image`` included: it is resized with
+the same transform as ``image``, and a reference of another size would reach the model at
+another scale or aspect); :func:`read_triplets` refuses others, reading image headers only.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from hi4dfix.io import read_image
@@ -48,8 +52,31 @@ def _resolve(raw: str, json_dir: Path, where: str) -> Path:
     raise FileNotFoundError(f"{where}: image file {raw} not found (tried {', '.join(str(c) for c in candidates)})")
 
 
+def _image_size(path: Path, where: str, sizes: dict[Path, tuple[int, int]]) -> tuple[int, int]:
+    """(width, height) from the file's header (no decoding), cached per path."""
+    if path not in sizes:
+        try:
+            with Image.open(path) as image:
+                sizes[path] = image.size
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ValueError(f"{where}: {path} is not a readable image ({exc})") from exc
+    return sizes[path]
+
+
+def _check_sizes(triplet: Triplet, where: str, sizes: dict[Path, tuple[int, int]]) -> None:
+    paths = {"image": triplet.image, "target_image": triplet.target_image, "ref_image": triplet.ref_image}
+    found = {key: _image_size(path, where, sizes) for key, path in paths.items() if path is not None}
+    if len(set(found.values())) > 1:
+        listed = ", ".join(f"{key} {w}x{h}" for key, (w, h) in found.items())
+        raise ValueError(
+            f"{where}: the triplet's images differ in size ({listed}); image, target_image and ref_image "
+            "must have one size (each would be resized on its own, so they would no longer line up)"
+        )
+
+
 def read_triplets(json_path: str | os.PathLike, split: str, require_ref: bool = True) -> list[Triplet]:
-    """The triplets of one split, with every image path checked to exist."""
+    """The triplets of one split, with every image path checked to exist and the three images
+    of each triplet checked to have one size (from their headers)."""
     json_path = Path(json_path)
     try:
         data = json.loads(json_path.read_text())
@@ -65,6 +92,7 @@ def read_triplets(json_path: str | os.PathLike, split: str, require_ref: bool = 
     if not isinstance(entries, dict):
         raise ValueError(f"triplets file {json_path}: '{split}' must map ids to entries")
     triplets = []
+    sizes: dict[Path, tuple[int, int]] = {}
     for item_id, entry in entries.items():
         where = f"{json_path} [{split}][{item_id}]"
         if not isinstance(entry, dict):
@@ -75,15 +103,15 @@ def read_triplets(json_path: str | os.PathLike, split: str, require_ref: bool = 
         ref = entry.get("ref_image")
         if ref is None and require_ref:
             raise ValueError(f"{where}: missing 'ref_image' (the reference view is required)")
-        triplets.append(
-            Triplet(
-                id=str(item_id),
-                image=_resolve(entry["image"], json_path.parent, where),
-                target_image=_resolve(entry["target_image"], json_path.parent, where),
-                ref_image=_resolve(ref, json_path.parent, where) if ref is not None else None,
-                prompt=str(entry.get("prompt", DEFAULT_PROMPT)),
-            )
+        triplet = Triplet(
+            id=str(item_id),
+            image=_resolve(entry["image"], json_path.parent, where),
+            target_image=_resolve(entry["target_image"], json_path.parent, where),
+            ref_image=_resolve(ref, json_path.parent, where) if ref is not None else None,
+            prompt=str(entry.get("prompt", DEFAULT_PROMPT)),
         )
+        _check_sizes(triplet, where, sizes)
+        triplets.append(triplet)
     return triplets
 
 
