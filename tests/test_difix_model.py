@@ -305,6 +305,76 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         ck.load_model("not a model")
 
 
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("text", "it is a text file, not a file written by torch.save"),
+        ("number", "it is a text file, not a file written by torch.save"),
+        ("empty", "the file is empty"),
+        ("png", "it is a PNG image"),
+        ("numpy_objects", "it holds Python objects other than tensors, dicts, lists and numbers"),
+        ("pickle", "it is a Python pickle, not a file written by torch.save"),
+        ("list", "it holds a list, not a dict of vae_lora_target_modules"),
+    ],
+)
+def test_a_file_that_is_not_a_checkpoint_says_what_it_is_not(tmp_path, kind, expected):
+    """Never torch's advice to re-run with weights_only=False, never a bare number."""
+    import pickle
+
+    path = tmp_path / "model_1.pkl"
+    if kind == "text":
+        path.write_text("hello\n")
+    elif kind == "number":
+        path.write_text("101\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "png":
+        import imageio.v3 as iio
+
+        iio.imwrite(path, np.zeros((4, 4, 3), np.uint8), extension=".png")
+    elif kind == "numpy_objects":
+        torch.save({"rank_vae": np.array(4)}, path)
+    elif kind == "pickle":
+        path.write_bytes(pickle.dumps({"rank_vae": 4}))
+    else:
+        torch.save([1, 2], path)
+    with pytest.raises(ck.CheckpointError) as error:
+        load_difix(path)
+    message = str(error.value)
+    assert message.startswith(f"{path} is not a Difix checkpoint: {expected}")
+    assert "Accepted: a model_*.pkl written by torch.save" in message and "nvidia/difix_ref" in message
+    assert "weights_only=False" not in message and "Re-running" not in message
+
+
+@pytest.mark.parametrize("keep_base_state", [True, False])
+def test_a_tiny_pkl_without_its_config_is_refused_offline(tiny_model, tmp_path, monkeypatch, keep_base_state):
+    import huggingface_hub
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a tiny pkl must not trigger a Hub download")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
+    payload = ck.checkpoint_payload(tiny_model)
+    del payload[ck.CONFIG_KEY]
+    if not keep_base_state:
+        del payload[ck.BASE_STATE_KEY]
+    path = tmp_path / "model_5.pkl"
+    torch.save(payload, path)
+    why = "it holds 'hi4dfix_base_state'" if keep_base_state else "its UNet has the tiny preset's parameter shapes"
+    with pytest.raises(ck.CheckpointError, match=f"model_5.pkl lacks 'hi4dfix_config'.*{why}.*Nothing was downloaded"):
+        ck.load_model(path)
+
+
+@pytest.mark.parametrize("rank", ["four", 0, 2.5, True])
+def test_a_bad_rank_vae_names_the_file_and_key(tiny_model, tmp_path, rank):
+    payload = ck.checkpoint_payload(tiny_model)
+    payload["rank_vae"] = rank
+    path = tmp_path / "model_3.pkl"
+    torch.save(payload, path)
+    with pytest.raises(ck.CheckpointError, match=f"checkpoint {path}: key rank_vae must be a positive integer .*got {rank!r}"):
+        ck.load_model(path)
+
+
 def test_unreachable_hub_id_fails_clearly(tmp_path, monkeypatch):
     import huggingface_hub
 

@@ -106,21 +106,113 @@ def save_checkpoint(
     return path
 
 
+ACCEPTED_FORMATS = (
+    "a model_*.pkl written by torch.save (the official Difix training code's layout, or hi4dfix's with "
+    "its hi4dfix_config), a diffusers folder laid out like nvidia/difix_ref (model_index.json, unet/, vae/, "
+    f"text_encoder/, tokenizer/, scheduler/), a Hugging Face Hub id (owner/name), or {RANDOM_TINY_SPEC!r}"
+)
+
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"PK\x03\x04", "a zip archive that torch.load cannot read"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+)
+
+
+def _what_file_is(path: Path, exc: BaseException) -> str:
+    """What an unreadable file seems to be, from its first bytes (never torch's advice to
+    re-run with weights_only=False: that would execute whatever the file holds)."""
+    head = path.read_bytes()[:512] if path.stat().st_size else b""
+    if not head:
+        return "the file is empty"
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if refused is not None:
+        return (
+            f"it holds Python objects other than tensors, dicts, lists and numbers ({refused.group(1)}), "
+            "which hi4dfix does not load (unpickling them could run code from the file)"
+        )
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return f"it is {what}"
+    if head[:1] == b"\x80":
+        return "it is a Python pickle, not a file written by torch.save"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its bytes are not a torch.save file"
+    return "it is a text file, not a file written by torch.save"
+
+
+def _check_model_keys(payload: Mapping[str, Any], path: Path) -> None:
+    """The official keys hold what the Difix loader needs, or the error names file and key."""
+    rank = payload["rank_vae"]
+    if isinstance(rank, torch.Tensor) and rank.numel() == 1 and not rank.is_floating_point():
+        rank = rank.item()
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise CheckpointError(f"checkpoint {path}: key rank_vae must be a positive integer (the VAE LoRA rank), got {rank!r}")
+    targets = payload["vae_lora_target_modules"]
+    if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
+        raise CheckpointError(f"checkpoint {path}: key vae_lora_target_modules must be a list of module names, got {targets!r:.80}")
+    for key in ("state_dict_unet", "state_dict_vae"):
+        state = payload[key]
+        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"checkpoint {path}: key {key} must map parameter names to tensors")
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a pkl (tensors, lists and numbers only: ``weights_only``) and check its keys."""
+    """Load a pkl (tensors, lists and numbers only: ``weights_only``) and check its keys.
+
+    A file that is not a Difix checkpoint is refused saying what it seems to be and which
+    formats are accepted.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, wrong format
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise CheckpointError(
+            f"{path} is not a Difix checkpoint: {_what_file_is(path, exc)}. Accepted: {ACCEPTED_FORMATS}"
+        ) from None
     if not isinstance(payload, dict):
-        raise CheckpointError(f"checkpoint {path} is not a dict")
+        raise CheckpointError(
+            f"{path} is not a Difix checkpoint: it holds a {type(payload).__name__}, not a dict of "
+            f"{', '.join(OFFICIAL_MODEL_KEYS)}. Accepted: {ACCEPTED_FORMATS}"
+        )
     missing = [k for k in OFFICIAL_MODEL_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks the Difix keys {missing}")
+    _check_model_keys(payload, path)
     return payload
+
+
+def _looks_tiny(payload: Mapping[str, Any]) -> bool:
+    """Whether the pkl's UNet has exactly the tiny preset's parameter shapes."""
+    with torch.device("meta"):
+        tiny = build_unet(DifixConfig(preset="tiny").architecture.unet)
+    expected = {k: tuple(v.shape) for k, v in tiny.state_dict().items()}
+    return {k: tuple(v.shape) for k, v in payload["state_dict_unet"].items()} == expected
+
+
+def _refuse_configless_hi4dfix_pkl(payload: Mapping[str, Any], source: str, base_model_id: str) -> None:
+    """A pkl without hi4dfix_config is read as an official sd-turbo one, whose base weights
+    may come from the Hub: refuse, offline, one that is really a tiny hi4dfix model."""
+    if BASE_STATE_KEY in payload:
+        why = f"it holds {BASE_STATE_KEY!r}, which only hi4dfix's tiny preset writes"
+    elif not Path(base_model_id).is_dir() and _looks_tiny(payload):
+        why = "its UNet has the tiny preset's parameter shapes, not SD-Turbo's"
+    else:
+        return
+    raise CheckpointError(
+        f"checkpoint {source} lacks {CONFIG_KEY!r}, so it would be read as an official sd-turbo Difix pkl "
+        f"(and its base fetched from {base_model_id}), but {why}. It is a tiny hi4dfix checkpoint that lost "
+        "its config: use the pkl as hi4dfix wrote it (save_checkpoint keeps the key), or restore "
+        f"{CONFIG_KEY!r}. Nothing was downloaded."
+    )
 
 
 def frozen_base_state(model: DifixModel) -> dict[str, dict[str, torch.Tensor]]:
@@ -194,6 +286,7 @@ def model_from_checkpoint(
     raw_config = payload.get(CONFIG_KEY)
     if raw_config is None:  # official pkl
         config = DifixConfig(preset="sd-turbo")
+        _refuse_configless_hi4dfix_pkl(payload, source, base_model_id or config.base_model_id)
     else:
         config = DifixConfig.from_dict(dict(raw_config))
     if base_model_id is not None:
