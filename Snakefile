@@ -5,7 +5,11 @@
 #
 # Main job:  snakemake --cores 2 results/v0/deltas.csv   (cluster: --profile slurm)
 
+from pathlib import Path
+
 from snakemake.utils import min_version, validate
+
+from hi4dfix.config_schema import ConfigError, check_config
 
 min_version("9.0")
 
@@ -13,7 +17,13 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, schema="workflow/schemas/config.schema.yaml")
+CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
+try:
+    # one line per problem, starting with the failing key (validate's report dumps the schema)
+    check_config(config, Path(workflow.basedir) / CONFIG_SCHEMA, shown_as=CONFIG_SCHEMA)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+validate(config, schema=CONFIG_SCHEMA)  # fills the schema's defaults into config
 
 
 include: "workflow/rules/common.smk"

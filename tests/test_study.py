@@ -189,3 +189,35 @@ def test_pair_leakage_compares_identities(config):
 def test_a_scene_with_its_own_data_passes(config):
     config = _with_scene(config, "hi4d_pair03_dance", "pair03_v2/pair03/dance03", difix_eval=["hi4d_pair03_dance"])
     assert Study.from_config(config).check_version("v0").difix_eval == ("hi4d_pair03_dance",)
+
+
+# ---- schema errors: the failing key first ----------------------------------------------------
+
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def test_schema_check_accepts_the_default_config_without_changing_it(config):
+    from hi4dfix.config_schema import check_config
+
+    before = copy.deepcopy(config)
+    check_config(config, SCHEMA)
+    assert config == before  # defaults are filled into a copy; Snakemake's validate fills the real one
+
+
+def test_schema_problems_name_key_paths_best_first(config):
+    from hi4dfix.config_schema import ConfigError, check_config
+
+    config["data"]["scenes"][2] = "Pair 2"
+    config["versions"]["v0"]["tuning"]["lr"] = -1
+    del config["versions"]["v0"]["objective"]
+    with pytest.raises(ConfigError) as error:
+        check_config(config, SCHEMA, shown_as="schema.yaml")
+    lines = str(error.value).splitlines()
+    assert lines[0].endswith("(schema schema.yaml)") and lines[1] == "2 more problem(s):"
+    assert {line.strip().split(":")[0] for line in lines[2:]} | {lines[0].split(":")[0]} == {
+        "config key data.scenes[2]",
+        "config key versions.v0.tuning.lr",
+        "config key versions.v0",
+    }
+    assert "'objective' is a required property" in str(error.value)

@@ -176,3 +176,30 @@ def test_materialize_names_a_truncated_image_without_a_traceback(synthetic_seque
     log = (workdir / "results/logs/materialize_scene/hi4d_pair00_dance.log").read_text()
     assert "Traceback" in log and str(image) in log  # the job log keeps the details
     assert not (workdir / "results/scenes/hi4d_pair00_dance").exists()
+
+
+@pytest.mark.parametrize(
+    "change, first_line",
+    [
+        (
+            lambda config: config["versions"]["v0"]["tuning"].update(lr=-1),
+            "config key versions.v0.tuning.lr: -1 is less than or equal to the minimum of 0 "
+            "(schema workflow/schemas/config.schema.yaml)",
+        ),
+        (
+            lambda config: config["versions"]["v0"].update(tunning={"steps": 3}),
+            "config key versions.v0: Additional properties are not allowed ('tunning' was unexpected); "
+            "allowed keys: objective, decisions",
+        ),
+    ],
+)
+def test_schema_errors_start_with_the_failing_key(tmp_path, change, first_line):
+    """Snakemake's own report printed the failing sub-schema (60-150 lines) before the useful line."""
+    config = default_config()
+    change(config)
+    result = run_snakemake(tmp_path, config, "-n", "results/v0/deltas.csv", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    lines = output.strip().splitlines()
+    assert first_line in lines[1], output
+    assert len(lines) <= 5 and "Failed validating" not in output
