@@ -28,6 +28,11 @@ the render's errors, so they are correlated; frames are the independent-ish unit
   (``""``) when nothing was measured (NaN inputs, e.g. LPIPS not computed).
 
 NaN differences (a view where either arm lacks the metric) are left out before anything else.
+
+**Few units.** The percentile bootstrap is too narrow when there are few units to resample: for the
+mean of n normal units, 95% intervals of :func:`scene_estimate` held the true mean in about 51%, 74%,
+79%, 84% and 92% of 1000 simulated data sets at n = 2, 3, 4, 5 and 10 (1000 resamples each). The
+tables note rows resting on fewer than :data:`FEW_UNITS` frames (scene rows) or scenes (mean rows).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import numpy as np
 IMPROVED, WORSE, INCONCLUSIVE = "improved", "worse", "inconclusive"
 NO_VERDICT = ""  # nothing measured
 VERDICTS = (IMPROVED, WORSE, INCONCLUSIVE)
+FEW_UNITS = 10  # fewer frames (scenes for a mean row) than this: the interval covers less than it says
 _SCENE_DRAW_STREAM = "\0scenes"  # not a scene name: scene names never start with NUL
 
 

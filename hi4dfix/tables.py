@@ -29,7 +29,9 @@
       ``improved`` or ``worse`` where the interval excludes 0 on the metric's good or bad side (PSNR and
       SSIM up is good, LPIPS down), else ``inconclusive``; empty where the metric was not computed
   ``note``
-      what is missing or weak (metric not computed and why, scenes left out of the mean, one frame)
+      what is missing or weak: metric not computed and why, scenes left out of the mean, a single frame,
+      or fewer than :data:`hi4dfix.stats.FEW_UNITS` frames (scenes for the mean row), where the
+      bootstrap interval is known to be too narrow
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import pandas as pd
 
 from hi4dfix.io import atomic_path
 from hi4dfix.metrics import LPIPS_FLAG_COLUMN, METRIC_COLUMNS
-from hi4dfix.stats import NO_VERDICT, VERDICTS, BootstrapConfig, Estimate, mean_estimate, scene_estimate, verdict
+from hi4dfix.stats import FEW_UNITS, NO_VERDICT, VERDICTS, BootstrapConfig, Estimate, mean_estimate, scene_estimate, verdict
 
 MEAN = "mean"
 KEY_COLUMNS = ("frame", "cam")
@@ -188,12 +190,16 @@ def read_eval_views(path: str | os.PathLike) -> pd.DataFrame:
     bad = df.loc[ids["scene"].isna(), "id"]
     if len(bad):
         raise ValueError(f"{path}: id {bad.iloc[0]!r} is not of the form scene/cam/frame")
-    if LPIPS_FLAG_COLUMN in df.columns:
-        df[LPIPS_FLAG_COLUMN] = df[LPIPS_FLAG_COLUMN].astype(str).str.lower().map({"true": True, "false": False})
     views = pd.DataFrame(
         {"arm": df["arm"], "scene": ids["scene"], "frame": ids["frame"].astype(np.int64), "cam": ids["cam"].astype(np.int64)}
     )
-    return pd.concat([views, df.drop(columns=["arm", "id"])], axis=1)
+    for col in KEY_COLUMNS:  # evaluate_difix also writes them: they must agree with the id
+        if col in df.columns and not (df[col].astype(np.int64) == views[col]).all():
+            where = df.loc[df[col].astype(np.int64) != views[col], "id"].iloc[0]
+            raise ValueError(f"{path}: row {where!r} has a {col} that differs from its id")
+    if LPIPS_FLAG_COLUMN in df.columns:
+        df[LPIPS_FLAG_COLUMN] = df[LPIPS_FLAG_COLUMN].astype(str).str.lower().map({"true": True, "false": False})
+    return pd.concat([views, df.drop(columns=["arm", "id", *[c for c in KEY_COLUMNS if c in df.columns]])], axis=1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -261,6 +267,8 @@ def _scene_note(metric: str, b: str, a: str, values: pd.DataFrame, views: pd.Dat
         notes.append(f"{one_sided} views measured in only one arm left out")
     if est.n_frames == 1:
         notes.append("one frame: the bootstrap cannot see frame-to-frame variation")
+    elif est.n_frames < FEW_UNITS:
+        notes.append(f"{est.n_frames} frames: too few for the interval to cover as much as it says")
     return "; ".join(notes)
 
 
@@ -276,6 +284,8 @@ def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFra
             "one scene of one frame: no variation to resample" if est.n_frames == 1
             else "one scene: the interval covers frame-to-frame variation only"
         )
+    elif est.n_scenes < FEW_UNITS:
+        notes.append(f"{est.n_scenes} scenes: too few for the interval to cover as much as it says")
     return "; ".join(notes)
 
 
