@@ -124,7 +124,8 @@ def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline)
 def test_versions_table_holds_the_mean_rows_of_the_delta_table(pipeline):
     workdir, config = pipeline
     run_snakemake(workdir, config, "--cores", "1", "results/versions.csv")
-    versions = pd.read_csv(workdir / "results/versions.csv", keep_default_na=False, na_values={"delta": [""]})
+    numeric = ("raw", "base", "tuned", "delta", "ci_low", "ci_high")
+    versions = pd.read_csv(workdir / "results/versions.csv", keep_default_na=False, na_values={c: [""] for c in numeric})
     deltas = read_delta_csv(workdir / "results/v0/deltas.csv")
     means = deltas[deltas.scene == "mean"].reset_index(drop=True)
     assert list(versions["version"]) == ["v0"] * len(means) and set(versions["n_scenes"]) == {len(RESERVED)}
