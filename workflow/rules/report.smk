@@ -49,7 +49,8 @@ rule version_card:
 
 
 rule metric_charts:
-    """Bar charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix."""
+    """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix, and their paired
+    differences with bootstrap intervals and verdicts."""
     input:
         unpack(nvs_arm_csvs),
     output:
@@ -63,6 +64,7 @@ rule metric_charts:
     params:
         scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
         charts=REPORT.get("metric_charts", {}),
+        bootstrap=config["stats"],
     log:
         f"{RESULTS}/logs/metric_charts/{{version}}.log",
     benchmark:
