@@ -4,6 +4,33 @@
 
 import shlex
 
+from hi4dfix.difix.data import PRESET_LONG_SIDE
+
+
+# ---- processing size: one setting for tuning and the DiFix arms ------------------------------
+
+
+def difix_long_side():
+    """difix.long_side, else the preset's (tiny 160, sd-turbo 512)."""
+    value = config["difix"].get("long_side")
+    return PRESET_LONG_SIDE[config["difix"]["preset"]] if value is None else int(value)
+
+
+def training_geometry(wildcards):
+    """How tuning sizes its images: the version's tuning.resolution (a fixed size) if set, else
+    difix.long_side (hi4dfix.difix.data.model_input_size's two arguments)."""
+    return {"long_side": difix_long_side(), "resolution": checked_version(wildcards).tuning.get("resolution")}
+
+
+def inference_geometry(wildcards):
+    """Processing size of the DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
+    override = config["difix"].get("eval_long_side")
+    if override is None:
+        return training_geometry(wildcards)
+    if override == "native":
+        return {"long_side": None, "resolution": None}
+    return {"long_side": int(override), "resolution": None}
+
 
 rule pretrain_difix_base:
     """Train a tiny base DiFix on out-of-domain synthetic degradations (embedded default only)."""
@@ -28,6 +55,7 @@ rule pretrain_difix_base:
 def tuning_args(wildcards):
     """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key."""
     options = {key: value for key, value in checked_version(wildcards).tuning.items() if value is not None}
+    options["long_side"] = training_geometry(wildcards)["long_side"]
     if config["difix"]["hub_cache_dir"]:
         options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
     return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
