@@ -366,6 +366,10 @@ def _normalise_vae_key(key: str, model_keys: set[str]) -> str | None:
     return plain if plain in model_keys else None
 
 
+def _is_skip_conv_weight(key: str) -> bool:
+    return ".skip_conv_" in key and "lora" not in key
+
+
 def _load_vae_file_state(
     model: DifixModel,
     state: Mapping[str, torch.Tensor],
@@ -393,27 +397,31 @@ def _load_vae_file_state(
             mapped[target] = value
     missing = sorted(model_keys - set(mapped))
     has_lora = any("lora" in k for k in mapped)
-    has_skip = any("skip" in k for k in mapped)
+    # skip-convolution weights proper: LoRA keys hold "skip" too (the adapter is "vae_skip")
+    has_skip = any(_is_skip_conv_weight(k) for k in mapped)
     if has_lora and not has_skip:
         raise CheckpointError(
             f"{source} holds Difix VAE LoRA weights but no skip-convolution weights (decoder.skip_conv_*): "
             "an incomplete Difix VAE file; get the folder again"
         )
-    if warn_fresh and not has_lora and not has_skip and any("skip" in k for k in missing):
+    if warn_fresh and not has_lora and not has_skip:
         message = (
             f"{source} has no Difix LoRA or skip-convolution weights (a plain SD-Turbo VAE): they start "
             f"fresh (LoRA B = 0, skip convolutions {SKIP_CONV_INIT_VALUE:g}), which is not a trained Difix"
         )
         warnings.warn(message, FreshDifixPartsWarning, stacklevel=3)
         LOG.warning(message)
-    fresh_ok = [k for k in missing if allow_fresh_adapters and (("lora" in k and not has_lora) or ("skip" in k and not has_skip))]
+    fresh_ok = [
+        k for k in missing
+        if allow_fresh_adapters and (("lora" in k and not has_lora) or (_is_skip_conv_weight(k) and not has_skip))
+    ]
     missing = [k for k in missing if k not in fresh_ok]
     if unexpected or missing:
         raise CheckpointError(
             f"VAE weights of {source} do not fit: unexpected {unexpected[:3]} ({len(unexpected)}), "
             f"missing {missing[:3]} ({len(missing)})"
         )
-    _load_partial(model.vae, mapped, f" in {source}/vae")
+    _load_partial(model.vae, mapped, f" in {source}")
 
 
 def model_from_pretrained_dir(
