@@ -14,7 +14,7 @@ import torch
 import yaml
 from snakemake.utils import update_config, validate
 
-from hi4dfix.difix.data import PRESET_LONG_SIDE, model_input_size, processing_size
+from hi4dfix.difix.data import inference_geometry, model_input_size, processing_size, training_geometry
 from hi4dfix.difix.pretrain import PretrainConfig
 from hi4dfix.difix.train import TrainConfig
 from hi4dfix.materialize import MaterializeConfig
@@ -50,9 +50,10 @@ def merged_hi4d_config() -> dict:
 
 def tuning_config(config: dict, version: str = "v0") -> TrainConfig:
     """The TrainConfig tune_difix's command line gives (tuning_args: the non-null tuning keys)."""
-    options = {k: v for k, v in config["versions"][version]["tuning"].items() if v is not None}
-    long_side = config["difix"]["long_side"] or PRESET_LONG_SIDE[config["difix"]["preset"]]
-    return TrainConfig(triplets="t.json", output="m.pkl", output_dir="work", long_side=long_side, **options)
+    tuning = config["versions"][version]["tuning"]
+    options = {k: v for k, v in tuning.items() if v is not None}
+    options["long_side"] = training_geometry(config["difix"], tuning)["long_side"]
+    return TrainConfig(triplets="t.json", output="m.pkl", output_dir="work", **options)
 
 
 def test_hi4d_config_is_the_recipe_on_the_same_study():
@@ -93,6 +94,17 @@ def test_processing_sizes_of_the_two_configs():
     synth = default["data"]["synthetic"]
     assert (synth["width"], synth["height"]) == (120, 160)
     assert model_input_size(synth["height"], synth["width"], tiny.resolution, tiny.long_side) == (160, 128)
+
+
+def test_difix_arms_run_at_the_training_geometry_unless_told_otherwise():
+    config = merged_hi4d_config()
+    difix, tuning = config["difix"], config["versions"]["v0"]["tuning"]
+    assert training_geometry(difix, tuning) == inference_geometry(difix, tuning) == {"long_side": 512, "resolution": None}
+    fixed = {**tuning, "resolution": "384x512"}
+    assert inference_geometry(difix, fixed) == training_geometry(difix, fixed) == {"long_side": 512, "resolution": "384x512"}
+    assert inference_geometry({**difix, "eval_long_side": "native"}, tuning) == {"long_side": None, "resolution": None}
+    assert inference_geometry({**difix, "eval_long_side": 768}, fixed) == {"long_side": 768, "resolution": None}
+    assert training_geometry({"preset": "tiny", "long_side": None}, {}) == {"long_side": 160, "resolution": None}
 
 
 @pytest.fixture(scope="module")

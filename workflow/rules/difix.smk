@@ -4,32 +4,20 @@
 
 import shlex
 
-from hi4dfix.difix.data import PRESET_LONG_SIDE
+from hi4dfix.difix import data as difix_data
 
 
 # ---- processing size: one setting for tuning and the DiFix arms ------------------------------
 
 
-def difix_long_side():
-    """difix.long_side, else the preset's (tiny 160, sd-turbo 512)."""
-    value = config["difix"].get("long_side")
-    return PRESET_LONG_SIDE[config["difix"]["preset"]] if value is None else int(value)
-
-
 def training_geometry(wildcards):
-    """How tuning sizes its images: the version's tuning.resolution (a fixed size) if set, else
-    difix.long_side (hi4dfix.difix.data.model_input_size's two arguments)."""
-    return {"long_side": difix_long_side(), "resolution": checked_version(wildcards).tuning.get("resolution")}
+    """How the version's tuning run sizes its images (hi4dfix.difix.data.training_geometry)."""
+    return difix_data.training_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
 def inference_geometry(wildcards):
-    """Processing size of the DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
-    override = config["difix"].get("eval_long_side")
-    if override is None:
-        return training_geometry(wildcards)
-    if override == "native":
-        return {"long_side": None, "resolution": None}
-    return {"long_side": int(override), "resolution": None}
+    """Processing size of the version's DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
+    return difix_data.inference_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
 rule pretrain_difix_base:
