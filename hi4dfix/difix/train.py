@@ -48,7 +48,6 @@ from hi4dfix.difix.data import (
     model_input_size,
     parse_resolution,
     read_triplets,
-    snap_resolution,
 )
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
