@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -133,3 +134,23 @@ def test_versions_table_holds_the_mean_rows_of_the_delta_table(pipeline):
         assert versions[column].astype(str).tolist() == means[column].tolist()
     for column in ("delta", "ci_low", "ci_high"):
         assert versions[column].to_numpy() == pytest.approx(means[column].to_numpy(), nan_ok=True)
+
+
+def test_every_difix_arm_runs_at_the_tuning_runs_processing_size(pipeline):
+    """One config: the size tuning trained at (its log and summary) is the size the base and
+    tuned arms ran at in the internal evaluation, the NVS evaluation and the gallery (their logs)."""
+    workdir, config = pipeline
+    logs = workdir / "results/logs"
+    trained = re.findall(r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) training images", (logs / "tune_difix/v0.log").read_text())
+    assert trained, "the tuning log states its processing size"
+    height, width = config["data"]["synthetic"]["height"], config["data"]["synthetic"]["width"]
+    size = {(int(h), int(w)) for h, w, *_ in trained}
+    assert {(int(h), int(w)) for *_, h, w in trained} == {(height, width)}
+    assert size == {(48, 32)}  # long side 48 of the 48x64 (WxH) frames, not their own size
+    summary = json.loads((workdir / "results/v0/difix/work/summary.json").read_text())
+    assert tuple(summary["resolution"]) in size
+    arm_logs = [logs / "evaluate_difix/v0.log", logs / "triplet_gallery/v0.log", *sorted((logs / "evaluate_nvs/v0").glob("[bt]*/*.log"))]
+    assert len(arm_logs) == 2 + 2 * len(RESERVED)
+    for log in arm_logs:
+        used = re.findall(r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) images", log.read_text())
+        assert used and {(int(h), int(w)) for h, w, *_ in used} == size, log

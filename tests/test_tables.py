@@ -1,11 +1,8 @@
-import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from hi4dfix import tables as T
 from hi4dfix.metrics import METRIC_COLUMNS
@@ -346,15 +343,6 @@ def test_to_markdown_formats():
     assert lines[1] == "| --- | ---: | --- | --- |"
     assert lines[2] == "| a | 1.235 | yes | improved |"
     assert lines[3] == "| b\\|c | n/a | no | n/a |"
-
-
-def test_stats_schema_defaults_equal_the_dataclass():
-    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
-    block = schema["properties"]["stats"]["properties"]
-    defaults = {name: spec["default"] for name, spec in block.items()}
-    assert defaults == dataclasses.asdict(BootstrapConfig())
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
-    assert BootstrapConfig(**config["stats"]) == BootstrapConfig()
 
 
 def test_rows_resting_on_few_frames_or_scenes_say_so():

@@ -17,6 +17,7 @@ rule evaluate_difix:
     params:
         base=difix_base_spec(),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=inference_geometry,
     log:
         f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
     benchmark:
@@ -42,6 +43,7 @@ rule evaluate_nvs:
         mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
         profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=inference_geometry,
     log:
         f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
     benchmark:

@@ -35,7 +35,12 @@ rule version_card:
         version=version_params,
         reserved=sorted(STUDY.reserved_scenes),
         render_profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
-        difix={"base": config["difix"]["base"], "preset": config["difix"]["preset"]},
+        difix=lambda wildcards: {
+            "base": config["difix"]["base"],
+            "preset": config["difix"]["preset"],
+            "processing size, tuning": training_geometry(wildcards),
+            "processing size, DiFix arms": inference_geometry(wildcards),
+        },
     log:
         f"{RESULTS}/logs/version_card/{{version}}.log",
     benchmark:
@@ -125,6 +130,7 @@ rule triplet_gallery:
     params:
         gallery=REPORT.get("gallery", {}),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=inference_geometry,
     log:
         f"{RESULTS}/logs/triplet_gallery/{{version}}.log",
     benchmark:
