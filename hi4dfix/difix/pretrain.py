@@ -1,15 +1,21 @@
-"""Pre-train the tiny Difix base model on out-of-domain synthetic data.
+"""Pre-train the tiny DiFix base model on out-of-domain multi-view data.
 
 ``python -m hi4dfix.difix.pretrain --output base.pkl --work-dir DIR`` (or ``pretrain(cfg)``):
 
-1. the tiny VAE is trained as a plain autoencoder on clean procedural images (SD-Turbo's
-   VAE is a trained autoencoder too; Difix keeps its base weights frozen), and its latent
-   scaling factor is set so that scaled latents have unit variance;
-2. Difix itself (UNet, VAE LoRA, skip convolutions) is trained on synthetic triplets
-   (``pretrain_data``) through the one training entry point, ``train.train``.
+1. out-of-domain triplets (:mod:`hi4dfix.difix.ood_scenes`): procedural rigid objects, no
+   people, rendered through the study's fit-and-render path from perturbed poses; the
+   reference is another camera at the same time;
+2. the tiny VAE is trained as a plain autoencoder on the clean views of the training scenes
+   (SD-Turbo's VAE is a trained autoencoder too; Difix keeps its base weights frozen), and
+   its latent scaling factor is set so that scaled latents have unit variance;
+3. DiFix itself (UNet, VAE LoRA, skip convolutions) is trained on the training triplets
+   through the one training entry point, ``train.train``;
+4. the result is scored on the test scenes (never seen in training): ``ood_test.csv`` holds
+   the metrics of the raw render and of the base output for each test triplet.
 
-The result is a tiny ``model_*.pkl`` that already removes generic artifacts, so that
-fine-tuning on Hi4D is compared against a real baseline.  Deterministic by seed.
+The result is a tiny ``model_*.pkl`` that removes render artifacts it learnt on other
+content, so that fine-tuning on Hi4D is compared against a real baseline.  Deterministic by
+seed.  A rerun resumes: each stage's product in ``work_dir`` is kept.
 """
 
 from __future__ import annotations
@@ -22,16 +28,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
-from hi4dfix.difix.data import parse_resolution, snap_resolution
+from hi4dfix.difix.data import parse_resolution, read_triplets, snap_resolution
 from hi4dfix.difix.model import DifixModel, build_random_difix, decode_with_skips, encode_with_skips, skip_convs
-from hi4dfix.difix.pretrain_data import SyntheticConfig, procedural_scene, write_synthetic_triplets
+from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
 from hi4dfix.difix.train import TrainConfig, train
+from hi4dfix.io import read_image
+from hi4dfix.tables import write_csv
 
 LOG = logging.getLogger("hi4dfix.difix.pretrain")
+OOD_TEST_NAME = "ood_test.csv"
 
 
 def _help(text: str) -> dict[str, str]:
@@ -41,57 +51,78 @@ def _help(text: str) -> dict[str, str]:
 @dataclass
 class PretrainConfig:
     output: str = field(metadata=_help("base model pkl to write"))
-    work_dir: str = field(metadata=_help("synthetic data, stage checkpoints and logs (a rerun resumes)"))
+    work_dir: str = field(metadata=_help("out-of-domain data, stage checkpoints and logs (a rerun resumes)"))
     seed: int = field(default=0, metadata=_help("seed of data, initialisation and training"))
-    resolution: str = field(default="112x160", metadata=_help("'HxW' of the synthetic images (multiple of 16)"))
-    n_train: int = field(default=192, metadata=_help("synthetic training triplets"))
-    n_test: int = field(default=16, metadata=_help("synthetic validation triplets"))
-    vae_steps: int = field(default=300, metadata=_help("autoencoder steps (stage 1)"))
+    resolution: str = field(
+        default="160x128", metadata=_help("'HxW' of the out-of-domain images (multiple of 16): the study's processing size")
+    )
+    n_train_scenes: int = field(default=28, metadata=_help("out-of-domain training scenes (each gives cameras - 1 triplets)"))
+    n_test_scenes: int = field(default=4, metadata=_help("out-of-domain test scenes"))
+    workers: int = field(default=2, metadata=_help("processes rendering the out-of-domain scenes"))
+    vae_steps: int = field(default=300, metadata=_help("autoencoder steps (stage 2)"))
     vae_batch_size: int = field(default=8, metadata=_help("autoencoder batch size"))
     vae_lr: float = field(default=1e-3, metadata=_help("autoencoder learning rate"))
     vae_crop: int = field(default=64, metadata=_help("side of the square clean crops the autoencoder trains on"))
-    difix_steps: int = field(default=300, metadata=_help("Difix steps (stage 2)"))
-    difix_batch_size: int = field(default=2, metadata=_help("Difix batch size"))
-    difix_lr: float = field(default=5e-4, metadata=_help("Difix learning rate"))
-    val_every: int = field(default=100, metadata=_help("stage-2 validation frequency"))
-    ckpt_every: int = field(default=100, metadata=_help("stage-2 checkpoint frequency"))
+    difix_steps: int = field(default=300, metadata=_help("DiFix steps (stage 3)"))
+    difix_batch_size: int = field(default=2, metadata=_help("DiFix batch size"))
+    difix_lr: float = field(default=5e-4, metadata=_help("DiFix learning rate"))
+    difix_lr_schedule: str = field(default="cosine", metadata=_help("DiFix learning-rate schedule: constant | cosine"))
+    val_every: int = field(default=100, metadata=_help("stage-3 validation frequency"))
+    ckpt_every: int = field(default=100, metadata=_help("stage-3 checkpoint frequency"))
+    device: str = field(default="auto", metadata=_help("torch device of the autoencoder stage and the scoring (auto: cuda if present)"))
 
     def __post_init__(self) -> None:
-        for name in ("n_train", "vae_steps", "vae_batch_size", "difix_steps", "difix_batch_size"):
+        for name in ("n_train_scenes", "n_test_scenes", "workers", "vae_steps", "vae_batch_size", "difix_steps", "difix_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PretrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         size = parse_resolution(self.resolution)
         if snap_resolution(size) != size:
             raise ValueError(f"PretrainConfig.resolution {self.resolution} must be a multiple of 16")
+        if self.vae_crop > min(size):
+            raise ValueError(f"PretrainConfig.vae_crop {self.vae_crop} is larger than the images ({self.resolution})")
 
 
-def clean_image_batch(seed: int, step: int, batch_size: int, size: tuple[int, int], synth: SyntheticConfig) -> torch.Tensor:
-    """(B, 3, H, W) clean procedural images in [-1, 1], a pure function of (seed, step)."""
-    images = []
-    for slot in range(batch_size):
-        rng = np.random.default_rng([seed, 1_000_003, step, slot])
-        image = procedural_scene(rng, size[0], size[1], synth.min_shapes, synth.max_shapes)
-        images.append(torch.from_numpy(image).permute(2, 0, 1))
-    return torch.stack(images) * 2.0 - 1.0
+def clean_views(triplets_json: Path, split: str) -> np.ndarray:
+    """(N, H, W, 3) distinct clean views (targets and references) of a split, in file order."""
+    paths = []
+    for triplet in read_triplets(triplets_json, split):
+        for path in (triplet.target_image, triplet.ref_image):
+            if path not in paths:
+                paths.append(path)
+    return np.stack([read_image(path) for path in paths])
 
 
-def train_autoencoder(model: DifixModel, cfg: PretrainConfig) -> list[float]:
-    """Stage 1: train the VAE base weights and skip convolutions as an autoencoder.
+def clean_crop_batch(views: np.ndarray, seed: int, step: int, batch_size: int, crop: int) -> torch.Tensor:
+    """(B, 3, crop, crop) random crops (randomly mirrored) of clean views in [-1, 1], a pure
+    function of (seed, step)."""
+    rng = np.random.default_rng([seed, 1_000_003, step])
+    n, h, w, _ = views.shape
+    crops = []
+    for _ in range(batch_size):
+        index, top, left = int(rng.integers(n)), int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+        patch = views[index, top : top + crop, left : left + crop]
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        crops.append(torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1))
+    return torch.stack(crops) * 2.0 - 1.0
+
+
+def train_autoencoder(model: DifixModel, views: np.ndarray, cfg: PretrainConfig, device: torch.device) -> list[float]:
+    """Train the VAE base weights and skip convolutions as an autoencoder on clean views.
 
     The reconstruction is asked both with and without the skip path: with skips the tiny
-    VAE reaches ~27 dB within a few hundred CPU steps (its 8x latent alone stays lossy),
-    without them the latent path keeps a meaning for the UNet.  Latents are the posterior
-    mean (the tiny preset uses ``latent_sampling="mode"``).  Skip convolutions start from a
-    Kaiming init here; the official 1e-5 init suits an already trained VAE, not this one.
+    VAE reconstructs closely within a few hundred CPU steps (its 8x latent alone stays
+    lossy), without them the latent path keeps a meaning for the UNet.  Latents are the
+    posterior mean (the tiny preset uses ``latent_sampling="mode"``).  Skip convolutions start
+    from a Kaiming init here; the official 1e-5 init suits an already trained VAE, not this one.
     """
     vae = model.vae
-    crop = (cfg.vae_crop, cfg.vae_crop)
-    synth = SyntheticConfig(height=crop[0], width=crop[1])
     model.set_eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         for conv in skip_convs(vae):
             torch.nn.init.kaiming_normal_(conv.base_layer.weight)
+    vae.to(device)
     params = [p for n, p in vae.named_parameters() if "lora" not in n]
     for p in params:
         p.requires_grad_(True)
@@ -103,7 +134,7 @@ def train_autoencoder(model: DifixModel, cfg: PretrainConfig) -> list[float]:
 
     losses = []
     for step in range(1, cfg.vae_steps + 1):
-        x = clean_image_batch(cfg.seed, step, cfg.vae_batch_size, crop, synth)
+        x = clean_crop_batch(views, cfg.seed, step, cfg.vae_batch_size, cfg.vae_crop).to(device)
         posterior, skips = encode_with_skips(vae, x)
         z = posterior.mode()
         with_skips = reconstruction(decode_with_skips(vae, z, skips, 1.0), x)
@@ -120,14 +151,14 @@ def train_autoencoder(model: DifixModel, cfg: PretrainConfig) -> list[float]:
         if step % 50 == 0 or step == cfg.vae_steps:
             LOG.info("autoencoder step %d/%d: loss with skips %.4f, latent only %.4f", step, cfg.vae_steps, losses[-1], float(latent_only.detach()))
     model.set_eval()
+    vae.to("cpu")
     return losses
 
 
 @torch.no_grad()
-def set_latent_scaling(model: DifixModel, cfg: PretrainConfig, size: tuple[int, int]) -> float:
+def set_latent_scaling(model: DifixModel, views: np.ndarray) -> float:
     """Scale latents to unit variance, as SD's 0.18215 does for its VAE."""
-    synth = SyntheticConfig(height=size[0], width=size[1])
-    x = clean_image_batch(cfg.seed, 0, 16, size, synth)
+    x = torch.from_numpy(views[:16]).permute(0, 3, 1, 2) * 2.0 - 1.0
     posterior, _ = encode_with_skips(model.vae, x)
     scale = float(f"{1.0 / float(posterior.mode().std()):.5g}")
     model.vae.register_to_config(scaling_factor=scale)
@@ -135,40 +166,71 @@ def set_latent_scaling(model: DifixModel, cfg: PretrainConfig, size: tuple[int, 
     return scale
 
 
-def pretrain(cfg: PretrainConfig) -> Path:
+def score_test_split(model_path: str | Path, triplets_json: Path, size: tuple[int, int], device: torch.device) -> pd.DataFrame:
+    """Per test triplet: PSNR and SSIM of the raw render and of the base output."""
+    from hi4dfix.difix.infer import fix_images, load_difix
+    from hi4dfix.metrics import psnr, ssim
+
+    model = load_difix(model_path, device=device)
+    rows = []
+    for triplet in read_triplets(triplets_json, "test"):
+        image, target, ref = (read_image(p) for p in (triplet.image, triplet.target_image, triplet.ref_image))
+        fixed = fix_images(model, [image], [ref], resolution=size)[0]
+        rows.append(
+            {
+                "id": triplet.id,
+                "psnr_raw": psnr(image, target),
+                "psnr_base": psnr(fixed, target),
+                "ssim_raw": ssim(image, target),
+                "ssim_base": ssim(fixed, target),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _setup_logging() -> None:
     if not LOG.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         LOG.addHandler(handler)
         LOG.setLevel(logging.INFO)
         LOG.propagate = False
+
+
+def pretrain(cfg: PretrainConfig) -> Path:
+    """Run (or resume) every stage; writes ``cfg.output`` and ``ood_test.csv`` beside it."""
+    _setup_logging()
     size = parse_resolution(cfg.resolution)
     work = Path(cfg.work_dir)
-    stage1 = work / "stage1_autoencoder.pkl"
-    if stage1.is_file():
-        LOG.info("stage 1 already done: %s", stage1)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+
+    triplets = work / "ood" / "triplets.json"
+    if not triplets.is_file():
+        scenes = OODSceneConfig(height=size[0], width=size[1])
+        write_ood_triplets(triplets.parent, cfg.n_train_scenes, cfg.n_test_scenes, cfg.seed, scenes, cfg.workers)
+        LOG.info("wrote %d + %d out-of-domain scenes to %s", cfg.n_train_scenes, cfg.n_test_scenes, triplets.parent)
+
+    autoencoder = work / "autoencoder.pkl"
+    if autoencoder.is_file():
+        LOG.info("autoencoder already trained: %s", autoencoder)
     else:
+        views = clean_views(triplets, "train")
         torch.manual_seed(cfg.seed)
         model = build_random_difix(DifixConfig(preset="tiny", init_seed=cfg.seed))
-        losses = train_autoencoder(model, cfg)
-        scale = set_latent_scaling(model, cfg, size)
+        losses = train_autoencoder(model, views, cfg, device)
+        scale = set_latent_scaling(model, views)
         LOG.info("autoencoder final loss %.4f, latent scaling factor %.5g", losses[-1], scale)
-        save_checkpoint(stage1, model)
+        save_checkpoint(autoencoder, model)
 
-    triplets = work / "synthetic" / "triplets.json"
-    if not triplets.is_file():
-        synth = SyntheticConfig(height=size[0], width=size[1])
-        write_synthetic_triplets(triplets.parent, cfg.n_train, cfg.n_test, cfg.seed, synth)
-        LOG.info("wrote %d + %d synthetic triplets to %s", cfg.n_train, cfg.n_test, triplets.parent)
-
-    return train(
+    output = train(
         TrainConfig(
             triplets=str(triplets),
             output=cfg.output,
-            output_dir=str(work / "stage2_difix"),
-            base=str(stage1),
+            output_dir=str(work / "difix"),
+            base=str(autoencoder),
             steps=cfg.difix_steps,
             lr=cfg.difix_lr,
+            lr_schedule=cfg.difix_lr_schedule,
             batch_size=cfg.difix_batch_size,
             resolution=cfg.resolution,
             lambda_lpips=0.0,
@@ -178,6 +240,14 @@ def pretrain(cfg: PretrainConfig) -> Path:
             seed=cfg.seed,
         )
     )
+    scores = score_test_split(output, triplets, size, device)
+    write_csv(Path(output).with_name(OOD_TEST_NAME), scores)
+    means = scores.mean(numeric_only=True)
+    LOG.info(
+        "out-of-domain test split (%d triplets): PSNR raw %.2f, base %.2f; SSIM raw %.4f, base %.4f",
+        len(scores), means["psnr_raw"], means["psnr_base"], means["ssim_raw"], means["ssim_base"],
+    )
+    return Path(output)
 
 
 def main(argv: list[str] | None = None) -> int:

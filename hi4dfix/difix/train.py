@@ -55,6 +55,7 @@ from hi4dfix.io import atomic_path, read_image, write_json
 
 LOG = logging.getLogger("hi4dfix.difix.train")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pkl$")
 TRAIN_LOG_FIELDS = ["step", "loss", "l2", "lpips", "gram", "grad_norm", "lr", "step_time_s", "elapsed_s"]
 VAL_LOG_FIELDS = ["step", "val_l2", "val_psnr", "input_psnr", "n_items"]
@@ -68,7 +69,7 @@ PRESET_DEFAULTS = {
 RESUME_FINGERPRINT = (
     "triplets", "base", "lr", "batch_size", "resolution", "long_side", "timestep", "mixed_precision", "max_grad_norm",
     "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
-    "use_ref", "lr_warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
+    "use_ref", "lr_warmup_steps", "lr_schedule", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
 )
 
 
@@ -85,6 +86,7 @@ class TrainConfig:
     steps: int = field(default=200, metadata=_help("optimisation steps in total"))
     lr: float | None = field(default=None, metadata=_help("learning rate (None: 3e-4 tiny, 2e-5 sd-turbo)"))
     lr_warmup_steps: int = field(default=0, metadata=_help("linear learning-rate warm-up steps"))
+    lr_schedule: str = field(default="constant", metadata=_help("constant (Difix's recipe) | cosine (decay to 0 at the last step, after the warm-up)"))
     batch_size: int = field(default=1, metadata=_help("samples per process and step"))
     long_side: int | None = field(default=None, metadata=_help("processing size: the longer image side scaled to this, aspect kept, each side snapped to 16 (None: 160 tiny, 512 sd-turbo)"))
     resolution: str | None = field(default=None, metadata=_help("fixed 'N' or 'HxW' instead of long_side, snapped to 16 (squashes frames of another aspect)"))
@@ -130,6 +132,8 @@ class TrainConfig:
             parse_resolution(self.resolution)
         if self.long_side is not None and self.long_side < 16:
             raise ValueError(f"TrainConfig.long_side must be >= 16, got {self.long_side}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
     def resolved(self, preset: str) -> "TrainConfig":
         """A copy with preset defaults filled in for settings left at None."""
@@ -203,8 +207,12 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, device: t
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
-    if cfg.lr_warmup_steps > 0:
-        return cfg.lr * min(1.0, step / cfg.lr_warmup_steps)
+    """The learning rate of (1-based) ``step``: linear warm-up, then constant or cosine decay."""
+    if step <= cfg.lr_warmup_steps:
+        return cfg.lr * step / cfg.lr_warmup_steps
+    if cfg.lr_schedule == "cosine":
+        progress = (step - cfg.lr_warmup_steps) / max(1, cfg.steps - cfg.lr_warmup_steps)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
     return cfg.lr
 
 
