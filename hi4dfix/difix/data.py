@@ -229,6 +229,10 @@ class TripletDataset(Dataset):
     As in the released training code the reference view's target is the reference itself.
     Every image of an item is resized to ``model_input_size`` of the item's ``image``
     (``resolution``: a fixed size; else ``long_side``, aspect kept; else its own size snapped).
+    ``crop`` (h, w): a random window of that size, at the same place in every view of the
+    item, cut after the resize; the window is drawn from the key the sampler yields
+    (``(index, draw)``, see :class:`StepSampler`), so it is a pure function of the step.
+    Crops keep the processing size's pixel scale and cost less per step than whole images.
     """
 
     def __init__(
@@ -237,6 +241,8 @@ class TripletDataset(Dataset):
         resolution: str | int | tuple[int, int] | None = None,
         use_ref: bool = True,
         long_side: int | None = None,
+        crop: tuple[int, int] | None = None,
+        seed: int = 0,
     ) -> None:
         if not triplets:
             raise ValueError("TripletDataset needs at least one triplet")
@@ -247,6 +253,8 @@ class TripletDataset(Dataset):
         self.resolution = resolution
         self.long_side = long_side
         self.use_ref = use_ref
+        self.crop = crop
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.triplets)
@@ -254,7 +262,8 @@ class TripletDataset(Dataset):
     def size_for(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(height, width, self.resolution, self.long_side)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, draw = key if isinstance(key, tuple) else (key, None)
         t = self.triplets[index]
         raw = to_model_range(read_image(t.image))
         size = self.size_for(raw.shape[1], raw.shape[2])
@@ -268,6 +277,16 @@ class TripletDataset(Dataset):
             views, targets = torch.stack([image, ref]), torch.stack([target, ref])
         else:
             views, targets = image[None], target[None]
+        if self.crop is not None:
+            if draw is None:
+                raise ValueError("a cropping TripletDataset needs (index, draw) keys: use StepSampler(..., with_draw=True)")
+            if self.crop[0] > size[0] or self.crop[1] > size[1]:
+                raise ValueError(f"triplet {t.id}: crop {self.crop[0]}x{self.crop[1]} is larger than its processing size {size[0]}x{size[1]}")
+            rng = np.random.default_rng([self.seed, 7_777_777, draw])
+            top = int(rng.integers(size[0] - self.crop[0] + 1))
+            left = int(rng.integers(size[1] - self.crop[1] + 1))
+            window = (..., slice(top, top + self.crop[0]), slice(left, left + self.crop[1]))
+            views, targets = views[window], targets[window]
         return {"views": views, "targets": targets, "prompt": t.prompt, "index": index}
 
 
@@ -283,23 +302,35 @@ def stream_index(step: int, slot: int, batch_size: int, rank: int, world_size: i
     return int(order[position])
 
 
-class StepSampler(Sampler[int]):
-    """Indices for steps ``first_step..last_step`` of one rank (use with ``batch_size``)."""
+class StepSampler(Sampler):
+    """Indices for steps ``first_step..last_step`` of one rank (use with ``batch_size``).
 
-    def __init__(self, n: int, batch_size: int, first_step: int, last_step: int, seed: int, rank: int = 0, world_size: int = 1):
+    ``with_draw``: yield ``(index, draw)`` where ``draw`` numbers the sample in the whole
+    stream (step, rank, slot), for datasets that draw a random crop per sample.
+    """
+
+    def __init__(
+        self, n: int, batch_size: int, first_step: int, last_step: int, seed: int, rank: int = 0,
+        world_size: int = 1, with_draw: bool = False,
+    ):
         if n <= 0:
             raise ValueError("empty dataset")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.first_step, self.last_step = first_step, last_step
         self.rank, self.world_size = rank, world_size
+        self.with_draw = with_draw
 
     def __len__(self) -> int:
         return max(0, self.last_step - self.first_step + 1) * self.batch_size
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
         for step in range(self.first_step, self.last_step + 1):
             for slot in range(self.batch_size):
-                yield stream_index(step, slot, self.batch_size, self.rank, self.world_size, self.n, self.seed)
+                index = stream_index(step, slot, self.batch_size, self.rank, self.world_size, self.n, self.seed)
+                if self.with_draw:
+                    yield index, ((step - 1) * self.world_size + self.rank) * self.batch_size + slot
+                else:
+                    yield index
 
 
 def collate(items: list[dict]) -> dict:

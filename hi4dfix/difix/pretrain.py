@@ -62,11 +62,12 @@ class PretrainConfig:
     vae_steps: int = field(default=300, metadata=_help("autoencoder steps (stage 2)"))
     vae_batch_size: int = field(default=8, metadata=_help("autoencoder batch size"))
     vae_lr: float = field(default=1e-3, metadata=_help("autoencoder learning rate"))
-    vae_crop: int = field(default=64, metadata=_help("side of the square clean crops the autoencoder trains on"))
+    vae_crop: int | None = field(default=None, metadata=_help("side of square clean crops for the autoencoder (None: whole images)"))
     difix_steps: int = field(default=300, metadata=_help("DiFix steps (stage 3)"))
     difix_batch_size: int = field(default=2, metadata=_help("DiFix batch size"))
     difix_lr: float = field(default=5e-4, metadata=_help("DiFix learning rate"))
     difix_lr_schedule: str = field(default="cosine", metadata=_help("DiFix learning-rate schedule: constant | cosine"))
+    difix_crop: str | None = field(default=None, metadata=_help("'HxW' random training windows of the DiFix stage (None: whole images)"))
     val_every: int = field(default=100, metadata=_help("stage-3 validation frequency"))
     ckpt_every: int = field(default=100, metadata=_help("stage-3 checkpoint frequency"))
     device: str = field(default="auto", metadata=_help("torch device of the autoencoder stage and the scoring (auto: cuda if present)"))
@@ -78,7 +79,7 @@ class PretrainConfig:
         size = parse_resolution(self.resolution)
         if snap_resolution(size) != size:
             raise ValueError(f"PretrainConfig.resolution {self.resolution} must be a multiple of 16")
-        if self.vae_crop > min(size):
+        if self.vae_crop is not None and self.vae_crop > min(size):
             raise ValueError(f"PretrainConfig.vae_crop {self.vae_crop} is larger than the images ({self.resolution})")
 
 
@@ -92,15 +93,16 @@ def clean_views(triplets_json: Path, split: str) -> np.ndarray:
     return np.stack([read_image(path) for path in paths])
 
 
-def clean_crop_batch(views: np.ndarray, seed: int, step: int, batch_size: int, crop: int) -> torch.Tensor:
-    """(B, 3, crop, crop) random crops (randomly mirrored) of clean views in [-1, 1], a pure
-    function of (seed, step)."""
+def clean_crop_batch(views: np.ndarray, seed: int, step: int, batch_size: int, crop: int | None) -> torch.Tensor:
+    """(B, 3, crop, crop) random crops (None: whole views), randomly mirrored, of clean views in
+    [-1, 1], a pure function of (seed, step)."""
     rng = np.random.default_rng([seed, 1_000_003, step])
     n, h, w, _ = views.shape
+    ch, cw = (h, w) if crop is None else (crop, crop)
     crops = []
     for _ in range(batch_size):
-        index, top, left = int(rng.integers(n)), int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
-        patch = views[index, top : top + crop, left : left + crop]
+        index, top, left = int(rng.integers(n)), int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+        patch = views[index, top : top + ch, left : left + cw]
         if rng.random() < 0.5:
             patch = patch[:, ::-1]
         crops.append(torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1))
@@ -231,6 +233,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             steps=cfg.difix_steps,
             lr=cfg.difix_lr,
             lr_schedule=cfg.difix_lr_schedule,
+            crop=cfg.difix_crop,
             batch_size=cfg.difix_batch_size,
             resolution=cfg.resolution,
             lambda_lpips=0.0,

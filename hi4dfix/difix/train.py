@@ -67,7 +67,8 @@ PRESET_DEFAULTS = {
 }
 # Settings that must not change between a run and its resumption.
 RESUME_FINGERPRINT = (
-    "triplets", "base", "lr", "batch_size", "resolution", "long_side", "timestep", "mixed_precision", "max_grad_norm",
+    "triplets", "base", "lr", "batch_size", "resolution", "long_side", "crop", "timestep", "mixed_precision",
+    "max_grad_norm",
     "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
     "use_ref", "lr_warmup_steps", "lr_schedule", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
 )
@@ -90,6 +91,7 @@ class TrainConfig:
     batch_size: int = field(default=1, metadata=_help("samples per process and step"))
     long_side: int | None = field(default=None, metadata=_help("processing size: the longer image side scaled to this, aspect kept, each side snapped to 16 (None: 160 tiny, 512 sd-turbo)"))
     resolution: str | None = field(default=None, metadata=_help("fixed 'N' or 'HxW' instead of long_side, snapped to 16 (squashes frames of another aspect)"))
+    crop: str | None = field(default=None, metadata=_help("'N' or 'HxW': train on random windows of this size cut from the images at the processing size (None: whole images)"))
     mixed_precision: str = field(default="no", metadata=_help("no | bf16 | fp16 (fp16 needs a GPU); weights stay fp32"))
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm (0: off)"))
     lambda_l2: float = field(default=1.0, metadata=_help("L2 loss weight"))
@@ -132,6 +134,8 @@ class TrainConfig:
             parse_resolution(self.resolution)
         if self.long_side is not None and self.long_side < 16:
             raise ValueError(f"TrainConfig.long_side must be >= 16, got {self.long_side}")
+        if self.crop is not None:
+            parse_resolution(self.crop)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
@@ -399,13 +403,16 @@ def _train(cfg: TrainConfig) -> Path:
         model.set_timestep(cfg.timestep)
 
     # --- data: images resized by the rule inference shares (hi4dfix.difix.data.model_input_size)
-    train_set = TripletDataset(read_triplets(cfg.triplets, "train", cfg.use_ref), cfg.resolution, cfg.use_ref, cfg.long_side)
+    crop = parse_resolution(cfg.crop) if cfg.crop is not None else None
+    train_set = TripletDataset(
+        read_triplets(cfg.triplets, "train", cfg.use_ref), cfg.resolution, cfg.use_ref, cfg.long_side, crop, cfg.seed
+    )
     test_triplets = read_triplets(cfg.triplets, "test", cfg.use_ref)[: cfg.val_max_items]
     test_set = TripletDataset(test_triplets, cfg.resolution, cfg.use_ref, cfg.long_side) if test_triplets else None
     resolution = log_processing_size(train_set, cfg)
     if test_set is None:
         LOG.info("no 'test' split in %s: validation is skipped", cfg.triplets)
-    sampler = StepSampler(len(train_set), cfg.batch_size, start_step + 1, cfg.steps, cfg.seed, rank, world)
+    sampler = StepSampler(len(train_set), cfg.batch_size, start_step + 1, cfg.steps, cfg.seed, rank, world, crop is not None)
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate
     )
