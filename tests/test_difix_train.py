@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -36,7 +37,7 @@ from hi4dfix.difix.losses import (
     imagenet_normalise,
     random_crop_box,
 )
-from hi4dfix.difix.pretrain_data import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
+from triplet_fixtures import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
 from hi4dfix.difix.train import TrainConfig, build_parser, train
 
 torch.set_num_threads(1)
@@ -129,6 +130,37 @@ def test_step_sampler_resumes_the_same_stream():
     assert sorted(full[:7]) == list(range(7))  # the first epoch is a permutation
     rank1 = list(StepSampler(7, 3, 1, 10, seed=2, rank=1, world_size=2))
     assert rank1 != list(StepSampler(7, 3, 1, 10, seed=2, rank=0, world_size=2))
+
+
+def test_random_crops_are_one_window_per_sample_drawn_from_the_step(triplets_json):
+    triplets = read_triplets(triplets_json, "train")
+    whole = TripletDataset(triplets, (32, 48))
+    cropped = TripletDataset(triplets, (32, 48), crop=(16, 16), seed=3)
+    keys = list(StepSampler(len(triplets), 2, 1, 4, seed=3, with_draw=True))
+    assert [index for index, _ in keys] == list(StepSampler(len(triplets), 2, 1, 4, seed=3))
+    assert [draw for _, draw in keys] == list(range(8))  # every sample of the stream its own draw
+    # a resumed run (from step 3) draws the same windows for the same samples
+    assert list(StepSampler(len(triplets), 2, 3, 4, seed=3, with_draw=True)) == keys[4:]
+    windows = set()
+    for key in keys:
+        item, full = cropped[key], whole[key[0]]
+        assert item["views"].shape == item["targets"].shape == (2, 3, 16, 16)
+        # the same window of every view and target: find it in the whole item
+        found = [
+            (top, left)
+            for top in range(32 - 16 + 1)
+            for left in range(48 - 16 + 1)
+            if torch.equal(full["views"][..., top : top + 16, left : left + 16], item["views"])
+            and torch.equal(full["targets"][..., top : top + 16, left : left + 16], item["targets"])
+        ]
+        assert found, key
+        windows.add(found[0])
+        assert torch.equal(cropped[key]["views"], item["views"])  # a pure function of the key
+    assert len(windows) > 1
+    with pytest.raises(ValueError, match="with_draw"):
+        cropped[0]
+    with pytest.raises(ValueError, match="crop 40x16 is larger"):
+        TripletDataset(triplets, (32, 48), crop=(40, 16))[(0, 0)]
 
 
 # ----------------------------------------------------------------------------- losses
@@ -304,6 +336,14 @@ def test_timestep_setting_reaches_the_tuned_model(triplets_json, tmp_path):
     assert model.difix_config.timestep == 299 and int(model.timesteps) == 299
 
 
+def test_training_on_crops_with_a_cosine_schedule(triplets_json, tmp_path):
+    train(small_config(triplets_json, tmp_path, crop="16x16", lr_schedule="cosine", lr=1e-3, batch_size=2, val_every=0))
+    rows = read_csv(tmp_path / "run" / "train_log.csv")
+    lrs = [float(row["lr"]) for row in rows]
+    assert lrs == pytest.approx([1e-3 * 0.5 * (1 + np.cos(np.pi * step / 4)) for step in range(1, 5)])
+    assert all(np.isfinite(float(row["loss"])) for row in rows)
+
+
 def test_bf16_on_cpu_trains_with_fp32_weights(triplets_json, tmp_path):
     output = train(small_config(triplets_json, tmp_path, steps=2, mixed_precision="bf16", val_every=0, ckpt_every=0))
     payload = torch.load(output, map_location="cpu", weights_only=True)
@@ -374,13 +414,13 @@ def test_resumed_training_matches_uninterrupted(triplets_json, tmp_path):
 # ----------------------------------------------------------------------------- pre-training
 
 
-def test_pretrain_writes_a_loadable_base(tmp_path):
+def test_pretrain_writes_a_loadable_base_and_scores_it_on_unseen_scenes(tmp_path):
     from hi4dfix.difix.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(
         output=str(tmp_path / "base.pkl"), work_dir=str(tmp_path / "work"), resolution="32x48",
-        n_train=3, n_test=1, vae_steps=2, vae_batch_size=2, vae_crop=32, difix_steps=2, difix_batch_size=1,
-        val_every=0, ckpt_every=0,
+        n_train_scenes=2, n_test_scenes=2, workers=1, fit_steps=2, num_gaussians=100, vae_steps=2,
+        vae_batch_size=2, vae_crop=32, difix_steps=2, difix_batch_size=1, val_every=0, ckpt_every=0, device="cpu",
     )
     output = pretrain(cfg)
     payload = torch.load(output, map_location="cpu", weights_only=True)
@@ -390,3 +430,11 @@ def test_pretrain_writes_a_loadable_base(tmp_path):
     model = load_difix(output)
     image = np.random.default_rng(0).random((32, 48, 3), dtype=np.float32)
     assert np.isfinite(fix_images(model, [image], [image])[0]).all()
+    # the test split: every view of both unseen scenes, raw and base, and the paired summary
+    scores = pd.read_csv(tmp_path / "ood_test.csv")
+    train_scenes = {t.id.split("/")[0] for t in read_triplets(tmp_path / "work/ood/triplets.json", "train")}
+    assert len(scores) == 2 * 7 and scores["scene"].nunique() == 2 and not set(scores["scene"]) & train_scenes
+    assert np.isfinite(scores[["psnr_raw", "psnr_base", "ssim_raw", "ssim_base"]].to_numpy()).all()
+    summary = (tmp_path / "ood_test.md").read_text()
+    delta = scores.groupby("scene").apply(lambda s: (s.psnr_base - s.psnr_raw).mean()).mean()
+    assert "| psnr |" in summary and f"{delta:.4f}" in summary

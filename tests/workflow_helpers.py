@@ -25,8 +25,11 @@ def small_config() -> dict:
     config["materialize"].update(max_frames=2)
     profile = config["render_profiles"]["imperfect"]
     profile.update(fit_steps=8, num_gaussians=300)
+    # a base trained briefly at the frames' processing size (48x32): enough to keep the
+    # backgrounds black, which the pipeline test checks (a broken base fails it)
     config["difix"]["pretrain"].update(
-        vae_steps=5, difix_steps=5, resolution="32x48", n_train=8, n_test=2, val_every=5, ckpt_every=5
+        resolution="48x32", n_train_scenes=4, n_test_scenes=2, fit_steps=8, num_gaussians=300,
+        vae_steps=100, vae_crop=32, difix_steps=100, val_every=50, ckpt_every=50,
     )
     # long side 48: the 48x64 frames are processed at 32x48 (WxH), below their own size, so that
     # a DiFix arm run at the native size instead of the tuning size would show in the logs

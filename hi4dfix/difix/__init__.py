@@ -8,6 +8,6 @@ Modules (import them directly; this package imports nothing heavy):
   ``load_model(spec)``;
 * ``data`` / ``losses`` / ``train``: triplet data, L2 + LPIPS + Gram, the training entry point
   ``python -m hi4dfix.difix.train``;
-* ``pretrain_data`` / ``pretrain``: synthetic out-of-domain data and the tiny base model;
+* ``ood_scenes`` / ``pretrain``: out-of-domain multi-view renders and the tiny base model;
 * ``infer``: ``load_difix(spec, device, dtype)`` and ``fix_images(model, images, refs, batch_size)``.
 """

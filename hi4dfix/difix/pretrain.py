@@ -37,11 +37,14 @@ from hi4dfix.difix.data import parse_resolution, read_triplets, snap_resolution
 from hi4dfix.difix.model import DifixModel, build_random_difix, decode_with_skips, encode_with_skips, skip_convs
 from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
 from hi4dfix.difix.train import TrainConfig, train
-from hi4dfix.io import read_image
-from hi4dfix.tables import write_csv
+from hi4dfix.io import read_image, write_text
+from hi4dfix.render.fit import RenderConfig
+from hi4dfix.stats import BootstrapConfig, mean_estimate, verdict
+from hi4dfix.tables import higher_is_better, to_markdown, write_csv
 
 LOG = logging.getLogger("hi4dfix.difix.pretrain")
-OOD_TEST_NAME = "ood_test.csv"
+OOD_TEST_NAME = "ood_test.csv"  # per test triplet, beside the model
+OOD_SUMMARY_NAME = "ood_test.md"  # base against raw with bootstrap intervals
 
 
 def _help(text: str) -> dict[str, str]:
@@ -57,12 +60,15 @@ class PretrainConfig:
         default="160x128", metadata=_help("'HxW' of the out-of-domain images (multiple of 16): the study's processing size")
     )
     n_train_scenes: int = field(default=28, metadata=_help("out-of-domain training scenes (each gives cameras - 1 triplets)"))
-    n_test_scenes: int = field(default=4, metadata=_help("out-of-domain test scenes"))
+    n_test_scenes: int = field(default=8, metadata=_help("out-of-domain test scenes"))
     workers: int = field(default=2, metadata=_help("processes rendering the out-of-domain scenes"))
+    black_background: float = field(default=1.0, metadata=_help("share of out-of-domain scenes composited over black, as the study's renders are (the others: a random flat colour)"))
+    fit_steps: int = field(default=60, metadata=_help("Gaussian fit steps of the out-of-domain renders (the default render profile's)"))
+    num_gaussians: int = field(default=1500, metadata=_help("Gaussians per out-of-domain scene (the default render profile's)"))
     vae_steps: int = field(default=300, metadata=_help("autoencoder steps (stage 2)"))
     vae_batch_size: int = field(default=8, metadata=_help("autoencoder batch size"))
     vae_lr: float = field(default=1e-3, metadata=_help("autoencoder learning rate"))
-    vae_crop: int | None = field(default=None, metadata=_help("side of square clean crops for the autoencoder (None: whole images)"))
+    vae_crop: int | None = field(default=64, metadata=_help("side of square clean crops for the autoencoder (None: whole images; 8 crops of 64 beat 2 whole 160x128 views at the same cost, BENCHMARKS.md)"))
     difix_steps: int = field(default=300, metadata=_help("DiFix steps (stage 3)"))
     difix_batch_size: int = field(default=2, metadata=_help("DiFix batch size"))
     difix_lr: float = field(default=5e-4, metadata=_help("DiFix learning rate"))
@@ -169,7 +175,7 @@ def set_latent_scaling(model: DifixModel, views: np.ndarray) -> float:
 
 
 def score_test_split(model_path: str | Path, triplets_json: Path, size: tuple[int, int], device: torch.device) -> pd.DataFrame:
-    """Per test triplet: PSNR and SSIM of the raw render and of the base output."""
+    """Per test triplet (``scene``, ``cam``): PSNR and SSIM of the raw render and of the base output."""
     from hi4dfix.difix.infer import fix_images, load_difix
     from hi4dfix.metrics import psnr, ssim
 
@@ -178,13 +184,39 @@ def score_test_split(model_path: str | Path, triplets_json: Path, size: tuple[in
     for triplet in read_triplets(triplets_json, "test"):
         image, target, ref = (read_image(p) for p in (triplet.image, triplet.target_image, triplet.ref_image))
         fixed = fix_images(model, [image], [ref], resolution=size)[0]
+        scene, cam = triplet.id.split("/")
         rows.append(
             {
-                "id": triplet.id,
+                "scene": scene,
+                "cam": int(cam),
                 "psnr_raw": psnr(image, target),
                 "psnr_base": psnr(fixed, target),
                 "ssim_raw": ssim(image, target),
                 "ssim_base": ssim(fixed, target),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def summarise_test_split(scores: pd.DataFrame, bootstrap: BootstrapConfig = BootstrapConfig()) -> pd.DataFrame:
+    """Base against raw on the test split, per metric: means, the mean paired difference (the mean
+    over scenes of each scene's mean), its interval (scenes resampled, then views within them:
+    :func:`hi4dfix.stats.mean_estimate`) and the verdict."""
+    rows = []
+    for metric in ("psnr", "ssim"):
+        difference = (scores[f"{metric}_base"] - scores[f"{metric}_raw"]).to_numpy()
+        est = mean_estimate(scores["scene"].to_numpy(), scores["cam"].to_numpy(), difference, bootstrap)
+        rows.append(
+            {
+                "metric": metric,
+                "raw": float(scores.groupby("scene")[f"{metric}_raw"].mean().mean()),
+                "base": float(scores.groupby("scene")[f"{metric}_base"].mean().mean()),
+                "delta": est.delta,
+                "ci_low": est.ci_low,
+                "ci_high": est.ci_high,
+                "n_scenes": est.n_scenes,
+                "n_views": est.n_views,
+                "verdict": verdict(est, higher_is_better(metric)),
             }
         )
     return pd.DataFrame(rows)
@@ -208,7 +240,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
     triplets = work / "ood" / "triplets.json"
     if not triplets.is_file():
-        scenes = OODSceneConfig(height=size[0], width=size[1])
+        render = RenderConfig(backend="torch", device="cpu", fit_steps=cfg.fit_steps, num_gaussians=cfg.num_gaussians)
+        scenes = OODSceneConfig(height=size[0], width=size[1], black_background=cfg.black_background, render=render)
         write_ood_triplets(triplets.parent, cfg.n_train_scenes, cfg.n_test_scenes, cfg.seed, scenes, cfg.workers)
         LOG.info("wrote %d + %d out-of-domain scenes to %s", cfg.n_train_scenes, cfg.n_test_scenes, triplets.parent)
 
@@ -245,11 +278,16 @@ def pretrain(cfg: PretrainConfig) -> Path:
     )
     scores = score_test_split(output, triplets, size, device)
     write_csv(Path(output).with_name(OOD_TEST_NAME), scores)
-    means = scores.mean(numeric_only=True)
-    LOG.info(
-        "out-of-domain test split (%d triplets): PSNR raw %.2f, base %.2f; SSIM raw %.4f, base %.4f",
-        len(scores), means["psnr_raw"], means["psnr_base"], means["ssim_raw"], means["ssim_base"],
+    bootstrap = BootstrapConfig(seed=cfg.seed)
+    summary = summarise_test_split(scores, bootstrap)
+    markdown = (
+        f"Base DiFix against the raw render on the out-of-domain test split ({cfg.n_test_scenes} scenes never "
+        f"trained on, {len(scores)} views): delta = base - raw, the mean over scenes of each scene's mean, with "
+        f"the {bootstrap.confidence:.0%} percentile interval of a paired bootstrap ({bootstrap.n_resamples} "
+        "resamples of the scenes, then of the views within each drawn scene).\n\n" + to_markdown(summary)
     )
+    write_text(Path(output).with_name(OOD_SUMMARY_NAME), markdown)
+    LOG.info("out-of-domain test split:\n%s", markdown)
     return Path(output)
 
 

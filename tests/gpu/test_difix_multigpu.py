@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hi4dfix.difix.pretrain_data import SyntheticConfig, write_synthetic_triplets
+from triplet_fixtures import SyntheticConfig, write_synthetic_triplets
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,6 +4,8 @@
 
 import shlex
 
+from hi4dfix.report import CATEGORY_METRICS
+
 from hi4dfix.difix import data as difix_data
 
 
@@ -21,9 +23,18 @@ def inference_geometry(wildcards):
 
 
 rule pretrain_difix_base:
-    """Train a tiny base DiFix on out-of-domain synthetic degradations (embedded default only)."""
+    """Train a tiny base DiFix on out-of-domain multi-view renders (embedded default only), and
+    score it against the raw renders of out-of-domain test scenes."""
     output:
-        f"{RESULTS}/difix_base/{{preset}}/model.pkl",
+        model=f"{RESULTS}/difix_base/{{preset}}/model.pkl",
+        test_views=f"{RESULTS}/difix_base/{{preset}}/ood_test.csv",
+        test_summary=report(
+            f"{RESULTS}/difix_base/{{preset}}/ood_test.md",
+            caption="../report/ood_test.rst",
+            category=CATEGORY_METRICS,
+            subcategory="base model",
+            labels={"item": "base model on out-of-domain test scenes"},
+        ),
     params:
         pretrain=config["difix"]["pretrain"],
         workdir=lambda wildcards: f"{RESULTS}/difix_base/{wildcards.preset}/work",

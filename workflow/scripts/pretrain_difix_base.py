@@ -1,9 +1,11 @@
-"""Glue: pretrain the tiny base DiFix on out-of-domain synthetic degradations."""
+"""Glue: pretrain the tiny base DiFix on out-of-domain multi-view renders (it writes the test scores beside it)."""
 
 from hi4dfix.difix.pretrain import PretrainConfig, pretrain
 from hi4dfix.logs import job_log
 
 with job_log(snakemake.log[0]) as log:
-    cfg = PretrainConfig(output=snakemake.output[0], work_dir=snakemake.params.workdir, **snakemake.params.pretrain)
+    cfg = PretrainConfig(
+        output=snakemake.output.model, work_dir=snakemake.params.workdir, workers=snakemake.threads, **snakemake.params.pretrain
+    )
     log.info("pretraining the %s base model: %s", snakemake.wildcards.preset, cfg)
     pretrain(cfg)

@@ -1,6 +1,7 @@
-"""Out-of-domain synthetic triplets for pre-training the tiny Difix base model.
+"""2D procedural triplets: quick, small fixtures for the DiFix training code's tests.
 
-Scenes are procedural (gradients, stripes, checkers, sine textures, random shapes) and
+Not what the base model learns from (that is ``hi4dfix.difix.ood_scenes``: multi-view renders
+whose reference is another camera).  Scenes are procedural (gradients, stripes, checkers, sine textures, random shapes) and
 contain no people.  The clean target is a crop of a larger canvas; the reference is a crop
 shifted by a few pixels (a nearby clean view); the input is the target degraded with
 artifacts resembling those of 3D Gaussian Splatting renders: blur, low-resolution
