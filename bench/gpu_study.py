@@ -321,6 +321,10 @@ def write_summary(workdir: Path, run: Path) -> Path:
     env = run / "environment.txt"
     if env.is_file():
         lines += ["```", env.read_text().strip(), "```", ""]
+    overlay = run / "overlay.yaml"
+    if overlay.is_file():
+        lines += ["Config: config/config.yaml, bench/gpu_fullsize.yaml, then this overlay:", "", "```yaml",
+                  overlay.read_text().strip(), "```", ""]
     lines += [
         "LPIPS/Gram backbones (VGG16, AlexNet) and the DiFix base are RANDOM stand-ins (the real weights",
         "cannot be downloaded there): timings and memory are real, metric values and deltas mean nothing.",

@@ -9,13 +9,18 @@
 #   bash bench/gpu_study_run.sh collect          summary, logs, benchmarks and tables into $OUT
 #   bash bench/gpu_study_run.sh status
 #
-# Options (defaults: the full-size run):
+# Options (defaults: what fits one ~10-minute device call, see BENCHMARKS.md / the lead's notes):
 #   --frames N (20)        frames a scene (data.synthetic.num_frames, materialize.max_frames)
-#   --steps N (300)        tuning steps            --tune-compile true|false (true)
+#   --steps N (300)        tuning steps
+#   --tune-compile true|false (false)  tuning.compile: a cold compile of the training step and of
+#                          the validation's forward takes minutes (BENCHMARKS.md), more than 300
+#                          eager steps; true is the full recipe
 #   --infer-compile auto|true|false (false)        difix.inference.compile, where the schema has it
 #   --fit-steps N (300)    --gaussians N (13780)   render recipe (gsplat)
 #   --long-side N|null (512)  processing size (difix.long_side; older schemas: tuning.resolution)
-#   --eval-samples N|null (null)  triplets.max_samples: caps train AND test triplets of each version
+#   --eval-samples N|null (48)  triplets.max_samples: caps the train AND the test triplets of each
+#                          version (evaluate_difix runs its 3 arms over the test split in one job,
+#                          after tuning); null: every view (140 test, 280 train at 20 frames)
 #   --gpu-jobs N (6)       Snakemake's gpu resource: jobs sharing the GPU at once
 #   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
 #   --run-dir DIR (/tmp/hi4dfix-gpu-study)   --fresh: remove an earlier run there first
@@ -38,8 +43,8 @@ RUN=/tmp/hi4dfix-gpu-study
 FRESH=0
 WAIT=560
 declare -A OPT=(
-    [frames]=20 [steps]=300 [tune-compile]=true [infer-compile]=false [fit-steps]=300 [gaussians]=13780
-    [long-side]=512 [eval-samples]=null [gpu-jobs]=6 [local-test]=0
+    [frames]=20 [steps]=300 [tune-compile]=false [infer-compile]=false [fit-steps]=300 [gaussians]=13780
+    [long-side]=512 [eval-samples]=48 [gpu-jobs]=6 [local-test]=0
 )
 
 parse_options() {
@@ -90,7 +95,7 @@ main_run() {
     export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
     export TORCH_HOME=$RUN/torch_home TORCH_EXTENSIONS_DIR=$RUN/torch_extensions
     export TORCHINDUCTOR_CACHE_DIR=$RUN/inductor_cache TRITON_CACHE_DIR=$RUN/triton_cache
-    export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-12}
+    export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
     # never NVLink multicast on these machines (KINDS.md)
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
     export PYTHONPATH=$RUN/site:$W${PYTHONPATH:+:$PYTHONPATH}
@@ -112,7 +117,7 @@ main_run() {
         stage install_wheels "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
             --target "$RUN/site" "$HERE"/.whl/*.whl || return 1
     fi
-    stage import_check "$PY" -c "import snakemake, diffusers, lpips, jsonschema, yaml, accelerate, peft; \
+    stage import_check "$PY" -c "import snakemake, diffusers, lpips, jsonschema, sqlmodel, yaml, accelerate, peft; \
 print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)" || return 1
     # `shell:` rules call `python`: the interpreter that has torch, through a wrapper (a symlink
     # would lose the virtual environment)
@@ -204,7 +209,7 @@ start() {
     mkdir -p "$RUN/logs" "$RUN/repo"
     if [ "${OPT[local-test]}" = 1 ]; then
         OPT[frames]=2 OPT[steps]=6 OPT[tune-compile]=false OPT[infer-compile]=false OPT[fit-steps]=20
-        OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1
+        OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1 OPT[eval-samples]=8
     fi
     : >"$RUN/options.env"
     for key in "${!OPT[@]}"; do echo "OPT_${key//-/_}=${OPT[$key]}" >>"$RUN/options.env"; done

@@ -51,7 +51,6 @@ from hi4dfix.difix.data import (
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
 from hi4dfix.io import atomic_path, write_json
-from hi4dfix.logs import cuda_peak_memory_message
 
 LOG = logging.getLogger("hi4dfix.difix.train")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -493,7 +492,9 @@ def _train(cfg: TrainConfig) -> Path:
         }
         write_json(output_dir / "summary.json", summary)
         LOG.info("wrote %s", output)
-        if (peak := cuda_peak_memory_message()) is not None:  # not run through job_log
+        from hi4dfix.logs import cuda_peak_memory_message  # (the tuning job does not run through job_log)
+
+        if (peak := cuda_peak_memory_message()) is not None:
             LOG.info("%s", peak)
     accelerator.wait_for_everyone()
     accelerator.end_training()
