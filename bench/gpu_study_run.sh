@@ -23,13 +23,13 @@
 #                          after tuning); null: every view (140 test, 280 train at 20 frames)
 #   --gpu-jobs N (6)       Snakemake's gpu resource: jobs sharing the GPU at once
 #   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
-#   --run-dir DIR (/tmp/hi4dfix-gpu-study)   --fresh: remove an earlier run there first
+#   --run-dir DIR (gpu-out/study)   --fresh: remove an earlier run there first
 #   --local-test           tiny CPU version of the same path (120x160, 2 frames, torch renders,
 #                          tiny preset, no wheels, no gsplat build) for checking the script
 #
 # Everything runs in a copy of the repository under the run folder (the device re-sends the
-# working tree on each call); TORCH_HOME, the gsplat build, the inductor cache and the wheels'
-# site-packages are there too. Wheels come from .whl/ (carried). Outputs: $OUT/summary.md,
+# working tree on each call; gpu-out/ is git-ignored, so it stays); TORCH_HOME, the gsplat build,
+# the inductor cache and the wheels' site-packages are there too. Wheels come from .whl/ (carried). Outputs: $OUT/summary.md,
 # deltas.md, driver.log, gpu_study_logs.tar.gz (benchmarks, job and Snakemake logs, tables,
 # overlays, GPU monitor), gpu_study_figures.tar.gz (report images, when under 16 MiB).
 set -uo pipefail
@@ -39,7 +39,8 @@ PY=${PYTHON:-python3}
 COMMAND=${1:-help}
 shift || true
 
-RUN=/tmp/hi4dfix-gpu-study
+RUN=$HERE/gpu-out/study  # git-ignored; on the disk (/tmp may be memory), kept between device calls
+WHEELS=$HERE/.whl
 FRESH=0
 WAIT=560
 declare -A OPT=(
@@ -54,6 +55,7 @@ parse_options() {
             --fresh) FRESH=1; shift ;;
             --wait) WAIT=$2; shift 2 ;;
             --local-test) OPT[local-test]=1; shift ;;
+            --wheels) WHEELS=$2; shift 2 ;;
             --frames|--steps|--tune-compile|--infer-compile|--fit-steps|--gaussians|--long-side|--eval-samples|--gpu-jobs)
                 OPT[${1#--}]=$2; shift 2 ;;
             *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
@@ -115,7 +117,7 @@ main_run() {
 
     if [ "$local_test" != 1 ]; then
         stage install_wheels "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target "$RUN/site" "$HERE"/.whl/*.whl || return 1
+            --target "$RUN/site" "$WHEELS"/*.whl || return 1
     fi
     stage import_check "$PY" -c "import snakemake, diffusers, lpips, jsonschema, sqlmodel, yaml, accelerate, peft; \
 print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)" || return 1
@@ -216,7 +218,10 @@ start() {
     # a copy of the code: the device re-sends the working tree on each call
     cp -a "$HERE"/Snakefile "$HERE"/pyproject.toml "$HERE"/config "$HERE"/workflow "$HERE"/hi4dfix \
         "$HERE"/bench "$RUN/repo/"
-    setsid bash "$HERE/bench/gpu_study_run.sh" _main --run-dir "$RUN" </dev/null >"$RUN/logs/driver.log" 2>&1 &
+    # the detached driver reads its own copy: bash reads a script as it goes, and the device may
+    # rewrite the working tree's files on the next call
+    setsid bash "$RUN/repo/bench/gpu_study_run.sh" _main --run-dir "$RUN" --wheels "$WHEELS" \
+        </dev/null >"$RUN/logs/driver.log" 2>&1 &
     echo $! >"$RUN/driver.pid"
     echo "started: pid $(cat "$RUN/driver.pid"), run folder $RUN, log $RUN/logs/driver.log"
 }
@@ -224,13 +229,17 @@ start() {
 wait_for_end() {
     local limit=${1:-560} t0
     t0=$(date +%s)
+    local polls=0
     while [ ! -f "$RUN/exit_code" ]; do
         if [ $(( $(date +%s) - t0 )) -ge "$limit" ]; then
             echo "still running after ${limit} s: $(snakemake_progress)"
             return 1
         fi
-        sleep 15
-        echo "[$(date +%H:%M:%S)] $(tail -1 "$RUN/logs/driver.log" 2>/dev/null | cut -c1-120) | $(snakemake_progress)"
+        sleep 5
+        polls=$((polls + 1))
+        if [ $((polls % 6)) -eq 0 ]; then
+            echo "[$(date +%H:%M:%S)] last: $(tail -1 "$RUN/logs/driver.log" 2>/dev/null | cut -c12-100) | $(snakemake_progress)"
+        fi
     done
     echo "finished with exit code $(cat "$RUN/exit_code")"
 }
@@ -267,30 +276,35 @@ collect() {
     [ -f "$RUN/summary.md" ] && cat "$RUN/summary.md"
 }
 
-case "$COMMAND" in
-    _main)
-        parse_options "$@"
-        echo $$ >"$RUN/driver.pid"
-        main_run
-        rc=$?
-        "$PY" "$RUN/repo/bench/gpu_study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>>"$RUN/logs/driver.log"
-        echo $rc >"$RUN/exit_code"
-        log "done, exit $rc"
-        ;;
-    start) parse_options "$@"; start ;;
-    run)
-        parse_options "$@"
-        start || exit 1
-        wait_for_end "$WAIT"
-        collect
-        ;;
-    wait) RUN_ARGS=("${@:2}"); parse_options "${RUN_ARGS[@]}"; wait_for_end "${1:-560}" ;;
-    collect) parse_options "$@"; collect ;;
-    status)
-        parse_options "$@"
-        echo "run folder $RUN: $( [ -f "$RUN/exit_code" ] && echo "finished, exit $(cat "$RUN/exit_code")" || echo running)"
-        tail -5 "$RUN/logs/driver.log" 2>/dev/null
-        snakemake_progress
-        ;;
-    *) sed -n '2,30p' "$0"; exit 2 ;;
-esac
+main() {
+    case "$COMMAND" in
+        _main)
+            parse_options "$@"
+            echo $$ >"$RUN/driver.pid"
+            main_run
+            local rc=$?
+            "$PY" "$RUN/repo/bench/gpu_study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>>"$RUN/logs/driver.log"
+            echo $rc >"$RUN/exit_code"
+            log "done, exit $rc"
+            ;;
+        start) parse_options "$@"; start ;;
+        run)
+            parse_options "$@"
+            start || return 1
+            wait_for_end "$WAIT"
+            collect
+            ;;
+        wait) parse_options "${@:2}"; wait_for_end "${1:-560}" ;;
+        collect) parse_options "$@"; collect ;;
+        status)
+            parse_options "$@"
+            echo "run folder $RUN: $( [ -f "$RUN/exit_code" ] && echo "finished, exit $(cat "$RUN/exit_code")" || echo running)"
+            tail -5 "$RUN/logs/driver.log" 2>/dev/null
+            snakemake_progress
+            ;;
+        *) sed -n '2,36p' "$0"; return 2 ;;
+    esac
+}
+
+# one line, read whole before it runs: a later change to this file cannot reach a running shell
+main "$@"; exit $?
