@@ -24,6 +24,8 @@
 #   --gpu-jobs N (6)       Snakemake's gpu resource: jobs sharing the GPU at once
 #   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
 #   --run-dir DIR (gpu-out/study)   --fresh: remove an earlier run there first
+#   --allow-old-schema     run although the schema lacks difix.long_side (issue 15) or
+#                          difix.inference (issue 16): the arms then run at 944x1280 in float32
 #   --local-test           tiny CPU version of the same path (120x160, 2 frames, torch renders,
 #                          tiny preset, no wheels, no gsplat build) for checking the script
 #
@@ -45,7 +47,7 @@ FRESH=0
 WAIT=560
 declare -A OPT=(
     [frames]=20 [steps]=300 [tune-compile]=false [infer-compile]=false [fit-steps]=300 [gaussians]=13780
-    [long-side]=512 [eval-samples]=48 [gpu-jobs]=6 [local-test]=0
+    [long-side]=512 [eval-samples]=48 [gpu-jobs]=6 [local-test]=0 [allow-old-schema]=0
 )
 
 parse_options() {
@@ -55,6 +57,7 @@ parse_options() {
             --fresh) FRESH=1; shift ;;
             --wait) WAIT=$2; shift 2 ;;
             --local-test) OPT[local-test]=1; shift ;;
+            --allow-old-schema) OPT[allow-old-schema]=1; shift ;;
             --wheels) WHEELS=$2; shift 2 ;;
             --frames|--steps|--tune-compile|--infer-compile|--fit-steps|--gaussians|--long-side|--eval-samples|--gpu-jobs)
                 OPT[${1#--}]=$2; shift 2 ;;
@@ -157,6 +160,9 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
         --render-backend "$backend")
     if [ "$local_test" = 1 ]; then
         overlay_args+=(--width 120 --height 160 --mixed-precision no --loader-workers 0)
+    fi
+    if [ "$local_test" = 1 ] || [ "$OPT_allow_old_schema" = 1 ]; then
+        overlay_args+=(--allow-old-schema)
     fi
     cd "$W" || return 1
     stage overlays bash -c '"$0" bench/gpu_study.py overlay "$1/overlay_data.yaml" --data-only "${@:2}" && \

@@ -23,7 +23,7 @@ def overlay_args(**overrides) -> argparse.Namespace:
         base="/scratch/base", preset="sd-turbo", width=940, height=1280, frames=20, render_backend="gsplat",
         fit_steps=300, gaussians=13780, steps=300, tune_compile=True, mixed_precision="bf16",
         gram_warmup_steps=None, loader_workers=4, long_side=512, infer_compile="false", eval_samples=None,
-        data_only=False,
+        data_only=False, allow_old_schema=False,
     )
     values.update(overrides)
     return argparse.Namespace(**values)
@@ -68,6 +68,19 @@ def test_overlay_uses_newer_keys_where_the_schema_has_them(schema_with_newer_key
     assert config["difix"]["long_side"] == 512 and config["difix"]["inference"] == {"compile": True}
     assert "resolution" not in config["versions"]["v0"]["tuning"]
     assert config["versions"]["v0"]["triplets"] == {"max_samples": 48}
+
+
+def test_overlay_is_refused_without_the_newer_keys_unless_allowed(schema_without_newer_keys, tmp_path):
+    with pytest.raises(SystemExit, match="difix.long_side.*--allow-old-schema"):
+        gpu_study.write_overlay(overlay_args(out=tmp_path / "refused.yaml"))
+    assert not (tmp_path / "refused.yaml").exists()
+    gpu_study.write_overlay(overlay_args(out=tmp_path / "allowed.yaml", allow_old_schema=True))
+    assert yaml.safe_load((tmp_path / "allowed.yaml").read_text())["versions"]["v0"]["tuning"]["resolution"] == "512x384"
+
+
+def test_overlay_with_the_newer_keys_is_written(schema_with_newer_keys, tmp_path):
+    gpu_study.write_overlay(overlay_args(out=tmp_path / "overlay.yaml"))
+    assert yaml.safe_load((tmp_path / "overlay.yaml").read_text())["difix"]["long_side"] == 512
 
 
 def test_data_only_overlay_needs_no_pretrained_weights():
