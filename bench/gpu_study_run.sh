@@ -119,8 +119,27 @@ main_run() {
     cat "$RUN/environment.txt"
 
     if [ "$local_test" != 1 ]; then
+        # typing_extensions travels for pydantic (>= 4.16, through Snakemake's sqlmodel): installed
+        # only where the machine's own is older, so that nothing else sees an older one
+        local wheels=()
+        for wheel in "$WHEELS"/*.whl; do
+            case "$(basename "$wheel")" in
+                typing_extensions-*)
+                    [ "$("$PY" - "$(basename "$wheel")" <<'PYCODE'
+import importlib.metadata, sys
+from packaging.version import Version
+try:
+    own = Version(importlib.metadata.version("typing_extensions"))
+except importlib.metadata.PackageNotFoundError:
+    own = None
+print("skip" if own is not None and own >= Version(sys.argv[1].split("-")[1]) else "install")
+PYCODE
+)" = skip ] && continue ;;
+            esac
+            wheels+=("$wheel")
+        done
         stage install_wheels "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target "$RUN/site" "$WHEELS"/*.whl || return 1
+            --target "$RUN/site" "${wheels[@]}" || return 1
     fi
     stage import_check "$PY" -c "import snakemake, diffusers, lpips, jsonschema, sqlmodel, yaml, accelerate, peft; \
 print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)" || return 1
