@@ -6,6 +6,7 @@ the raw arm, which leaves renders untouched); metrics compare its output with th
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from hi4dfix.triplets import nearest_source_cam
 NVS_MODES = ("postfix", "difix3d+")
 Fixer = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], list[np.ndarray]]
 TRIPLET_ID = re.compile(r"^(?P<scene>[^/]+)/(?P<cam>\d+)/(?P<frame>\d+)$")
+LOG = logging.getLogger(__name__)
 
 
 def view_image_path(out_dir: str | Path, cam: int, frame: int) -> Path:
@@ -41,21 +43,36 @@ def arm_output_dir(arm_csv: str | Path) -> Path:
 
 
 def difix_fixer(
-    spec: str | Path | None, hub_cache_dir: str | None = None, device: str = "auto", batch_size: int = 4
+    spec: str | Path | None,
+    hub_cache_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int = 4,
+    long_side: int | None = None,
+    resolution: str | None = None,
 ) -> Fixer | None:
-    """A fixer running DiFix from ``spec`` (pkl, folder or Hub id), loaded once; None for the raw arm."""
+    """A fixer running DiFix from ``spec`` (pkl, folder or Hub id), loaded once; None for the raw arm.
+
+    ``long_side`` / ``resolution``: the processing size (``hi4dfix.difix.data.model_input_size``);
+    the workflow passes the tuning run's, so both arms run at the scale the tuned model saw.
+    """
     if spec is None:
         return None
     import torch
 
+    from hi4dfix.difix.data import model_input_size
     from hi4dfix.difix.infer import fix_images, load_difix
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_difix(str(spec), device=device, hub_cache_dir=hub_cache_dir)
+    logged: set[tuple[int, int]] = set()
 
     def fix(images: Sequence[np.ndarray], refs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return fix_images(model, list(images), list(refs), batch_size=batch_size)
+        for height, width in {image.shape[:2] for image in images} - logged:
+            size = model_input_size(height, width, resolution, long_side)
+            LOG.info("DiFix %s: processing size %dx%d (HxW) for %dx%d images", spec, *size, height, width)
+            logged.add((height, width))
+        return fix_images(model, list(images), list(refs), batch_size=batch_size, resolution=resolution, long_side=long_side)
 
     return fix
 

@@ -1,28 +1,62 @@
-"""Result tables: per-scene metric tables, baseline-vs-tuned delta tables, and a version comparison.
+"""Result tables: per-scene metric tables, delta tables with bootstrap intervals, a version comparison.
 
 * per-scene table: a row per (frame, cam) with :data:`hi4dfix.metrics.METRIC_COLUMNS` (plus any other
   keys the rows carry, e.g. ``lpips_computed``) and a final row with frame = cam = ``"mean"``. Means skip
   NaN, so person metrics average over the views where people are visible.
-* delta table: a row per scene and metric, then a ``mean`` row per metric; ``delta = tuned - baseline``;
-  ``improved`` is nullable (NA when either side is NaN) and ``note`` says what was not computed.
+* per-view table (:func:`nvs_views`, :func:`read_eval_views`): the arms' per-view rows in one long table,
+  ``arm, scene, frame, cam`` and the metric columns.
+* delta table (:func:`delta_table`; ``deltas.csv``, ``difix/eval_deltas.csv``): long and tidy, one row per
+  scene x metric x comparison, scenes in name order then a ``mean`` row, for each metric. Columns:
+
+  ``scene``
+      scene name, or ``mean`` for the mean over scenes
+  ``metric``
+      ``psnr``, ``ssim`` or ``lpips`` (or a ``*_person`` variant)
+  ``comparison``
+      ``tuned_vs_base`` (the study's question), ``tuned_vs_raw`` or ``base_vs_raw``: arm b vs arm a
+  ``raw``, ``base``, ``tuned``
+      each arm's mean: over the scene's views (NaN skipped; the per-scene CSV's mean row), and for the
+      ``mean`` row the mean over scenes of those scene means
+  ``delta``
+      the mean paired difference b - a: over the scene's views measured in both arms; for the ``mean`` row
+      the mean over scenes of the scenes' deltas (every scene weighs the same)
+  ``ci_low``, ``ci_high``
+      its bootstrap interval (:mod:`hi4dfix.stats`: frames resampled within the scene; scenes, then frames
+      within each drawn scene for the ``mean`` row; percentile interval at the configured confidence)
+  ``n_frames``, ``n_views``
+      the frames and views the delta rests on (summed over scenes in the ``mean`` row)
+  ``verdict``
+      ``improved`` or ``worse`` where the interval excludes 0 on the metric's good or bad side (PSNR and
+      SSIM up is good, LPIPS down), else ``inconclusive``; empty where the metric was not computed
+  ``note``
+      what is missing or weak: metric not computed and why, scenes left out of the mean, a single frame,
+      or fewer than :data:`hi4dfix.stats.FEW_UNITS` frames (scenes for the mean row), where the
+      bootstrap interval is known to be too narrow
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from hi4dfix.io import atomic_path
 from hi4dfix.metrics import LPIPS_FLAG_COLUMN, METRIC_COLUMNS
+from hi4dfix.stats import FEW_UNITS, NO_VERDICT, VERDICTS, BootstrapConfig, Estimate, mean_estimate, scene_estimate, verdict
 
 MEAN = "mean"
 KEY_COLUMNS = ("frame", "cam")
-DELTA_COLUMNS = ("scene", "metric", "baseline", "tuned", "delta", "improved", "note")
+ARMS = ("raw", "base", "tuned")  # no DiFix, base DiFix, tuned DiFix
+COMPARISONS = (("tuned", "base"), ("tuned", "raw"), ("base", "raw"))  # (b, a): delta = b - a
+VIEW_COLUMNS = ("arm", "scene", "frame", "cam")
+DELTA_COLUMNS = (
+    "scene", "metric", "comparison", *ARMS, "delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict", "note",
+)  # fmt: skip
 DEFAULT_DELTA_METRICS = ("psnr", "ssim", "lpips")
+METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
 
 
 def higher_is_better(metric: str) -> bool:
@@ -117,137 +151,224 @@ def read_per_scene_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Per-view metrics of the arms
+
+
+def nvs_views(scenes: Sequence[str], arm_csvs: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
+    """The per-view rows of the per-scene NVS CSVs of every arm (one path per scene, in ``scenes`` order),
+    as one long table: ``arm, scene, frame, cam`` and the metric columns (mean rows left out)."""
+    missing = sorted(set(ARMS) - set(arm_csvs))
+    if missing:
+        raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
+    parts = []
+    for arm in ARMS:
+        paths = list(arm_csvs[arm])
+        if len(paths) != len(scenes):
+            raise ValueError(f"delta table: {len(paths)} {arm} CSVs for {len(scenes)} scenes")
+        for scene, path in zip(scenes, paths):
+            table = read_per_scene_csv(path)
+            table = table[table["frame"].astype(str) != MEAN].copy()
+            for col in KEY_COLUMNS:
+                table[col] = table[col].astype(np.int64)
+            table.insert(0, "scene", scene)
+            table.insert(0, "arm", arm)
+            parts.append(table)
+    return pd.concat(parts, ignore_index=True)
+
+
+def read_eval_views(path: str | os.PathLike) -> pd.DataFrame:
+    """``eval.csv`` of the internal DiFix evaluation (rows ``arm, id = scene/cam/frame``, metrics) as
+    the long per-view table of :func:`nvs_views`."""
+    try:
+        df = pd.read_csv(path, dtype={"arm": str, "id": str})
+    except (FileNotFoundError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path}: cannot read the DiFix evaluation table ({err})") from err
+    missing = [c for c in ("arm", "id", *METRIC_COLUMNS) if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: DiFix evaluation table lacks columns {missing}")
+    ids = df["id"].str.extract(r"^(?P<scene>[^/]+)/(?P<cam>\d+)/(?P<frame>\d+)$")
+    bad = df.loc[ids["scene"].isna(), "id"]
+    if len(bad):
+        raise ValueError(f"{path}: id {bad.iloc[0]!r} is not of the form scene/cam/frame")
+    views = pd.DataFrame(
+        {"arm": df["arm"], "scene": ids["scene"], "frame": ids["frame"].astype(np.int64), "cam": ids["cam"].astype(np.int64)}
+    )
+    for col in KEY_COLUMNS:  # evaluate_difix also writes them: they must agree with the id
+        if col in df.columns and not (df[col].astype(np.int64) == views[col]).all():
+            where = df.loc[df[col].astype(np.int64) != views[col], "id"].iloc[0]
+            raise ValueError(f"{path}: row {where!r} has a {col} that differs from its id")
+    if LPIPS_FLAG_COLUMN in df.columns:
+        df[LPIPS_FLAG_COLUMN] = df[LPIPS_FLAG_COLUMN].astype(str).str.lower().map({"true": True, "false": False})
+    return pd.concat([views, df.drop(columns=["arm", "id", *[c for c in KEY_COLUMNS if c in df.columns]])], axis=1)
+
+
+# --------------------------------------------------------------------------------------------------
 # Delta tables
 
 
-def _lpips_flag(summary: pd.Series) -> bool | None:
-    if LPIPS_FLAG_COLUMN not in summary.index or pd.isna(summary[LPIPS_FLAG_COLUMN]):
-        return None
-    return bool(summary[LPIPS_FLAG_COLUMN])
+def comparison_name(b: str, a: str) -> str:
+    """``tuned_vs_base``: the comparison of arm ``b`` against arm ``a`` (delta = b - a)."""
+    return f"{b}_vs_{a}"
 
 
-def _missing_note(metric: str, arms: Iterable[tuple[str, float, bool | None]]) -> str:
-    missing = [name for name, value, _ in arms if math.isnan(value)]
-    if not missing:
-        return ""
-    note = f"{metric} not computed for {' and '.join(missing)}"
-    if metric.startswith("lpips") and any(flag is False for name, _, flag in arms if name in missing):
+COMPARISON_NAMES = tuple(comparison_name(b, a) for b, a in COMPARISONS)
+
+
+def metric_title(metric: str) -> str:
+    """``PSNR (dB) ↑``: the metric's name, ``(people)`` for the person variants, and its good direction."""
+    base = metric.removesuffix("_person")
+    title = METRIC_TITLES.get(base, base.upper()) + (" (people)" if metric.endswith("_person") else "")
+    return f"{title} {'↑' if higher_is_better(metric) else '↓'}"
+
+
+def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> None:
+    missing = [c for c in (*VIEW_COLUMNS, *metrics) if c not in views.columns]
+    if missing:
+        raise ValueError(f"{source}: per-view metrics lack columns {missing}")
+    if views.empty:
+        raise ValueError(f"{source}: no per-view metrics")
+    arms = set(views["arm"])
+    if arms != set(ARMS):
+        raise ValueError(f"{source}: arms {sorted(arms)}, expected {list(ARMS)}")
+    keyed = views.set_index(list(VIEW_COLUMNS)).index
+    if keyed.has_duplicates:
+        raise ValueError(f"{source}: views repeat (arm, scene, frame, cam): {sorted(set(keyed[keyed.duplicated()]))[:5]}")
+    by_arm = {arm: set(map(tuple, group[["scene", "frame", "cam"]].to_numpy().tolist())) for arm, group in views.groupby("arm")}
+    reference = by_arm[ARMS[0]]
+    for arm in ARMS[1:]:
+        if by_arm[arm] != reference:
+            only = sorted(by_arm[arm] ^ reference)[:5]
+            raise ValueError(f"{source}: arms {ARMS[0]} and {arm} cover different views (scene, frame, cam), e.g. {only}")
+
+
+def _lpips_not_cached(views: pd.DataFrame, metric: str) -> bool:
+    """Whether LPIPS is missing because its weights were not cached (the rows say so)."""
+    return metric.startswith("lpips") and LPIPS_FLAG_COLUMN in views.columns and (views[LPIPS_FLAG_COLUMN] == False).any()  # noqa: E712
+
+
+def _not_computed_note(metric: str, values: pd.DataFrame, views: pd.DataFrame) -> str:
+    """``values``: views by arm. Names every arm without a value, so a scene's comparisons share the note."""
+    arms = [arm for arm in ARMS if values[arm].isna().all()]
+    if not arms:  # each arm has values, never at the same views
+        return f"{metric}: no view measured in both arms"
+    note = f"{metric} not computed for {' and '.join([', '.join(arms[:-1]), arms[-1]] if len(arms) > 1 else arms)}"
+    if _lpips_not_cached(views[views["arm"].isin(arms)], metric):
         note += " (LPIPS AlexNet weights not cached)"
     return note
 
 
-def _improved(metric: str, delta: float) -> Any:
-    if math.isnan(delta):
-        return pd.NA
-    return bool(delta > 0) if higher_is_better(metric) else bool(delta < 0)
+def _scene_note(metric: str, b: str, a: str, values: pd.DataFrame, views: pd.DataFrame, est: Estimate) -> str:
+    """Why a scene's comparison is missing or weak; ``values`` holds the scene's views by arm."""
+    if values[a].isna().all() or values[b].isna().all():
+        return _not_computed_note(metric, values, views)
+    notes = []
+    one_sided = int((values[a].isna() != values[b].isna()).sum())
+    if one_sided:
+        notes.append(f"{one_sided} views measured in only one arm left out")
+    if est.n_frames == 1:
+        notes.append("one frame: the bootstrap cannot see frame-to-frame variation")
+    elif est.n_frames < FEW_UNITS:
+        notes.append(f"{est.n_frames} frames: too few for the interval to cover as much as it says")
+    return "; ".join(notes)
+
+
+def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFrame) -> str:
+    if not est.measured:
+        return _not_computed_note(metric, wide, views)
+    notes = []
+    n_scenes = wide.index.get_level_values("scene").nunique()
+    if est.n_scenes < n_scenes:
+        notes.append(f"mean over {est.n_scenes} of {n_scenes} scenes")
+    if est.n_scenes == 1:
+        notes.append(
+            "one scene of one frame: no variation to resample" if est.n_frames == 1
+            else "one scene: the interval covers frame-to-frame variation only"
+        )
+    elif est.n_scenes < FEW_UNITS:
+        notes.append(f"{est.n_scenes} scenes: too few for the interval to cover as much as it says")
+    return "; ".join(notes)
+
+
+def _delta_row(scene: str, metric: str, b: str, a: str, arm_means: Mapping[str, float], est: Estimate, note: str) -> dict[str, Any]:
+    return {
+        "scene": scene,
+        "metric": metric,
+        "comparison": comparison_name(b, a),
+        **{arm: arm_means[arm] for arm in ARMS},
+        "delta": est.delta,
+        "ci_low": est.ci_low,
+        "ci_high": est.ci_high,
+        "n_frames": est.n_frames,
+        "n_views": est.n_views,
+        "verdict": verdict(est, higher_is_better(metric)),
+        "note": note,
+    }
 
 
 def delta_table(
-    baseline: Mapping[str, pd.DataFrame],
-    tuned: Mapping[str, pd.DataFrame],
+    views: pd.DataFrame,
     metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
-    raw: Mapping[str, pd.DataFrame] | None = None,
+    bootstrap: BootstrapConfig = BootstrapConfig(),
+    source: str = "per-view metrics",
 ) -> pd.DataFrame:
-    """Compare the scene means of two arms (e.g. stock DiFix vs fine-tuned DiFix) scene by scene.
-
-    ``raw`` (optional) is the no-DiFix arm, shown as a ``raw`` column for context. The ``mean`` row of a
-    metric averages the scenes where both baseline and tuned are known (the note says how many).
-    """
-    if set(baseline) != set(tuned):
-        raise ValueError(
-            f"baseline and tuned cover different scenes: only baseline {sorted(set(baseline) - set(tuned))}, "
-            f"only tuned {sorted(set(tuned) - set(baseline))}"
-        )
-    if not baseline:
-        raise ValueError("delta_table needs at least one scene")
-    if raw is not None and set(baseline) - set(raw):
-        raise ValueError(f"raw arm lacks scenes {sorted(set(baseline) - set(raw))}")
+    """The delta table (see the module doc) of the long per-view table ``views`` (:func:`nvs_views`,
+    :func:`read_eval_views`): every arm must cover the same (scene, frame, cam) views."""
     for metric in metrics:
         higher_is_better(metric)  # fail early on an unknown metric
-    scenes = sorted(baseline)
-    arms = {"baseline": baseline, "tuned": tuned, **({"raw": raw} if raw is not None else {})}
-    summaries = {arm: {s: scene_mean(tables[s]) for s in scenes} for arm, tables in arms.items()}
-
+    _check_views(views, metrics, source)
+    scenes = sorted(set(views["scene"]))
     rows: list[dict[str, Any]] = []
     for metric in metrics:
-        per_scene: list[dict[str, Any]] = []
+        wide = views.pivot(index=["scene", "frame", "cam"], columns="arm", values=metric).astype(np.float64)
+        scene_means = wide.groupby(level="scene").mean()  # per arm, NaN skipped: the per-scene CSVs' mean rows
         for scene in scenes:
-            values = {}
-            for arm in arms:
-                if metric not in summaries[arm][scene].index:
-                    raise ValueError(f"{arm} table of scene {scene!r} has no {metric!r} column")
-                values[arm] = float(summaries[arm][scene][metric])
-            delta = values["tuned"] - values["baseline"]
-            note = _missing_note(
-                metric,
-                [(arm, values[arm], _lpips_flag(summaries[arm][scene])) for arm in ("baseline", "tuned")],
-            )
-            per_scene.append(
-                {"scene": scene, "metric": metric, **values, "delta": delta, "improved": _improved(metric, delta), "note": note}
-            )
-        rows.extend(per_scene)
-        rows.append(_mean_delta_row(metric, per_scene, with_raw=raw is not None))
-
-    columns = ["scene", "metric", *(["raw"] if raw is not None else []), "baseline", "tuned", "delta", "improved", "note"]
-    df = pd.DataFrame(rows)[columns]
-    df["improved"] = df["improved"].astype("boolean")
-    return df
+            values = wide.loc[scene]
+            frames = values.index.get_level_values("frame").to_numpy()
+            scene_views = views[views["scene"] == scene]
+            for b, a in COMPARISONS:
+                est = scene_estimate(frames, (values[b] - values[a]).to_numpy(), bootstrap, scene)
+                note = _scene_note(metric, b, a, values, scene_views, est)
+                rows.append(_delta_row(scene, metric, b, a, scene_means.loc[scene], est, note))
+        mean_arms = {arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in ARMS}
+        scene_of = wide.index.get_level_values("scene").to_numpy()
+        frame_of = wide.index.get_level_values("frame").to_numpy()
+        for b, a in COMPARISONS:
+            est = mean_estimate(scene_of, frame_of, (wide[b] - wide[a]).to_numpy(), bootstrap)
+            rows.append(_delta_row(MEAN, metric, b, a, mean_arms, est, _mean_note(metric, est, wide, views)))
+    table = pd.DataFrame(rows, columns=list(DELTA_COLUMNS))
+    table["n_frames"] = table["n_frames"].astype(np.int64)
+    table["n_views"] = table["n_views"].astype(np.int64)
+    return table
 
 
 def delta_table_from_csvs(
     scenes: Sequence[str],
     arm_csvs: Mapping[str, Sequence[str | os.PathLike]],
     metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
+    bootstrap: BootstrapConfig = BootstrapConfig(),
 ) -> pd.DataFrame:
-    """:func:`delta_table` from the per-scene NVS CSVs of the arms ``raw``, ``base`` and
-    ``tuned`` (one path per scene, in ``scenes`` order)."""
-    missing = sorted({"raw", "base", "tuned"} - set(arm_csvs))
-    if missing:
-        raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
-    tables = {}
-    for arm in ("raw", "base", "tuned"):
-        paths = list(arm_csvs[arm])
-        if len(paths) != len(scenes):
-            raise ValueError(f"delta table: {len(paths)} {arm} CSVs for {len(scenes)} scenes")
-        tables[arm] = {scene: read_per_scene_csv(path) for scene, path in zip(scenes, paths)}
-    return delta_table(baseline=tables["base"], tuned=tables["tuned"], metrics=metrics, raw=tables["raw"])
-
-
-def _mean_delta_row(metric: str, per_scene: list[dict[str, Any]], with_raw: bool) -> dict[str, Any]:
-    paired = [r for r in per_scene if not (math.isnan(r["baseline"]) or math.isnan(r["tuned"]))]
-
-    def mean(key: str) -> float:
-        known = [r[key] for r in paired if not math.isnan(r[key])]
-        return float(np.mean(known)) if known else math.nan
-
-    baseline, tuned = mean("baseline"), mean("tuned")
-    delta = tuned - baseline
-    if not paired:
-        note = f"{metric} not computed"
-    elif len(paired) < len(per_scene):
-        note = f"mean over {len(paired)} of {len(per_scene)} scenes"
-    else:
-        note = ""
-    row = {"scene": MEAN, "metric": metric, "baseline": baseline, "tuned": tuned, "delta": delta}
-    if with_raw:
-        row["raw"] = mean("raw")
-    row.update(improved=_improved(metric, delta), note=note)
-    return row
+    """:func:`delta_table` of the per-scene NVS CSVs of the arms ``raw``, ``base`` and ``tuned``."""
+    return delta_table(nvs_views(scenes, arm_csvs), metrics, bootstrap, source="per-scene NVS CSVs")
 
 
 def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a delta table written by :func:`write_csv`, restoring the nullable ``improved`` column."""
+    """Read a delta table written by :func:`write_csv`: empty verdicts and notes stay empty strings."""
+    numeric = ("raw", "base", "tuned", "delta", "ci_low", "ci_high")
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ("raw", "baseline", "tuned", "delta")})
+        df = pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric})
     except (FileNotFoundError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path}: cannot read delta table ({err})") from err
     missing = [c for c in DELTA_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: delta table lacks columns {missing}")
-    df["improved"] = df["improved"].astype(str).str.lower().map({"true": True, "false": False}).astype("boolean")
-    df["scene"] = df["scene"].astype(str)
-    df["note"] = df["note"].astype(str)
-    return df
+    for col in ("scene", "metric", "comparison", "verdict", "note"):
+        df[col] = df[col].astype(str)
+    for col in numeric:
+        df[col] = df[col].astype(np.float64)
+    unknown = sorted(set(df["verdict"]) - {*VERDICTS, NO_VERDICT})
+    if unknown:
+        raise ValueError(f"{path}: unknown verdicts {unknown}")
+    return df[list(DELTA_COLUMNS)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,26 +376,16 @@ def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def versions_table(deltas: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per version: its mean baseline, tuned, delta and improved for every metric, side by side."""
+    """Every version's mean rows (one per metric and comparison), with ``version`` and ``n_scenes`` first."""
     if not deltas:
         raise ValueError("versions_table needs at least one version's delta table")
-    metric_order: list[str] = []
-    rows = []
+    parts = []
     for version, table in deltas.items():
-        means = table[table["scene"].astype(str) == MEAN]
-        row: dict[str, Any] = {"version": version, "n_scenes": int(table.loc[table["scene"] != MEAN, "scene"].nunique())}
-        for _, mean_row in means.iterrows():
-            metric = mean_row["metric"]
-            if metric not in metric_order:
-                metric_order.append(metric)
-            for key in ("baseline", "tuned", "delta", "improved"):
-                row[f"{metric}_{key}"] = mean_row[key]
-        rows.append(row)
-    columns = ["version", "n_scenes"] + [f"{m}_{k}" for m in metric_order for k in ("baseline", "tuned", "delta", "improved")]
-    df = pd.DataFrame(rows).reindex(columns=columns)
-    for metric in metric_order:
-        df[f"{metric}_improved"] = df[f"{metric}_improved"].astype("boolean")
-    return df
+        means = table[table["scene"].astype(str) == MEAN].copy()
+        means.insert(0, "n_scenes", int(table.loc[table["scene"] != MEAN, "scene"].nunique()))
+        means.insert(0, "version", version)
+        parts.append(means)
+    return pd.concat(parts, ignore_index=True)[["version", "n_scenes", *[c for c in DELTA_COLUMNS if c != "scene"]]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,14 +399,69 @@ def _format_cell(value: Any, digits: int) -> str:
         return "yes" if value else "no"
     if isinstance(value, (float, np.floating)):
         return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+    if isinstance(value, str) and not value:
+        return "n/a"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table; numbers right-aligned, NaN/NA shown as ``n/a``."""
-    header = [str(c) for c in table.columns]
+    """A GitHub-flavoured Markdown table; numbers right-aligned, NaN/NA and empty text shown as ``n/a``."""
+    header = [str(c).replace("|", "\\|") for c in table.columns]
     align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c]) else "---" for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for values in table.itertuples(index=False, name=None):
         lines.append("| " + " | ".join(_format_cell(v, digits) for v in values) + " |")
     return "\n".join(lines) + "\n"
+
+
+def metric_digits(metric: str) -> int:
+    """Decimals shown for a metric: PSNR in dB to 0.01, SSIM and LPIPS to 0.0001."""
+    return 2 if metric.startswith("psnr") else 4
+
+
+def _delta_cell(row: pd.Series, digits: int) -> str:
+    if math.isnan(row["delta"]):
+        return "n/a"
+    return f"{row['delta']:+.{digits}f} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
+
+
+def _grouped_notes(rows: pd.DataFrame) -> list[str]:
+    """``- where: note`` per distinct note; a scene whose every comparison has it is named alone."""
+    lines = []
+    for note, group in rows[rows["note"] != ""].groupby("note", sort=False):
+        where = []
+        for scene, comparisons in group.groupby("scene", sort=False)["comparison"]:
+            whole = len(comparisons) == len(COMPARISON_NAMES)
+            where.append(scene if whole else f"{scene} ({', '.join(comparisons)})")
+        lines.append(f"- {', '.join(where)}: {note}")
+    return lines
+
+
+def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str = "") -> str:
+    """The delta table for reading: a table per metric, a row per scene (then the mean), for every
+    comparison ``b − a [interval]`` and its verdict; the notes below; a preface says how it was made."""
+    level = f"{bootstrap.confidence * 100:g}%"
+    lines = [f"## {title}", ""] if title else []
+    lines += [
+        f"Mean paired difference b − a per scene with its {level} interval, and a verdict: improved or worse "
+        "where the interval excludes 0 on the metric's good or bad side, else inconclusive. "
+        f"Intervals: {bootstrap.describe()}.",
+        "",
+    ]
+    for metric in dict.fromkeys(table["metric"]):
+        rows = table[table["metric"] == metric]
+        digits = metric_digits(metric)
+        first = rows.drop_duplicates("scene")
+        out = pd.DataFrame({"scene": first["scene"].tolist(), "frames": first["n_frames"].tolist(), "views": first["n_views"].tolist()})
+        for arm in ARMS:
+            out[arm] = first[arm].to_numpy(dtype=np.float64)
+        for name in COMPARISON_NAMES:
+            chosen = rows[rows["comparison"] == name].set_index("scene").reindex(out["scene"])
+            b, a = name.split("_vs_")
+            out[f"{b} − {a} [{level}]"] = [_delta_cell(r, digits) for _, r in chosen.iterrows()]
+            out[f"{b} vs {a}"] = chosen["verdict"].tolist()
+        lines += [f"**{metric_title(metric)}**", "", to_markdown(out, digits)]
+        notes = _grouped_notes(rows)
+        if notes:
+            lines += [*notes, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -288,7 +288,8 @@ def test_plain_pipeline_folder_gets_fresh_difix_parts(tiny_model, tmp_path):
     state = load_file(str(vae_file))
     plain = {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora" not in k and "skip" not in k}
     save_file(plain, str(vae_file))
-    model = ck.load_model(folder)
+    with pytest.warns(ck.FreshDifixPartsWarning, match="skip-convolution"):
+        model = ck.load_model(folder)
     assert torch.all(model.vae.decoder.skip_conv_1.base_layer.weight == 1e-5)
     lora_b = [p for n, p in model.vae.named_parameters() if "lora_B" in n]
     assert lora_b and all(torch.all(p == 0) for p in lora_b)
@@ -408,6 +409,23 @@ def test_fix_images_keeps_sizes_order_and_is_reproducible(tiny_model, tmp_path):
         fix_images(model, images, refs[:1])
     with pytest.raises(ValueError, match="float"):
         fix_images(model, [(images[0] * 255).astype(np.uint8)], None)
+
+
+def test_fix_images_at_a_long_side_keeps_the_aspect(tiny_model):
+    """long_side 32 for 40x60 images: processed at 16x32 (HxW), the same as that fixed size,
+    not at their own snapped size; outputs come back at the input size."""
+    rng = np.random.default_rng(1)
+    images = [rng.random((40, 60, 3), dtype=np.float32) for _ in range(2)]
+    refs = [rng.random((40, 60, 3), dtype=np.float32) for _ in range(2)]
+    at_long_side = fix_images(tiny_model, images, refs, long_side=32)
+    assert [o.shape for o in at_long_side] == [(40, 60, 3)] * 2
+    fixed = fix_images(tiny_model, images, refs, resolution="16x32")
+    native = fix_images(tiny_model, images, refs)
+    assert all(np.array_equal(a, b) for a, b in zip(at_long_side, fixed))
+    assert not np.allclose(at_long_side[0], native[0], atol=1e-3)
+    # a fixed resolution wins over the long side
+    both = fix_images(tiny_model, images, refs, resolution="16x32", long_side=48)
+    assert all(np.array_equal(a, b) for a, b in zip(both, fixed))
 
 
 def test_bf16_inference_on_cpu(tiny_model, tmp_path):

@@ -19,7 +19,9 @@ from hi4dfix.difix import checkpoint as ck
 from hi4dfix.difix.data import (
     StepSampler,
     TripletDataset,
+    model_input_size,
     parse_resolution,
+    processing_size,
     read_triplets,
     snap_resolution,
 )
@@ -32,6 +34,7 @@ from hi4dfix.difix.losses import (
     build_vgg16_features,
     gram_loss,
     imagenet_normalise,
+    random_crop_box,
 )
 from hi4dfix.difix.pretrain_data import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
 from hi4dfix.difix.train import TrainConfig, build_parser, train
@@ -94,6 +97,23 @@ def test_resolution_parsing_and_snapping():
         parse_resolution("big")
 
 
+def test_processing_size_keeps_the_aspect_and_snaps_to_16():
+    assert processing_size(1280, 940, 512) == (512, 384)  # Hi4D frames (940x1280 WxH) at 512
+    assert processing_size(160, 120, 160) == (160, 128)  # the embedded default's frames: no downscale
+    assert processing_size(64, 48, 48) == (48, 32)
+    assert processing_size(940, 1280, 512) == (384, 512)  # landscape: width is the long side
+    assert model_input_size(1280, 940, None, 512) == (512, 384)
+    assert model_input_size(1280, 940, "512", 512) == (512, 512)  # a fixed resolution overrides
+    assert model_input_size(1280, 940) == (1280, 944)  # neither: the own size snapped
+    with pytest.raises(ValueError, match="long_side"):
+        processing_size(10, 10, 0)
+
+
+def test_dataset_at_a_long_side(triplets_json):
+    ds = TripletDataset(read_triplets(triplets_json, "train"), long_side=32)
+    assert ds[0]["views"].shape == ds[0]["targets"].shape == (2, 3, 16, 32)  # 32x48 images
+
+
 def test_dataset_items_hold_image_and_reference_views(triplets_json):
     ds = TripletDataset(read_triplets(triplets_json, "train"), (32, 48))
     item = ds[0]
@@ -143,9 +163,80 @@ def test_lpips_and_gram_use_cached_backbone(tmp_path, monkeypatch):
     y = torch.rand(1, 3, 32, 32) * 2 - 1
     assert gram_loss(imagenet_normalise(x), imagenet_normalise(x), vgg) == 0
     loss = DifixLoss(LossConfig(gram_warmup_steps=3, gram_crop=16))
-    before, after = loss(x, y, step=3), loss(x, y, step=4, generator=torch.Generator().manual_seed(0))
+    # Difix's warm-up: on once more than 3 steps are done, i.e. from the 5th (1-based) step
+    before, after = loss(x, y, step=4), loss(x, y, step=5, generator=torch.Generator().manual_seed(0))
     assert before["gram"] == 0 and after["gram"] > 0 and after["lpips"] > 0
     assert torch.isclose(after["total"], after["l2"] + after["lpips"] + after["gram"])
+
+
+# The released loss.py, written out for the test: VGG16 relu layers and weights, one Gram matrix
+# of everything it is given, mean squared difference divided by d*h*w of one feature map.
+RELEASED_LAYERS = {"3": 1.0 / 2.6, "8": 1.0 / 4.8, "15": 1.0 / 3.7, "22": 1.0 / 5.6, "29": 10.0 / 1.5}
+
+
+def released_gram_loss(style, target, model):
+    def features(image):
+        out, x = {}, image
+        for name, layer in model._modules.items():
+            x = layer(x)
+            if name in RELEASED_LAYERS:
+                out[name] = x
+        return out
+
+    def gram(t):
+        b, d, h, w = t.size()
+        t = t.view(b * d, h * w)
+        return torch.mm(t, t.t())
+
+    style_features, target_features = features(style), features(target)
+    total = 0
+    for name, weight in RELEASED_LAYERS.items():
+        _, d, h, w = target_features[name].shape
+        total += weight * torch.mean((gram(target_features[name]) - gram(style_features[name])) ** 2) / (d * h * w)
+    return total
+
+
+@pytest.fixture
+def vgg_features(tmp_path, monkeypatch):
+    """build_vgg16_features on a random-weights VGG16 file in a private torch hub cache."""
+    from torchvision.models import vgg16
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save({f"features.{k}": v for k, v in vgg16(weights=None).features.state_dict().items()}, cache / "vgg16-397923af.pth")
+    return build_vgg16_features()
+
+
+def test_gram_loss_stacks_the_views_of_a_sample_as_difix(vgg_features):
+    gen = torch.Generator().manual_seed(0)
+    pred = imagenet_normalise(torch.rand(2, 2, 3, 32, 32, generator=gen) * 2 - 1)  # (B, V, 3, H, W)
+    target = imagenet_normalise(torch.rand(2, 2, 3, 32, 32, generator=gen) * 2 - 1)
+    with torch.no_grad():
+        ours = gram_loss(pred.flatten(0, 1), target.flatten(0, 1), vgg_features, num_views=2)
+        # one sample (image + reference) is exactly the released loss on its two views
+        first = gram_loss(pred[0], target[0], vgg_features, num_views=2)
+        per_sample = [released_gram_loss(pred[i], target[i], vgg_features) for i in range(2)]
+        per_view = gram_loss(pred.flatten(0, 1), target.flatten(0, 1), vgg_features, num_views=1)
+    torch.testing.assert_close(first, per_sample[0], rtol=1e-4, atol=0)
+    torch.testing.assert_close(ours, (per_sample[0] + per_sample[1]) / 2, rtol=1e-4, atol=0)
+    # the cross-view blocks count: a Gram matrix per view is another loss
+    assert not torch.isclose(ours, per_view, rtol=1e-2)
+
+
+def test_difix_loss_takes_views_of_samples(vgg_features):
+    loss = DifixLoss(LossConfig(lambda_lpips=0.0, gram_warmup_steps=0, gram_crop=16))
+    gen = torch.Generator().manual_seed(1)
+    pred, target = torch.rand(2, 2, 3, 24, 24, generator=gen) * 2 - 1, torch.rand(2, 2, 3, 24, 24, generator=gen) * 2 - 1
+    crop_gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731 - the same crop for both calls
+    terms = loss(pred, target, step=2, generator=crop_gen())
+    top, left, ch, cw = random_crop_box(24, 24, 16, crop_gen())
+    crop = (slice(None), slice(None), slice(top, top + ch), slice(left, left + cw))
+    expected = gram_loss(imagenet_normalise(pred.flatten(0, 1))[crop], imagenet_normalise(target.flatten(0, 1))[crop], vgg_features, 2)
+    torch.testing.assert_close(terms["gram"], expected)
+    torch.testing.assert_close(terms["l2"], ((pred - target) ** 2).mean())
+    assert loss(pred, target, step=1)["gram"] == 0  # no step done yet: 0 > 0 is false, as in Difix
 
 
 # ----------------------------------------------------------------------------- training
@@ -185,6 +276,32 @@ def test_train_writes_model_logs_and_checkpoints(triplets_json, tmp_path, capfd)
     # rerunning with other settings in the same output_dir refuses to resume
     with pytest.raises(ValueError, match="settings changed.*lr"):
         train(small_config(triplets_json, tmp_path, lr=1e-2, steps=6))
+
+
+def test_training_at_a_long_side_logs_its_processing_size(triplets_json, tmp_path):
+    import logging
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("hi4dfix.difix.train")
+    logger.addHandler(handler)
+    try:
+        train(small_config(triplets_json, tmp_path, resolution=None, long_side=32, steps=1, val_every=0, ckpt_every=0))
+    finally:
+        logger.removeHandler(handler)
+    assert any("processing size 16x32 (HxW) for 32x48 training images (long side 32" in m for m in messages)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["resolution"] == [16, 32] and summary["config"]["long_side"] == 32
+    # the tiny preset's default long side is the embedded default's frame size
+    assert TrainConfig(triplets="t", output="o", output_dir="d").resolved("tiny").long_side == 160
+    assert TrainConfig(triplets="t", output="o", output_dir="d").resolved("sd-turbo").long_side == 512
+
+
+def test_timestep_setting_reaches_the_tuned_model(triplets_json, tmp_path):
+    output = train(small_config(triplets_json, tmp_path, steps=1, val_every=0, ckpt_every=0, timestep=299))
+    model = ck.load_model(output)
+    assert model.difix_config.timestep == 299 and int(model.timesteps) == 299
 
 
 def test_bf16_on_cpu_trains_with_fp32_weights(triplets_json, tmp_path):

@@ -1,14 +1,15 @@
-"""The whole DAG on a small config: the delta table's shape and values, and what a re-run redoes."""
+"""The whole DAG on a small config: the delta tables' shape and values, and what a re-run redoes."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pandas as pd
 import pytest
 
-from hi4dfix.tables import read_per_scene_csv
+from hi4dfix.tables import COMPARISON_NAMES, COMPARISONS, DELTA_COLUMNS, read_delta_csv, read_per_scene_csv
 from workflow_helpers import planned_jobs, run_snakemake
 
 RESERVED = ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
@@ -19,28 +20,56 @@ def pipeline(small_pipeline):
     return small_pipeline
 
 
-def test_delta_table_is_tuned_minus_baseline(pipeline):
+def expected_verdict(row, metric) -> str:
+    good_side = row.ci_low > 0 if metric != "lpips" else row.ci_high < 0
+    bad_side = row.ci_high < 0 if metric != "lpips" else row.ci_low > 0
+    return "improved" if good_side else "worse" if bad_side else "inconclusive"
+
+
+def test_delta_table_has_the_arms_means_paired_deltas_intervals_and_verdicts(pipeline):
     workdir, _ = pipeline
-    deltas = pd.read_csv(workdir / "results/v0/deltas.csv")
-    assert list(deltas.columns) == ["scene", "metric", "raw", "baseline", "tuned", "delta", "improved", "note"]
-    assert len(deltas) == (len(RESERVED) + 1) * 3
+    deltas = read_delta_csv(workdir / "results/v0/deltas.csv")
+    assert list(deltas.columns) == list(DELTA_COLUMNS)
+    assert len(deltas) == (len(RESERVED) + 1) * 3 * len(COMPARISONS)
     assert sorted(set(deltas["scene"])) == sorted(RESERVED + ["mean"])
+    assert set(deltas["comparison"]) == {"tuned_vs_base", "tuned_vs_raw", "base_vs_raw"}
     for scene in RESERVED:
-        means = {
-            arm: read_per_scene_csv(workdir / f"results/v0/nvs/{arm}/{scene}.csv").iloc[-1]
-            for arm in ("raw", "base", "tuned")
-        }
+        tables = {arm: read_per_scene_csv(workdir / f"results/v0/nvs/{arm}/{scene}.csv") for arm in ("raw", "base", "tuned")}
+        views = tables["raw"].iloc[:-1]
         for metric in ("psnr", "ssim"):
-            row = deltas[(deltas.scene == scene) & (deltas.metric == metric)].iloc[0]
-            assert row.baseline == pytest.approx(float(means["base"][metric]))
-            assert row.tuned == pytest.approx(float(means["tuned"][metric]))
-            assert row.raw == pytest.approx(float(means["raw"][metric]))
-            assert row.delta == pytest.approx(row.tuned - row.baseline)
-            assert bool(row.improved) == (row.delta > 0)
-    mean_psnr = deltas[(deltas.scene == "mean") & (deltas.metric == "psnr")].iloc[0]
-    scene_psnr = deltas[(deltas.scene != "mean") & (deltas.metric == "psnr")]
-    assert mean_psnr.delta == pytest.approx(scene_psnr.delta.mean())
-    assert (workdir / "results/v0/deltas.md").read_text().startswith("| scene |")
+            for (b, a), name in zip(COMPARISONS, COMPARISON_NAMES):
+                row = deltas[(deltas.scene == scene) & (deltas.metric == metric) & (deltas.comparison == name)].iloc[0]
+                for arm in ("raw", "base", "tuned"):
+                    assert row[arm] == pytest.approx(float(tables[arm].iloc[-1][metric]))  # the CSVs' mean rows
+                assert row.delta == pytest.approx(row[b] - row[a])
+                assert row.ci_low <= row.delta <= row.ci_high
+                assert (row.n_views, row.n_frames) == (len(views), views["frame"].nunique())
+                assert row.verdict == expected_verdict(row, metric)
+    for metric in ("psnr", "ssim"):
+        for name in COMPARISON_NAMES:
+            rows = deltas[(deltas.metric == metric) & (deltas.comparison == name)]
+            mean = rows[rows.scene == "mean"].iloc[0]
+            assert mean.delta == pytest.approx(rows[rows.scene != "mean"].delta.mean())
+            assert mean.ci_low <= mean.delta <= mean.ci_high and mean.verdict == expected_verdict(mean, metric)
+    markdown = (workdir / "results/v0/deltas.md").read_text()
+    assert markdown.startswith("## v0: novel views of the reserved scenes")
+    assert "| tuned − base [95%] | tuned vs base |" in markdown and "2000 resamples, seed 0" in markdown
+
+
+def test_internal_evaluation_has_its_delta_table(pipeline):
+    workdir, _ = pipeline
+    evaluation = pd.read_csv(workdir / "results/v0/difix/eval.csv")
+    table = read_delta_csv(workdir / "results/v0/difix/eval_deltas.csv")
+    assert set(table["scene"]) == {"hi4d_pair02_dance", "mean"}
+    means = evaluation.groupby("arm")[["psnr", "ssim"]].mean()
+    for metric in ("psnr", "ssim"):
+        for (b, a), name in zip(COMPARISONS, COMPARISON_NAMES):
+            row = table[(table.scene == "hi4d_pair02_dance") & (table.metric == metric) & (table.comparison == name)].iloc[0]
+            assert row[b] == pytest.approx(means.loc[b, metric]) and row[a] == pytest.approx(means.loc[a, metric])
+            assert row.delta == pytest.approx(row[b] - row[a])
+            assert row.n_views == len(evaluation[evaluation.arm == a])
+            assert row.verdict == expected_verdict(row, metric)
+    assert (workdir / "results/v0/difix/eval_deltas.md").read_text().startswith("## v0: DiFix internal evaluation on hi4d_pair02_dance")
 
 
 def test_products_of_every_stage(pipeline):
@@ -55,7 +84,7 @@ def test_products_of_every_stage(pipeline):
     assert set(evaluation["id"].str.split("/").str[0]) == {"hi4d_pair02_dance"}
     train_log = pd.read_csv(workdir / "results/v0/difix/train_log.csv")
     assert train_log["step"].max() == 4
-    for rule in ("materialize_scene", "render_scene", "tune_difix", "evaluate_nvs", "delta_table"):
+    for rule in ("materialize_scene", "render_scene", "tune_difix", "evaluate_nvs", "eval_deltas", "delta_table"):
         assert list((workdir / "results/logs" / rule).rglob("*.log")), rule
         assert list((workdir / "results/benchmarks" / rule).rglob("*.tsv")), rule
 
@@ -68,12 +97,20 @@ def test_rerun_does_nothing_and_tuning_change_reruns_only_downstream(pipeline):
     changed["versions"]["v0"]["tuning"]["lr"] = config["versions"]["v0"]["tuning"]["lr"] * 2
     jobs = planned_jobs(run_snakemake(workdir, changed, "-n", *targets))
     # the tuned arm and what shows it: the report items made from the tuned model and its outputs
-    # (the version card shows the tuning settings), then the delta table; nothing upstream
+    # (the version card shows the tuning settings), then the delta tables; nothing upstream
     assert jobs == {
-        "tune_difix": 1, "evaluate_difix": 1, "evaluate_nvs": len(RESERVED), "delta_table": 1,
+        "tune_difix": 1, "evaluate_difix": 1, "evaluate_nvs": len(RESERVED), "eval_deltas": 1, "delta_table": 1,
         "version_card": 1, "metric_charts": 1, "before_after_views": len(RESERVED), "triplet_gallery": 1,
         "loss_curve": 1,
     }
+
+
+def test_bootstrap_settings_rerun_only_the_tables_that_show_intervals(pipeline):
+    workdir, config = pipeline
+    changed = copy.deepcopy(config)
+    changed["stats"]["seed"] = 1
+    jobs = planned_jobs(run_snakemake(workdir, changed, "-n", "results/v0/deltas.csv"))
+    assert jobs == {"eval_deltas": 1, "metric_charts": 1, "delta_table": 1}
 
 
 def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline):
@@ -83,3 +120,37 @@ def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline)
     jobs = planned_jobs(run_snakemake(workdir, changed, "-n", "results/v0/deltas.csv"))
     assert jobs["build_triplets"] == 1 and jobs["tune_difix"] == 1
     assert not {"materialize_scene", "render_scene", "pretrain_difix_base"} & set(jobs)
+
+
+def test_versions_table_holds_the_mean_rows_of_the_delta_table(pipeline):
+    workdir, config = pipeline
+    run_snakemake(workdir, config, "--cores", "1", "results/versions.csv")
+    numeric = ("raw", "base", "tuned", "delta", "ci_low", "ci_high")
+    versions = pd.read_csv(workdir / "results/versions.csv", keep_default_na=False, na_values={c: [""] for c in numeric})
+    deltas = read_delta_csv(workdir / "results/v0/deltas.csv")
+    means = deltas[deltas.scene == "mean"].reset_index(drop=True)
+    assert list(versions["version"]) == ["v0"] * len(means) and set(versions["n_scenes"]) == {len(RESERVED)}
+    for column in ("metric", "comparison", "verdict", "note"):
+        assert versions[column].astype(str).tolist() == means[column].tolist()
+    for column in ("delta", "ci_low", "ci_high"):
+        assert versions[column].to_numpy() == pytest.approx(means[column].to_numpy(), nan_ok=True)
+
+
+def test_every_difix_arm_runs_at_the_tuning_runs_processing_size(pipeline):
+    """One config: the size tuning trained at (its log and summary) is the size the base and
+    tuned arms ran at in the internal evaluation, the NVS evaluation and the gallery (their logs)."""
+    workdir, config = pipeline
+    logs = workdir / "results/logs"
+    trained = re.findall(r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) training images", (logs / "tune_difix/v0.log").read_text())
+    assert trained, "the tuning log states its processing size"
+    height, width = config["data"]["synthetic"]["height"], config["data"]["synthetic"]["width"]
+    size = {(int(h), int(w)) for h, w, *_ in trained}
+    assert {(int(h), int(w)) for *_, h, w in trained} == {(height, width)}
+    assert size == {(48, 32)}  # long side 48 of the 48x64 (WxH) frames, not their own size
+    summary = json.loads((workdir / "results/v0/difix/work/summary.json").read_text())
+    assert tuple(summary["resolution"]) in size
+    arm_logs = [logs / "evaluate_difix/v0.log", logs / "triplet_gallery/v0.log", *sorted((logs / "evaluate_nvs/v0").glob("[bt]*/*.log"))]
+    assert len(arm_logs) == 2 + 2 * len(RESERVED)
+    for log in arm_logs:
+        used = re.findall(r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) images", log.read_text())
+        assert used and {(int(h), int(w)) for h, w, *_ in used} == size, log

@@ -33,6 +33,8 @@ from hi4dfix.report import (
 )
 from hi4dfix.report.card import flatten, version_card_html
 from hi4dfix.report.figures import (
+    COMPARISON_MARKERS,
+    VERDICT_COLORS,
     LossCurveConfig,
     MetricChartConfig,
     loss_curve,
@@ -53,6 +55,7 @@ from hi4dfix.report.gallery import (
 from hi4dfix.report.grid import spread_pick
 from hi4dfix.report.plotting import MAX_SIZE_PX
 from hi4dfix.study import Study
+from hi4dfix.stats import BootstrapConfig
 from hi4dfix.tables import delta_table, per_scene_table, write_csv
 from workflow_helpers import default_config, run_snakemake
 
@@ -81,10 +84,16 @@ def scene_rows(offset: float, lpips: bool, views=((0, 16), (0, 40), (1, 16), (1,
 
 
 def make_deltas(lpips: bool = True) -> pd.DataFrame:
-    def arm(offset):
-        return {scene: per_scene_table(scene_rows(offset + i / 10, lpips)) for i, scene in enumerate(RESERVED)}
-
-    return delta_table(baseline=arm(1.0), tuned=arm(1.5), raw=arm(0.0))
+    """A delta table of the reserved scenes: tuned > base > raw with per-view noise (intervals of some width)."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for arm, offset in (("raw", 0.0), ("base", 1.0), ("tuned", 1.5)):
+        for i, scene in enumerate(RESERVED):
+            rows = scene_rows(offset + i / 10, lpips, views=[(f, c) for f in range(4) for c in (16, 40)])
+            for r in rows:
+                r["psnr"] += rng.normal(0.0, 1.0)
+            parts.append(pd.DataFrame(rows).assign(arm=arm, scene=scene))
+    return delta_table(pd.concat(parts, ignore_index=True), bootstrap=BootstrapConfig(n_resamples=300))
 
 
 def bar_heights(ax, label: str) -> list[float]:
@@ -163,14 +172,47 @@ def test_metric_bars_show_each_arm_per_scene_and_the_mean():
     panels = [ax for ax in figure.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["PSNR (dB) ↑", "SSIM ↑", "LPIPS ↓"]
     for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
-        rows = deltas[deltas.metric == metric]  # scenes in order, then the mean
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["pair15_fight", "pair16_jump", "pair17_dance", "pair19_piggyback", "mean"]
-        assert bar_heights(ax, "base DiFix") == pytest.approx(rows.baseline.tolist())
+        rows = deltas[(deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")]  # scenes in order, then the mean
+        assert bar_heights(ax, "base DiFix") == pytest.approx(rows.base.tolist())
         assert bar_heights(ax, "tuned DiFix") == pytest.approx(rows.tuned.tolist())
         assert bar_heights(ax, "raw render (no DiFix)") == pytest.approx(rows.raw.tolist())
         labels = [t.get_text() for t in ax.texts]
         assert len(labels) == len(rows)
         assert labels[-1] == f"Δ {rows.delta.iloc[-1]:+.{2 if metric == 'psnr' else 3}f}"
+        colours = [t.get_color() for t in ax.texts]
+        assert colours == [VERDICT_COLORS[v] for v in rows.verdict]
+
+
+def difference_points(ax) -> dict[str, tuple[float, float, float, str]]:
+    """``scene@comparison`` -> (delta, low, high, colour) of a panel's error bars."""
+    points = {}
+    for container in ax.containers:
+        data_line, _, (bars, *_) = container.lines
+        (_, low), (_, high) = bars.get_segments()[0]
+        points[data_line.get_gid()] = (float(data_line.get_ydata()[0]), float(low), float(high), data_line.get_color())
+    return points
+
+
+def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
+    deltas = make_deltas()
+    figure = metric_bars(deltas)
+    lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]
+    assert len(lower) == 3
+    for ax, metric in zip(lower, ("psnr", "ssim", "lpips")):
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["pair15_fight", "pair16_jump", "pair17_dance", "pair19_piggyback", "mean"]
+        points = difference_points(ax)
+        rows = deltas[deltas.metric == metric]
+        assert len(points) == len(rows) == 5 * len(COMPARISON_MARKERS)
+        for row in rows.itertuples():
+            delta, low, high, colour = points[f"{row.scene}@{row.comparison}"]
+            assert (delta, low, high) == pytest.approx((row.delta, row.ci_low, row.ci_high))
+            assert colour == VERDICT_COLORS[row.verdict]
+        assert ("↑" if metric != "lpips" else "↓") in ax.get_ylabel()
+    # the noisy PSNR gives verdicts of more than one kind, all told apart by colour
+    assert {"improved", "inconclusive"} <= set(deltas.loc[deltas.metric == "psnr", "verdict"])
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend == ["raw render (no DiFix)", "base DiFix", "tuned DiFix", "tuned − base", "tuned − raw", "base − raw",
+                      "improved", "worse", "inconclusive"]
 
 
 def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
@@ -183,6 +225,7 @@ def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
     lpips_panel = [ax for ax in figure.axes if ax.get_title() == "LPIPS ↓"][0]
     assert not lpips_panel.containers  # no bars of NaN
     assert "LPIPS AlexNet weights not cached" in " ".join(t.get_text().replace("\n", " ") for t in lpips_panel.texts)
+    assert sum(1 for ax in figure.axes if ax.containers and not ax.get_title()) == 2  # no LPIPS differences
     psnr_panel = [ax for ax in figure.axes if ax.get_title() == "PSNR (dB) ↑"][0]
     assert {c.get_label() for c in psnr_panel.containers} == {"base DiFix", "tuned DiFix"}
 
@@ -332,7 +375,7 @@ def test_report_embeds_every_item_in_its_category(report_run):
     results = embedded_json(page, "results")
     expected = {
         CATEGORY_CARD: ["results/v0/report/card.html"],
-        CATEGORY_METRICS: ["results/v0/deltas.csv", "results/v0/report/metrics.png"],
+        CATEGORY_METRICS: ["results/v0/deltas.csv", "results/v0/report/metrics.png", "results/v0/difix/eval_deltas.csv"],
         CATEGORY_VIEWS: [f"results/v0/report/before_after/{scene}.png" for scene in RESERVED],
         CATEGORY_GALLERY: ["results/v0/report/gallery.png"],
         CATEGORY_TRAINING: ["results/v0/report/train_loss.png"],

@@ -6,6 +6,7 @@ import pytest
 
 from hi4dfix import tables as T
 from hi4dfix.metrics import METRIC_COLUMNS
+from hi4dfix.stats import BootstrapConfig, scene_estimate
 
 
 def make_rows(offset=0.0, lpips=True, person_nan_at=None):
@@ -79,115 +80,274 @@ def scene_tables(offsets, lpips=True):
     return {name: T.per_scene_table(make_rows(off, lpips=lpips)) for name, off in offsets.items()}
 
 
-def test_delta_table_values_and_direction():
-    baseline = scene_tables({"pair19": 0.0, "pair32": 0.0})
-    tuned = scene_tables({"pair19": 1.0, "pair32": -1.0})
-    df = T.delta_table(baseline, tuned)
-    assert list(df.columns) == ["scene", "metric", "baseline", "tuned", "delta", "improved", "note"]
-    assert len(df) == 3 * 3  # (2 scenes + mean) x 3 metrics
-    scenes = df[df["scene"] != "mean"]
-    np.testing.assert_allclose(scenes["delta"], scenes["tuned"] - scenes["baseline"])
-    got = {(r.scene, r.metric): r.improved for r in df.itertuples()}
-    # pair19 better everywhere: PSNR/SSIM up, LPIPS down
-    assert got[("pair19", "psnr")] and got[("pair19", "ssim")] and got[("pair19", "lpips")]
-    assert not got[("pair32", "psnr")] and not got[("pair32", "ssim")] and not got[("pair32", "lpips")]
-    mean_psnr = df[(df.scene == "mean") & (df.metric == "psnr")].iloc[0]
-    base_means = [T.scene_mean(baseline[s])["psnr"] for s in ("pair19", "pair32")]
-    tuned_means = [T.scene_mean(tuned[s])["psnr"] for s in ("pair19", "pair32")]
-    assert mean_psnr["baseline"] == pytest.approx(np.mean(base_means))
-    assert mean_psnr["tuned"] == pytest.approx(np.mean(tuned_means))
-    assert mean_psnr["delta"] == pytest.approx(0.0, abs=1e-9)
-    assert list(df["scene"]) == ["pair19", "pair32", "mean"] * 3
+def long_views(arms: dict[str, dict[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Per-scene tables of each arm as the long per-view table (the mean rows left out)."""
+    parts = []
+    for arm, tables in arms.items():
+        for scene, table in tables.items():
+            rows = table[table["frame"].astype(str) != T.MEAN].copy()
+            rows[["frame", "cam"]] = rows[["frame", "cam"]].astype(np.int64)
+            parts.append(rows.assign(arm=arm, scene=scene))
+    return pd.concat(parts, ignore_index=True)
 
 
-def test_delta_table_lower_is_better_for_lpips():
-    baseline = scene_tables({"s": 0.0})
-    tuned = scene_tables({"s": 0.0})
-    tuned["s"].loc[:, "lpips"] = 0.5  # worse LPIPS, everything else equal
-    df = T.delta_table(baseline, tuned)
-    row = df[(df.scene == "s") & (df.metric == "lpips")].iloc[0]
-    assert row["delta"] > 0 and row["improved"] == False  # noqa: E712
-    psnr_row = df[(df.scene == "s") & (df.metric == "psnr")].iloc[0]
-    assert psnr_row["delta"] == 0 and psnr_row["improved"] == False  # noqa: E712  # no change is no improvement
+def three_arms(raw, base, tuned, lpips=True):
+    return {"raw": scene_tables(raw, lpips), "base": scene_tables(base, lpips), "tuned": scene_tables(tuned, lpips)}
 
 
-def test_delta_table_nan_handling_and_note():
-    baseline = scene_tables({"a": 0.0, "b": 0.0}, lpips=False)
-    tuned = scene_tables({"a": 1.0, "b": 1.0}, lpips=False)
-    tuned["a"] = T.per_scene_table(make_rows(1.0, lpips=True))  # only one arm of one scene has LPIPS
-    df = T.delta_table(baseline, tuned)
-    lp = df[df.metric == "lpips"].set_index("scene")
-    assert lp["delta"].isna().all()
-    assert lp["improved"].isna().all()
-    assert "baseline" in lp.loc["a", "note"] and "tuned" not in lp.loc["a", "note"]
-    assert "not cached" in lp.loc["b", "note"]
-    assert "not computed" in lp.loc["mean", "note"]
+def row(table, scene, metric, comparison):
+    hit = table[(table.scene == scene) & (table.metric == metric) & (table.comparison == comparison)]
+    assert len(hit) == 1
+    return hit.iloc[0]
+
+
+CFG = BootstrapConfig(n_resamples=500)
+
+
+def test_delta_table_layout_arm_means_and_paired_deltas():
+    arms = three_arms(raw={"pair19": -1.0, "pair32": -2.0}, base={"pair19": 0.0, "pair32": 0.0}, tuned={"pair19": 1.0, "pair32": -0.5})
+    df = T.delta_table(long_views(arms), bootstrap=CFG)
+    assert list(df.columns) == list(T.DELTA_COLUMNS) == [
+        "scene", "metric", "comparison", "raw", "base", "tuned", "delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict", "note",
+    ]
+    assert len(df) == 3 * 3 * 3  # metrics x (2 scenes + mean) x comparisons
+    assert list(df["scene"][:9]) == ["pair19"] * 3 + ["pair32"] * 3 + ["mean"] * 3
+    assert list(df["comparison"][:3]) == ["tuned_vs_base", "tuned_vs_raw", "base_vs_raw"]
+    for scene in ("pair19", "pair32"):
+        for metric in ("psnr", "ssim", "lpips"):
+            for (b, a), name in zip(T.COMPARISONS, T.COMPARISON_NAMES):
+                r = row(df, scene, metric, name)
+                for arm in T.ARMS:
+                    assert r[arm] == pytest.approx(T.scene_mean(arms[arm][scene])[metric])  # the CSVs' mean rows
+                assert r["delta"] == pytest.approx(r[b] - r[a])
+                assert r["ci_low"] <= r["delta"] <= r["ci_high"]
+                assert (r["n_frames"], r["n_views"]) == (2, 4)
+    mean = row(df, "mean", "psnr", "tuned_vs_base")
+    scenes = df[(df.scene != "mean") & (df.metric == "psnr") & (df.comparison == "tuned_vs_base")]
+    assert mean["delta"] == pytest.approx(scenes["delta"].mean())  # mean of the scenes' deltas
+    for arm in T.ARMS:
+        assert mean[arm] == pytest.approx(scenes[arm].mean())
+    assert (mean["n_frames"], mean["n_views"]) == (4, 8)
+
+
+def test_verdicts_follow_intervals_and_direction():
+    # tuned is better than base everywhere by a constant margin (PSNR/SSIM up, LPIPS down), raw worse
+    arms = three_arms(raw={"a": -1.0, "b": -1.0}, base={"a": 0.0, "b": 0.0}, tuned={"a": 1.0, "b": 1.0})
+    df = T.delta_table(long_views(arms), bootstrap=CFG)
+    for scene in ("a", "b", "mean"):
+        for metric in ("psnr", "ssim", "lpips"):
+            for name in T.COMPARISON_NAMES:
+                assert row(df, scene, metric, name)["verdict"] == "improved", (scene, metric, name)
+    lpips = row(df, "a", "lpips", "tuned_vs_base")
+    assert lpips["delta"] < 0 and lpips["ci_high"] < 0  # LPIPS down: improved
+    worse = T.delta_table(long_views(three_arms({"a": 0.0}, {"a": 0.0}, {"a": -1.0})), bootstrap=CFG)
+    assert set(worse.loc[worse.comparison != "base_vs_raw", "verdict"]) == {"worse"}
+    assert set(worse.loc[worse.comparison == "base_vs_raw", "verdict"]) == {"inconclusive"}
+
+
+def test_identical_arms_give_zero_intervals():
+    arms = three_arms({"a": 0.0, "b": 0.5}, {"a": 0.0, "b": 0.5}, {"a": 0.0, "b": 0.5})
+    df = T.delta_table(long_views(arms), bootstrap=CFG)
+    assert (df["delta"] == 0).all() and (df["ci_low"] == 0).all() and (df["ci_high"] == 0).all()
+    assert set(df["verdict"]) == {"inconclusive"}
+    assert set(df["note"]) == {"2 frames: too few for the interval to cover as much as it says",
+                               "2 scenes: too few for the interval to cover as much as it says"}
+
+
+def test_intervals_come_from_frames_within_the_scene():
+    # differences depend on the frame only: the table's interval is the stats module's frame bootstrap
+    views = []
+    for frame in range(6):
+        for cam in (4, 16, 28):
+            for arm, shift in (("raw", 0.0), ("base", 0.0), ("tuned", 0.1 * frame)):
+                views.append({"arm": arm, "scene": "s", "frame": frame, "cam": cam, **{m: 0.5 + shift for m in METRIC_COLUMNS}})
+    df = T.delta_table(pd.DataFrame(views), metrics=("psnr",), bootstrap=CFG)
+    r = row(df, "s", "psnr", "tuned_vs_base")
+    frames = np.repeat(np.arange(6), 3)
+    differences = np.repeat(0.1 * np.arange(6), 3)
+    expected = scene_estimate(frames, differences, CFG, "s")
+    assert (r["delta"], r["ci_low"], r["ci_high"]) == pytest.approx((expected.delta, expected.ci_low, expected.ci_high), abs=1e-12)
+    by_cam = scene_estimate(np.tile([4, 16, 28], 6), differences, CFG, "s")
+    assert (r["ci_low"], r["ci_high"]) != pytest.approx((by_cam.ci_low, by_cam.ci_high))
+
+
+def noisy_views(rng, scenes=("a", "b"), n_frames=8, cams=(4, 16, 28)):
+    """Per-view metrics with frame effects and noise, arms raw < base < tuned on average."""
+    rows = []
+    for scene in scenes:
+        for frame in range(n_frames):
+            effect = rng.normal(0.0, 1.0)
+            for cam in cams:
+                for k, arm in enumerate(T.ARMS):
+                    rows.append({"arm": arm, "scene": scene, "frame": frame, "cam": cam,
+                                 **{m: 0.5 + 0.1 * k + 0.1 * effect + rng.normal(0, 0.05) for m in METRIC_COLUMNS}})
+    return pd.DataFrame(rows)
+
+
+def test_delta_table_is_deterministic_and_independent_of_row_order():
+    views = noisy_views(np.random.default_rng(0))
+    first = T.delta_table(views, bootstrap=CFG)
+    assert (first["ci_high"] - first["ci_low"] > 0).all()
+    shuffled = views.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(T.delta_table(shuffled, bootstrap=CFG), first)
+    other = T.delta_table(views, bootstrap=BootstrapConfig(n_resamples=500, seed=1))
+    np.testing.assert_allclose(other["delta"], first["delta"])
+    assert not np.allclose(other["ci_low"], first["ci_low"])
+
+
+def test_nan_metrics_get_no_verdict_and_a_note():
+    arms = three_arms({"a": 0.0, "b": 0.0}, {"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0}, lpips=False)
+    arms["tuned"]["a"] = T.per_scene_table(make_rows(1.0, lpips=True))  # only one arm of one scene has LPIPS
+    df = T.delta_table(long_views(arms), bootstrap=CFG)
+    lp = df[df.metric == "lpips"]
+    assert lp["delta"].isna().all() and lp["ci_low"].isna().all() and (lp["verdict"] == "").all()
+    assert (lp["n_views"] == 0).all()
+    assert row(df, "a", "lpips", "tuned_vs_base")["note"] == "lpips not computed for raw and base (LPIPS AlexNet weights not cached)"
+    assert row(df, "b", "lpips", "base_vs_raw")["note"] == "lpips not computed for raw, base and tuned (LPIPS AlexNet weights not cached)"
+    assert "not computed" in row(df, "mean", "lpips", "tuned_vs_raw")["note"]
     ps = df[df.metric == "psnr"]
-    assert (ps["note"] == "").all() and ps["improved"].notna().all()
+    assert not ps["note"].str.contains("not computed").any() and (ps["verdict"] != "").all()
 
 
-def test_delta_table_mean_over_paired_scenes_only():
-    baseline = scene_tables({"a": 0.0, "b": 0.0})
-    tuned = scene_tables({"a": 2.0, "b": 0.0})
-    tuned["b"].loc[:, "psnr"] = math.nan
-    df = T.delta_table(baseline, tuned, metrics=("psnr",))
-    mean = df[df.scene == "mean"].iloc[0]
-    a = df[df.scene == "a"].iloc[0]
-    assert mean["delta"] == pytest.approx(a["delta"])
-    assert "1 of 2" in mean["note"]
+def test_mean_row_over_measured_scenes_only():
+    arms = three_arms({"a": 0.0, "b": 0.0}, {"a": 0.0, "b": 0.0}, {"a": 2.0, "b": 0.0})
+    arms["tuned"]["b"].loc[:, "psnr"] = math.nan
+    df = T.delta_table(long_views(arms), metrics=("psnr",), bootstrap=CFG)
+    mean = row(df, "mean", "psnr", "tuned_vs_base")
+    assert mean["delta"] == pytest.approx(row(df, "a", "psnr", "tuned_vs_base")["delta"])
+    assert "mean over 1 of 2 scenes" in mean["note"] and "one scene" in mean["note"]
+    assert "mean over" not in row(df, "mean", "psnr", "base_vs_raw")["note"]  # both scenes measured there
+    assert mean["tuned"] == pytest.approx(T.scene_mean(arms["tuned"]["a"])["psnr"])
 
 
-def test_delta_table_raw_column_and_errors():
-    baseline = scene_tables({"a": 0.0})
-    tuned = scene_tables({"a": 1.0})
-    raw = scene_tables({"a": -3.0})
-    df = T.delta_table(baseline, tuned, raw=raw)
-    assert list(df.columns) == ["scene", "metric", "raw", "baseline", "tuned", "delta", "improved", "note"]
-    assert df.loc[(df.scene == "a") & (df.metric == "psnr"), "raw"].iloc[0] == pytest.approx(T.scene_mean(raw["a"])["psnr"])
-    with pytest.raises(ValueError, match="different scenes"):
-        T.delta_table(baseline, scene_tables({"b": 0.0}))
+def test_single_frame_scene_is_inconclusive_with_a_note():
+    rows = [r for r in make_rows() if r["frame"] == 5]
+    arms = {arm: {"s": T.per_scene_table([{**r, "psnr": r["psnr"] + k} for r in rows])} for k, arm in enumerate(T.ARMS)}
+    df = T.delta_table(long_views(arms), metrics=("psnr",), bootstrap=CFG)
+    r = row(df, "s", "psnr", "tuned_vs_base")
+    assert r["delta"] == pytest.approx(1.0) and r["ci_low"] == pytest.approx(1.0) and r["n_frames"] == 1
+    assert r["verdict"] == "inconclusive" and "one frame" in r["note"]
+    assert "one scene of one frame" in row(df, "mean", "psnr", "tuned_vs_base")["note"]
+
+
+def test_delta_table_errors():
+    arms = three_arms({"a": 0.0}, {"a": 0.0}, {"a": 1.0})
+    views = long_views(arms)
     with pytest.raises(ValueError, match="unknown metric"):
-        T.delta_table(baseline, tuned, metrics=("fid",))
+        T.delta_table(views, metrics=("fid",))
+    with pytest.raises(ValueError, match=r"arms \['base', 'tuned'\], expected"):
+        T.delta_table(views[views.arm != "raw"])
+    with pytest.raises(ValueError, match="cover different views"):
+        T.delta_table(views.drop(index=views.index[(views.arm == "tuned")][:1]))
+    with pytest.raises(ValueError, match="views repeat"):
+        T.delta_table(pd.concat([views, views.iloc[:1]]))
+    with pytest.raises(ValueError, match=r"my.csv: per-view metrics lack columns \['frame'\]"):
+        T.delta_table(views.drop(columns=["frame"]), source="my.csv")
 
 
-def test_delta_csv_roundtrip(tmp_path):
-    baseline = scene_tables({"a": 0.0}, lpips=False)
-    tuned = scene_tables({"a": 1.0}, lpips=False)
-    df = T.delta_table(baseline, tuned)
-    T.write_csv(tmp_path / "delta.csv", df)
-    back = T.read_delta_csv(tmp_path / "delta.csv")
-    assert str(back["improved"].dtype) == "boolean"
-    pd.testing.assert_series_equal(back["improved"], df["improved"])
-    np.testing.assert_allclose(back["delta"], df["delta"])
-    assert list(back["note"]) == list(df["note"])
+def test_delta_table_from_nvs_csvs_and_csv_roundtrip(tmp_path):
+    arms = three_arms({"a": -1.0, "b": 0.0}, {"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 0.5}, lpips=False)
+    scenes = ["b", "a"]  # config order; the table sorts
+    csvs = {arm: [tmp_path / arm / f"{scene}.csv" for scene in scenes] for arm in T.ARMS}
+    for arm in T.ARMS:
+        for scene, path in zip(scenes, csvs[arm]):
+            T.write_csv(path, arms[arm][scene])
+    df = T.delta_table_from_csvs(scenes, csvs, bootstrap=CFG)
+    pd.testing.assert_frame_equal(df, T.delta_table(long_views(arms), bootstrap=CFG))
+    T.write_csv(tmp_path / "deltas.csv", df)
+    back = T.read_delta_csv(tmp_path / "deltas.csv")
+    pd.testing.assert_frame_equal(back, df, check_exact=False, rtol=1e-12)
+    assert (back.loc[back.metric == "lpips", "verdict"] == "").all()
+    with pytest.raises(ValueError, match="no per-scene CSVs for arms"):
+        T.delta_table_from_csvs(scenes, {"raw": csvs["raw"], "base": csvs["base"]})
+    (tmp_path / "old.csv").write_text("scene,metric,baseline,tuned,delta,improved,note\n")
+    with pytest.raises(ValueError, match=r"old.csv: delta table lacks columns"):
+        T.read_delta_csv(tmp_path / "old.csv")
 
 
-def test_versions_table_side_by_side():
-    baseline = scene_tables({"a": 0.0, "b": 0.0})
+def test_internal_evaluation_table_from_eval_csv(tmp_path):
+    rows = []
+    for arm, shift in (("raw", 0.0), ("base", 0.5), ("tuned", 1.0)):
+        for frame in (0, 1, 2):
+            for cam in (4, 16):
+                # the columns of evaluate_difix's rows: arm, id, frame, cam, metrics, lpips_computed
+                rows.append({"arm": arm, "id": f"hi4d_pair02_dance/{cam}/{frame}", "frame": frame, "cam": cam,
+                             "psnr": 20 + shift + frame, "ssim": 0.5,
+                             "lpips": math.nan, "psnr_person": math.nan, "ssim_person": math.nan, "lpips_person": math.nan,
+                             "lpips_computed": False})
+    pd.DataFrame(rows).to_csv(tmp_path / "eval.csv", index=False)
+    views = T.read_eval_views(tmp_path / "eval.csv")
+    assert list(views.columns[:4]) == ["arm", "scene", "frame", "cam"]
+    assert views.loc[0, ["scene", "frame", "cam"]].tolist() == ["hi4d_pair02_dance", 0, 4]
+    assert views["lpips_computed"].dtype == bool
+    df = T.delta_table(views, bootstrap=CFG)
+    scene = row(df, "hi4d_pair02_dance", "psnr", "tuned_vs_base")
+    mean = row(df, "mean", "psnr", "tuned_vs_base")
+    assert scene["delta"] == pytest.approx(0.5) and scene["verdict"] == "improved" and scene["n_frames"] == 3
+    # one scene: the mean row is the scene's row, and says that only frames vary
+    assert mean[["delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict"]].tolist() == scene[
+        ["delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict"]].tolist()
+    assert "one scene" in mean["note"]
+    assert row(df, "mean", "ssim", "tuned_vs_raw")["verdict"] == "inconclusive"
+    assert list(views.columns) == ["arm", "scene", "frame", "cam", *METRIC_COLUMNS, "lpips_computed"]
+    pd.DataFrame([{**rows[0], "id": "pair02/4"}]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad.csv: id 'pair02/4' is not of the form scene/cam/frame"):
+        T.read_eval_views(tmp_path / "bad.csv")
+    pd.DataFrame([{**rows[0], "frame": 7}]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad.csv: row 'hi4d_pair02_dance/4/0' has a frame that differs from its id"):
+        T.read_eval_views(tmp_path / "bad.csv")
+
+
+def test_versions_table_holds_every_versions_mean_rows():
+    base = {"a": 0.0, "b": 0.0}
     deltas = {
-        "v1": T.delta_table(baseline, scene_tables({"a": 1.0, "b": 1.0})),
-        "v2": T.delta_table(baseline, scene_tables({"a": -1.0, "b": -1.0})),
+        "v1": T.delta_table(long_views(three_arms(base, base, {"a": 1.0, "b": 1.0})), bootstrap=CFG),
+        "v2": T.delta_table(long_views(three_arms(base, base, {"a": -1.0, "b": -1.0})), bootstrap=CFG),
     }
     vt = T.versions_table(deltas)
-    assert list(vt["version"]) == ["v1", "v2"]
-    assert list(vt["n_scenes"]) == [2, 2]
-    assert "psnr_delta" in vt.columns and "lpips_improved" in vt.columns
+    assert list(vt.columns) == ["version", "n_scenes", *[c for c in T.DELTA_COLUMNS if c != "scene"]]
+    assert len(vt) == 2 * 3 * 3  # versions x metrics x comparisons
+    assert set(vt["n_scenes"]) == {2}
     for version, table in deltas.items():
-        mean = table[(table.scene == "mean") & (table.metric == "ssim")].iloc[0]
-        assert vt.set_index("version").loc[version, "ssim_delta"] == pytest.approx(mean["delta"])
-    assert bool(vt.loc[0, "psnr_improved"]) and not bool(vt.loc[1, "psnr_improved"])
+        mine = vt[vt.version == version].drop(columns=["version", "n_scenes"]).reset_index(drop=True)
+        means = table[table.scene == "mean"].drop(columns=["scene"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, means)
+    study = vt[(vt.comparison == "tuned_vs_base") & (vt.metric == "psnr")].set_index("version")
+    assert study.loc["v1", "verdict"] == "improved" and study.loc["v2", "verdict"] == "worse"
+
+
+def test_delta_markdown_shows_intervals_verdicts_notes_and_how():
+    arms = three_arms({"a": -1.0}, {"a": 0.0}, {"a": 1.0}, lpips=False)
+    cfg = BootstrapConfig(n_resamples=300, confidence=0.9, seed=3)
+    df = T.delta_table(long_views(arms), bootstrap=cfg)
+    md = T.delta_markdown(df, cfg, title="v0: novel views")
+    assert md.startswith("## v0: novel views\n")
+    assert "90% percentile intervals of a paired cluster bootstrap (300 resamples, seed 3)" in md
+    assert "**PSNR (dB) ↑**" in md and "**SSIM ↑**" in md and "**LPIPS ↓**" in md
+    header = "| scene | frames | views | raw | base | tuned | tuned − base [90%] | tuned vs base | tuned − raw [90%] | tuned vs raw | base − raw [90%] | base vs raw |"
+    assert md.count(header) == 3
+    r = row(df, "a", "psnr", "tuned_vs_base")
+    assert f"| {r['delta']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | improved |" in md
+    s = row(df, "mean", "ssim", "base_vs_raw")
+    assert f"{s['delta']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]" in md
+    assert "- a, mean: lpips not computed for raw, base and tuned (LPIPS AlexNet weights not cached)" in md
+    lpips_rows = [line for line in md.splitlines() if line.startswith("| a |")][-1]
+    assert lpips_rows.count("n/a") == 9  # 3 arm means, 3 deltas, 3 verdicts
 
 
 def test_to_markdown_formats():
-    baseline = scene_tables({"a": 0.0}, lpips=False)
-    df = T.delta_table(baseline, scene_tables({"a": 1.0}, lpips=False))
+    df = pd.DataFrame({"scene": ["a", "b|c"], "x": [1.23456, math.nan], "ok": [True, False], "verdict": ["improved", ""]})
     md = T.to_markdown(df, digits=3)
     lines = md.strip().split("\n")
-    assert lines[0] == "| scene | metric | baseline | tuned | delta | improved | note |"
-    assert lines[1].startswith("| --- | --- | ---: |")
-    assert len(lines) == 2 + len(df)
-    assert all(line.count("|") == 8 for line in lines)
-    assert "| yes |" in md and "n/a" in md
-    psnr_a = df[(df.scene == "a") & (df.metric == "psnr")].iloc[0]
-    assert f"{psnr_a['baseline']:.3f}" in lines[2]
-    assert T.to_markdown(pd.DataFrame({"x": ["a|b"]})).split("\n")[2] == "| a\\|b |"
+    assert lines[0] == "| scene | x | ok | verdict |"
+    assert lines[1] == "| --- | ---: | --- | --- |"
+    assert lines[2] == "| a | 1.235 | yes | improved |"
+    assert lines[3] == "| b\\|c | n/a | no | n/a |"
+
+
+def test_rows_resting_on_few_frames_or_scenes_say_so():
+    many = T.delta_table(noisy_views(np.random.default_rng(1), scenes=[f"s{i:02d}" for i in range(10)], n_frames=10), metrics=("psnr",), bootstrap=CFG)
+    assert (many["note"] == "").all()
+    few = T.delta_table(noisy_views(np.random.default_rng(1), scenes=["a", "b", "c"], n_frames=9), metrics=("psnr",), bootstrap=CFG)
+    assert set(few.loc[few.scene != "mean", "note"]) == {"9 frames: too few for the interval to cover as much as it says"}
+    assert set(few.loc[few.scene == "mean", "note"]) == {"3 scenes: too few for the interval to cover as much as it says"}

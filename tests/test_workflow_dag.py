@@ -69,6 +69,8 @@ def test_main_job_plans_every_stage(tmp_path):
         "pretrain_difix_base": 1,
         "tune_difix": 1,
         "evaluate_nvs": 12,
+        "evaluate_difix": 1,  # the internal evaluation: one of v0's expected outputs
+        "eval_deltas": 1,
         "delta_table": 1,
         # the report items, which the delta table brings into its DAG
         "version_card": 1,

@@ -28,7 +28,10 @@ def small_config() -> dict:
     config["difix"]["pretrain"].update(
         vae_steps=5, difix_steps=5, resolution="32x48", n_train=8, n_test=2, val_every=5, ckpt_every=5
     )
-    config["versions"]["v0"]["tuning"].update(steps=4, ckpt_every=2, val_every=2, resolution="64x48")
+    # long side 48: the 48x64 frames are processed at 32x48 (WxH), below their own size, so that
+    # a DiFix arm run at the native size instead of the tuning size would show in the logs
+    config["difix"]["long_side"] = 48
+    config["versions"]["v0"]["tuning"].update(steps=4, ckpt_every=2, val_every=2)
     return config
 
 

@@ -2,7 +2,10 @@
 
 Official pkl keys (``save_ckpt`` in the released training code): ``vae_lora_target_modules``,
 ``rank_vae``, ``state_dict_unet`` (all UNet weights), ``state_dict_vae`` (VAE weights whose
-name contains ``lora`` or ``skip``) and ``optimizer``.  We add:
+name contains ``lora`` or ``skip``) and ``optimizer``.  The released ``Difix.save_model``
+writes the same keys but keeps only the UNet weights whose name contains ``lora`` or
+``conv_in``; its loader puts them on top of SD-Turbo's UNet, and so does ``load_model``
+(the rest of the UNet comes from ``base_model_id``).  We add:
 
 * ``hi4dfix_config``: the ``DifixConfig`` (preset and architecture) so that a tiny model can
   be rebuilt from the pkl alone; official pkls lack it and are treated as ``sd-turbo``;
@@ -18,10 +21,12 @@ weights file holds the base, LoRA and skip weights together.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from hi4dfix.difix.config import VAE_ADAPTER_NAME, ArchitectureConfig, DifixConfig
+from hi4dfix.difix.config import SKIP_CONV_INIT_VALUE, VAE_ADAPTER_NAME, ArchitectureConfig, DifixConfig
 from hi4dfix.difix.model import (
     DifixModel,
     assemble_difix,
@@ -67,10 +72,22 @@ HUB_ALLOW_PATTERNS = [
 ]
 
 _LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_A\.(?P<adapter>[^.]+)\.weight$")
+LOG = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the architecture."""
+
+
+class FreshDifixPartsWarning(UserWarning):
+    """A VAE weights file without Difix's LoRA and skip weights: they keep their fresh init."""
+
+
+def is_save_model_unet(unet_state: Mapping[str, Any], unet_keys: set[str]) -> bool:
+    """Whether ``state_dict_unet`` has the layout of the released ``Difix.save_model``: exactly
+    the UNet weights whose name contains ``lora`` or ``conv_in``."""
+    expected = {k for k in unet_keys if "lora" in k or "conv_in" in k}
+    return bool(expected) and set(unet_state) == expected and len(expected) < len(unet_keys)
 
 
 # ----------------------------------------------------------------------------- pkl files
@@ -238,17 +255,28 @@ def _to_cpu(obj: Any) -> Any:
     return obj
 
 
-def apply_official_state(model: DifixModel, payload: Mapping[str, Any], strict: bool = True, source: str = "") -> None:
+def apply_official_state(
+    model: DifixModel,
+    payload: Mapping[str, Any],
+    strict: bool = True,
+    source: str = "",
+    base_unet_loaded: bool = False,
+) -> None:
     """Load ``state_dict_unet`` / ``state_dict_vae`` into a model built with the pkl's LoRA.
 
     Unexpected keys are always an error; missing keys are an error when ``strict`` (the
     released loader keeps the base value of keys absent from the pkl: ``strict=False``).
+    ``base_unet_loaded``: the model's UNet holds pretrained base weights, so a pkl in
+    ``save_model``'s layout (UNet ``conv_in`` / LoRA weights only) is complete on top of it.
     """
     where = f" in {source}" if source else ""
     unet_state = payload["state_dict_unet"]
     vae_state = payload["state_dict_vae"]
     unet_expected = set(model.unet.state_dict())
     vae_expected = {k for k in model.vae.state_dict() if "lora" in k or "skip" in k}
+    if base_unet_loaded and is_save_model_unet(unet_state, unet_expected):
+        LOG.info("%s: save_model layout; its %d UNet tensors go on top of the base UNet", source or "pkl", len(unet_state))
+        unet_expected = set(unet_state)
     problems = []
     for name, given, expected in (("state_dict_unet", unet_state, unet_expected), ("state_dict_vae", vae_state, vae_expected)):
         unexpected = sorted(set(given) - expected)
@@ -324,8 +352,8 @@ def model_from_checkpoint(
             rank=rank,
             target_modules=targets,
         )
-        _load_vae_file_state(model, components.vae_state, source=config.base_model_id, allow_fresh_adapters=True)
-    apply_official_state(model, payload, strict=strict, source=source)
+        _load_vae_file_state(model, components.vae_state, source=str(components.vae_file), allow_fresh_adapters=True)
+    apply_official_state(model, payload, strict=strict, source=source, base_unet_loaded=config.preset != "tiny")
     model.set_eval()
     return model
 
@@ -344,13 +372,14 @@ def _load_exact(module: torch.nn.Module, state: Mapping[str, torch.Tensor], wher
 class BaseComponents:
     """Plain (not yet Difix-modified) components read from a folder or Hub id."""
 
-    def __init__(self, unet, vae, vae_state, text_encoder, tokenizer, architecture: ArchitectureConfig):
+    def __init__(self, unet, vae, vae_state, text_encoder, tokenizer, architecture: ArchitectureConfig, vae_file: Path | None = None):
         self.unet = unet
         self.vae = vae
         self.vae_state = vae_state
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.architecture = architecture
+        self.vae_file = vae_file  # where vae_state was read from (for messages)
 
 
 def resolve_pretrained_dir(source: str, hub_cache_dir: str | None) -> Path:
@@ -402,7 +431,7 @@ def load_base_components(source: str, hub_cache_dir: str | None = None) -> BaseC
         scheduler=_json_safe(scheduler_config),
         tokenizer_max_length=int(tokenizer.model_max_length),
     )
-    return BaseComponents(unet, vae, vae_state, text_encoder, tokenizer, architecture)
+    return BaseComponents(unet, vae, vae_state, text_encoder, tokenizer, architecture, vae_file)
 
 
 def _vae_adapters_in(state: Mapping[str, torch.Tensor]) -> tuple[list[str], int | None]:
@@ -430,10 +459,25 @@ def _normalise_vae_key(key: str, model_keys: set[str]) -> str | None:
     return plain if plain in model_keys else None
 
 
+def _is_skip_conv_weight(key: str) -> bool:
+    return ".skip_conv_" in key and "lora" not in key
+
+
 def _load_vae_file_state(
-    model: DifixModel, state: Mapping[str, torch.Tensor], source: str, allow_fresh_adapters: bool
+    model: DifixModel,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    allow_fresh_adapters: bool,
+    warn_fresh: bool = False,
 ) -> None:
-    """Load a VAE weights file; LoRA or skip weights absent from it keep their fresh init."""
+    """Load a VAE weights file (``source``: its path, for messages).
+
+    LoRA or skip weights absent from it keep their fresh init (LoRA B = 0, skip convs 1e-5)
+    when ``allow_fresh_adapters``: a plain SD-Turbo VAE has neither.  A file with LoRA weights
+    but no skip convolutions is a Difix VAE that lost part of itself: an error.  ``warn_fresh``:
+    a file with neither gives a ``FreshDifixPartsWarning`` naming it (the skip path then adds
+    almost nothing: the model is not the released Difix).
+    """
     model_state = model.vae.state_dict()
     model_keys = set(model_state)
     mapped: dict[str, torch.Tensor] = {}
@@ -446,15 +490,31 @@ def _load_vae_file_state(
             mapped[target] = value
     missing = sorted(model_keys - set(mapped))
     has_lora = any("lora" in k for k in mapped)
-    has_skip = any("skip" in k for k in mapped)
-    fresh_ok = [k for k in missing if allow_fresh_adapters and (("lora" in k and not has_lora) or ("skip" in k and not has_skip))]
+    # skip-convolution weights proper: LoRA keys hold "skip" too (the adapter is "vae_skip")
+    has_skip = any(_is_skip_conv_weight(k) for k in mapped)
+    if has_lora and not has_skip:
+        raise CheckpointError(
+            f"{source} holds Difix VAE LoRA weights but no skip-convolution weights (decoder.skip_conv_*): "
+            "an incomplete Difix VAE file; get the folder again"
+        )
+    if warn_fresh and not has_lora and not has_skip:
+        message = (
+            f"{source} has no Difix LoRA or skip-convolution weights (a plain SD-Turbo VAE): they start "
+            f"fresh (LoRA B = 0, skip convolutions {SKIP_CONV_INIT_VALUE:g}), which is not a trained Difix"
+        )
+        warnings.warn(message, FreshDifixPartsWarning, stacklevel=3)
+        LOG.warning(message)
+    fresh_ok = [
+        k for k in missing
+        if allow_fresh_adapters and (("lora" in k and not has_lora) or (_is_skip_conv_weight(k) and not has_skip))
+    ]
     missing = [k for k in missing if k not in fresh_ok]
     if unexpected or missing:
         raise CheckpointError(
             f"VAE weights of {source} do not fit: unexpected {unexpected[:3]} ({len(unexpected)}), "
             f"missing {missing[:3]} ({len(missing)})"
         )
-    _load_partial(model.vae, mapped, f" in {source}/vae")
+    _load_partial(model.vae, mapped, f" in {source}")
 
 
 def model_from_pretrained_dir(
@@ -491,7 +551,7 @@ def model_from_pretrained_dir(
         rank=config.lora_rank_vae,
         target_modules=targets,
     )
-    _load_vae_file_state(model, components.vae_state, source=str(source), allow_fresh_adapters=True)
+    _load_vae_file_state(model, components.vae_state, source=str(components.vae_file), allow_fresh_adapters=True, warn_fresh=True)
     model.set_eval()
     return model
 

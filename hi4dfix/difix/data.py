@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from hi4dfix.io import read_image
 
 SIZE_MULTIPLE = 16
 DEFAULT_PROMPT = "remove degradation"
+# Default long side of the processing size per preset: tiny runs at the embedded default's
+# native frame size (160 px, no downscale); sd-turbo at the 512 px SD-Turbo and Difix train at.
+PRESET_LONG_SIDE = {"tiny": 160, "sd-turbo": 512}
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,39 @@ def snap_resolution(size: tuple[int, int], multiple: int = SIZE_MULTIPLE) -> tup
     return snap_size(size[0], multiple), snap_size(size[1], multiple)
 
 
+def processing_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(H, W) at which DiFix processes a ``height`` x ``width`` image: the aspect ratio kept,
+    the longer side scaled to ``long_side``, each side then snapped to the nearest multiple of
+    16 (``snap_size``).  Hi4D's 940x1280 (WxH) frames at 512 give (512, 384); the synthetic
+    120x160 frames at 160 give (160, 128)."""
+    if height < 1 or width < 1:
+        raise ValueError(f"image size {height}x{width} must be positive")
+    if long_side < 1:
+        raise ValueError(f"long_side must be >= 1, got {long_side}")
+    scale = long_side / max(height, width)
+    return snap_size(height * scale), snap_size(width * scale)
+
+
+def model_input_size(
+    height: int,
+    width: int,
+    resolution: str | int | tuple[int, int] | list[int] | None = None,
+    long_side: int | None = None,
+) -> tuple[int, int]:
+    """The size an image is resized to before DiFix, by the one rule training and inference share.
+
+    * ``resolution`` ('N' or 'HxW', snapped to 16): every image at that fixed size; frames of
+      another aspect ratio are squashed.  Overrides ``long_side``.
+    * ``long_side``: ``processing_size`` (aspect kept, no squashing).
+    * neither: the image's own size snapped to 16 (no rescaling).
+    """
+    if resolution is not None:
+        return snap_resolution(parse_resolution(resolution))
+    if long_side is not None:
+        return processing_size(height, width, long_side)
+    return snap_resolution((height, width))
+
+
 def to_model_range(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) float in [0, 1] -> (3, H, W) tensor in [-1, 1]."""
     if image.ndim != 3 or image.shape[2] != 3:
@@ -166,13 +202,42 @@ def resize_chw(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.reshape(*lead, *out.shape[-3:]).to(images.dtype)
 
 
+def training_geometry(difix: Mapping[str, Any], tuning: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_input_size``'s ``long_side`` / ``resolution`` for a tuning run, from the config's
+    ``difix`` block and a version's ``tuning`` block: ``difix.long_side`` (null: the preset's,
+    ``PRESET_LONG_SIDE``), with the version's ``tuning.resolution`` as a fixed-size override."""
+    long_side = difix.get("long_side")
+    if long_side is None:
+        long_side = PRESET_LONG_SIDE[difix.get("preset", "tiny")]
+    return {"long_side": int(long_side), "resolution": tuning.get("resolution")}
+
+
+def inference_geometry(difix: Mapping[str, Any], tuning: Mapping[str, Any]) -> dict[str, Any]:
+    """The same for the DiFix arms at evaluation: the tuning run's, unless ``difix.eval_long_side``
+    is ``native`` (each image's own size snapped to 16) or a long side of its own."""
+    override = difix.get("eval_long_side")
+    if override is None:
+        return training_geometry(difix, tuning)
+    if override == "native":
+        return {"long_side": None, "resolution": None}
+    return {"long_side": int(override), "resolution": None}
+
+
 class TripletDataset(Dataset):
     """Items: ``views`` (V, 3, H, W) = [image, ref], ``targets`` = [target, ref], in [-1, 1].
 
     As in the released training code the reference view's target is the reference itself.
+    Every image of an item is resized to ``model_input_size`` of the item's ``image``
+    (``resolution``: a fixed size; else ``long_side``, aspect kept; else its own size snapped).
     """
 
-    def __init__(self, triplets: list[Triplet], resolution: tuple[int, int], use_ref: bool = True) -> None:
+    def __init__(
+        self,
+        triplets: list[Triplet],
+        resolution: str | int | tuple[int, int] | None = None,
+        use_ref: bool = True,
+        long_side: int | None = None,
+    ) -> None:
         if not triplets:
             raise ValueError("TripletDataset needs at least one triplet")
         if use_ref and any(t.ref_image is None for t in triplets):
@@ -180,19 +245,26 @@ class TripletDataset(Dataset):
             raise ValueError(f"triplet {missing} has no ref_image but use_ref is set")
         self.triplets = triplets
         self.resolution = resolution
+        self.long_side = long_side
         self.use_ref = use_ref
 
     def __len__(self) -> int:
         return len(self.triplets)
 
-    def _load(self, path: Path) -> torch.Tensor:
-        return resize_chw(to_model_range(read_image(path)), self.resolution).clamp(-1, 1)
+    def size_for(self, height: int, width: int) -> tuple[int, int]:
+        return model_input_size(height, width, self.resolution, self.long_side)
 
     def __getitem__(self, index: int) -> dict:
         t = self.triplets[index]
-        image, target = self._load(t.image), self._load(t.target_image)
+        raw = to_model_range(read_image(t.image))
+        size = self.size_for(raw.shape[1], raw.shape[2])
+
+        def load(path: Path) -> torch.Tensor:
+            return resize_chw(to_model_range(read_image(path)), size).clamp(-1, 1)
+
+        image, target = resize_chw(raw, size).clamp(-1, 1), load(t.target_image)
         if self.use_ref:
-            ref = self._load(t.ref_image)
+            ref = load(t.ref_image)
             views, targets = torch.stack([image, ref]), torch.stack([target, ref])
         else:
             views, targets = image[None], target[None]
@@ -231,6 +303,12 @@ class StepSampler(Sampler[int]):
 
 
 def collate(items: list[dict]) -> dict:
+    sizes = sorted({tuple(it["views"].shape[-2:]) for it in items})
+    if len(sizes) > 1:
+        raise ValueError(
+            f"one batch holds images of processing sizes {sizes} (their source images differ in size); "
+            "use batch size 1 or a fixed resolution"
+        )
     return {
         "views": torch.stack([it["views"] for it in items]),
         "targets": torch.stack([it["targets"] for it in items]),

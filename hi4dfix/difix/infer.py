@@ -3,9 +3,10 @@
     model = load_difix("model_300.pkl", device="cuda", dtype=torch.bfloat16)
     fixed = fix_images(model, renders, refs, batch_size=4)
 
-Images are float32 (H, W, 3) arrays in [0, 1].  Each is resized to a multiple of 16
-(its own size snapped, or ``resolution`` when given), fixed together with its same-frame
-reference view, and resized back to its input size.
+Images are float32 (H, W, 3) arrays in [0, 1].  Each is resized to its processing size
+(``hi4dfix.difix.data.model_input_size``, the rule training uses: ``long_side`` with the
+aspect kept, or a fixed ``resolution``, or its own size snapped to 16), fixed together with
+its same-frame reference view, and resized back to its input size.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from hi4dfix.difix.checkpoint import load_model
-from hi4dfix.difix.data import parse_resolution, resize_chw, snap_resolution, to_model_range
+from hi4dfix.difix.data import model_input_size, resize_chw, to_model_range
 from hi4dfix.difix.model import DifixModel
 
 
@@ -73,12 +74,6 @@ def _check_image(image: np.ndarray, what: str) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def processing_size(height: int, width: int, resolution: str | int | tuple[int, int] | None) -> tuple[int, int]:
-    if resolution is None:
-        return snap_resolution((height, width))
-    return snap_resolution(parse_resolution(resolution))
-
-
 @torch.inference_mode()
 def fix_images(
     model: DifixModel,
@@ -88,8 +83,12 @@ def fix_images(
     resolution: str | int | tuple[int, int] | None = None,
     seed: int = 0,
     prompt: str | None = None,
+    long_side: int | None = None,
 ) -> list[np.ndarray] | np.ndarray:
     """Fixed images, in input order and sizes (an array in, an array out).
+
+    Processing size: ``model_input_size(h, w, resolution, long_side)``; pass the values the
+    model was trained with to run it at its training scale.
 
     refs: one reference view per image (the same frame seen from a training camera), or
     None to run without reference.  Noise is drawn from ``seed`` and the batch's first
@@ -110,7 +109,7 @@ def fix_images(
     # Images that share a processing size are batched together.
     groups: dict[tuple[int, int], list[int]] = {}
     for index, image in enumerate(images):
-        groups.setdefault(processing_size(image.shape[0], image.shape[1], resolution), []).append(index)
+        groups.setdefault(model_input_size(image.shape[0], image.shape[1], resolution, long_side), []).append(index)
 
     outputs: list[np.ndarray | None] = [None] * len(images)
     for size, indices in groups.items():

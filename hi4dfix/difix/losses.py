@@ -1,5 +1,10 @@
 """Difix training losses: L2 + LPIPS + Gram (VGG16 style) with a Gram warm-up.
 
+The terms follow the released ``train_difix.py`` / ``loss.py``: L2 and LPIPS over every view
+of every sample (the reference view's target is the reference itself); the Gram term on one
+random square crop shared by all views, after ``gram_warmup_steps`` completed steps, with the
+views of a sample stacked into one Gram matrix (see ``gram_loss``).
+
 LPIPS and the Gram loss need ImageNet-pretrained backbones (VGG16 / AlexNet) that
 torchvision keeps in the torch hub cache.  They are never downloaded here and never
 replaced by something else: a loss with weight > 0 whose backbone is not in the cache
@@ -30,9 +35,11 @@ LPIPS_NETS = ("vgg", "alex")
 
 @dataclass
 class LossConfig:
-    """lambda_*: weights (0 switches a term off); gram_warmup_steps: the Gram term starts
-    after this many steps; lpips_net: LPIPS backbone; gram_crop: side of the random square
-    crop the Gram term sees (clipped to the image)."""
+    """lambda_*: weights (0 switches a term off); gram_warmup_steps: the Gram term is on once
+    more than this many steps are done (Difix's ``global_step > gram_loss_warmup_steps``, its
+    ``global_step`` counting completed steps: with 2000 the term first counts at the 2002nd
+    step); lpips_net: LPIPS backbone; gram_crop: side of the random square crop the Gram term
+    sees (clipped to the image; Difix: 400)."""
 
     lambda_l2: float = 1.0
     lambda_lpips: float = 1.0
@@ -112,18 +119,32 @@ def build_lpips(net: str = "vgg", setting: str = "lambda_lpips") -> torch.nn.Mod
     return _frozen(model)
 
 
-def gram_matrices(features: torch.Tensor) -> torch.Tensor:
-    """Per-sample Gram matrices (B, C, C) of (B, C, H, W) features."""
-    b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w).float()
+def gram_matrices(features: torch.Tensor, num_views: int = 1) -> torch.Tensor:
+    """Gram matrices (B, V*C, V*C) of (B*V, C, H, W) features whose views of a sample are
+    consecutive: the ``V`` feature maps of a sample are stacked into one (V*C, H*W) matrix, as
+    the released ``gram_matrix`` stacks its whole input, so the off-diagonal blocks hold the
+    cross-view products."""
+    bv, c, h, w = features.shape
+    if bv % num_views:
+        raise ValueError(f"{bv} feature maps are not a multiple of num_views={num_views}")
+    flat = features.reshape(bv // num_views, num_views * c, h * w).float()
     return flat @ flat.transpose(1, 2)
 
 
-def gram_loss(pred: torch.Tensor, target: torch.Tensor, vgg_features: torch.nn.Module) -> torch.Tensor:
-    """Weighted Gram-matrix distance over VGG16 relu layers, normalised by C*H*W per layer.
+def gram_loss(
+    pred: torch.Tensor, target: torch.Tensor, vgg_features: torch.nn.Module, num_views: int = 1
+) -> torch.Tensor:
+    """Difix's Gram (style) loss of ImageNet-normalised (B*V, 3, H, W) images, views of a sample
+    consecutive.
 
-    Inputs are ImageNet-normalised images.  Gram matrices are per sample (the released code
-    stacks the batch into one matrix; both agree for batch size 1).
+    Per VGG16 relu layer (relu1_2 ... relu5_3, weights ``GRAM_LAYERS``): the squared difference
+    of the two Gram matrices of a sample (``gram_matrices``: its V views stacked), averaged over
+    the (V*C)^2 entries, divided by C*H*W of one view's feature map, times the layer weight; the
+    sum over layers, averaged over the B samples.  For batch size 1 (Difix's recipe, one sample
+    per GPU) this is exactly the released ``gram_loss`` on the fixed image and its reference.
+    With B > 1 the released code stacks the whole batch into one matrix, which adds
+    cross-sample blocks (a sample's loss then depends on its batch mates); here every sample
+    has its own matrix.
     """
     last = max(GRAM_LAYERS)
     total = pred.new_zeros((), dtype=torch.float32)
@@ -132,7 +153,8 @@ def gram_loss(pred: torch.Tensor, target: torch.Tensor, vgg_features: torch.nn.M
         x, y = layer(x), layer(y)
         if index in GRAM_LAYERS:
             _, c, h, w = y.shape
-            diff = gram_matrices(x) - gram_matrices(y)
+            diff = gram_matrices(x, num_views) - gram_matrices(y, num_views)
+            # mean over each sample's (V*C)^2 entries, then over samples (equal sizes: one mean)
             total = total + GRAM_LAYERS[index] * diff.square().mean() / (c * h * w)
         if index >= last:
             break
@@ -164,7 +186,9 @@ class DifixLoss(torch.nn.Module):
         self.vgg = build_vgg16_features() if config.lambda_gram > 0 else None
 
     def gram_active(self, step: int) -> bool:
-        return self.vgg is not None and step > self.config.gram_warmup_steps
+        """Whether the Gram term counts at the 1-based ``step``: Difix tests its count of
+        completed steps (``step - 1``) against the warm-up."""
+        return self.vgg is not None and step - 1 > self.config.gram_warmup_steps
 
     def forward(
         self,
@@ -173,8 +197,13 @@ class DifixLoss(torch.nn.Module):
         step: int,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """pred, target: (N, 3, H, W) in [-1, 1]; step: the 1-based optimisation step."""
+        """pred, target: (B, V, 3, H, W) views of B samples, or (N, 3, H, W) single views, in
+        [-1, 1]; step: the 1-based optimisation step."""
         cfg = self.config
+        num_views = 1
+        if pred.ndim == 5:
+            num_views = pred.shape[1]
+            pred, target = pred.flatten(0, 1), target.flatten(0, 1)
         pred32, target32 = pred.float(), target.float()
         zero = pred32.new_zeros(())
         l2 = F.mse_loss(pred32, target32) if cfg.lambda_l2 > 0 else zero
@@ -182,7 +211,7 @@ class DifixLoss(torch.nn.Module):
         if self.gram_active(step):
             top, left, ch, cw = random_crop_box(pred.shape[-2], pred.shape[-1], cfg.gram_crop, generator)
             crop = (slice(None), slice(None), slice(top, top + ch), slice(left, left + cw))
-            gram = gram_loss(imagenet_normalise(pred32)[crop], imagenet_normalise(target32)[crop], self.vgg)
+            gram = gram_loss(imagenet_normalise(pred32)[crop], imagenet_normalise(target32)[crop], self.vgg, num_views)
         else:
             gram = zero
         terms = {"l2": cfg.lambda_l2 * l2, "lpips": cfg.lambda_lpips * lp, "gram": cfg.lambda_gram * gram}

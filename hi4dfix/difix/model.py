@@ -18,6 +18,7 @@ through ``cross_attention_kwargs``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -297,6 +298,14 @@ class DifixModel(torch.nn.Module):
         self.register_buffer("timesteps", torch.tensor([config.timestep], dtype=torch.long), persistent=False)
         self.text_encoder.requires_grad_(False)
         self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    def set_timestep(self, timestep: int) -> None:
+        """Use another single diffusion timestep (stored in ``difix_config``, so checkpoints keep it)."""
+        config = dataclasses.replace(self.difix_config, timestep=int(timestep))  # validates the range
+        self.scheduler = make_one_step_scheduler(config.architecture.scheduler, config.timestep)
+        self.one_step = OneStepUpdate.from_scheduler(self.scheduler)
+        self.timesteps.fill_(config.timestep)
+        self.difix_config = config
 
     @property
     def lora_rank_vae(self) -> int:

@@ -41,16 +41,17 @@ from hi4dfix.difix.checkpoint import (
     save_checkpoint,
 )
 from hi4dfix.difix.data import (
+    PRESET_LONG_SIDE,
     StepSampler,
     TripletDataset,
     collate,
+    model_input_size,
     parse_resolution,
     read_triplets,
-    snap_resolution,
 )
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
-from hi4dfix.io import atomic_path, write_json
+from hi4dfix.io import atomic_path, read_image, write_json
 
 LOG = logging.getLogger("hi4dfix.difix.train")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -58,14 +59,14 @@ CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pkl$")
 TRAIN_LOG_FIELDS = ["step", "loss", "l2", "lpips", "gram", "grad_norm", "lr", "step_time_s", "elapsed_s"]
 VAL_LOG_FIELDS = ["step", "val_l2", "val_psnr", "input_psnr", "n_items"]
 
-# Preset-dependent defaults for settings left at None.
+# Preset-dependent defaults for settings left at None (sd-turbo: Difix's released recipe).
 PRESET_DEFAULTS = {
-    "tiny": {"lr": 3e-4, "resolution": "112x160", "lambda_lpips": 0.0, "lambda_gram": 0.0},
-    "sd-turbo": {"lr": 2e-5, "resolution": "512", "lambda_lpips": 1.0, "lambda_gram": 1.0},
+    "tiny": {"lr": 3e-4, "long_side": PRESET_LONG_SIDE["tiny"], "lambda_lpips": 0.0, "lambda_gram": 0.0},
+    "sd-turbo": {"lr": 2e-5, "long_side": PRESET_LONG_SIDE["sd-turbo"], "lambda_lpips": 1.0, "lambda_gram": 1.0},
 }
 # Settings that must not change between a run and its resumption.
 RESUME_FINGERPRINT = (
-    "triplets", "base", "lr", "batch_size", "resolution", "mixed_precision", "max_grad_norm",
+    "triplets", "base", "lr", "batch_size", "resolution", "long_side", "timestep", "mixed_precision", "max_grad_norm",
     "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
     "use_ref", "lr_warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
 )
@@ -85,14 +86,16 @@ class TrainConfig:
     lr: float | None = field(default=None, metadata=_help("learning rate (None: 3e-4 tiny, 2e-5 sd-turbo)"))
     lr_warmup_steps: int = field(default=0, metadata=_help("linear learning-rate warm-up steps"))
     batch_size: int = field(default=1, metadata=_help("samples per process and step"))
-    resolution: str | None = field(default=None, metadata=_help("'N' or 'HxW', snapped to a multiple of 16 (None: 112x160 tiny, 512 sd-turbo)"))
+    long_side: int | None = field(default=None, metadata=_help("processing size: the longer image side scaled to this, aspect kept, each side snapped to 16 (None: 160 tiny, 512 sd-turbo)"))
+    resolution: str | None = field(default=None, metadata=_help("fixed 'N' or 'HxW' instead of long_side, snapped to 16 (squashes frames of another aspect)"))
     mixed_precision: str = field(default="no", metadata=_help("no | bf16 | fp16 (fp16 needs a GPU); weights stay fp32"))
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm (0: off)"))
     lambda_l2: float = field(default=1.0, metadata=_help("L2 loss weight"))
     lambda_lpips: float | None = field(default=None, metadata=_help("LPIPS weight (None: 0 tiny, 1 sd-turbo)"))
     lambda_gram: float | None = field(default=None, metadata=_help("Gram (VGG16) weight (None: 0 tiny, 1 sd-turbo)"))
-    gram_warmup_steps: int = field(default=2000, metadata=_help("Gram loss is off until this step"))
+    gram_warmup_steps: int = field(default=2000, metadata=_help("Gram loss is off until more than this many steps are done (Difix's rule)"))
     lpips_net: str = field(default="vgg", metadata=_help("LPIPS backbone: vgg | alex"))
+    timestep: int | None = field(default=None, metadata=_help("the one diffusion timestep (None: the base model's, 199 for Difix)"))
     val_every: int = field(default=50, metadata=_help("validate on the test split every N steps (0: only at the end)"))
     val_max_items: int = field(default=16, metadata=_help("test triplets used per validation"))
     ckpt_every: int = field(default=50, metadata=_help("checkpoint every N steps (0: none)"))
@@ -125,6 +128,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_grad_norm must be >= 0, got {self.max_grad_norm}")
         if self.resolution is not None:
             parse_resolution(self.resolution)
+        if self.long_side is not None and self.long_side < 16:
+            raise ValueError(f"TrainConfig.long_side must be >= 16, got {self.long_side}")
 
     def resolved(self, preset: str) -> "TrainConfig":
         """A copy with preset defaults filled in for settings left at None."""
@@ -285,6 +290,21 @@ def validate(model: DifixModel, dataset: TripletDataset | None, device: torch.de
     }
 
 
+def log_processing_size(dataset: TripletDataset, cfg: TrainConfig) -> tuple[int, int]:
+    """Log (and return) the size the first training image is processed at."""
+    height, width = read_image(dataset.triplets[0].image).shape[:2]
+    size = model_input_size(height, width, cfg.resolution, cfg.long_side)
+    if cfg.resolution is not None:
+        requested = parse_resolution(cfg.resolution)
+        if requested != size:
+            LOG.info("resolution %dx%d snapped to %dx%d (multiple of 16)", *requested, *size)
+        how = f"fixed resolution {cfg.resolution}"
+    else:
+        how = f"long side {cfg.long_side}, aspect kept, sides snapped to 16"
+    LOG.info("processing size %dx%d (HxW) for %dx%d training images (%s)", *size, height, width, how)
+    return size
+
+
 def _setup_logging(is_main: bool) -> None:
     if not LOG.handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -366,17 +386,15 @@ def _train(cfg: TrainConfig) -> Path:
         start_step = 0
         LOG.info("starting from %s: %s", cfg.base, describe(model))
 
-    requested = parse_resolution(cfg.resolution)
-    resolution = snap_resolution(requested)
-    if resolution != requested:
-        LOG.info("resolution %dx%d snapped to %dx%d (multiple of 16)", *requested, *resolution)
-    else:
-        LOG.info("resolution %dx%d", *resolution)
+    if cfg.timestep is not None and cfg.timestep != model.difix_config.timestep:
+        LOG.info("timestep %d (the base model's is %d)", cfg.timestep, model.difix_config.timestep)
+        model.set_timestep(cfg.timestep)
 
-    # --- data
-    train_set = TripletDataset(read_triplets(cfg.triplets, "train", cfg.use_ref), resolution, cfg.use_ref)
+    # --- data: images resized by the rule inference shares (hi4dfix.difix.data.model_input_size)
+    train_set = TripletDataset(read_triplets(cfg.triplets, "train", cfg.use_ref), cfg.resolution, cfg.use_ref, cfg.long_side)
     test_triplets = read_triplets(cfg.triplets, "test", cfg.use_ref)[: cfg.val_max_items]
-    test_set = TripletDataset(test_triplets, resolution, cfg.use_ref) if test_triplets else None
+    test_set = TripletDataset(test_triplets, cfg.resolution, cfg.use_ref, cfg.long_side) if test_triplets else None
+    resolution = log_processing_size(train_set, cfg)
     if test_set is None:
         LOG.info("no 'test' split in %s: validation is skipped", cfg.triplets)
     sampler = StepSampler(len(train_set), cfg.batch_size, start_step + 1, cfg.steps, cfg.seed, rank, world)
@@ -435,7 +453,7 @@ def _train(cfg: TrainConfig) -> Path:
         gen = step_generator(device, cfg.seed, step, rank)
         with accelerator.autocast():
             pred = model(views, emb, generator=gen)
-            terms = loss_fn(pred.flatten(0, 1), targets.flatten(0, 1), step, generator=gen)
+            terms = loss_fn(pred, targets, step, generator=gen)
         accelerator.backward(terms["total"])
         grad_norm = float("nan")
         if cfg.max_grad_norm > 0:

@@ -11,7 +11,7 @@ from typing import Any, Mapping, TypeVar
 
 # Menu entries of the HTML report (its menu sorts them by name, hence the numbers).
 CATEGORY_CARD = "1. Version card"
-CATEGORY_METRICS = "2. NVS metrics"
+CATEGORY_METRICS = "2. Metrics"  # NVS on the reserved scenes and the internal DiFix evaluation
 CATEGORY_VIEWS = "3. Before and after"
 CATEGORY_GALLERY = "4. Triplet gallery"
 CATEGORY_TRAINING = "5. DiFix training"

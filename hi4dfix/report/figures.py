@@ -1,8 +1,8 @@
-"""Charts of the study report: per-scene NVS metrics (bar charts) and the DiFix training loss curve."""
+"""Charts of the study report: per-scene NVS metrics with paired bootstrap intervals, and the DiFix
+training loss curve."""
 
 from __future__ import annotations
 
-import math
 import os
 import textwrap
 from dataclasses import dataclass
@@ -10,29 +10,35 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from hi4dfix.report.plotting import new_figure, save_png
-from hi4dfix.tables import MEAN, higher_is_better
+from hi4dfix.stats import IMPROVED, INCONCLUSIVE, WORSE
+from hi4dfix.tables import COMPARISONS, MEAN, comparison_name, higher_is_better, metric_digits, metric_title
 
-METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
-# Bars of one scene, left to right; raw (no DiFix) is context, baseline vs tuned is the comparison.
+# Bars of one scene, left to right; raw (no DiFix) is context, base vs tuned is the study's comparison.
 ARM_STYLES = (
     ("raw", "raw render (no DiFix)", "#b8b8b8"),
-    ("baseline", "base DiFix", "#4c78a8"),
+    ("base", "base DiFix", "#4c78a8"),
     ("tuned", "tuned DiFix", "#f58518"),
 )
-IMPROVED_COLOR, WORSE_COLOR = "#2e7d32", "#c62828"
+# Paired differences b - a: a marker per comparison, a colour per verdict.
+COMPARISON_MARKERS = {comparison_name(b, a): marker for (b, a), marker in zip(COMPARISONS, ("o", "s", "^"))}
+STUDY_COMPARISON = comparison_name(*COMPARISONS[0])  # tuned_vs_base: the Δ over the bars
+VERDICT_COLORS = {IMPROVED: "#2e7d32", WORSE: "#c62828", INCONCLUSIVE: "#757575"}
+NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
 LOSS_TERMS = {"l2": "L2 term", "lpips": "LPIPS term", "gram": "Gram term"}
+DELTA_TABLE_COLUMNS = ("scene", "metric", "comparison", "raw", "base", "tuned", "delta", "ci_low", "ci_high", "verdict", "note")
 
 
 @dataclass(frozen=True)
 class MetricChartConfig:
-    metrics: tuple[str, ...] = ("psnr", "ssim", "lpips")  # one panel each, from the delta table
+    metrics: tuple[str, ...] = ("psnr", "ssim", "lpips")  # one column of panels each, from the delta table
     show_raw: bool = True  # grey bars of the raw renders, for context
     panel_width_in: float = 4.2
-    panel_height_in: float = 3.6
+    panel_height_in: float = 3.3  # each of the two rows: arm means, paired differences
     dpi: int = 110
 
     def __post_init__(self) -> None:
@@ -64,38 +70,52 @@ def short_scene(scene: str) -> str:
     return scene.removeprefix("hi4d_")
 
 
-def metric_title(metric: str) -> str:
-    base = metric.removesuffix("_person")
-    title = METRIC_TITLES.get(base, base.upper()) + (" (people)" if metric.endswith("_person") else "")
-    return f"{title} {'↑' if higher_is_better(metric) else '↓'}"
-
-
 def _metric_rows(deltas: pd.DataFrame, metric: str, source: str) -> pd.DataFrame:
+    """A metric's rows of the delta table, scenes in table order then the mean, comparisons as columns
+    ``delta@C``, ``ci_low@C``, ``ci_high@C``, ``verdict@C`` beside the arm means and the notes."""
     rows = deltas[deltas["metric"] == metric]
     if rows.empty:
         known = ", ".join(sorted(set(deltas["metric"])))
         raise ValueError(f"{source}: no rows for metric {metric!r} (the table has: {known})")
-    scenes = rows[rows["scene"] != MEAN]
-    means = rows[rows["scene"] == MEAN]
-    return pd.concat([scenes, means], ignore_index=True)  # scenes first, the mean last
+    scenes = [s for s in dict.fromkeys(rows["scene"]) if s != MEAN] + ([MEAN] if (rows["scene"] == MEAN).any() else [])
+    out = rows.drop_duplicates("scene").set_index("scene").loc[scenes, ["raw", "base", "tuned"]]
+    out["note"] = rows.groupby("scene")["note"].agg(lambda notes: "; ".join(dict.fromkeys(n for n in notes if n)))
+    for name in COMPARISON_MARKERS:
+        chosen = rows[rows["comparison"] == name].set_index("scene").reindex(scenes)
+        for key in ("delta", "ci_low", "ci_high", "verdict"):
+            out[f"{key}@{name}"] = chosen[key]
+    return out.reset_index()
 
 
-def _draw_metric_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, str, str]]) -> None:
+def _not_computed(ax, rows: pd.DataFrame) -> None:
+    # The scenes' notes say why (the mean row's note only repeats it).
+    notes = sorted({note for note, scene in zip(rows["note"], rows["scene"]) if note and scene != MEAN})
+    text = "\n".join(textwrap.fill(note, 34) for note in notes) or "not computed"
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#555555")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _scene_ticks(ax, rows: pd.DataFrame, labels: bool) -> np.ndarray:
     x = np.arange(len(rows), dtype=float)
-    width = 0.8 / len(arms)
-    known = rows[[arm for arm, _, _ in arms]].to_numpy(dtype=float)
-    ax.set_title(metric_title(metric), fontsize=11)
-    ax.set_xticks(x, [short_scene(s) if s != MEAN else "mean" for s in rows["scene"]], rotation=30, ha="right", fontsize=8)
+    names = [short_scene(s) if s != MEAN else "mean" for s in rows["scene"]]
+    ax.set_xticks(x, names if labels else [""] * len(names), rotation=30, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
+    if rows["scene"].iloc[-1] == MEAN and len(rows) > 1:
+        ax.axvline(len(rows) - 1.5, color="#888888", linewidth=0.8, linestyle=":")
+    return x
+
+
+def _draw_arm_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, str, str]]) -> None:
+    """Bars of the arms' means; over each group Δ = tuned − base, coloured by its verdict."""
+    ax.set_title(metric_title(metric), fontsize=11)
+    known = rows[[arm for arm, _, _ in arms]].to_numpy(dtype=float)
     if not np.isfinite(known).any():
-        # The scenes' notes say why (the mean row's note only repeats that nothing was computed).
-        notes = sorted({note for note, scene in zip(rows["note"], rows["scene"]) if note and scene != MEAN})
-        text = "\n".join(textwrap.fill(note, 34) for note in notes) or "not computed"
-        ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#555555")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _not_computed(ax, rows)
         return
+    x = _scene_ticks(ax, rows, labels=False)
+    width = 0.8 / len(arms)
     for i, (arm, label, color) in enumerate(arms):
         offsets = x + (i - (len(arms) - 1) / 2) * width
         ax.bar(offsets, rows[arm].to_numpy(dtype=float), width, label=label, color=color)  # NaN: no bar
@@ -105,39 +125,70 @@ def _draw_metric_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str
     # Bars start near the data rather than at 0, so small deltas stay visible; the axis says where.
     bottom = max(0.0, low - 0.6 * span) if low >= 0 else low - 0.2 * span
     ax.set_ylim(bottom, high + 0.35 * span)
-    if rows["scene"].iloc[-1] == MEAN and len(rows) > 1:
-        ax.axvline(len(rows) - 1.5, color="#888888", linewidth=0.8, linestyle=":")
-    digits = 2 if metric.startswith("psnr") else 3
+    digits = min(metric_digits(metric), 3)  # a short label: the table has the full figure
     for xi, (_, row) in zip(x, rows.iterrows()):
-        if math.isnan(row["delta"]):
+        delta = row[f"delta@{STUDY_COMPARISON}"]
+        if pd.isna(delta):
             continue
-        improved = bool(row["improved"]) if not pd.isna(row["improved"]) else None
-        color = IMPROVED_COLOR if improved else WORSE_COLOR if improved is False else "#555555"
+        color = VERDICT_COLORS.get(row[f"verdict@{STUDY_COMPARISON}"], NO_VERDICT_COLOR)
         top = np.nanmax([row[arm] for arm, _, _ in arms])
-        label = f"{row['delta']:+.{digits}f}" if abs(row["delta"]) >= 0.5 * 10**-digits else f"{row['delta']:+.1e}"
+        label = f"{delta:+.{digits}f}" if abs(delta) >= 0.5 * 10**-digits else f"{delta:+.1e}"
         ax.annotate(f"Δ {label}", (xi, top), xytext=(0, 3), textcoords="offset points",
                     ha="center", va="bottom", fontsize=7.5, color=color)
 
 
+def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str) -> None:
+    """The three paired differences per scene with their intervals: marker = comparison, colour = verdict."""
+    deltas = rows[[f"delta@{name}" for name in COMPARISON_MARKERS]].to_numpy(dtype=float)
+    if not np.isfinite(deltas).any():
+        ax.axis("off")
+        return
+    x = _scene_ticks(ax, rows, labels=True)
+    ax.axhline(0.0, color="#333333", linewidth=0.8)
+    step = 0.8 / len(COMPARISON_MARKERS)
+    for i, (name, marker) in enumerate(COMPARISON_MARKERS.items()):
+        for xi, (_, row) in zip(x + (i - (len(COMPARISON_MARKERS) - 1) / 2) * step, rows.iterrows()):
+            delta, low, high = row[f"delta@{name}"], row[f"ci_low@{name}"], row[f"ci_high@{name}"]
+            if pd.isna(delta):
+                continue
+            color = VERDICT_COLORS.get(row[f"verdict@{name}"], NO_VERDICT_COLOR)
+            ax.errorbar([xi], [delta], yerr=[[delta - low], [high - delta]], fmt=marker, color=color,
+                        markersize=4.5, elinewidth=1.4, capsize=2.5, gid=f"{row['scene']}@{name}")
+    ax.set_ylabel(f"b − a ({'↑' if higher_is_better(metric) else '↓'} better)", fontsize=9)
+
+
+def _legend_handles(arm_axes) -> list:
+    """The arms (from the first panel with bars), the comparisons' markers and the verdicts' colours."""
+    handles, _ = next((pair for pair in (ax.get_legend_handles_labels() for ax in arm_axes) if pair[0]), ([], []))
+    for name, marker in COMPARISON_MARKERS.items():
+        b, a = name.split("_vs_")
+        handles.append(Line2D([], [], color="#333333", marker=marker, linestyle="", label=f"{b} − {a}"))
+    for verdict_name, color in VERDICT_COLORS.items():
+        handles.append(Line2D([], [], color=color, linewidth=3, label=verdict_name))
+    return handles
+
+
 def metric_bars(deltas: pd.DataFrame, cfg: MetricChartConfig = MetricChartConfig(), source: str = "delta table") -> Figure:
-    """One panel per metric: bars per reserved scene (and the mean) for the arms, Δ = tuned − baseline on top.
+    """A column per metric. Top: bars of the arms' means per reserved scene (and the mean), Δ = tuned − base
+    on top, coloured by its verdict. Bottom: the paired differences tuned − base, tuned − raw and base − raw
+    with their bootstrap intervals, coloured by verdict (improved, worse, inconclusive).
 
     ``deltas`` is a delta table (:func:`hi4dfix.tables.delta_table`); ``source`` names it in errors.
     """
-    required = {"scene", "metric", "baseline", "tuned", "delta", "improved", "note"}
-    missing = sorted(required - set(deltas.columns))
+    missing = sorted(set(DELTA_TABLE_COLUMNS) - set(deltas.columns))
     if missing:
         raise ValueError(f"{source}: delta table lacks columns {missing}")
-    arms = [style for style in ARM_STYLES if style[0] != "raw" or (cfg.show_raw and "raw" in deltas.columns)]
-    figure = new_figure(cfg.panel_width_in * len(cfg.metrics), cfg.panel_height_in, cfg.dpi)
-    axes = figure.subplots(1, len(cfg.metrics), squeeze=False)[0]
-    for ax, metric in zip(axes, cfg.metrics):
-        _draw_metric_panel(ax, _metric_rows(deltas, metric, source), metric, arms)
-    # The legend of the first panel with bars (a "not computed" panel has none).
-    handles, labels = next((pair for pair in (ax.get_legend_handles_labels() for ax in axes) if pair[0]), ([], []))
-    if handles:
-        figure.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
-    figure.suptitle("Novel views of the reserved scenes: base vs tuned DiFix", fontsize=12)
+    arms = [style for style in ARM_STYLES if style[0] != "raw" or cfg.show_raw]
+    figure = new_figure(cfg.panel_width_in * len(cfg.metrics), 2 * cfg.panel_height_in + 0.5, cfg.dpi)
+    axes = figure.subplots(2, len(cfg.metrics), squeeze=False, height_ratios=(1.0, 1.0))
+    for column, metric in enumerate(cfg.metrics):
+        rows = _metric_rows(deltas, metric, source)
+        _draw_arm_panel(axes[0, column], rows, metric, arms)
+        _draw_difference_panel(axes[1, column], rows, metric)
+    handles = _legend_handles(axes[0])
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 9), fontsize=8, frameon=False)
+    figure.suptitle("Novel views of the reserved scenes: arm means (top), paired differences with intervals (bottom)",
+                    fontsize=11)
     return figure
 
 

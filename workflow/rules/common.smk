@@ -159,9 +159,14 @@ def report_figures(version):
 
 
 def delta_inputs(wildcards):
-    """The arms' CSVs, and the report figures: a report holds only files in its target's DAG, so
-    this is what makes `snakemake --report R results/{version}/deltas.csv` the whole report."""
-    return {**nvs_arm_csvs(wildcards), "report_figures": report_figures(wildcards.version)}
+    """The arms' CSVs, the report figures and the internal evaluation's delta table: a report holds
+    only files in its target's DAG, so this is what makes `snakemake --report R results/{version}/deltas.csv`
+    the whole report, and the main job make every expected output of the version."""
+    return {
+        **nvs_arm_csvs(wildcards),
+        "report_figures": report_figures(wildcards.version),
+        "eval_deltas": f"{RESULTS}/{wildcards.version}/difix/eval_deltas.csv",
+    }
 
 
 def versions_with_deltas(wildcards):

@@ -4,6 +4,21 @@
 
 import shlex
 
+from hi4dfix.difix import data as difix_data
+
+
+# ---- processing size: one setting for tuning and the DiFix arms ------------------------------
+
+
+def training_geometry(wildcards):
+    """How the version's tuning run sizes its images (hi4dfix.difix.data.training_geometry)."""
+    return difix_data.training_geometry(config["difix"], checked_version(wildcards).tuning)
+
+
+def inference_geometry(wildcards):
+    """Processing size of the version's DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
+    return difix_data.inference_geometry(config["difix"], checked_version(wildcards).tuning)
+
 
 rule pretrain_difix_base:
     """Train a tiny base DiFix on out-of-domain synthetic degradations (embedded default only)."""
@@ -28,6 +43,7 @@ rule pretrain_difix_base:
 def tuning_args(wildcards):
     """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key."""
     options = {key: value for key, value in checked_version(wildcards).tuning.items() if value is not None}
+    options["long_side"] = training_geometry(wildcards)["long_side"]
     if config["difix"]["hub_cache_dir"]:
         options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
     return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())

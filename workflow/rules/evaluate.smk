@@ -1,5 +1,6 @@
 # Evaluation stage: DiFix on its internal test split, downstream NVS on the reserved scenes
-# (arms raw, base and tuned), and the tuned-vs-baseline delta table.
+# (arms raw, base and tuned), and their delta tables: tuned vs base, tuned vs raw and base vs raw,
+# with paired cluster-bootstrap intervals and verdicts (config block `stats`).
 
 from hi4dfix.report import CATEGORY_METRICS
 
@@ -16,6 +17,7 @@ rule evaluate_difix:
     params:
         base=difix_base_spec(),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=inference_geometry,
     log:
         f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
     benchmark:
@@ -41,6 +43,7 @@ rule evaluate_nvs:
         mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
         profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=inference_geometry,
     log:
         f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
     benchmark:
@@ -54,8 +57,38 @@ rule evaluate_nvs:
         "../scripts/evaluate_nvs.py"
 
 
+rule eval_deltas:
+    """The internal evaluation's comparisons with bootstrap intervals and verdicts, as CSV and markdown."""
+    input:
+        f"{RESULTS}/{{version}}/difix/eval.csv",
+    output:
+        csv=report(
+            f"{RESULTS}/{{version}}/difix/eval_deltas.csv",
+            caption="../report/eval_deltas.rst",
+            category=CATEGORY_METRICS,
+            subcategory="{version}",
+            labels={"item": "internal evaluation (CSV)"},
+        ),
+        markdown=f"{RESULTS}/{{version}}/difix/eval_deltas.md",
+    params:
+        bootstrap=config["stats"],
+        title=lambda wildcards: f"{wildcards.version}: DiFix internal evaluation on "
+        + ", ".join(checked_version(wildcards).difix_eval),
+    log:
+        f"{RESULTS}/logs/eval_deltas/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/eval_deltas/{{version}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/eval_deltas.py"
+
+
 rule delta_table:
-    """Tuned vs baseline DiFix per reserved scene and metric, as CSV and markdown."""
+    """Raw, base and tuned DiFix compared pairwise per reserved scene and metric, with bootstrap
+    intervals and verdicts, as CSV and markdown."""
     input:
         unpack(delta_inputs),
     output:
@@ -69,6 +102,8 @@ rule delta_table:
         markdown=f"{RESULTS}/{{version}}/deltas.md",
     params:
         scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
+        bootstrap=config["stats"],
+        title=lambda wildcards: f"{wildcards.version}: novel views of the reserved scenes",
     log:
         f"{RESULTS}/logs/delta_table/{{version}}.log",
     benchmark:
@@ -82,7 +117,7 @@ rule delta_table:
 
 
 rule versions_table:
-    """Every version's mean deltas side by side."""
+    """Every version's mean-row comparisons (deltas, intervals, verdicts) in one table."""
     input:
         versions_with_deltas,
     output:
@@ -103,6 +138,6 @@ rule versions_table:
 
 onsuccess:
     for version in STUDY.versions:
-        table = Path(f"{RESULTS}/{version}/deltas.md")
-        if table.exists():
-            print(f"\n{version}: tuned vs baseline DiFix ({table})\n{table.read_text()}")
+        for table in (Path(f"{RESULTS}/{version}/difix/eval_deltas.md"), Path(f"{RESULTS}/{version}/deltas.md")):
+            if table.exists():
+                print(f"\n({table})\n{table.read_text()}")

@@ -35,7 +35,12 @@ rule version_card:
         version=version_params,
         reserved=sorted(STUDY.reserved_scenes),
         render_profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
-        difix={"base": config["difix"]["base"], "preset": config["difix"]["preset"]},
+        difix=lambda wildcards: {
+            "base": config["difix"]["base"],
+            "preset": config["difix"]["preset"],
+            "processing size, tuning": training_geometry(wildcards),
+            "processing size, DiFix arms": inference_geometry(wildcards),
+        },
     log:
         f"{RESULTS}/logs/version_card/{{version}}.log",
     benchmark:
@@ -49,7 +54,8 @@ rule version_card:
 
 
 rule metric_charts:
-    """Bar charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix."""
+    """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix, and their paired
+    differences with bootstrap intervals and verdicts."""
     input:
         unpack(nvs_arm_csvs),
     output:
@@ -63,6 +69,7 @@ rule metric_charts:
     params:
         scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
         charts=REPORT.get("metric_charts", {}),
+        bootstrap=config["stats"],
     log:
         f"{RESULTS}/logs/metric_charts/{{version}}.log",
     benchmark:
@@ -123,6 +130,7 @@ rule triplet_gallery:
     params:
         gallery=REPORT.get("gallery", {}),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=inference_geometry,
     log:
         f"{RESULTS}/logs/triplet_gallery/{{version}}.log",
     benchmark:

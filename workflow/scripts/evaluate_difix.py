@@ -11,8 +11,8 @@ from hi4dfix.triplets import read_triplets
 with job_log(snakemake.log[0]) as log:
     fixers = {
         "raw": None,
-        "base": difix_fixer(snakemake.params.base, hub_cache_dir=snakemake.params.hub_cache_dir),
-        "tuned": difix_fixer(snakemake.input.tuned, hub_cache_dir=snakemake.params.hub_cache_dir),
+        "base": difix_fixer(snakemake.params.base, hub_cache_dir=snakemake.params.hub_cache_dir, **snakemake.params.size),
+        "tuned": difix_fixer(snakemake.input.tuned, hub_cache_dir=snakemake.params.hub_cache_dir, **snakemake.params.size),
     }
     rows = evaluate_difix_arms(read_triplets(snakemake.input.triplets)["test"], fixers, MetricComputer(), snakemake.input.scenes)
     table = pd.DataFrame(rows)

@@ -6,7 +6,7 @@ from hi4dfix.metrics import MetricComputer
 from hi4dfix.tables import per_scene_table, write_csv
 
 with job_log(snakemake.log[0]) as log:
-    fixer = difix_fixer(snakemake.params.model, hub_cache_dir=snakemake.params.hub_cache_dir)
+    fixer = difix_fixer(snakemake.params.model, hub_cache_dir=snakemake.params.hub_cache_dir, **snakemake.params.size)
     rows = evaluate_nvs(
         mode=snakemake.params.mode,
         scene_dir=snakemake.input.scene,

@@ -1,4 +1,4 @@
-"""Glue: every version's mean deltas side by side."""
+"""Glue: every version's mean-row comparisons (deltas, intervals, verdicts), one table."""
 
 from hi4dfix.logs import job_log
 from hi4dfix.tables import read_delta_csv, versions_table, write_csv

@@ -1,0 +1,15 @@
+"""Glue: the internal DiFix evaluation's delta table (raw, base and tuned on the test triplets,
+compared pairwise with bootstrap intervals and verdicts), from eval.csv."""
+
+from hi4dfix.io import write_text
+from hi4dfix.logs import job_log
+from hi4dfix.stats import BootstrapConfig
+from hi4dfix.tables import delta_markdown, delta_table, read_eval_views, write_csv
+
+with job_log(snakemake.log[0]) as log:
+    bootstrap = BootstrapConfig(**snakemake.params.bootstrap)
+    table = delta_table(read_eval_views(snakemake.input[0]), bootstrap=bootstrap, source=snakemake.input[0])
+    write_csv(snakemake.output.csv, table)
+    markdown = delta_markdown(table, bootstrap, title=snakemake.params.title)
+    write_text(snakemake.output.markdown, markdown)
+    log.info("internal evaluation:\n%s", markdown)
