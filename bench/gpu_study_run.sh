@@ -21,11 +21,12 @@
 #   --eval-samples N|null (48)  triplets.max_samples: caps the train AND the test triplets of each
 #                          version (evaluate_difix runs its 3 arms over the test split in one job,
 #                          after tuning); null: every view (140 test, 280 train at 20 frames)
-#   --gpu-jobs N (6)       Snakemake's gpu resource: jobs sharing the GPU at once
+#   --gpu-jobs N (5; 3 where the schema has no difix.inference: float32 arms take more memory)
+#                          Snakemake's gpu resource: jobs sharing the GPU at once
 #   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
 #   --run-dir DIR (gpu-out/study)   --fresh: remove an earlier run there first
-#   --allow-old-schema     run although the schema lacks difix.long_side (issue 15) or
-#                          difix.inference (issue 16): the arms then run at 944x1280 in float32
+#   --allow-old-schema     run although the schema lacks difix.long_side (issue 15): the arms
+#                          then run at 944x1280 (without difix.inference, issue 16: in float32)
 #   --local-test           tiny CPU version of the same path (120x160, 2 frames, torch renders,
 #                          tiny preset, no wheels, no gsplat build) for checking the script
 #
@@ -47,7 +48,7 @@ FRESH=0
 WAIT=560
 declare -A OPT=(
     [frames]=20 [steps]=300 [tune-compile]=false [infer-compile]=false [fit-steps]=300 [gaussians]=13780
-    [long-side]=512 [eval-samples]=48 [gpu-jobs]=6 [local-test]=0 [allow-old-schema]=0
+    [long-side]=512 [eval-samples]=48 [gpu-jobs]=5 [gpu-jobs-given]=0 [local-test]=0 [allow-old-schema]=0
 )
 
 parse_options() {
@@ -60,7 +61,7 @@ parse_options() {
             --allow-old-schema) OPT[allow-old-schema]=1; shift ;;
             --wheels) WHEELS=$2; shift 2 ;;
             --frames|--steps|--tune-compile|--infer-compile|--fit-steps|--gaussians|--long-side|--eval-samples|--gpu-jobs)
-                OPT[${1#--}]=$2; shift 2 ;;
+                OPT[${1#--}]=$2; [ "$1" = --gpu-jobs ] && OPT[gpu-jobs-given]=1; shift 2 ;;
             *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
         esac
     done
@@ -187,6 +188,10 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
     stage overlays bash -c '"$0" bench/gpu_study.py overlay "$1/overlay_data.yaml" --data-only "${@:2}" && \
         "$0" bench/gpu_study.py overlay "$1/overlay.yaml" "${@:2}"' "$PY" "$RUN" "${overlay_args[@]}" || return 1
 
+    if grep -q "no difix.inference" "$RUN/logs/overlays.log" && [ "$OPT_gpu_jobs_given" != 1 ]; then
+        OPT_gpu_jobs=3
+        log "no difix.inference in the schema: float32 DiFix arms, at most $OPT_gpu_jobs GPU jobs at once"
+    fi
     local scenes versions
     scenes=$("$PY" -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['data']['scenes']))")
     versions=$("$PY" -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['versions']))")
@@ -236,7 +241,7 @@ start() {
     mkdir -p "$RUN/logs" "$RUN/repo"
     if [ "${OPT[local-test]}" = 1 ]; then
         OPT[frames]=2 OPT[steps]=6 OPT[tune-compile]=false OPT[infer-compile]=false OPT[fit-steps]=20
-        OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1 OPT[eval-samples]=8
+        OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1 OPT[gpu-jobs-given]=1 OPT[eval-samples]=8
     fi
     : >"$RUN/options.env"
     for key in "${!OPT[@]}"; do echo "OPT_${key//-/_}=${OPT[$key]}" >>"$RUN/options.env"; done

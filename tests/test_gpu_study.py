@@ -71,7 +71,7 @@ def test_overlay_uses_newer_keys_where_the_schema_has_them(schema_with_newer_key
 
 
 def test_overlay_is_refused_without_the_newer_keys_unless_allowed(schema_without_newer_keys, tmp_path):
-    with pytest.raises(SystemExit, match="difix.long_side.*--allow-old-schema"):
+    with pytest.raises(SystemExit, match="no difix.long_side.*--allow-old-schema"):
         gpu_study.write_overlay(overlay_args(out=tmp_path / "refused.yaml"))
     assert not (tmp_path / "refused.yaml").exists()
     gpu_study.write_overlay(overlay_args(out=tmp_path / "allowed.yaml", allow_old_schema=True))
