@@ -60,3 +60,22 @@ def test_job_log_of_a_cpu_job_has_no_peak_line(tmp_path, monkeypatch):
     with logs.job_log(path) as log:
         log.info("cpu only")
     assert logs.GPU_PEAK_PREFIX not in path.read_text()
+
+
+def test_tuning_logs_its_peak_gpu_memory_only_where_cuda_was_used(tmp_path, capfd, monkeypatch):
+    """hi4dfix.difix.train runs under accelerate, not job_log: it logs the peak itself at the end."""
+    from hi4dfix.difix.pretrain_data import SyntheticConfig, write_synthetic_triplets
+    from hi4dfix.difix.train import TrainConfig, train
+
+    small = SyntheticConfig(height=32, width=48, max_view_shift=3)
+    triplets = write_synthetic_triplets(tmp_path / "synthetic", n_train=2, n_test=1, seed=1, cfg=small)
+
+    def run(name: str) -> str:
+        out = tmp_path / name
+        train(TrainConfig(triplets=str(triplets), output=str(out / "tuned.pkl"), output_dir=str(out / "run"),
+                          steps=1, resolution="32x48", val_every=0, ckpt_every=0))
+        return capfd.readouterr().err
+
+    assert logs.GPU_PEAK_PREFIX not in run("cpu")  # a CPU run has nothing to report
+    monkeypatch.setattr(logs, "cuda_peak_memory_message", lambda: "GPU peak memory (cuda:0): probe")
+    assert "GPU peak memory (cuda:0): probe" in run("gpu")
