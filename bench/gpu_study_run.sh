@@ -152,28 +152,9 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
         export PATH=$RUN/bin:$PATH
     fi
 
-    local monitor=""
-    if command -v nvidia-smi >/dev/null; then
-        nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -l 2 \
-            >"$RUN/logs/gpu_monitor.csv" 2>&1 &
-        monitor=$!
-    fi
-
-    # in the background, while the data stage runs: gsplat's CUDA build (renders must not start
-    # before it is done: a second importer would remove the half-built folder), the random base
-    # model, the random LPIPS/VGG stand-ins
-    local gsplat_pid="" base_pid standins_pid preset=sd-turbo backend=gsplat
-    if [ "$local_test" = 1 ]; then
-        preset=tiny backend=torch
-    else
-        stage gsplat_build "$PY" -c "from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat CUDA extension unavailable'; print('gsplat CUDA extension ready')" &
-        gsplat_pid=$!
-    fi
-    stage build_base "$PY" "$W/bench/gpu_study.py" base "$RUN/difix_base" --preset "$preset" &
-    base_pid=$!
-    stage standins "$PY" "$W/bench/gpu_study.py" standins "$TORCH_HOME" &
-    standins_pid=$!
-
+    local preset=sd-turbo backend=gsplat
+    [ "$local_test" = 1 ] && preset=tiny backend=torch
+    # the run's config first: it refuses a schema that cannot make this run (seconds, nothing started yet)
     local overlay_args=(--base "$RUN/difix_base" --preset "$preset" --frames "$OPT_frames" --steps "$OPT_steps"
         --tune-compile "$OPT_tune_compile" --infer-compile "$OPT_infer_compile" --fit-steps "$OPT_fit_steps"
         --gaussians "$OPT_gaussians" --long-side "$OPT_long_side" --eval-samples "$OPT_eval_samples"
@@ -187,6 +168,26 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
     cd "$W" || return 1
     stage overlays bash -c '"$0" bench/gpu_study.py overlay "$1/overlay_data.yaml" --data-only "${@:2}" && \
         "$0" bench/gpu_study.py overlay "$1/overlay.yaml" "${@:2}"' "$PY" "$RUN" "${overlay_args[@]}" || return 1
+
+    local monitor=""
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -l 2 \
+            >"$RUN/logs/gpu_monitor.csv" 2>&1 &
+        monitor=$!
+    fi
+
+    # in the background, while the data stage runs: gsplat's CUDA build (renders must not start
+    # before it is done: a second importer would remove the half-built folder), the random base
+    # model, the random LPIPS/VGG stand-ins
+    local gsplat_pid="" base_pid standins_pid
+    if [ "$local_test" != 1 ]; then
+        stage gsplat_build "$PY" -c "from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat CUDA extension unavailable'; print('gsplat CUDA extension ready')" &
+        gsplat_pid=$!
+    fi
+    stage build_base "$PY" "$W/bench/gpu_study.py" base "$RUN/difix_base" --preset "$preset" &
+    base_pid=$!
+    stage standins "$PY" "$W/bench/gpu_study.py" standins "$TORCH_HOME" &
+    standins_pid=$!
 
     if grep -q "no difix.inference" "$RUN/logs/overlays.log" && [ "$OPT_gpu_jobs_given" != 1 ]; then
         OPT_gpu_jobs=3
