@@ -8,6 +8,26 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+GPU_PEAK_PREFIX = "GPU peak memory"
+
+
+def cuda_peak_memory_message() -> str | None:
+    """Peak GPU memory of this process on its current CUDA device, as one log line; None when
+    the process did not use CUDA.
+
+    Only looks: torch is not imported and CUDA is not initialised for this (a CPU job stays a
+    CPU job). Snakemake's benchmark files record RSS, not GPU memory; bench/gpu_study.py
+    parses these lines.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return None
+    device = torch.cuda.current_device()
+    gib = float(2**30)
+    allocated = torch.cuda.max_memory_allocated(device) / gib
+    reserved = torch.cuda.max_memory_reserved(device) / gib
+    return f"{GPU_PEAK_PREFIX} (cuda:{device}): max_allocated {allocated:.3f} GiB, max_reserved {reserved:.3f} GiB"
+
 
 @contextlib.contextmanager
 def job_log(path: str | Path | None, brief_errors: tuple[type[BaseException], ...] = ()) -> Iterator[logging.Logger]:
@@ -17,7 +37,8 @@ def job_log(path: str | Path | None, brief_errors: tuple[type[BaseException], ..
     job failed even when Snakemake only reports the exit status. An exception of a type in
     ``brief_errors`` (bad input, whose message names the file or setting) reaches the user as
     its message alone, without the traceback, which stays in the log: the job exits with
-    status 1 and ``error: MESSAGE`` on stderr.
+    status 1 and ``error: MESSAGE`` on stderr. A job that used CUDA ends its log with its peak
+    GPU memory (:func:`cuda_peak_memory_message`).
     """
     logger = logging.getLogger("hi4dfix")
     if path is None:
@@ -41,6 +62,9 @@ def job_log(path: str | Path | None, brief_errors: tuple[type[BaseException], ..
                     raise
                 brief = exc
             finally:
+                peak = cuda_peak_memory_message()
+                if peak is not None:
+                    logger.info(peak)
                 root.removeHandler(handler)
     if brief is not None:
         # raised outside the except block and the redirection: stderr gets the message alone

@@ -175,3 +175,33 @@ def test_bad_inputs_are_named(empty_torch_home):
         computer.compute(img, img, np.ones((10, 10), bool))
     with pytest.raises(ValueError, match="psnr_cap_db"):
         M.MetricsConfig(psnr_cap_db=0)
+
+
+def test_lpips_device_auto_follows_cuda_and_explicit_devices_stay():
+    assert M.MetricsConfig().device == "auto"
+    assert M.lpips_device("auto", cuda_available=True) == "cuda"
+    assert M.lpips_device("auto", cuda_available=False) == "cpu"
+    assert M.lpips_device("cpu", cuda_available=True) == "cpu"
+    assert M.lpips_device("cuda:1", cuda_available=True) == "cuda:1"
+
+
+def test_lpips_runs_where_auto_resolves_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    computer = M.MetricComputer(lpips_factory=random_lpips_factory)
+    assert computer.device == "cpu"
+    assert next(computer._lpips.parameters()).device.type == "cpu"
+
+
+def test_lpips_forward_runs_without_tf32_and_restores_the_setting(monkeypatch):
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, pred, target):
+            seen.append(torch.backends.cudnn.allow_tf32)
+            return (pred - target).abs().mean(dim=(1, 2, 3))
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    computer = M.MetricComputer(M.MetricsConfig(device="cpu"), lpips_factory=Probe)
+    computer.compute(textured(40, 40), textured(40, 40, seed=1))
+    assert seen and not any(seen)
+    assert torch.backends.cudnn.allow_tf32 is True

@@ -525,6 +525,10 @@ def _train(cfg: TrainConfig) -> Path:
         }
         write_json(output_dir / "summary.json", summary)
         LOG.info("wrote %s", output)
+        from hi4dfix.logs import cuda_peak_memory_message  # (the tuning job does not run through job_log)
+
+        if (peak := cuda_peak_memory_message()) is not None:
+            LOG.info("%s", peak)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output

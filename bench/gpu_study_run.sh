@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# The whole study through Snakemake at full size on one GPU machine (issue 16, deliverable 2):
+# synthetic Hi4D-layout scenes at 940x1280, gsplat renders, an sd-turbo DiFix (random weights in the
+# official layout, built there) tuned for a few hundred steps, every arm evaluated.
+#
+#   bash bench/gpu_study_run.sh run [OPTIONS]    start (detached), wait --wait s, collect into $OUT
+#   bash bench/gpu_study_run.sh start [OPTIONS]  start detached (setsid: outlives the device command)
+#   bash bench/gpu_study_run.sh wait SECONDS     wait for the end (progress every 15 s), at most SECONDS
+#   bash bench/gpu_study_run.sh collect          summary, logs, benchmarks and tables into $OUT
+#   bash bench/gpu_study_run.sh status
+#
+# Options (defaults: what fits one ~10-minute device call, see BENCHMARKS.md / the lead's notes):
+#   --frames N (20)        frames a scene (data.synthetic.num_frames, materialize.max_frames)
+#   --steps N (300)        tuning steps
+#   --tune-compile true|false (false)  tuning.compile: a cold compile of the training step and of
+#                          the validation's forward takes minutes (BENCHMARKS.md), more than 300
+#                          eager steps; true is the full recipe
+#   --infer-compile auto|true|false (false)        difix.inference.compile, where the schema has it
+#   --fit-steps N (300)    --gaussians N (13780)   render recipe (gsplat)
+#   --long-side N|null (512)  processing size (difix.long_side; older schemas: tuning.resolution)
+#   --eval-samples N|null (48)  triplets.max_samples: caps the train AND the test triplets of each
+#                          version (evaluate_difix runs its 3 arms over the test split in one job,
+#                          after tuning); null: every view (140 test, 280 train at 20 frames)
+#   --gpu-jobs N (5; 3 where the schema has no difix.inference: float32 arms take more memory)
+#                          Snakemake's gpu resource: jobs sharing the GPU at once
+#   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
+#   --run-dir DIR (gpu-out/study)   --fresh: remove an earlier run there first
+#   --allow-old-schema     run although the schema lacks difix.long_side (issue 15): the arms
+#                          then run at 944x1280 (without difix.inference, issue 16: in float32)
+#   --local-test           tiny CPU version of the same path (120x160, 2 frames, torch renders,
+#                          tiny preset, no wheels, no gsplat build) for checking the script
+#
+# Everything runs in a copy of the repository under the run folder (the device re-sends the
+# working tree on each call; gpu-out/ is git-ignored, so it stays); TORCH_HOME, the gsplat build,
+# the inductor cache and the wheels' site-packages are there too. Wheels come from .whl/ (carried). Outputs: $OUT/summary.md,
+# deltas.md, driver.log, gpu_study_logs.tar.gz (benchmarks, job and Snakemake logs, tables,
+# overlays, GPU monitor), gpu_study_figures.tar.gz (report images, when under 16 MiB).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${PYTHON:-python3}
+COMMAND=${1:-help}
+shift || true
+
+RUN=$HERE/gpu-out/study  # git-ignored; on the disk (/tmp may be memory), kept between device calls
+WHEELS=$HERE/.whl
+FRESH=0
+WAIT=560
+declare -A OPT=(
+    [frames]=20 [steps]=300 [tune-compile]=false [infer-compile]=false [fit-steps]=300 [gaussians]=13780
+    [long-side]=512 [eval-samples]=48 [gpu-jobs]=5 [gpu-jobs-given]=0 [local-test]=0 [allow-old-schema]=0
+)
+
+parse_options() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --run-dir) RUN=$2; shift 2 ;;
+            --fresh) FRESH=1; shift ;;
+            --wait) WAIT=$2; shift 2 ;;
+            --local-test) OPT[local-test]=1; shift ;;
+            --allow-old-schema) OPT[allow-old-schema]=1; shift ;;
+            --wheels) WHEELS=$2; shift 2 ;;
+            --frames|--steps|--tune-compile|--infer-compile|--fit-steps|--gaussians|--long-side|--eval-samples|--gpu-jobs)
+                OPT[${1#--}]=$2; [ "$1" = --gpu-jobs ] && OPT[gpu-jobs-given]=1; shift 2 ;;
+            *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
+        esac
+    done
+}
+
+now() { date +%s.%N; }
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+
+# stage NAME CMD...: run CMD with its output in logs/NAME.log; times and exit status in stages.tsv
+stage() {
+    local name=$1 t0 rc
+    shift
+    t0=$(now)
+    log "start $name"
+    "$@" >"$RUN/logs/$name.log" 2>&1
+    rc=$?
+    printf '%s\t%s\t%s\t%s\n' "$name" "$t0" "$(now)" "$rc" >>"$RUN/stages.tsv"
+    log "end $name (exit $rc, $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}') s)"
+    return $rc
+}
+
+snakemake_progress() {
+    local latest
+    latest=$(ls -t "$RUN"/repo/.snakemake/log/*.snakemake.log 2>/dev/null | head -1)
+    [ -n "$latest" ] && grep -Eo '[0-9]+ of [0-9]+ steps \([0-9]+%\) done' "$latest" | tail -1
+}
+
+# ------------------------------------------------------------------------------------ the run itself
+
+main_run() {
+    cd "$RUN" || exit 1
+    set -a
+    # shellcheck disable=SC1091
+    . "$RUN/options.env"
+    set +a
+    local W=$RUN/repo local_test=${OPT_local_test}
+    export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+    export TORCH_HOME=$RUN/torch_home TORCH_EXTENSIONS_DIR=$RUN/torch_extensions
+    export TORCHINDUCTOR_CACHE_DIR=$RUN/inductor_cache TRITON_CACHE_DIR=$RUN/triton_cache
+    export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
+    # never NVLink multicast on these machines (KINDS.md)
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+    export PYTHONPATH=$RUN/site:$W${PYTHONPATH:+:$PYTHONPATH}
+    mkdir -p "$RUN/site" "$RUN/bin" "$TORCH_HOME"
+    local cores
+    cores=$(nproc)
+
+    log "run folder $RUN, $cores cores, options: $(tr '\n' ' ' <"$RUN/options.env")"
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+        "$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, 'CUDA', torch.version.cuda, '| cuda available', torch.cuda.is_available())"
+        echo "cores: $cores; memory: $(free -g | awk '/^Mem:/{print $2}') GiB; disk free: $(df -h "$RUN" | awk 'NR==2{print $4}')"
+        echo "options: $(tr '\n' ' ' <"$RUN/options.env")"
+    } >"$RUN/environment.txt" 2>&1
+    cat "$RUN/environment.txt"
+
+    if [ "$local_test" != 1 ]; then
+        # typing_extensions travels for pydantic (>= 4.16, through Snakemake's sqlmodel): installed
+        # only where the machine's own is older, so that nothing else sees an older one
+        local wheels=()
+        for wheel in "$WHEELS"/*.whl; do
+            case "$(basename "$wheel")" in
+                typing_extensions-*)
+                    [ "$("$PY" - "$(basename "$wheel")" <<'PYCODE'
+import importlib.metadata, sys
+from packaging.version import Version
+try:
+    own = Version(importlib.metadata.version("typing_extensions"))
+except importlib.metadata.PackageNotFoundError:
+    own = None
+print("skip" if own is not None and own >= Version(sys.argv[1].split("-")[1]) else "install")
+PYCODE
+)" = skip ] && continue ;;
+            esac
+            wheels+=("$wheel")
+        done
+        stage install_wheels "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+            --target "$RUN/site" "${wheels[@]}" || return 1
+    fi
+    stage import_check "$PY" -c "import snakemake, diffusers, lpips, jsonschema, sqlmodel, yaml, accelerate, peft; \
+print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)" || return 1
+    # `shell:` rules call `python`: the interpreter that has torch, through a wrapper (a symlink
+    # would lose the virtual environment)
+    if ! python -c "import torch" >/dev/null 2>&1; then
+        printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v "$PY")" >"$RUN/bin/python"
+        chmod +x "$RUN/bin/python"
+        export PATH=$RUN/bin:$PATH
+    fi
+
+    local preset=sd-turbo backend=gsplat
+    [ "$local_test" = 1 ] && preset=tiny backend=torch
+    # the run's config first: it refuses a schema that cannot make this run (seconds, nothing started yet)
+    local overlay_args=(--base "$RUN/difix_base" --preset "$preset" --frames "$OPT_frames" --steps "$OPT_steps"
+        --tune-compile "$OPT_tune_compile" --infer-compile "$OPT_infer_compile" --fit-steps "$OPT_fit_steps"
+        --gaussians "$OPT_gaussians" --long-side "$OPT_long_side" --eval-samples "$OPT_eval_samples"
+        --render-backend "$backend")
+    if [ "$local_test" = 1 ]; then
+        overlay_args+=(--width 120 --height 160 --mixed-precision no --loader-workers 0)
+    fi
+    if [ "$local_test" = 1 ] || [ "$OPT_allow_old_schema" = 1 ]; then
+        overlay_args+=(--allow-old-schema)
+    fi
+    cd "$W" || return 1
+    stage overlays bash -c '"$0" bench/gpu_study.py overlay "$1/overlay_data.yaml" --data-only "${@:2}" && \
+        "$0" bench/gpu_study.py overlay "$1/overlay.yaml" "${@:2}"' "$PY" "$RUN" "${overlay_args[@]}" || return 1
+
+    local monitor=""
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -l 2 \
+            >"$RUN/logs/gpu_monitor.csv" 2>&1 &
+        monitor=$!
+    fi
+
+    # in the background, while the data stage runs: gsplat's CUDA build (renders must not start
+    # before it is done: a second importer would remove the half-built folder), the random base
+    # model, the random LPIPS/VGG stand-ins
+    local gsplat_pid="" base_pid standins_pid
+    if [ "$local_test" != 1 ]; then
+        stage gsplat_build "$PY" -c "from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat CUDA extension unavailable'; print('gsplat CUDA extension ready')" &
+        gsplat_pid=$!
+    fi
+    stage build_base "$PY" "$W/bench/gpu_study.py" base "$RUN/difix_base" --preset "$preset" &
+    base_pid=$!
+    stage standins "$PY" "$W/bench/gpu_study.py" standins "$TORCH_HOME" &
+    standins_pid=$!
+
+    if grep -q "no difix.inference" "$RUN/logs/overlays.log" && [ "$OPT_gpu_jobs_given" != 1 ]; then
+        OPT_gpu_jobs=3
+        log "no difix.inference in the schema: float32 DiFix arms, at most $OPT_gpu_jobs GPU jobs at once"
+    fi
+    local scenes versions
+    scenes=$("$PY" -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['data']['scenes']))")
+    versions=$("$PY" -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['versions']))")
+    local smk=("$PY" -m snakemake --snakefile Snakefile --cores "$cores" --rerun-incomplete --keep-going
+        --show-failed-logs --benchmark-extended --printshellcmds)
+    local targets=() prioritize=()
+    for s in $scenes; do targets+=("results/scenes/$s"); done
+    for v in $versions; do prioritize+=("results/$v/difix/model.pkl"); done
+
+    stage snakemake_data "${smk[@]}" "${targets[@]}" --resources mem_mb=100000 \
+        --configfile bench/gpu_fullsize.yaml "$RUN/overlay_data.yaml"
+    local rc_data=$?
+
+    local rc_bg=0
+    for pid in $gsplat_pid $base_pid $standins_pid; do
+        wait "$pid" || rc_bg=1
+    done
+    if [ $rc_data -ne 0 ] || [ $rc_bg -ne 0 ]; then
+        log "data stage or preparation failed (see logs/); not starting the study"
+        [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
+        return 1
+    fi
+
+    # the study: renders of the tuning scenes first (--prioritize the tuned models' inputs)
+    stage snakemake_study "${smk[@]}" --prioritize "${prioritize[@]}" \
+        --resources gpu="$OPT_gpu_jobs" mem_mb=110000 --set-threads tune_difix=4 \
+        --configfile bench/gpu_fullsize.yaml "$RUN/overlay.yaml"
+    local rc_study=$?
+    [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
+    return $rc_study
+}
+
+# ------------------------------------------------------------------------------------ commands
+
+start() {
+    if [ -f "$RUN/driver.pid" ] && kill -0 "$(cat "$RUN/driver.pid")" 2>/dev/null; then
+        echo "a run is going on in $RUN (pid $(cat "$RUN/driver.pid")): use wait / collect" >&2
+        return 1
+    fi
+    if [ -e "$RUN" ]; then
+        if [ $FRESH -ne 1 ]; then
+            echo "$RUN exists (an earlier run): pass --fresh to remove it, or --run-dir elsewhere" >&2
+            return 1
+        fi
+        rm -rf "$RUN"
+    fi
+    mkdir -p "$RUN/logs" "$RUN/repo"
+    if [ "${OPT[local-test]}" = 1 ]; then
+        OPT[frames]=2 OPT[steps]=6 OPT[tune-compile]=false OPT[infer-compile]=false OPT[fit-steps]=20
+        OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1 OPT[gpu-jobs-given]=1 OPT[eval-samples]=8
+    fi
+    : >"$RUN/options.env"
+    for key in "${!OPT[@]}"; do echo "OPT_${key//-/_}=${OPT[$key]}" >>"$RUN/options.env"; done
+    # a copy of the code: the device re-sends the working tree on each call
+    cp -a "$HERE"/Snakefile "$HERE"/pyproject.toml "$HERE"/config "$HERE"/workflow "$HERE"/hi4dfix \
+        "$HERE"/bench "$RUN/repo/"
+    # the detached driver reads its own copy: bash reads a script as it goes, and the device may
+    # rewrite the working tree's files on the next call
+    setsid bash "$RUN/repo/bench/gpu_study_run.sh" _main --run-dir "$RUN" --wheels "$WHEELS" \
+        </dev/null >"$RUN/logs/driver.log" 2>&1 &
+    echo $! >"$RUN/driver.pid"
+    echo "started: pid $(cat "$RUN/driver.pid"), run folder $RUN, log $RUN/logs/driver.log"
+}
+
+wait_for_end() {
+    local limit=${1:-560} t0
+    t0=$(date +%s)
+    local polls=0
+    while [ ! -f "$RUN/exit_code" ]; do
+        if [ $(( $(date +%s) - t0 )) -ge "$limit" ]; then
+            echo "still running after ${limit} s: $(snakemake_progress)"
+            return 1
+        fi
+        sleep 5
+        polls=$((polls + 1))
+        if [ $((polls % 6)) -eq 0 ]; then
+            echo "[$(date +%H:%M:%S)] last: $(tail -1 "$RUN/logs/driver.log" 2>/dev/null | cut -c12-100) | $(snakemake_progress)"
+        fi
+    done
+    echo "finished with exit code $(cat "$RUN/exit_code")"
+}
+
+collect() {
+    local out=${OUT:-$RUN/out}
+    mkdir -p "$out"
+    PYTHONPATH=$RUN/site:$RUN/repo "$PY" "$RUN/repo/bench/gpu_study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>"$RUN/logs/summary.err" \
+        || echo "summary failed: $(tail -3 "$RUN/logs/summary.err")"
+    cp "$RUN/logs/driver.log" "$out/driver.log" 2>/dev/null
+    [ -f "$RUN/summary.md" ] && cp "$RUN/summary.md" "$out/summary.md"
+    for table in "$RUN"/repo/results/*/deltas.md; do
+        [ -f "$table" ] && cp "$table" "$out/$(basename "$(dirname "$table")")_deltas.md"
+    done
+    (
+        cd "$RUN" || exit 1
+        ls stages.tsv environment.txt options.env overlay_data.yaml overlay.yaml summary.md exit_code 2>/dev/null
+        find logs difix_base -maxdepth 1 -type f 2>/dev/null
+        find repo/results/benchmarks repo/results/logs repo/.snakemake/log -type f 2>/dev/null
+        ls repo/results/versions.csv repo/results/*/deltas.* repo/results/*/triplets.json repo/results/*/difix/*.csv \
+            repo/results/*/difix/work/*.csv repo/results/*/difix/work/summary.json repo/results/*/nvs/*/*.csv \
+            repo/results/renders/*/*/manifest.json repo/results/*/report/card.html repo/results/scenes/*/scene.json 2>/dev/null
+    ) >"$RUN/collect.list"
+    tar czf "$out/gpu_study_logs.tar.gz" -C "$RUN" -T "$RUN/collect.list"
+    (cd "$RUN" && find repo/results/*/report -name '*.png' 2>/dev/null) >"$RUN/figures.list"
+    if [ -s "$RUN/figures.list" ]; then
+        tar czf "$out/gpu_study_figures.tar.gz" -C "$RUN" -T "$RUN/figures.list"
+        if [ "$(stat -c %s "$out/gpu_study_figures.tar.gz")" -gt $((15 * 1024 * 1024)) ]; then
+            grep -v before_after "$RUN/figures.list" >"$RUN/figures_small.list"
+            tar czf "$out/gpu_study_figures.tar.gz" -C "$RUN" -T "$RUN/figures_small.list"
+        fi
+    fi
+    ls -la "$out"
+    [ -f "$RUN/summary.md" ] && cat "$RUN/summary.md"
+}
+
+main() {
+    case "$COMMAND" in
+        _main)
+            parse_options "$@"
+            echo $$ >"$RUN/driver.pid"
+            main_run
+            local rc=$?
+            "$PY" "$RUN/repo/bench/gpu_study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>>"$RUN/logs/driver.log"
+            echo $rc >"$RUN/exit_code"
+            log "done, exit $rc"
+            ;;
+        start) parse_options "$@"; start ;;
+        run)
+            parse_options "$@"
+            start || return 1
+            wait_for_end "$WAIT"
+            collect
+            ;;
+        wait) parse_options "${@:2}"; wait_for_end "${1:-560}" ;;
+        collect) parse_options "$@"; collect ;;
+        status)
+            parse_options "$@"
+            echo "run folder $RUN: $( [ -f "$RUN/exit_code" ] && echo "finished, exit $(cat "$RUN/exit_code")" || echo running)"
+            tail -5 "$RUN/logs/driver.log" 2>/dev/null
+            snakemake_progress
+            ;;
+        *) sed -n '2,36p' "$0"; return 2 ;;
+    esac
+}
+
+# one line, read whole before it runs: a later change to this file cannot reach a running shell
+main "$@"; exit $?

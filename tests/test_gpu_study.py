@@ -1,0 +1,148 @@
+"""bench/gpu_study.py, the helpers of the full-size GPU run (bench/gpu_study_run.sh): the local base
+folder rebuilds tuned sd-turbo pkls offline, the config overlay follows the schema, the summary
+joins benchmark files, job logs and Snakemake's log."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("gpu_study", REPO / "bench" / "gpu_study.py")
+gpu_study = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_study)
+
+
+def overlay_args(**overrides) -> argparse.Namespace:
+    values = dict(
+        base="/scratch/base", preset="sd-turbo", width=940, height=1280, frames=20, render_backend="gsplat",
+        fit_steps=300, gaussians=13780, steps=300, tune_compile=True, mixed_precision="bf16",
+        gram_warmup_steps=None, loader_workers=4, long_side=512, infer_compile="false", eval_samples=None,
+        data_only=False, allow_old_schema=False,
+    )
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+@pytest.fixture
+def schema_without_newer_keys(tmp_path, monkeypatch):
+    schema = yaml.safe_load(gpu_study.SCHEMA.read_text())
+    for key in ("long_side", "eval_long_side", "inference"):
+        schema["properties"]["difix"]["properties"].pop(key, None)
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(schema))
+    monkeypatch.setattr(gpu_study, "SCHEMA", path)
+    return path
+
+
+@pytest.fixture
+def schema_with_newer_keys(tmp_path, monkeypatch):
+    schema = yaml.safe_load(gpu_study.SCHEMA.read_text())
+    difix = schema["properties"]["difix"]["properties"]
+    difix["long_side"] = {"type": ["integer", "null"]}
+    difix["inference"] = {"type": "object", "properties": {"compile": {"enum": ["auto", True, False]}}}
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(schema))
+    monkeypatch.setattr(gpu_study, "SCHEMA", path)
+    return path
+
+
+def test_overlay_without_long_side_in_the_schema_fixes_the_tuning_size(schema_without_newer_keys):
+    config = gpu_study.overlay_config(overlay_args())
+    tuning = config["versions"]["v0"]["tuning"]
+    assert tuning["resolution"] == "512x384"  # HxW: 940x1280 frames, long side 512, sides of 16
+    assert "long_side" not in config["difix"] and "inference" not in config["difix"]
+    assert tuning["steps"] == 300 and tuning["compile"] is True and tuning["gram_warmup_steps"] == 150
+    assert config["difix"] == {"base": "/scratch/base", "preset": "sd-turbo"}
+    assert config["data"]["synthetic"] == {"width": 940, "height": 1280, "num_frames": 20}
+    assert config["materialize"]["max_frames"] == 20
+
+
+def test_overlay_uses_newer_keys_where_the_schema_has_them(schema_with_newer_keys):
+    config = gpu_study.overlay_config(overlay_args(infer_compile="true", eval_samples=48))
+    assert config["difix"]["long_side"] == 512 and config["difix"]["inference"] == {"compile": True}
+    assert "resolution" not in config["versions"]["v0"]["tuning"]
+    assert config["versions"]["v0"]["triplets"] == {"max_samples": 48}
+
+
+def test_overlay_is_refused_without_the_newer_keys_unless_allowed(schema_without_newer_keys, tmp_path):
+    with pytest.raises(SystemExit, match="no difix.long_side.*--allow-old-schema"):
+        gpu_study.write_overlay(overlay_args(out=tmp_path / "refused.yaml"))
+    assert not (tmp_path / "refused.yaml").exists()
+    gpu_study.write_overlay(overlay_args(out=tmp_path / "allowed.yaml", allow_old_schema=True))
+    assert yaml.safe_load((tmp_path / "allowed.yaml").read_text())["versions"]["v0"]["tuning"]["resolution"] == "512x384"
+
+
+def test_overlay_with_the_newer_keys_is_written(schema_with_newer_keys, tmp_path):
+    gpu_study.write_overlay(overlay_args(out=tmp_path / "overlay.yaml"))
+    assert yaml.safe_load((tmp_path / "overlay.yaml").read_text())["difix"]["long_side"] == 512
+
+
+def test_data_only_overlay_needs_no_pretrained_weights():
+    config = gpu_study.overlay_config(overlay_args(data_only=True))
+    assert config["difix"] == {"base": "pretrain", "preset": "tiny"}
+    assert config["metrics"] == {"require_lpips": False}
+    tuning = config["versions"]["v0"]["tuning"]
+    assert tuning["lambda_lpips"] == 0 and tuning["lambda_gram"] == 0
+    # what the data rules read is the same as in the full overlay, so they are not redone
+    full = gpu_study.overlay_config(overlay_args())
+    assert config["data"] == full["data"] and config["materialize"] == full["materialize"]
+
+
+def test_tuned_sd_turbo_pkl_rebuilds_offline_on_the_local_base(tmp_path, monkeypatch):
+    """An sd-turbo pkl holds the UNet and VAE adapters only and is rebuilt on its base_model_id:
+    naming the folder keeps the evaluation jobs off the Hub (tiny widths for speed)."""
+    import huggingface_hub.constants
+
+    from hi4dfix.difix.checkpoint import load_model, save_checkpoint, save_pretrained_dir
+    from hi4dfix.difix.config import preset_architecture
+    from hi4dfix.difix.model import build_random_difix
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    folder = tmp_path / "base"
+    config = gpu_study.base_config(folder, "sd-turbo")
+    config.architecture = preset_architecture("tiny")
+    save_pretrained_dir(build_random_difix(config), folder)
+    base = load_model(str(folder))
+    assert base.difix_config.preset == "sd-turbo" and base.difix_config.base_model_id == str(folder.resolve())
+    with torch.no_grad():
+        base.unet.conv_in.weight.add_(1.0)  # as tuning would change it
+    tuned = load_model(str(save_checkpoint(tmp_path / "model.pkl", base)))
+    assert torch.equal(tuned.unet.conv_in.weight, base.unet.conv_in.weight)
+
+
+def test_summary_joins_benchmarks_gpu_peaks_and_job_times(tmp_path):
+    workdir, run = tmp_path / "repo", tmp_path / "run"
+    bench = workdir / "results/benchmarks/render_scene/imperfect/hi4d_pair00_dance.tsv"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("s\th:m:s\tmax_rss\tcpu_time\n31.25\t0:00:31\t2048.5\t40.0\n")
+    cpu_bench = workdir / "results/benchmarks/synthesize_sequence/pair00/dance00.tsv"
+    cpu_bench.parent.mkdir(parents=True)
+    cpu_bench.write_text("s\th:m:s\tmax_rss\tcpu_time\n90.0\t0:01:30\t400\t89.0\n")
+    job_log = workdir / "results/logs/render_scene/imperfect/hi4d_pair00_dance.log"
+    job_log.parent.mkdir(parents=True)
+    job_log.write_text(
+        "2026-11-28 08:00:00 INFO hi4dfix: rendered\n"
+        "2026-11-28 08:00:31 INFO hi4dfix: GPU peak memory (cuda:0): max_allocated 1.500 GiB, max_reserved 2.250 GiB\n"
+    )
+    smk_log = workdir / ".snakemake/log/2026-11-28T080000.snakemake.log"
+    smk_log.parent.mkdir(parents=True)
+    smk_log.write_text(
+        "[Sat Nov 28 08:00:00 2026]\nlocalrule synthesize_sequence:\n    jobid: 3\n    wildcards: seqdir=pair00/dance00\n"
+        "[Sat Nov 28 08:00:00 2026]\nrule render_scene:\n    jobid: 7\n    wildcards: profile=imperfect, scene=hi4d_pair00_dance\n"
+        "[Sat Nov 28 08:01:30 2026]\nFinished jobid: 3 (Rule: synthesize_sequence)\n"
+        "[Sat Nov 28 08:02:10 2026]\nFinished jobid: 7 (Rule: render_scene)\n"
+    )
+    run.mkdir()
+    start = gpu_study.read_job_times(workdir)["render_scene/imperfect/hi4d_pair00_dance"]["start"]
+    (run / "stages.tsv").write_text(f"snakemake_study\t{start - 10}\t{start + 200}\t0\n")
+    text = gpu_study.write_summary(workdir, run).read_text()
+    assert "| render_scene | imperfect/hi4d_pair00_dance | 10 | 140 | 31.2 | 2048 | 40.0 | 1.50 / 2.25 |" in text
+    assert "| synthesize_sequence | pair00/dance00 | 10 | 100 | 90.0 | 400 | 89.0 | none |" in text
+    assert "| snakemake_study | 0 | 210 | 210.0 | 0 |" in text
+    assert "RANDOM stand-ins" in text
