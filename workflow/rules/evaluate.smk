@@ -16,6 +16,7 @@ rule evaluate_difix:
     params:
         base=difix_base_spec(),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        inference=config["difix"]["inference"],
     log:
         f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
     benchmark:
@@ -41,6 +42,7 @@ rule evaluate_nvs:
         mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
         profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        inference=config["difix"]["inference"],
     log:
         f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
     benchmark:

@@ -123,6 +123,8 @@ rule triplet_gallery:
     params:
         gallery=REPORT.get("gallery", {}),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
+        # eager: a handful of views never repays the minutes a compilation takes
+        inference={**config["difix"]["inference"], "compile": False},
     log:
         f"{RESULTS}/logs/triplet_gallery/{{version}}.log",
     benchmark:
