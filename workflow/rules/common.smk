@@ -8,11 +8,18 @@ from pathlib import Path
 
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
+from hi4dfix.weights import FETCH_COMMAND, missing_weights_message
 
 STUDY = Study.from_config(config)
 
 if config["metrics"]["require_lpips"] and not lpips_available():
-    raise WorkflowError(f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()}")
+    raise WorkflowError(
+        f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()} "
+        f"`{FETCH_COMMAND}` fetches it."
+    )
+# The DiFix base and SD-Turbo from the Hub, VGG16 for tuning losses: checked offline, in the caches.
+if (missing_weights := missing_weights_message(config)) is not None:
+    raise WorkflowError(missing_weights)
 DATA = config["data"]
 RESULTS = "results"
 ARMS = ("raw", "base", "tuned")
