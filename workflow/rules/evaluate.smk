@@ -23,8 +23,9 @@ rule evaluate_difix:
         f"{RESULTS}/benchmarks/evaluate_difix/{{version}}.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        # one chunk of views and two DiFix models in memory; 3 arms x the test views (common.smk)
+        mem_mb=difix_eval_mem_mb,
+        runtime=difix_eval_runtime,
         gpu=1,
     script:
         "../scripts/evaluate_difix.py"
@@ -49,8 +50,9 @@ rule evaluate_nvs:
         f"{RESULTS}/benchmarks/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=120,
+        # one chunk of views in memory, whatever the frames; time per held-out view (common.smk)
+        mem_mb=nvs_mem_mb,
+        runtime=nvs_runtime,
         gpu=1,
     script:
         "../scripts/evaluate_nvs.py"
