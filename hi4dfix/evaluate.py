@@ -45,7 +45,7 @@ def arm_output_dir(arm_csv: str | Path) -> Path:
     return Path(arm_csv).with_suffix("")
 
 
-DEFAULT_CHUNK_VIEWS = 8  # views held at once: ~60 MB each at 940x1280 (image, reference, target, output)
+DEFAULT_CHUNK_VIEWS = 8  # views held at once; at 940x1280 a job then peaks at ~3.9 GB (BENCHMARKS.md)
 COMPILE_CHOICES = ("auto", True, False)
 DTYPE_CHOICES = ("auto", "bfloat16", "float32")
 

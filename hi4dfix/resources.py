@@ -26,18 +26,19 @@ SAFETY = 1.5
 # --- evaluation (evaluate_nvs, evaluate_difix): BENCHMARKS.md, "NVS evaluation memory at 940x1280"
 EVAL_BASE_MB = 1000  # Python, torch, LPIPS's AlexNet before any view: 1009 MiB (measured, one process)
 # Memory per view held (chunk): image, reference, target, output, metric stacks and LPIPS's batch.
-# Measured: raw arm, chunk 8, 940x1280: 3944 MiB peak -> (3944 - 1000) / 8 views.
+# Measured: raw arm, chunk 8, 940x1280: 3931 MiB peak at 10 frames, 3950 at 100 -> (3950 - 1000) / 8.
 EVAL_MB_PER_VIEW = 370
-# A DiFix model in host memory while it runs: tiny (on CPU) measured, its arm's peak is 237 MiB
+# A DiFix model in host memory while it runs: tiny (on CPU) measured, its arm's peak is 325 MiB
 # above the raw arm's; sd-turbo (weights on the GPU): CUDA's host side, an estimate.
-DIFIX_HOST_MB = {"tiny": 300, "sd-turbo": 1500}
+DIFIX_HOST_MB = {"tiny": 400, "sd-turbo": 1500}
 # While a model loads, before any view is read: sd-turbo's fp32 weights (UNet 3.46 GB, text encoder
 # 1.36 GB, VAE 0.33 GB) plus the pkl read alongside (3.47 GB, BENCHMARKS.md "DiFix sd-turbo model
 # on disk"), until they move to the GPU: an estimate from those sizes.
 DIFIX_LOAD_MB = {"tiny": 300, "sd-turbo": 9000}
 # Time per view for reading, saving and the metrics (PSNR, SSIM, LPIPS on CPU), 1 thread,
-# 940x1280: 4.6-9.1 s measured on a busy 2-core machine (3.0-3.8 s for the metrics alone, quiet).
-EVAL_S_PER_VIEW = 6.0
+# 940x1280, raw arm: 3.07 s over 700 views, 9.1 s over 70 views while another benchmark ran, on a
+# shared 2-core machine; 4.0 taken.
+EVAL_S_PER_VIEW = 4.0
 # DiFix per view at 940x1280 processing size. tiny (CPU, 1 thread): 3.8 s at 480x352 measured,
 # scaled by pixels (x7.1). sd-turbo (GPU, eager bf16): 68.4 ms at 512x512 measured (BENCHMARKS.md,
 # DiFix full-size architecture), scaled by pixels (x4.6): an estimate; compiled it is 2.9x less.

@@ -44,7 +44,7 @@ def test_evaluation_memory_does_not_grow_with_frames_but_time_does():
     assert R.evaluation_mem_mb(1.0, 16, []) > R.evaluation_mem_mb(1.0, 8, [])
     assert R.evaluation_mem_mb(1.0, 8, [], attempt=2) >= 2 * R.evaluation_mem_mb(1.0, 8, []) - 100  # a retry asks twice
     # the measured raw-arm peak (chunk 8, 940x1280) is inside the request
-    assert R.evaluation_mem_mb(1.0, 8, []) >= 3944
+    assert R.evaluation_mem_mb(1.0, 8, []) >= 3950
     # sd-turbo: loading dominates a chunk of views; two models load one after the other
     assert R.evaluation_mem_mb(1.0, 8, ["sd-turbo", "sd-turbo"]) < 2 * R.evaluation_mem_mb(1.0, 8, ["sd-turbo"])
     raw = [R.nvs_runtime_min(size, size.frames * 7, None, "postfix", 300) - R.JOB_START_MIN for size in (small, large)]

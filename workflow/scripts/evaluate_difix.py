@@ -1,6 +1,7 @@
 """Glue: DiFix internal evaluation (raw, base, tuned) on the version's test triplets."""
 
 import pandas as pd
+import torch
 
 from hi4dfix.evaluate import difix_fixer, evaluate_difix_arms
 from hi4dfix.logs import job_log
@@ -21,6 +22,8 @@ with job_log(snakemake.log[0]) as log:
     )
     for arm in ("base", "tuned"):
         log.info("%s %s", arm, fixers[arm].timing().describe())
+    if torch.cuda.is_available():
+        log.info("peak GPU memory: %.2f GiB allocated by torch", torch.cuda.max_memory_allocated() / 2**30)
     table = pd.DataFrame(rows)
     write_csv(snakemake.output[0], table)
     log.info("mean per arm:\n%s", table.groupby("arm").mean(numeric_only=True))

@@ -2,6 +2,8 @@
 
 import time
 
+import torch
+
 from hi4dfix.evaluate import arm_output_dir, difix_fixer, evaluate_nvs
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer
@@ -27,6 +29,8 @@ with job_log(snakemake.log[0]) as log:
              len(rows), seconds, 1000 * seconds / max(1, len(rows)))
     if fixer is not None:
         log.info("%s", fixer.timing().describe())
+    if torch.cuda.is_available():
+        log.info("peak GPU memory: %.2f GiB allocated by torch", torch.cuda.max_memory_allocated() / 2**30)
     table = per_scene_table(rows)
     write_csv(snakemake.output[0], table)
     log.info("%s %s %s mean:\n%s", snakemake.wildcards.version, snakemake.wildcards.arm, snakemake.wildcards.scene, table.tail(1).T)
