@@ -39,9 +39,11 @@ DIFIX_LOAD_MB = {"tiny": 300, "sd-turbo": 9000}
 # 940x1280, raw arm: 3.07 s over 700 views, 9.1 s over 70 views while another benchmark ran, on a
 # shared 2-core machine; 4.0 taken.
 EVAL_S_PER_VIEW = 4.0
-# DiFix per view at 940x1280 processing size. tiny (CPU, 1 thread): 3.8 s at 480x352 measured,
-# scaled by pixels (x7.1). sd-turbo (GPU, eager bf16): 68.4 ms at 512x512 measured (BENCHMARKS.md,
-# DiFix full-size architecture), scaled by pixels (x4.6): an estimate; compiled it is 2.9x less.
+# DiFix per view at 940x1280 processing size, estimates scaled by pixels from measurements at
+# smaller sizes. tiny (CPU, 1 thread): 0.28-0.55 s at 240x176 (BENCHMARKS.md, NVS evaluation
+# memory) and 3.8 s at 480x352 (a probe on the busy machine, not recorded), x7.1 from the latter.
+# sd-turbo (GPU, eager bf16): 68.4 ms at 512x512 (BENCHMARKS.md, DiFix full-size architecture),
+# x4.6; compiled it is 2.9x less at 512.
 DIFIX_S_PER_VIEW = {"tiny": 27.0, "sd-turbo": 0.32}
 # Loading (and compiling) a model: sd-turbo's compilation took 148.5 s at 512 px (measured, cold
 # cache); loading 3.5 GB of weights from a shared file system: estimate.
