@@ -3,6 +3,7 @@
     hi4dfix install-profile [--force]    link profiles/slurm as the Snakemake profile "slurm"
     hi4dfix versions                     study versions, their splits and which targets exist
     hi4dfix check-data ROOT [--decode]   validate a Hi4D tree, listing every problem (exit 1 on errors)
+    hi4dfix fetch-weights [--dry-run]    download the pretrained weights the config needs (where the internet is)
 
 Subcommands live in ``SUBCOMMANDS`` (name -> ``Subcommand``); adding one is adding an entry with a
 function that declares its arguments and a function that runs it and returns the exit status.
@@ -211,6 +212,68 @@ def _run_check_data(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+# ---- fetch-weights --------------------------------------------------------------------------------
+
+
+def load_workflow_config(base: Path, configfiles: list[Path]) -> dict:
+    """The config as the workflow sees it: ``base``, then each ``--configfile`` merged over it in
+    order (Snakemake's own merge), validated and completed with the schema's defaults."""
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    config: dict = {}
+    for path in [base, *configfiles]:
+        if not path.is_file():
+            raise CliError(f"{path}: no such config file")
+        update_config(config, yaml.safe_load(path.read_text()) or {})
+    try:
+        validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    except Exception as error:  # snakemake's WorkflowError names the key
+        raise CliError(f"{' + '.join(map(str, [base, *configfiles]))}: {error}") from None
+    return config
+
+
+def _fetch_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="study config (default: %(default)s)")
+    parser.add_argument(
+        "--configfile", type=Path, nargs="+", action="extend", default=[],
+        help="config files merged over --config, as snakemake's --configfile",
+    )  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="list each item, its size and destination; fetch nothing")
+
+
+def _run_fetch_weights(args: argparse.Namespace) -> int:
+    from hi4dfix import weights
+
+    items = weights.wanted_weights(load_workflow_config(args.config, args.configfile))
+    present = {item.source: weights.is_present(item) for item in items}
+    for item in items:
+        if present[item.source]:
+            state, size = "present", weights.format_size(weights.local_size(item))
+        else:  # the download's own progress shows the size; a dry run asks for it
+            state, size = "missing", weights.format_size(weights.remote_size(item)) if args.dry_run else ""
+        print(f"{state:8} {size:>10}  {item.name} [{item.source}] -> {item.destination}")
+        print(f"{'':20}needed by {', '.join(item.needed_by)}")
+    todo = [item for item in items if not present[item.source]]
+    if args.dry_run or not todo:
+        print(f"{len(todo)} of {len(items)} item(s) to fetch" + (" (dry run)" if args.dry_run and todo else ""))
+        return 0
+    failed = []
+    for item in todo:
+        print(f"fetching {item.name} [{item.source}] into {item.destination}", flush=True)
+        try:
+            weights.fetch(item)
+        except Exception as error:  # network, authentication, disk: report and go on with the others
+            failed.append(f"{item.describe()}: {error}")
+            continue
+        if not weights.is_present(item):
+            failed.append(f"{item.describe()}: downloaded, but the loaders' files are not all in {item.destination}")
+    for message in failed:
+        print(f"hi4dfix fetch-weights: error: {message}", file=sys.stderr)
+    print(f"fetched {len(todo) - len(failed)} of {len(todo)} item(s)")
+    return 1 if failed else 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "versions": Subcommand(
         help="list the study versions, their splits and which of their targets exist",
@@ -221,6 +284,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         help="validate a Hi4D tree before a run, listing every problem at once (exit 1 on errors)",
         add_arguments=_check_data_arguments,
         run=_run_check_data,
+    ),
+    "fetch-weights": Subcommand(
+        help="download the pretrained weights the config needs into the caches the jobs read "
+        "(run where the internet is; --dry-run lists them)",
+        add_arguments=_fetch_weights_arguments,
+        run=_run_fetch_weights,
     ),
     "install-profile": Subcommand(
         help="link the repository's Slurm profile into Snakemake's user profile folder (once per user)",

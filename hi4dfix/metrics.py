@@ -50,12 +50,15 @@ class MetricsConfig:
     lpips_batch_size: int = 8  # full frames per LPIPS forward pass
     device: str = "auto"  # torch device for LPIPS; auto: cuda where available, else cpu
     require_lpips: bool = False  # raise instead of reporting NaN when the AlexNet trunk is not cached
+    chunk_views: int = 8  # views an evaluation job holds at once (hi4dfix.evaluate; at 940x1280 ~3.9 GB, BENCHMARKS.md)
 
     def __post_init__(self) -> None:
         if not self.psnr_cap_db > 0:
             raise ValueError(f"metrics.psnr_cap_db must be > 0, got {self.psnr_cap_db}")
         if self.person_min_side < 1:
             raise ValueError(f"metrics.person_min_side must be >= 1, got {self.person_min_side}")
+        if self.chunk_views < 1:
+            raise ValueError(f"metrics.chunk_views must be >= 1, got {self.chunk_views}")
         if self.lpips_batch_size < 1:
             raise ValueError(f"metrics.lpips_batch_size must be >= 1, got {self.lpips_batch_size}")
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from hi4dfix.difix.pretrain import PretrainConfig
+from hi4dfix.evaluate import InferenceConfig
 from hi4dfix.difix.train import TrainConfig
 from hi4dfix.materialize import MaterializeConfig
 from hi4dfix.metrics import MetricsConfig
@@ -45,6 +46,7 @@ DATACLASS_BLOCKS = {
     "properties/difix/properties/pretrain": PretrainConfig,
     "properties/metrics": MetricsConfig,
     "properties/stats": BootstrapConfig,
+    "properties/difix/properties/inference": InferenceConfig,
     "properties/report/properties/metric_charts": MetricChartConfig,
     "properties/report/properties/loss_curve": LossCurveConfig,
     "properties/report/properties/gallery": GalleryConfig,

@@ -295,7 +295,11 @@ def test_train_writes_model_logs_and_checkpoints(triplets_json, tmp_path, capfd)
     assert [int(r["step"]) for r in val] == [2, 4] and all(float(r["val_psnr"]) > 0 for r in val)
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["model_2.pkl"]
     payload = torch.load(output, map_location="cpu", weights_only=True)
-    assert payload["hi4dfix_train_state"]["step"] == 4 and payload["optimizer"]["state"]
+    assert payload["hi4dfix_train_state"]["step"] == 4
+    # the final model holds weights only; the optimizer state is in the resumable checkpoints
+    assert payload["optimizer"] == {"state": {}, "param_groups": []}
+    assert "rng" not in payload["hi4dfix_train_state"]
+    assert torch.load(tmp_path / "run" / "checkpoints" / "model_2.pkl", weights_only=True)["optimizer"]["state"]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps"] == 4 and summary["resolution"] == [32, 48]
     # the tuned model differs from where it started and runs in inference
@@ -438,3 +442,53 @@ def test_pretrain_writes_a_loadable_base_and_scores_it_on_unseen_scenes(tmp_path
     summary = (tmp_path / "ood_test.md").read_text()
     delta = scores.groupby("scene").apply(lambda s: (s.psnr_base - s.psnr_raw).mean()).mean()
     assert "| psnr |" in summary and f"{delta:.4f}" in summary
+
+
+# ----------------------------------------------------------------------------- the final model and Difix's loaders
+
+
+def difix_style_load(path: Path, architecture) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The ``pretrained_path`` branch of ``Difix.__init__`` in the released src/model.py, on the
+    tiny architecture: plain UNet and VAE, skip convs, a LoRA adapter from the pkl's rank and
+    targets, then the pkl's tensors over the fresh state dicts (its ``optimizer`` is not read)."""
+    from peft import LoraConfig
+
+    from hi4dfix.difix.model import attach_skip_convs, build_unet, build_vae
+
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    vae, unet = build_vae(architecture.vae), build_unet(architecture.unet)
+    attach_skip_convs(vae)
+    config = LoraConfig(r=sd["rank_vae"], init_lora_weights="gaussian", target_modules=sd["vae_lora_target_modules"])
+    vae.add_adapter(config, adapter_name="vae_skip")
+    vae_state = vae.state_dict()
+    vae_state.update(sd["state_dict_vae"])
+    vae.load_state_dict(vae_state)
+    unet_state = unet.state_dict()
+    unet_state.update(sd["state_dict_unet"])
+    unet.load_state_dict(unet_state)
+    return unet, vae
+
+
+def test_final_model_is_weights_only_and_loads_both_ways(triplets_json, tmp_path):
+    output = train(small_config(triplets_json, tmp_path, steps=3, ckpt_every=2, val_every=0))
+    checkpoint = tmp_path / "run" / "checkpoints" / "model_2.pkl"
+    final = torch.load(output, map_location="cpu", weights_only=True)
+    full = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert final["optimizer"] == {"state": {}, "param_groups": []} and full["optimizer"]["state"]
+    moments = sum(v.numel() * v.element_size() for s in full["optimizer"]["state"].values() for v in s.values())
+    assert output.stat().st_size < checkpoint.stat().st_size - 0.9 * moments
+
+    # hi4dfix's pkl read as Difix reads it: the same tensors end up in the UNet and VAE
+    model = ck.load_model(output)
+    unet, vae = difix_style_load(output, model.difix_config.architecture)
+    for name, value in unet.state_dict().items():
+        assert torch.equal(value, model.unet.state_dict()[name]), name
+    ours = model.vae.state_dict()
+    assert all(torch.equal(value, ours[name]) for name, value in vae.state_dict().items() if "lora" in name or "skip" in name)
+
+    # and a pkl written as Difix writes it (official keys only, a real AdamW state) loads here
+    official = {k: v for k, v in full.items() if not k.startswith("hi4dfix")}
+    torch.save(official, tmp_path / "model_official.pkl")
+    base = ck.save_pretrained_dir(model, tmp_path / "base")
+    loaded = ck.load_model(tmp_path / "model_official.pkl", base_model_id=str(base))
+    assert all(torch.equal(v, full["state_dict_unet"][k]) for k, v in loaded.unet.state_dict().items())

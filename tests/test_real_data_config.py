@@ -129,7 +129,8 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
     """snakemake -n --configfile config/hi4d.yaml results/v0/deltas.csv, run as a user runs it:
     config/config.yaml in the working directory, hi4d.yaml and a data.root file on top.
 
-    nvidia/difix_ref is not fetched at DAG build (the Hub is not needed to plan). With
+    nvidia/difix_ref is not fetched at DAG build (the Hub is not needed to plan; the preview lists
+    the weights to fetch first). With
     metrics.require_lpips the DAG build refuses to start without the AlexNet weights in the torch
     hub cache; it checks that the file is there, so a private TORCH_HOME holds a placeholder
     of the right name."""
@@ -155,9 +156,11 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
     assert planned_jobs(result) == {
         "materialize_scene": 7, "render_scene": 7, "build_triplets": 1, "tune_difix": 1,
         "evaluate_nvs": 12, "delta_table": 1, "version_card": 1, "metric_charts": 1,
-        "before_after_views": 4, "triplet_gallery": 1, "loss_curve": 1,
+        "before_after_views": 4, "triplet_gallery": 1, "loss_curve": 1, "evaluate_difix": 1, "eval_deltas": 1,
     }
     assert str(hi4d_stand_in / "pair15/fight15/meta.npz") in result.stdout  # the real tree is the input
+    # the preview names the weights a run would need first (a run stops before its first job)
+    assert "nvidia/difix_ref" in result.stdout + result.stderr and "hi4dfix fetch-weights" in result.stdout + result.stderr
     tune = next(line for line in result.stdout.splitlines() if "hi4dfix.difix.launch" in line)
     for flag in ("--base nvidia/difix_ref", "--steps 10000", "--lr 2e-05", "--mixed-precision bf16",
                  "--lambda-lpips 1.0", "--lambda-gram 1.0", "--gram-warmup-steps 2000", "--timestep 199",

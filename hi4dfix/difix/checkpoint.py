@@ -2,10 +2,11 @@
 
 Official pkl keys (``save_ckpt`` in the released training code): ``vae_lora_target_modules``,
 ``rank_vae``, ``state_dict_unet`` (all UNet weights), ``state_dict_vae`` (VAE weights whose
-name contains ``lora`` or ``skip``) and ``optimizer``.  The released ``Difix.save_model``
-writes the same keys but keeps only the UNet weights whose name contains ``lora`` or
-``conv_in``; its loader puts them on top of SD-Turbo's UNet, and so does ``load_model``
-(the rest of the UNet comes from ``base_model_id``).  We add:
+name contains ``lora`` or ``skip``) and ``optimizer`` (the resumable checkpoints of a tuning run
+hold its AdamW state; its final model and exported models hold an empty one).  The released
+``Difix.save_model`` writes the same keys but keeps only the UNet weights whose name contains
+``lora`` or ``conv_in``; its loader puts them on top of SD-Turbo's UNet, and so does
+``load_model`` (the rest of the UNet comes from ``base_model_id``).  We add:
 
 * ``hi4dfix_config``: the ``DifixConfig`` (preset and architecture) so that a tiny model can
   be rebuilt from the pkl alone; official pkls lack it and are treated as ``sd-turbo``;
@@ -178,6 +179,22 @@ def _check_model_keys(payload: Mapping[str, Any], path: Path) -> None:
         state = payload[key]
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise CheckpointError(f"checkpoint {path}: key {key} must map parameter names to tensors")
+
+
+# Train-state entries that only resuming needs; a final model keeps step and settings alone.
+RESUME_ONLY_KEYS = ("rng", "scaler")
+
+
+def save_model_weights(
+    path: str | os.PathLike, model: DifixModel, train_state: Mapping[str, Any] | None = None
+) -> Path:
+    """A final model: weights and where they came from, without optimizer moments or RNG states.
+
+    ``optimizer`` is written empty, as for an untrained model: Difix's inference loader never
+    reads it and its resume loader indexes it (resume from a full checkpoint instead).
+    """
+    kept = None if train_state is None else {k: v for k, v in train_state.items() if k not in RESUME_ONLY_KEYS}
+    return save_checkpoint(path, model, None, kept)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

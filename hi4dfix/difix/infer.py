@@ -84,6 +84,8 @@ def fix_images(
     seed: int = 0,
     prompt: str | None = None,
     long_side: int | None = None,
+    pad_batches: bool = False,
+    index_offset: int = 0,
 ) -> list[np.ndarray] | np.ndarray:
     """Fixed images, in input order and sizes (an array in, an array out).
 
@@ -92,7 +94,11 @@ def fix_images(
 
     refs: one reference view per image (the same frame seen from a training camera), or
     None to run without reference.  Noise is drawn from ``seed`` and the batch's first
-    index, so results are reproducible for a given batch size.
+    index (plus ``index_offset``, for callers that fix a long list in pieces), so results
+    are reproducible for a given batch size.  ``pad_batches``: every model call gets exactly
+    ``batch_size`` samples (a short last batch is filled up with copies of its last view,
+    whose outputs are dropped), so a compiled model sees one input shape per processing
+    size and captures its CUDA graphs once.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -115,15 +121,16 @@ def fix_images(
     for size, indices in groups.items():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
+            padded = chunk + [chunk[-1]] * (batch_size - len(chunk)) if pad_batches else chunk
             views = []
-            for i in chunk:
+            for i in padded:
                 per_image = [resize_chw(to_model_range(images[i]), size)]
                 if refs is not None:
                     per_image.append(resize_chw(to_model_range(refs[i]), size))
                 views.append(torch.stack(per_image))
             batch = torch.stack(views).clamp(-1, 1).to(device=device, dtype=dtype)
-            emb = model.encode_prompts([text] * len(chunk))
-            generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk[0])
+            emb = model.encode_prompts([text] * len(padded))
+            generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + index_offset + chunk[0])
             fixed = model(batch, emb, generator=generator, first_view_only=True)[:, 0].float()
             fixed = (fixed * 0.5 + 0.5).clamp(0, 1).cpu()
             for j, i in enumerate(chunk):

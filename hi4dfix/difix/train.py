@@ -6,6 +6,9 @@ a plain single CPU process.  A run writes into ``output_dir``:
 * ``checkpoints/model_{step}.pkl`` every ``ckpt_every`` steps (official pkl layout,
   optimizer state included, plus step / RNG / settings), written atomically;
 * ``train_log.csv`` (one row per step) and ``val_log.csv`` (one row per validation);
+* the final model at ``output``: weights only, with an empty ``optimizer`` state (Difix's
+  inference loader ignores the key, its resume loader indexes it), so that a full-size model
+  is ~3.5 GB rather than ~10 GB;
 * ``summary.json`` at the end.
 
 Started again with the same arguments, a run continues from its newest checkpoint; the
@@ -39,6 +42,7 @@ from hi4dfix.difix.checkpoint import (
     model_from_checkpoint,
     read_checkpoint,
     save_checkpoint,
+    save_model_weights,
 )
 from hi4dfix.difix.data import (
     PRESET_LONG_SIDE,
@@ -511,8 +515,9 @@ def _train(cfg: TrainConfig) -> Path:
         raise RuntimeError(f"data loader ended at step {step} before {cfg.steps}")
 
     output = Path(cfg.output)
-    save(output, cfg.steps)
     if is_main:
+        # weights only: the optimizer state (2x the trainable weights) stays in the checkpoints
+        save_model_weights(output, core, make_train_state(cfg.steps))
         timed = step_times[1:] or step_times
         summary = {
             "steps": cfg.steps,

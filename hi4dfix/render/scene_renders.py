@@ -190,7 +190,8 @@ def ingest_external(
     frames = resolve_frames(scene, frames)
     source_cams = resolve_source_cams(scene, source_cams)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
-    found: dict[tuple[int, int], np.ndarray] = {}
+    # Checked here, read again when written: holding every image would grow with the frames.
+    found: dict[tuple[int, int], Path] = {}
     missing, wrong_size, unreadable = [], [], []
     for frame in frames:
         for cam in scene.cam_ids:
@@ -211,7 +212,7 @@ def ingest_external(
             if image.shape[:2] != (scene.height, scene.width):
                 wrong_size.append(f"{path} is {image.shape[1]}x{image.shape[0]}, expected {scene.width}x{scene.height}")
                 continue
-            found[(cam, frame)] = image
+            found[(cam, frame)] = path
     if missing or wrong_size or unreadable:
         parts = []
         if missing:
@@ -223,7 +224,7 @@ def ingest_external(
         raise ValueError(f"external renders for scene {scene.name} ({pattern}):\n" + "\n".join(parts))
 
     images = [
-        write_render_and_target(out_dir, scene, cam, frame, found[(cam, frame)], background, cam in source_cams)
+        write_render_and_target(out_dir, scene, cam, frame, read_image(found[(cam, frame)]), background, cam in source_cams)
         for frame in frames
         for cam in scene.cam_ids
     ]

@@ -119,3 +119,47 @@ def test_perceptual_losses_on_gpu(triplets_json, tmp_path, monkeypatch):
     # Difix's warm-up counts completed steps: with 0, the Gram term starts at the second step
     assert output.exists() and float(rows[0]["gram"]) == 0 and all(float(r["lpips"]) > 0 for r in rows)
     assert all(float(r["gram"]) > 0 for r in rows[1:])
+
+
+def test_pipeline_fixer_compiles_once_per_processing_size(tmp_path, monkeypatch):
+    """difix.inference's defaults on CUDA (compiled with CUDA graphs): every batch has one shape
+    (a short last batch is padded), so graphs are captured once per processing size, not per
+    image; the images match eager ones."""
+    from hi4dfix.evaluate import difix_fixer
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    captures = []
+    capture_begin = torch.cuda.CUDAGraph.capture_begin
+
+    def counting_capture_begin(self, *args, **kwargs):
+        captures.append(1)
+        return capture_begin(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "capture_begin", counting_capture_begin)
+    path = save_checkpoint(tmp_path / "m.pkl", build_random_difix(DifixConfig(preset="tiny", init_seed=1)))
+    rng = np.random.default_rng(0)
+    small = [rng.random((64, 96, 3), dtype=np.float32) for _ in range(7)]  # batches of 4: 4 + 3 (padded)
+    large = [rng.random((96, 128, 3), dtype=np.float32) for _ in range(5)]
+    options = {"batch_size": 4, "dtype": "float32"}
+    compiled = difix_fixer(path, inference=options)  # compile: auto -> on, on CUDA
+    eager = difix_fixer(path, inference={**options, "compile": False})
+    assert compiled.fixed_shapes and compiled.model._compiled_fix is not None and eager.model._compiled_fix is None
+
+    out = compiled(small, small)  # warm-up run, then the capture
+    after_small = len(captures)
+    out += compiled(small, small) + compiled(small[:3], small[:3])
+    assert after_small > 0 and len(captures) == after_small  # replayed, not captured again
+    out_large = compiled(large, large)
+    after_large = len(captures)
+    compiled(large, large)
+    assert after_large > after_small and len(captures) == after_large
+    reference = eager(small, small) + eager(small, small) + eager(small[:3], small[:3])
+    assert max(np.abs(a - b).max() for a, b in zip(out, reference)) < 1e-3
+    assert max(np.abs(a - b).max() for a, b in zip(out_large, eager(large, large))) < 1e-3
+    timing = compiled.timing()
+    assert timing.first_views == 8 and timing.views == 3 + 7 + 3 + 1 + 5  # the first batch of each size apart
+
+    bf16 = difix_fixer(path, inference={"batch_size": 4})  # the pipeline's default dtype on CUDA
+    assert bf16.model.vae.dtype == torch.bfloat16
+    assert np.mean([np.abs(a - b).mean() for a, b in zip(bf16(small, small), reference)]) < 0.05

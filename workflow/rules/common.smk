@@ -4,16 +4,36 @@
 # compares what scenes are (sequence folders, Hi4D pair and action), not names: hi4dfix.study.
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 
+from snakemake.logging import logger
+
+from hi4dfix import resources
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
+from hi4dfix.weights import FETCH_COMMAND, missing_weights_message
 
 STUDY = Study.from_config(config)
 
 if config["metrics"]["require_lpips"] and not lpips_available():
-    raise WorkflowError(f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()}")
+    raise WorkflowError(
+        f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()} "
+        f"`{FETCH_COMMAND}` fetches it."
+    )
+# The DiFix base and SD-Turbo from the Hub, VGG16 for tuning losses, looked up offline in the
+# caches: a preview (-n) lists what is missing, a run stops before its first job.
+MISSING_WEIGHTS = missing_weights_message(config)
+if MISSING_WEIGHTS is not None:
+    logger.warning(MISSING_WEIGHTS)
+
+
+onstart:
+    if MISSING_WEIGHTS is not None:
+        raise WorkflowError(MISSING_WEIGHTS)
+
+
 DATA = config["data"]
 RESULTS = "results"
 ARMS = ("raw", "base", "tuned")
@@ -167,6 +187,91 @@ def delta_inputs(wildcards):
         "report_figures": report_figures(wildcards.version),
         "eval_deltas": f"{RESULTS}/{wildcards.version}/difix/eval_deltas.csv",
     }
+
+
+# ---- resources -----------------------------------------------------------------------------------
+# Jobs whose cost grows with a scene ask for memory and time from per-unit costs measured in
+# BENCHMARKS.md (each figure and its source: hi4dfix/resources.py), scaled by the scene's frames and
+# image size, known at DAG build from the config (synthetic data) or the sequence's meta.npz (Hi4D).
+
+
+@functools.lru_cache(maxsize=None)
+def scene_size_of(scene):
+    return resources.scene_size(config, sequence_path(scene))
+
+
+def source_pixel_scale():
+    """Source image pixels relative to Hi4D's 940x1280 (materialize reads the sources)."""
+    if DATA["source"] != "synthetic":
+        return 1.0
+    synthetic = DATA.get("synthetic", {})
+    return synthetic.get("width", 120) * synthetic.get("height", 160) / resources.FULL_PIXELS
+
+
+def difix_preset():
+    """The preset of the models the DiFix arms load (difix.base: pretrain builds a tiny one)."""
+    return "tiny" if config["difix"]["base"] == "pretrain" else config["difix"]["preset"]
+
+
+def evaluation_chunk():
+    """Views held at once by an evaluation job: metrics.chunk_views in whole DiFix batches."""
+    batch = config["difix"]["inference"]["batch_size"]
+    return -(-config["metrics"]["chunk_views"] // batch) * batch
+
+
+def heldout_views(profile, scene, cams=None):
+    """Held-out views of a scene: every frame at the cameras that are not a render source."""
+    size = scene_size_of(scene)
+    sources = STUDY.render_profiles[profile].get("source_cams") or [None]  # null: the mono camera
+    count = size.cameras - len(sources) if cams is None else len(set(cams) - set(sources))
+    return size.frames * count
+
+
+def profile_fit_steps(profile):
+    settings = STUDY.render_profiles[profile]
+    return settings.get("fit_steps", 0) if settings.get("source", "fit") == "fit" else 0
+
+
+def nvs_mem_mb(wildcards, attempt):
+    presets = [] if wildcards.arm == "raw" else [difix_preset()]
+    return resources.evaluation_mem_mb(scene_size_of(wildcards.scene).pixel_scale, evaluation_chunk(), presets, attempt)
+
+
+def nvs_runtime(wildcards, attempt):
+    version = checked_version(wildcards)
+    views = heldout_views(version.render_profile, wildcards.scene)
+    preset = None if wildcards.arm == "raw" else difix_preset()
+    return resources.nvs_runtime_min(
+        scene_size_of(wildcards.scene), views, preset, version.nvs["mode"], profile_fit_steps(version.render_profile), attempt
+    )
+
+
+def difix_eval_views(version):
+    """Test triplets of a version: its difix_eval scenes' held-out views (triplets.cams, max_samples)."""
+    cams, limit = version.triplets.get("cams"), version.triplets.get("max_samples")
+    views = sum(heldout_views(version.render_profile, scene, cams) for scene in version.difix_eval)
+    return min(views, limit) if limit else views
+
+
+def difix_eval_mem_mb(wildcards, attempt):
+    version = checked_version(wildcards)
+    scale = max(scene_size_of(scene).pixel_scale for scene in version.difix_eval)
+    return resources.evaluation_mem_mb(scale, evaluation_chunk(), [difix_preset()] * 2, attempt)
+
+
+def difix_eval_runtime(wildcards, attempt):
+    version = checked_version(wildcards)
+    scale = max(scene_size_of(scene).pixel_scale for scene in version.difix_eval)
+    arms = [None, difix_preset(), difix_preset()]  # raw, base, tuned
+    return resources.evaluation_runtime_min(difix_eval_views(version), scale, arms, attempt)
+
+
+def render_runtime(wildcards, attempt):
+    return resources.render_runtime_min(scene_size_of(wildcards.scene), profile_fit_steps(wildcards.profile), attempt)
+
+
+def materialize_runtime(wildcards, attempt):
+    return resources.materialize_runtime_min(scene_size_of(wildcards.scene), source_pixel_scale(), attempt)
 
 
 def versions_with_deltas(wildcards):

@@ -40,7 +40,7 @@ rule materialize_scene:
         f"{RESULTS}/benchmarks/materialize_scene/{{scene}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=4000,  # one image at a time: does not grow with the frames
+        runtime=materialize_runtime,  # per frame and source pixel (common.smk)
     script:
         "../scripts/materialize_scene.py"

@@ -18,14 +18,16 @@ rule evaluate_difix:
         base=difix_base_spec(),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
+        inference=config["difix"]["inference"],
     log:
         f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_difix/{{version}}.tsv"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        # one chunk of views and two DiFix models in memory; 3 arms x the test views (common.smk)
+        mem_mb=difix_eval_mem_mb,
+        runtime=difix_eval_runtime,
         gpu=1,
     script:
         "../scripts/evaluate_difix.py"
@@ -44,14 +46,16 @@ rule evaluate_nvs:
         profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
+        inference=config["difix"]["inference"],
     log:
         f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=120,
+        # one chunk of views in memory, whatever the frames; time per held-out view (common.smk)
+        mem_mb=nvs_mem_mb,
+        runtime=nvs_runtime,
         gpu=1,
     script:
         "../scripts/evaluate_nvs.py"

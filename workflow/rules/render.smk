@@ -16,8 +16,8 @@ rule render_scene:
         f"{RESULTS}/benchmarks/render_scene/{{profile}}/{{scene}}.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=8000,  # one frame at a time: does not grow with the frames
+        runtime=render_runtime,  # per frame: the fit's steps and 8 renders (common.smk)
         gpu=1,
     script:
         "../scripts/render_scene.py"

@@ -131,6 +131,8 @@ rule triplet_gallery:
         gallery=REPORT.get("gallery", {}),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
+        # eager: a handful of views never repays the minutes a compilation takes
+        inference={**config["difix"]["inference"], "compile": False},
     log:
         f"{RESULTS}/logs/triplet_gallery/{{version}}.log",
     benchmark:

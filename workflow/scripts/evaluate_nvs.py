@@ -1,12 +1,18 @@
 """Glue: NVS metrics of one arm (raw, base or tuned DiFix) on one reserved scene."""
 
+import time
+
 from hi4dfix.evaluate import arm_output_dir, difix_fixer, evaluate_nvs
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer
 from hi4dfix.tables import per_scene_table, write_csv
 
 with job_log(snakemake.log[0]) as log:
-    fixer = difix_fixer(snakemake.params.model, hub_cache_dir=snakemake.params.hub_cache_dir, **snakemake.params.size)
+    fixer = difix_fixer(
+        snakemake.params.model, hub_cache_dir=snakemake.params.hub_cache_dir, inference=snakemake.params.inference,
+        **snakemake.params.size,
+    )
+    started = time.perf_counter()
     rows = evaluate_nvs(
         mode=snakemake.params.mode,
         scene_dir=snakemake.input.scene,
@@ -15,7 +21,13 @@ with job_log(snakemake.log[0]) as log:
         fixer=fixer,
         metrics=MetricComputer(),
         save_dir=arm_output_dir(snakemake.output[0]),
+        chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
     )
+    seconds = time.perf_counter() - started
+    log.info("%d views evaluated in %.1f s (%.1f ms/view: reading, fixing, saving, metrics)",
+             len(rows), seconds, 1000 * seconds / max(1, len(rows)))
+    if fixer is not None:
+        log.info("%s", fixer.timing().describe())
     table = per_scene_table(rows)
     write_csv(snakemake.output[0], table)
     log.info("%s %s %s mean:\n%s", snakemake.wildcards.version, snakemake.wildcards.arm, snakemake.wildcards.scene, table.tail(1).T)

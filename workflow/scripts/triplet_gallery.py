@@ -8,7 +8,10 @@ from hi4dfix.triplets import read_triplets
 
 with job_log(snakemake.log[0]) as log:
     cfg = settings_from_dict(GalleryConfig, snakemake.params.gallery, "config report.gallery")
-    fixer = difix_fixer(snakemake.input.model, hub_cache_dir=snakemake.params.hub_cache_dir, **snakemake.params.size)
+    fixer = difix_fixer(
+        snakemake.input.model, hub_cache_dir=snakemake.params.hub_cache_dir, inference=snakemake.params.inference,
+        **snakemake.params.size,
+    )
     write_triplet_gallery(
         read_triplets(snakemake.input.triplets)["test"],
         fixer,

@@ -1,0 +1,74 @@
+"""Per-view time of the pipeline's DiFix fixer (``hi4dfix.evaluate.difix_fixer``, as `evaluate_nvs`
+runs it), eager and compiled, against the model-only figure of ``bench/bench_difix.py``.
+
+    python bench/bench_fixer.py --model OUT/sd_turbo_base --size 512x512 --batch-sizes 1 4 \\
+        --compile false true --views 64 [--append BENCHMARKS.md]
+
+The fixer is timed as evaluate_nvs times it: host images in, fixed host images out (resizing,
+copies, the model), the first batch of each size apart (it compiles and captures CUDA graphs).
+Views are fed in chunks of 8 as the evaluation streams them. ``--model``: a pkl or folder
+(``bench/gpu_study.py base`` writes a random sd-turbo one); default: a random tiny model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hi4dfix.evaluate import difix_fixer
+from record import append_markdown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="pkl or folder (default: a random tiny model)")
+    parser.add_argument("--size", default="512x512", help="image HxW (the processing size: a multiple of 16)")
+    parser.add_argument("--views", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=8)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--compile", nargs="+", default=["false", "true"], choices=["false", "true"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
+    parser.add_argument("--append", type=Path)
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    rng = np.random.default_rng(0)
+    images = [rng.random((height, width, 3), dtype=np.float32) for _ in range(args.views)]
+    refs = [rng.random((height, width, 3), dtype=np.float32) for _ in range(args.views)]
+    accelerator = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            from hi4dfix.difix.checkpoint import save_checkpoint
+            from hi4dfix.difix.config import DifixConfig
+            from hi4dfix.difix.model import build_random_difix
+
+            model = str(save_checkpoint(Path(tmp) / "tiny.pkl", build_random_difix(DifixConfig(preset="tiny"))))
+        rows = ["| model | size | batch | compiled | dtype | views timed | ms / view | views / s | first batch s |",
+                "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+        for compiled in args.compile:
+            for batch in args.batch_sizes:
+                torch.compiler.reset()
+                fixer = difix_fixer(model, inference={"batch_size": batch, "compile": compiled == "true", "dtype": args.dtype})
+                for start in range(0, args.views, args.chunk):
+                    fixer(images[start : start + args.chunk], refs[start : start + args.chunk])
+                timing = fixer.timing()
+                dtype = str(fixer.model.vae.dtype).removeprefix("torch.")
+                rows.append(f"| {Path(model).name} | {height}x{width} | {batch} | {compiled} | {dtype} | {timing.views} | "
+                            f"{timing.ms_per_view:.1f} | {timing.views_per_s:.1f} | {timing.first_seconds:.1f} |")
+                print(rows[-1], flush=True)
+                del fixer
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+    table = "\n".join(rows)
+    print(table)
+    if args.append:
+        append_markdown(args.append, "The pipeline's DiFix fixer per view (difix_fixer, as evaluate_nvs runs it)", table, accelerator)
+
+
+if __name__ == "__main__":
+    main()

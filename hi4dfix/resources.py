@@ -1,0 +1,154 @@
+"""Memory and time a job asks the cluster for, from per-unit costs measured in BENCHMARKS.md,
+scaled by what the job's cost grows with: a scene's frames, its image size, the views evaluated.
+
+A scene's size is known at DAG build without reading images: its frames from the config
+(synthetic data) or the sequence's ``meta.npz`` start/end (Hi4D), kept by ``materialize``'s
+``frame_stride``/``max_frames``; its size from ``materialize.width``/``height`` or the source.
+
+Every figure below names where it comes from; "estimate" marks those not measured. Requests are
+the estimate times :data:`SAFETY`, times the attempt (a retried job asks for more).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
+
+HI4D_SIZE = (940, 1280)  # (width, height) of Hi4D's images
+FULL_PIXELS = HI4D_SIZE[0] * HI4D_SIZE[1]
+UNKNOWN_SEQUENCE_FRAMES = 200  # estimate: a Hi4D sequence whose meta.npz is not readable yet
+SAFETY = 1.5
+
+# --- evaluation (evaluate_nvs, evaluate_difix): BENCHMARKS.md, "NVS evaluation memory at 940x1280"
+EVAL_BASE_MB = 1000  # Python, torch, LPIPS's AlexNet before any view: 1009 MiB (measured, one process)
+# Memory per view held (chunk): image, reference, target, output, metric stacks and LPIPS's batch.
+# Measured: raw arm, chunk 8, 940x1280: 3931 MiB peak at 10 frames, 3950 at 100 -> (3950 - 1000) / 8.
+EVAL_MB_PER_VIEW = 370
+# A DiFix model in host memory while it runs: tiny (on CPU) measured, its arm's peak is 325 MiB
+# above the raw arm's; sd-turbo (weights on the GPU): CUDA's host side, an estimate.
+DIFIX_HOST_MB = {"tiny": 400, "sd-turbo": 1500}
+# While a model loads, before any view is read: sd-turbo's fp32 weights (UNet 3.46 GB, text encoder
+# 1.36 GB, VAE 0.33 GB) plus the pkl read alongside (3.47 GB, BENCHMARKS.md "DiFix sd-turbo model
+# on disk"), until they move to the GPU: an estimate from those sizes.
+DIFIX_LOAD_MB = {"tiny": 300, "sd-turbo": 9000}
+# Time per view for reading, saving and the metrics (PSNR, SSIM, LPIPS on CPU), 1 thread,
+# 940x1280, raw arm: 3.07 s over 700 views, 9.1 s over 70 views while another benchmark ran, on a
+# shared 2-core machine; 4.0 taken.
+EVAL_S_PER_VIEW = 4.0
+# DiFix per view at 940x1280 processing size, estimates scaled by pixels from measurements at
+# smaller sizes. tiny (CPU, 1 thread): 0.28-0.55 s at 240x176 (BENCHMARKS.md, NVS evaluation
+# memory) and 3.8 s at 480x352 (a probe on the busy machine, not recorded), x7.1 from the latter.
+# sd-turbo (GPU, eager bf16): 68.4 ms at 512x512 (BENCHMARKS.md, DiFix full-size architecture),
+# x4.6; compiled it is 2.9x less at 512.
+DIFIX_S_PER_VIEW = {"tiny": 27.0, "sd-turbo": 0.32}
+# Loading (and compiling) a model: sd-turbo's compilation took 148.5 s at 512 px (measured, cold
+# cache); loading 3.5 GB of weights from a shared file system: estimate.
+DIFIX_START_S = {"tiny": 10, "sd-turbo": 600}
+JOB_START_MIN = 5  # interpreter, imports, Slurm's start: estimate
+PROGRESSIVE_ROUNDS = 2  # hi4dfix.difix3d_plus.ProgressiveConfig.rounds (nvs.mode difix3d+)
+
+# --- materialize: BENCHMARKS.md, "Materialize at 940x1280": 0.80-0.95 frames/s per core
+MATERIALIZE_S_PER_FRAME = 1.25  # 8 cameras, at Hi4D's source size
+# --- render (fit + render 8 cameras), gsplat on one H100, BENCHMARKS.md "Render stage":
+RENDER_S_PER_STEP = 0.0051  # ms/step 4.2-5.1 (376x512 to 940x1280, 2000-13,780 Gaussians)
+RENDER_S_PER_FRAME = 0.11 + MATERIALIZE_S_PER_FRAME  # rendering 8 cameras, plus writing 16 PNGs and
+# reading the ground truth: taken as materialize's per-frame cost (the same PNG work): estimate
+
+
+@dataclass(frozen=True)
+class SceneSize:
+    frames: int
+    width: int
+    height: int
+    cameras: int = len(HI4D_CAMERA_IDS)
+
+    @property
+    def pixel_scale(self) -> float:
+        """Pixels of an image relative to Hi4D's 940x1280, which the costs are measured at."""
+        return self.width * self.height / FULL_PIXELS
+
+
+def sequence_frames(meta_path: str | Path) -> int | None:
+    """Frames of a Hi4D sequence from its ``meta.npz`` (start and end, inclusive); None if unreadable."""
+    import numpy as np
+
+    try:
+        with np.load(meta_path, allow_pickle=False) as meta:
+            return int(meta["end"]) - int(meta["start"]) + 1
+    except Exception:  # missing, or not yet written (synthetic data): the caller estimates
+        return None
+
+
+def scene_size(config: Mapping[str, Any], sequence_dir: str | Path) -> SceneSize:
+    """Frames and image size of a materialized scene, from the config and the sequence's meta.npz."""
+    from hi4dfix.materialize import MaterializeConfig
+
+    data = config["data"]
+    if data["source"] == "synthetic":
+        synthetic = data.get("synthetic", {})
+        count = int(synthetic.get("num_frames", 3))
+        source = (int(synthetic.get("width", 120)), int(synthetic.get("height", 160)))
+    else:
+        count = sequence_frames(Path(sequence_dir) / "meta.npz") or UNKNOWN_SEQUENCE_FRAMES
+        source = HI4D_SIZE
+    options = config.get("materialize", {})
+    materialize = MaterializeConfig(
+        width=options.get("width"),
+        height=options.get("height"),
+        frame_stride=options.get("frame_stride", 1),
+        max_frames=options.get("max_frames"),
+    )
+    frames = len(materialize.select_frames(list(range(count))))
+    width, height = materialize.output_size(*source)
+    return SceneSize(frames, width, height)
+
+
+def _mb(estimate_mb: float, attempt: int) -> int:
+    return int(math.ceil(estimate_mb * SAFETY * attempt / 100.0) * 100)
+
+
+def _minutes(estimate_s: float, attempt: int) -> int:
+    return int(math.ceil(estimate_s * SAFETY * attempt / 60.0)) + JOB_START_MIN
+
+
+def evaluation_mem_mb(scale: float, chunk_views: int, presets: Sequence[str], attempt: int = 1) -> int:
+    """An evaluation job: its base and the DiFix models it runs (``presets``, loaded one after the
+    other), then the larger of one chunk of views at the image size and a model's loading."""
+    chunk = chunk_views * EVAL_MB_PER_VIEW * scale
+    loading = max((DIFIX_LOAD_MB[p] for p in presets), default=0)
+    return _mb(EVAL_BASE_MB + sum(DIFIX_HOST_MB[p] for p in presets) + max(chunk, loading), attempt)
+
+
+def evaluation_runtime_min(views: int, scale: float, arms: Sequence[str | None], attempt: int = 1) -> int:
+    """``views`` scored per arm (None: the raw arm, no DiFix); each DiFix arm loads its model."""
+    seconds = 0.0
+    for preset in arms:
+        per_view = EVAL_S_PER_VIEW + (DIFIX_S_PER_VIEW[preset] if preset else 0.0)
+        seconds += views * per_view * scale + (DIFIX_START_S[preset] if preset else 0.0)
+    return _minutes(seconds, attempt)
+
+
+def nvs_runtime_min(
+    size: SceneSize, views: int, preset: str | None, mode: str, fit_steps: int, attempt: int = 1
+) -> int:
+    """One NVS arm on one scene; ``difix3d+`` (DiFix arms) also refits every frame (the fit's steps
+    split over the rounds, as a render job) and fixes the held-out views once per round."""
+    minutes = evaluation_runtime_min(views, size.pixel_scale, [preset], attempt)
+    if mode == "difix3d+" and preset is not None:
+        minutes += render_runtime_min(size, fit_steps, attempt) - JOB_START_MIN
+        minutes += _minutes(PROGRESSIVE_ROUNDS * views * DIFIX_S_PER_VIEW[preset] * size.pixel_scale, attempt) - JOB_START_MIN
+    return minutes
+
+
+def materialize_runtime_min(size: SceneSize, source_scale: float, attempt: int = 1) -> int:
+    return _minutes(size.frames * MATERIALIZE_S_PER_FRAME * source_scale, attempt)
+
+
+def render_runtime_min(size: SceneSize, fit_steps: int, attempt: int = 1) -> int:
+    """Per frame: the fit's steps and the renders (GPU figures: the rule asks for a GPU)."""
+    per_frame = fit_steps * RENDER_S_PER_STEP + RENDER_S_PER_FRAME * size.pixel_scale
+    return _minutes(size.frames * per_frame, attempt)
