@@ -371,8 +371,13 @@ def test_report_embeds_every_item_in_its_category(report_run):
     page = (report_run / "results/v0/report.html").read_text()
     categories = embedded_json(page, "categories")
     assert sorted(categories) == CATEGORIES
-    assert all(list(subcats) == ["v0"] for subcats in categories.values())
+    # the base model is shared by the versions: its out-of-domain scores have their own subcategory
+    assert {name: sorted(subcats) for name, subcats in categories.items()} == {
+        name: ["base model", "v0"] if name == CATEGORY_METRICS else ["v0"] for name in CATEGORIES
+    }
+    assert categories[CATEGORY_METRICS]["base model"] == ["results/difix_base/tiny/ood_test.md"]
     results = embedded_json(page, "results")
+    assert "out-of-domain" in results["results/difix_base/tiny/ood_test.md"]["caption"]
     expected = {
         CATEGORY_CARD: ["results/v0/report/card.html"],
         CATEGORY_METRICS: ["results/v0/deltas.csv", "results/v0/report/metrics.png", "results/v0/difix/eval_deltas.csv"],
