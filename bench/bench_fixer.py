@@ -2,7 +2,7 @@
 runs it), eager and compiled, against the model-only figure of ``bench/bench_difix.py``.
 
     python bench/bench_fixer.py --model OUT/sd_turbo_base --size 512x512 --batch-sizes 1 4 \\
-        --compile false true --views 64 [--append BENCHMARKS.md]
+        --compile false true --views 64 [--long-side 512] [--append BENCHMARKS.md]
 
 The fixer is timed as evaluate_nvs times it: host images in, fixed host images out (resizing,
 copies, the model), the first batch of each size apart (it compiles and captures CUDA graphs).
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hi4dfix.difix.data import model_input_size
 from hi4dfix.evaluate import difix_fixer
 from record import append_markdown
 
@@ -26,7 +27,8 @@ from record import append_markdown
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="pkl or folder (default: a random tiny model)")
-    parser.add_argument("--size", default="512x512", help="image HxW (the processing size: a multiple of 16)")
+    parser.add_argument("--size", default="512x512", help="image HxW")
+    parser.add_argument("--long-side", type=int, help="processing size's long side (default: the image's size)")
     parser.add_argument("--views", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=8)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
@@ -48,17 +50,19 @@ def main() -> None:
             from hi4dfix.difix.model import build_random_difix
 
             model = str(save_checkpoint(Path(tmp) / "tiny.pkl", build_random_difix(DifixConfig(preset="tiny"))))
-        rows = ["| model | size | batch | compiled | dtype | views timed | ms / view | views / s | first batch s |",
-                "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+        processing = "x".join(map(str, model_input_size(height, width, None, args.long_side)))
+        rows = ["| model | size | processing size | batch | compiled | dtype | views timed | ms / view | views / s | first batch s |",
+                "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
         for compiled in args.compile:
             for batch in args.batch_sizes:
                 torch.compiler.reset()
-                fixer = difix_fixer(model, inference={"batch_size": batch, "compile": compiled == "true", "dtype": args.dtype})
+                inference = {"batch_size": batch, "compile": compiled == "true", "dtype": args.dtype}
+                fixer = difix_fixer(model, inference=inference, long_side=args.long_side)
                 for start in range(0, args.views, args.chunk):
                     fixer(images[start : start + args.chunk], refs[start : start + args.chunk])
                 timing = fixer.timing()
                 dtype = str(fixer.model.vae.dtype).removeprefix("torch.")
-                rows.append(f"| {Path(model).name} | {height}x{width} | {batch} | {compiled} | {dtype} | {timing.views} | "
+                rows.append(f"| {Path(model).name} | {height}x{width} | {processing} | {batch} | {compiled} | {dtype} | {timing.views} | "
                             f"{timing.ms_per_view:.1f} | {timing.views_per_s:.1f} | {timing.first_seconds:.1f} |")
                 print(rows[-1], flush=True)
                 del fixer

@@ -46,7 +46,9 @@ EVAL_S_PER_VIEW = 4.0
 # x4.6; compiled it is 2.9x less at 512.
 DIFIX_S_PER_VIEW = {"tiny": 27.0, "sd-turbo": 0.32}
 # Loading (and compiling) a model: sd-turbo's compilation took 148.5 s at 512 px (measured, cold
-# cache); loading 3.5 GB of weights from a shared file system: estimate.
+# cache), 105 s inside evaluate_nvs at 512x384 on a cold inductor cache and 20-25 s on a warm one
+# (BENCHMARKS.md, the whole study at full size); loading 3.5 GB of weights from a shared file
+# system: estimate.
 DIFIX_START_S = {"tiny": 10, "sd-turbo": 600}
 JOB_START_MIN = 5  # interpreter, imports, Slurm's start: estimate
 PROGRESSIVE_ROUNDS = 2  # hi4dfix.difix3d_plus.ProgressiveConfig.rounds (nvs.mode difix3d+)

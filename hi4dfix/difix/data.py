@@ -185,11 +185,12 @@ def model_input_size(
     return snap_resolution((height, width))
 
 
-def to_model_range(image: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) float in [0, 1] -> (3, H, W) tensor in [-1, 1]."""
+def to_model_range(image: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """(H, W, 3) float in [0, 1] -> (3, H, W) tensor in [-1, 1], on ``device`` (default: the CPU)."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1) * 2.0 - 1.0
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(device)
+    return tensor.permute(2, 0, 1) * 2.0 - 1.0
 
 
 def resize_chw(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
