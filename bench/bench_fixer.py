@@ -53,13 +53,17 @@ def main() -> None:
         for compiled in args.compile:
             for batch in args.batch_sizes:
                 torch.compiler.reset()
-                fixer = difix_fixer(model, inference={"batch_size": batch, "compile": compiled == "true", "dtype": args.dtype})
+                fixer = difix_fixer(
+                    model, inference={"batch_size": batch, "compile": compiled == "true", "dtype": args.dtype}
+                )
                 for start in range(0, args.views, args.chunk):
                     fixer(images[start : start + args.chunk], refs[start : start + args.chunk])
                 timing = fixer.timing()
                 dtype = str(fixer.model.vae.dtype).removeprefix("torch.")
-                rows.append(f"| {Path(model).name} | {height}x{width} | {batch} | {compiled} | {dtype} | {timing.views} | "
-                            f"{timing.ms_per_view:.1f} | {timing.views_per_s:.1f} | {timing.first_seconds:.1f} |")
+                rows.append(
+                    f"| {Path(model).name} | {height}x{width} | {batch} | {compiled} | {dtype} | {timing.views} | "
+                    f"{timing.ms_per_view:.1f} | {timing.views_per_s:.1f} | {timing.first_seconds:.1f} |"
+                )
                 print(rows[-1], flush=True)
                 del fixer
                 if torch.cuda.is_available():
@@ -67,7 +71,12 @@ def main() -> None:
     table = "\n".join(rows)
     print(table)
     if args.append:
-        append_markdown(args.append, "The pipeline's DiFix fixer per view (difix_fixer, as evaluate_nvs runs it)", table, accelerator)
+        append_markdown(
+            args.append,
+            "The pipeline's DiFix fixer per view (difix_fixer, as evaluate_nvs runs it)",
+            table,
+            accelerator,
+        )
 
 
 if __name__ == "__main__":
