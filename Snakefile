@@ -36,8 +36,8 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand("results/{version}/deltas.csv", version=list(STUDY.versions)),
         expand("results/{version}/difix/eval.csv", version=list(STUDY.versions)),
         "results/versions.csv",
-    default_target: True

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with hi4dfix, its pipeline dependencies and the test tools. Safe to re-run:
 # it reinstalls only when pyproject.toml or this script changed.
-#   ./setup.sh          the pipeline (and pytest)
+#   ./setup.sh          the pipeline (and the test tools: pytest, ruff, snakefmt)
 #   ./setup.sh --test   also the system packages the test suite uses, when run as root:
 #                       Debian's chromium (report test) and a single-node Slurm (munge, slurmctld, slurmd)
 set -euo pipefail
@@ -29,8 +29,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch and torchvision are pinned as a pair that imports together (lpips needs torchvision);
-# on machines without a GPU this is still the standard wheel and runs on the CPU.
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+# torch and torchvision come pinned from pyproject.toml (the one place of the pins, which
+# workflow/envs/hi4dfix.yaml follows too); without a GPU this is still the standard wheel, on the CPU.
 .venv/bin/python -m pip install -q -e ".[test]"
 echo "$wanted" > "$stamp"

@@ -48,8 +48,10 @@ def main() -> None:
         f"| UNet weights ({unet_params / 1e6:.1f} M parameters, fp32) | counted | {unet:,} | {unet / 1e9:.3f} |",
         f"| VAE LoRA + skip weights (fp32) | counted | {vae:,} | {vae / 1e9:.4f} |",
         f"| weights-only model.pkl (tensors) | counted | {unet + vae:,} | {(unet + vae) / 1e9:.3f} |",
-        f"| AdamW moments ({trainable / 1e6:.1f} M trainable parameters, 2 x fp32) | counted | {moments:,} | {moments / 1e9:.3f} |",
-        f"| resumable checkpoint (weights + AdamW) | counted | {unet + vae + moments:,} | {(unet + vae + moments) / 1e9:.3f} |",
+        f"| AdamW moments ({trainable / 1e6:.1f} M trainable parameters, 2 x fp32) | counted "
+        f"| {moments:,} | {moments / 1e9:.3f} |",
+        f"| resumable checkpoint (weights + AdamW) | counted "
+        f"| {unet + vae + moments:,} | {(unet + vae + moments) / 1e9:.3f} |",
     ]
     if args.measure:
         torch.manual_seed(0)
@@ -57,11 +59,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = save_model_weights(Path(tmp) / "model.pkl", real, {"step": 0})
             size = path.stat().st_size
-        rows.insert(5, f"| weights-only model.pkl, random weights, `save_model_weights` | file size | {size:,} | {size / 1e9:.3f} |")
+        rows.insert(
+            5,
+            f"| weights-only model.pkl, random weights, `save_model_weights` | file size "
+            f"| {size:,} | {size / 1e9:.3f} |",
+        )
     table = "\n".join(rows)
     print(table)
     if args.append:
-        append_markdown(args.append, "DiFix sd-turbo model on disk: weights-only final model and resumable checkpoint", table)
+        append_markdown(
+            args.append, "DiFix sd-turbo model on disk: weights-only final model and resumable checkpoint", table
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import resource
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
+
 from record import append_markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,10 +79,16 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=3)
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args()
-    lines = ["| scenes | versions | jobs | `snakemake -n` s | peak MiB | s per 100 scenes |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| scenes | versions | jobs | `snakemake -n` s | peak MiB | s per 100 scenes |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for num_scenes in sorted(args.scenes):
         seconds, peak_mib, jobs = dry_run(scaled_config(num_scenes, args.versions))
-        lines.append(f"| {num_scenes} | {args.versions} | {jobs} | {seconds:.2f} | {peak_mib:.0f} | {100 * seconds / num_scenes:.2f} |")
+        lines.append(
+            f"| {num_scenes} | {args.versions} | {jobs} | {seconds:.2f} | {peak_mib:.0f} "
+            f"| {100 * seconds / num_scenes:.2f} |"
+        )
     table = "\n".join(lines)
     print(table)
     if args.append:

@@ -249,13 +249,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precisions", default="no,bf16,fp16", help="comma list of no, bf16, fp16")
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the Difix model (DifixModel.compile_forward)")
-    parser.add_argument("--compile-mode", default=None, help="torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs...); unset: the trainer's "
-                        "TrainConfig.compile_mode (reduce-overhead) and load_difix's 'default'")
-    parser.add_argument("--bf16-weights", action="store_true", help="inference with weights cast to the precision's dtype")
-    parser.add_argument("--all-views", action="store_true", help="inference decodes every view (default: the fixed image only, as fix_images does)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the Difix model (DifixModel.compile_forward)"
+    )
+    parser.add_argument(
+        "--compile-mode",
+        default=None,
+        help="torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs...); unset: the trainer's "
+        "TrainConfig.compile_mode (reduce-overhead) and load_difix's 'default'",
+    )
+    parser.add_argument(
+        "--bf16-weights", action="store_true", help="inference with weights cast to the precision's dtype"
+    )
+    parser.add_argument(
+        "--all-views",
+        action="store_true",
+        help="inference decodes every view (default: the fixed image only, as fix_images does)",
+    )
     parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--cudnn-benchmark", action="store_true", help="training with cuDNN autotuning (TrainConfig.cudnn_benchmark)")
+    parser.add_argument(
+        "--cudnn-benchmark", action="store_true", help="training with cuDNN autotuning (TrainConfig.cudnn_benchmark)"
+    )
     parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
@@ -272,8 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         if precision == "fp16" and device.type != "cuda":
             rows.append(("difix train", precision, "skipped (fp16 needs CUDA)", "", ""))
             continue
-        available = {"train": ("difix train", bench_difix_train), "plain": ("plain train", bench_plain_train),
-                     "infer": ("difix infer", bench_infer)}
+        available = {
+            "train": ("difix train", bench_difix_train),
+            "plain": ("plain train", bench_plain_train),
+            "infer": ("difix infer", bench_infer),
+        }
         benches = [available[r.strip()] for r in args.rows.split(",") if r.strip()]
         for name, bench in benches:
             try:
@@ -289,19 +306,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # under accelerate launch, rank 0 prints its figures (every rank measures the same step)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    options = [o for o in ("channels_last", "compile", "bf16_weights", "all_views", "gradient_checkpointing",
-                           "cudnn_benchmark") if getattr(args, o)]
+    options = [
+        o
+        for o in ("channels_last", "compile", "bf16_weights", "all_views", "gradient_checkpointing", "cudnn_benchmark")
+        if getattr(args, o)
+    ]
     if args.compile_mode:
         options.append(f"compile mode {args.compile_mode}")
-    setting = (f"preset {args.preset}, {args.resolution}x{args.resolution}, batch {args.batch_size} (+ reference view) "
-               f"per process, {processes} process(es), options: {', '.join(options) or 'none'}")
+    setting = (
+        f"preset {args.preset}, {args.resolution}x{args.resolution}, batch {args.batch_size} (+ reference view) "
+        f"per process, {processes} process(es), options: {', '.join(options) or 'none'}"
+    )
     print(f"\nDifix bench: {setting}; {gpu}, torch {torch.__version__}\n")
-    lines = ["| what | precision | ms / iteration | peak memory (GiB) | first call s |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = [
+        "| what | precision | ms / iteration | peak memory (GiB) | first call s |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     table = "\n".join(lines)
     print(table)
     if args.append:
-        append_markdown(args.append, f"DiFix step and inference ({setting})", table, f"{gpu}, torch {torch.__version__}")
+        append_markdown(
+            args.append, f"DiFix step and inference ({setting})", table, f"{gpu}, torch {torch.__version__}"
+        )
     return 0
 
 

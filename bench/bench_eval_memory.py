@@ -136,7 +136,9 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", choices=["raw", "difix"], default=["raw", "difix"])
     parser.add_argument("--chunk-views", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--difix-resolution", default="240x176", help="DiFix processing size HxW (images stay 940x1280)")
+    parser.add_argument(
+        "--difix-resolution", default="240x176", help="DiFix processing size HxW (images stay 940x1280)"
+    )
     parser.add_argument("--append", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scene", help=argparse.SUPPRESS)
@@ -153,8 +155,10 @@ def main() -> None:
     from hi4dfix.difix.model import build_random_difix
     from record import append_markdown
 
-    rows = ["| arm | frames | views | chunk | peak RSS MiB | wall s | s / view | DiFix ms / view |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| arm | frames | views | chunk | peak RSS MiB | wall s | s / view | DiFix ms / view |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = build_source(tmp / "source")
@@ -162,17 +166,32 @@ def main() -> None:
         for frames in args.frames:
             scene_dir, render_dir = build_scene(source, tmp / f"f{frames}", frames)
             for arm in args.arms:
-                command = [sys.executable, str(Path(__file__).resolve()), "--child", "--scene", str(scene_dir),
-                           "--renders", str(render_dir), "--save-dir", str(tmp / f"f{frames}" / f"out_{arm}"),
-                           "--chunk-views", str(args.chunk_views), "--batch-size", str(args.batch_size),
-                           "--difix-resolution", args.difix_resolution]
+                command = [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--child",
+                    "--scene",
+                    str(scene_dir),
+                    "--renders",
+                    str(render_dir),
+                    "--save-dir",
+                    str(tmp / f"f{frames}" / f"out_{arm}"),
+                    "--chunk-views",
+                    str(args.chunk_views),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--difix-resolution",
+                    args.difix_resolution,
+                ]
                 if arm == "difix":
                     command += ["--model", str(model)]
                 result = measure(command)
                 label = "raw" if arm == "raw" else f"tiny DiFix at {args.difix_resolution}, batch {args.batch_size}"
                 difix_ms = f"{result['difix_ms_per_view']:.0f}" if "difix_ms_per_view" in result else ""
-                rows.append(f"| {label} | {frames} | {result['views']} | {args.chunk_views} | {result['peak_mib']:.0f} | "
-                            f"{result['seconds']:.0f} | {result['seconds'] / result['views']:.2f} | {difix_ms} |")
+                rows.append(
+                    f"| {label} | {frames} | {result['views']} | {args.chunk_views} | {result['peak_mib']:.0f} | "
+                    f"{result['seconds']:.0f} | {result['seconds'] / result['views']:.2f} | {difix_ms} |"
+                )
                 print(rows[-1], flush=True)
                 shutil.rmtree(tmp / f"f{frames}" / f"out_{arm}")
     table = "\n".join(rows)

@@ -51,8 +51,11 @@ def main() -> None:
 
             model = str(save_checkpoint(Path(tmp) / "tiny.pkl", build_random_difix(DifixConfig(preset="tiny"))))
         processing = "x".join(map(str, model_input_size(height, width, None, args.long_side)))
-        rows = ["| model | size | processing size | batch | compiled | dtype | views timed | ms / view | views / s | first batch s |",
-                "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
+        rows = [
+            "| model | size | processing size | batch | compiled | dtype | views timed | ms / view | views / s "
+            "| first batch s |",
+            "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
         for compiled in args.compile:
             for batch in args.batch_sizes:
                 torch.compiler.reset()
@@ -62,8 +65,11 @@ def main() -> None:
                     fixer(images[start : start + args.chunk], refs[start : start + args.chunk])
                 timing = fixer.timing()
                 dtype = str(fixer.model.vae.dtype).removeprefix("torch.")
-                rows.append(f"| {Path(model).name} | {height}x{width} | {processing} | {batch} | {compiled} | {dtype} | {timing.views} | "
-                            f"{timing.ms_per_view:.1f} | {timing.views_per_s:.1f} | {timing.first_seconds:.1f} |")
+                rows.append(
+                    f"| {Path(model).name} | {height}x{width} | {processing} | {batch} | {compiled} | {dtype} | "
+                    f"{timing.views} | {timing.ms_per_view:.1f} | {timing.views_per_s:.1f} | "
+                    f"{timing.first_seconds:.1f} |"
+                )
                 print(rows[-1], flush=True)
                 del fixer
                 if torch.cuda.is_available():
@@ -71,7 +77,12 @@ def main() -> None:
     table = "\n".join(rows)
     print(table)
     if args.append:
-        append_markdown(args.append, "The pipeline's DiFix fixer per view (difix_fixer, as evaluate_nvs runs it)", table, accelerator)
+        append_markdown(
+            args.append,
+            "The pipeline's DiFix fixer per view (difix_fixer, as evaluate_nvs runs it)",
+            table,
+            accelerator,
+        )
 
 
 if __name__ == "__main__":

@@ -32,13 +32,21 @@ def job_seconds(results: Path) -> pd.DataFrame:
     rows = []
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
         rule = tsv.relative_to(results / "benchmarks").parts[0]
-        rows.append({"rule": rule, "job": tsv.relative_to(results / "benchmarks").as_posix(), "s": float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])})
+        rows.append(
+            {
+                "rule": rule,
+                "job": tsv.relative_to(results / "benchmarks").as_posix(),
+                "s": float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def ood_summary(results: Path) -> dict[str, dict]:
     """The rows of the base model's out-of-domain test summary (``ood_test.md``'s table), by metric."""
-    lines = [line for line in (results / "difix_base/tiny/ood_test.md").read_text().splitlines() if line.startswith("|")]
+    lines = [
+        line for line in (results / "difix_base/tiny/ood_test.md").read_text().splitlines() if line.startswith("|")
+    ]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]]
     return {row["metric"]: row for row in rows}
@@ -52,7 +60,18 @@ def main() -> int:
     results = args.workdir / "results"
     if results.exists():
         parser.error(f"{results} exists: the benchmark times a run of every job (use a fresh clone or --workdir)")
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(args.workdir), "--cores", "2", "results/v0/deltas.csv"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(args.workdir),
+        "--cores",
+        "2",
+        "results/v0/deltas.csv",
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -68,20 +87,40 @@ def main() -> int:
         return f"{row.delta:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] ({row.verdict})"
 
     goals = [
-        ("out-of-domain test: base - raw PSNR (dB), goal >= +0.5",
-         f"{float(ood['psnr']['delta']):+.3f} [{float(ood['psnr']['ci_low']):+.3f}, {float(ood['psnr']['ci_high']):+.3f}]",
-         float(ood["psnr"]["delta"]) >= 0.5),
+        (
+            "out-of-domain test: base - raw PSNR (dB), goal >= +0.5",
+            f"{float(ood['psnr']['delta']):+.3f} "
+            f"[{float(ood['psnr']['ci_low']):+.3f}, {float(ood['psnr']['ci_high']):+.3f}]",
+            float(ood["psnr"]["delta"]) >= 0.5,
+        ),
         ("out-of-domain test: base - raw SSIM", f"{float(ood['ssim']['delta']):+.4f}", None),
-        ("reserved scenes: base - raw PSNR (dB), goal >= -1.0", delta("psnr", "base_vs_raw"), mean.loc[("psnr", "base_vs_raw")].delta >= -1.0),
-        ("reserved scenes: base - raw SSIM, goal >= -0.03", delta("ssim", "base_vs_raw"), mean.loc[("ssim", "base_vs_raw")].delta >= -0.03),
-        ("reserved scenes: tuned - base PSNR (dB), goal > 0", delta("psnr", "tuned_vs_base"), mean.loc[("psnr", "tuned_vs_base")].delta > 0),
+        (
+            "reserved scenes: base - raw PSNR (dB), goal >= -1.0",
+            delta("psnr", "base_vs_raw"),
+            mean.loc[("psnr", "base_vs_raw")].delta >= -1.0,
+        ),
+        (
+            "reserved scenes: base - raw SSIM, goal >= -0.03",
+            delta("ssim", "base_vs_raw"),
+            mean.loc[("ssim", "base_vs_raw")].delta >= -0.03,
+        ),
+        (
+            "reserved scenes: tuned - base PSNR (dB), goal > 0",
+            delta("psnr", "tuned_vs_base"),
+            mean.loc[("psnr", "tuned_vs_base")].delta > 0,
+        ),
         ("reserved scenes: tuned - base SSIM", delta("ssim", "tuned_vs_base"), None),
         ("reserved scenes: tuned - raw PSNR (dB)", delta("psnr", "tuned_vs_raw"), None),
     ]
     lines = ["| what | figure | goal met |", "| --- | ---: | --- |"]
-    lines.append(f"| wall time, {len(jobs)} jobs | {wall / 60:.0f} min {wall % 60:.0f} s | {'yes' if wall <= 480 else 'no'} (<= 8 min) |")
+    lines.append(
+        f"| wall time, {len(jobs)} jobs | {wall / 60:.0f} min {wall % 60:.0f} s "
+        f"| {'yes' if wall <= 480 else 'no'} (<= 8 min) |"
+    )
     for rule, row in per_rule.head(4).iterrows():
-        lines.append(f"| `{rule}` ({int(row['count'])} jobs) | {row['sum']:.0f} s in all, longest {row['max']:.0f} s | |")
+        lines.append(
+            f"| `{rule}` ({int(row['count'])} jobs) | {row['sum']:.0f} s in all, longest {row['max']:.0f} s | |"
+        )
     for what, figure, met in goals:
         lines.append(f"| {what} | {figure} | {'' if met is None else 'yes' if met else 'no'} |")
     table = "\n".join(lines) + "\n"

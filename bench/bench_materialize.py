@@ -55,9 +55,13 @@ def main() -> None:
                               [f"{tmp}/out{workers}/{n}" for n in names[:workers]], names[:workers]))
             wall = time.perf_counter() - start
             frames = workers * args.frames
-            scene_bytes = sum(f.stat().st_size for f in Path(f"{tmp}/out{workers}/{names[0]}").rglob("*") if f.is_file())
-            rows.append(f"| {workers} | {workers} | {args.frames} | {wall:.1f} | {frames / wall:.2f} | "
-                        f"{frames / wall / workers:.2f} | {scene_bytes / args.frames / 1e6:.1f} |")
+            scene_bytes = sum(
+                f.stat().st_size for f in Path(f"{tmp}/out{workers}/{names[0]}").rglob("*") if f.is_file()
+            )
+            rows.append(
+                f"| {workers} | {workers} | {args.frames} | {wall:.1f} | {frames / wall:.2f} | "
+                f"{frames / wall / workers:.2f} | {scene_bytes / args.frames / 1e6:.1f} |"
+            )
     table = "\n".join(rows)
     print(table)
     if args.append:

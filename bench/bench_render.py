@@ -70,8 +70,11 @@ def source_view(camera: Camera, verts: np.ndarray, backend: str, device: torch.d
     colors = 0.5 + 0.4 * torch.sin(points[:, 1:2] * 18.0 + torch.tensor([0.0, 2.0, 4.0], device=device))
     with torch.no_grad():
         rgb, alpha = rasterize(
-            points, torch.tensor([[1.0, 0, 0, 0]], device=device).repeat(n, 1), torch.full((n, 3), 0.015, device=device),
-            torch.full((n,), 0.95, device=device), colors,
+            points,
+            torch.tensor([[1.0, 0, 0, 0]], device=device).repeat(n, 1),
+            torch.full((n, 3), 0.015, device=device),
+            torch.full((n,), 0.95, device=device),
+            colors,
             torch.as_tensor(camera.w2c, dtype=torch.float32, device=device),
             torch.as_tensor(camera.K, dtype=torch.float32, device=device),
             camera.width, camera.height, None, backend=backend,
@@ -140,14 +143,17 @@ def main() -> None:
         t = time_frame(width, height, cfg, args.repeats)
         lines.append(
             f"| {backend} | {device} | {width} x {height} | {gaussians} | {steps} | {t['fit_s']:.2f} | "
-            f"{1000 * t['fit_s'] / max(steps, 1):.1f} | {t['render_s']:.3f} | {t['fit_s'] + t['render_s']:.2f} | {t['loss']:.4f} |"
+            f"{1000 * t['fit_s'] / max(steps, 1):.1f} | {t['render_s']:.3f} | {t['fit_s'] + t['render_s']:.2f} "
+            f"| {t['loss']:.4f} |"
         )
         print(lines[-1], flush=True)
     if len(rows) == 1:
         print("\n(gsplat rows skipped: no CUDA, or gsplat's kernels do not build here)")
     if args.append:
         accelerator = f"{device_name}, torch {torch.__version__}, {args.threads} CPU thread(s), best of {args.repeats}"
-        append_markdown(args.append, "Render stage: fit one frame's Gaussians, render all 8 cameras", "\n".join(lines), accelerator)
+        append_markdown(
+            args.append, "Render stage: fit one frame's Gaussians, render all 8 cameras", "\n".join(lines), accelerator
+        )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from record import append_markdown
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,7 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     cfg = BootstrapConfig(n_resamples=args.resamples)
     lines = [
-        "| scenes x frames x views | resamples | one comparison: every scene, s | its mean row, s | delta table (3 metrics x 3 comparisons), s |",
+        "| scenes x frames x views | resamples | one comparison: every scene, s | its mean row, s "
+        "| delta table (3 metrics x 3 comparisons), s |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for size in args.sizes:

@@ -28,9 +28,12 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:  # imported where used: the module's start stays light
+    from hi4dfix.difix.config import DifixConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -154,7 +157,8 @@ def overlay_config(args: argparse.Namespace) -> dict[str, Any]:
         width = round(args.width * args.long_side / args.height / 16) * 16
         tuning["resolution"] = f"{height}x{width}" if args.height >= args.width else f"{width}x{height}"
     if schema_knows("difix", "inference"):  # issue 16: compiled inference setting
-        difix["inference"] = {"compile": args.infer_compile if args.infer_compile == "auto" else parse_bool(args.infer_compile)}
+        compile_setting = args.infer_compile if args.infer_compile == "auto" else parse_bool(args.infer_compile)
+        difix["inference"] = {"compile": compile_setting}
     config: dict[str, Any] = {
         "data": {"synthetic": {"width": args.width, "height": args.height, "num_frames": args.frames}},
         "materialize": {"max_frames": args.frames},
@@ -203,7 +207,10 @@ def write_overlay(args: argparse.Namespace) -> None:
     config = overlay_config(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        "# written by bench/gpu_study.py overlay " + " ".join(sys.argv[3:]) + "\n" + yaml.safe_dump(config, sort_keys=False)
+        "# written by bench/gpu_study.py overlay "
+        + " ".join(sys.argv[3:])
+        + "\n"
+        + yaml.safe_dump(config, sort_keys=False)
     )
     print(args.out.read_text())
 
@@ -239,7 +246,9 @@ def read_gpu_peaks(results: Path) -> dict[str, tuple[float, float]]:
         found = [(float(m[2]), float(m[3])) for m in PEAK.finditer(path.read_text(errors="replace"))]
         if found:
             peaks[str(path.relative_to(results / "logs").with_suffix(""))] = (
-                max(a for a, _ in found), max(r for _, r in found))
+                max(a for a, _ in found),
+                max(r for _, r in found),
+            )
     return peaks
 
 
@@ -292,8 +301,10 @@ def gpu_monitor_summary(run: Path) -> str | None:
     if not used:
         return None
     busy = sum(u > 0 for u in util) / len(util)
-    return (f"nvidia-smi every 2 s, {len(used)} samples: GPU memory used max {max(used) / 1024:.1f} GiB; "
-            f"utilisation mean {sum(util) / len(util):.0f}%, non-zero in {100 * busy:.0f}% of samples")
+    return (
+        f"nvidia-smi every 2 s, {len(used)} samples: GPU memory used max {max(used) / 1024:.1f} GiB; "
+        f"utilisation mean {sum(util) / len(util):.0f}%, non-zero in {100 * busy:.0f}% of samples"
+    )
 
 
 def tuning_lines(results: Path) -> list[str]:
@@ -304,7 +315,8 @@ def tuning_lines(results: Path) -> list[str]:
         config = summary.get("config", {})
         lines.append(
             f"- {version}: {summary['steps']} steps at {summary.get('resolution')} (compile {config.get('compile')}, "
-            f"{config.get('mixed_precision')}), mean step {1000 * (summary.get('mean_step_time_s') or float('nan')):.1f} ms "
+            f"{config.get('mixed_precision')}), "
+            f"mean step {1000 * (summary.get('mean_step_time_s') or float('nan')):.1f} ms "
             "after the first"
         )
         train_log = summary_path.parent / "train_log.csv"
@@ -313,8 +325,10 @@ def tuning_lines(results: Path) -> list[str]:
                 rows = list(csv.DictReader(fh))
             if rows:
                 times = [float(r["step_time_s"]) for r in rows]
-                lines.append(f"  first step (compilation, CUDA graph capture, first Gram/LPIPS set-up) {times[0]:.1f} s; "
-                             f"last loss {float(rows[-1]['loss']):.4f}; total {float(rows[-1]['elapsed_s']):.1f} s in the loop")
+                lines.append(
+                    f"  first step (compilation, CUDA graph capture, first Gram/LPIPS set-up) {times[0]:.1f} s; "
+                    f"last loss {float(rows[-1]['loss']):.4f}; total {float(rows[-1]['elapsed_s']):.1f} s in the loop"
+                )
     return lines
 
 
@@ -338,8 +352,14 @@ def write_summary(workdir: Path, run: Path) -> Path:
         lines += ["```", env.read_text().strip(), "```", ""]
     overlay = run / "overlay.yaml"
     if overlay.is_file():
-        lines += ["Config: config/config.yaml, bench/gpu_fullsize.yaml, then this overlay:", "", "```yaml",
-                  overlay.read_text().strip(), "```", ""]
+        lines += [
+            "Config: config/config.yaml, bench/gpu_fullsize.yaml, then this overlay:",
+            "",
+            "```yaml",
+            overlay.read_text().strip(),
+            "```",
+            "",
+        ]
     lines += [
         "LPIPS/Gram backbones (VGG16, AlexNet) and the DiFix base are RANDOM stand-ins (the real weights",
         "cannot be downloaded there): timings and memory are real, metric values and deltas mean nothing.",
@@ -351,11 +371,16 @@ def write_summary(workdir: Path, run: Path) -> Path:
     ]
     for name, start, end, rc in stages:
         lines.append(f"| {name} | {start - t0:.0f} | {end - t0:.0f} | {end - start:.1f} | {rc} |")
-    lines += ["", "## Jobs (Snakemake benchmark files, job logs, Snakemake's log)", "",
-              "Times from the driver's start; wall s and max RSS from the benchmark file; peak GPU memory "
-              "from the job log (max allocated / max reserved by PyTorch; none: the job did not use CUDA).", "",
-              "| rule | wildcards | start s | end s | wall s | max RSS MiB | cpu s | peak GPU GiB (alloc / reserved) |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines += [
+        "",
+        "## Jobs (Snakemake benchmark files, job logs, Snakemake's log)",
+        "",
+        "Times from the driver's start; wall s and max RSS from the benchmark file; peak GPU memory "
+        "from the job log (max allocated / max reserved by PyTorch; none: the job did not use CUDA).",
+        "",
+        "| rule | wildcards | start s | end s | wall s | max RSS MiB | cpu s | peak GPU GiB (alloc / reserved) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     keys = sorted(bench, key=lambda k: (jobs.get(k, {}).get("start") or float("inf"), k))
     totals: dict[str, list[float]] = {}
     for key in keys:
@@ -383,13 +408,20 @@ def write_summary(workdir: Path, run: Path) -> Path:
                 timing.append(f"- {path.relative_to(results / 'logs')}: {line.split(': ', 1)[-1].strip()}")
     if timing:
         lines += ["", "## DiFix inference timing (evaluation logs)", "", *timing]
-    failed = [f"- {p.relative_to(results / 'logs')}" for p in sorted((results / "logs").rglob("*.log"))
-              if "job failed" in p.read_text(errors="replace")]
+    failed = [
+        f"- {p.relative_to(results / 'logs')}"
+        for p in sorted((results / "logs").rglob("*.log"))
+        if "job failed" in p.read_text(errors="replace")
+    ]
     if failed:
         lines += ["", "## Failed jobs (see their logs)", "", *failed]
     for version_deltas in sorted(results.glob("*/deltas.md")):
-        lines += ["", f"## {version_deltas.parent.name} deltas (random weights: the numbers mean nothing)", "",
-                  version_deltas.read_text().strip()]
+        lines += [
+            "",
+            f"## {version_deltas.parent.name} deltas (random weights: the numbers mean nothing)",
+            "",
+            version_deltas.read_text().strip(),
+        ]
     out = run / "summary.md"
     out.write_text("\n".join(lines) + "\n")
     return out

@@ -234,12 +234,16 @@ def load_workflow_config(base: Path, configfiles: list[Path]) -> dict:
 
 
 def _fetch_weights_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="study config (default: %(default)s)")
+    parser.add_argument(
+        "--config", type=Path, default=Path("config/config.yaml"), help="study config (default: %(default)s)"
+    )
     parser.add_argument(
         "--configfile", type=Path, nargs="+", action="extend", default=[],
         help="config files merged over --config, as snakemake's --configfile",
     )  # fmt: skip
-    parser.add_argument("--dry-run", action="store_true", help="list each item, its size and destination; fetch nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list each item, its size and destination; fetch nothing"
+    )
 
 
 def _run_fetch_weights(args: argparse.Namespace) -> int:

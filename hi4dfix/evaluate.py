@@ -214,7 +214,12 @@ def difix_fixer(
         compile_mode=settings.compile_mode if compiled else None,
     )
     fixer = DifixFixer(
-        model, batch_size or settings.batch_size, fixed_shapes=compiled, resolution=resolution, long_side=long_side, **fix_options
+        model,
+        batch_size or settings.batch_size,
+        fixed_shapes=compiled,
+        resolution=resolution,
+        long_side=long_side,
+        **fix_options,
     )
     fixer.name = str(spec)
     return fixer

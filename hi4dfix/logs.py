@@ -29,6 +29,18 @@ def cuda_peak_memory_message() -> str | None:
     return f"{GPU_PEAK_PREFIX} (cuda:{device}): max_allocated {allocated:.3f} GiB, max_reserved {reserved:.3f} GiB"
 
 
+def log_to_stderr(logger: logging.Logger, level: int = logging.INFO) -> None:
+    """Send ``logger``'s records to stderr as ``HH:MM:SS name: message``, at ``level``, and not on to
+    the root logger: the set-up of the ``python -m`` entry points (train, pretrain), which also run
+    outside a job's log. A second call only sets the level."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 @contextlib.contextmanager
 def job_log(path: str | Path | None, brief_errors: tuple[type[BaseException], ...] = ()) -> Iterator[logging.Logger]:
     """Send Python logging, stdout and stderr to ``path`` for the duration of a job.

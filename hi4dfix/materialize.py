@@ -20,8 +20,8 @@ import numpy as np
 from hi4dfix.camera import scale_intrinsics, undistort_maps
 from hi4dfix.hi4d.reader import Hi4DCamera, Hi4DSequence
 from hi4dfix.io import write_image, write_json, write_npz
-from hi4dfix.scene import MaterializedScene, load_scene, scene_manifest_path
 from hi4dfix.progress import progress
+from hi4dfix.scene import MaterializedScene, load_scene, scene_manifest_path
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,15 @@ class MaterializeConfig:
     first_frame_offset: int = 0  # index into the sequence's frame list where selection starts
 
     def __post_init__(self) -> None:
-        size_modes = [m for m, on in (("width/height", self.width or self.height), ("scale", self.scale), ("long_side", self.long_side)) if on is not None]
+        size_modes = [
+            m
+            for m, on in (
+                ("width/height", self.width or self.height),
+                ("scale", self.scale),
+                ("long_side", self.long_side),
+            )
+            if on is not None
+        ]
         problems = []
         if len(size_modes) > 1:
             problems.append(f"set only one of width/height, scale, long_side (got {', '.join(size_modes)})")
@@ -63,7 +71,9 @@ class MaterializeConfig:
             return self.width, max(1, round(height * self.width / width))
         if self.height is not None:
             return max(1, round(width * self.height / height)), self.height
-        scale = self.scale if self.scale is not None else (self.long_side / max(width, height) if self.long_side else 1.0)
+        scale = (
+            self.scale if self.scale is not None else (self.long_side / max(width, height) if self.long_side else 1.0)
+        )
         return max(1, round(width * scale)), max(1, round(height * scale))
 
     def select_frames(self, frames: list[int] | tuple[int, ...]) -> list[int]:
@@ -90,7 +100,8 @@ def materialize_scene(
     sizes = {cid: cfg.output_size(cam.width, cam.height) for cid, cam in sequence.cameras.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(
-            f"{sequence.root}: cameras would materialize at different sizes {sizes}; set MaterializeConfig.width and height"
+            f"{sequence.root}: cameras would materialize at different sizes {sizes}; "
+            "set MaterializeConfig.width and height"
         )
     width, height = next(iter(sizes.values()))
     # mkdir (not mkdtemp, which makes it private to the user) keeps the umask's permissions
@@ -180,7 +191,10 @@ def _materialize_camera(
         image = sequence.load_image(camera.id, frame)
         mask = sequence.load_mask(camera.id, frame).astype(np.uint8) * 255
         if image.shape[:2] != (camera.height, camera.width):
-            raise ValueError(f"{sequence.image_path(camera.id, frame)}: size {image.shape[1]}x{image.shape[0]} differs from camera {camera.id}'s {camera.width}x{camera.height}")
+            raise ValueError(
+                f"{sequence.image_path(camera.id, frame)}: size {image.shape[1]}x{image.shape[0]} differs from "
+                f"camera {camera.id}'s {camera.width}x{camera.height}"
+            )
         if mask.shape != image.shape[:2]:
             raise ValueError(f"{sequence.mask_path(camera.id, frame)}: mask size differs from the image's")
         if maps is not None:

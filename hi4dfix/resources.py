@@ -142,7 +142,8 @@ def nvs_runtime_min(
     minutes = evaluation_runtime_min(views, size.pixel_scale, [preset], attempt)
     if mode == "difix3d+" and preset is not None:
         minutes += render_runtime_min(size, fit_steps, attempt) - JOB_START_MIN
-        minutes += _minutes(PROGRESSIVE_ROUNDS * views * DIFIX_S_PER_VIEW[preset] * size.pixel_scale, attempt) - JOB_START_MIN
+        difix_s = PROGRESSIVE_ROUNDS * views * DIFIX_S_PER_VIEW[preset] * size.pixel_scale
+        minutes += _minutes(difix_s, attempt) - JOB_START_MIN
     return minutes
 
 

@@ -17,11 +17,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 
 from hi4dfix.io import read_image
-
-import imageio.v3 as iio
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,9 @@ def find_sequences(root: str | Path, max_depth: int = 4) -> list[Path]:
     return sorted(found)
 
 
-def check_tree(root: str | Path, expected: Iterable[str] = (), cfg: ReadConfig = ReadConfig()) -> dict[Path, list[Problem]]:
+def check_tree(
+    root: str | Path, expected: Iterable[str] = (), cfg: ReadConfig = ReadConfig()
+) -> dict[Path, list[Problem]]:
     """Every problem of every sequence under ``root``, plus expected sequence folders that are missing.
 
     ``cfg.decode_images`` decodes every image and mask (``cfg.workers`` threads), which finds

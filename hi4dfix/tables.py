@@ -45,7 +45,16 @@ import pandas as pd
 
 from hi4dfix.io import atomic_path
 from hi4dfix.metrics import LPIPS_FLAG_COLUMN, METRIC_COLUMNS
-from hi4dfix.stats import FEW_UNITS, NO_VERDICT, VERDICTS, BootstrapConfig, Estimate, mean_estimate, scene_estimate, verdict
+from hi4dfix.stats import (
+    FEW_UNITS,
+    NO_VERDICT,
+    VERDICTS,
+    BootstrapConfig,
+    Estimate,
+    mean_estimate,
+    scene_estimate,
+    verdict,
+)
 
 MEAN = "mean"
 KEY_COLUMNS = ("frame", "cam")
@@ -191,7 +200,12 @@ def read_eval_views(path: str | os.PathLike) -> pd.DataFrame:
     if len(bad):
         raise ValueError(f"{path}: id {bad.iloc[0]!r} is not of the form scene/cam/frame")
     views = pd.DataFrame(
-        {"arm": df["arm"], "scene": ids["scene"], "frame": ids["frame"].astype(np.int64), "cam": ids["cam"].astype(np.int64)}
+        {
+            "arm": df["arm"],
+            "scene": ids["scene"],
+            "frame": ids["frame"].astype(np.int64),
+            "cam": ids["cam"].astype(np.int64),
+        }
     )
     for col in KEY_COLUMNS:  # evaluate_difix also writes them: they must agree with the id
         if col in df.columns and not (df[col].astype(np.int64) == views[col]).all():
@@ -232,18 +246,27 @@ def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> No
         raise ValueError(f"{source}: arms {sorted(arms)}, expected {list(ARMS)}")
     keyed = views.set_index(list(VIEW_COLUMNS)).index
     if keyed.has_duplicates:
-        raise ValueError(f"{source}: views repeat (arm, scene, frame, cam): {sorted(set(keyed[keyed.duplicated()]))[:5]}")
-    by_arm = {arm: set(map(tuple, group[["scene", "frame", "cam"]].to_numpy().tolist())) for arm, group in views.groupby("arm")}
+        raise ValueError(
+            f"{source}: views repeat (arm, scene, frame, cam): {sorted(set(keyed[keyed.duplicated()]))[:5]}"
+        )
+    by_arm = {
+        arm: set(map(tuple, group[["scene", "frame", "cam"]].to_numpy().tolist()))
+        for arm, group in views.groupby("arm")
+    }
     reference = by_arm[ARMS[0]]
     for arm in ARMS[1:]:
         if by_arm[arm] != reference:
             only = sorted(by_arm[arm] ^ reference)[:5]
-            raise ValueError(f"{source}: arms {ARMS[0]} and {arm} cover different views (scene, frame, cam), e.g. {only}")
+            raise ValueError(
+                f"{source}: arms {ARMS[0]} and {arm} cover different views (scene, frame, cam), e.g. {only}"
+            )
 
 
 def _lpips_not_cached(views: pd.DataFrame, metric: str) -> bool:
     """Whether LPIPS is missing because its weights were not cached (the rows say so)."""
-    return metric.startswith("lpips") and LPIPS_FLAG_COLUMN in views.columns and (views[LPIPS_FLAG_COLUMN] == False).any()  # noqa: E712
+    if not metric.startswith("lpips") or LPIPS_FLAG_COLUMN not in views.columns:
+        return False
+    return bool((views[LPIPS_FLAG_COLUMN] == False).any())  # noqa: E712 (elementwise: a column of flags)
 
 
 def _not_computed_note(metric: str, values: pd.DataFrame, views: pd.DataFrame) -> str:
@@ -281,7 +304,8 @@ def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFra
         notes.append(f"mean over {est.n_scenes} of {n_scenes} scenes")
     if est.n_scenes == 1:
         notes.append(
-            "one scene of one frame: no variation to resample" if est.n_frames == 1
+            "one scene of one frame: no variation to resample"
+            if est.n_frames == 1
             else "one scene: the interval covers frame-to-frame variation only"
         )
     elif est.n_scenes < FEW_UNITS:
@@ -289,7 +313,9 @@ def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFra
     return "; ".join(notes)
 
 
-def _delta_row(scene: str, metric: str, b: str, a: str, arm_means: Mapping[str, float], est: Estimate, note: str) -> dict[str, Any]:
+def _delta_row(
+    scene: str, metric: str, b: str, a: str, arm_means: Mapping[str, float], est: Estimate, note: str
+) -> dict[str, Any]:
     return {
         "scene": scene,
         "metric": metric,
@@ -329,7 +355,9 @@ def delta_table(
                 est = scene_estimate(frames, (values[b] - values[a]).to_numpy(), bootstrap, scene)
                 note = _scene_note(metric, b, a, values, scene_views, est)
                 rows.append(_delta_row(scene, metric, b, a, scene_means.loc[scene], est, note))
-        mean_arms = {arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in ARMS}
+        mean_arms = {
+            arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in ARMS
+        }
         scene_of = wide.index.get_level_values("scene").to_numpy()
         frame_of = wide.index.get_level_values("frame").to_numpy()
         for b, a in COMPARISONS:
@@ -353,7 +381,7 @@ def delta_table_from_csvs(
 
 def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read a delta table written by :func:`write_csv`: empty verdicts and notes stay empty strings."""
-    numeric = ("raw", "base", "tuned", "delta", "ci_low", "ci_high")
+    numeric = (*ARMS, "delta", "ci_low", "ci_high")
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric})
     except (FileNotFoundError, pd.errors.EmptyDataError) as err:
@@ -407,7 +435,10 @@ def _format_cell(value: Any, digits: int) -> str:
 def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table; numbers right-aligned, NaN/NA and empty text shown as ``n/a``."""
     header = [str(c).replace("|", "\\|") for c in table.columns]
-    align = ["---:" if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c]) else "---" for c in table.columns]
+    align = [
+        "---:" if pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c]) else "---"
+        for c in table.columns
+    ]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     for values in table.itertuples(index=False, name=None):
         lines.append("| " + " | ".join(_format_cell(v, digits) for v in values) + " |")
@@ -452,7 +483,9 @@ def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str =
         rows = table[table["metric"] == metric]
         digits = metric_digits(metric)
         first = rows.drop_duplicates("scene")
-        out = pd.DataFrame({"scene": first["scene"].tolist(), "frames": first["n_frames"].tolist(), "views": first["n_views"].tolist()})
+        out = pd.DataFrame(
+            {"scene": first["scene"].tolist(), "frames": first["n_frames"].tolist(), "views": first["n_views"].tolist()}
+        )
         for arm in ARMS:
             out[arm] = first[arm].to_numpy(dtype=np.float64)
         for name in COMPARISON_NAMES:

@@ -46,7 +46,8 @@ def rendered_scene(materialized_scene: MaterializedScene, tmp_path_factory: pyte
 
 @pytest.fixture(scope="session")
 def small_pipeline(tmp_path_factory: pytest.TempPathFactory):
-    """The whole DAG of the delta table (report items included) on the small config, run once for every test that reads it.
+    """The whole DAG of the delta table (report items included) on the small config, run once for every
+    test that reads it.
 
     Returns (workdir, config). Tests may run dry runs or further targets there, but must not change
     what this run produced.

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from hi4dfix.difix.pretrain import PretrainConfig
-from hi4dfix.evaluate import InferenceConfig
 from hi4dfix.difix.train import TrainConfig
+from hi4dfix.evaluate import InferenceConfig
 from hi4dfix.materialize import MaterializeConfig
 from hi4dfix.metrics import MetricsConfig
 from hi4dfix.render.fit import RenderConfig
@@ -30,7 +30,6 @@ from hi4dfix.report.gallery import BeforeAfterConfig, GalleryConfig
 from hi4dfix.stats import BootstrapConfig
 from hi4dfix.synth import SynthConfig
 from hi4dfix.triplets import TripletConfig
-
 from workflow_helpers import REPO, default_config, run_snakemake
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -131,7 +130,8 @@ def test_schema_block_matches_its_dataclass(path):
             )
         if "default" in prop:
             if dataclasses.is_dataclass(expected):
-                assert type(expected)(**prop["default"]) == expected, f"schema default of {where} differs from {cls.__name__}"
+                message = f"schema default of {where} differs from {cls.__name__}"
+                assert type(expected)(**prop["default"]) == expected, message
             else:
                 assert prop["default"] == plain(expected), (
                     f"schema default of {where} is {prop['default']!r}, {cls.__name__} says {plain(expected)!r}"

@@ -178,7 +178,8 @@ def plain_base_folder(model, path):
     folder = ck.save_pretrained_dir(model, path)
     vae_file = folder / "vae" / ck.VAE_WEIGHTS
     state = load_file(str(vae_file))
-    save_file({k.replace(".base_layer.", "."): v for k, v in state.items() if "lora" not in k and "skip" not in k}, str(vae_file))
+    plain = {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora" not in k and "skip" not in k}
+    save_file(plain, str(vae_file))
     return folder
 
 
@@ -245,7 +246,9 @@ def test_folder_with_lora_but_no_skip_convs_is_an_error(base_and_tuned, tmp_path
     vae_file = folder / "vae" / ck.VAE_WEIGHTS
     state = load_file(str(vae_file))
     save_file({k: v for k, v in state.items() if "skip_conv" not in k}, str(vae_file))
-    with pytest.raises(ck.CheckpointError, match=f"{vae_file} holds Difix VAE LoRA weights but no skip-convolution weights"):
+    with pytest.raises(
+        ck.CheckpointError, match=f"{vae_file} holds Difix VAE LoRA weights but no skip-convolution weights"
+    ):
         ck.load_model(folder)
     # the skip convolutions' own weights alone missing (their LoRA kept): the same error
     save_file({k: v for k, v in state.items() if not (".skip_conv_" in k and "lora" not in k)}, str(vae_file))

@@ -131,12 +131,18 @@ def test_multiview_processor_is_joint_attention_over_views():
     assert torch.allclose(ours, reference, atol=1e-6)
     # one view, or cross-attention: plain attention
     text = torch.randn(4, 3, 16)
-    assert torch.allclose(MultiViewAttnProcessor()(attn, hidden, text, num_views=2), AttnProcessor2_0()(attn, hidden, text))
+    multi_view = MultiViewAttnProcessor()(attn, hidden, text, num_views=2)
+    assert torch.allclose(multi_view, AttnProcessor2_0()(attn, hidden, text))
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"prediction_type": "v_prediction"}, {"prediction_type": "sample"}, {"clip_sample": True, "clip_sample_range": 0.5}],
+    [
+        {},
+        {"prediction_type": "v_prediction"},
+        {"prediction_type": "sample"},
+        {"clip_sample": True, "clip_sample_range": 0.5},
+    ],
     ids=["epsilon", "v_prediction", "sample", "clipped"],
 )
 def test_one_step_update_is_the_schedulers_step(overrides):
@@ -194,8 +200,22 @@ def _official_recipe_vae_keys() -> dict[str, tuple[int, ...]]:
         sizes = [(512, 512), (256, 512), (128, 512), (128, 256)]  # (in, out) as in model.py of Difix
         for i, (cin, cout) in enumerate(sizes, start=1):
             vae.decoder.add_module(f"skip_conv_{i}", torch.nn.Conv2d(cin, cout, 1, bias=False))
-        suffixes = ["conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out", "skip_conv_1",
-                    "skip_conv_2", "skip_conv_3", "skip_conv_4", "to_k", "to_q", "to_v", "to_out.0"]
+        suffixes = [
+            "conv1",
+            "conv2",
+            "conv_in",
+            "conv_shortcut",
+            "conv",
+            "conv_out",
+            "skip_conv_1",
+            "skip_conv_2",
+            "skip_conv_3",
+            "skip_conv_4",
+            "to_k",
+            "to_q",
+            "to_v",
+            "to_out.0",
+        ]
         targets = [n for n, _ in vae.named_modules() if "decoder" in n and any(n.endswith(s) for s in suffixes)]
         vae.add_adapter(LoraConfig(r=4, init_lora_weights="gaussian", target_modules=targets), adapter_name="vae_skip")
     return {k: tuple(v.shape) for k, v in vae.state_dict().items() if "lora" in k or "skip" in k}
@@ -372,7 +392,9 @@ def test_a_bad_rank_vae_names_the_file_and_key(tiny_model, tmp_path, rank):
     payload["rank_vae"] = rank
     path = tmp_path / "model_3.pkl"
     torch.save(payload, path)
-    with pytest.raises(ck.CheckpointError, match=f"checkpoint {path}: key rank_vae must be a positive integer .*got {rank!r}"):
+    with pytest.raises(
+        ck.CheckpointError, match=f"checkpoint {path}: key rank_vae must be a positive integer .*got {rank!r}"
+    ):
         ck.load_model(path)
 
 
@@ -392,8 +414,11 @@ def test_fix_images_keeps_sizes_order_and_is_reproducible(tiny_model, tmp_path):
     path = ck.save_checkpoint(tmp_path / "m.pkl", tiny_model)
     model = load_difix(path, device="cpu")
     rng = np.random.default_rng(0)
-    images = [rng.random((50, 70, 3), dtype=np.float32), rng.random((32, 48, 3), dtype=np.float32),
-              rng.random((50, 70, 3), dtype=np.float32)]
+    images = [
+        rng.random((50, 70, 3), dtype=np.float32),
+        rng.random((32, 48, 3), dtype=np.float32),
+        rng.random((50, 70, 3), dtype=np.float32),
+    ]
     refs = [rng.random(im.shape, dtype=np.float32) for im in images]
     out = fix_images(model, images, refs, batch_size=2)
     assert [o.shape for o in out] == [im.shape for im in images]
@@ -403,7 +428,9 @@ def test_fix_images_keeps_sizes_order_and_is_reproducible(tiny_model, tmp_path):
     # Batching does not mix samples: one image alone gives (nearly) the same result.
     single = fix_images(model, images[1:2], refs[1:2], batch_size=1)[0]
     assert np.allclose(single, out[1], atol=1e-4)
-    stacked = fix_images(model, np.stack([images[1], images[1]]), np.stack([refs[1], refs[1]]), batch_size=2, resolution="32x48")
+    stacked = fix_images(
+        model, np.stack([images[1], images[1]]), np.stack([refs[1], refs[1]]), batch_size=2, resolution="32x48"
+    )
     assert stacked.shape == (2, 32, 48, 3)
     with pytest.raises(ValueError, match="reference"):
         fix_images(model, images, refs[:1])

@@ -37,8 +37,8 @@ from hi4dfix.difix.losses import (
     imagenet_normalise,
     random_crop_box,
 )
-from triplet_fixtures import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
 from hi4dfix.difix.train import TrainConfig, build_parser, train
+from triplet_fixtures import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
@@ -237,7 +237,8 @@ def vgg_features(tmp_path, monkeypatch):
     torch.manual_seed(0)
     cache = tmp_path / "hub" / "checkpoints"
     cache.mkdir(parents=True)
-    torch.save({f"features.{k}": v for k, v in vgg16(weights=None).features.state_dict().items()}, cache / "vgg16-397923af.pth")
+    features = {f"features.{k}": v for k, v in vgg16(weights=None).features.state_dict().items()}
+    torch.save(features, cache / "vgg16-397923af.pth")
     return build_vgg16_features()
 
 
@@ -260,12 +261,17 @@ def test_gram_loss_stacks_the_views_of_a_sample_as_difix(vgg_features):
 def test_difix_loss_takes_views_of_samples(vgg_features):
     loss = DifixLoss(LossConfig(lambda_lpips=0.0, gram_warmup_steps=0, gram_crop=16))
     gen = torch.Generator().manual_seed(1)
-    pred, target = torch.rand(2, 2, 3, 24, 24, generator=gen) * 2 - 1, torch.rand(2, 2, 3, 24, 24, generator=gen) * 2 - 1
+    pred, target = (
+        torch.rand(2, 2, 3, 24, 24, generator=gen) * 2 - 1,
+        torch.rand(2, 2, 3, 24, 24, generator=gen) * 2 - 1,
+    )
     crop_gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731 - the same crop for both calls
     terms = loss(pred, target, step=2, generator=crop_gen())
     top, left, ch, cw = random_crop_box(24, 24, 16, crop_gen())
     crop = (slice(None), slice(None), slice(top, top + ch), slice(left, left + cw))
-    expected = gram_loss(imagenet_normalise(pred.flatten(0, 1))[crop], imagenet_normalise(target.flatten(0, 1))[crop], vgg_features, 2)
+    expected = gram_loss(
+        imagenet_normalise(pred.flatten(0, 1))[crop], imagenet_normalise(target.flatten(0, 1))[crop], vgg_features, 2
+    )
     torch.testing.assert_close(terms["gram"], expected)
     torch.testing.assert_close(terms["l2"], ((pred - target) ** 2).mean())
     assert loss(pred, target, step=1)["gram"] == 0  # no step done yet: 0 > 0 is false, as in Difix
@@ -276,8 +282,14 @@ def test_difix_loss_takes_views_of_samples(vgg_features):
 
 def small_config(triplets_json, tmp_path, **overrides) -> TrainConfig:
     base = dict(
-        triplets=str(triplets_json), output=str(tmp_path / "tuned.pkl"), output_dir=str(tmp_path / "run"),
-        steps=4, resolution="30x50", val_every=2, ckpt_every=2, batch_size=1,
+        triplets=str(triplets_json),
+        output=str(tmp_path / "tuned.pkl"),
+        output_dir=str(tmp_path / "run"),
+        steps=4,
+        resolution="30x50",
+        val_every=2,
+        ckpt_every=2,
+        batch_size=1,
     )
     base.update(overrides)
     return TrainConfig(**base)
@@ -364,8 +376,24 @@ def test_fp16_on_cpu_is_refused(triplets_json, tmp_path):
 
 def test_command_line_maps_onto_train_config():
     args = build_parser().parse_args(
-        ["--triplets", "t.json", "--output", "o.pkl", "--output-dir", "d", "--steps", "9", "--lr", "1e-4",
-         "--mixed-precision", "bf16", "--use-ref", "false", "--lambda-lpips", "0"]
+        [
+            "--triplets",
+            "t.json",
+            "--output",
+            "o.pkl",
+            "--output-dir",
+            "d",
+            "--steps",
+            "9",
+            "--lr",
+            "1e-4",
+            "--mixed-precision",
+            "bf16",
+            "--use-ref",
+            "false",
+            "--lambda-lpips",
+            "0",
+        ]
     )
     cfg = TrainConfig(**vars(args))
     assert (cfg.steps, cfg.lr, cfg.mixed_precision, cfg.use_ref, cfg.lambda_lpips) == (9, 1e-4, "bf16", False, 0.0)
@@ -376,9 +404,27 @@ def test_killed_run_resumes_from_its_last_checkpoint(triplets_json, tmp_path):
     """SIGKILL after the first checkpoint (a preempted job), rerun with the same arguments."""
     run_dir = tmp_path / "run"
     output = tmp_path / "tuned.pkl"
-    args = [sys.executable, "-m", "hi4dfix.difix.train", "--triplets", str(triplets_json), "--output", str(output),
-            "--output-dir", str(run_dir), "--steps", "60", "--ckpt-every", "3",
-            "--val-every", "0", "--resolution", "16x32", "--seed", "3"]
+    args = [
+        sys.executable,
+        "-m",
+        "hi4dfix.difix.train",
+        "--triplets",
+        str(triplets_json),
+        "--output",
+        str(output),
+        "--output-dir",
+        str(run_dir),
+        "--steps",
+        "60",
+        "--ckpt-every",
+        "3",
+        "--val-every",
+        "0",
+        "--resolution",
+        "16x32",
+        "--seed",
+        "3",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     first = run_dir / "checkpoints" / "model_3.pkl"
@@ -422,9 +468,22 @@ def test_pretrain_writes_a_loadable_base_and_scores_it_on_unseen_scenes(tmp_path
     from hi4dfix.difix.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(
-        output=str(tmp_path / "base.pkl"), work_dir=str(tmp_path / "work"), resolution="32x48",
-        n_train_scenes=2, n_test_scenes=2, workers=1, fit_steps=2, num_gaussians=100, vae_steps=2,
-        vae_batch_size=2, vae_crop=32, difix_steps=2, difix_batch_size=1, val_every=0, ckpt_every=0, device="cpu",
+        output=str(tmp_path / "base.pkl"),
+        work_dir=str(tmp_path / "work"),
+        resolution="32x48",
+        n_train_scenes=2,
+        n_test_scenes=2,
+        workers=1,
+        fit_steps=2,
+        num_gaussians=100,
+        vae_steps=2,
+        vae_batch_size=2,
+        vae_crop=32,
+        difix_steps=2,
+        difix_batch_size=1,
+        val_every=0,
+        ckpt_every=0,
+        device="cpu",
     )
     output = pretrain(cfg)
     payload = torch.load(output, map_location="cpu", weights_only=True)
@@ -484,7 +543,9 @@ def test_final_model_is_weights_only_and_loads_both_ways(triplets_json, tmp_path
     for name, value in unet.state_dict().items():
         assert torch.equal(value, model.unet.state_dict()[name]), name
     ours = model.vae.state_dict()
-    assert all(torch.equal(value, ours[name]) for name, value in vae.state_dict().items() if "lora" in name or "skip" in name)
+    assert all(
+        torch.equal(value, ours[name]) for name, value in vae.state_dict().items() if "lora" in name or "skip" in name
+    )
 
     # and a pkl written as Difix writes it (official keys only, a real AdamW state) loads here
     official = {k: v for k, v in full.items() if not k.startswith("hi4dfix")}

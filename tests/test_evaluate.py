@@ -22,7 +22,6 @@ from hi4dfix.evaluate import (
 from hi4dfix.io import read_image
 from hi4dfix.metrics import MetricComputer
 from hi4dfix.render import read_render_manifest
-from hi4dfix.render.fit import RenderConfig
 from hi4dfix.triplets import TripletConfig, build_triplets
 
 PROFILE = {"source": "fit", "fit_steps": 6, "num_gaussians": 300, "device": "cpu"}
@@ -73,7 +72,14 @@ def test_difix3d_plus_refits_with_fixed_novel_views(materialized_scene, rendered
         return [image.copy() for image in images]
 
     rows = evaluate_nvs(
-        "difix3d+", materialized_scene.root, rendered_scene, PROFILE, identity, metrics, tmp_path / "plus", chunk_views=8
+        "difix3d+",
+        materialized_scene.root,
+        rendered_scene,
+        PROFILE,
+        identity,
+        metrics,
+        tmp_path / "plus",
+        chunk_views=8,
     )
     heldout = len(materialized_scene.cam_ids) - 1
     frames = len(materialized_scene.frames)
@@ -86,7 +92,15 @@ def test_difix3d_plus_refits_with_fixed_novel_views(materialized_scene, rendered
 
 def test_difix3d_plus_needs_fitted_renders(materialized_scene, rendered_scene, metrics, tmp_path):
     with pytest.raises(ValueError, match="source: fit"):
-        evaluate_nvs("difix3d+", materialized_scene.root, rendered_scene, {"source": "external"}, lambda i, r: i, metrics, tmp_path)
+        evaluate_nvs(
+            "difix3d+",
+            materialized_scene.root,
+            rendered_scene,
+            {"source": "external"},
+            lambda i, r: i,
+            metrics,
+            tmp_path,
+        )
     with pytest.raises(ValueError, match="nvs.mode"):
         evaluate_nvs("prefix", materialized_scene.root, rendered_scene, PROFILE, None, metrics)
 
@@ -128,7 +142,9 @@ class LiveArrays:
         return array
 
 
-def test_evaluate_views_holds_one_chunk_of_views_at_a_time(materialized_scene, rendered_scene, metrics, monkeypatch, tmp_path):
+def test_evaluate_views_holds_one_chunk_of_views_at_a_time(
+    materialized_scene, rendered_scene, metrics, monkeypatch, tmp_path
+):
     import hi4dfix.evaluate as evaluate
 
     live = LiveArrays()
@@ -170,7 +186,9 @@ def sampling_model():
     return prepare_for_inference(model, torch.device("cpu"))
 
 
-def test_fixer_gives_the_same_images_in_chunks_as_at_once(materialized_scene, rendered_scene, metrics, sampling_model, tmp_path):
+def test_fixer_gives_the_same_images_in_chunks_as_at_once(
+    materialized_scene, rendered_scene, metrics, sampling_model, tmp_path
+):
     from hi4dfix.difix.infer import fix_images
 
     views = novel_views(materialized_scene, rendered_scene)[:7]
@@ -187,7 +205,9 @@ def test_fixer_gives_the_same_images_in_chunks_as_at_once(materialized_scene, re
 
     mask_of = lambda view: materialized_scene.load_mask(view["cam"], view["frame"])  # noqa: E731
     rows = {
-        chunk: evaluate_views(views, DifixFixer(sampling_model, batch_size=2), metrics, mask_of, tmp_path / str(chunk), chunk)
+        chunk: evaluate_views(
+            views, DifixFixer(sampling_model, batch_size=2), metrics, mask_of, tmp_path / str(chunk), chunk
+        )
         for chunk in (3, 100)  # 3 is rounded up to 4: two whole batches
     }
     assert rows[3] == rows[100]

@@ -75,7 +75,9 @@ def test_overlay_is_refused_without_the_newer_keys_unless_allowed(schema_without
         gpu_study.write_overlay(overlay_args(out=tmp_path / "refused.yaml"))
     assert not (tmp_path / "refused.yaml").exists()
     gpu_study.write_overlay(overlay_args(out=tmp_path / "allowed.yaml", allow_old_schema=True))
-    assert yaml.safe_load((tmp_path / "allowed.yaml").read_text())["versions"]["v0"]["tuning"]["resolution"] == "512x384"
+    assert (
+        yaml.safe_load((tmp_path / "allowed.yaml").read_text())["versions"]["v0"]["tuning"]["resolution"] == "512x384"
+    )
 
 
 def test_overlay_with_the_newer_keys_is_written(schema_with_newer_keys, tmp_path):
@@ -133,8 +135,10 @@ def test_summary_joins_benchmarks_gpu_peaks_and_job_times(tmp_path):
     smk_log = workdir / ".snakemake/log/2026-11-28T080000.snakemake.log"
     smk_log.parent.mkdir(parents=True)
     smk_log.write_text(
-        "[Sat Nov 28 08:00:00 2026]\nlocalrule synthesize_sequence:\n    jobid: 3\n    wildcards: seqdir=pair00/dance00\n"
-        "[Sat Nov 28 08:00:00 2026]\nrule render_scene:\n    jobid: 7\n    wildcards: profile=imperfect, scene=hi4d_pair00_dance\n"
+        "[Sat Nov 28 08:00:00 2026]\nlocalrule synthesize_sequence:\n    jobid: 3\n"
+        "    wildcards: seqdir=pair00/dance00\n"
+        "[Sat Nov 28 08:00:00 2026]\nrule render_scene:\n    jobid: 7\n"
+        "    wildcards: profile=imperfect, scene=hi4d_pair00_dance\n"
         "[Sat Nov 28 08:01:30 2026]\nFinished jobid: 3 (Rule: synthesize_sequence)\n"
         "[Sat Nov 28 08:02:10 2026]\nFinished jobid: 7 (Rule: render_scene)\n"
     )

@@ -204,7 +204,9 @@ def test_scene_names_map_to_default_sequence_folders():
     assert (scene.pair, scene.action, scene.name) == (15, "fight", "hi4d_pair15_fight")
 
 
-@pytest.mark.parametrize("name", ["pair00_dance", "hi4d_pairXX_dance", "hi4d_pair00_", "hi4d_pair00_Dance", "hi4d_pair00_dance_x"])
+@pytest.mark.parametrize(
+    "name", ["pair00_dance", "hi4d_pairXX_dance", "hi4d_pair00_", "hi4d_pair00_Dance", "hi4d_pair00_dance_x"]
+)
 def test_malformed_scene_names_are_rejected(name):
     with pytest.raises(ValueError, match="hi4d_pairNN_action"):
         default_sequence_dir(name)

@@ -64,8 +64,8 @@ def test_job_log_of_a_cpu_job_has_no_peak_line(tmp_path, monkeypatch):
 
 def test_tuning_logs_its_peak_gpu_memory_only_where_cuda_was_used(tmp_path, capfd, monkeypatch):
     """hi4dfix.difix.train runs under accelerate, not job_log: it logs the peak itself at the end."""
-    from triplet_fixtures import SyntheticConfig, write_synthetic_triplets
     from hi4dfix.difix.train import TrainConfig, train
+    from triplet_fixtures import SyntheticConfig, write_synthetic_triplets
 
     small = SyntheticConfig(height=32, width=48, max_view_shift=3)
     triplets = write_synthetic_triplets(tmp_path / "synthetic", n_train=2, n_test=1, seed=1, cfg=small)

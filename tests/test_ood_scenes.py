@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from hi4dfix.camera import look_at_w2c
 from hi4dfix.difix.data import read_triplets
 from hi4dfix.difix.ood_scenes import (
     OODSceneConfig,
@@ -22,18 +23,26 @@ from hi4dfix.difix.ood_scenes import (
 from hi4dfix.metrics import psnr
 from hi4dfix.render.fit import RenderConfig
 from hi4dfix.scene import Camera
-from hi4dfix.camera import look_at_w2c
 
 torch.set_num_threads(1)
 SMALL = OODSceneConfig(
-    height=48, width=40, num_cameras=4, render=RenderConfig(backend="torch", fit_steps=4, num_gaussians=200, device="cpu")
+    height=48,
+    width=40,
+    num_cameras=4,
+    render=RenderConfig(backend="torch", fit_steps=4, num_gaussians=200, device="cpu"),
 )
 
 
 def box(**kwargs) -> Primitive:
     values = dict(
-        shape="box", centre=np.zeros(3), rotation=np.eye(3), radii=np.array([0.5, 0.3, 0.2]), texture="flat",
-        colours=np.array([[0.8, 0.2, 0.1], [0.8, 0.2, 0.1]]), period=0.1, axis=np.array([1.0, 0.0, 0.0]),
+        shape="box",
+        centre=np.zeros(3),
+        rotation=np.eye(3),
+        radii=np.array([0.5, 0.3, 0.2]),
+        texture="flat",
+        colours=np.array([[0.8, 0.2, 0.1], [0.8, 0.2, 0.1]]),
+        period=0.1,
+        axis=np.array([1.0, 0.0, 0.0]),
     )
     values.update(kwargs)
     return Primitive(**values)
@@ -61,7 +70,13 @@ def test_ray_cast_silhouette_matches_the_projection():
     """A box seen head-on covers exactly the pixels inside its projected face (pinhole camera)."""
     focal, size = 40.0, 64
     K = np.array([[focal, 0.0, (size - 1) / 2], [0.0, focal, (size - 1) / 2], [0.0, 0.0, 1.0]])
-    camera = Camera(id=0, K=K, w2c=look_at_w2c(np.array([0.0, 0.0, -4.0]), np.zeros(3), np.array([0.0, 1.0, 0.0])), width=size, height=size)
+    camera = Camera(
+        id=0,
+        K=K,
+        w2c=look_at_w2c(np.array([0.0, 0.0, -4.0]), np.zeros(3), np.array([0.0, 1.0, 0.0])),
+        width=size,
+        height=size,
+    )
     image, mask = render_primitives([box()], camera, np.zeros(3))
     # the near face (z = -0.2) is 3.8 m away: half-widths 0.5 and 0.3 m project to focal * r / 3.8 pixels
     half_u, half_v = focal * 0.5 / 3.8, focal * 0.3 / 3.8

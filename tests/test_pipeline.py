@@ -9,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from hi4dfix.tables import COMPARISON_NAMES, COMPARISONS, DELTA_COLUMNS, read_delta_csv, read_per_scene_csv
+from hi4dfix.tables import ARMS, COMPARISON_NAMES, COMPARISONS, DELTA_COLUMNS, read_delta_csv, read_per_scene_csv
 from workflow_helpers import planned_jobs, run_snakemake
 
 RESERVED = ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
@@ -34,12 +34,12 @@ def test_delta_table_has_the_arms_means_paired_deltas_intervals_and_verdicts(pip
     assert sorted(set(deltas["scene"])) == sorted(RESERVED + ["mean"])
     assert set(deltas["comparison"]) == {"tuned_vs_base", "tuned_vs_raw", "base_vs_raw"}
     for scene in RESERVED:
-        tables = {arm: read_per_scene_csv(workdir / f"results/v0/nvs/{arm}/{scene}.csv") for arm in ("raw", "base", "tuned")}
+        tables = {arm: read_per_scene_csv(workdir / f"results/v0/nvs/{arm}/{scene}.csv") for arm in ARMS}
         views = tables["raw"].iloc[:-1]
         for metric in ("psnr", "ssim"):
             for (b, a), name in zip(COMPARISONS, COMPARISON_NAMES):
                 row = deltas[(deltas.scene == scene) & (deltas.metric == metric) & (deltas.comparison == name)].iloc[0]
-                for arm in ("raw", "base", "tuned"):
+                for arm in ARMS:
                     assert row[arm] == pytest.approx(float(tables[arm].iloc[-1][metric]))  # the CSVs' mean rows
                 assert row.delta == pytest.approx(row[b] - row[a])
                 assert row.ci_low <= row.delta <= row.ci_high
@@ -64,12 +64,18 @@ def test_internal_evaluation_has_its_delta_table(pipeline):
     means = evaluation.groupby("arm")[["psnr", "ssim"]].mean()
     for metric in ("psnr", "ssim"):
         for (b, a), name in zip(COMPARISONS, COMPARISON_NAMES):
-            row = table[(table.scene == "hi4d_pair02_dance") & (table.metric == metric) & (table.comparison == name)].iloc[0]
+            row = table[
+                (table.scene == "hi4d_pair02_dance") & (table.metric == metric) & (table.comparison == name)
+            ].iloc[0]
             assert row[b] == pytest.approx(means.loc[b, metric]) and row[a] == pytest.approx(means.loc[a, metric])
             assert row.delta == pytest.approx(row[b] - row[a])
             assert row.n_views == len(evaluation[evaluation.arm == a])
             assert row.verdict == expected_verdict(row, metric)
-    assert (workdir / "results/v0/difix/eval_deltas.md").read_text().startswith("## v0: DiFix internal evaluation on hi4d_pair02_dance")
+    assert (
+        (workdir / "results/v0/difix/eval_deltas.md")
+        .read_text()
+        .startswith("## v0: DiFix internal evaluation on hi4d_pair02_dance")
+    )
 
 
 def test_products_of_every_stage(pipeline):
@@ -99,8 +105,15 @@ def test_rerun_does_nothing_and_tuning_change_reruns_only_downstream(pipeline):
     # the tuned arm and what shows it: the report items made from the tuned model and its outputs
     # (the version card shows the tuning settings), then the delta tables; nothing upstream
     assert jobs == {
-        "tune_difix": 1, "evaluate_difix": 1, "evaluate_nvs": len(RESERVED), "eval_deltas": 1, "delta_table": 1,
-        "version_card": 1, "metric_charts": 1, "before_after_views": len(RESERVED), "triplet_gallery": 1,
+        "tune_difix": 1,
+        "evaluate_difix": 1,
+        "evaluate_nvs": len(RESERVED),
+        "eval_deltas": 1,
+        "delta_table": 1,
+        "version_card": 1,
+        "metric_charts": 1,
+        "before_after_views": len(RESERVED),
+        "triplet_gallery": 1,
         "loss_curve": 1,
     }
 
@@ -125,8 +138,10 @@ def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline)
 def test_versions_table_holds_the_mean_rows_of_the_delta_table(pipeline):
     workdir, config = pipeline
     run_snakemake(workdir, config, "--cores", "1", "results/versions.csv")
-    numeric = ("raw", "base", "tuned", "delta", "ci_low", "ci_high")
-    versions = pd.read_csv(workdir / "results/versions.csv", keep_default_na=False, na_values={c: [""] for c in numeric})
+    numeric = (*ARMS, "delta", "ci_low", "ci_high")
+    versions = pd.read_csv(
+        workdir / "results/versions.csv", keep_default_na=False, na_values={c: [""] for c in numeric}
+    )
     deltas = read_delta_csv(workdir / "results/v0/deltas.csv")
     means = deltas[deltas.scene == "mean"].reset_index(drop=True)
     assert list(versions["version"]) == ["v0"] * len(means) and set(versions["n_scenes"]) == {len(RESERVED)}
@@ -141,7 +156,9 @@ def test_every_difix_arm_runs_at_the_tuning_runs_processing_size(pipeline):
     tuned arms ran at in the internal evaluation, the NVS evaluation and the gallery (their logs)."""
     workdir, config = pipeline
     logs = workdir / "results/logs"
-    trained = re.findall(r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) training images", (logs / "tune_difix/v0.log").read_text())
+    trained = re.findall(
+        r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) training images", (logs / "tune_difix/v0.log").read_text()
+    )
     assert trained, "the tuning log states its processing size"
     height, width = config["data"]["synthetic"]["height"], config["data"]["synthetic"]["width"]
     size = {(int(h), int(w)) for h, w, *_ in trained}
@@ -149,7 +166,11 @@ def test_every_difix_arm_runs_at_the_tuning_runs_processing_size(pipeline):
     assert size == {(48, 32)}  # long side 48 of the 48x64 (WxH) frames, not their own size
     summary = json.loads((workdir / "results/v0/difix/work/summary.json").read_text())
     assert tuple(summary["resolution"]) in size
-    arm_logs = [logs / "evaluate_difix/v0.log", logs / "triplet_gallery/v0.log", *sorted((logs / "evaluate_nvs/v0").glob("[bt]*/*.log"))]
+    arm_logs = [
+        logs / "evaluate_difix/v0.log",
+        logs / "triplet_gallery/v0.log",
+        *sorted((logs / "evaluate_nvs/v0").glob("[bt]*/*.log")),
+    ]
     assert len(arm_logs) == 2 + 2 * len(RESERVED)
     for log in arm_logs:
         used = re.findall(r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) images", log.read_text())

@@ -24,7 +24,6 @@ from hi4dfix.study import Study
 from hi4dfix.synth import SynthConfig, generate_sequence
 from hi4dfix.synth.generate import HI4D_IMAGE_SIZE
 from hi4dfix.triplets import TripletConfig
-
 from workflow_helpers import REPO, SNAKEMAKE, default_config, planned_jobs
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -80,14 +79,20 @@ def test_hi4d_config_is_the_recipe_on_the_same_study():
     SynthConfig(**config["data"]["synthetic"])
     for profile in config["render_profiles"].values():
         split_render_profile(profile)
-    TripletConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["versions"]["v0"]["triplets"].items()})
+    TripletConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in config["versions"]["v0"]["triplets"].items()}
+    )
     PretrainConfig(output="b.pkl", work_dir="w", **config["difix"]["pretrain"])
 
 
 def test_processing_sizes_of_the_two_configs():
     width, height = HI4D_IMAGE_SIZE
     hi4d = tuning_config(merged_hi4d_config())
-    assert model_input_size(height, width, hi4d.resolution, hi4d.long_side) == (512, 384) == processing_size(1280, 940, 512)
+    assert (
+        model_input_size(height, width, hi4d.resolution, hi4d.long_side)
+        == (512, 384)
+        == processing_size(1280, 940, 512)
+    )
     default = default_config()
     validate(default, SCHEMA)
     tiny = tuning_config(default).resolved("tiny")
@@ -99,9 +104,15 @@ def test_processing_sizes_of_the_two_configs():
 def test_difix_arms_run_at_the_training_geometry_unless_told_otherwise():
     config = merged_hi4d_config()
     difix, tuning = config["difix"], config["versions"]["v0"]["tuning"]
-    assert training_geometry(difix, tuning) == inference_geometry(difix, tuning) == {"long_side": 512, "resolution": None}
+    assert (
+        training_geometry(difix, tuning) == inference_geometry(difix, tuning) == {"long_side": 512, "resolution": None}
+    )
     fixed = {**tuning, "resolution": "384x512"}
-    assert inference_geometry(difix, fixed) == training_geometry(difix, fixed) == {"long_side": 512, "resolution": "384x512"}
+    assert (
+        inference_geometry(difix, fixed)
+        == training_geometry(difix, fixed)
+        == {"long_side": 512, "resolution": "384x512"}
+    )
     assert inference_geometry({**difix, "eval_long_side": "native"}, tuning) == {"long_side": None, "resolution": None}
     assert inference_geometry({**difix, "eval_long_side": 768}, fixed) == {"long_side": 768, "resolution": None}
     assert training_geometry({"preset": "tiny", "long_side": None}, {}) == {"long_side": 160, "resolution": None}
@@ -119,7 +130,9 @@ def hi4d_stand_in(tmp_path_factory) -> Path:
     study = Study.from_config(default_config())
     first, *others = study.scenes
     width, height = HI4D_IMAGE_SIZE
-    source = generate_sequence(root / study.sequence_dir(first), first, SynthConfig(width=width, height=height, num_frames=1))
+    source = generate_sequence(
+        root / study.sequence_dir(first), first, SynthConfig(width=width, height=height, num_frames=1)
+    )
     for scene in others:
         shutil.copytree(source, root / study.sequence_dir(scene))
     return root
@@ -142,8 +155,19 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
     torch_home = tmp_path / "torch"
     env = dict(os.environ, TORCH_HOME=str(torch_home), HF_HUB_OFFLINE="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(HI4D_YAML),
-               str(root_file), "-n", "-p", "results/v0/deltas.csv"]
+    command = [
+        *SNAKEMAKE,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(HI4D_YAML),
+        str(root_file),
+        "-n",
+        "-p",
+        "results/v0/deltas.csv",
+    ]
 
     refused = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "metrics.require_lpips is true" in refused.stdout + refused.stderr
@@ -154,16 +178,38 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert planned_jobs(result) == {
-        "materialize_scene": 7, "render_scene": 7, "build_triplets": 1, "tune_difix": 1,
-        "evaluate_nvs": 12, "delta_table": 1, "version_card": 1, "metric_charts": 1,
-        "before_after_views": 4, "triplet_gallery": 1, "loss_curve": 1, "evaluate_difix": 1, "eval_deltas": 1,
+        "materialize_scene": 7,
+        "render_scene": 7,
+        "build_triplets": 1,
+        "tune_difix": 1,
+        "evaluate_nvs": 12,
+        "delta_table": 1,
+        "version_card": 1,
+        "metric_charts": 1,
+        "before_after_views": 4,
+        "triplet_gallery": 1,
+        "loss_curve": 1,
+        "evaluate_difix": 1,
+        "eval_deltas": 1,
     }
     assert str(hi4d_stand_in / "pair15/fight15/meta.npz") in result.stdout  # the real tree is the input
     # the preview names the weights a run would need first (a run stops before its first job)
-    assert "nvidia/difix_ref" in result.stdout + result.stderr and "hi4dfix fetch-weights" in result.stdout + result.stderr
+    assert (
+        "nvidia/difix_ref" in result.stdout + result.stderr and "hi4dfix fetch-weights" in result.stdout + result.stderr
+    )
     tune = next(line for line in result.stdout.splitlines() if "hi4dfix.difix.launch" in line)
-    for flag in ("--base nvidia/difix_ref", "--steps 10000", "--lr 2e-05", "--mixed-precision bf16",
-                 "--lambda-lpips 1.0", "--lambda-gram 1.0", "--gram-warmup-steps 2000", "--timestep 199",
-                 "--ckpt-every 1000", "--batch-size 1", "--long-side 512"):
+    for flag in (
+        "--base nvidia/difix_ref",
+        "--steps 10000",
+        "--lr 2e-05",
+        "--mixed-precision bf16",
+        "--lambda-lpips 1.0",
+        "--lambda-gram 1.0",
+        "--gram-warmup-steps 2000",
+        "--timestep 199",
+        "--ckpt-every 1000",
+        "--batch-size 1",
+        "--long-side 512",
+    ):
         assert flag in tune, flag
     assert not (workdir / "results").exists()

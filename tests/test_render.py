@@ -29,7 +29,6 @@ from hi4dfix.render.poses import frame_rng, offset_frame, smooth_displacement
 from hi4dfix.render.torch_backend import covariance_3d, project_gaussians
 
 
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     threads = torch.get_num_threads()
@@ -111,7 +110,9 @@ def test_tiled_rasterizer_matches_dense_reference():
     torch.testing.assert_close(rgb, ref_rgb, atol=1e-9, rtol=0)
     torch.testing.assert_close(alpha, ref_alpha, atol=1e-9, rtol=0)
     for tile_size in (3, 8, 16):
-        rgb_t, _ = rasterize(*params, viewmat, K, 40, 30, bg, backend="torch", torch_cfg=TorchRasterConfig(tile_size=tile_size))
+        rgb_t, _ = rasterize(
+            *params, viewmat, K, 40, 30, bg, backend="torch", torch_cfg=TorchRasterConfig(tile_size=tile_size)
+        )
         torch.testing.assert_close(rgb_t, ref_rgb, atol=1e-9, rtol=0)
 
 
@@ -207,7 +208,19 @@ def test_front_gaussian_occludes_back_one():
     scales = torch.tensor([[0.3, 0.3, 0.3], [0.3, 0.3, 0.3]])
     colors = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     for order in ([0, 1], [1, 0]):  # input order must not matter, depth does
-        rgb, _ = rasterize(means[order], quats, scales, torch.tensor([0.99, 0.99]), colors[order], torch.eye(4), K, 16, 16, None, backend="torch")
+        rgb, _ = rasterize(
+            means[order],
+            quats,
+            scales,
+            torch.tensor([0.99, 0.99]),
+            colors[order],
+            torch.eye(4),
+            K,
+            16,
+            16,
+            None,
+            backend="torch",
+        )
         assert rgb[8, 8, 0] > 0.95 and rgb[8, 8, 2] < 0.05
 
 
@@ -288,7 +301,9 @@ def test_composite_on_background():
 
 
 def test_render_config_from_dict_checks_keys():
-    cfg = RenderConfig.from_dict({"fit_steps": 5, "pose_error": {"rot_deg": 1.0}, "source_cams": [4, 16], "background": [1, 1, 1]})
+    cfg = RenderConfig.from_dict(
+        {"fit_steps": 5, "pose_error": {"rot_deg": 1.0}, "source_cams": [4, 16], "background": [1, 1, 1]}
+    )
     assert cfg.pose_error.rot_deg == 1.0 and cfg.source_cams == (4, 16) and cfg.background == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="fit_stpes"):
         RenderConfig.from_dict({"fit_stpes": 5})
@@ -307,9 +322,12 @@ def test_render_config_from_dict_checks_keys():
 def test_estimated_poses_render_worse_than_gt_poses(materialized_scene, tmp_path):
     gt = render_scene(materialized_scene, tmp_path / "gt", RenderConfig(pose_source="gt", **FAST_FIT))
     est = render_scene(
-        materialized_scene, tmp_path / "est",
-        RenderConfig(pose_source="estimated", pose_error=PoseErrorConfig(rot_deg=15, trans_mm=150, part_mm=100), **FAST_FIT),
-    )  # fmt: skip
+        materialized_scene,
+        tmp_path / "est",
+        RenderConfig(
+            pose_source="estimated", pose_error=PoseErrorConfig(rot_deg=15, trans_mm=150, part_mm=100), **FAST_FIT
+        ),
+    )
     gt_psnr, est_psnr = gt["summary"]["mean_psnr_heldout"], est["summary"]["mean_psnr_heldout"]
     print(f"held-out PSNR: gt poses {gt_psnr:.2f} dB, estimated poses {est_psnr:.2f} dB")
     # people fill little of the 60x80 frame, so errors must be large to cost much full-frame PSNR
@@ -426,7 +444,10 @@ def test_ingest_external_names_missing_and_wrongly_sized_files(materialized_scen
     frames = materialized_scene.frames[:2]
     for frame in frames:
         for cam in materialized_scene.cam_ids:
-            write_image(Path(pattern.format(scene=materialized_scene.name, cam=cam, frame=frame)), materialized_scene.load_image(cam, frame))
+            write_image(
+                Path(pattern.format(scene=materialized_scene.name, cam=cam, frame=frame)),
+                materialized_scene.load_image(cam, frame),
+            )
     missing = Path(pattern.format(scene=materialized_scene.name, cam=28, frame=frames[1]))
     missing.unlink()
     small = Path(pattern.format(scene=materialized_scene.name, cam=40, frame=frames[0]))
@@ -451,7 +472,10 @@ def test_ingest_external_names_missing_and_wrongly_sized_files(materialized_scen
         assert item["psnr"] == pytest.approx(-10 * np.log10(np.mean((image - target) ** 2)), abs=1e-3)
     # the same via a render profile, composited over white, and with a bad pattern key
     via_profile = render_from_profile(
-        materialized_scene, tmp_path / "prof", {"source": "external", "external_pattern": pattern, "background": [1, 1, 1]}, frames
+        materialized_scene,
+        tmp_path / "prof",
+        {"source": "external", "external_pattern": pattern, "background": [1, 1, 1]},
+        frames,
     )
     assert via_profile["background"] == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="keys scene, cam and frame"):

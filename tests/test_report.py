@@ -54,9 +54,9 @@ from hi4dfix.report.gallery import (
 )
 from hi4dfix.report.grid import spread_pick
 from hi4dfix.report.plotting import MAX_SIZE_PX
-from hi4dfix.study import Study
 from hi4dfix.stats import BootstrapConfig
-from hi4dfix.tables import delta_table, per_scene_table, write_csv
+from hi4dfix.study import Study
+from hi4dfix.tables import ARMS, delta_table, per_scene_table, write_csv
 from workflow_helpers import default_config, run_snakemake
 
 RESERVED = ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
@@ -160,7 +160,8 @@ def test_version_card_escapes_config_text():
 
 
 def test_flatten_dots_nested_keys_in_order():
-    assert flatten({"a": 1, "b": {"c": 2, "d": {"e": 3}}, "f": [1, 2]}) == [("a", 1), ("b.c", 2), ("b.d.e", 3), ("f", [1, 2])]
+    nested = {"a": 1, "b": {"c": 2, "d": {"e": 3}}, "f": [1, 2]}
+    assert flatten(nested) == [("a", 1), ("b.c", 2), ("b.d.e", 3), ("f", [1, 2])]
 
 
 # ---- metric bar charts ----------------------------------------------------------------------------
@@ -172,7 +173,9 @@ def test_metric_bars_show_each_arm_per_scene_and_the_mean():
     panels = [ax for ax in figure.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["PSNR (dB) ↑", "SSIM ↑", "LPIPS ↓"]
     for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
-        rows = deltas[(deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")]  # scenes in order, then the mean
+        rows = deltas[
+            (deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")
+        ]  # scenes in order, then the mean
         assert bar_heights(ax, "base DiFix") == pytest.approx(rows.base.tolist())
         assert bar_heights(ax, "tuned DiFix") == pytest.approx(rows.tuned.tolist())
         assert bar_heights(ax, "raw render (no DiFix)") == pytest.approx(rows.raw.tolist())
@@ -199,7 +202,13 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
     lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]
     assert len(lower) == 3
     for ax, metric in zip(lower, ("psnr", "ssim", "lpips")):
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["pair15_fight", "pair16_jump", "pair17_dance", "pair19_piggyback", "mean"]
+        assert [t.get_text() for t in ax.get_xticklabels()] == [
+            "pair15_fight",
+            "pair16_jump",
+            "pair17_dance",
+            "pair19_piggyback",
+            "mean",
+        ]
         points = difference_points(ax)
         rows = deltas[deltas.metric == metric]
         assert len(points) == len(rows) == 5 * len(COMPARISON_MARKERS)
@@ -211,8 +220,17 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
     # the noisy PSNR gives verdicts of more than one kind, all told apart by colour
     assert {"improved", "inconclusive"} <= set(deltas.loc[deltas.metric == "psnr", "verdict"])
     legend = [t.get_text() for t in figure.legends[0].get_texts()]
-    assert legend == ["raw render (no DiFix)", "base DiFix", "tuned DiFix", "tuned − base", "tuned − raw", "base − raw",
-                      "improved", "worse", "inconclusive"]
+    assert legend == [
+        "raw render (no DiFix)",
+        "base DiFix",
+        "tuned DiFix",
+        "tuned − base",
+        "tuned − raw",
+        "base − raw",
+        "improved",
+        "worse",
+        "inconclusive",
+    ]
 
 
 def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
@@ -293,7 +311,9 @@ def test_triplet_gallery_runs_the_fixer_on_picked_test_triplets(tmp_path):
     assert len(figure.axes) == 3 * len(TRIPLET_COLUMNS)
     assert [ax.get_title() for ax in figure.axes[:4]] == list(TRIPLET_COLUMNS)
     assert [ax.get_ylabel() for ax in figure.axes[::4]] == [
-        "pair02_dance\ncam 16 · frame 0", "pair02_dance\ncam 18 · frame 2", "pair02_dance\ncam 20 · frame 4"
+        "pair02_dance\ncam 16 · frame 0",
+        "pair02_dance\ncam 18 · frame 2",
+        "pair02_dance\ncam 20 · frame 4",
     ]
     assert figure.axes[0].get_xlabel() == f"PSNR {-10 * math.log10((51 / 255 - 153 / 255) ** 2):.2f} dB"
     assert figure.axes[3].get_xlabel() == "PSNR 100.00 dB"  # capped: output equals target
@@ -308,7 +328,7 @@ def make_nvs_arms(tmp_path: Path, views, drop_output=None) -> tuple[dict[str, Pa
     """Arm CSVs and saved outputs as evaluate_nvs leaves them, and a render folder with targets."""
     render_dir = tmp_path / "renders" / "hi4d_pair15_fight"
     csvs = {}
-    for k, arm in enumerate(("raw", "base", "tuned")):
+    for k, arm in enumerate(ARMS):
         csvs[arm] = tmp_path / "nvs" / arm / "hi4d_pair15_fight.csv"
         write_csv(csvs[arm], per_scene_table(scene_rows(float(k), True, views)))
         for frame, cam in views:
@@ -336,7 +356,9 @@ def test_before_after_shows_each_arms_saved_outputs_and_ground_truth(tmp_path):
 
 def test_before_after_missing_output_says_how_to_recover(tmp_path):
     csvs, render_dir = make_nvs_arms(tmp_path, [(0, 16)], drop_output=("base", 0, 16))
-    with pytest.raises(FileNotFoundError, match=r"base/hi4d_pair15_fight/16/000000.png: the base output .* --forcerun evaluate_nvs"):
+    with pytest.raises(
+        FileNotFoundError, match=r"base/hi4d_pair15_fight/16/000000.png: the base output .* --forcerun evaluate_nvs"
+    ):
         before_after("hi4d_pair15_fight", csvs, render_dir)
     with pytest.raises(ValueError, match=r"no metrics CSV for arms \['tuned'\]"):
         before_after("hi4d_pair15_fight", {"raw": csvs["raw"], "base": csvs["base"]}, render_dir)
@@ -380,7 +402,11 @@ def test_report_embeds_every_item_in_its_category(report_run):
     assert "out-of-domain" in results["results/difix_base/tiny/ood_test.md"]["caption"]
     expected = {
         CATEGORY_CARD: ["results/v0/report/card.html"],
-        CATEGORY_METRICS: ["results/v0/deltas.csv", "results/v0/report/metrics.png", "results/v0/difix/eval_deltas.csv"],
+        CATEGORY_METRICS: [
+            "results/v0/deltas.csv",
+            "results/v0/report/metrics.png",
+            "results/v0/difix/eval_deltas.csv",
+        ],
         CATEGORY_VIEWS: [f"results/v0/report/before_after/{scene}.png" for scene in RESERVED],
         CATEGORY_GALLERY: ["results/v0/report/gallery.png"],
         CATEGORY_TRAINING: ["results/v0/report/train_loss.png"],
@@ -440,7 +466,8 @@ async function showImage(path) {
 }
 """
 
-IMAGE_PROBE = """
+IMAGE_PROBE = (
+    """
 <script>
 %s
 (async function () {
@@ -458,9 +485,12 @@ IMAGE_PROBE = """
   }
 })();
 </script>
-""" % PROBE_HELPERS
+"""
+    % PROBE_HELPERS
+)
 
-DESCRIPTION_PROBE = """
+DESCRIPTION_PROBE = (
+    """
 <script>
 %s
 (async function () {
@@ -473,14 +503,19 @@ DESCRIPTION_PROBE = """
   report({top: rect.top, bottom: rect.bottom, viewport: [innerWidth, innerHeight]});
 })();
 </script>
-""" % PROBE_HELPERS
+"""
+    % PROBE_HELPERS
+)
 
-SHOW_RESULT = """
+SHOW_RESULT = (
+    """
 <script>
 %s
 showImage(%%s).finally(() => clearInterval(heartbeat));
 </script>
-""" % PROBE_HELPERS
+"""
+    % PROBE_HELPERS
+)
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -489,10 +524,19 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium)")
     profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", f"--window-size={BROWSER_SIZE[0]},{BROWSER_SIZE[1]}", "--hide-scrollbars",
-        "--run-all-compositor-stages-before-draw", "--virtual-time-budget=600000",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        f"--window-size={BROWSER_SIZE[0]},{BROWSER_SIZE[1]}",
+        "--hide-scrollbars",
+        "--run-all-compositor-stages-before-draw",
+        "--virtual-time-budget=600000",
     ]
     result = subprocess.run([browser, *flags, *args], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -570,4 +614,6 @@ def test_metric_chart_view_screenshot(report_run, tmp_path):
     for colour in ((0xF5, 0x85, 0x18), (0x4C, 0x78, 0xA8)):
         on_chart = np.all(np.abs(chart - colour) < 3, axis=-1).sum()
         on_screen = np.all(np.abs(image - colour) < 3, axis=-1).sum()
-        assert on_chart > 0 and on_screen >= 0.95 * on_chart, f"bar colour {colour}: {on_screen} of {on_chart} pixels shown"
+        assert on_chart > 0 and on_screen >= 0.95 * on_chart, (
+            f"bar colour {colour}: {on_screen} of {on_chart} pixels shown"
+        )

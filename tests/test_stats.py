@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from hi4dfix.stats import (
-    INCONCLUSIVE,
     IMPROVED,
+    INCONCLUSIVE,
     NO_VERDICT,
     NOT_MEASURED,
     WORSE,
@@ -136,7 +136,8 @@ def test_frames_not_views_are_resampled():
     by_frame = scene_estimate(frames, differences, CFG, "s")
     one_view_each = scene_estimate(np.arange(30), per_frame, CFG, "s")
     # The copies add no information: the interval is the one of a single view per frame, exactly.
-    assert (by_frame.ci_low, by_frame.ci_high) == pytest.approx((one_view_each.ci_low, one_view_each.ci_high), abs=1e-12)
+    single = (one_view_each.ci_low, one_view_each.ci_high)
+    assert (by_frame.ci_low, by_frame.ci_high) == pytest.approx(single, abs=1e-12)
     # Resampling views as if independent would claim about sqrt(7) times more precision.
     by_view = scene_estimate(np.arange(len(differences)), differences, CFG, "s")
     width = by_frame.ci_high - by_frame.ci_low

@@ -55,11 +55,28 @@ def _broken(config, **changes):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"difix_train": ["hi4d_pair00_dance", "hi4d_pair16_jump"]}, r"version v0: reserved scene hi4d_pair16_jump is in difix_train"),
-        ({"difix_eval": ["hi4d_pair19_piggyback"]}, r"version v0: reserved scene hi4d_pair19_piggyback is in difix_eval"),
-        ({"nvs_eval": ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance"]}, r"version v0: nvs_eval .*missing: hi4d_pair19_piggyback"),
         (
-            {"nvs_eval": ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback", "hi4d_pair02_dance"]},
+            {"difix_train": ["hi4d_pair00_dance", "hi4d_pair16_jump"]},
+            r"version v0: reserved scene hi4d_pair16_jump is in difix_train",
+        ),
+        (
+            {"difix_eval": ["hi4d_pair19_piggyback"]},
+            r"version v0: reserved scene hi4d_pair19_piggyback is in difix_eval",
+        ),
+        (
+            {"nvs_eval": ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance"]},
+            r"version v0: nvs_eval .*missing: hi4d_pair19_piggyback",
+        ),
+        (
+            {
+                "nvs_eval": [
+                    "hi4d_pair15_fight",
+                    "hi4d_pair16_jump",
+                    "hi4d_pair17_dance",
+                    "hi4d_pair19_piggyback",
+                    "hi4d_pair02_dance",
+                ]
+            },
             r"version v0: nvs_eval .*not reserved: hi4d_pair02_dance",
         ),
         ({"difix_eval": ["hi4d_pair01_talk"]}, r"version v0: difix_eval scene hi4d_pair01_talk shares Hi4D pair01"),
@@ -97,18 +114,29 @@ def test_non_canonical_scene_names_are_refused_with_the_canonical_spelling(confi
         config = _with_scene(config, "hi4d_pair015_fight", difix_train=["hi4d_pair015_fight"])
     else:
         config["policy"]["reserved_scenes"] = ["hi4d_pair015_fight"]
-    with pytest.raises(PolicyError, match=rf"{where}: scene name 'hi4d_pair015_fight' is not canonical: write it 'hi4d_pair15_fight'"):
+    with pytest.raises(
+        PolicyError, match=rf"{where}: scene name 'hi4d_pair015_fight' is not canonical: write it 'hi4d_pair15_fight'"
+    ):
         Study.from_config(config)
 
 
 def test_a_non_canonical_name_in_a_split_gets_the_canonical_spelling(config):
     config["versions"]["v0"]["difix_train"] = ["hi4d_pair00_dance", "hi4d_pair1_talk"]
-    with pytest.raises(PolicyError, match=r"version v0, difix_train: .*'hi4d_pair1_talk' is not canonical: write it 'hi4d_pair01_talk'"):
+    with pytest.raises(
+        PolicyError, match=r"version v0, difix_train: .*'hi4d_pair1_talk' is not canonical: write it 'hi4d_pair01_talk'"
+    ):
         Study.from_config(config).check_version("v0")
 
 
 @pytest.mark.parametrize(
-    "folder", ["pair15/fight15", "pair15/fight15/", "./pair15//fight15", "pair15/x/../fight15", "../synthetic_hi4d/pair15/fight15"]
+    "folder",
+    [
+        "pair15/fight15",
+        "pair15/fight15/",
+        "./pair15//fight15",
+        "pair15/x/../fight15",
+        "../synthetic_hi4d/pair15/fight15",
+    ],
 )
 def test_a_scene_mapped_onto_a_reserved_folder_is_refused_however_spelled(config, folder):
     config = _with_scene(config, "hi4d_pair03_dance", folder, difix_train=["hi4d_pair00_dance", "hi4d_pair03_dance"])
@@ -121,7 +149,9 @@ def test_a_scene_mapped_onto_a_reserved_folder_is_refused_however_spelled(config
 
 def test_two_scenes_sharing_a_folder_are_refused(config):
     config = _with_scene(config, "hi4d_pair03_dance", "pair00/dance00/")
-    with pytest.raises(PolicyError, match="hi4d_pair00_dance and hi4d_pair03_dance resolve to the same sequence folder pair00/dance00"):
+    with pytest.raises(
+        PolicyError, match="hi4d_pair00_dance and hi4d_pair03_dance resolve to the same sequence folder pair00/dance00"
+    ):
         Study.from_config(config)
 
 
@@ -154,11 +184,16 @@ def test_identity_comes_from_an_overridden_hi4d_folder_else_from_the_name(config
 
 @pytest.mark.parametrize("key", ["difix_train", "difix_eval"])
 def test_a_scene_holding_a_reserved_pair_and_action_is_refused(config, key):
-    changes = {"difix_train": ["hi4d_pair00_dance", "hi4d_pair03_dance"]} if key == "difix_train" else {"difix_eval": ["hi4d_pair03_dance"]}
+    changes = (
+        {"difix_train": ["hi4d_pair00_dance", "hi4d_pair03_dance"]}
+        if key == "difix_train"
+        else {"difix_eval": ["hi4d_pair03_dance"]}
+    )
     config = _with_scene(config, "hi4d_pair03_dance", "copies/pair15/fight15", **changes)
     with pytest.raises(
         PolicyError,
-        match=rf"version v0: {key} scene hi4d_pair03_dance \(folder copies/pair15/fight15 under data.root\) is the data of "
+        match=rf"version v0: {key} scene hi4d_pair03_dance \(folder copies/pair15/fight15 under data.root\) "
+        r"is the data of "
         r"reserved scene hi4d_pair15_fight: same Hi4D pair15 action fight",
     ):
         Study.from_config(config).check_version("v0")
@@ -169,20 +204,32 @@ def test_a_reserved_folder_not_in_data_scenes_is_still_protected(config):
     config["data"]["scenes"].remove("hi4d_pair16_jump")
     config["versions"]["v0"]["nvs_eval"].remove("hi4d_pair16_jump")
     config = _with_scene(config, "hi4d_pair03_dance", "pair16/jump16", difix_eval=["hi4d_pair03_dance"])
-    with pytest.raises(PolicyError, match=r"version v0: difix_eval scene hi4d_pair03_dance .* reserved scene hi4d_pair16_jump: same sequence folder pair16/jump16"):
+    with pytest.raises(
+        PolicyError,
+        match=r"version v0: difix_eval scene hi4d_pair03_dance .* reserved scene hi4d_pair16_jump: "
+        r"same sequence folder pair16/jump16",
+    ):
         Study.from_config(config).check_version("v0")
 
 
 def test_a_folder_nested_in_a_reserved_one_is_refused(config):
     config = _with_scene(config, "hi4d_pair03_dance", "pair17/dance17/cut", difix_eval=["hi4d_pair03_dance"])
-    with pytest.raises(PolicyError, match=r"reserved scene hi4d_pair17_dance: folder pair17/dance17/cut and the reserved folder pair17/dance17 are nested"):
+    with pytest.raises(
+        PolicyError,
+        match=r"reserved scene hi4d_pair17_dance: folder pair17/dance17/cut and the reserved folder pair17/dance17 "
+        r"are nested",
+    ):
         Study.from_config(config).check_version("v0")
 
 
 def test_pair_leakage_compares_identities(config):
     # hi4d_pair03_dance holds pair01's data (its folder says so): it may not evaluate a model trained on pair01
     config = _with_scene(config, "hi4d_pair03_dance", "copies/pair01/dance01", difix_eval=["hi4d_pair03_dance"])
-    with pytest.raises(PolicyError, match=r"version v0: difix_eval scene hi4d_pair03_dance shares Hi4D pair01 with difix_train scene hi4d_pair01_talk"):
+    with pytest.raises(
+        PolicyError,
+        match=r"version v0: difix_eval scene hi4d_pair03_dance shares Hi4D pair01 with "
+        r"difix_train scene hi4d_pair01_talk",
+    ):
         Study.from_config(config).check_version("v0")
 
 

@@ -105,11 +105,14 @@ CFG = BootstrapConfig(n_resamples=500)
 
 
 def test_delta_table_layout_arm_means_and_paired_deltas():
-    arms = three_arms(raw={"pair19": -1.0, "pair32": -2.0}, base={"pair19": 0.0, "pair32": 0.0}, tuned={"pair19": 1.0, "pair32": -0.5})
+    arms = three_arms(
+        raw={"pair19": -1.0, "pair32": -2.0}, base={"pair19": 0.0, "pair32": 0.0}, tuned={"pair19": 1.0, "pair32": -0.5}
+    )
     df = T.delta_table(long_views(arms), bootstrap=CFG)
     assert list(df.columns) == list(T.DELTA_COLUMNS) == [
-        "scene", "metric", "comparison", "raw", "base", "tuned", "delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict", "note",
-    ]
+        "scene", "metric", "comparison", "raw", "base", "tuned", "delta", "ci_low", "ci_high",
+        "n_frames", "n_views", "verdict", "note",
+    ]  # fmt: skip
     assert len(df) == 3 * 3 * 3  # metrics x (2 scenes + mean) x comparisons
     assert list(df["scene"][:9]) == ["pair19"] * 3 + ["pair32"] * 3 + ["mean"] * 3
     assert list(df["comparison"][:3]) == ["tuned_vs_base", "tuned_vs_raw", "base_vs_raw"]
@@ -150,8 +153,10 @@ def test_identical_arms_give_zero_intervals():
     df = T.delta_table(long_views(arms), bootstrap=CFG)
     assert (df["delta"] == 0).all() and (df["ci_low"] == 0).all() and (df["ci_high"] == 0).all()
     assert set(df["verdict"]) == {"inconclusive"}
-    assert set(df["note"]) == {"2 frames: too few for the interval to cover as much as it says",
-                               "2 scenes: too few for the interval to cover as much as it says"}
+    assert set(df["note"]) == {
+        "2 frames: too few for the interval to cover as much as it says",
+        "2 scenes: too few for the interval to cover as much as it says",
+    }
 
 
 def test_intervals_come_from_frames_within_the_scene():
@@ -160,13 +165,17 @@ def test_intervals_come_from_frames_within_the_scene():
     for frame in range(6):
         for cam in (4, 16, 28):
             for arm, shift in (("raw", 0.0), ("base", 0.0), ("tuned", 0.1 * frame)):
-                views.append({"arm": arm, "scene": "s", "frame": frame, "cam": cam, **{m: 0.5 + shift for m in METRIC_COLUMNS}})
+                views.append(
+                    {"arm": arm, "scene": "s", "frame": frame, "cam": cam, **{m: 0.5 + shift for m in METRIC_COLUMNS}}
+                )
     df = T.delta_table(pd.DataFrame(views), metrics=("psnr",), bootstrap=CFG)
     r = row(df, "s", "psnr", "tuned_vs_base")
     frames = np.repeat(np.arange(6), 3)
     differences = np.repeat(0.1 * np.arange(6), 3)
     expected = scene_estimate(frames, differences, CFG, "s")
-    assert (r["delta"], r["ci_low"], r["ci_high"]) == pytest.approx((expected.delta, expected.ci_low, expected.ci_high), abs=1e-12)
+    assert (r["delta"], r["ci_low"], r["ci_high"]) == pytest.approx(
+        (expected.delta, expected.ci_low, expected.ci_high), abs=1e-12
+    )
     by_cam = scene_estimate(np.tile([4, 16, 28], 6), differences, CFG, "s")
     assert (r["ci_low"], r["ci_high"]) != pytest.approx((by_cam.ci_low, by_cam.ci_high))
 
@@ -179,8 +188,15 @@ def noisy_views(rng, scenes=("a", "b"), n_frames=8, cams=(4, 16, 28)):
             effect = rng.normal(0.0, 1.0)
             for cam in cams:
                 for k, arm in enumerate(T.ARMS):
-                    rows.append({"arm": arm, "scene": scene, "frame": frame, "cam": cam,
-                                 **{m: 0.5 + 0.1 * k + 0.1 * effect + rng.normal(0, 0.05) for m in METRIC_COLUMNS}})
+                    rows.append(
+                        {
+                            "arm": arm,
+                            "scene": scene,
+                            "frame": frame,
+                            "cam": cam,
+                            **{m: 0.5 + 0.1 * k + 0.1 * effect + rng.normal(0, 0.05) for m in METRIC_COLUMNS},
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -202,8 +218,14 @@ def test_nan_metrics_get_no_verdict_and_a_note():
     lp = df[df.metric == "lpips"]
     assert lp["delta"].isna().all() and lp["ci_low"].isna().all() and (lp["verdict"] == "").all()
     assert (lp["n_views"] == 0).all()
-    assert row(df, "a", "lpips", "tuned_vs_base")["note"] == "lpips not computed for raw and base (LPIPS AlexNet weights not cached)"
-    assert row(df, "b", "lpips", "base_vs_raw")["note"] == "lpips not computed for raw, base and tuned (LPIPS AlexNet weights not cached)"
+    assert (
+        row(df, "a", "lpips", "tuned_vs_base")["note"]
+        == "lpips not computed for raw and base (LPIPS AlexNet weights not cached)"
+    )
+    assert (
+        row(df, "b", "lpips", "base_vs_raw")["note"]
+        == "lpips not computed for raw, base and tuned (LPIPS AlexNet weights not cached)"
+    )
     assert "not computed" in row(df, "mean", "lpips", "tuned_vs_raw")["note"]
     ps = df[df.metric == "psnr"]
     assert not ps["note"].str.contains("not computed").any() and (ps["verdict"] != "").all()
@@ -271,10 +293,21 @@ def test_internal_evaluation_table_from_eval_csv(tmp_path):
         for frame in (0, 1, 2):
             for cam in (4, 16):
                 # the columns of evaluate_difix's rows: arm, id, frame, cam, metrics, lpips_computed
-                rows.append({"arm": arm, "id": f"hi4d_pair02_dance/{cam}/{frame}", "frame": frame, "cam": cam,
-                             "psnr": 20 + shift + frame, "ssim": 0.5,
-                             "lpips": math.nan, "psnr_person": math.nan, "ssim_person": math.nan, "lpips_person": math.nan,
-                             "lpips_computed": False})
+                rows.append(
+                    {
+                        "arm": arm,
+                        "id": f"hi4d_pair02_dance/{cam}/{frame}",
+                        "frame": frame,
+                        "cam": cam,
+                        "psnr": 20 + shift + frame,
+                        "ssim": 0.5,
+                        "lpips": math.nan,
+                        "psnr_person": math.nan,
+                        "ssim_person": math.nan,
+                        "lpips_person": math.nan,
+                        "lpips_computed": False,
+                    }
+                )
     pd.DataFrame(rows).to_csv(tmp_path / "eval.csv", index=False)
     views = T.read_eval_views(tmp_path / "eval.csv")
     assert list(views.columns[:4]) == ["arm", "scene", "frame", "cam"]
@@ -285,8 +318,10 @@ def test_internal_evaluation_table_from_eval_csv(tmp_path):
     mean = row(df, "mean", "psnr", "tuned_vs_base")
     assert scene["delta"] == pytest.approx(0.5) and scene["verdict"] == "improved" and scene["n_frames"] == 3
     # one scene: the mean row is the scene's row, and says that only frames vary
-    assert mean[["delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict"]].tolist() == scene[
-        ["delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict"]].tolist()
+    assert (
+        mean[["delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict"]].tolist()
+        == scene[["delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict"]].tolist()
+    )
     assert "one scene" in mean["note"]
     assert row(df, "mean", "ssim", "tuned_vs_raw")["verdict"] == "inconclusive"
     assert list(views.columns) == ["arm", "scene", "frame", "cam", *METRIC_COLUMNS, "lpips_computed"]
@@ -324,7 +359,10 @@ def test_delta_markdown_shows_intervals_verdicts_notes_and_how():
     assert md.startswith("## v0: novel views\n")
     assert "90% percentile intervals of a paired cluster bootstrap (300 resamples, seed 3)" in md
     assert "**PSNR (dB) ↑**" in md and "**SSIM ↑**" in md and "**LPIPS ↓**" in md
-    header = "| scene | frames | views | raw | base | tuned | tuned − base [90%] | tuned vs base | tuned − raw [90%] | tuned vs raw | base − raw [90%] | base vs raw |"
+    header = (
+        "| scene | frames | views | raw | base | tuned | tuned − base [90%] | tuned vs base "
+        "| tuned − raw [90%] | tuned vs raw | base − raw [90%] | base vs raw |"
+    )
     assert md.count(header) == 3
     r = row(df, "a", "psnr", "tuned_vs_base")
     assert f"| {r['delta']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | improved |" in md
@@ -336,7 +374,9 @@ def test_delta_markdown_shows_intervals_verdicts_notes_and_how():
 
 
 def test_to_markdown_formats():
-    df = pd.DataFrame({"scene": ["a", "b|c"], "x": [1.23456, math.nan], "ok": [True, False], "verdict": ["improved", ""]})
+    df = pd.DataFrame(
+        {"scene": ["a", "b|c"], "x": [1.23456, math.nan], "ok": [True, False], "verdict": ["improved", ""]}
+    )
     md = T.to_markdown(df, digits=3)
     lines = md.strip().split("\n")
     assert lines[0] == "| scene | x | ok | verdict |"
@@ -346,8 +386,18 @@ def test_to_markdown_formats():
 
 
 def test_rows_resting_on_few_frames_or_scenes_say_so():
-    many = T.delta_table(noisy_views(np.random.default_rng(1), scenes=[f"s{i:02d}" for i in range(10)], n_frames=10), metrics=("psnr",), bootstrap=CFG)
+    many = T.delta_table(
+        noisy_views(np.random.default_rng(1), scenes=[f"s{i:02d}" for i in range(10)], n_frames=10),
+        metrics=("psnr",),
+        bootstrap=CFG,
+    )
     assert (many["note"] == "").all()
-    few = T.delta_table(noisy_views(np.random.default_rng(1), scenes=["a", "b", "c"], n_frames=9), metrics=("psnr",), bootstrap=CFG)
-    assert set(few.loc[few.scene != "mean", "note"]) == {"9 frames: too few for the interval to cover as much as it says"}
-    assert set(few.loc[few.scene == "mean", "note"]) == {"3 scenes: too few for the interval to cover as much as it says"}
+    few = T.delta_table(
+        noisy_views(np.random.default_rng(1), scenes=["a", "b", "c"], n_frames=9), metrics=("psnr",), bootstrap=CFG
+    )
+    assert set(few.loc[few.scene != "mean", "note"]) == {
+        "9 frames: too few for the interval to cover as much as it says"
+    }
+    assert set(few.loc[few.scene == "mean", "note"]) == {
+        "3 scenes: too few for the interval to cover as much as it says"
+    }

@@ -102,8 +102,14 @@ def test_write_refuses_a_scene_whose_data_is_a_reserved_scenes(materialized_scen
     link = tmp_path / "hi4d" / "pair15" / "fight15"
     link.parent.mkdir(parents=True)
     link.symlink_to(materialized_scene.sequence_dir, target_is_directory=True)
-    for reserved_folder in (materialized_scene.sequence_dir, link, tmp_path / "hi4d" / "x" / ".." / "pair15" / "fight15"):
-        with pytest.raises(ValueError, match="scene hi4d_pair00_dance .* its data is reserved scene hi4d_pair15_fight's"):
+    for reserved_folder in (
+        materialized_scene.sequence_dir,
+        link,
+        tmp_path / "hi4d" / "x" / ".." / "pair15" / "fight15",
+    ):
+        with pytest.raises(
+            ValueError, match="scene hi4d_pair00_dance .* its data is reserved scene hi4d_pair15_fight's"
+        ):
             write_triplets(
                 tmp_path / "t.json",
                 triplets,
@@ -112,7 +118,9 @@ def test_write_refuses_a_scene_whose_data_is_a_reserved_scenes(materialized_scen
                 reserved_sequences={"hi4d_pair15_fight": reserved_folder},
             )
     with pytest.raises(ValueError, match="sequence folder of scene hi4d_pair00_dance is unknown"):
-        write_triplets(tmp_path / "t.json", triplets, [], scene_sequences={}, reserved_sequences={"hi4d_pair15_fight": link})
+        write_triplets(
+            tmp_path / "t.json", triplets, [], scene_sequences={}, reserved_sequences={"hi4d_pair15_fight": link}
+        )
     assert not (tmp_path / "t.json").exists()
     write_triplets(
         tmp_path / "t.json", triplets, ["hi4d_pair15_fight"], sequences, {"hi4d_pair15_fight": tmp_path / "elsewhere"}
@@ -137,7 +145,9 @@ def test_difix_reader_refuses_triplets_whose_images_differ_in_size(tmp_path, key
     path = tmp_path / "triplets.json"
     path.write_text(json.dumps({"train": {"hi4d_pair00_dance/16/11": sample, "ok": good}, "test": {}}))
     sizes = ", ".join(f"{name} {'30' if name == key else '32'}x40" for name in paths)
-    with pytest.raises(ValueError, match=re.escape(f"[train][hi4d_pair00_dance/16/11]: the triplet's images differ in size ({sizes})")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"[train][hi4d_pair00_dance/16/11]: the triplet's images differ in size ({sizes})")
+    ):
         read_difix_triplets(path, "train")
     path.write_text(json.dumps({"train": {"ok": good}, "test": {}}))
     assert [t.id for t in read_difix_triplets(path, "train")] == ["ok"]

@@ -6,7 +6,6 @@ import copy
 import shutil
 
 import numpy as np
-
 import pytest
 
 from workflow_helpers import default_config, planned_jobs, run_snakemake, small_config
@@ -25,9 +24,15 @@ V0_SCENES = [
 @pytest.mark.parametrize(
     "changes, expected",
     [
-        ({"difix_train": ["hi4d_pair00_dance", "hi4d_pair17_dance"]}, "version v0: reserved scene hi4d_pair17_dance is in difix_train"),
+        (
+            {"difix_train": ["hi4d_pair00_dance", "hi4d_pair17_dance"]},
+            "version v0: reserved scene hi4d_pair17_dance is in difix_train",
+        ),
         ({"difix_eval": ["hi4d_pair15_fight"]}, "version v0: reserved scene hi4d_pair15_fight is in difix_eval"),
-        ({"nvs_eval": ["hi4d_pair15_fight", "hi4d_pair02_dance"]}, "version v0: nvs_eval must be exactly the reserved scenes"),
+        (
+            {"nvs_eval": ["hi4d_pair15_fight", "hi4d_pair02_dance"]},
+            "version v0: nvs_eval must be exactly the reserved scenes",
+        ),
         ({"difix_eval": ["hi4d_pair00_dance"]}, "version v0: difix_eval scene hi4d_pair00_dance shares Hi4D pair00"),
         ({"difix_train": ["hi4d_pair77_hug"]}, "unknown scene 'hi4d_pair77_hug'"),
     ],
@@ -118,7 +123,12 @@ def _add_scene(config, scene, folder=None):
     "scene, folder, split, expected",
     [
         # pair015 would parse as pair 15 and map to pair15/fight15, the reserved scene's folder
-        ("hi4d_pair015_fight", None, "difix_train", ["data.scenes: scene name 'hi4d_pair015_fight' is not canonical: write it 'hi4d_pair15_fight'"]),
+        (
+            "hi4d_pair015_fight",
+            None,
+            "difix_train",
+            ["data.scenes: scene name 'hi4d_pair015_fight' is not canonical: write it 'hi4d_pair15_fight'"],
+        ),
         # another name mapped onto the reserved folder, however the folder is spelled
         *[
             (
@@ -137,14 +147,20 @@ def _add_scene(config, scene, folder=None):
             "hi4d_pair03_dance",
             "copies/pair15/fight15",
             "difix_eval",
-            ["version v0: difix_eval scene hi4d_pair03_dance (folder copies/pair15/fight15 under data.root) is the data of reserved scene hi4d_pair15_fight: same Hi4D pair15 action fight"],
+            [
+                "version v0: difix_eval scene hi4d_pair03_dance (folder copies/pair15/fight15 under data.root) "
+                "is the data of reserved scene hi4d_pair15_fight: same Hi4D pair15 action fight"
+            ],
         ),
         # pair leakage by identity: a scene named pair03 holding pair01's data evaluates a model trained on pair01
         (
             "hi4d_pair03_dance",
             "copies/pair01/talk01",
             "difix_eval",
-            ["version v0: difix_eval scene hi4d_pair03_dance shares Hi4D pair01 with difix_train scene hi4d_pair01_talk"],
+            [
+                "version v0: difix_eval scene hi4d_pair03_dance shares Hi4D pair01 with "
+                "difix_train scene hi4d_pair01_talk"
+            ],
         ),
     ],
 )

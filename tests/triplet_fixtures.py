@@ -1,8 +1,8 @@
 """2D procedural triplets: quick, small fixtures for the DiFix training code's tests.
 
 Not what the base model learns from (that is ``hi4dfix.difix.ood_scenes``: multi-view renders
-whose reference is another camera).  Scenes are procedural (gradients, stripes, checkers, sine textures, random shapes) and
-contain no people.  The clean target is a crop of a larger canvas; the reference is a crop
+whose reference is another camera).  Scenes are procedural (gradients, stripes, checkers, sine
+textures, random shapes) and contain no people.  The clean target is a crop of a larger canvas; the reference is a crop
 shifted by a few pixels (a nearby clean view); the input is the target degraded with
 artifacts resembling those of 3D Gaussian Splatting renders: blur, low-resolution
 rendering, ghosting (a blended shifted copy), floaters (blurry translucent blobs),
@@ -169,7 +169,9 @@ def _needles(rng, image, cfg):
         length = int(rng.integers(6, max(8, w // 4)))
         cv2.ellipse(layer, (cx, cy), (length, 1), float(rng.uniform(0, 180)), 0, 360, 1.0, -1)
         layer = cv2.GaussianBlur(layer, (0, 0), sigmaX=1.0)[..., None]
-        colour = image[int(np.clip(cy + rng.integers(-8, 9), 0, h - 1)), int(np.clip(cx + rng.integers(-8, 9), 0, w - 1))]
+        colour = image[
+            int(np.clip(cy + rng.integers(-8, 9), 0, h - 1)), int(np.clip(cx + rng.integers(-8, 9), 0, w - 1))
+        ]
         out = out * (1 - 0.8 * layer) + 0.8 * layer * colour
     return out
 

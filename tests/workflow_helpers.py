@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import yaml
+from snakemake.utils import update_config
 
 REPO = Path(__file__).resolve().parents[1]
+SMALL_CONFIG = REPO / ".test" / "config" / "config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -19,22 +21,11 @@ def default_config() -> dict:
 
 
 def small_config() -> dict:
-    """The embedded default, shrunk so that the whole DAG runs in a couple of minutes on 2 cores."""
+    """The small study: the embedded default with .test/config/config.yaml merged in as Snakemake
+    merges a --configfile (blocks key by key, values and lists replaced), so that the whole DAG runs
+    in a couple of minutes on 2 cores. A fresh copy: tests adjust it where they need."""
     config = copy.deepcopy(default_config())
-    config["data"]["synthetic"].update(num_frames=2, width=48, height=64)
-    config["materialize"].update(max_frames=2)
-    profile = config["render_profiles"]["imperfect"]
-    profile.update(fit_steps=8, num_gaussians=300)
-    # a base trained briefly at the frames' processing size (48x32): enough to keep the
-    # backgrounds black, which the pipeline test checks (a broken base fails it)
-    config["difix"]["pretrain"].update(
-        resolution="48x32", n_train_scenes=4, n_test_scenes=2, fit_steps=8, num_gaussians=300,
-        vae_steps=100, vae_crop=32, difix_steps=100, val_every=50, ckpt_every=50,
-    )
-    # long side 48: the 48x64 frames are processed at 32x48 (WxH), below their own size, so that
-    # a DiFix arm run at the native size instead of the tuning size would show in the logs
-    config["difix"]["long_side"] = 48
-    config["versions"]["v0"]["tuning"].update(steps=4, ckpt_every=2, val_every=2)
+    update_config(config, yaml.safe_load(SMALL_CONFIG.read_text()))
     return config
 
 

@@ -171,10 +171,14 @@ def _check_model_keys(payload: Mapping[str, Any], path: Path) -> None:
     if isinstance(rank, torch.Tensor) and rank.numel() == 1 and not rank.is_floating_point():
         rank = rank.item()
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise CheckpointError(f"checkpoint {path}: key rank_vae must be a positive integer (the VAE LoRA rank), got {rank!r}")
+        raise CheckpointError(
+            f"checkpoint {path}: key rank_vae must be a positive integer (the VAE LoRA rank), got {rank!r}"
+        )
     targets = payload["vae_lora_target_modules"]
     if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
-        raise CheckpointError(f"checkpoint {path}: key vae_lora_target_modules must be a list of module names, got {targets!r:.80}")
+        raise CheckpointError(
+            f"checkpoint {path}: key vae_lora_target_modules must be a list of module names, got {targets!r:.80}"
+        )
     for key in ("state_dict_unet", "state_dict_vae"):
         state = payload[key]
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -292,10 +296,15 @@ def apply_official_state(
     unet_expected = set(model.unet.state_dict())
     vae_expected = {k for k in model.vae.state_dict() if "lora" in k or "skip" in k}
     if base_unet_loaded and is_save_model_unet(unet_state, unet_expected):
-        LOG.info("%s: save_model layout; its %d UNet tensors go on top of the base UNet", source or "pkl", len(unet_state))
+        LOG.info(
+            "%s: save_model layout; its %d UNet tensors go on top of the base UNet", source or "pkl", len(unet_state)
+        )
         unet_expected = set(unet_state)
     problems = []
-    for name, given, expected in (("state_dict_unet", unet_state, unet_expected), ("state_dict_vae", vae_state, vae_expected)):
+    for name, given, expected in (
+        ("state_dict_unet", unet_state, unet_expected),
+        ("state_dict_vae", vae_state, vae_expected),
+    ):
         unexpected = sorted(set(given) - expected)
         missing = sorted(expected - set(given))
         if unexpected:
@@ -359,17 +368,7 @@ def model_from_checkpoint(
         _load_partial(model.vae, base["vae"], f" in {source}")
     else:
         components = load_base_components(config.base_model_id, config.hub_cache_dir)
-        config.architecture = components.architecture
-        model = assemble_difix(
-            config,
-            components.unet,
-            components.vae,
-            components.text_encoder,
-            components.tokenizer,
-            rank=rank,
-            target_modules=targets,
-        )
-        _load_vae_file_state(model, components.vae_state, source=str(components.vae_file), allow_fresh_adapters=True)
+        model = _difix_from_components(config, components, rank, targets)
     apply_official_state(model, payload, strict=strict, source=source, base_unet_loaded=config.preset != "tiny")
     model.set_eval()
     return model
@@ -378,9 +377,7 @@ def model_from_checkpoint(
 def _load_exact(module: torch.nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
     result = module.load_state_dict(dict(state), strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{where}: missing {result.missing_keys[:3]} unexpected {result.unexpected_keys[:3]}"
-        )
+        raise CheckpointError(f"{where}: missing {result.missing_keys[:3]} unexpected {result.unexpected_keys[:3]}")
 
 
 # ----------------------------------------------------------------------------- folders and the Hub
@@ -389,7 +386,16 @@ def _load_exact(module: torch.nn.Module, state: Mapping[str, torch.Tensor], wher
 class BaseComponents:
     """Plain (not yet Difix-modified) components read from a folder or Hub id."""
 
-    def __init__(self, unet, vae, vae_state, text_encoder, tokenizer, architecture: ArchitectureConfig, vae_file: Path | None = None):
+    def __init__(
+        self,
+        unet,
+        vae,
+        vae_state,
+        text_encoder,
+        tokenizer,
+        architecture: ArchitectureConfig,
+        vae_file: Path | None = None,
+    ):
         self.unet = unet
         self.vae = vae
         self.vae_state = vae_state
@@ -522,7 +528,8 @@ def _load_vae_file_state(
         warnings.warn(message, FreshDifixPartsWarning, stacklevel=3)
         LOG.warning(message)
     fresh_ok = [
-        k for k in missing
+        k
+        for k in missing
         if allow_fresh_adapters and (("lora" in k and not has_lora) or (_is_skip_conv_weight(k) and not has_skip))
     ]
     missing = [k for k in missing if k not in fresh_ok]
@@ -546,8 +553,9 @@ def model_from_pretrained_dir(
     root = resolve_pretrained_dir(source, hub_cache_dir)
     if config is None:
         saved = root / "hi4dfix_config.json"
-        config = DifixConfig.from_dict(json.loads(saved.read_text())) if saved.is_file() else DifixConfig(preset="sd-turbo")
-    config.architecture = components.architecture
+        config = (
+            DifixConfig.from_dict(json.loads(saved.read_text())) if saved.is_file() else DifixConfig(preset="sd-turbo")
+        )
     if hub_cache_dir is not None:
         config.hub_cache_dir = hub_cache_dir
     modules, rank = _vae_adapters_in(components.vae_state)
@@ -559,17 +567,33 @@ def model_from_pretrained_dir(
         order = {name: i for i, name in enumerate(official_vae_lora_targets(probe))}
         targets = sorted(modules, key=lambda m: order.get(m, len(order)))
         config.lora_rank_vae = int(rank)
+    model = _difix_from_components(config, components, config.lora_rank_vae, targets, warn_fresh=True)
+    model.set_eval()
+    return model
+
+
+def _difix_from_components(
+    config: DifixConfig,
+    components: BaseComponents,
+    rank: int,
+    targets: list[str] | None,
+    warn_fresh: bool = False,
+) -> DifixModel:
+    """DiFix assembled from a folder's plain components (``config.architecture`` set from them),
+    with the folder's VAE weights; VAE adapters the folder lacks keep their fresh initialisation."""
+    config.architecture = components.architecture
     model = assemble_difix(
         config,
         components.unet,
         components.vae,
         components.text_encoder,
         components.tokenizer,
-        rank=config.lora_rank_vae,
+        rank=rank,
         target_modules=targets,
     )
-    _load_vae_file_state(model, components.vae_state, source=str(components.vae_file), allow_fresh_adapters=True, warn_fresh=True)
-    model.set_eval()
+    _load_vae_file_state(
+        model, components.vae_state, source=str(components.vae_file), allow_fresh_adapters=True, warn_fresh=warn_fresh
+    )
     return model
 
 
@@ -633,5 +657,7 @@ def load_model(
     path = Path(spec)
     if path.suffix == ".pkl" or path.is_file():
         payload = read_checkpoint(path)
-        return model_from_checkpoint(payload, source=spec, base_model_id=base_model_id, hub_cache_dir=hub_cache_dir, strict=strict)
+        return model_from_checkpoint(
+            payload, source=spec, base_model_id=base_model_id, hub_cache_dir=hub_cache_dir, strict=strict
+        )
     return model_from_pretrained_dir(spec, hub_cache_dir=hub_cache_dir)

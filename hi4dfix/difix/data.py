@@ -280,9 +280,14 @@ class TripletDataset(Dataset):
             views, targets = image[None], target[None]
         if self.crop is not None:
             if draw is None:
-                raise ValueError("a cropping TripletDataset needs (index, draw) keys: use StepSampler(..., with_draw=True)")
+                raise ValueError(
+                    "a cropping TripletDataset needs (index, draw) keys: use StepSampler(..., with_draw=True)"
+                )
             if self.crop[0] > size[0] or self.crop[1] > size[1]:
-                raise ValueError(f"triplet {t.id}: crop {self.crop[0]}x{self.crop[1]} is larger than its processing size {size[0]}x{size[1]}")
+                raise ValueError(
+                    f"triplet {t.id}: crop {self.crop[0]}x{self.crop[1]} is larger than its processing size "
+                    f"{size[0]}x{size[1]}"
+                )
             rng = np.random.default_rng([self.seed, 7_777_777, draw])
             top = int(rng.integers(size[0] - self.crop[0] + 1))
             left = int(rng.integers(size[1] - self.crop[1] + 1))
@@ -311,8 +316,15 @@ class StepSampler(Sampler):
     """
 
     def __init__(
-        self, n: int, batch_size: int, first_step: int, last_step: int, seed: int, rank: int = 0,
-        world_size: int = 1, with_draw: bool = False,
+        self,
+        n: int,
+        batch_size: int,
+        first_step: int,
+        last_step: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        with_draw: bool = False,
     ):
         if n <= 0:
             raise ValueError("empty dataset")

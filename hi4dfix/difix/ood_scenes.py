@@ -30,7 +30,7 @@ import torch
 from hi4dfix.camera import look_at_w2c, pixel_rays
 from hi4dfix.io import write_image, write_json
 from hi4dfix.render.fit import RenderConfig, SourceView, composite_on_background, fit_frame, render_cameras
-from hi4dfix.render.poses import PoseErrorConfig, perturb_person
+from hi4dfix.render.poses import perturb_person
 from hi4dfix.scene import Camera
 from hi4dfix.synth.render import intersect_ellipsoid
 
@@ -72,7 +72,9 @@ class OODSceneConfig:
         if self.num_cameras < 2:
             raise ValueError(f"OODSceneConfig.num_cameras must be >= 2 (a source and a target), got {self.num_cameras}")
         if not 1 <= self.min_objects <= self.max_objects:
-            raise ValueError(f"OODSceneConfig needs 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+            raise ValueError(
+                f"OODSceneConfig needs 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}"
+            )
         if not 0.0 <= self.black_background <= 1.0:
             raise ValueError(f"OODSceneConfig.black_background must be in [0, 1], got {self.black_background}")
 
@@ -277,7 +279,9 @@ def _scene_job(args: tuple[int, int, OODSceneConfig]) -> list[OODTriplet]:
     return scene_triplets(*args)
 
 
-def _scenes(seed: int, indices: Sequence[int], cfg: OODSceneConfig, workers: int) -> Iterator[tuple[int, list[OODTriplet]]]:
+def _scenes(
+    seed: int, indices: Sequence[int], cfg: OODSceneConfig, workers: int
+) -> Iterator[tuple[int, list[OODTriplet]]]:
     jobs = [(seed, index, cfg) for index in indices]
     if workers <= 1:
         yield from zip(indices, map(_scene_job, jobs))
@@ -304,7 +308,9 @@ def write_ood_triplets(
     splits = {"train": range(n_train_scenes), "test": range(TEST_INDEX_OFFSET, TEST_INDEX_OFFSET + n_test_scenes)}
     data: dict[str, dict] = {"train": {}, "test": {}}
     for split, indices in splits.items():
-        for index, triplets in progress(_scenes(seed, list(indices), cfg, workers), f"OOD {split} scenes", total=len(indices)):
+        for index, triplets in progress(
+            _scenes(seed, list(indices), cfg, workers), f"OOD {split} scenes", total=len(indices)
+        ):
             for triplet in triplets:
                 item = f"scene{index:05d}/{triplet.camera}"
                 paths = {}

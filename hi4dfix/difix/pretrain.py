@@ -20,8 +20,6 @@ seed.  A rerun resumes: each stage's product in ``work_dir`` is kept.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hi4dfix.config_cli import config_from_argv, option_help
 from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.data import parse_resolution, read_triplets, snap_resolution
@@ -38,6 +37,7 @@ from hi4dfix.difix.model import DifixModel, build_random_difix, decode_with_skip
 from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
 from hi4dfix.difix.train import TrainConfig, train
 from hi4dfix.io import read_image, write_text
+from hi4dfix.logs import log_to_stderr
 from hi4dfix.render.fit import RenderConfig
 from hi4dfix.stats import BootstrapConfig, mean_estimate, verdict
 from hi4dfix.tables import higher_is_better, to_markdown, write_csv
@@ -47,39 +47,70 @@ OOD_TEST_NAME = "ood_test.csv"  # per test triplet, beside the model
 OOD_SUMMARY_NAME = "ood_test.md"  # base against raw with bootstrap intervals
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class PretrainConfig:
-    output: str = field(metadata=_help("base model pkl to write"))
-    work_dir: str = field(metadata=_help("out-of-domain data, stage checkpoints and logs (a rerun resumes)"))
-    seed: int = field(default=0, metadata=_help("seed of data, initialisation and training"))
+    output: str = field(metadata=option_help("base model pkl to write"))
+    work_dir: str = field(metadata=option_help("out-of-domain data, stage checkpoints and logs (a rerun resumes)"))
+    seed: int = field(default=0, metadata=option_help("seed of data, initialisation and training"))
     resolution: str = field(
-        default="160x128", metadata=_help("'HxW' of the out-of-domain images (multiple of 16): the study's processing size")
+        default="160x128",
+        metadata=option_help("'HxW' of the out-of-domain images (multiple of 16): the study's processing size"),
     )
-    n_train_scenes: int = field(default=28, metadata=_help("out-of-domain training scenes (each gives cameras - 1 triplets)"))
-    n_test_scenes: int = field(default=8, metadata=_help("out-of-domain test scenes"))
-    workers: int = field(default=2, metadata=_help("processes rendering the out-of-domain scenes"))
-    black_background: float = field(default=1.0, metadata=_help("share of out-of-domain scenes composited over black, as the study's renders are (the others: a random flat colour)"))
-    fit_steps: int = field(default=60, metadata=_help("Gaussian fit steps of the out-of-domain renders (the default render profile's)"))
-    num_gaussians: int = field(default=1500, metadata=_help("Gaussians per out-of-domain scene (the default render profile's)"))
-    vae_steps: int = field(default=200, metadata=_help("autoencoder steps (stage 2)"))
-    vae_batch_size: int = field(default=8, metadata=_help("autoencoder batch size"))
-    vae_lr: float = field(default=1e-3, metadata=_help("autoencoder learning rate"))
-    vae_crop: int | None = field(default=64, metadata=_help("side of square clean crops for the autoencoder (None: whole images; 8 crops of 64 beat 2 whole 160x128 views at the same cost, BENCHMARKS.md)"))
-    difix_steps: int = field(default=200, metadata=_help("DiFix steps (stage 3)"))
-    difix_batch_size: int = field(default=2, metadata=_help("DiFix batch size"))
-    difix_lr: float = field(default=5e-4, metadata=_help("DiFix learning rate"))
-    difix_lr_schedule: str = field(default="cosine", metadata=_help("DiFix learning-rate schedule: constant | cosine"))
-    difix_crop: str | None = field(default=None, metadata=_help("'HxW' random training windows of the DiFix stage (None: whole images)"))
-    val_every: int = field(default=100, metadata=_help("stage-3 validation frequency"))
-    ckpt_every: int = field(default=100, metadata=_help("stage-3 checkpoint frequency"))
-    device: str = field(default="auto", metadata=_help("torch device of the autoencoder stage and the scoring (auto: cuda if present)"))
+    n_train_scenes: int = field(
+        default=28, metadata=option_help("out-of-domain training scenes (each gives cameras - 1 triplets)")
+    )
+    n_test_scenes: int = field(default=8, metadata=option_help("out-of-domain test scenes"))
+    workers: int = field(default=2, metadata=option_help("processes rendering the out-of-domain scenes"))
+    black_background: float = field(
+        default=1.0,
+        metadata=option_help(
+            "share of out-of-domain scenes composited over black, as the study's renders are "
+            "(the others: a random flat colour)"
+        ),
+    )
+    fit_steps: int = field(
+        default=60,
+        metadata=option_help("Gaussian fit steps of the out-of-domain renders (the default render profile's)"),
+    )
+    num_gaussians: int = field(
+        default=1500, metadata=option_help("Gaussians per out-of-domain scene (the default render profile's)")
+    )
+    vae_steps: int = field(default=200, metadata=option_help("autoencoder steps (stage 2)"))
+    vae_batch_size: int = field(default=8, metadata=option_help("autoencoder batch size"))
+    vae_lr: float = field(default=1e-3, metadata=option_help("autoencoder learning rate"))
+    vae_crop: int | None = field(
+        default=64,
+        metadata=option_help(
+            "side of square clean crops for the autoencoder (None: whole images; 8 crops of 64 beat "
+            "2 whole 160x128 views at the same cost, BENCHMARKS.md)"
+        ),
+    )
+    difix_steps: int = field(default=200, metadata=option_help("DiFix steps (stage 3)"))
+    difix_batch_size: int = field(default=2, metadata=option_help("DiFix batch size"))
+    difix_lr: float = field(default=5e-4, metadata=option_help("DiFix learning rate"))
+    difix_lr_schedule: str = field(
+        default="cosine", metadata=option_help("DiFix learning-rate schedule: constant | cosine")
+    )
+    difix_crop: str | None = field(
+        default=None, metadata=option_help("'HxW' random training windows of the DiFix stage (None: whole images)")
+    )
+    val_every: int = field(default=100, metadata=option_help("stage-3 validation frequency"))
+    ckpt_every: int = field(default=100, metadata=option_help("stage-3 checkpoint frequency"))
+    device: str = field(
+        default="auto",
+        metadata=option_help("torch device of the autoencoder stage and the scoring (auto: cuda if present)"),
+    )
 
     def __post_init__(self) -> None:
-        for name in ("n_train_scenes", "n_test_scenes", "workers", "vae_steps", "vae_batch_size", "difix_steps", "difix_batch_size"):
+        for name in (
+            "n_train_scenes",
+            "n_test_scenes",
+            "workers",
+            "vae_steps",
+            "vae_batch_size",
+            "difix_steps",
+            "difix_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PretrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         size = parse_resolution(self.resolution)
@@ -157,7 +188,13 @@ def train_autoencoder(model: DifixModel, views: np.ndarray, cfg: PretrainConfig,
         optimizer.step()
         losses.append(float(with_skips.detach()))
         if step % 50 == 0 or step == cfg.vae_steps:
-            LOG.info("autoencoder step %d/%d: loss with skips %.4f, latent only %.4f", step, cfg.vae_steps, losses[-1], float(latent_only.detach()))
+            LOG.info(
+                "autoencoder step %d/%d: loss with skips %.4f, latent only %.4f",
+                step,
+                cfg.vae_steps,
+                losses[-1],
+                float(latent_only.detach()),
+            )
     model.set_eval()
     vae.to("cpu")
     return losses
@@ -174,7 +211,9 @@ def set_latent_scaling(model: DifixModel, views: np.ndarray) -> float:
     return scale
 
 
-def score_test_split(model_path: str | Path, triplets_json: Path, size: tuple[int, int], device: torch.device) -> pd.DataFrame:
+def score_test_split(
+    model_path: str | Path, triplets_json: Path, size: tuple[int, int], device: torch.device
+) -> pd.DataFrame:
     """Per test triplet (``scene``, ``cam``): PSNR and SSIM of the raw render and of the base output."""
     from hi4dfix.difix.infer import fix_images, load_difix
     from hi4dfix.metrics import psnr, ssim
@@ -222,18 +261,9 @@ def summarise_test_split(scores: pd.DataFrame, bootstrap: BootstrapConfig = Boot
     return pd.DataFrame(rows)
 
 
-def _setup_logging() -> None:
-    if not LOG.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-        LOG.addHandler(handler)
-        LOG.setLevel(logging.INFO)
-        LOG.propagate = False
-
-
 def pretrain(cfg: PretrainConfig) -> Path:
     """Run (or resume) every stage; writes ``cfg.output`` and ``ood_test.csv`` beside it."""
-    _setup_logging()
+    log_to_stderr(LOG)
     size = parse_resolution(cfg.resolution)
     work = Path(cfg.work_dir)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
@@ -292,17 +322,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hi4dfix.difix.pretrain", description=__doc__.split("\n")[0])
-    for f in dataclasses.fields(PretrainConfig):
-        kwargs = {"dest": f.name, "help": f.metadata.get("help", "")}
-        if f.default is dataclasses.MISSING:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = f.default
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        kwargs["type"] = int if kind == "int" else float if kind == "float" else str
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
-    pretrain(PretrainConfig(**vars(parser.parse_args(argv))))
+    pretrain(config_from_argv(PretrainConfig, argv, "python -m hi4dfix.difix.pretrain", __doc__.split("\n")[0]))
     return 0
 
 

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import logging
 import math
-import os
 import random
 import re
 import sys
@@ -36,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hi4dfix.config_cli import dataclass_parser, option_help
 from hi4dfix.difix.checkpoint import (
     TRAIN_STATE_KEY,
     load_model,
@@ -56,6 +55,8 @@ from hi4dfix.difix.data import (
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
 from hi4dfix.io import atomic_path, read_image, write_json
+from hi4dfix.logs import log_to_stderr
+from hi4dfix.metrics import psnr_from_mse
 
 LOG = logging.getLogger("hi4dfix.difix.train")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -78,54 +79,97 @@ RESUME_FINGERPRINT = (
 )
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class TrainConfig:
-    triplets: str = field(metadata=_help("triplets JSON (train/test splits)"))
-    output: str = field(metadata=_help("final model pkl, written at the end only"))
-    output_dir: str = field(metadata=_help("checkpoints, logs; a rerun resumes from here"))
-    base: str = field(default="tiny-random", metadata=_help("start model: .pkl, folder, Hub id or tiny-random"))
-    steps: int = field(default=200, metadata=_help("optimisation steps in total"))
-    lr: float | None = field(default=None, metadata=_help("learning rate (None: 3e-4 tiny, 2e-5 sd-turbo)"))
-    lr_warmup_steps: int = field(default=0, metadata=_help("linear learning-rate warm-up steps"))
-    lr_schedule: str = field(default="constant", metadata=_help("constant (Difix's recipe) | cosine (decay to 0 at the last step, after the warm-up)"))
-    batch_size: int = field(default=1, metadata=_help("samples per process and step"))
-    long_side: int | None = field(default=None, metadata=_help("processing size: the longer image side scaled to this, aspect kept, each side snapped to 16 (None: 160 tiny, 512 sd-turbo)"))
-    resolution: str | None = field(default=None, metadata=_help("fixed 'N' or 'HxW' instead of long_side, snapped to 16 (squashes frames of another aspect)"))
-    crop: str | None = field(default=None, metadata=_help("'N' or 'HxW': train on random windows of this size cut from the images at the processing size (None: whole images)"))
-    mixed_precision: str = field(default="no", metadata=_help("no | bf16 | fp16 (fp16 needs a GPU); weights stay fp32"))
-    max_grad_norm: float = field(default=1.0, metadata=_help("gradient clipping norm (0: off)"))
-    lambda_l2: float = field(default=1.0, metadata=_help("L2 loss weight"))
-    lambda_lpips: float | None = field(default=None, metadata=_help("LPIPS weight (None: 0 tiny, 1 sd-turbo)"))
-    lambda_gram: float | None = field(default=None, metadata=_help("Gram (VGG16) weight (None: 0 tiny, 1 sd-turbo)"))
-    gram_warmup_steps: int = field(default=2000, metadata=_help("Gram loss is off until more than this many steps are done (Difix's rule)"))
-    lpips_net: str = field(default="vgg", metadata=_help("LPIPS backbone: vgg | alex"))
-    timestep: int | None = field(default=None, metadata=_help("the one diffusion timestep (None: the base model's, 199 for Difix)"))
-    val_every: int = field(default=50, metadata=_help("validate on the test split every N steps (0: only at the end)"))
-    val_max_items: int = field(default=16, metadata=_help("test triplets used per validation"))
-    ckpt_every: int = field(default=50, metadata=_help("checkpoint every N steps (0: none)"))
-    keep_checkpoints: int = field(default=2, metadata=_help("newest checkpoints kept (0: all)"))
-    seed: int = field(default=0, metadata=_help("seed of data order and noise"))
-    num_workers: int = field(default=0, metadata=_help("data loader worker processes"))
-    weight_decay: float = field(default=1e-2, metadata=_help("AdamW weight decay"))
-    adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
-    adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2"))
-    adam_eps: float = field(default=1e-8, metadata=_help("AdamW epsilon"))
-    use_ref: bool = field(default=True, metadata=_help("feed the reference view as a second view"))
-    gradient_checkpointing: bool = field(default=False, metadata=_help("UNet gradient checkpointing (saves GPU memory)"))
-    compile: bool = field(default=False, metadata=_help("torch.compile the model: minutes of compilation at start, faster steps on GPUs"))
-    compile_mode: str = field(default="reduce-overhead", metadata=_help("torch.compile mode on GPUs: reduce-overhead (CUDA graphs), default, max-autotune-no-cudagraphs..."))
-    cudnn_benchmark: bool = field(default=False, metadata=_help("cuDNN autotuning on GPUs (every convolution shape is tried out in the first step)"))
-    allow_tf32: bool = field(default=True, metadata=_help("TF32 matmuls on Ampere+ GPUs"))
-    hub_cache_dir: str | None = field(default=None, metadata=_help("Hugging Face cache dir"))
-    base_model_id: str | None = field(default=None, metadata=_help("SD-Turbo source for sd-turbo pkls (Hub id or folder)"))
+    triplets: str = field(metadata=option_help("triplets JSON (train/test splits)"))
+    output: str = field(metadata=option_help("final model pkl, written at the end only"))
+    output_dir: str = field(metadata=option_help("checkpoints, logs; a rerun resumes from here"))
+    base: str = field(default="tiny-random", metadata=option_help("start model: .pkl, folder, Hub id or tiny-random"))
+    steps: int = field(default=200, metadata=option_help("optimisation steps in total"))
+    lr: float | None = field(default=None, metadata=option_help("learning rate (None: 3e-4 tiny, 2e-5 sd-turbo)"))
+    lr_warmup_steps: int = field(default=0, metadata=option_help("linear learning-rate warm-up steps"))
+    lr_schedule: str = field(
+        default="constant",
+        metadata=option_help("constant (Difix's recipe) | cosine (decay to 0 at the last step, after the warm-up)"),
+    )
+    batch_size: int = field(default=1, metadata=option_help("samples per process and step"))
+    long_side: int | None = field(
+        default=None,
+        metadata=option_help(
+            "processing size: the longer image side scaled to this, aspect kept, each side snapped to 16 "
+            "(None: 160 tiny, 512 sd-turbo)"
+        ),
+    )
+    resolution: str | None = field(
+        default=None,
+        metadata=option_help(
+            "fixed 'N' or 'HxW' instead of long_side, snapped to 16 (squashes frames of another aspect)"
+        ),
+    )
+    crop: str | None = field(
+        default=None,
+        metadata=option_help(
+            "'N' or 'HxW': train on random windows of this size cut from the images at the processing size "
+            "(None: whole images)"
+        ),
+    )
+    mixed_precision: str = field(
+        default="no", metadata=option_help("no | bf16 | fp16 (fp16 needs a GPU); weights stay fp32")
+    )
+    max_grad_norm: float = field(default=1.0, metadata=option_help("gradient clipping norm (0: off)"))
+    lambda_l2: float = field(default=1.0, metadata=option_help("L2 loss weight"))
+    lambda_lpips: float | None = field(default=None, metadata=option_help("LPIPS weight (None: 0 tiny, 1 sd-turbo)"))
+    lambda_gram: float | None = field(
+        default=None, metadata=option_help("Gram (VGG16) weight (None: 0 tiny, 1 sd-turbo)")
+    )
+    gram_warmup_steps: int = field(
+        default=2000, metadata=option_help("Gram loss is off until more than this many steps are done (Difix's rule)")
+    )
+    lpips_net: str = field(default="vgg", metadata=option_help("LPIPS backbone: vgg | alex"))
+    timestep: int | None = field(
+        default=None, metadata=option_help("the one diffusion timestep (None: the base model's, 199 for Difix)")
+    )
+    val_every: int = field(
+        default=50, metadata=option_help("validate on the test split every N steps (0: only at the end)")
+    )
+    val_max_items: int = field(default=16, metadata=option_help("test triplets used per validation"))
+    ckpt_every: int = field(default=50, metadata=option_help("checkpoint every N steps (0: none)"))
+    keep_checkpoints: int = field(default=2, metadata=option_help("newest checkpoints kept (0: all)"))
+    seed: int = field(default=0, metadata=option_help("seed of data order and noise"))
+    num_workers: int = field(default=0, metadata=option_help("data loader worker processes"))
+    weight_decay: float = field(default=1e-2, metadata=option_help("AdamW weight decay"))
+    adam_beta1: float = field(default=0.9, metadata=option_help("AdamW beta1"))
+    adam_beta2: float = field(default=0.999, metadata=option_help("AdamW beta2"))
+    adam_eps: float = field(default=1e-8, metadata=option_help("AdamW epsilon"))
+    use_ref: bool = field(default=True, metadata=option_help("feed the reference view as a second view"))
+    gradient_checkpointing: bool = field(
+        default=False, metadata=option_help("UNet gradient checkpointing (saves GPU memory)")
+    )
+    compile: bool = field(
+        default=False,
+        metadata=option_help("torch.compile the model: minutes of compilation at start, faster steps on GPUs"),
+    )
+    compile_mode: str = field(
+        default="reduce-overhead",
+        metadata=option_help(
+            "torch.compile mode on GPUs: reduce-overhead (CUDA graphs), default, max-autotune-no-cudagraphs..."
+        ),
+    )
+    cudnn_benchmark: bool = field(
+        default=False,
+        metadata=option_help("cuDNN autotuning on GPUs (every convolution shape is tried out in the first step)"),
+    )
+    allow_tf32: bool = field(default=True, metadata=option_help("TF32 matmuls on Ampere+ GPUs"))
+    hub_cache_dir: str | None = field(default=None, metadata=option_help("Hugging Face cache dir"))
+    base_model_id: str | None = field(
+        default=None, metadata=option_help("SD-Turbo source for sd-turbo pkls (Hub id or folder)")
+    )
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"TrainConfig.mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+            raise ValueError(
+                f"TrainConfig.mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}"
+            )
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -169,9 +213,7 @@ def find_latest_checkpoint(ckpt_dir: Path) -> tuple[int, Path] | None:
 def prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
     if keep <= 0:
         return
-    found = sorted(
-        (int(m[1]), p) for p in ckpt_dir.iterdir() if (m := CHECKPOINT_NAME.match(p.name))
-    )
+    found = sorted((int(m[1]), p) for p in ckpt_dir.iterdir() if (m := CHECKPOINT_NAME.match(p.name)))
     for _, path in found[:-keep]:
         path.unlink(missing_ok=True)
 
@@ -235,7 +277,13 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "python": random.getstate(),
     }
 
@@ -272,12 +320,10 @@ class CsvLog:
             csv.DictWriter(fh, fieldnames=self.fields).writerow(row)
 
 
-def psnr_from_mse01(mse: float) -> float:
-    return float("inf") if mse <= 0 else 10.0 * math.log10(1.0 / mse)
-
-
 @torch.no_grad()
-def validate(model: DifixModel, dataset: TripletDataset | None, device: torch.device, autocast, seed: int) -> dict[str, float] | None:
+def validate(
+    model: DifixModel, dataset: TripletDataset | None, device: torch.device, autocast, seed: int
+) -> dict[str, float] | None:
     """Mean L2 (in [-1, 1]) and PSNR (in [0, 1]) of the fixed view against its target."""
     if dataset is None:
         return None
@@ -294,8 +340,9 @@ def validate(model: DifixModel, dataset: TripletDataset | None, device: torch.de
             pred = model(views, emb, generator=gen, first_view_only=True)[:, 0].float()
         mse = torch.mean((pred - target) ** 2).item()
         l2s.append(mse)
-        psnrs.append(psnr_from_mse01(mse / 4.0))
-        input_psnrs.append(psnr_from_mse01(torch.mean((views[:, 0] - target) ** 2).item() / 4.0))
+        # images in [-1, 1]: a quarter of their MSE is the MSE in [0, 1], data range 1
+        psnrs.append(psnr_from_mse(mse / 4.0))
+        input_psnrs.append(psnr_from_mse(torch.mean((views[:, 0] - target) ** 2).item() / 4.0))
     model.train(was_training)
     model.text_encoder.eval()
     return {
@@ -321,15 +368,6 @@ def log_processing_size(dataset: TripletDataset, cfg: TrainConfig) -> tuple[int,
     return size
 
 
-def _setup_logging(is_main: bool) -> None:
-    if not LOG.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
-        LOG.addHandler(handler)
-    LOG.setLevel(logging.INFO if is_main else logging.WARNING)
-    LOG.propagate = False
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -350,9 +388,67 @@ def release_accelerate_state() -> None:
     GradientState._reset_state()
 
 
+@dataclass
+class _Process:
+    """This process's part of a run (one of ``world`` under DDP), from :func:`_set_up`."""
+
+    accelerator: Any
+    device: torch.device
+    rank: int
+    world: int
+    is_main: bool
+    output_dir: Path
+    ckpt_dir: Path
+
+
+@dataclass
+class _Start:
+    """Where a run starts, from :func:`_start_or_resume`: the model, the config with the model's
+    preset defaults filled in, the steps already done, and the checkpoint to restore the
+    optimizer, RNG and gradient-scaler state from (None when starting from the base)."""
+
+    model: DifixModel
+    cfg: TrainConfig
+    step: int
+    checkpoint: dict[str, Any] | None
+
+
+@dataclass
+class _Data:
+    """Training and validation data, from :func:`_load_data`."""
+
+    train_set: TripletDataset
+    test_set: TripletDataset | None
+    loader: torch.utils.data.DataLoader
+    resolution: tuple[int, int]
+
+
+@dataclass
+class _Optimisation:
+    """What the loop updates, from :func:`_prepare_optimisation`: ``model`` as accelerate wraps
+    it (DDP), ``core`` the plain model inside it, the trainable ``params`` and their optimizer."""
+
+    model: Any
+    core: DifixModel
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    loss_fn: DifixLoss
+
+
 def _train(cfg: TrainConfig) -> Path:
+    process = _set_up(cfg)
+    start = _start_or_resume(cfg, process)
+    cfg = start.cfg
+    data = _load_data(cfg, start.step, process)
+    opt = _prepare_optimisation(cfg, start, process)
+    start.checkpoint = None  # free the checkpoint tensors
+    step_times, last_val = _run_steps(cfg, process, data, opt, start.step)
+    return _save_final_model(cfg, process, data, opt, start.step, step_times, last_val)
+
+
+def _set_up(cfg: TrainConfig) -> _Process:
+    """The accelerator (processes, device, mixed precision), logging, TF32, the checkpoint folder."""
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError(
@@ -361,9 +457,8 @@ def _train(cfg: TrainConfig) -> Path:
         )
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
     is_main = accelerator.is_main_process
-    _setup_logging(is_main)
+    log_to_stderr(LOG, logging.INFO if is_main else logging.WARNING)
     device = accelerator.device
-    rank, world = accelerator.process_index, accelerator.num_processes
     if cfg.allow_tf32 and device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -374,21 +469,28 @@ def _train(cfg: TrainConfig) -> Path:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(ckpt_dir)
     accelerator.wait_for_everyone()
+    return _Process(
+        accelerator, device, accelerator.process_index, accelerator.num_processes, is_main, output_dir, ckpt_dir
+    )
 
-    # --- model: from the newest checkpoint, else from the base
-    latest = find_latest_checkpoint(ckpt_dir)
+
+def _start_or_resume(cfg: TrainConfig, process: _Process) -> _Start:
+    """The model from the newest checkpoint (refusing one whose settings differ), else from the base."""
+    latest = find_latest_checkpoint(process.ckpt_dir)
     payload = None
     if latest is not None:
         payload = read_checkpoint(latest[1])
         train_state = payload.get(TRAIN_STATE_KEY)
         if train_state is None:
             raise ValueError(f"{latest[1]} has no {TRAIN_STATE_KEY!r}; not a checkpoint of this trainer")
-        model = model_from_checkpoint(payload, source=str(latest[1]), base_model_id=cfg.base_model_id, hub_cache_dir=cfg.hub_cache_dir)
+        model = model_from_checkpoint(
+            payload, source=str(latest[1]), base_model_id=cfg.base_model_id, hub_cache_dir=cfg.hub_cache_dir
+        )
         cfg = cfg.resolved(model.difix_config.preset)
         saved = train_state["fingerprint"]
         changed = {k: (saved.get(k), v) for k, v in cfg.fingerprint().items() if saved.get(k) != v}
-        if saved.get("world_size", world) != world:
-            changed["num_processes"] = (saved.get("world_size"), world)
+        if saved.get("world_size", process.world) != process.world:
+            changed["num_processes"] = (saved.get("world_size"), process.world)
         if changed:
             raise ValueError(
                 f"cannot resume from {latest[1]}: settings changed {changed}; use another output_dir "
@@ -397,7 +499,9 @@ def _train(cfg: TrainConfig) -> Path:
         start_step = int(train_state["step"])
         LOG.info("resuming from %s (step %d)", latest[1], start_step)
     else:
-        model = load_model(cfg.base, hub_cache_dir=cfg.hub_cache_dir, base_model_id=cfg.base_model_id, init_seed=cfg.seed)
+        model = load_model(
+            cfg.base, hub_cache_dir=cfg.hub_cache_dir, base_model_id=cfg.base_model_id, init_seed=cfg.seed
+        )
         cfg = cfg.resolved(model.difix_config.preset)
         start_step = 0
         LOG.info("starting from %s: %s", cfg.base, describe(model))
@@ -405,8 +509,12 @@ def _train(cfg: TrainConfig) -> Path:
     if cfg.timestep is not None and cfg.timestep != model.difix_config.timestep:
         LOG.info("timestep %d (the base model's is %d)", cfg.timestep, model.difix_config.timestep)
         model.set_timestep(cfg.timestep)
+    return _Start(model, cfg, start_step, payload)
 
-    # --- data: images resized by the rule inference shares (hi4dfix.difix.data.model_input_size)
+
+def _load_data(cfg: TrainConfig, start_step: int, process: _Process) -> _Data:
+    """Triplets resized by the rule inference shares (hi4dfix.difix.data.model_input_size); the
+    loader yields the batches of steps ``start_step + 1 .. cfg.steps`` of this process."""
     crop = parse_resolution(cfg.crop) if cfg.crop is not None else None
     train_set = TripletDataset(
         read_triplets(cfg.triplets, "train", cfg.use_ref), cfg.resolution, cfg.use_ref, cfg.long_side, crop, cfg.seed
@@ -416,12 +524,26 @@ def _train(cfg: TrainConfig) -> Path:
     resolution = log_processing_size(train_set, cfg)
     if test_set is None:
         LOG.info("no 'test' split in %s: validation is skipped", cfg.triplets)
-    sampler = StepSampler(len(train_set), cfg.batch_size, start_step + 1, cfg.steps, cfg.seed, rank, world, crop is not None)
+    sampler = StepSampler(
+        len(train_set),
+        cfg.batch_size,
+        start_step + 1,
+        cfg.steps,
+        cfg.seed,
+        process.rank,
+        process.world,
+        crop is not None,
+    )
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate
     )
+    return _Data(train_set, test_set, loader, resolution)
 
-    # --- optimisation
+
+def _prepare_optimisation(cfg: TrainConfig, start: _Start, process: _Process) -> _Optimisation:
+    """Loss, trainable parameters and optimizer; a resumed run restores the optimizer, RNG and
+    gradient-scaler state of its checkpoint."""
+    accelerator, device, payload = process.accelerator, process.device, start.checkpoint
     loss_fn = DifixLoss(
         LossConfig(
             lambda_l2=cfg.lambda_l2,
@@ -431,6 +553,7 @@ def _train(cfg: TrainConfig) -> Path:
             lpips_net=cfg.lpips_net,
         )
     ).to(device)
+    model = start.model
     model.to(device)
     prepare_model_for_training(model, cfg, device)
     params = [p for _, p in model.trainable_named_parameters()]
@@ -441,42 +564,53 @@ def _train(cfg: TrainConfig) -> Path:
     model, optimizer = accelerator.prepare(model, optimizer)
     if payload is not None and accelerator.scaler is not None and "scaler" in payload[TRAIN_STATE_KEY]:
         accelerator.scaler.load_state_dict(payload[TRAIN_STATE_KEY]["scaler"])
-    payload = None  # free the checkpoint tensors
-    core: DifixModel = accelerator.unwrap_model(model)
+    return _Optimisation(model, accelerator.unwrap_model(model), params, optimizer, loss_fn)
 
-    train_log = CsvLog(output_dir / "train_log.csv", TRAIN_LOG_FIELDS, start_step, is_main)
-    val_log = CsvLog(output_dir / "val_log.csv", VAL_LOG_FIELDS, start_step, is_main)
 
-    def make_train_state(step: int) -> dict[str, Any]:
-        state = {"step": step, "fingerprint": {**cfg.fingerprint(), "world_size": world}, "rng": rng_state(),
-                 "config": dataclasses.asdict(cfg)}
-        if accelerator.scaler is not None:
-            state["scaler"] = accelerator.scaler.state_dict()
-        return state
+def _train_state(cfg: TrainConfig, process: _Process, step: int) -> dict[str, Any]:
+    """What a checkpoint needs besides weights and optimizer to resume at ``step``."""
+    state = {
+        "step": step,
+        "fingerprint": {**cfg.fingerprint(), "world_size": process.world},
+        "rng": rng_state(),
+        "config": dataclasses.asdict(cfg),
+    }
+    if process.accelerator.scaler is not None:
+        state["scaler"] = process.accelerator.scaler.state_dict()
+    return state
 
-    def save(path: Path, step: int) -> None:
-        if is_main:
-            save_checkpoint(path, core, optimizer.state_dict(), make_train_state(step))
+
+def _run_steps(
+    cfg: TrainConfig, process: _Process, data: _Data, opt: _Optimisation, start_step: int
+) -> tuple[list[float], dict[str, float] | None]:
+    """The loop from ``start_step + 1`` to ``cfg.steps``: a step, its log row, validation and
+    checkpoints when due. Returns the step times and the last validation."""
+    from tqdm.auto import tqdm
+
+    accelerator, device, is_main = process.accelerator, process.device, process.is_main
+    model, core, optimizer = opt.model, opt.core, opt.optimizer
+    train_log = CsvLog(process.output_dir / "train_log.csv", TRAIN_LOG_FIELDS, start_step, is_main)
+    val_log = CsvLog(process.output_dir / "val_log.csv", VAL_LOG_FIELDS, start_step, is_main)
 
     progress = tqdm(total=cfg.steps, initial=start_step, desc="difix", disable=None if is_main else True)
     started = time.perf_counter()
     step_times = []
     last_val = None
     step = start_step
-    for step, batch in zip(range(start_step + 1, cfg.steps + 1), loader):
+    for step, batch in zip(range(start_step + 1, cfg.steps + 1), data.loader):
         t0 = time.perf_counter()
         torch.compiler.cudagraph_mark_step_begin()  # a new step for CUDA graphs (when compiled); else a no-op
         views = batch["views"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
         emb = core.encode_prompts(batch["prompts"])
-        gen = step_generator(device, cfg.seed, step, rank)
+        gen = step_generator(device, cfg.seed, step, process.rank)
         with accelerator.autocast():
             pred = model(views, emb, generator=gen)
-            terms = loss_fn(pred, targets, step, generator=gen)
+            terms = opt.loss_fn(pred, targets, step, generator=gen)
         accelerator.backward(terms["total"])
         grad_norm = float("nan")
         if cfg.max_grad_norm > 0:
-            grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+            grad_norm = float(accelerator.clip_grad_norm_(opt.params, cfg.max_grad_norm))
         lr = learning_rate(cfg, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -488,11 +622,19 @@ def _train(cfg: TrainConfig) -> Path:
         names = list(terms)
         reduced = accelerator.reduce(torch.stack([terms[k].detach().float() for k in names]), reduction="mean")
         values = dict(zip(names, reduced.tolist()))
-        train_log.write({
-            "step": step, "loss": values["total"], "l2": values["l2"], "lpips": values["lpips"],
-            "gram": values["gram"], "grad_norm": grad_norm, "lr": lr, "step_time_s": round(dt, 4),
-            "elapsed_s": round(time.perf_counter() - started, 3),
-        })
+        train_log.write(
+            {
+                "step": step,
+                "loss": values["total"],
+                "l2": values["l2"],
+                "lpips": values["lpips"],
+                "gram": values["gram"],
+                "grad_norm": grad_norm,
+                "lr": lr,
+                "step_time_s": round(dt, 4),
+                "elapsed_s": round(time.perf_counter() - started, 3),
+            }
+        )
         progress.update(1)
         progress.set_postfix(loss=f"{values['total']:.4f}")
         if not math.isfinite(values["total"]):
@@ -500,80 +642,69 @@ def _train(cfg: TrainConfig) -> Path:
 
         if (cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps:
             if is_main:
-                last_val = validate(core, test_set, device, accelerator.autocast, cfg.seed)
+                last_val = validate(core, data.test_set, device, accelerator.autocast, cfg.seed)
                 if last_val is not None:
                     val_log.write({"step": step, **last_val})
-                    LOG.info("step %d: val L2 %.5f, PSNR %.2f dB (input %.2f dB)", step, last_val["val_l2"], last_val["val_psnr"], last_val["input_psnr"])
+                    LOG.info(
+                        "step %d: val L2 %.5f, PSNR %.2f dB (input %.2f dB)",
+                        step,
+                        last_val["val_l2"],
+                        last_val["val_psnr"],
+                        last_val["input_psnr"],
+                    )
             accelerator.wait_for_everyone()
         if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
-            save(ckpt_dir / f"model_{step}.pkl", step)
             if is_main:
-                prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+                path = process.ckpt_dir / f"model_{step}.pkl"
+                save_checkpoint(path, core, optimizer.state_dict(), _train_state(cfg, process, step))
+                prune_checkpoints(process.ckpt_dir, cfg.keep_checkpoints)
             accelerator.wait_for_everyone()
     progress.close()
     if step != cfg.steps:
         raise RuntimeError(f"data loader ended at step {step} before {cfg.steps}")
+    return step_times, last_val
 
+
+def _save_final_model(
+    cfg: TrainConfig,
+    process: _Process,
+    data: _Data,
+    opt: _Optimisation,
+    start_step: int,
+    step_times: list[float],
+    last_val: dict[str, float] | None,
+) -> Path:
+    """The final model (weights only: the optimizer state, 2x the trainable weights, stays in the
+    checkpoints) at ``cfg.output``, and ``summary.json``; then the processes part."""
     output = Path(cfg.output)
-    if is_main:
-        # weights only: the optimizer state (2x the trainable weights) stays in the checkpoints
-        save_model_weights(output, core, make_train_state(cfg.steps))
+    if process.is_main:
+        save_model_weights(output, opt.core, _train_state(cfg, process, cfg.steps))
         timed = step_times[1:] or step_times
         summary = {
             "steps": cfg.steps,
             "resumed_from_step": start_step,
             "mean_step_time_s": float(np.mean(timed)) if timed else None,
-            "resolution": list(resolution),
-            "num_processes": world,
+            "resolution": list(data.resolution),
+            "num_processes": process.world,
             "final_validation": last_val,
             "config": dataclasses.asdict(cfg),
         }
-        write_json(output_dir / "summary.json", summary)
+        write_json(process.output_dir / "summary.json", summary)
         LOG.info("wrote %s", output)
         from hi4dfix.logs import cuda_peak_memory_message  # (the tuning job does not run through job_log)
 
         if (peak := cuda_peak_memory_message()) is not None:
             LOG.info("%s", peak)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    process.accelerator.wait_for_everyone()
+    process.accelerator.end_training()
     return output
 
 
 # ----------------------------------------------------------------------------- command line
 
 
-def _str2bool(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hi4dfix.difix.train", description=__doc__.split("\n")[0])
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "help": f.metadata.get("help", "")}
-        required = f.default is dataclasses.MISSING
-        if required:
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = f.default
-            kwargs["help"] += f" (default: {f.default})"
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        if kind.startswith("bool"):
-            kwargs["type"] = _str2bool
-            kwargs["metavar"] = "BOOL"
-        elif kind.startswith("int"):
-            kwargs["type"] = int
-        elif kind.startswith("float"):
-            kwargs["type"] = float
-        else:
-            kwargs["type"] = str
-        parser.add_argument(flag, **kwargs)
-    return parser
+    return dataclass_parser(TrainConfig, "python -m hi4dfix.difix.train", __doc__.split("\n")[0])
 
 
 def main(argv: list[str] | None = None) -> int:

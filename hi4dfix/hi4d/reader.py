@@ -226,13 +226,19 @@ def _inspect(root: Path, cfg: ReadConfig) -> _Inspection:
     found.meta = _read_meta(layout.meta_path, found)
     _read_cameras(layout.cameras_path, found, cfg.rotation_tol)
     if found.meta is not None and found.calibration and found.meta.mono_cam not in found.calibration:
-        found.error(layout.meta_path, f"mono_cam {found.meta.mono_cam} is not one of the camera ids {sorted(found.calibration)}")
+        found.error(
+            layout.meta_path, f"mono_cam {found.meta.mono_cam} is not one of the camera ids {sorted(found.calibration)}"
+        )
     frames_by_cam = _list_frames(layout, sorted(found.calibration), found)
     found.frames = _common_frames(layout, frames_by_cam, found)
     if found.meta is not None and found.frames:
         outside = [f for f in found.frames if not found.meta.start <= f <= found.meta.end]
         if outside:
-            found.warn(layout.meta_path, f"{len(outside)} image frame(s) outside start..end = {found.meta.start}..{found.meta.end}: {_some(outside)}")
+            found.warn(
+                layout.meta_path,
+                f"{len(outside)} image frame(s) outside start..end = {found.meta.start}..{found.meta.end}: "
+                f"{_some(outside)}",
+            )
     num_persons = found.meta.num_persons if found.meta is not None else None
     _check_images_and_masks(layout, frames_by_cam, num_persons, found, cfg)
     _check_smpl(layout, found.frames, num_persons, found, cfg)
@@ -329,11 +335,16 @@ def _read_cameras(path: Path, found: _Inspection, rotation_tol: float) -> None:
     for i, cid in enumerate(ids.tolist()):
         ok = True
         if not np.all(np.isfinite(K[i])) or K[i, 0, 0] <= 0 or K[i, 1, 1] <= 0 or not np.allclose(K[i, 2], [0, 0, 1]):
-            found.error(path, f"camera {cid}: intrinsics are not a pinhole matrix [[fx,s,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0")
+            found.error(
+                path, f"camera {cid}: intrinsics are not a pinhole matrix [[fx,s,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0"
+            )
             ok = False
         err = rotation_error(ext[i, :3, :3]) if np.all(np.isfinite(ext[i])) else np.inf
         if err > rotation_tol:
-            found.error(path, f"camera {cid}: extrinsic rotation is not orthonormal with det +1 (error {err:.3g} > {rotation_tol:g})")
+            found.error(
+                path,
+                f"camera {cid}: extrinsic rotation is not orthonormal with det +1 (error {err:.3g} > {rotation_tol:g})",
+            )
             ok = False
         if not np.all(np.isfinite(dist[i])):
             # undistortion maps of NaN coefficients send every pixel outside the image: all black
@@ -346,7 +357,9 @@ def _read_cameras(path: Path, found: _Inspection, rotation_tol: float) -> None:
 def _list_frames(layout: Hi4DLayout, cam_ids: list[int], found: _Inspection) -> dict[int, list[int]]:
     frames_by_cam: dict[int, list[int]] = {}
     if layout.images_dir.is_dir():
-        extra = sorted(p.name for p in layout.images_dir.iterdir() if p.is_dir() and p.name not in {str(c) for c in cam_ids})
+        extra = sorted(
+            p.name for p in layout.images_dir.iterdir() if p.is_dir() and p.name not in {str(c) for c in cam_ids}
+        )
         if extra and cam_ids:
             found.warn(layout.images_dir, f"camera folder(s) {extra} have no calibration; ignored")
     elif cam_ids:
@@ -392,7 +405,9 @@ def _open_image(path: Path, decode: bool) -> tuple[tuple[int, int] | None, str |
         return None, f"unreadable image ({exc})"
 
 
-def _open_images(paths: list[Path], decode: bool, workers: int, desc: str) -> list[tuple[tuple[int, int] | None, str | None]]:
+def _open_images(
+    paths: list[Path], decode: bool, workers: int, desc: str
+) -> list[tuple[tuple[int, int] | None, str | None]]:
     """:func:`_open_image` of every path, in order; ``workers`` threads (Pillow's decoders
     release the GIL, so decoding scales with threads)."""
     if workers <= 1 or len(paths) < 2:
@@ -411,8 +426,14 @@ def _check_images_and_masks(
     mask_kinds: list[int | str] = [MASK_ALL] + (list(range(num_persons)) if num_persons else [])
     # Which files to open, camera by camera: the first image fixes the camera's size even when
     # not checking every file; masks are opened only when checking files.
-    images = {cam: [layout.image_path(cam, f) for f in (frames if cfg.check_files else frames[:1])] for cam, frames in frames_by_cam.items()}
-    masks = {cam: [layout.mask_path(cam, f, kind) for f in frames for kind in mask_kinds] for cam, frames in frames_by_cam.items()}
+    images = {
+        cam: [layout.image_path(cam, f) for f in (frames if cfg.check_files else frames[:1])]
+        for cam, frames in frames_by_cam.items()
+    }
+    masks = {
+        cam: [layout.mask_path(cam, f, kind) for f in frames for kind in mask_kinds]
+        for cam, frames in frames_by_cam.items()
+    }
     to_open = [path for cam in frames_by_cam for path in images[cam] + (masks[cam] if cfg.check_files else [])]
     verb = "decode" if cfg.decode_images else "open"
     opened = dict(zip(to_open, _open_images(to_open, cfg.decode_images, cfg.workers, f"{verb} {layout.root}")))
@@ -424,7 +445,9 @@ def _check_images_and_masks(
                 continue
             expected = found.sizes.setdefault(cam, size)
             if size != expected:
-                found.error(path, f"image size {size[0]}x{size[1]} differs from camera {cam}'s {expected[0]}x{expected[1]}")
+                found.error(
+                    path, f"image size {size[0]}x{size[1]} differs from camera {cam}'s {expected[0]}x{expected[1]}"
+                )
         for path in masks[cam]:
             if not cfg.check_files:
                 if not path.is_file():
@@ -434,7 +457,11 @@ def _check_images_and_masks(
             if size is None:
                 found.error(path, problem)
             elif cam in found.sizes and size != found.sizes[cam]:
-                found.error(path, f"mask size {size[0]}x{size[1]} differs from image size {found.sizes[cam][0]}x{found.sizes[cam][1]}")
+                found.error(
+                    path,
+                    f"mask size {size[0]}x{size[1]} differs from image size "
+                    f"{found.sizes[cam][0]}x{found.sizes[cam][1]}",
+                )
     for cam in frames_by_cam:
         if cam not in found.sizes:
             found.calibration.pop(cam, None)
@@ -469,7 +496,9 @@ def _smpl_shape_problems(path: Path, shapes: dict[str, tuple[int, ...]], num_per
     return [Problem(path, "; ".join(wrong))] if wrong else []
 
 
-def _check_smpl(layout: Hi4DLayout, frames: list[int], num_persons: int | None, found: _Inspection, cfg: ReadConfig) -> None:
+def _check_smpl(
+    layout: Hi4DLayout, frames: list[int], num_persons: int | None, found: _Inspection, cfg: ReadConfig
+) -> None:
     if frames and not layout.smpl_dir.is_dir():
         found.error(layout.smpl_dir, "smpl folder is missing")
         return

@@ -75,7 +75,9 @@ def rasterize(
         raise ValueError(f"rasterize: Gaussian parameters mix dtypes {sorted(map(str, dtypes))}")
     if name == "torch":
         viewmat, K = viewmat.to(means), K.to(means)
-        return rasterize_torch(means, quats, scales, opacities, colors, viewmat, K, width, height, background, torch_cfg)
+        return rasterize_torch(
+            means, quats, scales, opacities, colors, viewmat, K, width, height, background, torch_cfg
+        )
 
     if means.device.type != "cuda":
         raise ValueError(f"render backend 'gsplat' needs CUDA tensors, got device {means.device}")

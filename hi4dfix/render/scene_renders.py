@@ -21,6 +21,7 @@ import torch
 
 from hi4dfix.io import read_image, write_image, write_json
 from hi4dfix.metrics import psnr
+from hi4dfix.progress import progress
 from hi4dfix.render.fit import (
     RenderConfig,
     SourceView,
@@ -32,7 +33,6 @@ from hi4dfix.render.fit import (
 from hi4dfix.render.poses import frame_vertices
 from hi4dfix.render.rasterize import resolve_backend
 from hi4dfix.scene import MaterializedScene
-from hi4dfix.progress import progress
 
 MANIFEST_NAME = "manifest.json"
 TARGETS_DIR = "targets"
@@ -224,7 +224,9 @@ def ingest_external(
         raise ValueError(f"external renders for scene {scene.name} ({pattern}):\n" + "\n".join(parts))
 
     images = [
-        write_render_and_target(out_dir, scene, cam, frame, read_image(found[(cam, frame)]), background, cam in source_cams)
+        write_render_and_target(
+            out_dir, scene, cam, frame, read_image(found[(cam, frame)]), background, cam in source_cams
+        )
         for frame in frames
         for cam in scene.cam_ids
     ]
@@ -254,5 +256,7 @@ def render_from_profile(
     if source == "fit":
         return render_scene(scene, out_dir, cfg, frames)
     if not pattern:
-        raise ValueError("render profile: source 'external' needs external_pattern, e.g. /renders/{scene}/{cam}/{frame:06d}.png")
+        raise ValueError(
+            "render profile: source 'external' needs external_pattern, e.g. /renders/{scene}/{cam}/{frame:06d}.png"
+        )
     return ingest_external(scene, pattern, out_dir, frames, cfg.source_cams, cfg.background)

@@ -275,7 +275,9 @@ def rasterize_torch(
     ly, lx = torch.meshgrid(local, local, indexing="ij")
     pixels = torch.stack([lx.reshape(-1), ly.reshape(-1)], dim=-1)
     ty, tx = torch.meshgrid(
-        torch.arange(tiles_y, device=device, dtype=dtype), torch.arange(tiles_x, device=device, dtype=dtype), indexing="ij"
+        torch.arange(tiles_y, device=device, dtype=dtype),
+        torch.arange(tiles_x, device=device, dtype=dtype),
+        indexing="ij",
     )
     origins = torch.stack([tx.reshape(-1), ty.reshape(-1)], dim=-1) * ts
 

@@ -85,7 +85,8 @@ def version_card_html(
     """
     reserved = frozenset(reserved_scenes)
     split_rows = "".join(
-        f"<tr><th>{_code(key)}</th><td>{html.escape(role)}</td><td>{_scene_list(getattr(version, key), reserved)}</td></tr>"
+        f"<tr><th>{_code(key)}</th><td>{html.escape(role)}</td>"
+        f"<td>{_scene_list(getattr(version, key), reserved)}</td></tr>"
         for key, role in SPLITS
     )
     decisions = "".join(f"<li>{html.escape(d)}</li>" for d in version.decisions) or "<li><em>none recorded</em></li>"
@@ -117,7 +118,7 @@ def version_card_html(
         sections += ["<h3>DiFix</h3>", _settings_table(difix)]
     body = "\n".join(sections)
     return (
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>hi4dfix {html.escape(version.name)}: version card</title>\n<style>{_STYLE}</style>\n</head>\n"
         f"<body>\n{body}\n</body>\n</html>\n"
     )

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from hi4dfix.report.plotting import new_figure, save_png
 from hi4dfix.stats import IMPROVED, INCONCLUSIVE, WORSE
-from hi4dfix.tables import COMPARISONS, MEAN, comparison_name, higher_is_better, metric_digits, metric_title
+from hi4dfix.tables import ARMS, COMPARISONS, MEAN, comparison_name, higher_is_better, metric_digits, metric_title
 
 # Bars of one scene, left to right; raw (no DiFix) is context, base vs tuned is the study's comparison.
 ARM_STYLES = (
@@ -30,7 +30,7 @@ VERDICT_COLORS = {IMPROVED: "#2e7d32", WORSE: "#c62828", INCONCLUSIVE: "#757575"
 NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
 LOSS_TERMS = {"l2": "L2 term", "lpips": "LPIPS term", "gram": "Gram term"}
-DELTA_TABLE_COLUMNS = ("scene", "metric", "comparison", "raw", "base", "tuned", "delta", "ci_low", "ci_high", "verdict", "note")
+DELTA_TABLE_COLUMNS = ("scene", "metric", "comparison", *ARMS, "delta", "ci_low", "ci_high", "verdict", "note")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def _metric_rows(deltas: pd.DataFrame, metric: str, source: str) -> pd.DataFrame
         known = ", ".join(sorted(set(deltas["metric"])))
         raise ValueError(f"{source}: no rows for metric {metric!r} (the table has: {known})")
     scenes = [s for s in dict.fromkeys(rows["scene"]) if s != MEAN] + ([MEAN] if (rows["scene"] == MEAN).any() else [])
-    out = rows.drop_duplicates("scene").set_index("scene").loc[scenes, ["raw", "base", "tuned"]]
+    out = rows.drop_duplicates("scene").set_index("scene").loc[scenes, list(ARMS)]
     out["note"] = rows.groupby("scene")["note"].agg(lambda notes: "; ".join(dict.fromkeys(n for n in notes if n)))
     for name in COMPARISON_MARKERS:
         chosen = rows[rows["comparison"] == name].set_index("scene").reindex(scenes)
@@ -168,7 +168,9 @@ def _legend_handles(arm_axes) -> list:
     return handles
 
 
-def metric_bars(deltas: pd.DataFrame, cfg: MetricChartConfig = MetricChartConfig(), source: str = "delta table") -> Figure:
+def metric_bars(
+    deltas: pd.DataFrame, cfg: MetricChartConfig = MetricChartConfig(), source: str = "delta table"
+) -> Figure:
     """A column per metric. Top: bars of the arms' means per reserved scene (and the mean), Δ = tuned − base
     on top, coloured by its verdict. Bottom: the paired differences tuned − base, tuned − raw and base − raw
     with their bootstrap intervals, coloured by verdict (improved, worse, inconclusive).
@@ -187,13 +189,17 @@ def metric_bars(deltas: pd.DataFrame, cfg: MetricChartConfig = MetricChartConfig
         _draw_difference_panel(axes[1, column], rows, metric)
     handles = _legend_handles(axes[0])
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 9), fontsize=8, frameon=False)
-    figure.suptitle("Novel views of the reserved scenes: arm means (top), paired differences with intervals (bottom)",
-                    fontsize=11)
+    figure.suptitle(
+        "Novel views of the reserved scenes: arm means (top), paired differences with intervals (bottom)", fontsize=11
+    )
     return figure
 
 
 def write_metric_bars(
-    deltas: pd.DataFrame, path: str | os.PathLike, cfg: MetricChartConfig = MetricChartConfig(), source: str = "delta table"
+    deltas: pd.DataFrame,
+    path: str | os.PathLike,
+    cfg: MetricChartConfig = MetricChartConfig(),
+    source: str = "delta table",
 ) -> None:
     save_png(metric_bars(deltas, cfg, source), path, cfg.dpi)
 
@@ -226,8 +232,16 @@ def loss_curve(log: pd.DataFrame, cfg: LossCurveConfig = LossCurveConfig(), titl
     steps = log["step"].to_numpy()
     loss = log["loss"].to_numpy(dtype=float)
     window = max(1, int(round(cfg.smooth_fraction * len(loss))))
-    ax.plot(steps, loss, color="#f58518", alpha=0.35 if window > 1 else 1.0, linewidth=1.0,
-            marker="o" if len(loss) <= 20 else None, markersize=3, label="total loss")
+    ax.plot(
+        steps,
+        loss,
+        color="#f58518",
+        alpha=0.35 if window > 1 else 1.0,
+        linewidth=1.0,
+        marker="o" if len(loss) <= 20 else None,
+        markersize=3,
+        label="total loss",
+    )
     if window > 1:
         ax.plot(steps, smoothed(loss, window), color="#f58518", linewidth=2.0, label=f"total, mean of {window} steps")
     for (term, label), color in zip(LOSS_TERMS.items(), ("#4c78a8", "#54a24b", "#b279a2")):
@@ -249,6 +263,10 @@ def loss_curve(log: pd.DataFrame, cfg: LossCurveConfig = LossCurveConfig(), titl
     return figure
 
 
-def write_loss_curve(train_log_csv: str | os.PathLike, path: str | os.PathLike, cfg: LossCurveConfig = LossCurveConfig(),
-                     title: str = "DiFix fine-tuning") -> None:
+def write_loss_curve(
+    train_log_csv: str | os.PathLike,
+    path: str | os.PathLike,
+    cfg: LossCurveConfig = LossCurveConfig(),
+    title: str = "DiFix fine-tuning",
+) -> None:
     save_png(loss_curve(read_train_log(train_log_csv), cfg, title), path, cfg.dpi)

@@ -15,18 +15,16 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from hi4dfix.evaluate import TRIPLET_ID, Fixer
+from hi4dfix.evaluate import TRIPLET_ID, Fixer, arm_output_dir, view_image_path
 from hi4dfix.io import read_image
 from hi4dfix.metrics import psnr
 from hi4dfix.render.scene_renders import target_image_path
 from hi4dfix.report.figures import short_scene
 from hi4dfix.report.grid import Tile, image_grid, spread_pick
 from hi4dfix.report.plotting import save_png
-from hi4dfix.tables import MEAN, read_per_scene_csv
-from hi4dfix.evaluate import arm_output_dir, view_image_path
+from hi4dfix.tables import ARMS, MEAN, read_per_scene_csv
 
 TRIPLET_COLUMNS = ("image", "ref_image", "target_image", "tuned output")
-NVS_ARMS = ("raw", "base", "tuned")
 NVS_COLUMNS = ("raw render", "base DiFix", "tuned DiFix", "ground truth")
 
 
@@ -127,7 +125,10 @@ def nvs_output_path(arm_csv: str | os.PathLike, cam: int, frame: int) -> Path:
 
 def _view_metrics(table) -> dict[tuple[int, int], dict[str, float]]:
     rows = table[table["frame"].astype(str) != MEAN]
-    return {(int(r["frame"]), int(r["cam"])): {"psnr": float(r["psnr"]), "ssim": float(r["ssim"])} for _, r in rows.iterrows()}
+    return {
+        (int(r["frame"]), int(r["cam"])): {"psnr": float(r["psnr"]), "ssim": float(r["ssim"])}
+        for _, r in rows.iterrows()
+    }
 
 
 def _caption(metrics: Mapping[str, float]) -> str:
@@ -142,19 +143,19 @@ def before_after(
     title: str | None = None,
 ) -> Figure:
     """Held-out views of one scene: each arm's output with its PSNR/SSIM, then the ground truth."""
-    missing_arms = [arm for arm in NVS_ARMS if arm not in arm_csvs]
+    missing_arms = [arm for arm in ARMS if arm not in arm_csvs]
     if missing_arms:
         raise ValueError(f"scene {scene}: no metrics CSV for arms {missing_arms}")
-    metrics = {arm: _view_metrics(read_per_scene_csv(arm_csvs[arm])) for arm in NVS_ARMS}
+    metrics = {arm: _view_metrics(read_per_scene_csv(arm_csvs[arm])) for arm in ARMS}
     views = sorted(metrics["raw"])
-    for arm in NVS_ARMS[1:]:
+    for arm in ARMS[1:]:
         if sorted(metrics[arm]) != views:
             raise ValueError(f"{arm_csvs[arm]}: its (frame, cam) views differ from those of {arm_csvs['raw']}")
     picked = spread_pick(views, cfg.max_views)
     rows = []
     for frame, cam in picked:
         row = []
-        for arm in NVS_ARMS:
+        for arm in ARMS:
             path = nvs_output_path(arm_csvs[arm], cam, frame)
             if not path.is_file():
                 raise FileNotFoundError(
@@ -168,8 +169,9 @@ def before_after(
         row.append(Tile(read_image(target), "composited ground truth"))
         rows.append(row)
     title = title or f"{scene}: held-out views before and after DiFix"
-    return image_grid(rows, NVS_COLUMNS, [view_title(None, cam, frame) for frame, cam in picked], title,
-                      cfg.tile_height_in, cfg.dpi)
+    return image_grid(
+        rows, NVS_COLUMNS, [view_title(None, cam, frame) for frame, cam in picked], title, cfg.tile_height_in, cfg.dpi
+    )
 
 
 def write_before_after(

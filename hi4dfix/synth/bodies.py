@@ -164,7 +164,9 @@ def make_people(rng: np.random.Generator, count: int = 2) -> list[Person]:
         scale = float(1.0 + 0.03 * np.clip(betas[0], -2, 2))
         vert_parts, vert_local = _sample_surface(rng, scale)
         people.append(
-            Person(i, ("female", "male")[(i + int(rng.integers(2))) % 2], betas, scale, appearance, vert_parts, vert_local)
+            Person(
+                i, ("female", "male")[(i + int(rng.integers(2))) % 2], betas, scale, appearance, vert_parts, vert_local
+            )
         )
     return people
 

@@ -21,10 +21,10 @@ from scipy.spatial.transform import Rotation
 from hi4dfix.camera import look_at_w2c, pixel_rays
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS, MASK_ALL, Hi4DLayout, parse_scene_name
 from hi4dfix.io import write_image, write_npz
+from hi4dfix.progress import progress
 from hi4dfix.synth.bodies import Person, Pose, PosedBody, forward_kinematics, make_people, surface_points
 from hi4dfix.synth.motion import poses_at
 from hi4dfix.synth.render import Room, Scene, make_room, render_rays
-from hi4dfix.progress import progress
 
 HI4D_IMAGE_SIZE = (940, 1280)  # (width, height) of released Hi4D images
 _UP = np.array([0.0, 1.0, 0.0])
@@ -95,13 +95,23 @@ def ring_cameras(cfg: SynthConfig, rng: np.random.Generator) -> list[SynthCamera
         K = np.array(
             [
                 [focal, 0.0, (cfg.width - 1) / 2 + rng.uniform(-0.01, 0.01) * cfg.width],
-                [0.0, focal * (1 + rng.uniform(-0.003, 0.003)), (cfg.height - 1) / 2 + rng.uniform(-0.01, 0.01) * cfg.height],
+                [
+                    0.0,
+                    focal * (1 + rng.uniform(-0.003, 0.003)),
+                    (cfg.height - 1) / 2 + rng.uniform(-0.01, 0.01) * cfg.height,
+                ],
                 [0.0, 0.0, 1.0],
             ]
         )
         # Mild barrel distortion, like a real wide-ish lens (monotonic over the whole image).
         dist = cfg.distortion_scale * np.array(
-            [rng.uniform(-0.12, -0.06), rng.uniform(0.02, 0.06), rng.uniform(-1e-3, 1e-3), rng.uniform(-1e-3, 1e-3), 0.0]
+            [
+                rng.uniform(-0.12, -0.06),
+                rng.uniform(0.02, 0.06),
+                rng.uniform(-1e-3, 1e-3),
+                rng.uniform(-1e-3, 1e-3),
+                0.0,
+            ]
         )
         cameras.append(
             SynthCamera(
@@ -146,7 +156,9 @@ def _simulate(action: str, people: list[Person], cfg: SynthConfig, rng: np.rando
         poses = poses_at(action, people, t, scene_yaw)
         bodies = [forward_kinematics(person, pose) for person, pose in zip(people, poses)]
         verts = np.stack([surface_points(person, body) for person, body in zip(people, bodies)])
-        frames.append(_Frame(number, people, bodies, poses, verts, contact_correspondences(verts, cfg.contact_distance)))
+        frames.append(
+            _Frame(number, people, bodies, poses, verts, contact_correspondences(verts, cfg.contact_distance))
+        )
     return frames
 
 
@@ -174,7 +186,9 @@ def _render_camera(layout: Hi4DLayout, camera: SynthCamera, frames: list[_Frame]
         write_image(layout.image_path(camera.id, frame.number), image, quality=cfg.jpeg_quality)
         person = person.reshape(shape)
         for index in range(len(frame.people)):
-            write_image(layout.mask_path(camera.id, frame.number, index), np.where(person == index, 255, 0).astype(np.uint8))
+            write_image(
+                layout.mask_path(camera.id, frame.number, index), np.where(person == index, 255, 0).astype(np.uint8)
+            )
         write_image(layout.mask_path(camera.id, frame.number, MASK_ALL), np.where(person >= 0, 255, 0).astype(np.uint8))
 
 

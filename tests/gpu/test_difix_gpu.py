@@ -12,8 +12,8 @@ from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.infer import fix_images, load_difix
 from hi4dfix.difix.model import build_random_difix
-from triplet_fixtures import SyntheticConfig, write_synthetic_triplets
 from hi4dfix.difix.train import TrainConfig, train
+from triplet_fixtures import SyntheticConfig, write_synthetic_triplets
 
 pytestmark = [
     pytest.mark.gpu,

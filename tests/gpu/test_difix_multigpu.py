@@ -34,7 +34,9 @@ def launch_args(triplets: Path, output: Path, run_dir: Path) -> list[str]:
 
 
 def test_two_gpu_tuning_is_killed_and_resumes(tmp_path):
-    triplets = write_synthetic_triplets(tmp_path / "syn", n_train=8, n_test=2, seed=0, cfg=SyntheticConfig(height=64, width=96))
+    triplets = write_synthetic_triplets(
+        tmp_path / "syn", n_train=8, n_test=2, seed=0, cfg=SyntheticConfig(height=64, width=96)
+    )
     run_dir, output = tmp_path / "run", tmp_path / "tuned.pkl"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     args = launch_args(triplets, output, run_dir)

@@ -82,7 +82,9 @@ def test_gradients_agree_between_backends(monkeypatch):
         weights = torch.rand(160, 120, 4, generator=torch.Generator(device="cuda").manual_seed(0), device="cuda")
         (torch.cat([rgb, alpha[..., None]], -1) * weights).sum().backward()
         grads[backend] = [p.grad.flatten() for p in params]
-    for name, g_gsplat, g_torch in zip(["means", "quats", "scales", "opacities", "colors"], grads["gsplat"], grads["torch"]):
+    for name, g_gsplat, g_torch in zip(
+        ["means", "quats", "scales", "opacities", "colors"], grads["gsplat"], grads["torch"]
+    ):
         cosine = torch.nn.functional.cosine_similarity(g_gsplat, g_torch, dim=0).item()
         print(f"\ngradient of {name}: cosine(gsplat, torch) = {cosine:.5f}")
         assert cosine > 0.99, name
@@ -99,7 +101,9 @@ def test_gsplat_fit_reduces_loss_and_renders_every_camera():
     cam = Camera(4, K.double().cpu().numpy(), viewmat.double().cpu().numpy(), width, height)
     turned = viewmat.double().cpu().numpy().copy()
     angle = math.radians(20)
-    turned[:3, :3] = np.array([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]])
+    turned[:3, :3] = np.array(
+        [[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]]
+    )
     other = Camera(16, cam.K, turned, width, height)
     means = params[0].cpu().numpy()
     verts = np.stack([means[0::2], means[1::2]])  # the two "people" as (P, V, 3) vertices

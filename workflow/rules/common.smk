@@ -1,4 +1,5 @@
-# Study model, wildcard constraints and the input functions shared by every stage.
+# Workflow-level definitions shared by every stage: the study model, the start and end handlers,
+# wildcard constraints, paths, input and params functions, and resources.
 # Input functions enforce the reserved-scene policy, so a version that breaks it fails at
 # DAG build, before any job runs, with a message naming the version and the scene. The policy
 # compares what scenes are (sequence folders, Hi4D pair and action), not names: hi4dfix.study.
@@ -6,13 +7,16 @@
 import dataclasses
 import functools
 import re
+import shlex
 from pathlib import Path
 
 from snakemake.logging import logger
 
 from hi4dfix import resources
+from hi4dfix.difix import data as difix_data
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
+from hi4dfix.tables import ARMS
 from hi4dfix.weights import FETCH_COMMAND, missing_weights_message
 
 STUDY = Study.from_config(config)
@@ -36,7 +40,14 @@ onstart:
 
 DATA = config["data"]
 RESULTS = "results"
-ARMS = ("raw", "base", "tuned")
+
+
+onsuccess:
+    # the tables a run made, printed at its end
+    for version in STUDY.versions:
+        for table in (Path(f"{RESULTS}/{version}/difix/eval_deltas.md"), Path(f"{RESULTS}/{version}/deltas.md")):
+            if table.exists():
+                print(f"\n({table})\n{table.read_text()}")
 
 
 def _one_of(names):
@@ -129,8 +140,7 @@ def nvs_scene_inputs(wildcards):
     version = checked_version(wildcards)
     if wildcards.scene not in version.nvs_eval:
         raise ValueError(
-            f"version {version.name}: scene {wildcards.scene} is not in nvs_eval "
-            f"({', '.join(version.nvs_eval)})"
+            f"version {version.name}: scene {wildcards.scene} is not in nvs_eval ({', '.join(version.nvs_eval)})"
         )
     return {
         "renders": render_path(version.render_profile, wildcards.scene),
@@ -156,10 +166,7 @@ def nvs_model_spec(wildcards):
 def nvs_arm_csvs(wildcards):
     """Per-scene NVS metric CSVs of the version's reserved scenes, by arm."""
     version = checked_version(wildcards)
-    return {
-        arm: [f"{RESULTS}/{version.name}/nvs/{arm}/{scene}.csv" for scene in version.nvs_eval]
-        for arm in ARMS
-    }
+    return {arm: [f"{RESULTS}/{version.name}/nvs/{arm}/{scene}.csv" for scene in version.nvs_eval] for arm in ARMS}
 
 
 def report_path(version, name):
@@ -187,6 +194,28 @@ def delta_inputs(wildcards):
         "report_figures": report_figures(wildcards.version),
         "eval_deltas": f"{RESULTS}/{wildcards.version}/difix/eval_deltas.csv",
     }
+
+
+# ---- processing size: one setting for tuning and the DiFix arms ------------------------------
+
+
+def training_geometry(wildcards):
+    """How the version's tuning run sizes its images (hi4dfix.difix.data.training_geometry)."""
+    return difix_data.training_geometry(config["difix"], checked_version(wildcards).tuning)
+
+
+def inference_geometry(wildcards):
+    """Processing size of the version's DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
+    return difix_data.inference_geometry(config["difix"], checked_version(wildcards).tuning)
+
+
+def tuning_args(wildcards):
+    """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key."""
+    options = {key: value for key, value in checked_version(wildcards).tuning.items() if value is not None}
+    options["long_side"] = training_geometry(wildcards)["long_side"]
+    if config["difix"]["hub_cache_dir"]:
+        options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
 
 
 # ---- resources -----------------------------------------------------------------------------------
@@ -242,7 +271,12 @@ def nvs_runtime(wildcards, attempt):
     views = heldout_views(version.render_profile, wildcards.scene)
     preset = None if wildcards.arm == "raw" else difix_preset()
     return resources.nvs_runtime_min(
-        scene_size_of(wildcards.scene), views, preset, version.nvs["mode"], profile_fit_steps(version.render_profile), attempt
+        scene_size_of(wildcards.scene),
+        views,
+        preset,
+        version.nvs["mode"],
+        profile_fit_steps(version.render_profile),
+        attempt,
     )
 
 

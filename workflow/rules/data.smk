@@ -17,6 +17,8 @@ if DATA["source"] == "synthetic":
             f"{RESULTS}/logs/synthesize_sequence/{{seqdir}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/synthesize_sequence/{{seqdir}}.tsv"
+        conda:
+            "../envs/hi4dfix.yaml"
         threads: 1
         resources:
             mem_mb=2000,
@@ -38,6 +40,8 @@ rule materialize_scene:
         f"{RESULTS}/logs/materialize_scene/{{scene}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/materialize_scene/{{scene}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=4000,  # one image at a time: does not grow with the frames

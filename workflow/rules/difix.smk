@@ -2,24 +2,7 @@
 # Tuning runs through `accelerate launch` with one process per GPU granted to the job.
 # Checkpoints live outside the declared outputs so a killed job resumes when it runs again.
 
-import shlex
-
 from hi4dfix.report import CATEGORY_METRICS
-
-from hi4dfix.difix import data as difix_data
-
-
-# ---- processing size: one setting for tuning and the DiFix arms ------------------------------
-
-
-def training_geometry(wildcards):
-    """How the version's tuning run sizes its images (hi4dfix.difix.data.training_geometry)."""
-    return difix_data.training_geometry(config["difix"], checked_version(wildcards).tuning)
-
-
-def inference_geometry(wildcards):
-    """Processing size of the version's DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
-    return difix_data.inference_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
 rule pretrain_difix_base:
@@ -42,6 +25,8 @@ rule pretrain_difix_base:
         f"{RESULTS}/logs/pretrain_difix_base/{{preset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/pretrain_difix_base/{{preset}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -49,15 +34,6 @@ rule pretrain_difix_base:
         gpu=1,
     script:
         "../scripts/pretrain_difix_base.py"
-
-
-def tuning_args(wildcards):
-    """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key."""
-    options = {key: value for key, value in checked_version(wildcards).tuning.items() if value is not None}
-    options["long_side"] = training_geometry(wildcards)["long_side"]
-    if config["difix"]["hub_cache_dir"]:
-        options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
-    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
 
 
 rule tune_difix:
@@ -76,6 +52,8 @@ rule tune_difix:
         f"{RESULTS}/logs/tune_difix/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/tune_difix/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 2
     resources:
         mem_mb=16000,

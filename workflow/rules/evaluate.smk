@@ -23,6 +23,8 @@ rule evaluate_difix:
         f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_difix/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 2
     resources:
         # one chunk of views and two DiFix models in memory; 3 arms x the test views (common.smk)
@@ -51,6 +53,8 @@ rule evaluate_nvs:
         f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         # one chunk of views in memory, whatever the frames; time per held-out view (common.smk)
@@ -82,6 +86,8 @@ rule eval_deltas:
         f"{RESULTS}/logs/eval_deltas/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/eval_deltas/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -112,6 +118,8 @@ rule delta_table:
         f"{RESULTS}/logs/delta_table/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/delta_table/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -132,16 +140,11 @@ rule versions_table:
         f"{RESULTS}/logs/versions_table.log",
     benchmark:
         f"{RESULTS}/benchmarks/versions_table.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
     script:
         "../scripts/versions_table.py"
-
-
-onsuccess:
-    for version in STUDY.versions:
-        for table in (Path(f"{RESULTS}/{version}/difix/eval_deltas.md"), Path(f"{RESULTS}/{version}/deltas.md")):
-            if table.exists():
-                print(f"\n({table})\n{table.read_text()}")

@@ -14,6 +14,8 @@ rule render_scene:
         f"{RESULTS}/logs/render_scene/{{profile}}/{{scene}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/render_scene/{{profile}}/{{scene}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=8000,  # one frame at a time: does not grow with the frames

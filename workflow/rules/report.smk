@@ -45,6 +45,8 @@ rule version_card:
         f"{RESULTS}/logs/version_card/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/version_card/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=1000,
@@ -74,6 +76,8 @@ rule metric_charts:
         f"{RESULTS}/logs/metric_charts/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/metric_charts/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -103,6 +107,8 @@ rule before_after_views:
         f"{RESULTS}/logs/before_after_views/{{version}}/{{scene}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/before_after_views/{{version}}/{{scene}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -137,6 +143,8 @@ rule triplet_gallery:
         f"{RESULTS}/logs/triplet_gallery/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/triplet_gallery/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -164,6 +172,8 @@ rule loss_curve:
         f"{RESULTS}/logs/loss_curve/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/loss_curve/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=2000,

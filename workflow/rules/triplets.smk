@@ -18,6 +18,8 @@ rule build_triplets:
         f"{RESULTS}/logs/build_triplets/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/build_triplets/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
     threads: 1
     resources:
         mem_mb=1000,

@@ -3,13 +3,14 @@
 from hi4dfix.logs import job_log
 from hi4dfix.report import settings_from_dict
 from hi4dfix.report.gallery import BeforeAfterConfig, write_before_after
+from hi4dfix.tables import ARMS
 
 with job_log(snakemake.log[0]) as log:
     cfg = settings_from_dict(BeforeAfterConfig, snakemake.params.views, "config report.before_after")
     version, scene = snakemake.wildcards.version, snakemake.wildcards.scene
     write_before_after(
         scene,
-        {arm: snakemake.input[arm] for arm in ("raw", "base", "tuned")},
+        {arm: snakemake.input[arm] for arm in ARMS},
         snakemake.input.renders,
         snakemake.output[0],
         cfg,

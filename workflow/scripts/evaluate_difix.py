@@ -1,6 +1,7 @@
 """Glue: DiFix internal evaluation (raw, base, tuned) on the version's test triplets."""
 
 import pandas as pd
+
 from hi4dfix.evaluate import difix_fixer, evaluate_difix_arms
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer
@@ -9,7 +10,9 @@ from hi4dfix.triplets import read_triplets
 
 with job_log(snakemake.log[0]) as log:
     options = {
-        "hub_cache_dir": snakemake.params.hub_cache_dir, "inference": snakemake.params.inference, **snakemake.params.size
+        "hub_cache_dir": snakemake.params.hub_cache_dir,
+        "inference": snakemake.params.inference,
+        **snakemake.params.size,
     }
     fixers = {
         "raw": None,
@@ -17,7 +20,10 @@ with job_log(snakemake.log[0]) as log:
         "tuned": difix_fixer(snakemake.input.tuned, **options),
     }
     rows = evaluate_difix_arms(
-        read_triplets(snakemake.input.triplets)["test"], fixers, MetricComputer(), snakemake.input.scenes,
+        read_triplets(snakemake.input.triplets)["test"],
+        fixers,
+        MetricComputer(),
+        snakemake.input.scenes,
         chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
     )
     for arm in ("base", "tuned"):

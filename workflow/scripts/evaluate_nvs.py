@@ -30,4 +30,10 @@ with job_log(snakemake.log[0]) as log:
         log.info("%s", fixer.timing().describe())
     table = per_scene_table(rows)
     write_csv(snakemake.output[0], table)
-    log.info("%s %s %s mean:\n%s", snakemake.wildcards.version, snakemake.wildcards.arm, snakemake.wildcards.scene, table.tail(1).T)
+    log.info(
+        "%s %s %s mean:\n%s",
+        snakemake.wildcards.version,
+        snakemake.wildcards.arm,
+        snakemake.wildcards.scene,
+        table.tail(1).T,
+    )

@@ -6,5 +6,7 @@ from hi4dfix.report.figures import LossCurveConfig, write_loss_curve
 
 with job_log(snakemake.log[0]) as log:
     cfg = settings_from_dict(LossCurveConfig, snakemake.params.curve, "config report.loss_curve")
-    write_loss_curve(snakemake.input[0], snakemake.output[0], cfg, title=f"{snakemake.wildcards.version}: DiFix fine-tuning")
+    write_loss_curve(
+        snakemake.input[0], snakemake.output[0], cfg, title=f"{snakemake.wildcards.version}: DiFix fine-tuning"
+    )
     log.info("loss curve of %s written to %s", snakemake.input[0], snakemake.output[0])

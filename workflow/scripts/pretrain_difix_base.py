@@ -5,7 +5,10 @@ from hi4dfix.logs import job_log
 
 with job_log(snakemake.log[0]) as log:
     cfg = PretrainConfig(
-        output=snakemake.output.model, work_dir=snakemake.params.workdir, workers=snakemake.threads, **snakemake.params.pretrain
+        output=snakemake.output.model,
+        work_dir=snakemake.params.workdir,
+        workers=snakemake.threads,
+        **snakemake.params.pretrain,
     )
     log.info("pretraining the %s base model: %s", snakemake.wildcards.preset, cfg)
     pretrain(cfg)
