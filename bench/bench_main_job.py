@@ -71,6 +71,9 @@ def main() -> int:
         "--cores",
         "2",
         "results/v0/deltas.csv",
+        # the Snakefile names config/config.yaml relative to the working directory (-d)
+        "--configfile",
+        str(REPO / "config" / "config.yaml"),
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
@@ -114,13 +117,12 @@ def main() -> int:
     ]
     lines = ["| what | figure | goal met |", "| --- | ---: | --- |"]
     lines.append(
-        f"| wall time, {len(jobs)} jobs | {wall / 60:.0f} min {wall % 60:.0f} s "
+        f"| wall time, {len(jobs)} jobs | {int(wall // 60)} min {wall % 60:.0f} s "
         f"| {'yes' if wall <= 480 else 'no'} (<= 8 min) |"
     )
     for rule, row in per_rule.head(4).iterrows():
-        lines.append(
-            f"| `{rule}` ({int(row['count'])} jobs) | {row['sum']:.0f} s in all, longest {row['max']:.0f} s | |"
-        )
+        jobs_label = f"{int(row['count'])} job{'s' if row['count'] != 1 else ''}"
+        lines.append(f"| `{rule}` ({jobs_label}) | {row['sum']:.0f} s in all, longest {row['max']:.0f} s | |")
     for what, figure, met in goals:
         lines.append(f"| {what} | {figure} | {'' if met is None else 'yes' if met else 'no'} |")
     table = "\n".join(lines) + "\n"
