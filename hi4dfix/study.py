@@ -171,10 +171,7 @@ class Study:
 
     def _require_known(self, scene: str, where: str) -> None:
         if scene not in self.scene_dirs:
-            try:
-                parse_scene_name(scene)
-            except ValueError as exc:
-                raise PolicyError(f"{where}: {exc}") from None
+            _canonical(scene, where)
             raise PolicyError(f"{where}: unknown scene {scene!r}; add it to data.scenes in config/config.yaml")
 
     def reserved_alias(self, scene: str) -> tuple[str, str] | None:

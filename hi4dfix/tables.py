@@ -138,6 +138,12 @@ def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False)
 
 
+def _parse_lpips_flags(df: pd.DataFrame) -> None:
+    """The LPIPS flag column, where present, as booleans (CSV holds the text True/False)."""
+    if LPIPS_FLAG_COLUMN in df.columns:
+        df[LPIPS_FLAG_COLUMN] = df[LPIPS_FLAG_COLUMN].astype(str).str.lower().map({"true": True, "false": False})
+
+
 def read_per_scene_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read a per-scene table written by :func:`write_csv`; frame/cam become int except on the mean row."""
     try:
@@ -150,8 +156,7 @@ def read_per_scene_csv(path: str | os.PathLike) -> pd.DataFrame:
     for col in KEY_COLUMNS:
         df[col] = [MEAN if v == MEAN else int(v) for v in df[col]]
         df[col] = df[col].astype(object)
-    if LPIPS_FLAG_COLUMN in df.columns:
-        df[LPIPS_FLAG_COLUMN] = df[LPIPS_FLAG_COLUMN].astype(str).str.lower().map({"true": True, "false": False})
+    _parse_lpips_flags(df)
     try:
         scene_mean(df)
     except ValueError as err:
@@ -211,8 +216,7 @@ def read_eval_views(path: str | os.PathLike) -> pd.DataFrame:
         if col in df.columns and not (df[col].astype(np.int64) == views[col]).all():
             where = df.loc[df[col].astype(np.int64) != views[col], "id"].iloc[0]
             raise ValueError(f"{path}: row {where!r} has a {col} that differs from its id")
-    if LPIPS_FLAG_COLUMN in df.columns:
-        df[LPIPS_FLAG_COLUMN] = df[LPIPS_FLAG_COLUMN].astype(str).str.lower().map({"true": True, "false": False})
+    _parse_lpips_flags(df)
     return pd.concat([views, df.drop(columns=["arm", "id", *[c for c in KEY_COLUMNS if c in df.columns]])], axis=1)
 
 

@@ -38,7 +38,7 @@ from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
 from hi4dfix.difix.train import TrainConfig, train
 from hi4dfix.io import read_image, write_text
 from hi4dfix.logs import log_to_stderr
-from hi4dfix.render.fit import RenderConfig
+from hi4dfix.render.fit import RenderConfig, resolve_device
 from hi4dfix.stats import BootstrapConfig, mean_estimate, verdict
 from hi4dfix.tables import higher_is_better, to_markdown, write_csv
 
@@ -266,7 +266,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     log_to_stderr(LOG)
     size = parse_resolution(cfg.resolution)
     work = Path(cfg.work_dir)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    device = resolve_device(cfg.device, "PretrainConfig.device")
 
     triplets = work / "ood" / "triplets.json"
     if not triplets.is_file():

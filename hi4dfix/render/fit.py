@@ -104,15 +104,16 @@ def composite_on_background(image: np.ndarray, mask: np.ndarray, background) -> 
     return (image.astype(np.float32) * weight + bg * (1.0 - weight)).astype(np.float32)
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str, setting: str = "render.device") -> torch.device:
+    """``auto``: CUDA where present, else the CPU; anything else checked, errors naming ``setting``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"render.device {device!r}: {err}") from None
+        raise ValueError(f"{setting} {device!r}: {err}") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"render.device {device!r}: CUDA is not available here")
+        raise ValueError(f"{setting} {device!r}: CUDA is not available here")
     return resolved
 
 
