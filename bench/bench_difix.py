@@ -2,6 +2,7 @@
 
     python bench/bench_difix.py                              # full size, CUDA, 512x512
     python bench/bench_difix.py --preset tiny --device cpu --resolution 64 --iters 2
+    python bench/bench_difix.py --precisions bf16 --compile --channels-last --loss-curve 200
 
 Random weights (no download): the numbers are about speed and memory, not quality.
 Rows:
@@ -14,7 +15,8 @@ Rows:
   multi-view attention);
 * ``difix infer``: latency of fixing one image with its reference (batch 1, 2 views through
   the UNet; only the fixed image decoded, as ``fix_images`` does, unless ``--all-views``).
-Prints a markdown table.
+Prints a markdown table; ``--loss-curve N`` instead prints the losses of N steps on one fixed
+batch, eager NCHW against the options given, and their largest relative difference.
 """
 
 from __future__ import annotations
@@ -67,10 +69,13 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
 
 
-def timed(fn, iters: int, warmup: int, device: torch.device, profile_calls: int = 0) -> tuple[float, float]:
+def timed(
+    fn, iters: int, warmup: int, device: torch.device, profile_calls: int = 0,
+    profile_out: Path | None = None, name: str = "",
+) -> tuple[float, float]:
     """(seconds of the first call, which includes any compilation; mean seconds per call
     after ``warmup`` untimed calls).  ``profile_calls`` > 0: then trace that many calls and
-    print the top GPU kernels."""
+    print the top GPU kernels (the whole table to ``profile_out/<name>.txt`` if given)."""
     start = time.perf_counter()
     fn()
     synchronize(device)
@@ -86,29 +91,55 @@ def timed(fn, iters: int, warmup: int, device: torch.device, profile_calls: int 
     synchronize(device)
     seconds = (time.perf_counter() - start) / iters
     if profile_calls:
-        print_profile(fn, profile_calls, device)
+        print_profile(fn, profile_calls, device, profile_out / f"{name}.txt" if profile_out else None)
     return first, seconds
 
 
-def print_profile(fn, calls: int, device: torch.device) -> None:
-    """GPU kernel time per call and the kernels that take most of it (to stderr)."""
+def print_profile(fn, calls: int, device: torch.device, table_path: Path | None = None) -> None:
+    """GPU kernel time per call and the kernels that take most of it (to stderr; the top 200
+    to ``table_path`` if given)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=table_path is not None) as prof:
         for _ in range(calls):
             fn()
         synchronize(device)
     table = prof.key_averages()
-    busy_ms = sum(e.self_device_time_total for e in table) / calls / 1000
+    # Kernels only: operators and annotations (an inductor graph's "## Call CompiledFxGraph",
+    # Optimizer.step) carry their kernels' time too, and CUPTI's "Command Buffer Full" marker
+    # has a duration.
+    kernels = [
+        e for e in table if e.device_type == torch.autograd.DeviceType.CUDA and e.key != "Command Buffer Full"
+    ]
+    busy_ms = sum(e.self_device_time_total for e in kernels) / calls / 1000
     print(f"\nprofile: {busy_ms:.1f} ms of GPU kernels per call", file=sys.stderr)
     by_kind: dict[str, float] = {}
-    for event in table:
+    for event in kernels:
         kind = kernel_kind(event.key)
         by_kind[kind] = by_kind.get(kind, 0.0) + event.self_device_time_total / calls / 1000
     print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.05),
           file=sys.stderr)
     print(table.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60), file=sys.stderr)
+    if table_path is not None:
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        summary = ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
+        table_path.write_text(
+            f"{busy_ms:.2f} ms of GPU kernels per call; {summary}\n"
+            + table.table(sort_by="self_device_time_total", row_limit=200, max_name_column_width=120)
+            + "\n\ncopies by input shape:\n"
+            + copies_by_shape(prof)
+        )
+
+
+def copies_by_shape(prof) -> str:
+    """The eager copies of the traced calls, by input shape (what made them shows in the shapes)."""
+    rows = [
+        e for e in prof.key_averages(group_by_input_shape=True)
+        if e.key in ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous")
+    ]
+    rows.sort(key=lambda e: -e.device_time_total)
+    return "\n".join(f"{e.key} x{e.count} {e.device_time_total / 1000:.3f} ms {e.input_shapes}" for e in rows[:40])
 
 
 KERNEL_KINDS = (  # (kind, substrings of kernel names), first match wins
@@ -117,7 +148,7 @@ KERNEL_KINDS = (  # (kind, substrings of kernel names), first match wins
     ("optimizer", ("adam", "multi_tensor", "foreach")),
     ("layout copy", ("nchwtonhwc", "nhwctonchw", "transpose")),  # before "cudnn": cuDNN launches these
     ("convolution", ("conv", "fprop", "dgrad", "wgrad", "implicit", "cudnn")),
-    ("matmul", ("gemm", "cutlass", "triton_tem", "matmul")),
+    ("matmul", ("gemm", "cutlass", "triton_tem", "matmul", "nvjet")),  # nvjet: cuBLAS's Hopper kernels
 )
 
 
@@ -129,7 +160,9 @@ def kernel_kind(name: str) -> str:
     return "other"
 
 
-def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float, float, str]:
+def bench_difix_train(
+    args, device: torch.device, precision: str, losses: list[float] | None = None, steps: int = 0
+) -> tuple[float, float, str]:
     """One step as the trainer takes it: its model setup (``prepare_model_for_training``) and
     optimizer (``make_optimizer``) under an ``Accelerator`` (autocast, fp16 gradient scaling,
     DDP when started by ``accelerate launch --num_processes N``)."""
@@ -144,10 +177,9 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
         triplets="-", output="-", output_dir="-", lr=1e-5, mixed_precision=precision,
         compile=args.compile, gradient_checkpointing=args.gradient_checkpointing,
         cudnn_benchmark=args.cudnn_benchmark, compile_mode=args.compile_mode or TrainConfig.compile_mode,
+        channels_last=args.channels_last,
     )
     prepare_model_for_training(model, cfg, device)
-    if args.channels_last:  # an experiment: slower eager and compiled (GroupNorm layout copies, BENCHMARKS.md)
-        model.to(memory_format=torch.channels_last)
     params = [p for _, p in model.trainable_named_parameters()]
     optimizer = make_optimizer(params, cfg, device)
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
@@ -161,16 +193,46 @@ def bench_difix_train(args, device: torch.device, precision: str) -> tuple[float
         with accelerator.autocast():
             loss = torch.nn.functional.mse_loss(ddp_model(views, emb).float(), target)
         accelerator.backward(loss)
+        if losses is not None:
+            losses.append(float(loss))
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     try:
-        first, seconds = timed(step, args.iters, args.warmup, device, args.profile)
+        if losses is not None:
+            for _ in range(steps):
+                step()
+            return 0.0, 0.0, peak_gib(device)
+        first, seconds = timed(step, args.iters, args.warmup, device, args.profile, args.profile_out, "train")
         assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
         return first, seconds, peak_gib(device)
     finally:
         release_accelerate_state()
+
+
+def loss_curve(args, device: torch.device, steps: int, eager: bool) -> list[float]:
+    """The L2 losses of ``steps`` training steps on one fixed batch, set up as the trainer does."""
+    import copy
+
+    eager_args = copy.copy(args)
+    if eager:
+        eager_args.compile, eager_args.channels_last = False, False
+    losses: list[float] = []
+    bench_difix_train(eager_args, device, args.precisions.split(",")[0], losses=losses, steps=steps)
+    return losses
+
+
+def compare_loss_curves(args, device: torch.device) -> int:
+    eager = loss_curve(args, device, args.loss_curve, eager=True)
+    tested = loss_curve(args, device, args.loss_curve, eager=False)
+    rel = [abs(a - b) / abs(a) for a, b in zip(eager, tested)]
+    print("step,eager,tested,relative_difference")
+    for i, (a, b, r) in enumerate(zip(eager, tested, rel), start=1):
+        print(f"{i},{a:.6g},{b:.6g},{r:.3g}")
+    print(f"largest relative difference over {len(rel)} steps: {max(rel):.3g} "
+          f"(first loss {eager[0]:.5g}, last {eager[-1]:.5g})")
+    return 0
 
 
 def optimizer_update(loss, params, optimizer, scaler) -> None:
@@ -215,7 +277,7 @@ def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float
             loss = torch.nn.functional.mse_loss(out.float(), target)
         optimizer_update(loss, params, optimizer, scaler)
 
-    return *timed(step, args.iters, args.warmup, device, args.profile), peak_gib(device)
+    return *timed(step, args.iters, args.warmup, device, args.profile, args.profile_out, "plain"), peak_gib(device)
 
 
 def bench_infer(args, device: torch.device, precision: str) -> tuple[float, float, str]:
@@ -236,7 +298,23 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, floa
         with autocast(device, precision) if weight_dtype == torch.float32 else contextlib.nullcontext():
             model(views, emb, first_view_only=not args.all_views)
 
-    return *timed(run, args.iters, args.warmup, device, args.profile), peak_gib(device)
+    return *timed(run, args.iters, args.warmup, device, args.profile, args.profile_out, "infer"), peak_gib(device)
+
+
+def set_inductor_option(setting: str) -> None:
+    """``KEY=VALUE`` into ``torch._inductor.config`` (VALUE a Python literal or a string)."""
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    key, _, text = setting.partition("=")
+    try:
+        value = ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        value = text
+    if not hasattr(inductor_config, key):
+        raise SystemExit(f"--inductor: torch._inductor.config has no setting {key!r}")
+    setattr(inductor_config, key, value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precisions", default="no,bf16,fp16", help="comma list of no, bf16, fp16")
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--loss-curve", type=int, default=0, metavar="N",
+        help="instead of timing: N training steps on fixed data eager (NCHW) and as the options say; the losses "
+        "of both and their largest relative difference",
+    )
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the Difix model (DifixModel.compile_forward)"
     )
@@ -272,13 +355,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")
+    parser.add_argument("--profile-out", type=Path, help="folder for the whole profile table of each row")
+    parser.add_argument(
+        "--group-norm",
+        default="channel-moments",
+        choices=["channel-moments", "native"],
+        help="with --channels-last: the group norm (native: torch's, as before hi4dfix.difix.layout)",
+    )
+    parser.add_argument(
+        "--inductor", action="append", default=[], metavar="KEY=VALUE",
+        help="set torch._inductor.config.KEY (an experiment; repeatable)",
+    )
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
+    if args.group_norm == "native":
+        import hi4dfix.difix.layout as layout
+
+        layout.use_channel_moments_group_norm = lambda root: 0
+    for setting in args.inductor:
+        set_inductor_option(setting)
 
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if args.loss_curve:
+        return compare_loss_curves(args, device)
     rows = []
     for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
         if precision not in ("no", "bf16", "fp16"):
@@ -313,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.compile_mode:
         options.append(f"compile mode {args.compile_mode}")
+    if args.channels_last:
+        options.append(f"group norm {args.group_norm}")
+    options += [f"inductor {s}" for s in args.inductor]
     setting = (
         f"preset {args.preset}, {args.resolution}x{args.resolution}, batch {args.batch_size} (+ reference view) "
         f"per process, {processes} process(es), options: {', '.join(options) or 'none'}"

@@ -19,6 +19,7 @@ import torch
 
 from hi4dfix.difix.checkpoint import load_model
 from hi4dfix.difix.data import model_input_size, resize_chw, to_model_range
+from hi4dfix.difix.layout import to_channels_last
 from hi4dfix.difix.model import DifixModel
 
 
@@ -50,14 +51,15 @@ def prepare_for_inference(
     """Eval mode, VAE LoRA merged (before any cast, in fp32), device and dtype, cuDNN
     autotuning on CUDA (it pays off over many same-size images), optionally compiled.
     ``channels_last`` None: on when compiled on CUDA (tensor-core convolutions read NHWC
-    natively; eager GroupNorm would copy back to NCHW around every convolution)."""
+    natively), with ``hi4dfix.difix.layout``'s group norm: 17.9 against 21.9 ms a view at 512 px
+    with torch's on an H200 (BENCHMARKS.md)."""
     model.set_eval()
     model.merge_vae_lora()
     model.to(device=device, dtype=dtype)
     if channels_last is None:
         channels_last = compile_mode is not None and device.type == "cuda"
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if compile_mode is not None:

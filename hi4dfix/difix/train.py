@@ -52,6 +52,7 @@ from hi4dfix.difix.data import (
     parse_resolution,
     read_triplets,
 )
+from hi4dfix.difix.layout import to_channels_last
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
 from hi4dfix.io import atomic_path, read_image, write_json
@@ -155,6 +156,13 @@ class TrainConfig:
             "torch.compile mode on GPUs: reduce-overhead (CUDA graphs), default, max-autotune-no-cudagraphs..."
         ),
     )
+    channels_last: bool = field(
+        default=False,
+        metadata=option_help(
+            "channels-last weights and activations with group norms that suit them (hi4dfix.difix.layout): "
+            "compiled on a GPU 1.4x faster steps, but a loss curve that departs further from eager's"
+        ),
+    )
     cudnn_benchmark: bool = field(
         default=False,
         metadata=option_help("cuDNN autotuning on GPUs (every convolution shape is tried out in the first step)"),
@@ -230,10 +238,14 @@ def prepare_model_for_training(model: DifixModel, cfg: TrainConfig, device: torc
 
     Compiled on CUDA the step runs as CUDA graphs (``cfg.compile_mode``): compiled but
     launched kernel by kernel, the full-size step was bound by the CPU's launches (~205 ms a
-    step for ~154 ms of GPU work at 512 px on an H100, BENCHMARKS.md).  The layout stays
-    NCHW: compiled channels-last training was slower (inductor's layout copies).
+    step for ~154 ms of GPU work at 512 px on an H100, BENCHMARKS.md).  ``cfg.channels_last``
+    (``hi4dfix.difix.layout``): 93 against 133 ms a compiled step at 512 px on an H200, as
+    cuDNN's layout copies go; off by default, since its first steps' losses departed from
+    eager's by up to 1.9%, beyond the 0.5% that the compiled NCHW step keeps (BENCHMARKS.md).
     """
     model.set_train()
+    if cfg.channels_last:
+        to_channels_last(model)
     if cfg.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     if device.type == "cuda":

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The DiFix speed measurements of BENCHMARKS.md ("DiFix speed, second round"), on a machine with two
+# GPUs (nvidia-h200-x2): independent rows run side by side, one GPU each (figures are per GPU; rows
+# compared with each other run on one GPU, one after the other). Each plan fits one 10-minute call.
+#   bash bench/gpu_difix_speed.sh layout       NCHW vs channels-last training and inference, profiled
+#   bash bench/gpu_difix_speed.sh ddp          the channels-last step on 2 GPUs (DDP), then on one GPU
+#                                              (profiled; inductor's cache is warm) and the plain step
+#   bash bench/gpu_difix_speed.sh loss-curve   200 steps compiled channels-last against eager NCHW,
+#                                              beside the DiFix GPU tests
+# Outputs go to gpu-out/speed, packed into $OUT/speed.tgz after every run (a call cut off at its
+# limit still brings back what finished).
+set -uo pipefail
+out=gpu-out/speed
+rm -rf "$out"
+mkdir -p "$out"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$out/device.txt"
+difix="python3 bench/bench_difix.py --iters 20 --warmup 5 --precisions bf16"
+
+pack() {
+    if [ -n "${OUT:-}" ]; then tar -czf "$OUT/speed.tgz" -C gpu-out speed; fi
+}
+
+on_gpu() {  # on_gpu GPU NAME ARGS...: one bench run on one GPU, its table and log under $out
+    local gpu=$1 name=$2
+    shift 2
+    CUDA_VISIBLE_DEVICES=$gpu $difix "$@" --profile-out "$out/prof_$name" >"$out/$name.md" 2>"$out/$name.log"
+    echo "== $name (GPU $gpu, exit $?)"
+    tail -3 "$out/$name.md"
+    pack
+}
+
+case "${1:-}" in
+layout)
+    (
+        on_gpu 0 train_nchw --rows train --compile --profile 2
+        on_gpu 0 plain --rows plain,infer --profile 1
+        on_gpu 0 infer_cl_native --rows infer --bf16-weights --compile --compile-mode reduce-overhead \
+            --channels-last --group-norm native --profile 2
+    ) &
+    (
+        on_gpu 1 train_cl --rows train --compile --channels-last --profile 2
+        on_gpu 1 infer_cl --rows infer --bf16-weights --compile --compile-mode reduce-overhead \
+            --channels-last --profile 2
+    ) &
+    wait
+    ;;
+ddp)
+    python3 -m accelerate.commands.launch --num_processes 2 --multi_gpu --num_machines 1 --mixed_precision no \
+        --dynamo_backend no bench/bench_difix.py --iters 20 --warmup 5 --precisions bf16 --rows train --compile \
+        --channels-last >"$out/train_cl_ddp.md" 2>"$out/train_cl_ddp.log"
+    echo "== train_cl_ddp (2 GPUs, exit $?)"
+    tail -3 "$out/train_cl_ddp.md"
+    pack
+    on_gpu 0 train_cl --rows train --compile --channels-last --profile 2
+    on_gpu 0 plain --rows plain
+    ;;
+loss-curve)
+    CUDA_VISIBLE_DEVICES=0 python3 bench/bench_difix.py --precisions bf16 --compile --channels-last --loss-curve 200 \
+        >"$out/loss_curve.csv" 2>"$out/loss_curve.log" &
+    CUDA_VISIBLE_DEVICES=1 python3 -m pytest -m gpu tests/gpu/test_difix_gpu.py -q -p no:cacheprovider \
+        >"$out/gpu_tests.log" 2>&1 &
+    wait
+    tail -1 "$out/loss_curve.csv"
+    tail -3 "$out/gpu_tests.log"
+    pack
+    ;;
+*)
+    echo "usage: $0 layout|ddp|loss-curve" >&2
+    exit 2
+    ;;
+esac
