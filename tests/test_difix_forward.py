@@ -21,24 +21,13 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from safetensors.torch import load_file, save_file
 
+from difix_fixtures import difix_with_active_adapters
 from hi4dfix.difix import checkpoint as ck
-from hi4dfix.difix.config import SD_TURBO_SCHEDULER_CONFIG, DifixConfig
-from hi4dfix.difix.model import build_random_difix
+from hi4dfix.difix.config import SD_TURBO_SCHEDULER_CONFIG
 
 torch.set_num_threads(1)
 PROMPT = "remove degradation"
 TIMESTEP = 199
-
-
-def difix_like(latent_sampling: str = "mode", seed: int = 3):
-    """A tiny model whose LoRA and skip weights are far from their init (so that they matter)."""
-    model = build_random_difix(DifixConfig(preset="tiny", init_seed=seed, latent_sampling=latent_sampling))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.vae.named_parameters():
-            if "lora_B" in name or "skip" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
 
 
 class JointViews(torch.nn.Module):
@@ -117,7 +106,7 @@ def example_views(b=2, h=32, w=48, seed=0):
 
 
 def test_forward_equals_the_released_order_of_operations():
-    model = difix_like()
+    model = difix_with_active_adapters()
     views = example_views()
     emb = model.encode_prompts([PROMPT] * views.shape[0])
     with torch.no_grad():
@@ -132,7 +121,7 @@ def test_forward_equals_the_released_order_of_operations():
 
 def test_forward_with_posterior_samples_equals_the_reference():
     """latent_sampling 'sample' (the released ``latent_dist.sample()``), same noise on both sides."""
-    model = difix_like("sample", seed=5)
+    model = difix_with_active_adapters(5, latent_sampling="sample")
     views = example_views(b=1, seed=2)
     emb = model.encode_prompts([PROMPT])
     with torch.no_grad():
@@ -142,7 +131,7 @@ def test_forward_with_posterior_samples_equals_the_reference():
 
 
 def test_set_timestep_changes_the_update_and_is_saved(tmp_path):
-    model = difix_like()
+    model = difix_with_active_adapters()
     views = example_views(b=1)
     emb = model.encode_prompts([PROMPT])
     with torch.no_grad():
@@ -186,7 +175,7 @@ def plain_base_folder(model, path):
 @pytest.fixture(scope="module")
 def base_and_tuned():
     """A base model and a 'tuned' one that differs from it in UNet conv_in and the VAE LoRA/skips only."""
-    base = difix_like(seed=7)
+    base = difix_with_active_adapters(7)
     tuned = copy.deepcopy(base)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():

@@ -13,6 +13,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor, AttnP
 from peft import LoraConfig
 from safetensors.torch import load_file, save_file
 
+from difix_fixtures import difix_with_active_adapters
 from hi4dfix.difix import checkpoint as ck
 from hi4dfix.difix.config import (
     SD_TURBO_UNET_CONFIG,
@@ -40,13 +41,7 @@ SD_TURBO_UNET_PARAMS = 865_910_724
 @pytest.fixture(scope="module")
 def tiny_model():
     """A tiny model whose LoRA and skip weights are non-trivial (so that they matter)."""
-    model = build_random_difix(DifixConfig(preset="tiny", init_seed=3))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.vae.named_parameters():
-            if "lora_B" in name or "skip" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
+    return difix_with_active_adapters(3, weight_seed=0)
 
 
 def run(model, views, seed=0):

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hi4dfix.difix.config import DifixConfig
+from difix_fixtures import difix_with_active_adapters
 from hi4dfix.difix.infer import fix_images, prepare_for_inference
 from hi4dfix.difix.layout import (
     ChannelMomentsGroupNorm,
@@ -15,7 +15,6 @@ from hi4dfix.difix.layout import (
     to_channels_last,
     use_channel_moments_group_norm,
 )
-from hi4dfix.difix.model import build_random_difix
 from hi4dfix.difix.train import TrainConfig, prepare_model_for_training
 
 torch.set_num_threads(1)
@@ -69,16 +68,6 @@ def test_swapped_group_norms_keep_their_parameters_and_keys():
     assert use_channel_moments_group_norm(model) == 0  # already swapped
 
 
-def tiny_difix() -> torch.nn.Module:
-    model = build_random_difix(DifixConfig(preset="tiny", init_seed=5))
-    with torch.no_grad():  # LoRA and skips away from their init, so that their gradients matter
-        gen = torch.Generator().manual_seed(5)
-        for name, p in model.vae.named_parameters():
-            if "lora_B" in name or "skip" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
-
-
 def loss_and_grads(model, views, emb):
     model.zero_grad(set_to_none=True)
     loss = F.mse_loss(model(views, emb), views.flip(1))
@@ -89,7 +78,7 @@ def loss_and_grads(model, views, emb):
 def test_channels_last_training_step_matches_nchw():
     """One training step's loss and every trainable gradient, channels-last (with the swapped
     group norms and channels-last convolution inputs) against the NCHW model."""
-    nchw, cl = tiny_difix(), tiny_difix()
+    nchw, cl = difix_with_active_adapters(5), difix_with_active_adapters(5)
     for model, layout in ((nchw, False), (cl, True)):
         prepare_model_for_training(model, TrainConfig(triplets="-", output="-", output_dir="-",
                                                       channels_last=layout), torch.device("cpu"))
@@ -119,13 +108,13 @@ def test_channels_last_inference_fixes_images_as_nchw():
     ref = np.random.default_rng(2).random((32, 48, 3), dtype=np.float32)
     fixed = {}
     for layout in (False, True):
-        model = prepare_for_inference(tiny_difix(), torch.device("cpu"), channels_last=layout)
+        model = prepare_for_inference(difix_with_active_adapters(5), torch.device("cpu"), channels_last=layout)
         fixed[layout] = fix_images(model, [image], [ref])[0]
     assert np.abs(fixed[True] - fixed[False]).max() < 1e-5
 
 
 def test_to_channels_last_is_idempotent():
-    model = tiny_difix()
+    model = difix_with_active_adapters(5)
     to_channels_last(model)
     hooks = sum(len(m._forward_pre_hooks) for m in model.modules())
     to_channels_last(model)

@@ -37,8 +37,8 @@ def group_norm_from_channel_moments(
     scale = torch.rsqrt(var + eps).expand_as(mean_c).reshape(n, c)
     shift = -mean.expand_as(mean_c).reshape(n, c) * scale
     if weight is not None:
-        scale = scale * weight.float()
-        shift = shift * weight.float()
+        weight = weight.float()
+        scale, shift = scale * weight, shift * weight
     if bias is not None:
         shift = shift + bias.float()
     broadcast = (n, c) + (1,) * len(spatial)
