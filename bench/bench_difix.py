@@ -167,8 +167,10 @@ def bench_difix_train(
     optimizer (``make_optimizer``) under an ``Accelerator`` (autocast, fp16 gradient scaling,
     DDP when started by ``accelerate launch --num_processes N``)."""
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
-    accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu")
+    ddp_kwargs = DistributedDataParallelKwargs(bucket_cap_mb=args.ddp_bucket_mb)
+    accelerator = Accelerator(mixed_precision=precision, cpu=device.type == "cpu", kwargs_handlers=[ddp_kwargs])
     device = accelerator.device
     torch.manual_seed(0)
     with device:
@@ -180,6 +182,8 @@ def bench_difix_train(
         channels_last=args.channels_last,
     )
     prepare_model_for_training(model, cfg, device)
+    if args.optimize_ddp:  # after the trainer's choice; compilation waits for the first step
+        torch._dynamo.config.optimize_ddp = args.optimize_ddp
     params = [p for _, p in model.trainable_named_parameters()]
     optimizer = make_optimizer(params, cfg, device)
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
@@ -212,22 +216,31 @@ def bench_difix_train(
 
 
 def loss_curve(args, device: torch.device, steps: int, eager: bool) -> list[float]:
-    """The L2 losses of ``steps`` training steps on one fixed batch, set up as the trainer does."""
+    """The L2 losses of ``steps`` training steps on one fixed batch, set up as the trainer does;
+    ``eager``: not compiled, and NCHW unless ``--reference eager`` (the tested layout)."""
     import copy
 
     eager_args = copy.copy(args)
     if eager:
-        eager_args.compile, eager_args.channels_last = False, False
+        eager_args.compile = False
+        if args.reference == "eager-nchw":
+            eager_args.channels_last = False
     losses: list[float] = []
     bench_difix_train(eager_args, device, args.precisions.split(",")[0], losses=losses, steps=steps)
     return losses
 
 
 def compare_loss_curves(args, device: torch.device) -> int:
+    tested_first = args.reference == "none"  # the tested run alone: compared with other runs' afterwards
+    tested = loss_curve(args, device, args.loss_curve, eager=False) if tested_first else []
+    if tested_first:
+        print("step,tested")
+        print("\n".join(f"{i},{loss:.6g}" for i, loss in enumerate(tested, start=1)))
+        return 0
     eager = loss_curve(args, device, args.loss_curve, eager=True)
     tested = loss_curve(args, device, args.loss_curve, eager=False)
     rel = [abs(a - b) / abs(a) for a, b in zip(eager, tested)]
-    print("step,eager,tested,relative_difference")
+    print(f"step,{args.reference},tested,relative_difference")
     for i, (a, b, r) in enumerate(zip(eager, tested, rel), start=1):
         print(f"{i},{a:.6g},{b:.6g},{r:.3g}")
     print(f"largest relative difference over {len(rel)} steps: {max(rel):.3g} "
@@ -288,7 +301,7 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, floa
         model = build_random_difix(DifixConfig(preset=args.preset))
     weight_dtype = DTYPES[precision] if args.bf16_weights and precision != "no" else torch.float32
     compile_mode = (args.compile_mode or "default") if args.compile else None
-    prepare_for_inference(model, device, weight_dtype, compile_mode, channels_last=args.channels_last or None)
+    prepare_for_inference(model, device, weight_dtype, compile_mode, channels_last=args.channels_last)
     h = w = args.resolution
     views = (torch.rand(1, 2, 3, h, w, device=device) * 2 - 1).to(weight_dtype)
     emb = model.encode_prompts(["remove degradation"])
@@ -326,11 +339,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precisions", default="no,bf16,fp16", help="comma list of no, bf16, fp16")
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=None,
+        help="channels-last layout (unset: the library's default, on when compiled on CUDA)",
+    )
     parser.add_argument(
         "--loss-curve", type=int, default=0, metavar="N",
         help="instead of timing: N training steps on fixed data eager (NCHW) and as the options say; the losses "
         "of both and their largest relative difference",
+    )
+    parser.add_argument(
+        "--reference", default="eager-nchw", choices=["eager-nchw", "eager", "none"],
+        help="the loss curve's reference: eager NCHW, eager in the tested layout (what compiling alone changes), "
+        "or none (the tested run's losses alone)",
+    )
+    parser.add_argument(
+        "--no-tf32", action="store_true", help="exact float32 matmuls and convolutions on CUDA (default: TF32)"
     )
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the Difix model (DifixModel.compile_forward)"
@@ -366,6 +390,14 @@ def main(argv: list[str] | None = None) -> int:
         "--inductor", action="append", default=[], metavar="KEY=VALUE",
         help="set torch._inductor.config.KEY (an experiment; repeatable)",
     )
+    parser.add_argument(
+        "--ddp-bucket-mb", type=int, default=25, help="under accelerate launch: DDP's gradient bucket size (MB)"
+    )
+    parser.add_argument(
+        "--optimize-ddp", default=None,
+        choices=["ddp_optimizer", "no_optimization", "python_reducer"],
+        help="torch._dynamo.config.optimize_ddp (unset: the trainer's, no_optimization: one graph)",
+    )
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
     if args.group_norm == "native":
@@ -377,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = not args.no_tf32
+        torch.backends.cudnn.allow_tf32 = not args.no_tf32
     if args.loss_curve:
         return compare_loss_curves(args, device)
     rows = []
@@ -410,11 +442,15 @@ def main(argv: list[str] | None = None) -> int:
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     options = [
         o
-        for o in ("channels_last", "compile", "bf16_weights", "all_views", "gradient_checkpointing", "cudnn_benchmark")
+        for o in ("compile", "bf16_weights", "all_views", "gradient_checkpointing", "cudnn_benchmark")
         if getattr(args, o)
     ]
     if args.compile_mode:
         options.append(f"compile mode {args.compile_mode}")
+    if args.channels_last is not None:
+        options.append("channels_last" if args.channels_last else "NCHW")
+    if processes > 1:
+        options.append(f"DDP buckets {args.ddp_bucket_mb} MB, optimize_ddp {torch._dynamo.config.optimize_ddp}")
     if args.channels_last:
         options.append(f"group norm {args.group_norm}")
     options += [f"inductor {s}" for s in args.inductor]

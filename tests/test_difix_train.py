@@ -37,7 +37,7 @@ from hi4dfix.difix.losses import (
     imagenet_normalise,
     random_crop_box,
 )
-from hi4dfix.difix.train import TrainConfig, build_parser, train
+from hi4dfix.difix.train import TrainConfig, build_parser, set_tf32, train
 from triplet_fixtures import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
 
 torch.set_num_threads(1)
@@ -87,6 +87,22 @@ def test_read_triplets_resolves_and_reports_errors(triplets_json, tmp_path):
     assert read_triplets(bad, "train", require_ref=False)[0].ref_image is None
     with pytest.raises(FileNotFoundError, match="missing.json"):
         read_triplets(tmp_path / "missing.json", "train")
+
+
+def test_tf32_off_means_exact_float32_convolutions_too():
+    """cuDNN's convolutions default to TF32: allow_tf32=False must turn them off as well."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    try:
+        matmul.allow_tf32 = cudnn.allow_tf32 = True
+        set_tf32(torch.device("cpu"), False)  # no CUDA device: the process's settings stay
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+        set_tf32(torch.device("cuda"), False)
+        assert not matmul.allow_tf32 and not cudnn.allow_tf32
+        set_tf32(torch.device("cuda"), True)
+        assert matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
 
 
 def test_resolution_parsing_and_snapping():

@@ -11,6 +11,7 @@ from difix_fixtures import difix_with_active_adapters
 from hi4dfix.difix.infer import fix_images, prepare_for_inference
 from hi4dfix.difix.layout import (
     ChannelMomentsGroupNorm,
+    channels_last_wanted,
     group_norm_from_channel_moments,
     to_channels_last,
     use_channel_moments_group_norm,
@@ -119,3 +120,27 @@ def test_to_channels_last_is_idempotent():
     hooks = sum(len(m._forward_pre_hooks) for m in model.modules())
     to_channels_last(model)
     assert sum(len(m._forward_pre_hooks) for m in model.modules()) == hooks
+
+
+def test_channels_last_by_default_only_when_compiled_on_cuda():
+    """Unset, the layout follows the compiled CUDA path; eager and CPU runs (the delta table's)
+    keep NCHW; a setting given wins."""
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert channels_last_wanted(None, compiled=True, device=cuda)
+    assert not channels_last_wanted(None, compiled=False, device=cuda)
+    assert not channels_last_wanted(None, compiled=True, device=cpu)
+    assert not channels_last_wanted(False, compiled=True, device=cuda)
+    assert channels_last_wanted(True, compiled=False, device=cpu)
+
+
+def test_compiled_training_setup_on_cpu_keeps_nchw_and_one_graph_under_ddp():
+    model = difix_with_active_adapters(5)
+    with torch._dynamo.config.patch(optimize_ddp="ddp_optimizer"):
+        prepare_model_for_training(
+            model, TrainConfig(triplets="-", output="-", output_dir="-", compile=True), torch.device("cpu")
+        )
+        # dynamo would otherwise split the compiled step at DDP's gradient buckets (slower: BENCHMARKS.md)
+        assert torch._dynamo.config.optimize_ddp == "no_optimization"
+    assert model._compiled_fix is not None
+    assert type(model.vae.decoder.conv_norm_out) is torch.nn.GroupNorm
+    assert not model.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)

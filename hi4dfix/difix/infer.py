@@ -19,7 +19,7 @@ import torch
 
 from hi4dfix.difix.checkpoint import load_model
 from hi4dfix.difix.data import model_input_size, resize_chw, to_model_range
-from hi4dfix.difix.layout import to_channels_last
+from hi4dfix.difix.layout import channels_last_wanted, to_channels_last
 from hi4dfix.difix.model import DifixModel
 
 
@@ -56,9 +56,7 @@ def prepare_for_inference(
     model.set_eval()
     model.merge_vae_lora()
     model.to(device=device, dtype=dtype)
-    if channels_last is None:
-        channels_last = compile_mode is not None and device.type == "cuda"
-    if channels_last:
+    if channels_last_wanted(channels_last, compile_mode is not None, device):
         to_channels_last(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

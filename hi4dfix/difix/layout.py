@@ -16,6 +16,12 @@ from __future__ import annotations
 import torch
 
 
+def channels_last_wanted(setting: bool | None, compiled: bool, device: torch.device) -> bool:
+    """A ``channels_last`` setting resolved: None means on when compiled on CUDA (eager and CPU
+    runs keep NCHW, so their numbers do not move)."""
+    return (compiled and device.type == "cuda") if setting is None else setting
+
+
 def group_norm_from_channel_moments(
     x: torch.Tensor, num_groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
 ) -> torch.Tensor:

@@ -52,7 +52,7 @@ from hi4dfix.difix.data import (
     parse_resolution,
     read_triplets,
 )
-from hi4dfix.difix.layout import to_channels_last
+from hi4dfix.difix.layout import channels_last_wanted, to_channels_last
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
 from hi4dfix.io import atomic_path, read_image, write_json
@@ -156,18 +156,20 @@ class TrainConfig:
             "torch.compile mode on GPUs: reduce-overhead (CUDA graphs), default, max-autotune-no-cudagraphs..."
         ),
     )
-    channels_last: bool = field(
-        default=False,
+    channels_last: bool | None = field(
+        default=None,
         metadata=option_help(
-            "channels-last weights and activations with group norms that suit them (hi4dfix.difix.layout): "
-            "compiled on a GPU 1.4x faster steps, but a loss curve that departs further from eager's"
+            "channels-last weights and activations with group norms that suit them (hi4dfix.difix.layout); "
+            "None: on when compiled on a GPU (1.4x faster compiled steps, as close to exact float32 as NCHW)"
         ),
     )
     cudnn_benchmark: bool = field(
         default=False,
         metadata=option_help("cuDNN autotuning on GPUs (every convolution shape is tried out in the first step)"),
     )
-    allow_tf32: bool = field(default=True, metadata=option_help("TF32 matmuls on Ampere+ GPUs"))
+    allow_tf32: bool = field(
+        default=True, metadata=option_help("TF32 matmuls and convolutions on Ampere+ GPUs (False: exact float32)")
+    )
     hub_cache_dir: str | None = field(default=None, metadata=option_help("Hugging Face cache dir"))
     base_model_id: str | None = field(
         default=None, metadata=option_help("SD-Turbo source for sd-turbo pkls (Hub id or folder)")
@@ -238,13 +240,14 @@ def prepare_model_for_training(model: DifixModel, cfg: TrainConfig, device: torc
 
     Compiled on CUDA the step runs as CUDA graphs (``cfg.compile_mode``): compiled but
     launched kernel by kernel, the full-size step was bound by the CPU's launches (~205 ms a
-    step for ~154 ms of GPU work at 512 px on an H100, BENCHMARKS.md).  ``cfg.channels_last``
-    (``hi4dfix.difix.layout``): 93 against 133 ms a compiled step at 512 px on an H200, as
-    cuDNN's layout copies go; off by default, since its first steps' losses departed from
-    eager's by up to 1.9%, beyond the 0.5% that the compiled NCHW step keeps (BENCHMARKS.md).
+    step for ~154 ms of GPU work at 512 px on an H100, BENCHMARKS.md).  Channels-last
+    (``hi4dfix.difix.layout``, on by default when compiled on CUDA): 93 against 133 ms a compiled
+    step at 512 px on an H200, as cuDNN's layout copies go.  Over 200 bf16 steps both compiled
+    layouts stay within 1.0% of exact float32's losses, closer than eager bf16 (2.0%): compiled
+    kernels round less (BENCHMARKS.md).
     """
     model.set_train()
-    if cfg.channels_last:
+    if channels_last_wanted(cfg.channels_last, cfg.compile, device):
         to_channels_last(model)
     if cfg.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
@@ -253,6 +256,19 @@ def prepare_model_for_training(model: DifixModel, cfg: TrainConfig, device: torc
     if cfg.compile:
         mode = cfg.compile_mode if device.type == "cuda" else None
         model.compile_forward(None if mode == "default" else mode)
+        # Under DDP, dynamo's default splits the graph at every 25 MB gradient bucket so that
+        # all-reduces overlap the backward; on two H200s that step took 173.8 ms for 2 samples,
+        # one whole graph with the all-reduce after it 120.6 ms (BENCHMARKS.md).  No effect
+        # without DDP.
+        torch._dynamo.config.optimize_ddp = "no_optimization"
+
+
+def set_tf32(device: torch.device, enabled: bool) -> None:
+    """TF32 matmuls and convolutions on a CUDA device, or neither: cuDNN's convolutions default to
+    TF32, so ``allow_tf32=False`` has to turn them off for exact float32."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -471,9 +487,7 @@ def _set_up(cfg: TrainConfig) -> _Process:
     is_main = accelerator.is_main_process
     log_to_stderr(LOG, logging.INFO if is_main else logging.WARNING)
     device = accelerator.device
-    if cfg.allow_tf32 and device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    set_tf32(device, cfg.allow_tf32)
 
     output_dir = Path(cfg.output_dir)
     ckpt_dir = output_dir / "checkpoints"
