@@ -16,7 +16,9 @@ Rows:
 * ``difix infer``: latency of fixing one image with its reference (batch 1, 2 views through
   the UNet; only the fixed image decoded, as ``fix_images`` does, unless ``--all-views``).
 Prints a markdown table; ``--loss-curve N`` instead prints the losses of N steps on one fixed
-batch, eager NCHW against the options given, and their largest relative difference.
+batch, eager NCHW (``--reference eager``: eager in the tested layout) against the options given,
+and their largest relative difference; ``--reference none``: the tested run's losses alone, for
+``bench/loss_curves.py``.
 """
 
 from __future__ import annotations
