@@ -42,7 +42,9 @@ from hi4dfix.difix.train import (  # noqa: E402
     make_optimizer,
     prepare_model_for_training,
     release_accelerate_state,
+    set_tf32,
 )
+from loss_curves import departures  # noqa: E402
 from record import append_markdown  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -233,15 +235,14 @@ def loss_curve(args, device: torch.device, steps: int, eager: bool) -> list[floa
 
 
 def compare_loss_curves(args, device: torch.device) -> int:
-    tested_first = args.reference == "none"  # the tested run alone: compared with other runs' afterwards
-    tested = loss_curve(args, device, args.loss_curve, eager=False) if tested_first else []
-    if tested_first:
+    if args.reference == "none":  # the tested run alone, compared with other runs' by loss_curves.py
+        tested = loss_curve(args, device, args.loss_curve, eager=False)
         print("step,tested")
         print("\n".join(f"{i},{loss:.6g}" for i, loss in enumerate(tested, start=1)))
         return 0
     eager = loss_curve(args, device, args.loss_curve, eager=True)
     tested = loss_curve(args, device, args.loss_curve, eager=False)
-    rel = [abs(a - b) / abs(a) for a, b in zip(eager, tested)]
+    rel = [abs(d) for d in departures(eager, tested)]
     print(f"step,{args.reference},tested,relative_difference")
     for i, (a, b, r) in enumerate(zip(eager, tested, rel), start=1):
         print(f"{i},{a:.6g},{b:.6g},{r:.3g}")
@@ -410,9 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         set_inductor_option(setting)
 
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = not args.no_tf32
-        torch.backends.cudnn.allow_tf32 = not args.no_tf32
+    set_tf32(device, not args.no_tf32)
     if args.loss_curve:
         return compare_loss_curves(args, device)
     rows = []

@@ -71,12 +71,7 @@ layout)
     wait
     ;;
 ddp)
-    python3 -m accelerate.commands.launch --num_processes 2 --multi_gpu --num_machines 1 --mixed_precision no \
-        --dynamo_backend no bench/bench_difix.py --iters 20 --warmup 5 --precisions bf16 --rows train --compile \
-        --channels-last >"$out/train_cl_ddp.md" 2>"$out/train_cl_ddp.log"
-    echo "== train_cl_ddp (2 GPUs, exit $?)"
-    tail -3 "$out/train_cl_ddp.md"
-    pack
+    ddp train_cl_ddp
     on_gpu 0 train_cl --rows train --compile --channels-last --profile 2
     on_gpu 0 plain --rows plain
     ;;
