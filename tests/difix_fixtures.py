@@ -1,4 +1,4 @@
-"""A tiny Difix model for tests whose adapters change its output."""
+"""A tiny Difix model for tests whose adapters change its output, and one step's loss and gradients."""
 
 from __future__ import annotations
 
@@ -21,3 +21,14 @@ def difix_with_active_adapters(
             if "lora_B" in name or "skip" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
     return model
+
+
+def loss_and_grads(
+    model: DifixModel, views: torch.Tensor, emb: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step's L2 loss (the views fixed towards the views swapped) and a copy of every trainable
+    gradient."""
+    model.zero_grad(set_to_none=True)
+    loss = torch.nn.functional.mse_loss(model(views, emb), views.flip(1))
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.trainable_named_parameters()}

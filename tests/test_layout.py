@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from difix_fixtures import difix_with_active_adapters
+from difix_fixtures import difix_with_active_adapters, loss_and_grads
 from hi4dfix.difix.infer import fix_images, prepare_for_inference
 from hi4dfix.difix.layout import (
     ChannelMomentsGroupNorm,
@@ -67,13 +67,6 @@ def test_swapped_group_norms_keep_their_parameters_and_keys():
     assert model[1].weight is weight and list(model.state_dict()) == keys
     assert model[2][0].weight is None and model[2][0].num_groups == 4
     assert use_channel_moments_group_norm(model) == 0  # already swapped
-
-
-def loss_and_grads(model, views, emb):
-    model.zero_grad(set_to_none=True)
-    loss = F.mse_loss(model(views, emb), views.flip(1))
-    loss.backward()
-    return loss.detach(), {n: p.grad.clone() for n, p in model.trainable_named_parameters()}
 
 
 def test_channels_last_training_step_matches_nchw():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from difix_fixtures import loss_and_grads
 from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.infer import fix_images, load_difix
@@ -78,10 +79,8 @@ def test_compiled_channels_last_gradients_follow_eager(monkeypatch):
         emb = model.encode_prompts(["remove degradation"])
         for _ in range(2):  # the second call replays the captured graphs
             torch.compiler.cudagraph_mark_step_begin()
-            model.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(model(views, emb), views.flip(1))
-            loss.backward()
-        results.append((loss.item(), {n: p.grad.clone() for n, p in model.trainable_named_parameters()}))
+            loss, grads = loss_and_grads(model, views, emb)
+        results.append((loss.item(), grads))
     (eager_loss, eager), (loss, grads) = results
     assert loss == pytest.approx(eager_loss, rel=1e-5)
     for name, grad in eager.items():
