@@ -10,7 +10,8 @@ from hi4dfix.camera import project_points
 from hi4dfix.hi4d import HI4D_CAMERA_IDS, read_sequence
 from hi4dfix.synth import SynthConfig, generate_sequence
 from hi4dfix.synth.bodies import NUM_VERTS, forward_kinematics, lowest_point, make_people
-from hi4dfix.synth.generate import contact_correspondences
+from hi4dfix.hi4d.layout import parse_scene_name
+from hi4dfix.synth.generate import contact_correspondences, sequence_rngs
 from hi4dfix.synth.motion import ACTIONS, poses_at, resolve_action
 
 
@@ -166,3 +167,39 @@ def test_bad_scene_name_is_rejected_before_writing(tmp_path):
     with pytest.raises(ValueError, match="hi4d_pairNN_action"):
         generate_sequence(tmp_path / "x", "pair00_dance")
     assert not (tmp_path / "x").exists()
+
+
+DEFAULT_STUDY_SCENES = (
+    "hi4d_pair00_dance", "hi4d_pair01_talk", "hi4d_pair02_dance",
+    "hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback",
+)  # fmt: skip
+
+
+def test_the_default_studys_scenes_share_no_file_and_reserved_pairs_have_other_people(tmp_path):
+    """Each scene is its own capture: people and cameras by pair, motion by (pair, action)."""
+    cfg = SynthConfig(num_frames=2, width=48, height=64)
+    files = {scene: _all_files(generate_sequence(tmp_path / scene, scene, cfg)) for scene in DEFAULT_STUDY_SCENES}
+    owner: dict[bytes, str] = {}
+    for scene, contents in files.items():
+        for name, data in contents.items():
+            # across scenes only: a small mask may repeat between two frames of one scene
+            assert owner.setdefault(data, scene) == scene, f"{scene}/{name} is a file of {owner[data]} byte for byte"
+    betas = {scene: np.load(tmp_path / scene / "meta.npz")["betas"] for scene in DEFAULT_STUDY_SCENES}
+    people = {
+        scene: make_people(sequence_rngs(cfg.seed, parse_scene_name(scene))[0]) for scene in DEFAULT_STUDY_SCENES
+    }
+    for reserved in DEFAULT_STUDY_SCENES[3:]:
+        for training in DEFAULT_STUDY_SCENES[:3]:
+            assert not np.allclose(betas[reserved], betas[training]), (reserved, training)
+            for a, b in zip(people[reserved], people[training]):
+                assert not np.allclose(a.appearance.shirt[0], b.appearance.shirt[0]), (reserved, training)
+                assert a.appearance.stripe_width != b.appearance.stripe_width
+
+
+def test_one_pair_keeps_its_people_and_cameras_across_actions(tmp_path):
+    cfg = SynthConfig(num_frames=1, width=24, height=32)
+    dance = generate_sequence(tmp_path / "dance", "hi4d_pair03_dance", cfg)
+    talk = generate_sequence(tmp_path / "talk", "hi4d_pair03_talk", cfg)
+    assert (dance / "cameras/rgb_cameras.npz").read_bytes() == (talk / "cameras/rgb_cameras.npz").read_bytes()
+    np.testing.assert_array_equal(np.load(dance / "meta.npz")["betas"], np.load(talk / "meta.npz")["betas"])
+    assert (dance / "smpl/000011.npz").read_bytes() != (talk / "smpl/000011.npz").read_bytes()

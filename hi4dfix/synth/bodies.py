@@ -89,6 +89,8 @@ class Appearance:
     skin: np.ndarray
     hair: np.ndarray
     shoes: np.ndarray
+    stripe_width: float = 0.045  # metres per shirt stripe
+    check_size: float = 0.06  # metres per trouser check
 
 
 @dataclass(frozen=True)
@@ -150,18 +152,21 @@ def make_people(rng: np.random.Generator, count: int = 2) -> list[Person]:
         raise ValueError(f"at most {len(cloth) // 2} distinct synthetic people, asked for {count}")
     people = []
     for i in range(count):
-        shirt = _CLOTH_PALETTE[cloth[2 * i]]
-        pants = _CLOTH_PALETTE[cloth[2 * i + 1]] * 0.6  # darker trousers
+        # palette hues jittered per person, so people of different pairs differ even in one hue
+        shirt = np.clip(_CLOTH_PALETTE[cloth[2 * i]] + rng.uniform(-0.1, 0.1, 3), 0.05, 0.95)
+        pants = np.clip(_CLOTH_PALETTE[cloth[2 * i + 1]] + rng.uniform(-0.1, 0.1, 3), 0.05, 0.95) * 0.6  # darker
         appearance = Appearance(
             shirt=(shirt, 0.35 * shirt + 0.6),  # stripes: colour and a pale tint of it
             pants=(pants, 0.55 * pants + 0.05),
-            skin=_SKIN_TONES[rng.integers(len(_SKIN_TONES))],
+            skin=_SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.92, 1.05),
             hair=_HAIR[rng.integers(len(_HAIR))],
             shoes=np.array([0.12, 0.12, 0.14]) + 0.1 * rng.random(3),
+            stripe_width=float(rng.uniform(0.03, 0.07)),
+            check_size=float(rng.uniform(0.04, 0.09)),
         )
         betas = np.zeros(10)
         betas[:2] = rng.normal(0.0, 0.5, size=2)
-        scale = float(1.0 + 0.03 * np.clip(betas[0], -2, 2))
+        scale = float(1.0 + 0.04 * np.clip(betas[0], -2, 2))
         vert_parts, vert_local = _sample_surface(rng, scale)
         people.append(
             Person(

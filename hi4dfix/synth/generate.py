@@ -2,12 +2,15 @@
 
 Two articulated ellipsoid people move according to the scene's action and are ray cast into
 eight distorted cameras on a ring (Hi4D's camera ids), so images, per-person masks and the
-"SMPL" surface points agree exactly. Everything random comes from ``SynthConfig.seed``: the
-same config gives byte-identical files.
+"SMPL" surface points agree exactly. Everything random comes from ``SynthConfig.seed`` and the
+scene: people, cameras and room from (seed, pair), the motion from (seed, pair, action)
+(:func:`sequence_rngs`), so every scene is its own capture and the same config and scene give
+byte-identical files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -19,7 +22,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from hi4dfix.camera import look_at_w2c, pixel_rays
-from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS, MASK_ALL, Hi4DLayout, parse_scene_name
+from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS, MASK_ALL, Hi4DLayout, SceneName, parse_scene_name
 from hi4dfix.io import write_image, write_npz
 from hi4dfix.progress import progress
 from hi4dfix.synth.bodies import Person, Pose, PosedBody, forward_kinematics, make_people, surface_points
@@ -212,7 +215,7 @@ def generate_sequence(
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     old = out_dir.parent / f"{work.name}.old"
     try:
-        _write_sequence(Hi4DLayout(work), scene.action, cfg)
+        _write_sequence(Hi4DLayout(work), scene, cfg)
         if out_dir.exists():
             out_dir.rename(old)
         try:
@@ -228,12 +231,41 @@ def generate_sequence(
     return out_dir
 
 
-def _write_sequence(layout: Hi4DLayout, action: str, cfg: SynthConfig) -> None:
-    rng = np.random.default_rng(cfg.seed)
-    people = make_people(rng)
-    cameras = ring_cameras(cfg, rng)
-    room = make_room(rng)
-    frames = _simulate(action, people, cfg, rng)
+# Streams of randomness a sequence draws from, each its own child of the config seed.
+_PEOPLE, _CAMERAS, _ROOM, _MOTION = range(4)
+
+
+def _action_key(action: str) -> int:
+    """A stable 32-bit number for an action name (Python's ``hash`` of a str changes per process)."""
+    return int.from_bytes(hashlib.sha256(action.encode()).digest()[:4], "little")
+
+
+def sequence_rngs(seed: int, scene: SceneName) -> dict[int, np.random.Generator]:
+    """Independent generators for one sequence, as Hi4D's captures differ.
+
+    People (body shape, clothing colours and textures), cameras and room depend on (seed, pair):
+    each Hi4D pair is one couple filmed in one session; the motion depends on (seed, pair, action).
+    Children of one :class:`numpy.random.SeedSequence` per stream, so no two streams or
+    sequences share draws.
+    """
+    def child(stream: int, *key: int) -> np.random.Generator:
+        return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, *key)))
+
+    return {
+        _PEOPLE: child(_PEOPLE, scene.pair),
+        _CAMERAS: child(_CAMERAS, scene.pair),
+        _ROOM: child(_ROOM, scene.pair),
+        _MOTION: child(_MOTION, scene.pair, _action_key(scene.action)),
+    }
+
+
+def _write_sequence(layout: Hi4DLayout, scene: SceneName, cfg: SynthConfig) -> None:
+    action = scene.action
+    rngs = sequence_rngs(cfg.seed, scene)
+    people = make_people(rngs[_PEOPLE])
+    cameras = ring_cameras(cfg, rngs[_CAMERAS])
+    room = make_room(rngs[_ROOM])
+    frames = _simulate(action, people, cfg, rngs[_MOTION])
     for frame in frames:
         _write_smpl(layout, frame)
     for camera in progress(cameras, f"synthesize {action}"):

@@ -142,10 +142,10 @@ def _body_colour(scene: Scene, m: int, points: np.ndarray) -> np.ndarray:
     along = local[:, long_axis]
     around = np.arctan2(local[:, b], local[:, a]) * 0.5 * (radii[a] + radii[b])
     if spec.material == SHIRT:
-        stripes = (np.floor(along / 0.045) % 2)[:, None]
+        stripes = (np.floor(along / look.stripe_width) % 2)[:, None]
         albedo = look.shirt[0] * (1 - stripes) + look.shirt[1] * stripes
     elif spec.material == PANTS:
-        checks = ((np.floor(along / 0.06) + np.floor(around / 0.06)) % 2)[:, None]
+        checks = ((np.floor(along / look.check_size) + np.floor(around / look.check_size)) % 2)[:, None]
         albedo = look.pants[0] * (1 - checks) + look.pants[1] * checks
     elif spec.material == HEAD:
         # Hair on top and at the back (head faces local +z), face elsewhere.
