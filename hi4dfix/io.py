@@ -103,6 +103,11 @@ def _decode(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: unreadable image ({exc})") from exc
 
 
+def read_samples(path: str | os.PathLike) -> np.ndarray:
+    """The decoded samples as stored (uint8 or uint16), RGB(A) order: what a pixel hash compares."""
+    return _decode(Path(path))
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as RGB float32 in [0, 1], shape (H, W, 3).
 

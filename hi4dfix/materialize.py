@@ -2,7 +2,8 @@
 
 Writes the format documented in :mod:`hi4dfix.scene`: undistorted, resized images and
 'all'-person masks per camera and frame, pinhole cameras after undistortion and resize, SMPL
-vertices and joints per frame, and ``scene.json`` last, as the completion marker.
+vertices and joints per frame, ``scene.json``, and ``fingerprint.json`` (the content record of
+:mod:`hi4dfix.fingerprint`); the folder is renamed into place only when all are written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from hi4dfix.camera import scale_intrinsics, undistort_maps
+from hi4dfix.fingerprint import image_entry, make_fingerprint, write_fingerprint
 from hi4dfix.hi4d.reader import Hi4DCamera, Hi4DSequence
 from hi4dfix.io import write_image, write_json, write_npz
 from hi4dfix.progress import progress
@@ -135,9 +137,9 @@ def _write_scene(
 ) -> None:
     manifest = scene_manifest_path(out_dir)
     cam_ids = sequence.cam_ids
-    Ks, w2cs = [], []
+    Ks, w2cs, prints = [], [], []
     for cid in progress(cam_ids, f"materialize {name}"):
-        K = _materialize_camera(sequence, sequence.cameras[cid], out_dir, frames, width, height)
+        K = _materialize_camera(sequence, sequence.cameras[cid], out_dir, frames, width, height, prints)
         Ks.append(K)
         w2cs.append(sequence.cameras[cid].w2c)
         log.info("%s: camera %d done (%d frames)", name, cid, len(frames))
@@ -151,6 +153,7 @@ def _write_scene(
     )
     for frame in frames:
         smpl = sequence.load_smpl(frame)
+        _require_finite(sequence.smpl_path(frame), verts=smpl.verts, joints_3d=smpl.joints_3d)
         write_npz(
             out_dir / "smpl" / f"{frame:06d}.npz",
             verts=smpl.verts.astype(np.float32),
@@ -176,12 +179,31 @@ def _write_scene(
             "materialize": asdict(cfg),
         },
     )
+    # the content record the reserved-scene policy compares (hi4dfix.fingerprint)
+    write_fingerprint(out_dir, make_fingerprint(name, prints))
+
+
+def _require_finite(path: Path, **arrays: np.ndarray) -> None:
+    for key, values in arrays.items():
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"{path}: {key} holds {int(bad.sum())} NaN or infinite value(s) (first at index "
+                f"{tuple(int(i) for i in np.argwhere(bad)[0])}); fix or drop this frame"
+            )
 
 
 def _materialize_camera(
-    sequence: Hi4DSequence, camera: Hi4DCamera, out_dir: Path, frames: list[int], width: int, height: int
+    sequence: Hi4DSequence,
+    camera: Hi4DCamera,
+    out_dir: Path,
+    frames: list[int],
+    width: int,
+    height: int,
+    prints: list[dict],
 ) -> np.ndarray:
-    """Undistort and resize one camera's images and masks; return its new intrinsics."""
+    """Undistort and resize one camera's images and masks, appending their fingerprint entries to
+    ``prints``; return the camera's new intrinsics."""
     src_size = (camera.width, camera.height)
     # Undistort at source resolution keeping K, then resize: one map per camera serves all frames.
     maps = undistort_maps(camera.K, camera.dist_coeffs, *src_size) if np.any(camera.dist_coeffs != 0) else None
@@ -203,6 +225,9 @@ def _materialize_camera(
         if resize:
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if downscale else cv2.INTER_LINEAR)
             mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
-        write_image(out_dir / "images" / str(camera.id) / f"{frame:06d}.png", image)
+        image_path = Path("images") / str(camera.id) / f"{frame:06d}.png"
+        write_image(out_dir / image_path, image)
         write_image(out_dir / "masks" / str(camera.id) / f"{frame:06d}.png", mask)
+        # PNG is lossless: these arrays are the decoded pixels of the files just written
+        prints.append(image_entry(camera.id, frame, image_path.as_posix(), image, mask))
     return scale_intrinsics(camera.K, width / camera.width, height / camera.height)

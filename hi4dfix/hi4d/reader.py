@@ -514,7 +514,24 @@ def _check_smpl(
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             found.error(path, f"not a readable .npz file ({exc})")
             continue
-        found.problems.extend(_smpl_shape_problems(path, shapes, num_persons))
+        shape_problems = _smpl_shape_problems(path, shapes, num_persons)
+        found.problems.extend(shape_problems)
+        if not shape_problems:
+            _check_finite_verts(path, frame, found)
+
+
+def _check_finite_verts(path: Path, frame: int, found: _Inspection) -> None:
+    """NaN or infinite vertices (a failed fit) would poison every render and metric of the frame."""
+    try:
+        with np.load(path) as archive:
+            verts = archive["verts"]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        found.error(path, f"verts unreadable ({exc})")
+        return
+    bad = ~np.isfinite(verts)
+    if bad.any():
+        person = int(np.argwhere(bad)[0][0])
+        found.error(path, f"frame {frame}: verts hold {int(bad.sum())} NaN or infinite value(s) (first of person {person})")
 
 
 def _imread(path: Path) -> np.ndarray:
