@@ -24,6 +24,8 @@ from hi4dfix.hi4d.reader import Hi4DCamera, Hi4DSequence
 from hi4dfix.io import write_image, write_json, write_npz
 from hi4dfix.progress import progress
 from hi4dfix.scene import MaterializedScene, load_scene, scene_manifest_path
+from hi4dfix.sources import NEW as NEW_SOURCES
+from hi4dfix.sources import record_sources
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +86,15 @@ class MaterializeConfig:
 
 
 def materialize_scene(
-    sequence: Hi4DSequence, out_dir: str | os.PathLike, name: str, cfg: MaterializeConfig = MaterializeConfig()
+    sequence: Hi4DSequence,
+    out_dir: str | os.PathLike,
+    name: str,
+    cfg: MaterializeConfig = MaterializeConfig(),
+    source_token: str = NEW_SOURCES,
 ) -> MaterializedScene:
     """Write the materialized scene ``name`` of ``sequence`` into ``out_dir`` and load it back.
+
+    ``sources.json`` records the source files read, under ``source_token`` (hi4dfix.sources).
 
     The scene is written into a temporary sibling folder and renamed to ``out_dir`` at the end,
     so a failure leaves no partial ``out_dir``, and an existing ``out_dir`` is replaced only
@@ -111,6 +119,15 @@ def materialize_scene(
     tmp.mkdir(parents=True)
     try:
         _write_scene(sequence, tmp, name, cfg, frames, width, height)
+        read = [
+            path
+            for frame in frames
+            for path in (
+                sequence.smpl_path(frame),
+                *(p for cid in sequence.cam_ids for p in (sequence.image_path(cid, frame), sequence.mask_path(cid, frame))),
+            )
+        ]
+        record_sources(tmp, sequence.root, read, source_token)
         _replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():

@@ -22,6 +22,8 @@ is refused, two scenes of ``data.scenes`` may not share a folder, names must be 
 
 from __future__ import annotations
 
+import math
+import string
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -36,6 +38,14 @@ from hi4dfix.hi4d.layout import (
 
 class PolicyError(ValueError):
     """A study version breaks the reserved-scene policy or names an unknown scene."""
+
+
+# The study's reserved scenes: constants of the study, not defaults. A config may reserve more
+# scenes (``policy.reserved_scenes``), never fewer: an overlay dropping one would quietly turn a
+# held-out scene into training data.
+STUDY_RESERVED_SCENES = frozenset(
+    {"hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"}
+)
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,13 @@ class Study:
             _canonical(scene, "data.scenes")
         for scene in sorted(reserved):
             _canonical(scene, "policy.reserved_scenes")
+        for scene in sorted(STUDY_RESERVED_SCENES - reserved):
+            raise PolicyError(
+                f"policy.reserved_scenes drops {scene}: {', '.join(sorted(STUDY_RESERVED_SCENES))} are the study's "
+                "fixed reserved scenes (downstream 3DGS evaluation only); a config may add reserved scenes, never "
+                "drop these (check every --configfile that sets policy.reserved_scenes)"
+            )
+        _check_render_profiles(config["render_profiles"])
         overrides = dict(data.get("scene_dirs", {}))
         unknown_overrides = sorted(set(overrides) - set(scenes))
         if unknown_overrides:
@@ -270,3 +287,20 @@ def _refuse_shared_folders(
                 + (f" a DiFix sample ({', '.join(users)})" if users else " usable as a DiFix sample")
             )
         raise PolicyError(message)
+
+
+def _check_render_profiles(profiles: Mapping[str, Mapping[str, Any]]) -> None:
+    """What the schema cannot say: finite pose errors, and an external pattern naming each image."""
+    for name, profile in profiles.items():
+        for key, value in (profile.get("pose_error") or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PolicyError(f"render_profiles.{name}.pose_error.{key} is {value}; give a finite number")
+        pattern = profile.get("external_pattern")
+        if pattern:
+            fields = {field for _, field, _, _ in string.Formatter().parse(pattern) if field}
+            missing = [key for key in ("cam", "frame") if key not in fields]
+            if missing:
+                raise PolicyError(
+                    f"render_profiles.{name}.external_pattern {pattern!r} has no {' or '.join('{' + k + '}' for k in missing)}: "
+                    "every camera and frame would read the same file; e.g. /renders/{scene}/{cam}/{frame:06d}.png"
+                )

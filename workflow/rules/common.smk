@@ -12,8 +12,11 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from hi4dfix import resources
+import numpy as np
+
+from hi4dfix import resources, sources
 from hi4dfix.difix import data as difix_data
+from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
 from hi4dfix.tables import ARMS
@@ -105,6 +108,12 @@ def sequence_index_files(wildcards):
     return [f"{root}/meta.npz", f"{root}/cameras/rgb_cameras.npz"]
 
 
+def source_state(wildcards):
+    """The scene's source images, masks and SMPL files by content, as a param: a changed file
+    reruns that scene's materialize and what follows (hi4dfix.sources says why not inputs)."""
+    return sources.source_state(scene_path(wildcards.scene), sequence_path(wildcards.scene))
+
+
 def checked_version(wildcards):
     return STUDY.check_version(wildcards.version)
 
@@ -120,12 +129,50 @@ def version_profile(wildcards):
 
 
 def triplet_inputs(wildcards):
-    """Renders and materialized scenes of the version's DiFix scenes (never reserved ones)."""
+    """Renders and materialized scenes of the version's DiFix scenes (never reserved ones), and
+    the version's content check (check_reserved_content), which must have passed."""
     version = checked_version(wildcards)
+    check_triplet_cams(version)
     return {
         "renders": [render_path(version.render_profile, s) for s in version.difix_scenes],
         "scenes": [scene_path(s) for s in version.difix_scenes],
+        "content_check": f"{RESULTS}/{version.name}/content_check.json",
     }
+
+
+def content_check_inputs(wildcards):
+    """The version's DiFix scenes and the reserved scenes, materialized (their fingerprint.json)."""
+    version = checked_version(wildcards)
+    return {
+        "scenes": [scene_path(s) for s in version.difix_scenes],
+        "reserved": [scene_path(s) for s in sorted(STUDY.reserved_scenes)],
+    }
+
+
+def scene_camera_ids(scene):
+    """The scene's camera ids, known at DAG build: Hi4D's for synthetic data, else rgb_cameras.npz (None when absent)."""
+    if DATA["source"] == "synthetic":
+        return list(HI4D_CAMERA_IDS)
+    cameras = Path(sequence_path(scene)) / "cameras" / "rgb_cameras.npz"
+    if not cameras.is_file():
+        return None
+    with np.load(cameras) as archive:
+        return [int(cam) for cam in archive["ids"]]
+
+
+def check_triplet_cams(version):
+    """triplets.cams must name cameras every DiFix scene has (else its triplets would be silently empty)."""
+    cams = version.triplets.get("cams")
+    if not cams:
+        return
+    for scene in version.difix_scenes:
+        known = scene_camera_ids(scene)
+        unknown = sorted(set(cams) - set(known)) if known is not None else []
+        if unknown:
+            raise ValueError(
+                f"version {version.name}: triplets.cams names camera(s) {unknown} that scene {scene} does not "
+                f"have (its cameras: {', '.join(map(str, known))})"
+            )
 
 
 def difix_base_input(wildcards):

@@ -36,6 +36,8 @@ rule materialize_scene:
     params:
         sequence=lambda wildcards: sequence_path(wildcards.scene),
         materialize=config["materialize"],
+        # the source images, masks and SMPL files by content (hi4dfix.sources; common.smk)
+        source_state=source_state,
     log:
         f"{RESULTS}/logs/materialize_scene/{{scene}}.log",
     benchmark:

@@ -10,4 +10,4 @@ with job_log(snakemake.log[0], brief_errors=(ValueError, OSError)) as log:
     sequence = read_sequence(snakemake.params.sequence)
     cfg = MaterializeConfig(**snakemake.params.materialize)
     log.info("materializing %s from %s with %s", snakemake.wildcards.scene, snakemake.params.sequence, cfg)
-    materialize_scene(sequence, snakemake.output[0], snakemake.wildcards.scene, cfg)
+    materialize_scene(sequence, snakemake.output[0], snakemake.wildcards.scene, cfg, snakemake.params.source_state)

@@ -1,0 +1,22 @@
+"""Glue: refuse a version whose DiFix scenes hold a reserved scene's frames; record what was compared."""
+
+from hi4dfix.fingerprint import NEAR_COPY_BITS, ContentPolicyError, check_reserved_content, load_fingerprint
+from hi4dfix.io import write_json
+from hi4dfix.logs import job_log
+
+# a refusal reaches the console as its message (naming version, scenes and an example file)
+with job_log(snakemake.log[0], brief_errors=(ContentPolicyError,)) as log:
+    # named as the version names them (a scene.json names the scene it was materialized as)
+    scenes = {name: load_fingerprint(path) for name, path in zip(snakemake.params.scenes, snakemake.input.scenes)}
+    reserved = {name: load_fingerprint(path) for name, path in zip(snakemake.params.reserved, snakemake.input.reserved)}
+    check_reserved_content(snakemake.wildcards.version, scenes, reserved)
+    log.info("no DiFix scene shares frames with the reserved scenes (near-copy threshold %d bits)", NEAR_COPY_BITS)
+    write_json(
+        snakemake.output[0],
+        {
+            "version": snakemake.wildcards.version,
+            "near_copy_bits": NEAR_COPY_BITS,
+            "difix_scenes": {name: fp["content_sha256"] for name, fp in scenes.items()},
+            "reserved_scenes": {name: fp["content_sha256"] for name, fp in reserved.items()},
+        },
+    )
