@@ -155,7 +155,18 @@ def _load_study(config_path: Path):
 
     if not config_path.is_file():
         raise CliError(f"{config_path}: no such config file")
-    return Study.from_config(yaml.safe_load(config_path.read_text()))
+    config = yaml.safe_load(config_path.read_text()) or {}
+    missing = [key for key in STUDY_KEYS if key not in config]
+    if missing:
+        raise CliError(
+            f"{config_path}: not a full study config (no {', '.join(missing)}); an overlay such as config/hi4d.yaml "
+            "only changes some keys: pass the full config (config/config.yaml), or merge the overlay into a copy "
+            "of it and pass that"
+        )
+    return Study.from_config(config)
+
+
+STUDY_KEYS = ("data", "policy", "render_profiles", "versions")  # the blocks a Study is built from
 
 
 def _versions_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,7 +182,13 @@ def _run_versions(args: argparse.Namespace) -> int:
 
 
 def _check_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", type=Path, help="Hi4D root (holding pairNN/actionNN folders) or one sequence")
+    parser.add_argument(
+        "root",
+        type=Path,
+        nargs="+",
+        help="Hi4D root (holding pairNN/actionNN folders) or one sequence; given two or more, also report "
+        "sequences of one tree that are (near-)copies of another's (decodes every image)",
+    )
     parser.add_argument("--config", type=Path, help="also require every scene of this study config")
     parser.add_argument(
         "--decode",
@@ -198,16 +215,24 @@ def _positive_int(text: str) -> int:
 
 def _run_check_data(args: argparse.Namespace) -> int:
     from hi4dfix.hi4d.reader import ReadConfig
-    from hi4dfix.status import check_tree
+    from hi4dfix.status import check_tree, cross_tree_copies
 
     expected = _load_study(args.config).scene_dirs.values() if args.config else ()
-    problems = check_tree(args.root, expected, ReadConfig(decode_images=args.decode, workers=args.workers))
+    problems = {}
+    for root in args.root:
+        problems.update(check_tree(root, expected, ReadConfig(decode_images=args.decode, workers=args.workers)))
     errors = 0
     for sequence, found in problems.items():
         errors += sum(problem.severity == "error" for problem in found)
         print(f"{sequence}: {'ok' if not found else f'{len(found)} problem(s)'}")
         for problem in found:
             print(f"  {problem}")
+    if len(args.root) > 1:
+        copies = cross_tree_copies(args.root, args.workers)
+        errors += len(copies)
+        print(f"across the {len(args.root)} trees: {len(copies) or 'no'} (near-)duplicate sequence pair(s)")
+        for copy in copies:
+            print(f"  {copy}")
     print(f"{len(problems)} sequence(s), {errors} error(s)")
     return 1 if errors else 0
 

@@ -229,7 +229,9 @@ def compare_fingerprints(
         twin = by_pixels.get(entry["image_sha256"])
         if twin is not None and entry.get("frame_phash") is not None:
             exact.add(i)
-            matches.append(Match(fingerprint["scene"], entry["image"], other["scene"], twin["image"], "pixel-identical", 0))
+            matches.append(
+                Match(fingerprint["scene"], entry["image"], other["scene"], twin["image"], "pixel-identical", 0)
+            )
     if mine and theirs:
         distances = []
         for key in ("frame_phash", "person_phash"):
@@ -246,7 +248,14 @@ def compare_fingerprints(
             j = int(np.argmin(worst[i]))
             if worst[i, j] <= max_bits:
                 matches.append(
-                    Match(fingerprint["scene"], mine[i]["image"], other["scene"], theirs[j]["image"], "near-copy", int(worst[i, j]))
+                    Match(
+                        fingerprint["scene"],
+                        mine[i]["image"],
+                        other["scene"],
+                        theirs[j]["image"],
+                        "near-copy",
+                        int(worst[i, j]),
+                    )
                 )
     return matches if limit is None else matches[:limit]
 

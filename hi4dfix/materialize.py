@@ -119,13 +119,11 @@ def materialize_scene(
     tmp.mkdir(parents=True)
     try:
         _write_scene(sequence, tmp, name, cfg, frames, width, height)
-        read = [
+        read = [sequence.smpl_path(frame) for frame in frames] + [
             path
             for frame in frames
-            for path in (
-                sequence.smpl_path(frame),
-                *(p for cid in sequence.cam_ids for p in (sequence.image_path(cid, frame), sequence.mask_path(cid, frame))),
-            )
+            for cid in sequence.cam_ids
+            for path in (sequence.image_path(cid, frame), sequence.mask_path(cid, frame))
         ]
         record_sources(tmp, sequence.root, read, source_token)
         _replace_dir(tmp, out_dir)

@@ -48,7 +48,9 @@ def _stat(path: Path) -> list[int] | None:
     return [info.st_size, info.st_mtime_ns]
 
 
-def record_sources(scene_dir: str | os.PathLike, sequence_dir: str | os.PathLike, files: Iterable[Path], token: str) -> None:
+def record_sources(
+    scene_dir: str | os.PathLike, sequence_dir: str | os.PathLike, files: Iterable[Path], token: str
+) -> None:
     """Write ``sources.json``: each file (relative to ``sequence_dir``) with size, time and SHA-256."""
     sequence_dir = Path(sequence_dir)
     entries = {}

@@ -3,9 +3,10 @@ and whether a Hi4D tree is complete. Pure functions behind the ``hi4dfix`` comma
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from hi4dfix.hi4d.reader import Problem, ReadConfig, validate_sequence
 from hi4dfix.study import Study
@@ -70,3 +71,30 @@ def check_tree(
     if not problems:
         problems[root] = [Problem(root, "no Hi4D sequence found (no meta.npz, cameras/ or images/ below it)")]
     return problems
+
+
+def cross_tree_copies(roots: Sequence[str | Path], workers: int = 1) -> list[str]:
+    """Sequences of one tree whose images are pixel-identical to, or near-copies of, a sequence's
+    of another tree (hi4dfix.fingerprint), one line per pair; unreadable sequences are skipped
+    (check_tree reports them)."""
+    from hi4dfix.fingerprint import compare_fingerprints, fingerprint_sequence
+
+    prints: list[tuple[int, dict]] = []
+    for index, root in enumerate(roots):
+        for sequence in find_sequences(root):
+            try:
+                prints.append((index, fingerprint_sequence(sequence, workers)))
+            except (OSError, ValueError):
+                continue
+    lines = []
+    for (tree_a, a), (tree_b, b) in itertools.combinations(prints, 2):
+        if tree_a == tree_b:
+            continue
+        matches = compare_fingerprints(a, b)
+        if matches:
+            exact = sum(m.kind == "pixel-identical" for m in matches)
+            lines.append(
+                f"{a['scene']} and {b['scene']}: {len(matches)} of {len(a['images'])} images alike "
+                f"({exact} pixel-identical, {len(matches) - exact} near-copies), e.g. {matches[0]}"
+            )
+    return lines

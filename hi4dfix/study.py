@@ -300,7 +300,8 @@ def _check_render_profiles(profiles: Mapping[str, Mapping[str, Any]]) -> None:
             fields = {field for _, field, _, _ in string.Formatter().parse(pattern) if field}
             missing = [key for key in ("cam", "frame") if key not in fields]
             if missing:
+                absent = " or ".join("{" + key + "}" for key in missing)
                 raise PolicyError(
-                    f"render_profiles.{name}.external_pattern {pattern!r} has no {' or '.join('{' + k + '}' for k in missing)}: "
+                    f"render_profiles.{name}.external_pattern {pattern!r} has no {absent}: "
                     "every camera and frame would read the same file; e.g. /renders/{scene}/{cam}/{frame:06d}.png"
                 )

@@ -92,7 +92,9 @@ def test_an_overlay_dropping_a_reserved_scene_is_refused_at_dag_build(materializ
         )
     )
     # run_snakemake's --configfile takes the study config, then this overlay over it
-    result = run_snakemake(workdir, small_config(), str(overlay), "--cores", "1", "results/v0/triplets.json", check=False)
+    result = run_snakemake(
+        workdir, small_config(), str(overlay), "--cores", "1", "results/v0/triplets.json", check=False
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"policy.reserved_scenes drops {RESERVED}" in output

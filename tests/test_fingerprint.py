@@ -56,7 +56,9 @@ def test_materialize_writes_the_fingerprint_its_files_give(scenes):
     assert written["content_sha256"] == content_sha256(written["images"])
     assert written == fingerprint_scene_dir(scenes[RESERVED])  # the hash is of the decoded pixels
     # a byte copy has the same content under another name; a re-encode has other pixels
-    assert json.loads((scenes["byte_copy"] / FINGERPRINT_FILE).read_text())["content_sha256"] == written["content_sha256"]
+    assert (
+        json.loads((scenes["byte_copy"] / FINGERPRINT_FILE).read_text())["content_sha256"] == written["content_sha256"]
+    )
     assert load_fingerprint(scenes["jpeg_copy"])["content_sha256"] != written["content_sha256"]
 
 
@@ -71,7 +73,11 @@ def test_copies_of_a_reserved_scene_are_refused_naming_both_scenes_and_a_file(sc
     with pytest.raises(ContentPolicyError) as error:
         check_reserved_content("v9", {copy: load_fingerprint(scenes[copy])}, {RESERVED: reserved})
     message = str(error.value)
-    assert message.startswith("version v9: ") and f"reserved scene {RESERVED}" in message and f"DiFix scene {copy}" in message
+    assert (
+        message.startswith("version v9: ")
+        and f"reserved scene {RESERVED}" in message
+        and f"DiFix scene {copy}" in message
+    )
     assert f"{copy}/images/" in message and f"{RESERVED}/images/" in message
 
 
@@ -112,7 +118,10 @@ def test_photographs_copies_are_caught_and_different_photographs_are_not():
             (match,) = compare_fingerprints(make_fingerprint("copy", [entry(name, copy)]), originals)
             assert match.other_image == name and match.bits <= NEAR_COPY_BITS
     for a, b in itertools.combinations(photos, 2):
-        assert compare_fingerprints(make_fingerprint(a, [entry(a, photos[a])]), make_fingerprint(b, [entry(b, photos[b])])) == []
+        assert (
+            compare_fingerprints(make_fingerprint(a, [entry(a, photos[a])]), make_fingerprint(b, [entry(b, photos[b])]))
+            == []
+        )
 
 
 def test_blank_images_are_never_near_copies():

@@ -7,7 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import FIXTURE_SYNTH_CONFIG
 from hi4dfix.cli import main
+from hi4dfix.synth import generate_sequence
 from workflow_helpers import REPO
 
 
@@ -79,3 +81,35 @@ def test_check_data_reports_non_finite_distortion(synthetic_sequence, tmp_path, 
     np.savez(cameras, **arrays)
     assert main(["check-data", str(root)]) == 1
     assert "camera 4: dist_coeffs are not all finite" in capsys.readouterr().out
+
+
+def test_check_data_finds_non_finite_smpl_vertices(synthetic_sequence, tmp_path, capsys):
+    root = tmp_path / "hi4d"
+    sequence = shutil.copytree(synthetic_sequence, root / "pair00" / "dance00")
+    smpl = sequence / "smpl" / "000012.npz"
+    arrays = dict(np.load(smpl))
+    arrays["verts"][1, 7, 2] = np.nan
+    np.savez(smpl, **arrays)
+    assert main(["check-data", str(root)]) == 1
+    assert f"{smpl}: frame 12: verts hold 1 NaN or infinite value(s) (first of person 1)" in capsys.readouterr().out
+
+
+def test_check_data_with_two_trees_reports_copied_sequences(synthetic_sequence, tmp_path, capsys):
+    from content_fixtures import jpeg_reencoded_copy
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(synthetic_sequence, first / "pair00" / "dance00")
+    generate_sequence(second / "pair05" / "dance05", "hi4d_pair05_dance", FIXTURE_SYNTH_CONFIG)
+    assert main(["check-data", str(first), str(second)]) == 0
+    assert "across the 2 trees: no (near-)duplicate sequence pair(s)" in capsys.readouterr().out
+    jpeg_reencoded_copy(synthetic_sequence, second / "pair03" / "dance03")
+    assert main(["check-data", str(first), str(second)]) == 1
+    out = capsys.readouterr().out
+    assert "across the 2 trees: 1 (near-)duplicate sequence pair(s)" in out
+    assert f"{first / 'pair00/dance00'} and {second / 'pair03/dance03'}: 24 of 24 images alike" in out
+
+
+def test_check_data_given_an_overlay_asks_for_the_full_config(synthetic_sequence, tmp_path, capsys):
+    assert main(["check-data", str(synthetic_sequence), "--config", str(REPO / "config/hi4d.yaml")]) != 0
+    err = capsys.readouterr().err
+    assert "config/hi4d.yaml: not a full study config" in err and "pass the full config" in err

@@ -1,6 +1,7 @@
 """The reserved-scene policy and the scene-name mapping (pure, no Snakemake)."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,30 @@ def test_schema_problems_name_key_paths_best_first(config):
         "config key versions.v0",
     }
     assert "'objective' is a required property" in str(error.value)
+
+
+def test_the_four_reserved_scenes_cannot_be_dropped_only_added_to(config):
+    dropped = copy.deepcopy(config)
+    dropped["policy"]["reserved_scenes"] = ["hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
+    with pytest.raises(PolicyError, match=r"^policy.reserved_scenes drops hi4d_pair15_fight: .* never drop these"):
+        Study.from_config(dropped)
+    config["policy"]["reserved_scenes"] = [*config["policy"]["reserved_scenes"], "hi4d_pair01_talk"]
+    assert "hi4d_pair01_talk" in Study.from_config(config).reserved_scenes
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"external_pattern": "/renders/{scene}.png"},
+            "external_pattern '/renders/{scene}.png' has no {cam} or {frame}",
+        ),
+        ({"external_pattern": "/r/{scene}/{cam}.png"}, "external_pattern '/r/{scene}/{cam}.png' has no {frame}"),
+        ({"pose_error": {"rot_deg": float("nan")}}, "render_profiles.imperfect.pose_error.rot_deg is nan"),
+        ({"pose_error": {"trans_mm": float("inf")}}, "render_profiles.imperfect.pose_error.trans_mm is inf"),
+    ],
+)
+def test_render_profiles_that_would_quietly_go_wrong_are_refused(config, change, message):
+    config["render_profiles"]["imperfect"].update(change)
+    with pytest.raises(PolicyError, match=re.escape(message)):
+        Study.from_config(config)

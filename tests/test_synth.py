@@ -8,9 +8,9 @@ import pytest
 from conftest import FIXTURE_SCENE, FIXTURE_SYNTH_CONFIG
 from hi4dfix.camera import project_points
 from hi4dfix.hi4d import HI4D_CAMERA_IDS, read_sequence
+from hi4dfix.hi4d.layout import parse_scene_name
 from hi4dfix.synth import SynthConfig, generate_sequence
 from hi4dfix.synth.bodies import NUM_VERTS, forward_kinematics, lowest_point, make_people
-from hi4dfix.hi4d.layout import parse_scene_name
 from hi4dfix.synth.generate import contact_correspondences, sequence_rngs
 from hi4dfix.synth.motion import ACTIONS, poses_at, resolve_action
 

@@ -70,6 +70,7 @@ def test_main_job_plans_every_stage(tmp_path):
         "synthesize_sequence": 7,
         "materialize_scene": 7,
         "render_scene": 7,
+        "check_reserved_content": 1,
         "build_triplets": 1,
         "pretrain_difix_base": 1,
         "tune_difix": 1,
@@ -221,3 +222,33 @@ def test_schema_errors_start_with_the_failing_key(tmp_path, change, first_line):
     lines = output.strip().splitlines()
     assert first_line in lines[1], output
     assert len(lines) <= 5 and "Failed validating" not in output
+
+
+@pytest.mark.parametrize(
+    "where, change, expected",
+    [
+        (
+            "triplets",
+            {"cams": [16, 99]},
+            "version v0: triplets.cams names camera(s) [99] that scene hi4d_pair00_dance does not have",
+        ),
+        (
+            "profile",
+            {"source": "external", "external_pattern": "/renders/{scene}.png"},
+            "render_profiles.imperfect.external_pattern '/renders/{scene}.png' has no {cam} or {frame}",
+        ),
+        (
+            "profile",
+            {"pose_error": {"rot_deg": float("nan"), "trans_mm": 40.0, "part_mm": 30.0, "temporal_offset": 0}},
+            "render_profiles.imperfect.pose_error.rot_deg is nan",
+        ),
+    ],
+)
+def test_settings_that_would_quietly_go_wrong_fail_at_dag_build(tmp_path, where, change, expected):
+    config = default_config()
+    block = config["versions"]["v0"]["triplets"] if where == "triplets" else config["render_profiles"]["imperfect"]
+    block.update(change)
+    result = run_snakemake(tmp_path, config, "-n", "results/v0/deltas.csv", check=False)
+    assert result.returncode != 0
+    assert expected in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

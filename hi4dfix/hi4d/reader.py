@@ -531,7 +531,8 @@ def _check_finite_verts(path: Path, frame: int, found: _Inspection) -> None:
     bad = ~np.isfinite(verts)
     if bad.any():
         person = int(np.argwhere(bad)[0][0])
-        found.error(path, f"frame {frame}: verts hold {int(bad.sum())} NaN or infinite value(s) (first of person {person})")
+        count = int(bad.sum())
+        found.error(path, f"frame {frame}: verts hold {count} NaN or infinite value(s) (first of person {person})")
 
 
 def _imread(path: Path) -> np.ndarray:

@@ -9,6 +9,7 @@ World units are metres.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Literal
@@ -42,8 +43,9 @@ class PoseErrorConfig:
 
     def __post_init__(self) -> None:
         for name in ("rot_deg", "trans_mm", "part_mm"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"pose_error.{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:  # NaN passes a `< 0` test
+                raise ValueError(f"pose_error.{name} must be a finite number >= 0, got {value}")
         if self.part_fields < 1:
             raise ValueError(f"pose_error.part_fields must be >= 1, got {self.part_fields}")
         if self.part_radius_m <= 0:

@@ -16,11 +16,11 @@ rule check_reserved_content:
         f"{RESULTS}/logs/check_reserved_content/{{version}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/check_reserved_content/{{version}}.tsv"
+    # ahead of the renders that wait with it for the same scenes: a refused version costs no render
+    priority: 50
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
-    # ahead of the renders that wait with it for the same scenes: a refused version costs no render
-    priority: 50
     resources:
         mem_mb=1000,
         runtime=10,
