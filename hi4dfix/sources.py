@@ -12,8 +12,8 @@ param. At DAG build, :func:`source_state` stats the recorded files (no reading) 
 * ``"new"`` for a scene not materialized yet (or materialized before sources were recorded).
 
 Why not inputs: Snakemake checks every input file of every job at DAG build; a Hi4D scene of
-110 frames has 1,760 images and masks, ~176,000 files for 100 scenes, which would slow every
-``snakemake -n``. Why not a stat digest as the param: a synthetic sequence does not exist yet
+110 frames has 1,760 images and masks, which cost ~300 ms a scene as inputs against ~23 ms a scene
+for these stats (BENCHMARKS.md, "Source files tracked by content"). Why not a stat digest as the param: a synthetic sequence does not exist yet
 when the first DAG is built, so its digest would change between the first and second run and
 rerun every scene once. The recorded token is what keeps the param stable.
 """
@@ -73,12 +73,16 @@ def source_state(scene_dir: str | os.PathLike, sequence_dir: str | os.PathLike) 
         token, files = record["token"], record["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return NEW
-    sequence_dir = Path(sequence_dir)
+    prefix = f"{os.fspath(sequence_dir)}{os.sep}"
     changed = []
     for rel, entry in files.items():
-        path = sequence_dir / rel
-        if _stat(path) == [entry["size"], entry["mtime_ns"]]:
-            continue
+        path = prefix + rel  # str, not Path: this loop runs for every recorded file at each DAG build
+        try:
+            info = os.stat(path)
+            if info.st_size == entry["size"] and info.st_mtime_ns == entry["mtime_ns"]:
+                continue
+        except OSError:
+            pass
         try:
             sha = file_sha256(path)
         except OSError:
