@@ -168,7 +168,6 @@ def _write_scene(
     )
     for frame in frames:
         smpl = sequence.load_smpl(frame)
-        _require_finite(sequence.smpl_path(frame), verts=smpl.verts, joints_3d=smpl.joints_3d)
         write_npz(
             out_dir / "smpl" / f"{frame:06d}.npz",
             verts=smpl.verts.astype(np.float32),
@@ -196,16 +195,6 @@ def _write_scene(
     )
     # the content record the reserved-scene policy compares (hi4dfix.fingerprint)
     write_fingerprint(out_dir, make_fingerprint(name, prints))
-
-
-def _require_finite(path: Path, **arrays: np.ndarray) -> None:
-    for key, values in arrays.items():
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise ValueError(
-                f"{path}: {key} holds {int(bad.sum())} NaN or infinite value(s) (first at index "
-                f"{tuple(int(i) for i in np.argwhere(bad)[0])}); fix or drop this frame"
-            )
 
 
 def _materialize_camera(

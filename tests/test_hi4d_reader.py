@@ -1,3 +1,4 @@
+import re
 import shutil
 from pathlib import Path
 
@@ -210,3 +211,13 @@ def test_scene_names_map_to_default_sequence_folders():
 def test_malformed_scene_names_are_rejected(name):
     with pytest.raises(ValueError, match="hi4d_pairNN_action"):
         default_sequence_dir(name)
+
+
+def test_non_finite_smpl_vertices_are_refused_naming_the_file_and_frame(synthetic_sequence, tmp_path):
+    sequence = shutil.copytree(synthetic_sequence, tmp_path / "pair00" / "dance00")
+    smpl = sequence / "smpl" / "000013.npz"
+    arrays = dict(np.load(smpl))
+    arrays["verts"][0, 0, 0] = np.inf
+    np.savez(smpl, **arrays)
+    with pytest.raises(Hi4DFormatError, match=re.escape(f"{smpl}: frame 13: verts hold 1 NaN or infinite value(s)")):
+        read_sequence(sequence)
