@@ -365,6 +365,7 @@ def bench_compile_cache(args, kind: str, model, device: torch.device, mode: str 
     if not (args.compile and args.compile_cache):
         return None
     h = w = args.resolution
+    settings["inductor"] = ",".join(args.inductor)  # experiments change the generated code
     key = CompileKey.for_process(kind, model.difix_config, (h, w), args.batch_size, mode, device, **settings)
     return open_study_cache(args.compile_cache, key)
 
