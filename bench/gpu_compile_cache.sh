@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 26's measurements on one GPU (nvidia-h200), in one 10-minute device call:
-#   bash bench/gpu_compile_cache.sh [CACHE_DIR]
+#   bash bench/gpu_compile_cache.sh all [CACHE_DIR]      (call 1: A and B below)
+#   bash bench/gpu_compile_cache.sh again [CACHE_DIR]    (call 2: C below)
 # A. side by side (cold: empty study cache, fresh node-local caches in every process):
 #    the compiled training step and compiled inference (bench_difix.py, saving to the study cache);
 #    the pipeline's fixer at 940x1280 (batch 4 at 384x512, compiled bf16), one process each for cuDNN
@@ -9,10 +10,15 @@
 # B. when A's DiFix rows are done, as a second node would: new processes, their node-local caches
 #    empty, the study cache filled by A: first-call times, steady times, outputs compared with A's;
 #    the plain diffusers step in the same call.
+# C. the GPU suite's fast command from a bare machine, its durations; beside it the cold training step
+#    and a chain of inference processes with cuDNN autotuning off (cold, warm, warm again: are the
+#    outputs identical?); when the suite and the cold step are done, the warm training step alone
+#    (twice: identical losses?); then the gpu_slow command with the time left.
 # Outputs (tables, logs, first-call outputs) under $OUT/cc.tgz; the study cache as $OUT/cache.tgz.*
 # (split below the 16 MiB a returned file may have), to carry into the next call.
 set -uo pipefail
-cache=${1:-gpu-out/compile_cache}
+plan=${1:-all}
+cache=${2:-gpu-out/compile_cache}
 out=gpu-out/cc
 rm -rf "$out"
 mkdir -p "$out" "$cache"
@@ -47,6 +53,61 @@ fixer() {  # fixer NAME CUDNN [ENV...]: the pipeline's fixer at 940x1280, compil
     stamp "$name exit $?: $(tail -1 "$out/$name.md")"
     pack
 }
+
+compare() {  # compare KIND NAME...: outputs of runs against the first's
+    python3 - "$out" "$@" <<'EOF' | tee -a "$out/compare.txt"
+import sys, torch
+out, kind, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+key = {"train": "train_losses", "infer": "infer_output"}[kind]
+first = torch.load(f"{out}/{names[0]}.pt")[key]
+for name in [n for n in names[1:] if __import__("os").path.exists(f"{out}/{n}.pt")]:
+    other = torch.load(f"{out}/{name}.pt")[key]
+    n = min(len(first), len(other))
+    diff = (first[:n].double() - other[:n].double()).abs()
+    print(f"{kind}: {names[0]} vs {name}: identical {torch.equal(first[:n], other[:n])}, "
+          f"max |diff| {diff.max().item():.3g}, mean {diff.mean().item():.3g}, n {n}")
+EOF
+}
+
+if [ "$plan" = again ]; then
+    stamp "C: the GPU suite, the cold step and an inference chain side by side"
+    (
+        timeout -s INT 420 python3 -m pytest -m "gpu and not gpu_slow" tests/gpu -p no:cacheprovider -v -rfE \
+            --durations=0 >"$out/gpu_suite.log" 2>&1
+        stamp "GPU suite exit $?: $(grep -E 'passed|failed' "$out/gpu_suite.log" | tail -1)"
+        pack
+    ) &
+    c_suite=$!
+    row cold_train --rows train &
+    c_train=$!
+    (
+        for name in cold_infer_nb warm_infer_nb warm2_infer_nb; do
+            row $name --rows infer --bf16-weights --no-infer-cudnn-benchmark
+        done
+        compare infer cold_infer_nb warm_infer_nb warm2_infer_nb
+    ) &
+    c_infer=$!
+    (  # gsplat's CUDA extension, which the gpu_slow tests need, built meanwhile
+        t0=$(date +%s)
+        python3 -c "from gsplat.cuda._backend import _C" >"$out/gsplat_build.log" 2>&1
+        stamp "gsplat CUDA extension build exit $?: $(($(date +%s) - t0)) s"
+    ) &
+    c_gsplat=$!
+    wait $c_train $c_suite
+    stamp "warm training steps, alone"
+    row warm_train --rows train
+    [ $(($(date +%s) - start)) -lt 450 ] && row warm2_train --rows train
+    compare train cold_train warm_train warm2_train
+    wait $c_infer $c_gsplat
+    left=$((575 - ($(date +%s) - start)))
+    stamp "gpu_slow tests, $left s"
+    timeout -s INT $left python3 -m pytest -m gpu_slow tests/gpu -p no:cacheprovider -v -rfE -s --durations=0 \
+        >"$out/gpu_slow.log" 2>&1
+    stamp "gpu_slow exit $?: $(grep -E 'passed|failed' "$out/gpu_slow.log" | tail -1)"
+    ls -la "$cache" | tee "$out/cache_after.txt"
+    pack
+    exit 0
+fi
 
 stamp "A: cold"
 row cold_train --rows train &

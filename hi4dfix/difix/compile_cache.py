@@ -217,6 +217,13 @@ class StudyCompileCache:
         self.key = key
         self.path = self.directory / key.file_name()
         self.loaded = False
+        self._misses_at_load = 0
+
+    @staticmethod
+    def _graph_cache_misses() -> int:
+        from torch._dynamo.utils import counters
+
+        return int(counters["inductor"]["fxgraph_cache_miss"])
 
     def load(self) -> bool:
         payload = read_entry(self.path, self.key)
@@ -233,11 +240,14 @@ class StudyCompileCache:
         counts = {kind: len(keys) for kind, keys in (info.artifacts.items() if info else [])}
         LOG.info("compile cache: loaded %s (%s)", self.path, counts)
         self.loaded = True
+        self._misses_at_load = self._graph_cache_misses()
         return True
 
     def save(self) -> bool:
         import torch
 
+        if self.loaded and self._graph_cache_misses() == self._misses_at_load:
+            return False  # everything came from the entry: rewriting it (hundreds of MB) gains nothing
         artifacts = torch.compiler.save_cache_artifacts()
         if artifacts is None or not artifacts[0]:
             LOG.info("compile cache: nothing compiled to save to %s", self.path)
