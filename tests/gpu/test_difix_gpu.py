@@ -146,6 +146,7 @@ def test_perceptual_losses_on_gpu(triplets_json, tmp_path, monkeypatch):
     assert all(float(r["gram"]) > 0 for r in rows[1:])
 
 
+@pytest.mark.gpu_slow  # two compilations, the second with dynamic shapes: over 3 minutes on an H200 machine
 def test_pipeline_fixer_compiles_once_per_processing_size(tmp_path, monkeypatch):
     """difix.inference's defaults on CUDA (compiled with CUDA graphs): every batch has one shape
     (a short last batch is padded), so graphs are captured once per processing size, not per

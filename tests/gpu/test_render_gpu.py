@@ -1,6 +1,6 @@
 """GPU checks of hi4dfix.render: the pure-PyTorch rasterizer against gsplat, and a gsplat fit.
 
-Run on a CUDA machine: ``pytest -m gpu_slow tests/gpu/test_render_gpu.py -s`` (``-s`` shows the
+Run on a CUDA machine: ``pytest -m gpu tests/gpu/test_render_gpu.py -s`` (``-s`` shows the
 measured differences). Skipped without CUDA or gsplat.
 """
 
@@ -18,7 +18,6 @@ from hi4dfix.scene import Camera
 
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.gpu_slow,  # the first use of gsplat builds its CUDA extension: 1.5-2 minutes on 16 cores
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
 ]
 
