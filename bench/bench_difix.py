@@ -45,7 +45,6 @@ from hi4dfix.difix.compile_cache import CompileKey, open_study_cache, use_node_l
 from hi4dfix.difix.config import DifixConfig  # noqa: E402
 from hi4dfix.difix.infer import prepare_for_inference  # noqa: E402
 from hi4dfix.difix.layout import uses_channels_last  # noqa: E402
-from hi4dfix.evaluate import InferenceConfig  # noqa: E402
 from hi4dfix.difix.model import build_random_difix, build_unet, build_vae  # noqa: E402
 from hi4dfix.difix.train import (  # noqa: E402
     TrainConfig,
@@ -54,6 +53,7 @@ from hi4dfix.difix.train import (  # noqa: E402
     release_accelerate_state,
     set_tf32,
 )
+from hi4dfix.evaluate import InferenceConfig  # noqa: E402
 from loss_curves import departures  # noqa: E402
 from record import append_markdown  # noqa: E402
 

@@ -51,7 +51,7 @@ def prepare_for_inference(
     cudnn_benchmark: bool | None = None,
 ) -> DifixModel:
     """Eval mode, VAE LoRA merged (before any cast, in fp32), device and dtype, cuDNN
-    autotuning on CUDA (it pays off over many same-size images), optionally compiled.
+    autotuning on CUDA (``cudnn_benchmark``, see :func:`cudnn_benchmark_wanted`), optionally compiled.
     ``channels_last`` None: on when compiled on CUDA (tensor-core convolutions read NHWC
     natively), with ``hi4dfix.difix.layout``'s group norm: 17.9 against 21.9 ms a view at 512 px
     with torch's on an H200 (BENCHMARKS.md)."""
@@ -68,8 +68,11 @@ def prepare_for_inference(
 
 
 def cudnn_benchmark_wanted(setting: bool | None, compiled: bool) -> bool:
-    """cuDNN autotuning for inference; None: on (it pays off over many same-size images)."""
-    return True if setting is None else setting
+    """cuDNN autotuning for inference; None: on for eager models (it pays off over many same-size
+    images), off for compiled ones: at 512 px on an H200 the compiled model took 18.1 ms a view
+    either way, and the pipeline's fixer at 940x1280 (batch 4 at 384x512) reserved 4.57 GiB of GPU
+    memory without it against 5.78 GiB with it (BENCHMARKS.md, "GPU jobs as a cluster runs them")."""
+    return (not compiled) if setting is None else setting
 
 
 def _check_image(image: np.ndarray, what: str) -> np.ndarray:

@@ -43,6 +43,7 @@ from hi4dfix.difix.checkpoint import (
     save_checkpoint,
     save_model_weights,
 )
+from hi4dfix.difix.compile_cache import CompileKey, StudyCompileCache, open_study_cache, use_node_local_caches
 from hi4dfix.difix.data import (
     PRESET_LONG_SIDE,
     StepSampler,
@@ -52,7 +53,6 @@ from hi4dfix.difix.data import (
     parse_resolution,
     read_triplets,
 )
-from hi4dfix.difix.compile_cache import CompileKey, StudyCompileCache, open_study_cache, use_node_local_caches
 from hi4dfix.difix.layout import channels_last_wanted, to_channels_last
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
