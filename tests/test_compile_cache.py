@@ -240,4 +240,8 @@ def test_the_cache_folder_reaches_the_tuning_job(tmp_path, profile):
     config["difix"]["compile_cache_dir"] = "/scratch/me/hi4dfix-compile"
     result = run_snakemake(tmp_path / "scratch", config, *args, "-n", "-p", target)
     assert "--compile-cache-dir /scratch/me/hi4dfix-compile" in tune_command(result)
+    # as docs/slurm.md writes it: on the command line, merged into the difix block
+    override = ("--config", "difix={compile_cache_dir: /scratch/you/cc}", "--", target)
+    result = run_snakemake(tmp_path / "override", small_config(), *args, "-n", "-p", *override)
+    assert "--compile-cache-dir /scratch/you/cc" in tune_command(result) and "--long-side 48" in tune_command(result)
 
