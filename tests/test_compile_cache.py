@@ -245,3 +245,61 @@ def test_the_cache_folder_reaches_the_tuning_job(tmp_path, profile):
     result = run_snakemake(tmp_path / "override", small_config(), *args, "-n", "-p", *override)
     assert "--compile-cache-dir /scratch/you/cc" in tune_command(result) and "--long-side 48" in tune_command(result)
 
+
+
+def test_the_tuning_run_keys_its_entry_by_its_step(tmp_path, caplog):
+    """train's study cache entry: kind, processing size (the crop when cropping), batch, mode and the
+    settings that change the step's graph; opened (and found empty) before the first step."""
+    import torch
+
+    from hi4dfix.difix.model import build_random_difix
+    from hi4dfix.difix.train import TrainConfig, _open_compile_cache
+
+    model = build_random_difix(DifixConfig(preset="tiny"))
+    process = SimpleProcess(torch.device("cpu"))
+    common = {"triplets": "-", "output": "-", "output_dir": "-", "compile_cache_dir": str(tmp_path)}
+    assert _open_compile_cache(TrainConfig(**common), process, model, (64, 96)) is None  # not compiled
+    assert _open_compile_cache(TrainConfig(**{**common, "compile_cache_dir": None, "compile": True}), process,
+                               model, (64, 96)) is None  # fmt: skip
+    with caplog.at_level(logging.INFO, logger=cc.LOG.name):
+        cache = _open_compile_cache(TrainConfig(**common, compile=True, batch_size=2), process, model, (64, 96))
+    assert cache.key.kind == "train" and cache.key.size == (64, 96) and cache.key.batch == 2
+    assert cache.key.mode == "default" and cache.key.settings["precision"] == "no"  # no CUDA graphs on the CPU
+    assert "no entry" in caplog.text and not cache.loaded
+    cropped = _open_compile_cache(TrainConfig(**common, compile=True, crop="32x48"), process, model, (64, 96))
+    assert cropped.key.size == (32, 48) and cropped.path != cache.path
+    assert cache.save() is False  # nothing compiled in this process: nothing written
+    assert list(tmp_path.iterdir()) == []
+
+
+class SimpleProcess:
+    def __init__(self, device):
+        self.device = device
+
+
+def test_the_fixer_opens_an_entry_per_processing_size_and_saves_after_its_first_batch(tmp_path, monkeypatch):
+    import numpy as np
+
+    from hi4dfix.difix.model import build_random_difix
+    from hi4dfix.evaluate import DifixFixer
+
+    model = build_random_difix(DifixConfig(preset="tiny"))
+    model._compiled_fix = model.fix_flat_views  # stands in for a compiled model (no compilation on the CPU)
+    saved = []
+    monkeypatch.setattr(cc.StudyCompileCache, "save", lambda self: saved.append(self.key.size))
+    fixer = DifixFixer(
+        model, batch_size=2, fixed_shapes=True, compile_cache_dir=tmp_path, compile_mode="reduce-overhead"
+    )
+    rng = np.random.default_rng(0)
+    small = [rng.random((32, 48, 3), dtype=np.float32) for _ in range(3)]
+    large = [rng.random((48, 64, 3), dtype=np.float32) for _ in range(2)]
+    fixer(small, small)
+    fixer(large, None)
+    assert saved == [(32, 48), (48, 64)]  # once per processing size, after its first batch
+    keys = {size: cache.key for size, cache in fixer.compile_caches.items()}
+    assert keys[(32, 48)].kind == "infer" and keys[(32, 48)].batch == 2 and keys[(32, 48)].mode == "reduce-overhead"
+    assert keys[(32, 48)].settings["views"] == "2" and keys[(48, 64)].settings["views"] == "1"
+    assert keys[(32, 48)].settings["dtype"] == "float32" and keys[(32, 48)].settings["channels_last"] == "False"
+    eager = DifixFixer(build_random_difix(DifixConfig(preset="tiny")), compile_cache_dir=tmp_path)
+    eager(small[:1], small[:1])
+    assert eager.compile_caches == {}  # an eager model has nothing to cache
