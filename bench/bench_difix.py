@@ -3,6 +3,8 @@
     python bench/bench_difix.py                              # full size, CUDA, 512x512
     python bench/bench_difix.py --preset tiny --device cpu --resolution 64 --iters 2
     python bench/bench_difix.py --precisions bf16 --compile --channels-last --loss-curve 200
+    python bench/bench_difix.py --precisions bf16 --rows train,infer --bf16-weights --compile \
+        --compile-cache CACHE --outputs OUT.pt    # a second process with the same CACHE: warm start
 
 Random weights (no download): the numbers are about speed and memory, not quality.
 Rows:
@@ -15,6 +17,11 @@ Rows:
   multi-view attention);
 * ``difix infer``: latency of fixing one image with its reference (batch 1, 2 views through
   the UNet; only the fixed image decoded, as ``fix_images`` does, unless ``--all-views``).
+``--compile`` compiles as the pipeline does: training with ``TrainConfig.compile_mode``, inference
+with ``difix.inference``'s mode (both ``reduce-overhead``: CUDA graphs) unless ``--compile-mode``.
+``--compile-cache DIR``: the study compile cache (``hi4dfix.difix.compile_cache``) with node-local
+live caches, as the pipeline's jobs use it: loaded before the first call, saved after it.
+``--outputs FILE``: the first call's output (inference) and every loss (training), to compare runs.
 Prints a markdown table; ``--loss-curve N`` instead prints the losses of N steps on one fixed
 batch, eager NCHW (``--reference eager``: eager in the tested layout) against the options given,
 and their largest relative difference; ``--reference none``: the tested run's losses alone, for
@@ -34,8 +41,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hi4dfix.difix.compile_cache import CompileKey, open_study_cache, use_node_local_caches  # noqa: E402
 from hi4dfix.difix.config import DifixConfig  # noqa: E402
 from hi4dfix.difix.infer import prepare_for_inference  # noqa: E402
+from hi4dfix.difix.layout import uses_channels_last  # noqa: E402
 from hi4dfix.difix.model import build_random_difix, build_unet, build_vae  # noqa: E402
 from hi4dfix.difix.train import (  # noqa: E402
     TrainConfig,
@@ -44,6 +53,7 @@ from hi4dfix.difix.train import (  # noqa: E402
     release_accelerate_state,
     set_tf32,
 )
+from hi4dfix.evaluate import InferenceConfig  # noqa: E402
 from loss_curves import departures  # noqa: E402
 from record import append_markdown  # noqa: E402
 
@@ -75,16 +85,19 @@ def autocast(device: torch.device, precision: str):
 
 def timed(
     fn, iters: int, warmup: int, device: torch.device, profile_calls: int = 0,
-    profile_out: Path | None = None, name: str = "",
+    profile_out: Path | None = None, name: str = "", after_first=None,
 ) -> tuple[float, float]:
     """(seconds of the first call, which includes any compilation; mean seconds per call
     after ``warmup`` untimed calls).  ``profile_calls`` > 0: then trace that many calls and
-    print the top GPU kernels (the whole table to ``profile_out/<name>.txt`` if given)."""
+    print the top GPU kernels (the whole table to ``profile_out/<name>.txt`` if given).
+    ``after_first``: called with the first call's result (untimed)."""
     start = time.perf_counter()
-    fn()
+    result = fn()
     synchronize(device)
     first = time.perf_counter() - start
     print(f"first call: {first:.1f} s", file=sys.stderr, flush=True)
+    if after_first is not None:
+        after_first(result)
     reset_peak(device)  # steady-state peak: without compilation and cuDNN autotuning workspaces
     for _ in range(warmup):
         fn()
@@ -195,6 +208,13 @@ def bench_difix_train(
     views = torch.rand(args.batch_size, 2, 3, h, w, device=device) * 2 - 1
     target = torch.rand_like(views)
     emb = model.encode_prompts(["remove degradation"] * args.batch_size)
+    cache = bench_compile_cache(
+        args, "train", model, device, cfg.compile_mode, precision=precision, views=2, allow_tf32=not args.no_tf32,
+        channels_last=uses_channels_last(model), gradient_checkpointing=args.gradient_checkpointing,
+    )
+    # --outputs keeps the losses on the device: reading each (float) synchronises every step, the
+    # likely cause of the 102.3 ms a compiled step measured with it against 93.5 ms before (H200)
+    recorded = [] if losses is None and args.outputs else None
 
     def step():
         torch.compiler.cudagraph_mark_step_begin()
@@ -203,6 +223,8 @@ def bench_difix_train(
         accelerator.backward(loss)
         if losses is not None:
             losses.append(float(loss))
+        elif recorded is not None:
+            recorded.append(loss.detach().clone())
         accelerator.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -212,8 +234,13 @@ def bench_difix_train(
             for _ in range(steps):
                 step()
             return 0.0, 0.0, peak_gib(device)
-        first, seconds = timed(step, args.iters, args.warmup, device, args.profile, args.profile_out, "train")
+        first, seconds = timed(
+            step, args.iters, args.warmup, device, args.profile, args.profile_out, "train",
+            after_first=lambda _: cache.save() if cache else None,
+        )
         assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
+        if recorded is not None:
+            OUTPUTS["train_losses"] = torch.stack(recorded).double().cpu()
         return first, seconds, peak_gib(device)
     finally:
         release_accelerate_state()
@@ -303,18 +330,48 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, floa
     with device:
         model = build_random_difix(DifixConfig(preset=args.preset))
     weight_dtype = DTYPES[precision] if args.bf16_weights and precision != "no" else torch.float32
-    compile_mode = (args.compile_mode or "default") if args.compile else None
-    prepare_for_inference(model, device, weight_dtype, compile_mode, channels_last=args.channels_last)
+    # the pipeline's mode (difix.inference: CUDA graphs) unless --compile-mode says otherwise
+    compile_mode = (args.compile_mode or InferenceConfig.compile_mode) if args.compile else None
+    prepare_for_inference(
+        model, device, weight_dtype, compile_mode, channels_last=args.channels_last,
+        cudnn_benchmark=args.infer_cudnn_benchmark,
+    )
     h = w = args.resolution
     views = (torch.rand(1, 2, 3, h, w, device=device) * 2 - 1).to(weight_dtype)
     emb = model.encode_prompts(["remove degradation"])
+    cache = bench_compile_cache(
+        args, "infer", model, device, compile_mode, dtype=str(weight_dtype).removeprefix("torch."),
+        precision=precision, views=2, channels_last=uses_channels_last(model), all_views=args.all_views,
+    )
 
     @torch.inference_mode()
     def run():
+        torch.manual_seed(1)  # the posterior's noise: every call computes the same function of the same input
         with autocast(device, precision) if weight_dtype == torch.float32 else contextlib.nullcontext():
-            model(views, emb, first_view_only=not args.all_views)
+            return model(views, emb, first_view_only=not args.all_views)
 
-    return *timed(run, args.iters, args.warmup, device, args.profile, args.profile_out, "infer"), peak_gib(device)
+    def after_first(out):
+        if args.outputs:
+            OUTPUTS["infer_output"] = out.float().cpu()
+        if cache:
+            cache.save()
+
+    return *timed(
+        run, args.iters, args.warmup, device, args.profile, args.profile_out, "infer", after_first
+    ), peak_gib(device)
+
+
+OUTPUTS: dict[str, torch.Tensor] = {}  # --outputs: what the rows computed, saved at the end
+
+
+def bench_compile_cache(args, kind: str, model, device: torch.device, mode: str | None, **settings):
+    """The study compile cache entry of a row (None without --compile-cache or --compile), loaded."""
+    if not (args.compile and args.compile_cache):
+        return None
+    h = w = args.resolution
+    settings["inductor"] = ",".join(args.inductor)  # experiments change the generated code
+    key = CompileKey.for_process(kind, model.difix_config, (h, w), args.batch_size, mode, device, **settings)
+    return open_study_cache(args.compile_cache, key)
 
 
 def set_inductor_option(setting: str) -> None:
@@ -365,8 +422,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile-mode",
         default=None,
-        help="torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs...); unset: the trainer's "
-        "TrainConfig.compile_mode (reduce-overhead) and load_difix's 'default'",
+        help="torch.compile mode (default, reduce-overhead, max-autotune-no-cudagraphs...); unset: the pipeline's, "
+        "TrainConfig.compile_mode and difix.inference's compile_mode (both reduce-overhead: CUDA graphs)",
+    )
+    parser.add_argument(
+        "--compile-cache", type=Path, metavar="DIR",
+        help="study compile cache folder (hi4dfix.difix.compile_cache); the live caches go to a per-process folder",
+    )
+    parser.add_argument("--outputs", type=Path, metavar="FILE", help="save the rows' outputs (torch.save) here")
+    parser.add_argument(
+        "--infer-cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+        help="inference with cuDNN autotuning (unset: prepare_for_inference's default)",
     )
     parser.add_argument(
         "--bf16-weights", action="store_true", help="inference with weights cast to the precision's dtype"
@@ -412,6 +478,13 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     set_tf32(device, not args.no_tf32)
+    if args.compile_cache:
+        import logging
+
+        from hi4dfix.logs import log_to_stderr
+
+        log_to_stderr(logging.getLogger("hi4dfix.difix.compile_cache"), logging.INFO)
+        print(f"live inductor/Triton caches: {use_node_local_caches()}", file=sys.stderr)
     if args.loss_curve:
         return compare_loss_curves(args, device)
     rows = []
@@ -467,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     table = "\n".join(lines)
     print(table)
+    if args.outputs:
+        args.outputs.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(OUTPUTS, args.outputs)
     if args.append:
         append_markdown(
             args.append, f"DiFix step and inference ({setting})", table, f"{gpu}, torch {torch.__version__}"

@@ -24,6 +24,12 @@ from hi4dfix.evaluate import difix_fixer
 from record import append_markdown
 
 
+def peak_gib() -> str:
+    if not torch.cuda.is_available():
+        return "n/a"
+    return f"{torch.cuda.max_memory_allocated() / 2**30:.2f} / {torch.cuda.max_memory_reserved() / 2**30:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="pkl or folder (default: a random tiny model)")
@@ -34,8 +40,19 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--compile", nargs="+", default=["false", "true"], choices=["false", "true"])
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
+    parser.add_argument(
+        "--cudnn-benchmark", default="default", choices=["default", "on", "off"],
+        help="cuDNN autotuning (default: hi4dfix.difix.infer's choice)",
+    )
+    parser.add_argument("--compile-cache", type=Path, help="study compile cache folder (node-local live caches)")
     parser.add_argument("--append", type=Path)
     args = parser.parse_args()
+    if args.compile_cache:
+        import logging
+
+        from hi4dfix.logs import log_to_stderr
+
+        log_to_stderr(logging.getLogger("hi4dfix.difix.compile_cache"), logging.INFO)
     height, width = (int(v) for v in args.size.lower().split("x"))
     rng = np.random.default_rng(0)
     images = [rng.random((height, width, 3), dtype=np.float32) for _ in range(args.views)]
@@ -53,14 +70,20 @@ def main() -> None:
         processing = "x".join(map(str, model_input_size(height, width, None, args.long_side)))
         rows = [
             "| model | size | processing size | batch | compiled | dtype | views timed | ms / view | views / s "
-            "| first batch s |",
-            "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
+            "| first batch s | cuDNN autotuning | peak GiB allocated / reserved |",
+            "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
         ]
         for compiled in args.compile:
             for batch in args.batch_sizes:
                 torch.compiler.reset()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()  # the row's peak, its first batch included
                 inference = {"batch_size": batch, "compile": compiled == "true", "dtype": args.dtype}
-                fixer = difix_fixer(model, inference=inference, long_side=args.long_side)
+                fixer = difix_fixer(
+                    model, inference=inference, long_side=args.long_side, compile_cache_dir=args.compile_cache,
+                    cudnn_benchmark={"on": True, "off": False}.get(args.cudnn_benchmark),
+                )
                 for start in range(0, args.views, args.chunk):
                     fixer(images[start : start + args.chunk], refs[start : start + args.chunk])
                 timing = fixer.timing()
@@ -68,7 +91,7 @@ def main() -> None:
                 rows.append(
                     f"| {Path(model).name} | {height}x{width} | {processing} | {batch} | {compiled} | {dtype} | "
                     f"{timing.views} | {timing.ms_per_view:.1f} | {timing.views_per_s:.1f} | "
-                    f"{timing.first_seconds:.1f} |"
+                    f"{timing.first_seconds:.1f} | {torch.backends.cudnn.benchmark} | {peak_gib()} |"
                 )
                 print(rows[-1], flush=True)
                 del fixer

@@ -128,7 +128,15 @@ class DifixFixer:
     ``fix_options`` go to :func:`hi4dfix.difix.infer.fix_images` (``resolution``, ``seed``...).
     """
 
-    def __init__(self, model, batch_size: int = 4, fixed_shapes: bool = False, **fix_options: Any) -> None:
+    def __init__(
+        self,
+        model,
+        batch_size: int = 4,
+        fixed_shapes: bool = False,
+        compile_cache_dir: str | Path | None = None,
+        compile_mode: str | None = None,
+        **fix_options: Any,
+    ) -> None:
         from hi4dfix.difix.data import model_input_size
         from hi4dfix.difix.infer import fix_images
 
@@ -145,6 +153,27 @@ class DifixFixer:
         self._image_sizes_logged: set[tuple[int, int]] = set()
         self._timed = [0, 0.0]  # views, seconds
         self._first = [0, 0.0]
+        # a compiled model: the study compile cache's entry of each processing size, loaded before
+        # its first batch compiles, saved after it (hi4dfix.difix.compile_cache)
+        self.compile_cache_dir, self.compile_mode = compile_cache_dir, compile_mode
+        self.compile_caches: dict[tuple[int, int], Any] = {}
+
+    def _open_compile_caches(self, sizes: set[tuple[int, int]], with_refs: bool) -> list[Any]:
+        from hi4dfix.difix.compile_cache import CompileKey, open_study_cache
+        from hi4dfix.difix.layout import uses_channels_last
+
+        if self.compile_cache_dir is None or getattr(self.model, "_compiled_fix", None) is None:
+            return []
+        opened = []
+        for size in sorted(sizes - set(self.compile_caches)):
+            key = CompileKey.for_process(
+                "infer", self.model.difix_config, size, self.batch_size, self.compile_mode, self.model.timesteps.device,
+                dtype=str(self.model.vae.dtype).removeprefix("torch."), views=2 if with_refs else 1,
+                channels_last=uses_channels_last(self.model),
+            )
+            self.compile_caches[size] = open_study_cache(self.compile_cache_dir, key)
+            opened.append(self.compile_caches[size])
+        return opened
 
     def __call__(self, images: Sequence[np.ndarray], refs: Sequence[np.ndarray] | None) -> list[np.ndarray]:
         outputs: list[np.ndarray] = []
@@ -159,6 +188,7 @@ class DifixFixer:
                     LOG.info("%s: processing size %dx%d (HxW) for %dx%d images", self.name, *size, height, width)
                     self._image_sizes_logged.add((height, width))
                 sizes.add(size)
+            new_caches = self._open_compile_caches(sizes, refs is not None)
             started = time.perf_counter()
             outputs.extend(self._fix_images(
                 self.model, batch, batch_refs, batch_size=self.batch_size, pad_batches=self.fixed_shapes,
@@ -170,6 +200,8 @@ class DifixFixer:
             tally[1] += seconds
             self._sizes_seen |= sizes
             self.views_done += len(batch)
+            for cache in new_caches:
+                cache.save()
         return outputs
 
     def timing(self) -> FixerTiming:
@@ -185,6 +217,8 @@ def difix_fixer(
     inference: InferenceConfig | Mapping[str, Any] | None = None,
     long_side: int | None = None,
     resolution: str | None = None,
+    compile_cache_dir: str | Path | None = None,
+    cudnn_benchmark: bool | None = None,
     **fix_options: Any,
 ) -> DifixFixer | None:
     """A fixer running DiFix from ``spec`` (pkl, folder or Hub id), loaded once; None for the raw arm.
@@ -192,7 +226,9 @@ def difix_fixer(
     ``inference``: the config's ``difix.inference`` (compilation, dtype, batch size; ``batch_size``
     given here wins). ``long_side`` / ``resolution``: the processing size
     (``hi4dfix.difix.data.model_input_size``); the workflow passes the tuning run's, so both arms
-    run at the scale the tuned model saw. ``fix_options`` go to
+    run at the scale the tuned model saw. ``compile_cache_dir``: the study compile cache
+    (``difix.compile_cache_dir``; compiled models load their graphs from it and save new ones, the
+    live caches kept node-local). ``fix_options`` go to
     :func:`hi4dfix.difix.infer.fix_images` (``seed``...).
     """
     if spec is None:
@@ -206,17 +242,24 @@ def difix_fixer(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device_type = torch.device(device).type
     compiled = settings.compiled_on(device_type)
+    if compiled and compile_cache_dir is not None:
+        from hi4dfix.difix.compile_cache import use_node_local_caches
+
+        use_node_local_caches()
     model = load_difix(
         str(spec),
         device=device,
         dtype=getattr(torch, settings.dtype_name_on(device_type)),
         hub_cache_dir=hub_cache_dir,
         compile_mode=settings.compile_mode if compiled else None,
+        cudnn_benchmark=cudnn_benchmark,
     )
     fixer = DifixFixer(
         model,
         batch_size or settings.batch_size,
         fixed_shapes=compiled,
+        compile_cache_dir=compile_cache_dir if compiled else None,
+        compile_mode=settings.compile_mode if compiled else None,
         resolution=resolution,
         long_side=long_side,
         **fix_options,

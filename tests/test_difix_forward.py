@@ -243,3 +243,12 @@ def test_folder_with_lora_but_no_skip_convs_is_an_error(base_and_tuned, tmp_path
     save_file({k: v for k, v in state.items() if not (".skip_conv_" in k and "lora" not in k)}, str(vae_file))
     with pytest.raises(ck.CheckpointError, match="no skip-convolution weights"):
         ck.load_model(folder)
+
+
+def test_cudnn_autotuning_is_off_for_compiled_inference_unless_asked():
+    from hi4dfix.difix.infer import cudnn_benchmark_wanted
+
+    assert cudnn_benchmark_wanted(None, compiled=False) is True  # eager: pays off over many images
+    assert cudnn_benchmark_wanted(None, compiled=True) is False  # compiled: same speed, less memory
+    assert cudnn_benchmark_wanted(True, compiled=True) is True
+    assert cudnn_benchmark_wanted(False, compiled=False) is False

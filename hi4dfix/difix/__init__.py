@@ -10,4 +10,6 @@ Modules (import them directly; this package imports nothing heavy):
   ``python -m hi4dfix.difix.train``;
 * ``ood_scenes`` / ``pretrain``: out-of-domain multi-view renders and the tiny base model;
 * ``infer``: ``load_difix(spec, device, dtype)`` and ``fix_images(model, images, refs, batch_size)``.
+* ``layout``: channels-last weights, activations and group norms for compiled GPU runs;
+* ``compile_cache``: the study compile cache, compiled graphs shared by the study's GPU jobs.
 """

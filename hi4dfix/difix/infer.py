@@ -30,6 +30,7 @@ def load_difix(
     hub_cache_dir: str | None = None,
     base_model_id: str | None = None,
     compile_mode: str | None = None,
+    cudnn_benchmark: bool | None = None,
 ) -> DifixModel:
     """A model ready for inference from a pkl, a local folder, a Hub id or ``tiny-random``.
 
@@ -38,7 +39,7 @@ def load_difix(
     fixing of many images.
     """
     model = load_model(spec, hub_cache_dir=hub_cache_dir, base_model_id=base_model_id)
-    return prepare_for_inference(model, torch.device(device), dtype, compile_mode)
+    return prepare_for_inference(model, torch.device(device), dtype, compile_mode, cudnn_benchmark=cudnn_benchmark)
 
 
 def prepare_for_inference(
@@ -47,9 +48,10 @@ def prepare_for_inference(
     dtype: torch.dtype = torch.float32,
     compile_mode: str | None = None,
     channels_last: bool | None = None,
+    cudnn_benchmark: bool | None = None,
 ) -> DifixModel:
     """Eval mode, VAE LoRA merged (before any cast, in fp32), device and dtype, cuDNN
-    autotuning on CUDA (it pays off over many same-size images), optionally compiled.
+    autotuning on CUDA (``cudnn_benchmark``, see :func:`cudnn_benchmark_wanted`), optionally compiled.
     ``channels_last`` None: on when compiled on CUDA (tensor-core convolutions read NHWC
     natively), with ``hi4dfix.difix.layout``'s group norm: 17.9 against 21.9 ms a view at 512 px
     with torch's on an H200 (BENCHMARKS.md)."""
@@ -59,10 +61,18 @@ def prepare_for_inference(
     if channels_last_wanted(channels_last, compile_mode is not None, device):
         to_channels_last(model)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = cudnn_benchmark_wanted(cudnn_benchmark, compile_mode is not None)
     if compile_mode is not None:
         model.compile_forward(None if compile_mode == "default" else compile_mode)
     return model
+
+
+def cudnn_benchmark_wanted(setting: bool | None, compiled: bool) -> bool:
+    """cuDNN autotuning for inference; None: on for eager models (it pays off over many same-size
+    images), off for compiled ones: at 512 px on an H200 the compiled model took 18.1 ms a view
+    either way, and the pipeline's fixer at 940x1280 (batch 4 at 384x512) reserved 4.57 GiB of GPU
+    memory without it against 5.78 GiB with it (BENCHMARKS.md, "GPU jobs as a cluster runs them")."""
+    return (not compiled) if setting is None else setting
 
 
 def _check_image(image: np.ndarray, what: str) -> np.ndarray:

@@ -90,3 +90,12 @@ def to_channels_last(model: torch.nn.Module) -> None:
         already = _channels_last_input in module._forward_pre_hooks.values()
         if isinstance(module, torch.nn.Conv2d) and not already:
             module.register_forward_pre_hook(_channels_last_input)
+
+
+def uses_channels_last(model: torch.nn.Module) -> bool:
+    """Whether :func:`to_channels_last` set ``model`` up (its convolutions carry the input hook)."""
+    return any(
+        _channels_last_input in module._forward_pre_hooks.values()
+        for module in model.modules()
+        if isinstance(module, torch.nn.Conv2d)
+    )

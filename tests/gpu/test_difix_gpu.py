@@ -146,6 +146,7 @@ def test_perceptual_losses_on_gpu(triplets_json, tmp_path, monkeypatch):
     assert all(float(r["gram"]) > 0 for r in rows[1:])
 
 
+@pytest.mark.gpu_slow  # two compilations, the second with dynamic shapes: over 3 minutes on an H200 machine
 def test_pipeline_fixer_compiles_once_per_processing_size(tmp_path, monkeypatch):
     """difix.inference's defaults on CUDA (compiled with CUDA graphs): every batch has one shape
     (a short last batch is padded), so graphs are captured once per processing size, not per
@@ -185,6 +186,7 @@ def test_pipeline_fixer_compiles_once_per_processing_size(tmp_path, monkeypatch)
     timing = compiled.timing()
     assert timing.first_views == 8 and timing.views == 3 + 7 + 3 + 1 + 5  # the first batch of each size apart
 
-    bf16 = difix_fixer(path, inference={"batch_size": 4})  # the pipeline's default dtype on CUDA
+    # the pipeline's default dtype on CUDA (eager: a third compilation would add a minute to the suite)
+    bf16 = difix_fixer(path, inference={"batch_size": 4, "compile": False})
     assert bf16.model.vae.dtype == torch.bfloat16
     assert np.mean([np.abs(a - b).mean() for a, b in zip(bf16(small, small), reference)]) < 0.05

@@ -256,10 +256,17 @@ def inference_geometry(wildcards):
     return difix_data.inference_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
+def compile_cache_dir():
+    """The study compile cache of the DiFix jobs (hi4dfix.difix.compile_cache): difix.compile_cache_dir,
+    else under the results folder."""
+    return config["difix"]["compile_cache_dir"] or f"{RESULTS}/compile_cache"
+
+
 def tuning_args(wildcards):
     """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key."""
     options = {key: value for key, value in checked_version(wildcards).tuning.items() if value is not None}
     options["long_side"] = training_geometry(wildcards)["long_side"]
+    options["compile_cache_dir"] = compile_cache_dir()
     if config["difix"]["hub_cache_dir"]:
         options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
     return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())

@@ -19,6 +19,7 @@ rule evaluate_difix:
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
         inference=config["difix"]["inference"],
+        compile_cache_dir=compile_cache_dir(),
     log:
         f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
     benchmark:
@@ -49,6 +50,7 @@ rule evaluate_nvs:
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
         inference=config["difix"]["inference"],
+        compile_cache_dir=compile_cache_dir(),
     log:
         f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
     benchmark:

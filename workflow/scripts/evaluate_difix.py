@@ -12,6 +12,7 @@ with job_log(snakemake.log[0]) as log:
     options = {
         "hub_cache_dir": snakemake.params.hub_cache_dir,
         "inference": snakemake.params.inference,
+        "compile_cache_dir": snakemake.params.compile_cache_dir,
         **snakemake.params.size,
     }
     fixers = {

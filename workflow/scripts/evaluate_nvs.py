@@ -10,7 +10,7 @@ from hi4dfix.tables import per_scene_table, write_csv
 with job_log(snakemake.log[0]) as log:
     fixer = difix_fixer(
         snakemake.params.model, hub_cache_dir=snakemake.params.hub_cache_dir, inference=snakemake.params.inference,
-        **snakemake.params.size,
+        compile_cache_dir=snakemake.params.compile_cache_dir, **snakemake.params.size,
     )
     started = time.perf_counter()
     rows = evaluate_nvs(
