@@ -1,6 +1,8 @@
 # DiFix stage: the base model (built here for the embedded default) and per-version tuning.
 # Tuning runs through `accelerate launch` with one process per GPU granted to the job.
-# Checkpoints live outside the declared outputs so a killed job resumes when it runs again.
+# Checkpoints live outside the declared outputs so a killed job resumes when it runs again: under
+# results/{version}/difix/work/, a folder per fingerprint of training data and settings, which
+# also keeps its run's model.pkl and train log, so a failed rerun leaves the last good model there.
 
 from hi4dfix.report import CATEGORY_METRICS
 
@@ -60,7 +62,4 @@ rule tune_difix:
         runtime=720,
         gpu=1,
     shell:
-        "python -m hi4dfix.difix.launch --gpus {resources.gpu} --"
-        " --triplets {input.triplets} --base {params.base} --output {output.model}"
-        " --output-dir {params.workdir} {params.args} > {log} 2>&1"
-        " && cp {params.workdir}/train_log.csv {output.train_log}"
+        TUNE_DIFIX_SHELL
