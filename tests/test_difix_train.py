@@ -485,7 +485,9 @@ def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_ch
 
     triplets = write_synthetic_triplets(tmp_path / "data", n_train=3, n_test=1, seed=2, cfg=SMALL)
     copied_log = tmp_path / "copied_train_log.csv"
-    cfg = small_config(triplets, tmp_path, steps=3, val_every=0, run_per_fingerprint=True, output_train_log=str(copied_log))
+    cfg = small_config(
+        triplets, tmp_path, steps=3, val_every=0, run_per_fingerprint=True, output_train_log=str(copied_log)
+    )
     output = train(cfg)
     (first,) = past_runs(tmp_path / "run")
     assert first.model is not None and os.path.samefile(output, first.model)
