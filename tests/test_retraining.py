@@ -20,9 +20,11 @@ TUNE_LOG = "results/logs/tune_difix/v0.log"
 
 @pytest.fixture(scope="module")
 def tuned_once(tmp_path_factory):
-    """The small study's tuned model, built once (Snakemake's command line, 2 cores)."""
+    """The small study's tuned model, built once (Snakemake's command line, 2 cores), from a fresh
+    tiny base: what these tests look at is the tuning, and pretraining a base takes minutes."""
     workdir = tmp_path_factory.mktemp("retraining")
     config = small_config()
+    config["difix"]["base"] = "tiny-random"
     run_snakemake(workdir, config, "--cores", "2", MODEL)
     return workdir, config
 

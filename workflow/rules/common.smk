@@ -65,21 +65,21 @@ onerror:
         print(report, file=sys.stderr)
 
 
-# The Python that runs Snakemake runs the rules' `python -m` commands (a bare `python` may be
-# another one), except in a conda or container environment, where the environment's own runs them
-# (as Snakemake's `script:` does). A global of the shell templates, so the recorded rule code
-# does not change with the interpreter's path.
+# The Python that runs Snakemake runs the `python -m` commands of shell jobs (a bare `python` may
+# be another one), except in a conda or container environment, where the environment's own runs
+# them (as Snakemake's `script:` does). Jobs take it as a param.
 PYTHON = (
     "python"
     if {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deployment_settings.deployment_method)
     else shlex.quote(sys.executable)
 )
-# The command of a DiFix tuning job, for every rule that tunes (tune_difix; the control arm): it
-# needs input.triplets, params.base, params.workdir, params.args (tuning_args), output.model,
-# output.train_log, resources.gpu and log. Each fingerprint of data and settings trains in its own
-# folder under params.workdir, which keeps its model.pkl (hi4dfix.difix.train).
+# The command of a DiFix tuning job, shared by the jobs that tune (tune_difix; the control arm).
+# It reads input.triplets, params.python (PYTHON), params.base, params.workdir, params.args
+# (tuning_args), output.model, output.train_log, resources.gpu and log. Each fingerprint of data
+# and settings trains in its own folder under params.workdir, which keeps its model.pkl
+# (hi4dfix.difix.train).
 TUNE_DIFIX_SHELL = (
-    "{PYTHON} -m hi4dfix.difix.launch --gpus {resources.gpu} --"
+    "{params.python} -m hi4dfix.difix.launch --gpus {resources.gpu} --"
     " --triplets {input.triplets:q} --base {params.base:q} --output {output.model:q}"
     " --output-train-log {output.train_log:q} --output-dir {params.workdir:q} --run-per-fingerprint true"
     " {params.args} > {log:q} 2>&1"

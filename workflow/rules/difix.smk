@@ -47,6 +47,7 @@ rule tune_difix:
         model=f"{RESULTS}/{{version}}/difix/model.pkl",
         train_log=f"{RESULTS}/{{version}}/difix/train_log.csv",
     params:
+        python=PYTHON,
         base=difix_base_spec(),
         workdir=lambda wildcards: f"{RESULTS}/{wildcards.version}/difix/work",
         args=tuning_args,
