@@ -477,7 +477,29 @@ def test_resumed_training_matches_uninterrupted(triplets_json, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_changes(tmp_path, capfd):
+@pytest.fixture
+def train_messages():
+    """The trainer's log messages (its stderr handler is bound to the stream of the first test that
+    trained, so capfd does not see them in later tests)."""
+    import logging
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("hi4dfix.difix.train")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
+
+
+def said(messages: list[str]) -> str:
+    """The messages so far, as one text, and forget them."""
+    text = "\n".join(messages)
+    messages.clear()
+    return text
+
+
+def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_changes(tmp_path, train_messages):
     """The same data and settings continue their folder; a changed image (same paths, same triplets
     file) starts fresh in a folder of its own, saying what changed, and the first model stays."""
     from hi4dfix.difix.fingerprint import past_runs
@@ -492,13 +514,13 @@ def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_ch
     (first,) = past_runs(tmp_path / "run")
     assert first.model is not None and os.path.samefile(output, first.model)
     assert read_csv(copied_log) == read_csv(first.folder / "train_log.csv")
-    err = capfd.readouterr().err
+    err = said(train_messages)
     assert f"starting fresh in {first.folder} (no earlier run" in err
     first_weights = torch.load(first.model, weights_only=True)["state_dict_unet"]
 
     output.unlink()  # as Snakemake does before it reruns a job
     train(cfg)
-    err = capfd.readouterr().err
+    err = said(train_messages)
     assert f"run folder {first.folder}: the training data, base and settings of an earlier run" in err
     assert "resuming from" in err and f"last good model of this tuning: {first.model}" in err
     resumed = torch.load(first.model, weights_only=True)["state_dict_unet"]
@@ -510,7 +532,7 @@ def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_ch
     pixels[0, 0] = 1.0 - pixels[0, 0]
     write_image(image, pixels)
     train(cfg)
-    err = capfd.readouterr().err
+    err = said(train_messages)
     runs = past_runs(tmp_path / "run")
     assert len(runs) == 2 and runs[0].folder == first.folder
     second = runs[1]
@@ -521,7 +543,7 @@ def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_ch
 
     # another setting: a third folder, the change named by the config key the caller maps it to
     train(small_config(triplets, tmp_path, steps=3, val_every=0, run_per_fingerprint=True, seed=5))
-    assert "seed 0 -> 5" in capfd.readouterr().err
+    assert "seed 0 -> 5" in said(train_messages)
     assert len(past_runs(tmp_path / "run")) == 3
 
 
