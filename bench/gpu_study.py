@@ -309,9 +309,10 @@ def gpu_monitor_summary(run: Path) -> str | None:
 
 def tuning_lines(results: Path) -> list[str]:
     lines = []
-    for summary_path in sorted(results.glob("*/difix/work/summary.json")):
+    # a folder per fingerprint of data and settings under work/ (hi4dfix.difix.train)
+    for summary_path in sorted(results.glob("*/difix/work/*/summary.json")):
         summary = json.loads(summary_path.read_text())
-        version = summary_path.parts[-4]
+        version = summary_path.parts[-5]
         config = summary.get("config", {})
         lines.append(
             f"- {version}: {summary['steps']} steps at {summary.get('resolution')} (compile {config.get('compile')}, "

@@ -291,7 +291,7 @@ collect() {
         find logs difix_base -maxdepth 1 -type f 2>/dev/null
         find repo/results/benchmarks repo/results/logs repo/.snakemake/log -type f 2>/dev/null
         ls repo/results/versions.csv repo/results/*/deltas.* repo/results/*/triplets.json repo/results/*/difix/*.csv \
-            repo/results/*/difix/work/*.csv repo/results/*/difix/work/summary.json repo/results/*/nvs/*/*.csv \
+            repo/results/*/difix/work/*/*.csv repo/results/*/difix/work/*/summary.json repo/results/*/nvs/*/*.csv \
             repo/results/renders/*/*/manifest.json repo/results/*/report/card.html repo/results/scenes/*/scene.json 2>/dev/null
     ) >"$RUN/collect.list"
     tar czf "$out/gpu_study_logs.tar.gz" -C "$RUN" -T "$RUN/collect.list"

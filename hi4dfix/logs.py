@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -81,3 +82,48 @@ def job_log(path: str | Path | None, brief_errors: tuple[type[BaseException], ..
     if brief is not None:
         # raised outside the except block and the redirection: stderr gets the message alone
         raise SystemExit(f"error: {brief}\n(traceback in {path})")
+
+
+# ---- failed jobs, for the console ---------------------------------------------------------------
+
+# Snakemake's record of a failed job names its log files so (snakemake 9)
+_FAILED_JOB_LOGS = re.compile(r"^\s*log: (?P<logs>.+?) \(check log file\(s\) for error details\)\s*$")
+# A Python exception line ("ValueError: ...", "hi4dfix.x.CheckpointError: ..."), a CLI's "error: ..."
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Interrupt)\b|error:|ERROR\b|Killed\b)")
+# What a launcher adds after its child's own error (accelerate launch, torchrun): not the cause
+_LAUNCHER_ERRORS = ("subprocess.CalledProcessError", "CalledProcessError", "torch.distributed.elastic")
+
+
+def last_error_line(log: str | Path) -> str | None:
+    """The line of a job log that says why it failed: the last exception or error line, passing
+    over a launcher's own (accelerate's CalledProcessError after its child's traceback); None
+    when there is none."""
+    try:
+        lines = Path(log).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.strip() for line in lines if _ERROR_LINE.match(line.strip())]
+    causes = [line for line in errors if not line.startswith(_LAUNCHER_ERRORS) and "ChildFailedError" not in line]
+    return (causes or errors or [None])[-1]
+
+
+def failed_job_reports(snakemake_logs: list[str | Path] | str | Path) -> list[str]:
+    """For each job log that Snakemake's own logs name as a failed job's: its path and last error
+    line (Snakemake prints the command and the log's path, not what the log says)."""
+    paths = [snakemake_logs] if isinstance(snakemake_logs, (str, Path)) else list(snakemake_logs)
+    job_logs: list[str] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            match = _FAILED_JOB_LOGS.match(line)
+            if match:
+                job_logs += [name for name in match["logs"].split(", ") if name not in job_logs]
+    reports = []
+    for job_log_path in job_logs:
+        error = last_error_line(job_log_path)
+        said = error if error is not None else "no error line; see the log's end"
+        reports.append(f"failed job's log {job_log_path}: {said}")
+    return reports

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from hi4dfix.difix.config import DifixConfig
+from hi4dfix.difix.config import CONFIG_KEY, DifixConfig
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 LOCAL_SPECS = ("pretrain", "tiny-random")
@@ -154,6 +154,59 @@ def wanted_weights(config: Mapping[str, Any]) -> list[WeightItem]:
     """Everything ``fetch-weights`` gets: the required weights and AlexNet for the LPIPS metric
     (without it the metric is reported as NaN rather than failing)."""
     return _merged([*required_weights(config), _backbone_item("alex", "metrics (LPIPS)")])
+
+
+def saved_preset(spec: str, hub_cache_dir: str | None = None) -> tuple[str, str] | None:
+    """The preset of the DiFix model at ``spec`` and what says so, read offline and cheaply (a
+    pkl's config key through a memory map, a folder's hi4dfix_config.json); None when it cannot
+    be known without downloading (a Hub id not in the cache)."""
+    if spec in LOCAL_SPECS:
+        return "tiny", f"{spec} builds a tiny model"
+    path = Path(spec)
+    if path.is_file():
+        import torch
+
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # not a zip archive (no memory map), or not a checkpoint: the loader says which
+            return None
+        saved = payload.get(CONFIG_KEY) if isinstance(payload, dict) else None
+        if saved is None:
+            return "sd-turbo", f"{spec} has no {CONFIG_KEY!r}: an official Difix pkl, rebuilt on SD-Turbo"
+        return str(saved.get("preset", "sd-turbo")), f"its {CONFIG_KEY!r} says so"
+    if path.is_dir():
+        folder_config = path / "hi4dfix_config.json"
+    elif is_hub_id(spec):
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(spec, "hi4dfix_config.json", cache_dir=hub_cache_dir)
+        if not isinstance(found, str):
+            index = try_to_load_from_cache(spec, "model_index.json", cache_dir=hub_cache_dir)
+            return ("sd-turbo", f"the cached {spec} is a full-size pipeline folder") if isinstance(index, str) else None
+        folder_config = Path(found)
+    else:
+        return None
+    if not folder_config.is_file():
+        return "sd-turbo", f"{spec} is a pipeline folder without hi4dfix_config.json (an official one)"
+    import json
+
+    return str(json.loads(folder_config.read_text()).get("preset", "sd-turbo")), f"{folder_config} says so"
+
+
+def preset_mismatch_message(config: Mapping[str, Any]) -> str | None:
+    """None when ``difix.base`` holds a model of ``difix.preset`` (or cannot be read offline); else an
+    error naming both presets and the file, before a job would load it (an official pkl read as a
+    tiny model would otherwise send its loader to the Hub for SD-Turbo)."""
+    difix = config.get("difix", {})
+    base, preset = difix.get("base", "pretrain"), difix.get("preset", "tiny")
+    found = saved_preset(base, difix.get("hub_cache_dir"))
+    if found is None or found[0] == preset:
+        return None
+    saved, why = found
+    return (
+        f"difix.preset is {preset!r}, but difix.base ({base}) holds a {saved!r} model ({why}). "
+        f"Set difix.preset: {saved}, or point difix.base at a {preset} model."
+    )
 
 
 # ---- presence, size, fetching --------------------------------------------------------------------

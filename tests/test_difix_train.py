@@ -477,6 +477,90 @@ def test_resumed_training_matches_uninterrupted(triplets_json, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.fixture
+def train_messages():
+    """The trainer's log messages (its stderr handler is bound to the stream of the first test that
+    trained, so capfd does not see them in later tests)."""
+    import logging
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("hi4dfix.difix.train")
+    logger.addHandler(handler)
+    yield messages
+    logger.removeHandler(handler)
+
+
+def said(messages: list[str]) -> str:
+    """The messages so far, as one text, and forget them."""
+    text = "\n".join(messages)
+    messages.clear()
+    return text
+
+
+def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_changes(tmp_path, train_messages):
+    """The same data and settings continue their folder; a changed image (same paths, same triplets
+    file) starts fresh in a folder of its own, saying what changed, and the first model stays."""
+    from hi4dfix.difix.fingerprint import past_runs
+    from hi4dfix.io import read_image, write_image
+
+    triplets = write_synthetic_triplets(tmp_path / "data", n_train=3, n_test=1, seed=2, cfg=SMALL)
+    copied_log = tmp_path / "copied_train_log.csv"
+    cfg = small_config(
+        triplets, tmp_path, steps=3, val_every=0, run_per_fingerprint=True, output_train_log=str(copied_log)
+    )
+    output = train(cfg)
+    (first,) = past_runs(tmp_path / "run")
+    assert first.model is not None and os.path.samefile(output, first.model)
+    assert read_csv(copied_log) == read_csv(first.folder / "train_log.csv")
+    err = said(train_messages)
+    assert f"starting fresh in {first.folder} (no earlier run" in err
+    first_weights = torch.load(first.model, weights_only=True)["state_dict_unet"]
+
+    output.unlink()  # as Snakemake does before it reruns a job
+    train(cfg)
+    err = said(train_messages)
+    assert f"run folder {first.folder}: the training data, base and settings of an earlier run" in err
+    assert "resuming from" in err and f"last good model of this tuning: {first.model}" in err
+    resumed = torch.load(first.model, weights_only=True)["state_dict_unet"]
+    assert all(torch.equal(first_weights[k], resumed[k]) for k in first_weights)
+    first_bytes = first.model.read_bytes()
+
+    image = tmp_path / "data" / "train" / "train_00000_image.png"
+    pixels = read_image(image)
+    pixels[0, 0] = 1.0 - pixels[0, 0]
+    write_image(image, pixels)
+    train(cfg)
+    err = said(train_messages)
+    runs = past_runs(tmp_path / "run")
+    assert len(runs) == 2 and runs[0].folder == first.folder
+    second = runs[1]
+    assert f"starting fresh in {second.folder}: since the run in {first.folder}, the training data" in err
+    assert "resuming from" not in err
+    assert [int(row["step"]) for row in read_csv(second.folder / "train_log.csv")] == [1, 2, 3]
+    assert first.model.read_bytes() == first_bytes and os.path.samefile(output, second.model)
+
+    # another setting: a third folder, the change named by the config key the caller maps it to
+    train(small_config(triplets, tmp_path, steps=3, val_every=0, run_per_fingerprint=True, seed=5))
+    assert "seed 0 -> 5" in said(train_messages)
+    assert len(past_runs(tmp_path / "run")) == 3
+
+
+def test_a_refused_resume_names_the_config_key_and_a_broken_base_names_its_file(triplets_json, tmp_path):
+    keys = "base=difix.base,*=versions.v0.tuning"
+    train(small_config(triplets_json, tmp_path, steps=3, val_every=0, setting_keys=keys))
+    (tmp_path / "tuned.pkl").unlink()
+    with pytest.raises(ValueError, match="settings changed") as refused:
+        train(small_config(triplets_json, tmp_path, steps=3, val_every=0, setting_keys=keys, lr=1e-2))
+    assert "versions.v0.tuning.lr 0.0003 -> 0.01" in str(refused.value)
+    assert "output_dir" not in str(refused.value) and "output-dir" not in str(refused.value)
+
+    missing = tmp_path / "nowhere" / "model.pkl"
+    with pytest.raises(OSError, match=f"base model \\(difix.base\\) {missing}"):
+        train(small_config(triplets_json, tmp_path / "b", steps=1, setting_keys=keys, base=str(missing)))
+
+
 # ----------------------------------------------------------------------------- pre-training
 
 

@@ -2,6 +2,7 @@
 
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,38 @@ def test_tuning_logs_its_peak_gpu_memory_only_where_cuda_was_used(tmp_path, capf
     assert logs.GPU_PEAK_PREFIX not in run("cpu")  # a CPU run has nothing to report
     monkeypatch.setattr(logs, "cuda_peak_memory_message", lambda: "GPU peak memory (cuda:0): probe")
     assert "GPU peak memory (cuda:0): probe" in run("gpu")
+
+
+def test_last_error_line_is_the_cause_not_the_launchers_exit(tmp_path):
+    log = tmp_path / "tune.log"
+    log.write_text(
+        "12:00:01 hi4dfix.difix.train: last good model of this tuning: work/abc/model.pkl\n"
+        "Traceback (most recent call last):\n"
+        '  File "train.py", line 1, in <module>\n'
+        "hi4dfix.difix.checkpoint.CheckpointError: base.pkl is not a Difix checkpoint: it is text\n"
+        "Traceback (most recent call last):\n"
+        "subprocess.CalledProcessError: Command '['python', '-m', 'x']' returned non-zero exit status 1.\n"
+    )
+    assert logs.last_error_line(log) == (
+        "hi4dfix.difix.checkpoint.CheckpointError: base.pkl is not a Difix checkpoint: it is text"
+    )
+    log.write_text("working\nstill working\n")
+    assert logs.last_error_line(log) is None
+    assert logs.last_error_line(tmp_path / "missing.log") is None
+
+
+def test_failed_job_reports_name_each_failed_jobs_log_and_its_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Snakemake names job logs relative to its working directory
+    Path("logs").mkdir()
+    Path("logs/a.log").write_text("ValueError: the cause\n")
+    Path("logs/b.log").write_text("nothing said\n")
+    snakemake_log = tmp_path / "run.snakemake.log"
+    snakemake_log.write_text(
+        "Error in rule a:\n    jobid: 1\n    log: logs/a.log (check log file(s) for error details)\n"
+        "Error in rule b:\n    log: logs/b.log (check log file(s) for error details)\n"
+        "rule c:\n    log: logs/c.log\n"
+    )
+    assert logs.failed_job_reports([snakemake_log]) == [
+        "failed job's log logs/a.log: ValueError: the cause",
+        "failed job's log logs/b.log: no error line; see the log's end",
+    ]

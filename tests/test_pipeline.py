@@ -164,7 +164,8 @@ def test_every_difix_arm_runs_at_the_tuning_runs_processing_size(pipeline):
     size = {(int(h), int(w)) for h, w, *_ in trained}
     assert {(int(h), int(w)) for *_, h, w in trained} == {(height, width)}
     assert size == {(48, 32)}  # long side 48 of the 48x64 (WxH) frames, not their own size
-    summary = json.loads((workdir / "results/v0/difix/work/summary.json").read_text())
+    (summary_path,) = (workdir / "results/v0/difix/work").glob("*/summary.json")  # the one run's folder
+    summary = json.loads(summary_path.read_text())
     assert tuple(summary["resolution"]) in size
     arm_logs = [
         logs / "evaluate_difix/v0.log",

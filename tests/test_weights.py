@@ -205,3 +205,31 @@ def test_missing_weights_are_listed_by_a_preview_and_stop_a_run_before_its_first
     (caches["torch"] / VGG16).write_bytes(b"cached")
     result = run_snakemake(tmp_path / "run", config, "-n", "results/v0/deltas.csv", check=False)
     assert "fetch-weights" not in result.stdout + result.stderr and result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_base_of_another_preset_is_refused_naming_both_presets_and_the_file(tmp_path):
+    """A local difix.base whose saved preset is not difix.preset fails at DAG build, by name, instead
+    of a job that would look for SD-Turbo on the Hub (an official pkl read with preset tiny)."""
+    import torch
+
+    from hi4dfix.difix.checkpoint import OFFICIAL_MODEL_KEYS, save_checkpoint
+    from hi4dfix.difix.config import DifixConfig
+    from hi4dfix.difix.model import build_random_difix
+
+    tiny = save_checkpoint(tmp_path / "tiny.pkl", build_random_difix(DifixConfig(preset="tiny")))
+    official = tmp_path / "model_300.pkl"  # Difix's own layout: no hi4dfix_config, so sd-turbo
+    torch.save({key: {} for key in OFFICIAL_MODEL_KEYS}, official)
+    config = copy.deepcopy(default_config())
+    config["difix"].update(base=str(tiny), preset="sd-turbo")
+    message = weights.preset_mismatch_message(config)
+    assert f"difix.preset is 'sd-turbo', but difix.base ({tiny}) holds a 'tiny' model" in message
+    config["difix"].update(base=str(tiny), preset="tiny")
+    assert weights.preset_mismatch_message(config) is None
+    config["difix"].update(base=str(official), preset="tiny")
+    message = weights.preset_mismatch_message(config)
+    assert f"difix.preset is 'tiny', but difix.base ({official}) holds a 'sd-turbo' model" in message
+    assert "official Difix pkl" in message
+
+    result = run_snakemake(tmp_path / "run", config, "-n", "results/v0/difix/model.pkl", check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr

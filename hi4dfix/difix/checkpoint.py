@@ -37,7 +37,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from hi4dfix.difix.config import SKIP_CONV_INIT_VALUE, VAE_ADAPTER_NAME, ArchitectureConfig, DifixConfig
+from hi4dfix.difix.config import CONFIG_KEY, SKIP_CONV_INIT_VALUE, VAE_ADAPTER_NAME, ArchitectureConfig, DifixConfig
 from hi4dfix.difix.model import (
     DifixModel,
     assemble_difix,
@@ -53,7 +53,6 @@ from hi4dfix.io import atomic_path
 
 OFFICIAL_MODEL_KEYS = ("vae_lora_target_modules", "rank_vae", "state_dict_unet", "state_dict_vae")
 OPTIMIZER_KEY = "optimizer"
-CONFIG_KEY = "hi4dfix_config"
 BASE_STATE_KEY = "hi4dfix_base_state"
 TRAIN_STATE_KEY = "hi4dfix_train_state"
 RANDOM_TINY_SPEC = "tiny-random"

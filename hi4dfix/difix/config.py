@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 PRESETS = ("tiny", "sd-turbo")
+# The pkl key holding a DifixConfig (preset, architecture); official Difix pkls have none (sd-turbo).
+CONFIG_KEY = "hi4dfix_config"
 LATENT_SAMPLING_MODES = ("sample", "mode")
 
 # Name of the PEFT adapter that holds the VAE LoRA weights (part of the official key names).

@@ -30,7 +30,8 @@ from hi4dfix.io import read_image
 SIZE_MULTIPLE = 16
 DEFAULT_PROMPT = "remove degradation"
 # Default long side of the processing size per preset: tiny runs at the embedded default's
-# native frame size (160 px, no downscale); sd-turbo at the 512 px SD-Turbo and Difix train at.
+# native frame size (160 px, no downscale); sd-turbo at SD-Turbo's native 512 px (Difix itself
+# trains on frames squashed to 576x1024, config/README.md "Departures").
 PRESET_LONG_SIDE = {"tiny": 160, "sd-turbo": 512}
 
 

@@ -14,6 +14,14 @@ a plain single CPU process.  A run writes into ``output_dir``:
 Started again with the same arguments, a run continues from its newest checkpoint; the
 batches it sees and its noise are pure functions of (seed, step, rank), so a resumed run
 follows the uninterrupted one.  The final model is written to ``output`` only at the end.
+
+A checkpoint is resumed only by a run with its fingerprint (``hi4dfix.difix.fingerprint``): the
+training data's content, the base model's, the settings that decide the weights and the number
+of processes.  With ``run_per_fingerprint`` (the workflow's way) each fingerprint trains in a
+folder of its own, ``output_dir/<key[:12]>/``, which keeps its final model (``model.pkl``) and
+logs: a run whose data or settings changed starts fresh there and says what changed, and the
+earlier folders, with their models, stay.  Without it, a checkpoint of another fingerprint in
+``output_dir`` is an error naming what changed.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ import csv
 import dataclasses
 import logging
 import math
+import os
 import random
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -53,6 +63,20 @@ from hi4dfix.difix.data import (
     parse_resolution,
     read_triplets,
 )
+from hi4dfix.difix.fingerprint import (
+    HASH_CACHE_NAME,
+    KEY_LENGTH,
+    RUN_MODEL_NAME,
+    RUN_RECORD_NAME,
+    ContentHashes,
+    RunFingerprint,
+    changes,
+    last_good_model,
+    model_identity,
+    past_runs,
+    triplets_digest,
+    write_run_record,
+)
 from hi4dfix.difix.layout import channels_last_wanted, to_channels_last
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, describe
@@ -72,9 +96,12 @@ PRESET_DEFAULTS = {
     "tiny": {"lr": 3e-4, "long_side": PRESET_LONG_SIDE["tiny"], "lambda_lpips": 0.0, "lambda_gram": 0.0},
     "sd-turbo": {"lr": 2e-5, "long_side": PRESET_LONG_SIDE["sd-turbo"], "lambda_lpips": 1.0, "lambda_gram": 1.0},
 }
-# Settings that must not change between a run and its resumption.
+# Settings that decide the weights: a checkpoint is resumed only with the same values (with the
+# training data's and the base model's content, hi4dfix.difix.fingerprint). The others (logging,
+# checkpointing, speed and memory: compile, channels_last, gradient_checkpointing, tf32...) may
+# change between a run and its resumption, e.g. gradient checkpointing after an out-of-memory kill.
 RESUME_FINGERPRINT = (
-    "triplets", "base", "lr", "batch_size", "resolution", "long_side", "crop", "timestep", "mixed_precision",
+    "steps", "lr", "batch_size", "resolution", "long_side", "crop", "timestep", "mixed_precision",
     "max_grad_norm",
     "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
     "use_ref", "lr_warmup_steps", "lr_schedule", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
@@ -182,6 +209,23 @@ class TrainConfig:
     base_model_id: str | None = field(
         default=None, metadata=option_help("SD-Turbo source for sd-turbo pkls (Hub id or folder)")
     )
+    run_per_fingerprint: bool = field(
+        default=False,
+        metadata=option_help(
+            "train in output_dir/<fingerprint[:12]>/: a run whose training data (content), base or settings "
+            "differ starts fresh in a folder of its own and earlier folders (with their model.pkl) stay"
+        ),
+    )
+    output_train_log: str | None = field(
+        default=None, metadata=option_help("a copy of the run's train_log.csv, written at the end")
+    )
+    setting_keys: str | None = field(
+        default=None,
+        metadata=option_help(
+            "how errors name settings: 'OPTION=KEY,...', '*=PREFIX' for the rest (the workflow passes its "
+            "config keys); None: the command-line options"
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.mixed_precision not in MIXED_PRECISION:
@@ -212,7 +256,17 @@ class TrainConfig:
         return dataclasses.replace(self, **updates)
 
     def fingerprint(self) -> dict[str, Any]:
+        """The settings that decide the weights (``RESUME_FINGERPRINT``)."""
         return {k: getattr(self, k) for k in RESUME_FINGERPRINT}
+
+    def setting_name(self, option: str) -> str:
+        """What a user changes to change ``option``: a config key (``setting_keys``) or the option."""
+        names = dict(item.split("=", 1) for item in (self.setting_keys or "").split(",") if "=" in item)
+        if option in names:
+            return names[option]
+        if "*" in names:
+            return f"{names['*']}.{option}"
+        return f"--{option.replace('_', '-')}"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -435,6 +489,7 @@ class _Process:
     is_main: bool
     output_dir: Path
     ckpt_dir: Path
+    fingerprint: RunFingerprint
 
 
 @dataclass
@@ -505,31 +560,115 @@ def _open_compile_cache(
 def _set_up(cfg: TrainConfig) -> _Process:
     """The accelerator (processes, device, mixed precision), logging, TF32, the checkpoint folder;
     with a study compile cache, the live inductor and Triton caches in a per-job temporary folder."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
 
+    is_main = PartialState().is_main_process
+    log_to_stderr(LOG, logging.INFO if is_main else logging.WARNING)
+    if cfg.run_per_fingerprint and is_main:
+        # first, so that a run failing below still says where the last good model is
+        good = last_good_model(cfg.output_dir)
+        if good is not None:
+            LOG.info("last good model of this tuning: %s (train log %s)", good.model, good.folder / "train_log.csv")
     if cfg.compile and cfg.compile_cache_dir is not None:
         use_node_local_caches()
-
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError(
             "TrainConfig.mixed_precision='fp16' needs a CUDA GPU (fp16 autocast with gradient scaling); "
             "on CPU use 'bf16' or 'no'"
         )
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-    is_main = accelerator.is_main_process
-    log_to_stderr(LOG, logging.INFO if is_main else logging.WARNING)
     device = accelerator.device
     set_tf32(device, cfg.allow_tf32)
 
-    output_dir = Path(cfg.output_dir)
+    choice: list[Any] = [None]
+    if is_main:
+        choice[0] = choose_run_folder(cfg, accelerator.num_processes)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(choice)
+    output_dir, fingerprint = choice[0]
     ckpt_dir = output_dir / "checkpoints"
     if is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(ckpt_dir)
     accelerator.wait_for_everyone()
     return _Process(
-        accelerator, device, accelerator.process_index, accelerator.num_processes, is_main, output_dir, ckpt_dir
+        accelerator,
+        device,
+        accelerator.process_index,
+        accelerator.num_processes,
+        is_main,
+        output_dir,
+        ckpt_dir,
+        fingerprint,
     )
+
+
+def run_fingerprint(cfg: TrainConfig, num_processes: int, hashes: ContentHashes) -> RunFingerprint:
+    """What this run's weights depend on; reading a file that is not there or not readable is an
+    error naming it and the setting it comes from."""
+    try:
+        return RunFingerprint(
+            data=triplets_digest(cfg.triplets, hashes),
+            base=model_identity(cfg.base, cfg.hub_cache_dir, hashes, f"base model ({cfg.setting_name('base')})"),
+            base_model_id=model_identity(cfg.base_model_id, cfg.hub_cache_dir, hashes, "SD-Turbo source"),
+            settings=cfg.fingerprint(),
+            num_processes=num_processes,
+        )
+    finally:
+        hashes.save()
+
+
+def choose_run_folder(cfg: TrainConfig, num_processes: int) -> tuple[Path, RunFingerprint]:
+    """The folder this run trains in, and its fingerprint.
+
+    With ``run_per_fingerprint``: ``output_dir/<key[:12]>``, logging whether the run continues
+    an earlier one or starts fresh, and what changed since the latest earlier run.
+    """
+    work_root = Path(cfg.output_dir)
+    fingerprint = run_fingerprint(cfg, num_processes, ContentHashes(work_root / HASH_CACHE_NAME))
+    if not cfg.run_per_fingerprint:
+        return work_root, fingerprint
+    folder = work_root / fingerprint.key[:KEY_LENGTH]
+    if (folder / RUN_RECORD_NAME).is_file():
+        LOG.info("run folder %s: the training data, base and settings of an earlier run", folder)
+        return folder, fingerprint
+    earlier = past_runs(work_root)
+    if earlier:
+        said = changes(earlier[-1].record, fingerprint.as_dict())
+        LOG.info(
+            "starting fresh in %s: since the run in %s, %s changed", folder, earlier[-1].folder, "; ".join(said)
+        )
+    else:
+        LOG.info("starting fresh in %s (no earlier run in %s)", folder, work_root)
+    if (work_root / "checkpoints").is_dir():
+        LOG.info("%s/checkpoints: an earlier layout without a fingerprint, not resumed", work_root)
+    write_run_record(folder, fingerprint)
+    return folder, fingerprint
+
+
+def resume_fingerprint(cfg: TrainConfig, process: _Process) -> dict[str, Any]:
+    """What a checkpoint records and a resumption must match: the resolved settings, the data's
+    and base's content, the processes."""
+    fp = process.fingerprint
+    return {
+        **cfg.fingerprint(),
+        "data": fp.data,
+        "base": fp.base,
+        "base_model_id": fp.base_model_id,
+        "world_size": process.world,
+    }
+
+
+def _changed_setting(cfg: TrainConfig, key: str, saved: Any, now: Any) -> str:
+    if key == "data":
+        return f"the content of {cfg.setting_name('triplets')} and its images ({str(saved)[:12]} -> {str(now)[:12]})"
+    if key in ("base", "base_model_id"):
+        return f"{cfg.setting_name(key)} ({saved} -> {now})"
+    if key == "world_size":
+        return f"the processes (GPUs granted: {cfg.setting_name('num_processes')}) {saved} -> {now}"
+    return f"{cfg.setting_name(key)} {saved!r} -> {now!r}"
 
 
 def _start_or_resume(cfg: TrainConfig, process: _Process) -> _Start:
@@ -546,13 +685,16 @@ def _start_or_resume(cfg: TrainConfig, process: _Process) -> _Start:
         )
         cfg = cfg.resolved(model.difix_config.preset)
         saved = train_state["fingerprint"]
-        changed = {k: (saved.get(k), v) for k, v in cfg.fingerprint().items() if saved.get(k) != v}
-        if saved.get("world_size", process.world) != process.world:
-            changed["num_processes"] = (saved.get("world_size"), process.world)
+        changed = [
+            _changed_setting(cfg, k, saved.get(k), v)
+            for k, v in resume_fingerprint(cfg, process).items()
+            if saved.get(k) != v
+        ]
         if changed:
+            fresh = "" if cfg.run_per_fingerprint else f", or pass {cfg.setting_name('run_per_fingerprint')} true"
             raise ValueError(
-                f"cannot resume from {latest[1]}: settings changed {changed}; use another output_dir "
-                "or remove its checkpoints to start over"
+                f"cannot resume from {latest[1]}: settings changed since it was written: {'; '.join(changed)}. "
+                f"Set them back to resume; to start over, remove {process.ckpt_dir}{fresh}"
             )
         start_step = int(train_state["step"])
         LOG.info("resuming from %s (step %d)", latest[1], start_step)
@@ -629,7 +771,7 @@ def _train_state(cfg: TrainConfig, process: _Process, step: int) -> dict[str, An
     """What a checkpoint needs besides weights and optimizer to resume at ``step``."""
     state = {
         "step": step,
-        "fingerprint": {**cfg.fingerprint(), "world_size": process.world},
+        "fingerprint": resume_fingerprint(cfg, process),
         "rng": rng_state(),
         "config": dataclasses.asdict(cfg),
     }
@@ -740,7 +882,16 @@ def _save_final_model(
     checkpoints) at ``cfg.output``, and ``summary.json``; then the processes part."""
     output = Path(cfg.output)
     if process.is_main:
-        save_model_weights(output, opt.core, _train_state(cfg, process, cfg.steps))
+        if cfg.run_per_fingerprint:
+            # the run folder keeps its model: a later run that fails (or whose output is deleted
+            # before it reruns) leaves this one recoverable
+            kept = process.output_dir / RUN_MODEL_NAME
+            save_model_weights(kept, opt.core, _train_state(cfg, process, cfg.steps))
+            link_or_copy(kept, output)
+        else:
+            save_model_weights(output, opt.core, _train_state(cfg, process, cfg.steps))
+        if cfg.output_train_log is not None:
+            link_or_copy(process.output_dir / "train_log.csv", Path(cfg.output_train_log), copy=True)
         timed = step_times[1:] or step_times
         summary = {
             "steps": cfg.steps,
@@ -760,6 +911,20 @@ def _save_final_model(
     process.accelerator.wait_for_everyone()
     process.accelerator.end_training()
     return output
+
+
+def link_or_copy(source: Path, target: Path, copy: bool = False) -> None:
+    """``target`` with ``source``'s content, atomically: a hard link (no second copy of a
+    multi-GB model) where the file system allows, else (or with ``copy``) a copy."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        if copy:
+            shutil.copyfile(source, tmp)
+        else:
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
 
 
 # ----------------------------------------------------------------------------- command line

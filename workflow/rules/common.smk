@@ -8,21 +8,30 @@ import dataclasses
 import functools
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.logging import logger
+from snakemake.settings.types import DeploymentMethod
 
 import numpy as np
 
 from hi4dfix import resources, sources
 from hi4dfix.difix import data as difix_data
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
+from hi4dfix.logs import failed_job_reports
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
 from hi4dfix.tables import ARMS
-from hi4dfix.weights import FETCH_COMMAND, missing_weights_message
+from hi4dfix.weights import FETCH_COMMAND, missing_weights_message, preset_mismatch_message
 
 STUDY = Study.from_config(config)
+
+# A local difix.base of another preset than difix.preset: refused here, by name, not by a download
+# attempt in the first job that loads it.
+PRESET_MISMATCH = preset_mismatch_message(config)
+if PRESET_MISMATCH is not None:
+    raise WorkflowError(PRESET_MISMATCH)
 
 if config["metrics"]["require_lpips"] and not lpips_available():
     raise WorkflowError(
@@ -51,6 +60,33 @@ onsuccess:
         for table in (Path(f"{RESULTS}/{version}/difix/eval_deltas.md"), Path(f"{RESULTS}/{version}/deltas.md")):
             if table.exists():
                 print(f"\n({table})\n{table.read_text()}")
+
+
+onerror:
+    # Snakemake names a failed job's log but not what it says: its last error line, on the console
+    for report in failed_job_reports(log):
+        print(report, file=sys.stderr)
+
+
+# The Python that runs Snakemake runs the `python -m` commands of shell jobs (a bare `python` may
+# be another one), except in a conda or container environment, where the environment's own runs
+# them (as Snakemake's `script:` does). Jobs take it as a param.
+PYTHON = (
+    "python"
+    if {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deployment_settings.deployment_method)
+    else shlex.quote(sys.executable)
+)
+# The command of a DiFix tuning job, shared by the jobs that tune (tune_difix; the control arm).
+# It reads input.triplets, params.python (PYTHON), params.base, params.workdir, params.args
+# (tuning_args), output.model, output.train_log, resources.gpu and log. Each fingerprint of data
+# and settings trains in its own folder under params.workdir, which keeps its model.pkl
+# (hi4dfix.difix.train).
+TUNE_DIFIX_SHELL = (
+    "{params.python} -m hi4dfix.difix.launch --gpus {resources.gpu} --"
+    " --triplets {input.triplets:q} --base {params.base:q} --output {output.model:q}"
+    " --output-train-log {output.train_log:q} --output-dir {params.workdir:q} --run-per-fingerprint true"
+    " {params.args} > {log:q} 2>&1"
+)
 
 
 def _one_of(names):
@@ -269,6 +305,11 @@ def tuning_args(wildcards):
     options["compile_cache_dir"] = compile_cache_dir()
     if config["difix"]["hub_cache_dir"]:
         options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
+    # errors name the config keys that set the options
+    options["setting_keys"] = (
+        f"base=difix.base,long_side=difix.long_side,triplets=versions.{wildcards.version} (splits and triplets),"
+        f"num_processes=the gpu resource of the tuning rule,*=versions.{wildcards.version}.tuning"
+    )
     return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
 
 

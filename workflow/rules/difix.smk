@@ -1,6 +1,8 @@
 # DiFix stage: the base model (built here for the embedded default) and per-version tuning.
 # Tuning runs through `accelerate launch` with one process per GPU granted to the job.
-# Checkpoints live outside the declared outputs so a killed job resumes when it runs again.
+# Checkpoints live outside the declared outputs so a killed job resumes when it runs again: under
+# results/{version}/difix/work/, a folder per fingerprint of training data and settings, which
+# also keeps its run's model.pkl and train log, so a failed rerun leaves the last good model there.
 
 from hi4dfix.report import CATEGORY_METRICS
 
@@ -45,6 +47,7 @@ rule tune_difix:
         model=f"{RESULTS}/{{version}}/difix/model.pkl",
         train_log=f"{RESULTS}/{{version}}/difix/train_log.csv",
     params:
+        python=PYTHON,
         base=difix_base_spec(),
         workdir=lambda wildcards: f"{RESULTS}/{wildcards.version}/difix/work",
         args=tuning_args,
@@ -60,7 +63,4 @@ rule tune_difix:
         runtime=720,
         gpu=1,
     shell:
-        "python -m hi4dfix.difix.launch --gpus {resources.gpu} --"
-        " --triplets {input.triplets} --base {params.base} --output {output.model}"
-        " --output-dir {params.workdir} {params.args} > {log} 2>&1"
-        " && cp {params.workdir}/train_log.csv {output.train_log}"
+        TUNE_DIFIX_SHELL
