@@ -68,11 +68,15 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
     return [describe(first), *(describe(e) for e in rest)]
 
 
+def load_schema(schema_path: str | Path) -> dict[str, Any]:
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
 def check_config(config: Mapping[str, Any], schema_path: str | Path, shown_as: str | None = None) -> None:
     """Raise :class:`ConfigError` whose message starts with the failing key path and message;
     ``shown_as`` is how the message names the schema file (default: ``schema_path``)."""
     schema_path = Path(schema_path)
-    problems = config_problems(config, yaml.safe_load(schema_path.read_text()))
+    problems = config_problems(config, load_schema(schema_path))
     if not problems:
         return
     lines = [f"{problems[0]} (schema {shown_as or schema_path})"]

@@ -174,19 +174,23 @@ def nvs_views(scenes: Sequence[str], arm_csvs: Mapping[str, Sequence[str | os.Pa
     missing = sorted(set(ARMS) - set(arm_csvs))
     if missing:
         raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
+    return pd.concat([arm_views(arm, scenes, arm_csvs[arm]) for arm in ARMS], ignore_index=True)
+
+
+def arm_views(arm: str, scenes: Sequence[str], paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One arm's per-view rows (``arm, scene, frame, cam``, metrics) from its per-scene CSVs (one per scene)."""
+    paths = list(paths)
+    if len(paths) != len(scenes):
+        raise ValueError(f"{len(paths)} {arm} CSVs for {len(scenes)} scenes")
     parts = []
-    for arm in ARMS:
-        paths = list(arm_csvs[arm])
-        if len(paths) != len(scenes):
-            raise ValueError(f"delta table: {len(paths)} {arm} CSVs for {len(scenes)} scenes")
-        for scene, path in zip(scenes, paths):
-            table = read_per_scene_csv(path)
-            table = table[table["frame"].astype(str) != MEAN].copy()
-            for col in KEY_COLUMNS:
-                table[col] = table[col].astype(np.int64)
-            table.insert(0, "scene", scene)
-            table.insert(0, "arm", arm)
-            parts.append(table)
+    for scene, path in zip(scenes, paths):
+        table = read_per_scene_csv(path)
+        table = table[table["frame"].astype(str) != MEAN].copy()
+        for col in KEY_COLUMNS:
+            table[col] = table[col].astype(np.int64)
+        table.insert(0, "scene", scene)
+        table.insert(0, "arm", arm)
+        parts.append(table)
     return pd.concat(parts, ignore_index=True)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from hi4dfix import resources
+from hi4dfix.ablations import canonical, owners, triplet_key
 from hi4dfix.difix import data as difix_data
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
@@ -68,6 +69,45 @@ wildcard_constraints:
 def sequence_path(scene):
     """The scene's Hi4D sequence folder (real or synthetic)."""
     return f"{DATA['root']}/{STUDY.sequence_dir(scene)}"
+
+
+# ---- shared work between versions (ablation grids) ------------------------------------------
+# A version whose triplets (render settings, DiFix scenes, triplet settings) or raw/base NVS arms
+# (render settings, NVS settings, processing size) are an earlier version's reads that version's
+# files: the first version in the config with those settings makes them, once.
+
+TRIPLET_OWNER = owners(
+    {name: triplet_key(v, STUDY.render_profiles[v.render_profile]) for name, v in STUDY.versions.items()}
+)
+SHARED_ARMS = ("raw", "base")  # arms that do not depend on the version's tuning
+ARM_OWNER = owners(
+    {
+        name: canonical(
+            [
+                STUDY.render_profiles[v.render_profile],
+                v.nvs,
+                v.nvs_eval,
+                difix_data.inference_geometry(config["difix"], v.tuning),
+            ]
+        )
+        for name, v in STUDY.versions.items()
+    }
+)
+
+
+def triplets_path(version):
+    """The version's triplet JSON: made by the first version with the same triplet inputs."""
+    return f"{RESULTS}/{TRIPLET_OWNER[version]}/triplets.json"
+
+
+def version_triplets(wildcards):
+    return triplets_path(wildcards.version)
+
+
+def nvs_csv(version, arm, scene):
+    """Per-scene NVS metrics of one arm; raw and base come from the first version that shares them."""
+    owner = ARM_OWNER[version] if arm in SHARED_ARMS else version
+    return f"{RESULTS}/{owner}/nvs/{arm}/{scene}.csv"
 
 
 def reserved_sequence_paths():
@@ -166,7 +206,12 @@ def nvs_model_spec(wildcards):
 def nvs_arm_csvs(wildcards):
     """Per-scene NVS metric CSVs of the version's reserved scenes, by arm."""
     version = checked_version(wildcards)
-    return {arm: [f"{RESULTS}/{version.name}/nvs/{arm}/{scene}.csv" for scene in version.nvs_eval] for arm in ARMS}
+    return {arm: [nvs_csv(version.name, arm, scene) for scene in version.nvs_eval] for arm in ARMS}
+
+
+def scene_arm_csvs(wildcards):
+    """One reserved scene's NVS CSVs, by arm."""
+    return {arm: nvs_csv(checked_version(wildcards).name, arm, wildcards.scene) for arm in ARMS}
 
 
 def report_path(version, name):
