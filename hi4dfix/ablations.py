@@ -413,3 +413,10 @@ def triplet_key(version, profile: Mapping[str, Any]) -> str:
             "triplets": dict(version.triplets),
         }
     )
+
+
+def triplet_owners(study: Study) -> dict[str, str]:
+    """For every version, the version whose ``triplets.json`` it trains on (the first with its triplet inputs)."""
+    return owners(
+        {name: triplet_key(v, study.render_profiles[v.render_profile]) for name, v in study.versions.items()}
+    )

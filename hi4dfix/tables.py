@@ -411,17 +411,21 @@ def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
 # Version comparison
 
 
-def versions_table(deltas: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every version's mean rows (one per metric and comparison), with ``version`` and ``n_scenes`` first."""
+def versions_table(deltas: Mapping[str, pd.DataFrame], parents: Mapping[str, str | None] | None = None) -> pd.DataFrame:
+    """Every version's mean rows (one per metric and comparison), with ``version``, ``parent`` (the version it
+    extends, empty for none) and ``n_scenes`` first."""
     if not deltas:
         raise ValueError("versions_table needs at least one version's delta table")
+    parents = parents or {}
     parts = []
     for version, table in deltas.items():
         means = table[table["scene"].astype(str) == MEAN].copy()
         means.insert(0, "n_scenes", int(table.loc[table["scene"] != MEAN, "scene"].nunique()))
+        means.insert(0, "parent", parents.get(version) or "")
         means.insert(0, "version", version)
         parts.append(means)
-    return pd.concat(parts, ignore_index=True)[["version", "n_scenes", *[c for c in DELTA_COLUMNS if c != "scene"]]]
+    columns = ["version", "parent", "n_scenes", *[c for c in DELTA_COLUMNS if c != "scene"]]
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 from snakemake.logging import logger
 
 from hi4dfix import resources
-from hi4dfix.ablations import canonical, owners, triplet_key
+from hi4dfix.ablations import canonical, owners, triplet_owners
 from hi4dfix.difix import data as difix_data
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
@@ -76,9 +76,7 @@ def sequence_path(scene):
 # (render settings, NVS settings, processing size) are an earlier version's reads that version's
 # files: the first version in the config with those settings makes them, once.
 
-TRIPLET_OWNER = owners(
-    {name: triplet_key(v, STUDY.render_profiles[v.render_profile]) for name, v in STUDY.versions.items()}
-)
+TRIPLET_OWNER = triplet_owners(STUDY)
 SHARED_ARMS = ("raw", "base")  # arms that do not depend on the version's tuning
 ARM_OWNER = owners(
     {

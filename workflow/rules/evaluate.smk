@@ -136,6 +136,7 @@ rule versions_table:
         f"{RESULTS}/versions.csv",
     params:
         versions=list(STUDY.versions),
+        parents={name: version.extends for name, version in STUDY.versions.items()},
     log:
         f"{RESULTS}/logs/versions_table.log",
     benchmark:
