@@ -203,15 +203,15 @@ def _auto_labels(leaf: str, values: Sequence[Any]) -> list[str]:
     return labels
 
 
-def parse_axis(
-    grid: str, path: str, spec: Any, parent_profile: str, schema: Mapping[str, Any]
-) -> Axis:
+def parse_axis(grid: str, path: str, spec: Any, parent_profile: str, schema: Mapping[str, Any]) -> Axis:
     """One axis of a grid: where its path points (version block or render profile) and its labelled values."""
     where = f"ablations.{grid}: axis {path}"
     parts = path.split(".")
     if parts[0] == "render_profiles":
         if len(parts) < 3:
-            raise GridError(f"{where}: a render-profile axis is render_profiles.*.SETTING (e.g. render_profiles.*.pose_source)")
+            raise GridError(
+                f"{where}: a render-profile axis is render_profiles.*.SETTING (e.g. render_profiles.*.pose_source)"
+            )
         if parts[1] not in ("*", parent_profile):
             raise GridError(
                 f"{where}: names render profile {parts[1]!r}, but the parent's render profile is {parent_profile!r} "
@@ -239,7 +239,9 @@ def parse_axis(
         labels, values = [str(label) for label in spec], list(spec.values())
         for label in labels:
             if not LABEL.match(label):
-                raise GridError(f"{where}: label {label!r} must match {LABEL.pattern} (it becomes part of a version name)")
+                raise GridError(
+                    f"{where}: label {label!r} must match {LABEL.pattern} (it becomes part of a version name)"
+                )
     elif isinstance(spec, (list, tuple)):
         values = list(spec)
         labels = _auto_labels(keys[-1], values)
@@ -292,11 +294,15 @@ def expand_grid(
     Returns the grid and the new versions' blocks."""
     parent = spec["parent"]
     if parent not in versions:
-        raise GridError(f"ablations.{grid}.parent: {parent!r} is not a version (defined: {', '.join(sorted(versions))})")
+        raise GridError(
+            f"ablations.{grid}.parent: {parent!r} is not a version (defined: {', '.join(sorted(versions))})"
+        )
     parent_block = versions[parent]
     parent_profile_name = parent_block.get("render_profile")
     if parent_profile_name not in profiles:
-        raise GridError(f"ablations.{grid}: the parent {parent}'s render profile {parent_profile_name!r} is not defined")
+        raise GridError(
+            f"ablations.{grid}: the parent {parent}'s render profile {parent_profile_name!r} is not defined"
+        )
     axes = tuple(parse_axis(grid, path, values, parent_profile_name, schema) for path, values in spec["axes"].items())
     filled_profiles = {name: filled(schema, "render_profile", block)[0] for name, block in profiles.items()}
     parent_filled, _ = filled(schema, "version", parent_block)
@@ -312,8 +318,9 @@ def expand_grid(
             _set(block if axis.target == "version" else profile, axis.keys, axis.values[i])
         profile, errors = filled(schema, "render_profile", profile)
         if errors:
+            blamed = _blame(axes, combination, "render_profile", errors[0].absolute_path)
             raise GridError(
-                f"ablations.{grid}: variant {label}: {_blame(axes, combination, 'render_profile', errors[0].absolute_path)}: "
+                f"ablations.{grid}: variant {label}: {blamed}: "
                 f"render profile setting {key_path(errors[0]) or '(profile)'}: {errors[0].message}"
             )
         block_filled, errors = filled(schema, "version", block)
@@ -346,7 +353,10 @@ def expand_grid(
         block["render_profile"] = profile_name
         block["extends"] = parent
         block["objective"] = f"Ablation {grid} of {parent}: {Variant(label, label, choices, False).describe()}."
-        block["decisions"] = [*parent_block.get("decisions", ()), *(f"Ablation {grid}: {p} = {lab}." for p, lab in choices)]
+        block["decisions"] = [
+            *parent_block.get("decisions", ()),
+            *(f"Ablation {grid}: {p} = {lab}." for p, lab in choices),
+        ]
         block["expected_outputs"] = _rename_outputs(parent_block.get("expected_outputs", ()), parent, label)
         versions[label] = block
         new_versions[label] = block
@@ -368,7 +378,9 @@ def _check_policy(config: Mapping[str, Any], grids: Iterable[Grid]) -> None:
                     if path.split(".")[-1] in ("difix_train", "difix_eval", "nvs_eval")
                 ] or list(variant.choices)
                 blamed = ", ".join(f"axis {path} = {label}" for path, label in scene_axes)
-                raise GridError(f"ablations.{grid.name}: variant {variant.name} ({blamed}) breaks the policy: {error}") from None
+                raise GridError(
+                    f"ablations.{grid.name}: variant {variant.name} ({blamed}) breaks the policy: {error}"
+                ) from None
 
 
 def expand_config(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Grid]:
@@ -382,7 +394,9 @@ def expand_config(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str
     if not ablations:
         return {}
     grid_schema = schema["properties"]["ablations"]
-    problems = sorted(Draft202012Validator({**grid_schema, "definitions": schema["definitions"]}).iter_errors(ablations), key=str)
+    problems = sorted(
+        Draft202012Validator({**grid_schema, "definitions": schema["definitions"]}).iter_errors(ablations), key=str
+    )
     if problems:
         where = ".".join(["ablations", *map(str, problems[0].absolute_path)])
         raise GridError(f"{where}: {problems[0].message}")
@@ -417,6 +431,4 @@ def triplet_key(version, profile: Mapping[str, Any]) -> str:
 
 def triplet_owners(study: Study) -> dict[str, str]:
     """For every version, the version whose ``triplets.json`` it trains on (the first with its triplet inputs)."""
-    return owners(
-        {name: triplet_key(v, study.render_profiles[v.render_profile]) for name, v in study.versions.items()}
-    )
+    return owners({name: triplet_key(v, study.render_profiles[v.render_profile]) for name, v in study.versions.items()})

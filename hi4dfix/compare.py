@@ -56,7 +56,15 @@ from hi4dfix.stats import (
     scene_estimate,
     verdict,
 )
-from hi4dfix.tables import DEFAULT_DELTA_METRICS, MEAN, arm_views, higher_is_better, metric_digits, metric_title, to_markdown
+from hi4dfix.tables import (
+    DEFAULT_DELTA_METRICS,
+    MEAN,
+    arm_views,
+    higher_is_better,
+    metric_digits,
+    metric_title,
+    to_markdown,
+)
 
 COMPARE_COLUMNS = (
     "grid", "variant", "parent", "settings", "scene", "metric", "parent_mean", "variant_mean", "delta", "ci_low",
@@ -88,7 +96,8 @@ def _paired(parent: pd.DataFrame, variant: pd.DataFrame, name: str, parent_name:
         first = lonely.iloc[0]
         raise ValueError(
             f"variant {name} and parent {parent_name} cover different views: {len(lonely)} view(s) in one only, "
-            f"e.g. {first['scene']} frame {first['frame']} cam {first['cam']}; a comparison needs the same reserved views"
+            f"e.g. {first['scene']} frame {first['frame']} cam {first['cam']}; "
+            "a comparison needs the same reserved views"
         )
     return merged.drop(columns="_merge")
 
@@ -202,7 +211,14 @@ def compare_table(
 
 
 def read_compare_csv(path: str | os.PathLike) -> pd.DataFrame:
-    table = pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in ("delta", "ci_low", "ci_high", "p_value", "p_holm", "parent_mean", "variant_mean")})
+    table = pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values={
+            c: ["", "nan", "NaN"]
+            for c in ("delta", "ci_low", "ci_high", "p_value", "p_holm", "parent_mean", "variant_mean")
+        },
+    )
     missing = [c for c in COMPARE_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: compare table lacks columns {missing}")
@@ -233,8 +249,11 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
     parent = str(table["parent"].iloc[0])
     means = table[table["scene"] == MEAN].set_index(["variant", "metric"])
     ranked = ranking(table, rank_by)
-    lines = [f"Variants ranked by the {metric_title(rank_by)} difference to {parent} (mean over the reserved scenes); "
-             "verdicts after Holm adjustment:", ""]
+    lines = [
+        f"Variants ranked by the {metric_title(rank_by)} difference to {parent} (mean over the reserved scenes); "
+        "verdicts after Holm adjustment:",
+        "",
+    ]
     for place, variant in enumerate(ranked["variant"], start=1):
         parts = []
         for metric in metrics:
@@ -363,7 +382,9 @@ def paired_chart(table: pd.DataFrame, rank_by: str = "psnr", dpi: int = 110):
         if name
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
-    figure.suptitle(f"{table['grid'].iloc[0]}: paired differences to {parent} (tuned arms, mean over scenes)", fontsize=9)
+    figure.suptitle(
+        f"{table['grid'].iloc[0]}: paired differences to {parent} (tuned arms, mean over scenes)", fontsize=9
+    )
     return figure
 
 

@@ -61,7 +61,8 @@ def format_version_statuses(statuses: Iterable[VersionStatus]) -> str:
     for status in statuses:
         lines.append(f"{status.name}: {status.objective.strip()}")
         if status.parent:
-            lines.append(f"  extends {status.parent}, changing:" if status.changes else f"  extends {status.parent} (same settings)")
+            changing = ", changing:" if status.changes else " (same settings)"
+            lines.append(f"  extends {status.parent}{changing}")
             lines += [f"    {path}: {theirs!r} -> {mine!r}" for path, theirs, mine in status.changes]
         for split, scenes in status.splits.items():
             lines.append(f"  {split:<11} {', '.join(scenes)}")

@@ -161,7 +161,7 @@ def test_a_dry_run_of_the_small_grid_shares_renders_triplets_and_arms(tmp_path):
         ),
         (
             one_grid({"triplets.reference": ["same_time", "sideways"]}),
-            "ablations.bad: variant bad.sideways: axis triplets.reference = sideways (\"sideways\"): "
+            'ablations.bad: variant bad.sideways: axis triplets.reference = sideways ("sideways"): '
             "setting triplets.reference: 'sideways' is not one of",
         ),
         (
@@ -170,7 +170,9 @@ def test_a_dry_run_of_the_small_grid_shares_renders_triplets_and_arms(tmp_path):
             "-3 is less than the minimum of 1",
         ),
         (
-            one_grid({"difix_train": {"ok": ["hi4d_pair00_dance"], "leak": ["hi4d_pair00_dance", "hi4d_pair15_fight"]}}),
+            one_grid(
+                {"difix_train": {"ok": ["hi4d_pair00_dance"], "leak": ["hi4d_pair00_dance", "hi4d_pair15_fight"]}}
+            ),
             "ablations.bad: variant bad.leak (axis difix_train = leak) breaks the policy: version bad.leak: "
             "reserved scene hi4d_pair15_fight is in difix_train",
         ),
@@ -244,10 +246,13 @@ def test_compare_intervals_match_a_hand_computed_bootstrap_on_two_frames(tmp_pat
     parent = write_tuned(tmp_path, "v0", lambda s, f, c: base[s] + 0.1 * c)
     gains = {("hi4d_pair15_fight", 0): 0.5, ("hi4d_pair15_fight", 1): 1.5, ("hi4d_pair16_jump", 0): -0.2,
              ("hi4d_pair16_jump", 1): 0.6}  # fmt: skip
-    variant = write_tuned(tmp_path, "small.gt.lr-0.002", lambda s, f, c: base[s] + 0.1 * c + gains[(s, f)] + 0.1 * (c - 4))
+    variant = write_tuned(
+        tmp_path, "small.gt.lr-0.002", lambda s, f, c: base[s] + 0.1 * c + gains[(s, f)] + 0.1 * (c - 4)
+    )
+    variants = [VariantTables("small.gt.lr-0.002", "gt", variant, "results/small.gt.lr-0.002/provenance.json")]
     table = compare_table(
-        "small", "v0", parent, [VariantTables("small.gt.lr-0.002", "pose_source = gt", variant, "results/small.gt.lr-0.002/provenance.json")],
-        list(SCENES), metrics=("psnr",), bootstrap=CFG, parent_provenance="results/v0/provenance.json",
+        "small", "v0", parent, variants, list(SCENES), metrics=("psnr",), bootstrap=CFG,
+        parent_provenance="results/v0/provenance.json",
     )  # fmt: skip
     rows = table.set_index("scene")
     tail = (1 - CFG.confidence) / 2

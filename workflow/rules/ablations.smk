@@ -61,9 +61,7 @@ rule compare_grid:
         settings=lambda wildcards: {v.name: v.describe() for v in grid_of(wildcards).compared},
         references=lambda wildcards: [v.label for v in grid_of(wildcards).variants if v.same_as_parent],
         # plain paths: the provenance files of the variant and the parent (written per version)
-        provenance=lambda wildcards: {
-            name: provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)
-        },
+        provenance=lambda wildcards: {name: provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)},
         bootstrap=config["stats"],
     log:
         f"{RESULTS}/logs/compare_grid/{{grid}}.log",
