@@ -366,7 +366,10 @@ def expand_grid(
 
 def _check_policy(config: Mapping[str, Any], grids: Iterable[Grid]) -> None:
     """Every variant against the reserved-scene policy, naming the grid and the axes the scene lists come from."""
-    study = Study.from_config(config)
+    try:
+        study = Study.from_config(config)
+    except (KeyError, PolicyError):
+        return  # not the grid's doing: the schema check and the study that follow report it
     for grid in grids:
         for variant in grid.compared:
             try:
@@ -404,10 +407,7 @@ def expand_config(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str
     grids = {}
     for name, spec in ablations.items():
         grids[name], _ = expand_grid(name, spec, config["versions"], profiles, schema)
-    try:
-        _check_policy(config, grids.values())
-    except (KeyError, TypeError):
-        pass  # an incomplete config: the schema check that follows names what is missing
+    _check_policy(config, grids.values())
     return grids
 
 
