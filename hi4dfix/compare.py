@@ -242,6 +242,11 @@ def _cell(row: Mapping[str, Any], digits: int) -> str:
     return f"{row['delta']:+.{digits}f} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
 
 
+def _p_cell(p: float) -> str:
+    """A p-value to 3 significant digits; bootstrap p-values of 0 are below 1 / n_resamples."""
+    return "n/a" if math.isnan(p) else f"{p:.3g}"
+
+
 def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] = ()) -> list[str]:
     """The decision section: variants ranked by ``rank_by``, each with every metric's Holm verdict, and a
     one-line recommendation."""
@@ -262,7 +267,7 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
         lines.append(f"{place}. **{variant}** ({means.loc[(variant, rank_by), 'settings']}): " + "; ".join(parts))
     lines.append("")
     for reference in references:
-        lines.append(f"- {reference}: the parent's own settings, so it is {parent} itself (the reference).")
+        lines += [f"{reference} has the parent's own settings, so it is {parent} itself (the reference).", ""]
     winners = [
         v for v in ranked["variant"]
         if means.loc[(v, rank_by), "verdict_holm"] == IMPROVED
@@ -274,6 +279,7 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
             f"**Decision:** {winners[0]} improves {metric_title(rank_by)} over {parent} after Holm adjustment "
             "and is worse on no metric: adopt its settings for the next version."
         )
+        lines.append("")
     else:
         frames = int(ranked["n_frames"].max()) if len(ranked) else 0
         lines.append(
@@ -281,6 +287,7 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
             f"{parent}'s settings; the intervals rest on {frames} frames, so more frames or scenes would be needed "
             "to see a smaller effect."
         )
+        lines.append("")
     if losers:
         lines.append(f"Worse than {parent} after Holm adjustment on {metric_title(rank_by)}: {', '.join(losers)}.")
     return lines
@@ -315,8 +322,8 @@ def compare_markdown(
                 "variant tuned": rows["variant_mean"].to_numpy(np.float64),
                 f"variant − {parent} [{level}]": [_cell(r, digits) for _, r in rows.iterrows()],
                 "verdict": rows["verdict"].tolist(),
-                "p": rows["p_value"].to_numpy(np.float64),
-                "p (Holm)": rows["p_holm"].to_numpy(np.float64),
+                "p": [_p_cell(p) for p in rows["p_value"]],
+                "p (Holm)": [_p_cell(p) for p in rows["p_holm"]],
                 "verdict (Holm)": rows["verdict_holm"].tolist(),
             }
         )

@@ -295,7 +295,7 @@ def test_compare_markdown_ranks_the_variants_and_says_holm(tmp_path):
     assert "across the grid's 3 comparisons of each metric" in md and "Holm" in md
     decision = md.split("### Decision", 1)[1]
     assert decision.index("**g.big**") < decision.index("**g.small**") < decision.index("**g.worse**")
-    assert "- g.base: the parent's own settings, so it is v0 itself" in decision
+    assert "g.base has the parent's own settings, so it is v0 itself" in decision
     psnr = table[(table.scene == "mean") & (table.metric == "psnr")].set_index("variant")
     assert psnr.loc["g.big", "verdict_holm"] == "improved" and psnr.loc["g.worse", "verdict_holm"] == "worse"
     assert (psnr["p_holm"] >= psnr["p_value"]).all()
