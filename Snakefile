@@ -22,12 +22,13 @@ CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 try:
     # versions that inherit and ablation grids become plain versions first, so that the schema and
     # the reserved-scene policy check every version as it runs
-    GRIDS = expand_config(config, load_schema(Path(workflow.basedir) / CONFIG_SCHEMA))
+    SCHEMA = load_schema(Path(workflow.basedir) / CONFIG_SCHEMA)
+    GRIDS = expand_config(config, SCHEMA)
 except GridError as error:
     raise WorkflowError(str(error)) from None
 try:
     # one line per problem, starting with the failing key (validate's report dumps the schema)
-    check_config(config, Path(workflow.basedir) / CONFIG_SCHEMA, shown_as=CONFIG_SCHEMA)
+    check_config(config, Path(workflow.basedir) / CONFIG_SCHEMA, shown_as=CONFIG_SCHEMA, schema=SCHEMA)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 validate(config, schema=CONFIG_SCHEMA)  # fills the schema's defaults into config

@@ -71,18 +71,23 @@ def grid_config(num_variants: int) -> dict:
     return config
 
 
-def dry_run(config: dict) -> tuple[float, float, int]:
-    """Seconds, peak MiB of the snakemake process, and planned jobs."""
+def dry_run(config: dict, cpu: list | None = None) -> tuple[float, float, int]:
+    """Seconds, peak MiB of the snakemake process, and planned jobs; appends its CPU seconds (user +
+    system, which a loaded machine does not inflate as it does the wall time) to ``cpu``."""
     with tempfile.TemporaryDirectory() as workdir:
         config_path = Path(workdir) / "config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", workdir,
                    "--configfile", str(config_path), "-n", "--quiet", "rules"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = usage.ru_maxrss
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_kib = after.ru_maxrss
+        if cpu is not None:
+            cpu.append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
         if result.returncode != 0:
             raise RuntimeError(f"dry run failed:\n{result.stdout}\n{result.stderr}")
         jobs = 0
@@ -122,18 +127,19 @@ def main() -> None:
 
 def grid_main(args: argparse.Namespace) -> None:
     lines = [
-        "| config | versions | jobs | `snakemake -n` s | peak MiB |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| config | versions | jobs | `snakemake -n` s | CPU s (user + system) | peak MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     for label, config, versions in (
         ("the default (one version)", default, 1),
         (f"the default + a grid of {args.grid} variants", grid_config(args.grid), None),
     ):
-        seconds, peak_mib, jobs = dry_run(config)
+        cpu: list[float] = []
+        seconds, peak_mib, jobs = dry_run(config, cpu)
         # the variant with v0's settings is v0: the grid adds one version fewer than it has variants
         versions = versions or args.grid
-        lines.append(f"| {label} | {versions} | {jobs} | {seconds:.2f} | {peak_mib:.0f} |")
+        lines.append(f"| {label} | {versions} | {jobs} | {seconds:.2f} | {cpu[0]:.2f} | {peak_mib:.0f} |")
     table = "\n".join(lines)
     print(table)
     if args.append:

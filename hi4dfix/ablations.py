@@ -169,9 +169,12 @@ def _resolve(schema: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str,
     return node
 
 
+_FILLING_VALIDATOR = _with_defaults(Draft202012Validator)
+
+
 def filled(schema: Mapping[str, Any], definition: str, instance: Mapping[str, Any]) -> tuple[dict, list]:
     """``instance`` with the schema's defaults filled in, and the schema's errors (best first)."""
-    validator = _with_defaults(Draft202012Validator)(_subschema(schema, definition))
+    validator = _FILLING_VALIDATOR(_subschema(schema, definition))
     instance = copy.deepcopy(dict(instance))
     errors = sorted(validator.iter_errors(instance), key=lambda e: len(list(e.absolute_path)), reverse=True)
     return instance, errors

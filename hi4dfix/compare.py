@@ -39,7 +39,6 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hi4dfix.report.plotting import new_figure, save_png
 from hi4dfix.stats import (
     FEW_UNITS,
     IMPROVED,
@@ -361,6 +360,8 @@ def decision_html(table: pd.DataFrame, rank_by: str = "psnr", references: Sequen
 def paired_chart(table: pd.DataFrame, rank_by: str = "psnr", dpi: int = 110):
     """A panel per metric: each variant's mean paired difference to the parent with its interval, coloured
     by the Holm verdict; variants in the order of the ``rank_by`` ranking."""
+    from hi4dfix.report.plotting import new_figure  # matplotlib: not at the workflow's DAG build
+
     metrics = list(dict.fromkeys(table["metric"]))
     order = list(ranking(table, rank_by)["variant"])
     parent = str(table["parent"].iloc[0])
@@ -396,4 +397,6 @@ def paired_chart(table: pd.DataFrame, rank_by: str = "psnr", dpi: int = 110):
 
 
 def write_paired_chart(table: pd.DataFrame, path: str | os.PathLike, rank_by: str = "psnr", dpi: int = 110) -> None:
+    from hi4dfix.report.plotting import save_png
+
     save_png(paired_chart(table, rank_by, dpi), path, dpi)

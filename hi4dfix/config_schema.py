@@ -72,11 +72,17 @@ def load_schema(schema_path: str | Path) -> dict[str, Any]:
     return yaml.safe_load(Path(schema_path).read_text())
 
 
-def check_config(config: Mapping[str, Any], schema_path: str | Path, shown_as: str | None = None) -> None:
+def check_config(
+    config: Mapping[str, Any],
+    schema_path: str | Path,
+    shown_as: str | None = None,
+    schema: Mapping[str, Any] | None = None,
+) -> None:
     """Raise :class:`ConfigError` whose message starts with the failing key path and message;
-    ``shown_as`` is how the message names the schema file (default: ``schema_path``)."""
+    ``shown_as`` is how the message names the schema file (default: ``schema_path``); ``schema``:
+    the file's content when the caller has read it already."""
     schema_path = Path(schema_path)
-    problems = config_problems(config, load_schema(schema_path))
+    problems = config_problems(config, schema if schema is not None else load_schema(schema_path))
     if not problems:
         return
     lines = [f"{problems[0]} (schema {shown_as or schema_path})"]

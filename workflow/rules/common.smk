@@ -14,7 +14,7 @@ from snakemake.logging import logger
 
 from hi4dfix import resources
 from hi4dfix.ablations import canonical, owners, triplet_owners
-from hi4dfix.difix import data as difix_data
+from hi4dfix.difix import geometry as difix_geometry
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
 from hi4dfix.tables import ARMS
@@ -85,7 +85,7 @@ ARM_OWNER = owners(
                 STUDY.render_profiles[v.render_profile],
                 v.nvs,
                 v.nvs_eval,
-                difix_data.inference_geometry(config["difix"], v.tuning),
+                difix_geometry.inference_geometry(config["difix"], v.tuning),
             ]
         )
         for name, v in STUDY.versions.items()
@@ -243,13 +243,13 @@ def delta_inputs(wildcards):
 
 
 def training_geometry(wildcards):
-    """How the version's tuning run sizes its images (hi4dfix.difix.data.training_geometry)."""
-    return difix_data.training_geometry(config["difix"], checked_version(wildcards).tuning)
+    """How the version's tuning run sizes its images (hi4dfix.difix.geometry.training_geometry)."""
+    return difix_geometry.training_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
 def inference_geometry(wildcards):
     """Processing size of the version's DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
-    return difix_data.inference_geometry(config["difix"], checked_version(wildcards).tuning)
+    return difix_geometry.inference_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
 def tuning_args(wildcards):
