@@ -69,7 +69,9 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
 
 
 def load_schema(schema_path: str | Path) -> dict[str, Any]:
-    return yaml.safe_load(Path(schema_path).read_text())
+    """The schema file as data (libyaml's loader where PyYAML has it: the workflow reads it at every start)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(schema_path).read_text(), Loader=loader)
 
 
 def check_config(

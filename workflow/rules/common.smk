@@ -143,8 +143,13 @@ def sequence_index_files(wildcards):
     return [f"{root}/meta.npz", f"{root}/cameras/rgb_cameras.npz"]
 
 
+@functools.lru_cache(maxsize=None)
+def _checked(name):
+    return STUDY.check_version(name)  # a refused version raises, and is not cached
+
+
 def checked_version(wildcards):
-    return STUDY.check_version(wildcards.version)
+    return _checked(wildcards.version)
 
 
 def version_params(wildcards):
