@@ -2,28 +2,7 @@
 # Snakefile): each variant's tuned arm against the parent's on the same reserved views, paired per
 # view, with Holm-adjusted verdicts across the grid, a chart and a decision for the report.
 
-from hi4dfix.compare import provenance_path
 from hi4dfix.report import CATEGORY_METRICS
-
-
-wildcard_constraints:
-    grid=_one_of(GRIDS),
-
-
-def grid_of(wildcards):
-    return GRIDS[wildcards.grid]
-
-
-def grid_scenes(wildcards):
-    """The reserved scenes in the parent's order (every variant has the same ones: the policy)."""
-    return list(STUDY.check_version(grid_of(wildcards).parent).nvs_eval)
-
-
-def grid_tuned_csvs(wildcards):
-    """The tuned arm's per-scene CSVs of the parent and of every compared variant (each policy-checked)."""
-    grid, scenes = grid_of(wildcards), grid_scenes(wildcards)
-    names = [grid.parent, *(STUDY.check_version(v.name).name for v in grid.compared)]
-    return {name: [nvs_csv(name, "tuned", scene) for scene in scenes] for name in names}
 
 
 rule compare_grid:

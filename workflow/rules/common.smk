@@ -14,6 +14,7 @@ from snakemake.logging import logger
 
 from hi4dfix import resources
 from hi4dfix.ablations import canonical, owners, triplet_owners
+from hi4dfix.compare import provenance_path
 from hi4dfix.difix import geometry as difix_geometry
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
@@ -60,6 +61,7 @@ wildcard_constraints:
     version=_one_of(STUDY.versions),
     profile=_one_of(STUDY.render_profiles),
     arm=_one_of(ARMS),
+    grid=_one_of(GRIDS),
     preset="tiny",
 
 
@@ -359,3 +361,22 @@ def materialize_runtime(wildcards, attempt):
 def versions_with_deltas(wildcards):
     """Every version's delta table; each version is policy-checked first."""
     return [f"{RESULTS}/{STUDY.check_version(name).name}/deltas.csv" for name in STUDY.versions]
+
+
+# ---- ablation grids ---------------------------------------------------------------------------
+
+
+def grid_of(wildcards):
+    return GRIDS[wildcards.grid]
+
+
+def grid_scenes(wildcards):
+    """The reserved scenes in the parent's order (every variant has the same ones: the policy)."""
+    return list(STUDY.check_version(grid_of(wildcards).parent).nvs_eval)
+
+
+def grid_tuned_csvs(wildcards):
+    """The tuned arm's per-scene CSVs of the parent and of every compared variant (each policy-checked)."""
+    grid, scenes = grid_of(wildcards), grid_scenes(wildcards)
+    names = [grid.parent, *(STUDY.check_version(v.name).name for v in grid.compared)]
+    return {name: [nvs_csv(name, "tuned", scene) for scene in scenes] for name in names}
