@@ -63,13 +63,19 @@ class Axis:
     keys: tuple[str, ...]  # path inside the version block or the render profile
     labels: tuple[str, ...]
     values: tuple[Any, ...]
+    labelled: bool = False  # the grid gave the labels (a mapping of labels to values)
+
+    def shown(self, index: int) -> str:
+        """How a variant's value of this axis reads: its label if the grid gave one, else the value."""
+        value = self.values[index]
+        return self.labels[index] if self.labelled or not isinstance(value, (str, int, float)) else str(value)
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str  # the version that runs it: GRID.LABELS, or the parent's name when the settings are the parent's
     label: str  # GRID.LABELS
-    choices: tuple[tuple[str, str], ...]  # (axis path, label)
+    choices: tuple[tuple[str, str], ...]  # (axis path, label: the given label, or the value as written)
     same_as_parent: bool
 
     def describe(self) -> str:
@@ -252,7 +258,7 @@ def parse_axis(grid: str, path: str, spec: Any, parent_profile: str, schema: Map
         raise GridError(f"{where}: values must be a list or a mapping of labels to values, got {spec!r}")
     if not values:
         raise GridError(f"{where}: no values")
-    return Axis(path, target, keys, tuple(labels), tuple(values))
+    return Axis(path, target, keys, tuple(labels), tuple(values), labelled=isinstance(spec, Mapping))
 
 
 def _set(block: dict[str, Any], keys: Sequence[str], value: Any) -> None:
@@ -314,7 +320,7 @@ def expand_grid(
     variants, new_versions = [], {}
     for combination in itertools.product(*(range(len(axis.values)) for axis in axes)):
         label = ".".join([grid, *(axis.labels[i] for axis, i in zip(axes, combination))])
-        choices = tuple((axis.path, axis.labels[i]) for axis, i in zip(axes, combination))
+        choices = tuple((axis.path, axis.shown(i)) for axis, i in zip(axes, combination))
         block = {key: value for key, value in copy.deepcopy(parent_block).items() if key != "extends"}
         profile = copy.deepcopy(profiles[parent_profile_name])
         for axis, i in zip(axes, combination):

@@ -304,7 +304,8 @@ def compare_markdown(
         "",
         f"Each variant's tuned arm against {parent}'s tuned arm on the same reserved views ({', '.join(scenes)}), "
         f"paired per view (scene, frame, camera); the mean over scenes with its {level} interval. "
-        f"Intervals: {bootstrap.describe()}. p: two-sided bootstrap p-value of no difference. "
+        f"Intervals: {bootstrap.describe()}. p: two-sided bootstrap p-value of no difference (0: below "
+        f"1/{bootstrap.n_resamples}). "
         f"**Holm**: p-values adjusted by Holm's step-down method across the grid's {n_variants} comparisons of each "
         f"metric; a verdict holds after adjustment where the adjusted p < {1 - bootstrap.confidence:g}. "
         "Per-scene rows and provenance: compare.csv.",
@@ -378,6 +379,8 @@ def paired_chart(table: pd.DataFrame, rank_by: str = "psnr", dpi: int = 110):
                     row["delta"], yi, xerr=[[row["delta"] - row["ci_low"]], [row["ci_high"] - row["delta"]]],
                     fmt="o", color=color, capsize=3, markersize=4,
                 )  # fmt: skip
+        if rows["delta"].isna().all():
+            ax.text(0.5, 0.5, "not measured\nin both versions", transform=ax.transAxes, ha="center", va="center")
         ax.axvline(0.0, color="#333333", linewidth=0.8)
         ax.set_title(f"{metric_title(metric)}", fontsize=9)
         ax.set_xlabel(f"variant − {parent}", fontsize=8)

@@ -117,7 +117,7 @@ def test_the_small_grid_expands_into_readably_named_versions():
     assert versions["small.estimated.lr-0.002"]["render_profile"] == "imperfect"
     assert versions["small.gt.lr-0.002"]["render_profile"] == "small.gt"
     assert versions["small.gt.lr-0.002"]["tuning"]["lr"] == 0.002 and versions["small.gt.lr-0.002"]["extends"] == "v0"
-    assert "tuning.lr = lr-0.002" in versions["small.gt.lr-0.002"]["objective"]
+    assert "tuning.lr = 0.002" in versions["small.gt.lr-0.002"]["objective"]
 
 
 def test_the_shipped_grids_have_the_memos_and_the_training_variants():
