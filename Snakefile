@@ -9,7 +9,8 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
-from hi4dfix.config_schema import ConfigError, check_config
+from hi4dfix.ablations import GridError, expand_config
+from hi4dfix.config_schema import ConfigError, check_config, load_schema
 
 min_version("9.0")
 
@@ -19,8 +20,15 @@ configfile: "config/config.yaml"
 
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 try:
+    # versions that inherit and ablation grids become plain versions first, so that the schema and
+    # the reserved-scene policy check every version as it runs
+    SCHEMA = load_schema(Path(workflow.basedir) / CONFIG_SCHEMA)
+    GRIDS = expand_config(config, SCHEMA)
+except GridError as error:
+    raise WorkflowError(str(error)) from None
+try:
     # one line per problem, starting with the failing key (validate's report dumps the schema)
-    check_config(config, Path(workflow.basedir) / CONFIG_SCHEMA, shown_as=CONFIG_SCHEMA)
+    check_config(config, Path(workflow.basedir) / CONFIG_SCHEMA, shown_as=CONFIG_SCHEMA, schema=SCHEMA)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 validate(config, schema=CONFIG_SCHEMA)  # fills the schema's defaults into config
@@ -33,6 +41,7 @@ include: "workflow/rules/triplets.smk"
 include: "workflow/rules/difix.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/ablations.smk"
 
 
 rule all:
@@ -41,3 +50,4 @@ rule all:
         expand("results/{version}/deltas.csv", version=list(STUDY.versions)),
         expand("results/{version}/difix/eval.csv", version=list(STUDY.versions)),
         "results/versions.csv",
+        expand("results/ablations/{grid}/compare.csv", grid=list(GRIDS)),

@@ -1,10 +1,15 @@
-"""DAG-build cost: `snakemake -n` time and memory for configs of many scenes and 3 versions.
+"""DAG-build cost: `snakemake -n` time and memory for configs of many scenes and 3 versions, or of an
+ablation grid over the default study.
 
     python bench/bench_dag.py --scenes 10 100 500 [--append BENCHMARKS.md]
+    python bench/bench_dag.py --grid 48 [--append BENCHMARKS.md]
 
-Each config is the embedded default with N synthetic scene entries; every version trains on all
+Each scenes config is the embedded default with N synthetic scene entries; every version trains on all
 non-reserved scenes but its eval pair and evaluates on the reserved four, so the DAG holds every stage
-for every scene. Prints one markdown table (and appends it, with the command, date and machine).
+for every scene. A grid config is the embedded default with one grid of N variants under `ablations`
+(pose source x reference x steps x learning rate), next to the default alone (one version);
+the dry run plans every target (each version's report items and the grid's comparison). Prints one
+markdown table (and appends it, with the command, date and machine).
 """
 
 from __future__ import annotations
@@ -50,18 +55,39 @@ def scaled_config(num_scenes: int, num_versions: int = 3) -> dict:
     return config
 
 
-def dry_run(config: dict) -> tuple[float, float, int]:
-    """Seconds, peak MiB of the snakemake process, and planned jobs."""
+def grid_config(num_variants: int) -> dict:
+    """The default study with one grid of ``num_variants`` variants (2 x 3 x steps x 2, steps as needed)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    steps = max(1, -(-num_variants // 12))
+    axes = {
+        "render_profiles.*.pose_source": ["estimated", "gt"],
+        "triplets.reference": ["same_time", "temporal", "mixed"],
+        "tuning.steps": [150 + 10 * i for i in range(steps)],
+        "tuning.lr": [0.0002, 0.0005],
+    }
+    if 12 * steps != num_variants:
+        raise SystemExit(f"--grid: a multiple of 12 variants, got {num_variants}")
+    config["ablations"] = {"bench": {"parent": "v0", "axes": axes}}
+    return config
+
+
+def dry_run(config: dict, cpu: list | None = None) -> tuple[float, float, int]:
+    """Seconds, peak MiB of the snakemake process, and planned jobs; appends its CPU seconds (user +
+    system, which a loaded machine does not inflate as it does the wall time) to ``cpu``."""
     with tempfile.TemporaryDirectory() as workdir:
         config_path = Path(workdir) / "config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", workdir,
                    "--configfile", str(config_path), "-n", "--quiet", "rules"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = usage.ru_maxrss
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - start
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peak_kib = after.ru_maxrss
+        if cpu is not None:
+            cpu.append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
         if result.returncode != 0:
             raise RuntimeError(f"dry run failed:\n{result.stdout}\n{result.stderr}")
         jobs = 0
@@ -77,8 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", type=int, nargs="+", default=[10, 100, 500])
     parser.add_argument("--versions", type=int, default=3)
+    parser.add_argument("--grid", type=int, help="variants of an ablation grid over the default (multiple of 12)")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args()
+    if args.grid:
+        grid_main(args)
+        return
     lines = [
         "| scenes | versions | jobs | `snakemake -n` s | peak MiB | s per 100 scenes |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -93,6 +123,27 @@ def main() -> None:
     print(table)
     if args.append:
         append_markdown(args.append, "DAG build (`snakemake -n`)", table)
+
+
+def grid_main(args: argparse.Namespace) -> None:
+    lines = [
+        "| config | versions | jobs | `snakemake -n` s | CPU s (user + system) | peak MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for label, config, versions in (
+        ("the default (one version)", default, 1),
+        (f"the default + a grid of {args.grid} variants", grid_config(args.grid), None),
+    ):
+        cpu: list[float] = []
+        seconds, peak_mib, jobs = dry_run(config, cpu)
+        # the variant with v0's settings is v0: the grid adds one version fewer than it has variants
+        versions = versions or args.grid
+        lines.append(f"| {label} | {versions} | {jobs} | {seconds:.2f} | {cpu[0]:.2f} | {peak_mib:.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.append:
+        append_markdown(args.append, f"DAG build of an ablation grid (`snakemake -n`, {args.grid} variants)", table)
 
 
 if __name__ == "__main__":

@@ -171,13 +171,19 @@ STUDY_KEYS = ("data", "policy", "render_profiles", "versions")  # the blocks a S
 
 def _versions_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="study config")
+    parser.add_argument(
+        "--configfile", type=Path, nargs="+", action="extend", default=[],
+        help="config files merged over --config, as snakemake's --configfile (e.g. config/ablations.yaml)",
+    )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=Path("."), help="where results/ lives")
 
 
 def _run_versions(args: argparse.Namespace) -> int:
     from hi4dfix.status import format_version_statuses, version_statuses
+    from hi4dfix.study import Study
 
-    print(format_version_statuses(version_statuses(_load_study(args.config), args.workdir)))
+    config = load_workflow_config(args.config, args.configfile)
+    print(format_version_statuses(version_statuses(Study.from_config(config), args.workdir, config)))
     return 0
 
 
@@ -246,11 +252,18 @@ def load_workflow_config(base: Path, configfiles: list[Path]) -> dict:
     import yaml
     from snakemake.utils import update_config, validate
 
+    from hi4dfix.ablations import GridError, expand_config
+    from hi4dfix.config_schema import load_schema
+
     config: dict = {}
     for path in [base, *configfiles]:
         if not path.is_file():
             raise CliError(f"{path}: no such config file")
         update_config(config, yaml.safe_load(path.read_text()) or {})
+    try:  # versions that inherit and ablation grids become plain versions, as in the Snakefile
+        expand_config(config, load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    except GridError as error:
+        raise CliError(f"{' + '.join(map(str, [base, *configfiles]))}: {error}") from None
     try:
         validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
     except Exception as error:  # snakemake's WorkflowError names the key

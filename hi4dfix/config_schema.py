@@ -68,11 +68,23 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
     return [describe(first), *(describe(e) for e in rest)]
 
 
-def check_config(config: Mapping[str, Any], schema_path: str | Path, shown_as: str | None = None) -> None:
+def load_schema(schema_path: str | Path) -> dict[str, Any]:
+    """The schema file as data (libyaml's loader where PyYAML has it: the workflow reads it at every start)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(schema_path).read_text(), Loader=loader)
+
+
+def check_config(
+    config: Mapping[str, Any],
+    schema_path: str | Path,
+    shown_as: str | None = None,
+    schema: Mapping[str, Any] | None = None,
+) -> None:
     """Raise :class:`ConfigError` whose message starts with the failing key path and message;
-    ``shown_as`` is how the message names the schema file (default: ``schema_path``)."""
+    ``shown_as`` is how the message names the schema file (default: ``schema_path``); ``schema``:
+    the file's content when the caller has read it already."""
     schema_path = Path(schema_path)
-    problems = config_problems(config, yaml.safe_load(schema_path.read_text()))
+    problems = config_problems(config, schema if schema is not None else load_schema(schema_path))
     if not problems:
         return
     lines = [f"{problems[0]} (schema {shown_as or schema_path})"]

@@ -227,3 +227,27 @@ def verdict(estimate: Estimate, higher_is_better: bool) -> str:
     if estimate.ci_high < 0:
         return WORSE if higher_is_better else IMPROVED
     return INCONCLUSIVE
+
+
+def bootstrap_p_value(statistics: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference": twice the smaller share of resampled statistics on
+    either side of 0 (at most 1), the test that the percentile interval inverts; NaN without statistics."""
+    statistics = np.asarray(statistics, dtype=np.float64)
+    if not len(statistics):
+        return math.nan
+    below, above = float(np.mean(statistics <= 0.0)), float(np.mean(statistics >= 0.0))
+    return min(1.0, 2.0 * min(below, above))
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN ones are left out of the family and stay NaN):
+    the i-th smallest of m becomes max over j <= i of min(1, (m - j + 1) p_(j))."""
+    p_values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full_like(p_values, np.nan)
+    finite = np.flatnonzero(np.isfinite(p_values))
+    order = finite[np.argsort(p_values[finite], kind="stable")]
+    m, running = len(order), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted

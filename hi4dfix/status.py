@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from hi4dfix.hi4d.reader import Problem, ReadConfig, validate_sequence
 from hi4dfix.study import Study
@@ -20,21 +20,51 @@ class VersionStatus:
     objective: str
     splits: Mapping[str, tuple[str, ...]]
     targets: Mapping[str, bool]  # target path -> exists
+    parent: str | None = None
+    changes: tuple[tuple[str, Any, Any], ...] = ()  # (setting, parent's value, this version's)
 
 
-def version_statuses(study: Study, workdir: str | Path = ".") -> list[VersionStatus]:
-    statuses = []
+def version_statuses(
+    study: Study, workdir: str | Path = ".", config: Mapping[str, Any] | None = None
+) -> list[VersionStatus]:
+    """What each version is and has made; with the (validated, expanded) ``config``, also what it
+    changes from its parent (render-profile settings compared by content)."""
+    from hi4dfix.ablations import triplet_owners
+
+    statuses, triplets_of = [], triplet_owners(study)
     for name, version in study.versions.items():
-        targets = {f"results/{name}/{t}": (Path(workdir) / "results" / name / t).exists() for t in VERSION_TARGETS}
+        # a version whose triplet inputs are an earlier version's trains on that version's triplets
+        paths = [f"results/{triplets_of[name] if t == 'triplets.json' else name}/{t}" for t in VERSION_TARGETS]
+        targets = {path: (Path(workdir) / path).exists() for path in paths}
         splits = {"difix_train": version.difix_train, "difix_eval": version.difix_eval, "nvs_eval": version.nvs_eval}
-        statuses.append(VersionStatus(name, version.objective, splits, targets))
+        changes = ()
+        if config is not None and version.extends:
+            changes = tuple(parent_changes(config, name, version.extends))
+        statuses.append(VersionStatus(name, version.objective, splits, targets, version.extends, changes))
     return statuses
+
+
+def parent_changes(config: Mapping[str, Any], name: str, parent: str) -> list[tuple[str, Any, Any]]:
+    """The settings in which version ``name`` differs from ``parent``; its render profile by content."""
+    from hi4dfix.ablations import DESCRIPTIVE_KEYS, differences
+
+    def runs(version: str) -> dict[str, Any]:
+        block = config["versions"][version]
+        settings = {key: value for key, value in block.items() if key not in DESCRIPTIVE_KEYS}
+        settings["render_profiles.*"] = config["render_profiles"][block["render_profile"]]
+        return settings
+
+    return differences(runs(name), runs(parent))
 
 
 def format_version_statuses(statuses: Iterable[VersionStatus]) -> str:
     lines = []
     for status in statuses:
         lines.append(f"{status.name}: {status.objective.strip()}")
+        if status.parent:
+            changing = ", changing:" if status.changes else " (same settings)"
+            lines.append(f"  extends {status.parent}{changing}")
+            lines += [f"    {path}: {theirs!r} -> {mine!r}" for path, theirs, mine in status.changes]
         for split, scenes in status.splits.items():
             lines.append(f"  {split:<11} {', '.join(scenes)}")
         for target, exists in status.targets.items():

@@ -61,6 +61,7 @@ class Version:
     triplets: Mapping[str, Any] = field(default_factory=dict)
     tuning: Mapping[str, Any] = field(default_factory=dict)
     nvs: Mapping[str, Any] = field(default_factory=dict)
+    extends: str | None = None  # the parent version (hi4dfix.ablations)
 
     @property
     def difix_scenes(self) -> tuple[str, ...]:
@@ -115,6 +116,7 @@ class Study:
                 triplets=dict(block.get("triplets", {})),
                 tuning=dict(block.get("tuning", {})),
                 nvs=dict(block.get("nvs", {})),
+                extends=block.get("extends"),
             )
             for name, block in config["versions"].items()
         }

@@ -174,19 +174,23 @@ def nvs_views(scenes: Sequence[str], arm_csvs: Mapping[str, Sequence[str | os.Pa
     missing = sorted(set(ARMS) - set(arm_csvs))
     if missing:
         raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
+    return pd.concat([arm_views(arm, scenes, arm_csvs[arm]) for arm in ARMS], ignore_index=True)
+
+
+def arm_views(arm: str, scenes: Sequence[str], paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """One arm's per-view rows (``arm, scene, frame, cam``, metrics) from its per-scene CSVs (one per scene)."""
+    paths = list(paths)
+    if len(paths) != len(scenes):
+        raise ValueError(f"{len(paths)} {arm} CSVs for {len(scenes)} scenes")
     parts = []
-    for arm in ARMS:
-        paths = list(arm_csvs[arm])
-        if len(paths) != len(scenes):
-            raise ValueError(f"delta table: {len(paths)} {arm} CSVs for {len(scenes)} scenes")
-        for scene, path in zip(scenes, paths):
-            table = read_per_scene_csv(path)
-            table = table[table["frame"].astype(str) != MEAN].copy()
-            for col in KEY_COLUMNS:
-                table[col] = table[col].astype(np.int64)
-            table.insert(0, "scene", scene)
-            table.insert(0, "arm", arm)
-            parts.append(table)
+    for scene, path in zip(scenes, paths):
+        table = read_per_scene_csv(path)
+        table = table[table["frame"].astype(str) != MEAN].copy()
+        for col in KEY_COLUMNS:
+            table[col] = table[col].astype(np.int64)
+        table.insert(0, "scene", scene)
+        table.insert(0, "arm", arm)
+        parts.append(table)
     return pd.concat(parts, ignore_index=True)
 
 
@@ -407,17 +411,21 @@ def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
 # Version comparison
 
 
-def versions_table(deltas: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Every version's mean rows (one per metric and comparison), with ``version`` and ``n_scenes`` first."""
+def versions_table(deltas: Mapping[str, pd.DataFrame], parents: Mapping[str, str | None] | None = None) -> pd.DataFrame:
+    """Every version's mean rows (one per metric and comparison), with ``version``, ``parent`` (the version it
+    extends, empty for none) and ``n_scenes`` first."""
     if not deltas:
         raise ValueError("versions_table needs at least one version's delta table")
+    parents = parents or {}
     parts = []
     for version, table in deltas.items():
         means = table[table["scene"].astype(str) == MEAN].copy()
         means.insert(0, "n_scenes", int(table.loc[table["scene"] != MEAN, "scene"].nunique()))
+        means.insert(0, "parent", parents.get(version) or "")
         means.insert(0, "version", version)
         parts.append(means)
-    return pd.concat(parts, ignore_index=True)[["version", "n_scenes", *[c for c in DELTA_COLUMNS if c != "scene"]]]
+    columns = ["version", "parent", "n_scenes", *[c for c in DELTA_COLUMNS if c != "scene"]]
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 # --------------------------------------------------------------------------------------------------

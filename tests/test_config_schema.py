@@ -64,7 +64,11 @@ WORKFLOW_BLOCKS = {
     "properties/report",
     "definitions/version",
     "definitions/version/properties/nvs",
+    "properties/ablations/additionalProperties",  # hi4dfix.ablations reads grids
 }
+# Tuning keys whose TrainConfig fields another branch adds (the `training` ablation grid): checked like
+# the others once TrainConfig has them.
+PENDING_TRAIN_FIELDS = {"unet", "unet_lora_rank", "vae_skip", "loss_region", "loss_mask_dilation"}
 
 
 def object_blocks(schema: dict, path: str = "") -> dict[str, dict]:
@@ -122,6 +126,9 @@ def test_schema_block_matches_its_dataclass(path):
         where = f"{path}/{key}"
         if key in others:
             expected = others[key]
+        elif cls is TrainConfig and key in PENDING_TRAIN_FIELDS and key not in fields:
+            assert "default" not in prop, f"{where}: no default until TrainConfig has the field"
+            continue
         else:
             assert key in fields, f"schema key {where} is not a field of {cls.__name__} (renamed or removed?)"
             expected = field_default(fields[key])

@@ -339,12 +339,13 @@ def test_versions_table_holds_every_versions_mean_rows():
         "v1": T.delta_table(long_views(three_arms(base, base, {"a": 1.0, "b": 1.0})), bootstrap=CFG),
         "v2": T.delta_table(long_views(three_arms(base, base, {"a": -1.0, "b": -1.0})), bootstrap=CFG),
     }
-    vt = T.versions_table(deltas)
-    assert list(vt.columns) == ["version", "n_scenes", *[c for c in T.DELTA_COLUMNS if c != "scene"]]
+    vt = T.versions_table(deltas, parents={"v2": "v1"})
+    assert list(vt.columns) == ["version", "parent", "n_scenes", *[c for c in T.DELTA_COLUMNS if c != "scene"]]
     assert len(vt) == 2 * 3 * 3  # versions x metrics x comparisons
     assert set(vt["n_scenes"]) == {2}
+    assert set(vt.loc[vt.version == "v1", "parent"]) == {""} and set(vt.loc[vt.version == "v2", "parent"]) == {"v1"}
     for version, table in deltas.items():
-        mine = vt[vt.version == version].drop(columns=["version", "n_scenes"]).reset_index(drop=True)
+        mine = vt[vt.version == version].drop(columns=["version", "parent", "n_scenes"]).reset_index(drop=True)
         means = table[table.scene == "mean"].drop(columns=["scene"]).reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, means)
     study = vt[(vt.comparison == "tuned_vs_base") & (vt.metric == "psnr")].set_index("version")

@@ -17,7 +17,9 @@ from snakemake.settings.types import DeploymentMethod
 import numpy as np
 
 from hi4dfix import resources, sources
-from hi4dfix.difix import data as difix_data
+from hi4dfix.ablations import canonical, owners, triplet_owners
+from hi4dfix.compare import provenance_path
+from hi4dfix.difix import geometry as difix_geometry
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.logs import failed_job_reports
 from hi4dfix.metrics import lpips_available, lpips_cache_help
@@ -98,6 +100,7 @@ wildcard_constraints:
     version=_one_of(STUDY.versions),
     profile=_one_of(STUDY.render_profiles),
     arm=_one_of(ARMS),
+    grid=_one_of(GRIDS),
     preset="tiny",
 
 
@@ -107,6 +110,43 @@ wildcard_constraints:
 def sequence_path(scene):
     """The scene's Hi4D sequence folder (real or synthetic)."""
     return f"{DATA['root']}/{STUDY.sequence_dir(scene)}"
+
+
+# ---- shared work between versions (ablation grids) ------------------------------------------
+# A version whose triplets (render settings, DiFix scenes, triplet settings) or raw/base NVS arms
+# (render settings, NVS settings, processing size) are an earlier version's reads that version's
+# files: the first version in the config with those settings makes them, once.
+
+TRIPLET_OWNER = triplet_owners(STUDY)
+SHARED_ARMS = ("raw", "base")  # arms that do not depend on the version's tuning
+ARM_OWNER = owners(
+    {
+        name: canonical(
+            [
+                STUDY.render_profiles[v.render_profile],
+                v.nvs,
+                v.nvs_eval,
+                difix_geometry.inference_geometry(config["difix"], v.tuning),
+            ]
+        )
+        for name, v in STUDY.versions.items()
+    }
+)
+
+
+def triplets_path(version):
+    """The version's triplet JSON: made by the first version with the same triplet inputs."""
+    return f"{RESULTS}/{TRIPLET_OWNER[version]}/triplets.json"
+
+
+def version_triplets(wildcards):
+    return triplets_path(wildcards.version)
+
+
+def nvs_csv(version, arm, scene):
+    """Per-scene NVS metrics of one arm; raw and base come from the first version that shares them."""
+    owner = ARM_OWNER[version] if arm in SHARED_ARMS else version
+    return f"{RESULTS}/{owner}/nvs/{arm}/{scene}.csv"
 
 
 def reserved_sequence_paths():
@@ -150,8 +190,13 @@ def source_state(wildcards):
     return sources.source_state(scene_path(wildcards.scene), sequence_path(wildcards.scene))
 
 
+@functools.lru_cache(maxsize=None)
+def _checked(name):
+    return STUDY.check_version(name)  # a refused version raises, and is not cached
+
+
 def checked_version(wildcards):
-    return STUDY.check_version(wildcards.version)
+    return _checked(wildcards.version)
 
 
 def version_params(wildcards):
@@ -249,7 +294,12 @@ def nvs_model_spec(wildcards):
 def nvs_arm_csvs(wildcards):
     """Per-scene NVS metric CSVs of the version's reserved scenes, by arm."""
     version = checked_version(wildcards)
-    return {arm: [f"{RESULTS}/{version.name}/nvs/{arm}/{scene}.csv" for scene in version.nvs_eval] for arm in ARMS}
+    return {arm: [nvs_csv(version.name, arm, scene) for scene in version.nvs_eval] for arm in ARMS}
+
+
+def scene_arm_csvs(wildcards):
+    """One reserved scene's NVS CSVs, by arm."""
+    return {arm: nvs_csv(checked_version(wildcards).name, arm, wildcards.scene) for arm in ARMS}
 
 
 def report_path(version, name):
@@ -283,13 +333,13 @@ def delta_inputs(wildcards):
 
 
 def training_geometry(wildcards):
-    """How the version's tuning run sizes its images (hi4dfix.difix.data.training_geometry)."""
-    return difix_data.training_geometry(config["difix"], checked_version(wildcards).tuning)
+    """How the version's tuning run sizes its images (hi4dfix.difix.geometry.training_geometry)."""
+    return difix_geometry.training_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
 def inference_geometry(wildcards):
     """Processing size of the version's DiFix arms: the tuning run's unless difix.eval_long_side says otherwise."""
-    return difix_data.inference_geometry(config["difix"], checked_version(wildcards).tuning)
+    return difix_geometry.inference_geometry(config["difix"], checked_version(wildcards).tuning)
 
 
 def compile_cache_dir():
@@ -406,3 +456,22 @@ def materialize_runtime(wildcards, attempt):
 def versions_with_deltas(wildcards):
     """Every version's delta table; each version is policy-checked first."""
     return [f"{RESULTS}/{STUDY.check_version(name).name}/deltas.csv" for name in STUDY.versions]
+
+
+# ---- ablation grids ---------------------------------------------------------------------------
+
+
+def grid_of(wildcards):
+    return GRIDS[wildcards.grid]
+
+
+def grid_scenes(wildcards):
+    """The reserved scenes in the parent's order (every variant has the same ones: the policy)."""
+    return list(STUDY.check_version(grid_of(wildcards).parent).nvs_eval)
+
+
+def grid_tuned_csvs(wildcards):
+    """The tuned arm's per-scene CSVs of the parent and of every compared variant (each policy-checked)."""
+    grid, scenes = grid_of(wildcards), grid_scenes(wildcards)
+    names = [grid.parent, *(STUDY.check_version(v.name).name for v in grid.compared)]
+    return {name: [nvs_csv(name, "tuned", scene) for scene in scenes] for name in names}

@@ -41,7 +41,7 @@ rule pretrain_difix_base:
 rule tune_difix:
     """Fine-tune DiFix on the version's training triplets, starting from difix.base."""
     input:
-        triplets=f"{RESULTS}/{{version}}/triplets.json",
+        triplets=version_triplets,
         base=difix_base_input,
     output:
         model=f"{RESULTS}/{{version}}/difix/model.pkl",

@@ -8,7 +8,7 @@ from hi4dfix.report import CATEGORY_METRICS
 rule evaluate_difix:
     """Metrics of raw image, base DiFix and tuned DiFix against target_image on the test triplets."""
     input:
-        triplets=f"{RESULTS}/{{version}}/triplets.json",
+        triplets=version_triplets,
         base=difix_base_input,
         tuned=f"{RESULTS}/{{version}}/difix/model.pkl",
         scenes=lambda wildcards: [scene_path(s) for s in checked_version(wildcards).difix_eval],
@@ -138,6 +138,7 @@ rule versions_table:
         f"{RESULTS}/versions.csv",
     params:
         versions=list(STUDY.versions),
+        parents={name: version.extends for name, version in STUDY.versions.items()},
     log:
         f"{RESULTS}/logs/versions_table.log",
     benchmark:

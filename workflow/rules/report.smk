@@ -89,9 +89,7 @@ rule metric_charts:
 rule before_after_views:
     """Held-out views of one reserved scene: raw, base and tuned outputs next to the ground truth."""
     input:
-        raw=f"{RESULTS}/{{version}}/nvs/raw/{{scene}}.csv",
-        base=f"{RESULTS}/{{version}}/nvs/base/{{scene}}.csv",
-        tuned=f"{RESULTS}/{{version}}/nvs/tuned/{{scene}}.csv",
+        unpack(scene_arm_csvs),
         renders=lambda wildcards: nvs_scene_inputs(wildcards)["renders"],
     output:
         report(
@@ -120,7 +118,7 @@ rule before_after_views:
 rule triplet_gallery:
     """A few DiFix test triplets (image, ref_image, target_image) with the tuned model's output."""
     input:
-        triplets=f"{RESULTS}/{{version}}/triplets.json",
+        triplets=version_triplets,
         model=f"{RESULTS}/{{version}}/difix/model.pkl",
         renders=lambda wildcards: [
             render_path(version_profile(wildcards), scene) for scene in checked_version(wildcards).difix_eval

@@ -5,4 +5,4 @@ from hi4dfix.tables import read_delta_csv, versions_table, write_csv
 
 with job_log(snakemake.log[0]):
     deltas = {version: read_delta_csv(path) for version, path in zip(snakemake.params.versions, snakemake.input)}
-    write_csv(snakemake.output[0], versions_table(deltas))
+    write_csv(snakemake.output[0], versions_table(deltas, snakemake.params.parents))

@@ -1,0 +1,322 @@
+"""Versions that inherit, ablation grids (expansion, shared work, bad grids) and the comparison across versions."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from hi4dfix.ablations import GridError, deep_merge, expand_config, resolve_extends
+from hi4dfix.cli import main
+from hi4dfix.compare import VariantTables, compare_markdown, compare_table, decision_html, read_compare_csv
+from hi4dfix.config_schema import load_schema
+from hi4dfix.stats import BootstrapConfig, holm
+from hi4dfix.study import PolicyError, Study
+from hi4dfix.tables import per_scene_table, write_csv
+from workflow_helpers import REPO, default_config, planned_jobs, run_snakemake, small_config
+
+SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
+SMALL_GRID = REPO / ".test" / "config" / "ablations.yaml"
+SHIPPED_GRIDS = REPO / "config" / "ablations.yaml"
+
+
+def with_grid(config: dict, grid_file=SMALL_GRID) -> dict:
+    update_config(config, yaml.safe_load(grid_file.read_text()))
+    return config
+
+
+def one_grid(axes: dict, parent: str = "v0") -> dict:
+    config = default_config()
+    config["ablations"] = {"bad": {"parent": parent, "axes": axes}}
+    return config
+
+
+# ---- inheritance ------------------------------------------------------------------------------------
+
+
+def test_deep_merge_merges_mappings_and_replaces_lists():
+    base = {"tuning": {"steps": 150, "lr": 2e-4}, "difix_train": ["a", "b"], "nvs": {"mode": "postfix"}}
+    merged = deep_merge(base, {"tuning": {"steps": 10}, "difix_train": ["c"]})
+    assert merged == {"tuning": {"steps": 10, "lr": 2e-4}, "difix_train": ["c"], "nvs": {"mode": "postfix"}}
+    assert base["tuning"]["steps"] == 150  # the parent is not touched
+
+
+def test_extends_merges_the_parent_and_names_the_child_in_its_outputs():
+    versions = default_config()["versions"]
+    versions["v1"] = {"extends": "v0", "tuning": {"steps": 10}, "difix_train": ["hi4d_pair00_dance"]}
+    versions["v2"] = {"extends": "v1", "triplets": {"reference": "temporal"}}
+    resolved = resolve_extends(versions)
+    v0, v1, v2 = resolved["v0"], resolved["v1"], resolved["v2"]
+    assert v1["tuning"] == {**v0["tuning"], "steps": 10} and v1["difix_train"] == ["hi4d_pair00_dance"]
+    assert v2["tuning"]["steps"] == 10 and v2["triplets"] == {**v0["triplets"], "reference": "temporal"}
+    assert v2["extends"] == "v1" and "extends" not in v0 and v2["objective"] == v0["objective"]
+    assert "results/v2/deltas.csv" in v2["expected_outputs"] and "results/v0/deltas.csv" not in v2["expected_outputs"]
+
+
+def test_the_policy_holds_on_the_merged_version():
+    config = default_config()
+    config["versions"]["v1"] = {"extends": "v0", "difix_eval": ["hi4d_pair17_dance"]}
+    expand_config(config, SCHEMA)
+    study = Study.from_config(config)
+    study.check_version("v0")
+    with pytest.raises(PolicyError, match="version v1: reserved scene hi4d_pair17_dance is in difix_eval"):
+        study.check_version("v1")
+
+
+def test_a_version_that_inherits_a_policy_break_fails_at_dag_build(tmp_path):
+    config = default_config()
+    config["versions"]["v1"] = {"extends": "v0", "difix_train": ["hi4d_pair00_dance", "hi4d_pair16_jump"]}
+    result = run_snakemake(tmp_path, config, "-n", "results/v1/deltas.csv", check=False)
+    assert result.returncode != 0
+    assert "version v1: reserved scene hi4d_pair16_jump is in difix_train" in result.stdout + result.stderr
+
+
+def test_an_extends_cycle_is_refused_naming_it():
+    config = default_config()
+    config["versions"]["v1"] = {"extends": "v2"}
+    config["versions"]["v2"] = {"extends": "v1"}
+    with pytest.raises(GridError, match=r"versions: extends cycle v1 -> v2 -> v1"):
+        expand_config(config, SCHEMA)
+    config["versions"]["v2"] = {"extends": "v9"}
+    with pytest.raises(GridError, match=r"versions.v2.extends: 'v9' is not a version"):
+        expand_config(config, SCHEMA)
+
+
+def test_versions_command_shows_each_versions_changes_from_its_parent(tmp_path, capsys):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"versions": {"v1": {"extends": "v0", "tuning": {"steps": 10}}}}))
+    assert main(["versions", "--config", str(REPO / "config/config.yaml"), "--configfile", str(extra),
+                 "--workdir", str(tmp_path)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "v1: Does fine-tuning" in out and "  extends v0, changing:\n    tuning.steps: 150 -> 10\n" in out
+
+
+# ---- grids ---------------------------------------------------------------------------------------------
+
+
+def test_the_small_grid_expands_into_readably_named_versions():
+    config = with_grid(small_config())
+    grids = expand_config(config, SCHEMA)
+    grid = grids["small"]
+    assert [v.label for v in grid.variants] == [
+        "small.estimated.lr-0.0002", "small.estimated.lr-0.002", "small.gt.lr-0.0002", "small.gt.lr-0.002",
+    ]  # fmt: skip
+    # the variant with the parent's settings is the parent: it is compared with nothing and runs nothing
+    assert grid.variants[0].same_as_parent and grid.variants[0].name == "v0"
+    assert [v.name for v in grid.compared] == ["small.estimated.lr-0.002", "small.gt.lr-0.0002", "small.gt.lr-0.002"]
+    assert list(config["versions"]) == ["v0", *[v.name for v in grid.compared]]
+    # one new render profile, shared by both GT-pose variants; the estimated one keeps v0's
+    assert list(config["render_profiles"]) == ["imperfect", "small.gt"]
+    assert config["render_profiles"]["small.gt"]["pose_source"] == "gt"
+    versions = config["versions"]
+    assert versions["small.estimated.lr-0.002"]["render_profile"] == "imperfect"
+    assert versions["small.gt.lr-0.002"]["render_profile"] == "small.gt"
+    assert versions["small.gt.lr-0.002"]["tuning"]["lr"] == 0.002 and versions["small.gt.lr-0.002"]["extends"] == "v0"
+    assert "tuning.lr = 0.002" in versions["small.gt.lr-0.002"]["objective"]
+
+
+def test_the_shipped_grids_have_the_memos_and_the_training_variants():
+    config = with_grid(default_config(), SHIPPED_GRIDS)
+    grids = expand_config(config, SCHEMA)
+    memo, training = grids["memo"], grids["training"]
+    assert len(memo.variants) == 12 and len(memo.compared) == 11  # memo.estimated.same_time.train2 is v0
+    assert "memo.gt.mixed.train4" in config["versions"]
+    assert config["versions"]["memo.gt.mixed.train4"]["difix_train"][-1] == "hi4d_pair04_highfive"
+    assert len(training.variants) == 6
+    lora = config["versions"]["training.lora8.person"]["tuning"]
+    assert lora["unet"] == "lora" and lora["unet_lora_rank"] == 8 and lora["loss_region"] == "person"
+    assert lora["steps"] == 150  # the rest of the parent's tuning block stays
+
+
+def test_a_dry_run_of_the_small_grid_shares_renders_triplets_and_arms(tmp_path):
+    config = with_grid(small_config())
+    jobs = planned_jobs(run_snakemake(tmp_path, config, "-n"))
+    # 4 versions (v0 and 3 variants) of which two pairs share render settings and triplets
+    assert jobs["render_scene"] == 2 * 7  # per render profile, not per version (4 x 7 unshared)
+    assert jobs["build_triplets"] == 2  # per (renders, triplet settings), not 4
+    assert jobs["pretrain_difix_base"] == 1 and jobs["tune_difix"] == 4
+    # tuned per version; raw and base per (render profile, NVS settings): 4 x 4 + 2 x 2 x 4, not 4 x 3 x 4
+    assert jobs["evaluate_nvs"] == 4 * 4 + 2 * 2 * 4
+    assert jobs["compare_grid"] == 1 and jobs["delta_table"] == 4
+
+
+# ---- bad grids -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            one_grid({"triplets.referense": ["same_time", "temporal"]}),
+            "ablations.bad: axis triplets.referense: no setting 'referense' in triplets (the path does not exist)",
+        ),
+        (
+            one_grid({"render_profiles.other.pose_source": ["gt"]}),
+            "ablations.bad: axis render_profiles.other.pose_source: names render profile 'other', but the parent's",
+        ),
+        (
+            one_grid({"triplets.reference": ["same_time", "sideways"]}),
+            'ablations.bad: variant bad.sideways: axis triplets.reference = sideways ("sideways"): '
+            "setting triplets.reference: 'sideways' is not one of",
+        ),
+        (
+            one_grid({"tuning.steps": [150, -3]}),
+            "ablations.bad: variant bad.steps--3: axis tuning.steps = steps--3 (-3): setting tuning.steps: "
+            "-3 is less than the minimum of 1",
+        ),
+        (
+            one_grid(
+                {"difix_train": {"ok": ["hi4d_pair00_dance"], "leak": ["hi4d_pair00_dance", "hi4d_pair15_fight"]}}
+            ),
+            "ablations.bad: variant bad.leak (axis difix_train = leak) breaks the policy: version bad.leak: "
+            "reserved scene hi4d_pair15_fight is in difix_train",
+        ),
+        (
+            one_grid({"tuning.steps": {"short": 10, "brief": 10}}),
+            "ablations.bad: variants bad.short and bad.brief collapse to the same settings (tuning.steps = brief)",
+        ),
+        (one_grid({"tuning.lr": [0.1]}, parent="v7"), "ablations.bad.parent: 'v7' is not a version"),
+    ],
+    ids=["no-such-path", "other-profile", "bad-value", "bad-number", "policy", "collapse", "no-parent"],
+)
+def test_a_bad_grid_is_refused_naming_grid_axis_and_value(config, message):
+    with pytest.raises(GridError) as error:
+        expand_config(config, SCHEMA)
+    assert message in str(error.value)
+
+
+def test_a_bad_grid_is_refused_at_dag_build_before_any_job(tmp_path):
+    config = one_grid({"triplets.reference": ["same_time", "sideways"]})
+    result = run_snakemake(tmp_path, config, "--cores", "1", check=False)
+    assert result.returncode != 0
+    assert "ablations.bad: variant bad.sideways: axis triplets.reference = sideways" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+# ---- decisions across versions -------------------------------------------------------------------------
+
+
+def test_holm_adjusts_a_hand_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): 4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06,
+    # 1 x 0.04 = 0.04 -> 0.06 (never below the step before); NaN stays out of the family
+    adjusted = holm([0.01, 0.04, 0.03, 0.005, np.nan])
+    np.testing.assert_allclose(adjusted[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adjusted[4])
+    np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+
+
+SCENES = ("hi4d_pair15_fight", "hi4d_pair16_jump")
+CFG = BootstrapConfig(n_resamples=400, confidence=0.9, seed=5)
+
+
+def write_tuned(tmp_path, version, psnr):
+    """Per-scene tuned CSVs: 2 frames x 2 cams per scene, PSNR given per (scene, frame, cam)."""
+    paths = []
+    for scene in SCENES:
+        rows = [
+            {"frame": f, "cam": c, "psnr": psnr(scene, f, c), "ssim": 0.5 + 0.01 * psnr(scene, f, c),
+             "lpips": 0.3, "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan}
+            for f in (0, 1) for c in (4, 5)
+        ]  # fmt: skip
+        path = tmp_path / version / "nvs" / "tuned" / f"{scene}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(path, per_scene_table(rows))
+        paths.append(str(path))
+    return paths
+
+
+def rng(seed, name):
+    words = np.frombuffer(hashlib.sha256(name.encode()).digest(), dtype=np.uint32)
+    return np.random.default_rng(np.random.SeedSequence([seed, *map(int, words)]))
+
+
+def hand_frame_means(differences: np.ndarray, n: int, generator) -> np.ndarray:
+    """differences[frame, cam]: 2 frames; a resample draws 2 frames with replacement (both cams come along)."""
+    draws = generator.integers(0, 2, size=(n, 2))
+    return differences[draws].reshape(n, -1).mean(axis=1)
+
+
+def test_compare_intervals_match_a_hand_computed_bootstrap_on_two_frames(tmp_path):
+    base = {"hi4d_pair15_fight": 20.0, "hi4d_pair16_jump": 22.0}
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: base[s] + 0.1 * c)
+    gains = {("hi4d_pair15_fight", 0): 0.5, ("hi4d_pair15_fight", 1): 1.5, ("hi4d_pair16_jump", 0): -0.2,
+             ("hi4d_pair16_jump", 1): 0.6}  # fmt: skip
+    variant = write_tuned(
+        tmp_path, "small.gt.lr-0.002", lambda s, f, c: base[s] + 0.1 * c + gains[(s, f)] + 0.1 * (c - 4)
+    )
+    variants = [VariantTables("small.gt.lr-0.002", "gt", variant, "results/small.gt.lr-0.002/provenance.json")]
+    table = compare_table(
+        "small", "v0", parent, variants, list(SCENES), metrics=("psnr",), bootstrap=CFG,
+        parent_provenance="results/v0/provenance.json",
+    )  # fmt: skip
+    rows = table.set_index("scene")
+    tail = (1 - CFG.confidence) / 2
+    for scene in SCENES:
+        d = np.array([[gains[(scene, f)] + 0.1 * c for c in (0, 1)] for f in (0, 1)])  # [frame, cam]
+        means = hand_frame_means(d, CFG.n_resamples, rng(CFG.seed, scene))
+        low, high = np.quantile(means, [tail, 1 - tail])
+        assert rows.loc[scene, "delta"] == pytest.approx(d.mean())
+        assert rows.loc[scene, ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
+        assert rows.loc[scene, "n_frames"] == 2 and rows.loc[scene, "n_views"] == 4
+    # the mean row: scenes drawn with replacement, then each drawn scene's frames from its own stream
+    diffs = {s: np.array([[gains[(s, f)] + 0.1 * c for c in (0, 1)] for f in (0, 1)]) for s in SCENES}
+    drawn = rng(CFG.seed, "\0scenes").integers(0, 2, size=(CFG.n_resamples, 2))
+    resampled = np.empty(drawn.shape)
+    for index, scene in enumerate(SCENES):
+        slots = drawn == index
+        resampled[slots] = hand_frame_means(diffs[scene], int(slots.sum()), rng(CFG.seed, scene))
+    low, high = np.quantile(resampled.mean(axis=1), [tail, 1 - tail])
+    assert rows.loc["mean", "delta"] == pytest.approx(np.mean([d.mean() for d in diffs.values()]))
+    assert rows.loc["mean", ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
+    p = min(1.0, 2 * min(np.mean(resampled.mean(axis=1) <= 0), np.mean(resampled.mean(axis=1) >= 0)))
+    assert rows.loc["mean", "p_value"] == pytest.approx(p) and rows.loc["mean", "p_holm"] == pytest.approx(p)
+    assert rows.loc["mean", "provenance"] == "results/small.gt.lr-0.002/provenance.json; results/v0/provenance.json"
+    assert np.isnan(rows.loc["hi4d_pair15_fight", "p_holm"])  # Holm: the mean rows only
+    path = tmp_path / "compare.csv"
+    write_csv(path, table)
+    pd.testing.assert_frame_equal(read_compare_csv(path), table, check_dtype=False)
+
+
+def test_compare_markdown_ranks_the_variants_and_says_holm(tmp_path):
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0 + f)
+    variants = []
+    for name, gain in (("g.small", 0.2), ("g.big", 3.0), ("g.worse", -2.0)):
+        noise = {0: 0.0, 1: 0.05}
+        paths = write_tuned(tmp_path, name, lambda s, f, c, gain=gain: 20.0 + f + gain + noise[f] * c / 5)
+        variants.append(VariantTables(name, f"x = {name}", paths))
+    cfg = BootstrapConfig(n_resamples=300, confidence=0.95, seed=0)
+    table = compare_table("g", "v0", parent, variants, list(SCENES), bootstrap=cfg)
+    md = compare_markdown(table, cfg, references=["g.base"])
+    assert "across the grid's 3 comparisons of each metric" in md and "Holm" in md
+    decision = md.split("### Decision", 1)[1]
+    assert decision.index("**g.big**") < decision.index("**g.small**") < decision.index("**g.worse**")
+    assert "g.base has the parent's own settings, so it is v0 itself" in decision
+    psnr = table[(table.scene == "mean") & (table.metric == "psnr")].set_index("variant")
+    assert psnr.loc["g.big", "verdict_holm"] == "improved" and psnr.loc["g.worse", "verdict_holm"] == "worse"
+    assert (psnr["p_holm"] >= psnr["p_value"]).all()
+    # SSIM follows PSNR here; LPIPS is equal everywhere, so no variant improves on every metric but the
+    # big one is worse on none: it is the one to adopt
+    assert "**Decision:** g.big improves PSNR (dB) ↑ over v0 after Holm adjustment" in decision
+    assert "<ol><li>" in decision_html(table, references=["g.base"])
+
+
+def test_compare_refuses_variants_on_other_views(tmp_path):
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0)
+    other = write_tuned(tmp_path, "g.a", lambda s, f, c: 21.0)
+    frame = pd.read_csv(other[0])
+    frame.loc[0, "cam"] = "9"
+    frame.to_csv(other[0], index=False)
+    with pytest.raises(ValueError, match="variant g.a and parent v0 cover different views"):
+        compare_table("g", "v0", parent, [VariantTables("g.a", "", other)], list(SCENES), bootstrap=CFG)
+
+
+def test_expansion_is_deterministic():
+    first, second = with_grid(default_config(), SHIPPED_GRIDS), with_grid(default_config(), SHIPPED_GRIDS)
+    expand_config(first, SCHEMA)
+    expand_config(second, copy.deepcopy(SCHEMA))
+    assert list(first["versions"]) == list(second["versions"]) and first == second
