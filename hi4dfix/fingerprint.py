@@ -14,15 +14,17 @@ The policy check compares a DiFix scene's fingerprint with each reserved scene's
   imagehash's DCT hash (64 bits) of the whole frame downsampled to a long side of
   :data:`DOWNSAMPLE_LONG_SIDE`; ``person_phash`` the same over the people's bounding box (from
   the mask), enlarged by :data:`PERSON_MARGIN` on each side so that a resized mask's one-pixel
-  shifts do not matter. The second hash keeps two captures with the same cameras and room apart (Hi4D films every pair in one studio with fixed cameras, so whole frames of two
+  shifts do not matter. The second hash keeps two captures with the same cameras and room
+  apart (Hi4D films every pair in one studio with fixed cameras, so whole frames of two
   different scenes can look alike); the first keeps apart crops that happen to look alike.
   Images without people or of one colour carry no content to compare and are skipped for
   near-copies.
 
 How :data:`NEAR_COPY_BITS` was chosen (measured with the copies of tests/content_fixtures.py;
 tests/test_fingerprint.py checks that every copy is caught and that different scenes stay more
-than 14 bits apart): on the seven synthetic scenes of the default study at 120x160, a JPEG re-encode (quality 75) of a scene's
-sources moves its images by at most 4 bits (the larger of the two hashes), a 0.5x resize by at
+than 14 bits apart): on the seven synthetic scenes of the default study at 120x160, a JPEG
+re-encode (quality 75) of a scene's sources moves its images by at most 4 bits (the larger of the
+two hashes), a 0.5x resize by at
 most 10; at the small study's 48x64 a resize moves most images by 4-12 bits. Different scenes,
 of the same action or not, stay 16 or more bits apart; scikit-image's sample photographs (a
 fixture of real-photo content) 26 or more, their JPEG and 0.5x copies within 6. 12 bits catches

@@ -13,8 +13,9 @@ param. At DAG build, :func:`source_state` stats the recorded files (no reading) 
 
 Why not inputs: Snakemake checks every input file of every job at DAG build; a Hi4D scene of
 110 frames has 1,760 images and masks, which cost ~300 ms a scene as inputs against ~23 ms a scene
-for these stats (BENCHMARKS.md, "Source files tracked by content"). Why not a stat digest as the param: a synthetic sequence does not exist yet
-when the first DAG is built, so its digest would change between the first and second run and
+for these stats (BENCHMARKS.md, "Source files tracked by content"). Why not a stat digest as
+the param: a synthetic sequence does not exist yet when the first DAG is built, so its digest would
+change between the first and second run and
 rerun every scene once. The recorded token is what keeps the param stable.
 """
 
