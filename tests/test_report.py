@@ -33,7 +33,6 @@ from hi4dfix.report import (
 )
 from hi4dfix.report.card import flatten, version_card_html
 from hi4dfix.report.figures import (
-    COMPARISON_MARKERS,
     VERDICT_COLORS,
     LossCurveConfig,
     MetricChartConfig,
@@ -83,11 +82,13 @@ def scene_rows(offset: float, lpips: bool, views=((0, 16), (0, 40), (1, 16), (1,
     ]
 
 
-def make_deltas(lpips: bool = True) -> pd.DataFrame:
-    """A delta table of the reserved scenes: tuned > base > raw with per-view noise (intervals of some width)."""
+def make_deltas(lpips: bool = True, control: bool = False) -> pd.DataFrame:
+    """A delta table of the reserved scenes: tuned > base > raw with per-view noise (intervals of some width);
+    with ``control``, a control arm between base and tuned."""
     rng = np.random.default_rng(0)
     parts = []
-    for arm, offset in (("raw", 0.0), ("base", 1.0), ("tuned", 1.5)):
+    arms = (("raw", 0.0), ("base", 1.0), ("tuned", 1.5)) + ((("control", 1.2),) if control else ())
+    for arm, offset in arms:
         for i, scene in enumerate(RESERVED):
             rows = scene_rows(offset + i / 10, lpips, views=[(f, c) for f in range(4) for c in (16, 40)])
             for r in rows:
@@ -211,7 +212,7 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
         ]
         points = difference_points(ax)
         rows = deltas[deltas.metric == metric]
-        assert len(points) == len(rows) == 5 * len(COMPARISON_MARKERS)
+        assert len(points) == len(rows) == 5 * 3  # scenes and mean x three comparisons (no control arm)
         for row in rows.itertuples():
             delta, low, high, colour = points[f"{row.scene}@{row.comparison}"]
             assert (delta, low, high) == pytest.approx((row.delta, row.ci_low, row.ci_high))
@@ -231,6 +232,34 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
         "worse",
         "inconclusive",
     ]
+
+
+def test_metric_charts_show_the_control_arm_and_its_comparisons():
+    deltas = make_deltas(control=True)
+    figure = metric_bars(deltas)
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
+        rows = deltas[(deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")]
+        assert bar_heights(ax, "control: base + as many steps on its own data") == pytest.approx(rows.control.tolist())
+        assert [c.get_label() for c in ax.containers] == [
+            "raw render (no DiFix)",
+            "base DiFix",
+            "control: base + as many steps on its own data",
+            "tuned DiFix",
+        ]
+    lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]
+    for ax, metric in zip(lower, ("psnr", "ssim", "lpips")):
+        points = difference_points(ax)
+        rows = deltas[deltas.metric == metric]
+        assert len(points) == len(rows) == 5 * 5  # scenes and mean x five comparisons
+        for row in rows[rows.comparison.isin(["tuned_vs_control", "control_vs_base"])].itertuples():
+            delta, low, high, colour = points[f"{row.scene}@{row.comparison}"]
+            assert (delta, low, high) == pytest.approx((row.delta, row.ci_low, row.ci_high))
+            assert colour == VERDICT_COLORS[row.verdict]
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend[4:9] == ["tuned − base", "tuned − raw", "base − raw", "tuned − control", "control − base"]
+    markers = {h.get_label(): h.get_marker() for h in figure.legends[0].legend_handles if h.get_label() in legend[4:9]}
+    assert len(set(markers.values())) == 5  # each comparison its own marker
 
 
 def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):

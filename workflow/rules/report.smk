@@ -40,6 +40,11 @@ rule version_card:
             "preset": config["difix"]["preset"],
             "processing size, tuning": training_geometry(wildcards),
             "processing size, DiFix arms": inference_geometry(wildcards),
+            "control arm": (
+                f"on: the base tuned with this version's settings on {control_triplets()}"
+                if CONTROL_ON
+                else "off (difix.control.enabled: false)"
+            ),
         },
     log:
         f"{RESULTS}/logs/version_card/{{version}}.log",
@@ -56,8 +61,8 @@ rule version_card:
 
 
 rule metric_charts:
-    """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix, and their paired
-    differences with bootstrap intervals and verdicts."""
+    """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix (and the control
+    arm), and their paired differences with bootstrap intervals and verdicts."""
     input:
         unpack(nvs_arm_csvs),
     output:
@@ -70,6 +75,7 @@ rule metric_charts:
         ),
     params:
         scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
+        arms=list(STUDY_ARMS),
         charts=REPORT.get("metric_charts", {}),
         bootstrap=config["stats"],
     log:
