@@ -305,6 +305,20 @@ def test_loss_curve_plots_every_step_and_nonzero_terms(tmp_path):
     assert iio.imread(tmp_path / "loss.png").ndim == 3
 
 
+def test_loss_curve_shows_the_control_arms_training_beside_tuned(tmp_path):
+    steps = np.arange(1, 21)
+    pd.DataFrame({"step": steps, "loss": 1.0 / steps}).to_csv(tmp_path / "tuned.csv", index=False)
+    pd.DataFrame({"step": steps, "loss": 0.5 / steps}).to_csv(tmp_path / "control.csv", index=False)
+    figure = loss_curve(read_train_log(tmp_path / "tuned.csv"), LossCurveConfig(smooth_fraction=0.0),
+                        control=read_train_log(tmp_path / "control.csv"))
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert set(lines) == {"total loss", "control total (base's own data)"}
+    assert lines["control total (base's own data)"].get_ydata() == pytest.approx(0.5 / steps)
+    assert "20 steps, final loss 0.05" in figure.axes[0].get_title()  # the tuned run's
+    write_loss_curve(tmp_path / "tuned.csv", tmp_path / "loss.png", control_log_csv=tmp_path / "control.csv")
+    assert iio.imread(tmp_path / "loss.png").ndim == 3
+
+
 def test_read_train_log_names_the_file(tmp_path):
     path = tmp_path / "train_log.csv"
     path.write_text("step,l2\n1,0.5\n")

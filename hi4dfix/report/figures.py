@@ -46,6 +46,7 @@ VERDICT_COLORS = {IMPROVED: "#2e7d32", WORSE: "#c62828", INCONCLUSIVE: "#757575"
 NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
 LOSS_TERMS = {"l2": "L2 term", "lpips": "LPIPS term", "gram": "Gram term"}
+CONTROL_LOSS_COLOR = ARM_STYLES[2][2]  # the control arm's colour in the bar charts
 DELTA_TABLE_COLUMNS = ("scene", "metric", "comparison", *ARMS, "delta", "ci_low", "ci_high", "verdict", "note")
 
 
@@ -187,7 +188,8 @@ def _legend_handles(arm_axes, names: list[str]) -> list:
     handles, _ = next((pair for pair in (ax.get_legend_handles_labels() for ax in arm_axes) if pair[0]), ([], []))
     for name in names:
         b, a = name.split("_vs_")
-        handles.append(Line2D([], [], color="#333333", marker=COMPARISON_MARKERS[name], linestyle="", label=f"{b} − {a}"))
+        marker = COMPARISON_MARKERS[name]
+        handles.append(Line2D([], [], color="#333333", marker=marker, linestyle="", label=f"{b} − {a}"))
     for verdict_name, color in VERDICT_COLORS.items():
         handles.append(Line2D([], [], color=color, linewidth=3, label=verdict_name))
     return handles
@@ -254,8 +256,14 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(values, dtype=float).rolling(window, center=True, min_periods=1).mean().to_numpy()
 
 
-def loss_curve(log: pd.DataFrame, cfg: LossCurveConfig = LossCurveConfig(), title: str = "DiFix fine-tuning") -> Figure:
-    """Total loss per step (raw and smoothed) and the weighted terms that are not constantly zero."""
+def loss_curve(
+    log: pd.DataFrame,
+    cfg: LossCurveConfig = LossCurveConfig(),
+    title: str = "DiFix fine-tuning",
+    control: pd.DataFrame | None = None,
+) -> Figure:
+    """Total loss per step (raw and smoothed) and the weighted terms that are not constantly zero; with
+    ``control`` (the control arm's training log: the same steps on the base's own data) its total loss too."""
     figure = new_figure(cfg.width_in, cfg.height_in, cfg.dpi)
     ax = figure.subplots()
     steps = log["step"].to_numpy()
@@ -278,7 +286,12 @@ def loss_curve(log: pd.DataFrame, cfg: LossCurveConfig = LossCurveConfig(), titl
             values = log[term].to_numpy(dtype=float)
             if np.nanmax(np.abs(values)) > 0 and not np.allclose(values, loss):
                 ax.plot(steps, smoothed(values, window), color=color, linewidth=1.2, linestyle="--", label=label)
-    positive = loss[np.isfinite(loss) & (loss > 0)]
+    if control is not None:
+        control_loss = control["loss"].to_numpy(dtype=float)
+        ax.plot(control["step"].to_numpy(), smoothed(control_loss, window), color=CONTROL_LOSS_COLOR, linewidth=1.6,
+                label="control total (base's own data)" + (f", mean of {window} steps" if window > 1 else ""))
+    shown = loss if control is None else np.concatenate([loss, control_loss])  # the y scale holds both curves
+    positive = shown[np.isfinite(shown) & (shown > 0)]
     if len(positive) and positive.max() / positive.min() > cfg.log_scale_ratio:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -297,5 +310,7 @@ def write_loss_curve(
     path: str | os.PathLike,
     cfg: LossCurveConfig = LossCurveConfig(),
     title: str = "DiFix fine-tuning",
+    control_log_csv: str | os.PathLike | None = None,
 ) -> None:
-    save_png(loss_curve(read_train_log(train_log_csv), cfg, title), path, cfg.dpi)
+    control = read_train_log(control_log_csv) if control_log_csv else None
+    save_png(loss_curve(read_train_log(train_log_csv), cfg, title, control), path, cfg.dpi)

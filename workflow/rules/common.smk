@@ -104,6 +104,10 @@ def control_model_path(version):
     return f"{RESULTS}/{version}/difix/{CONTROL}/model.pkl"
 
 
+def control_train_log(version):
+    return f"{RESULTS}/{version}/difix/{CONTROL}/train_log.csv"
+
+
 @functools.lru_cache(maxsize=None)
 def control_triplets():
     """The control arm's training triplets (hi4dfix.difix.control), refused at DAG build when an image

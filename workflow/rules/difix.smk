@@ -79,7 +79,7 @@ use rule tune_difix as tune_control with:
         base=difix_base_input,
     output:
         model=control_model_path("{version}"),
-        train_log=f"{RESULTS}/{{version}}/difix/{CONTROL}/train_log.csv",
+        train_log=control_train_log("{version}"),
     params:
         workdir=lambda wildcards: f"{RESULTS}/{wildcards.version}/difix/{CONTROL}/work",
     log:

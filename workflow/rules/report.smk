@@ -161,9 +161,10 @@ rule triplet_gallery:
 
 
 rule loss_curve:
-    """The DiFix fine-tuning loss per step, from the tuning job's train_log.csv."""
+    """The DiFix fine-tuning loss per step, from the tuning job's train_log.csv (and the control arm's)."""
     input:
-        f"{RESULTS}/{{version}}/difix/train_log.csv",
+        tuned=f"{RESULTS}/{{version}}/difix/train_log.csv",
+        control=lambda wildcards: [control_train_log(wildcards.version)] if CONTROL_ON else [],
     output:
         report(
             report_path("{version}", "train_loss.png"),
@@ -174,6 +175,7 @@ rule loss_curve:
         ),
     params:
         curve=REPORT.get("loss_curve", {}),
+        control=lambda wildcards: control_train_log(wildcards.version) if CONTROL_ON else None,
     log:
         f"{RESULTS}/logs/loss_curve/{{version}}.log",
     benchmark:
