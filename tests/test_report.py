@@ -462,6 +462,11 @@ def test_report_embeds_every_item_in_its_category(report_run):
             assert results[path]["caption"], f"{path} has no caption"
     card = decode_data_uri(results["results/v0/report/card.html"]["data_uri"]).decode()
     assert "Study version v0" in card and "hi4d_pair02_dance" in card
+    # the control arm (on in the small study): stated on the card, charted and explained in the captions
+    assert "control arm" in card and "ood_triplets.json" in card
+    assert "tuned − control (diamonds" in results["results/v0/report/metrics.png"]["caption"]
+    assert "tuned_vs_control" in results["results/v0/deltas.csv"]["caption"]
+    assert "control" in results["results/v0/report/train_loss.png"]["caption"]
     assert "hi4d_pair16_jump" in results["results/v0/report/metrics.png"]["caption"]  # Jinja filled from config
     assert "Version v0" in json.loads(re.search(r"var workflow_desc = (\".*?\");\n", page, re.S).group(1))
 
