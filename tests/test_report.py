@@ -240,11 +240,11 @@ def test_metric_charts_show_the_control_arm_and_its_comparisons():
     panels = [ax for ax in figure.axes if ax.get_title()]
     for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
         rows = deltas[(deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")]
-        assert bar_heights(ax, "control: base + as many steps on its own data") == pytest.approx(rows.control.tolist())
+        assert bar_heights(ax, "control: base tuned on its own data") == pytest.approx(rows.control.tolist())
         assert [c.get_label() for c in ax.containers] == [
             "raw render (no DiFix)",
             "base DiFix",
-            "control: base + as many steps on its own data",
+            "control: base tuned on its own data",
             "tuned DiFix",
         ]
     lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]

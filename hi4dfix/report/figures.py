@@ -33,7 +33,7 @@ from hi4dfix.tables import (
 ARM_STYLES = (
     ("raw", "raw render (no DiFix)", "#b8b8b8"),
     ("base", "base DiFix", "#4c78a8"),
-    ("control", "control: base + as many steps on its own data", "#72b7b2"),
+    ("control", "control: base tuned on its own data", "#72b7b2"),
     ("tuned", "tuned DiFix", "#f58518"),
 )
 # Paired differences b - a: a marker per comparison, a colour per verdict.
@@ -219,7 +219,8 @@ def metric_bars(
         _draw_arm_panel(axes[0, column], rows, metric, arms)
         _draw_difference_panel(axes[1, column], rows, metric, names)
     handles = _legend_handles(axes[0], names)
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 9), fontsize=8, frameon=False)
+    columns = len(handles) if len(handles) <= 9 else -(-len(handles) // 2)  # two rows with the control arm
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
     figure.suptitle(
         "Novel views of the reserved scenes: arm means (top), paired differences with intervals (bottom)", fontsize=11
     )
