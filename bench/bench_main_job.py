@@ -4,7 +4,8 @@
 
 Runs ``snakemake --cores 2 results/v0/deltas.csv`` in ``--workdir`` (default: the repository, whose
 ``results/`` must not exist yet, so that every job runs) and reads what it wrote: Snakemake's benchmark
-files, the base model's out-of-domain test summary and the v0 delta table. The base arm's goals (issue 13):
+files, the base model's out-of-domain test summary and the v0 delta table (with the control arm's two
+comparisons and job seconds when it is on). The base arm's goals (issue 13):
 on its own out-of-domain test split base beats raw by at least 0.5 dB PSNR; on v0's reserved scenes base
 PSNR is at least raw - 1 dB and SSIM at least raw - 0.03; tuned beats base.
 """
@@ -115,6 +116,11 @@ def main() -> int:
         ("reserved scenes: tuned - base SSIM", delta("ssim", "tuned_vs_base"), None),
         ("reserved scenes: tuned - raw PSNR (dB)", delta("psnr", "tuned_vs_raw"), None),
     ]
+    if ("psnr", "tuned_vs_control") in mean.index:  # the control arm (difix.control): what it isolates
+        goals += [
+            ("reserved scenes: tuned - control PSNR (dB)", delta("psnr", "tuned_vs_control"), None),
+            ("reserved scenes: control - base PSNR (dB)", delta("psnr", "control_vs_base"), None),
+        ]
     lines = ["| what | figure | goal met |", "| --- | ---: | --- |"]
     lines.append(
         f"| wall time, {len(jobs)} jobs | {int(wall // 60)} min {wall % 60:.0f} s "
@@ -123,6 +129,9 @@ def main() -> int:
     for rule, row in per_rule.head(4).iterrows():
         jobs_label = f"{int(row['count'])} job{'s' if row['count'] != 1 else ''}"
         lines.append(f"| `{rule}` ({jobs_label}) | {row['sum']:.0f} s in all, longest {row['max']:.0f} s | |")
+    control = jobs[jobs["job"].str.contains("control")]  # tune_control and the control's evaluate_nvs jobs
+    if len(control):
+        lines.append(f"| the control arm's jobs ({len(control)}) | {control['s'].sum():.0f} s in all | |")
     for what, figure, met in goals:
         lines.append(f"| {what} | {figure} | {'' if met is None else 'yes' if met else 'no'} |")
     table = "\n".join(lines) + "\n"

@@ -13,8 +13,10 @@
   ``metric``
       ``psnr``, ``ssim`` or ``lpips`` (or a ``*_person`` variant)
   ``comparison``
-      ``tuned_vs_base`` (the study's question), ``tuned_vs_raw`` or ``base_vs_raw``: arm b vs arm a
-  ``raw``, ``base``, ``tuned``
+      ``tuned_vs_base`` (the study's question), ``tuned_vs_raw`` or ``base_vs_raw``: arm b vs arm a; with
+      the control arm also ``tuned_vs_control`` (in-domain data against as many more steps on the base's
+      own data) and ``control_vs_base`` (what the extra steps alone do)
+  ``raw``, ``base``, ``tuned`` (and ``control`` when the study has the control arm)
       each arm's mean: over the scene's views (NaN skipped; the per-scene CSV's mean row), and for the
       ``mean`` row the mean over scenes of those scene means
   ``delta``
@@ -58,8 +60,13 @@ from hi4dfix.stats import (
 
 MEAN = "mean"
 KEY_COLUMNS = ("frame", "cam")
-ARMS = ("raw", "base", "tuned")  # no DiFix, base DiFix, tuned DiFix
+ARMS = ("raw", "base", "tuned")  # every study's arms: no DiFix, base DiFix, tuned DiFix
+# The base trained as long as `tuned`, with its settings, on the base's own out-of-domain data (difix.control).
+CONTROL = "control"
+CONTROL_ARMS = (*ARMS, CONTROL)
 COMPARISONS = (("tuned", "base"), ("tuned", "raw"), ("base", "raw"))  # (b, a): delta = b - a
+# With the control arm: in-domain data against more steps, and what more steps alone do.
+CONTROL_COMPARISONS = (("tuned", CONTROL), (CONTROL, "base"))
 VIEW_COLUMNS = ("arm", "scene", "frame", "cam")
 DELTA_COLUMNS = (
     "scene", "metric", "comparison", *ARMS, "delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict", "note",
@@ -76,6 +83,29 @@ def higher_is_better(metric: str) -> bool:
     if base == "lpips":
         return False
     raise ValueError(f"unknown metric {metric!r}: expected psnr, ssim or lpips (optionally with _person)")
+
+
+def study_arms(control: bool) -> tuple[str, ...]:
+    """The arms of a study: raw, base and tuned, and the control arm when it is on."""
+    return CONTROL_ARMS if control else ARMS
+
+
+def arm_comparisons(arms: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The (b, a) comparisons of a set of arms: the three of every study, then the control arm's two."""
+    return COMPARISONS + (CONTROL_COMPARISONS if CONTROL in arms else ())
+
+
+def delta_columns(arms: Sequence[str]) -> tuple[str, ...]:
+    """The delta table's columns for these arms: ``control`` after ``tuned`` when the study has it."""
+    if CONTROL not in arms:
+        return DELTA_COLUMNS
+    at = DELTA_COLUMNS.index("tuned") + 1
+    return (*DELTA_COLUMNS[:at], CONTROL, *DELTA_COLUMNS[at:])
+
+
+def table_arms(table: pd.DataFrame) -> tuple[str, ...]:
+    """The arms of a delta table (its arm-mean columns)."""
+    return study_arms(CONTROL in table.columns)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,11 +200,16 @@ def read_per_scene_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 def nvs_views(scenes: Sequence[str], arm_csvs: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
     """The per-view rows of the per-scene NVS CSVs of every arm (one path per scene, in ``scenes`` order),
-    as one long table: ``arm, scene, frame, cam`` and the metric columns (mean rows left out)."""
+    as one long table: ``arm, scene, frame, cam`` and the metric columns (mean rows left out). The arms
+    are raw, base and tuned, and control where ``arm_csvs`` has it."""
     missing = sorted(set(ARMS) - set(arm_csvs))
     if missing:
         raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
-    return pd.concat([arm_views(arm, scenes, arm_csvs[arm]) for arm in ARMS], ignore_index=True)
+    unknown = sorted(set(arm_csvs) - set(CONTROL_ARMS))
+    if unknown:
+        raise ValueError(f"delta table: unknown arms {unknown} (known: {', '.join(CONTROL_ARMS)})")
+    arms = study_arms(CONTROL in arm_csvs)
+    return pd.concat([arm_views(arm, scenes, arm_csvs[arm]) for arm in arms], ignore_index=True)
 
 
 def arm_views(arm: str, scenes: Sequence[str], paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -234,6 +269,7 @@ def comparison_name(b: str, a: str) -> str:
 
 
 COMPARISON_NAMES = tuple(comparison_name(b, a) for b, a in COMPARISONS)
+CONTROL_COMPARISON_NAMES = tuple(comparison_name(b, a) for b, a in CONTROL_COMPARISONS)
 
 
 def metric_title(metric: str) -> str:
@@ -243,15 +279,17 @@ def metric_title(metric: str) -> str:
     return f"{title} {'↑' if higher_is_better(metric) else '↓'}"
 
 
-def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> None:
+def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> tuple[str, ...]:
+    """Checks the per-view table; returns its arms (raw, base, tuned and, if present, control)."""
     missing = [c for c in (*VIEW_COLUMNS, *metrics) if c not in views.columns]
     if missing:
         raise ValueError(f"{source}: per-view metrics lack columns {missing}")
     if views.empty:
         raise ValueError(f"{source}: no per-view metrics")
     arms = set(views["arm"])
-    if arms != set(ARMS):
-        raise ValueError(f"{source}: arms {sorted(arms)}, expected {list(ARMS)}")
+    if arms not in (set(ARMS), set(CONTROL_ARMS)):
+        raise ValueError(f"{source}: arms {sorted(arms)}, expected {list(ARMS)} or {list(CONTROL_ARMS)}")
+    expected = study_arms(CONTROL in arms)
     keyed = views.set_index(list(VIEW_COLUMNS)).index
     if keyed.has_duplicates:
         raise ValueError(
@@ -261,13 +299,14 @@ def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> No
         arm: set(map(tuple, group[["scene", "frame", "cam"]].to_numpy().tolist()))
         for arm, group in views.groupby("arm")
     }
-    reference = by_arm[ARMS[0]]
-    for arm in ARMS[1:]:
+    reference = by_arm[expected[0]]
+    for arm in expected[1:]:
         if by_arm[arm] != reference:
             only = sorted(by_arm[arm] ^ reference)[:5]
             raise ValueError(
-                f"{source}: arms {ARMS[0]} and {arm} cover different views (scene, frame, cam), e.g. {only}"
+                f"{source}: arms {expected[0]} and {arm} cover different views (scene, frame, cam), e.g. {only}"
             )
+    return expected
 
 
 def _lpips_not_cached(views: pd.DataFrame, metric: str) -> bool:
@@ -279,7 +318,7 @@ def _lpips_not_cached(views: pd.DataFrame, metric: str) -> bool:
 
 def _not_computed_note(metric: str, values: pd.DataFrame, views: pd.DataFrame) -> str:
     """``values``: views by arm. Names every arm without a value, so a scene's comparisons share the note."""
-    arms = [arm for arm in ARMS if values[arm].isna().all()]
+    arms = [arm for arm in CONTROL_ARMS if arm in values.columns and values[arm].isna().all()]
     if not arms:  # each arm has values, never at the same views
         return f"{metric}: no view measured in both arms"
     note = f"{metric} not computed for {' and '.join([', '.join(arms[:-1]), arms[-1]] if len(arms) > 1 else arms)}"
@@ -322,13 +361,20 @@ def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFra
 
 
 def _delta_row(
-    scene: str, metric: str, b: str, a: str, arm_means: Mapping[str, float], est: Estimate, note: str
+    scene: str,
+    metric: str,
+    b: str,
+    a: str,
+    arms: Sequence[str],
+    arm_means: Mapping[str, float],
+    est: Estimate,
+    note: str,
 ) -> dict[str, Any]:
     return {
         "scene": scene,
         "metric": metric,
         "comparison": comparison_name(b, a),
-        **{arm: arm_means[arm] for arm in ARMS},
+        **{arm: arm_means[arm] for arm in arms},
         "delta": est.delta,
         "ci_low": est.ci_low,
         "ci_high": est.ci_high,
@@ -346,10 +392,12 @@ def delta_table(
     source: str = "per-view metrics",
 ) -> pd.DataFrame:
     """The delta table (see the module doc) of the long per-view table ``views`` (:func:`nvs_views`,
-    :func:`read_eval_views`): every arm must cover the same (scene, frame, cam) views."""
+    :func:`read_eval_views`): every arm must cover the same (scene, frame, cam) views. With a ``control``
+    arm the table gains its column and the comparisons ``tuned_vs_control`` and ``control_vs_base``."""
     for metric in metrics:
         higher_is_better(metric)  # fail early on an unknown metric
-    _check_views(views, metrics, source)
+    arms = _check_views(views, metrics, source)
+    comparisons = arm_comparisons(arms)
     scenes = sorted(set(views["scene"]))
     rows: list[dict[str, Any]] = []
     for metric in metrics:
@@ -359,19 +407,19 @@ def delta_table(
             values = wide.loc[scene]
             frames = values.index.get_level_values("frame").to_numpy()
             scene_views = views[views["scene"] == scene]
-            for b, a in COMPARISONS:
+            for b, a in comparisons:
                 est = scene_estimate(frames, (values[b] - values[a]).to_numpy(), bootstrap, scene)
                 note = _scene_note(metric, b, a, values, scene_views, est)
-                rows.append(_delta_row(scene, metric, b, a, scene_means.loc[scene], est, note))
+                rows.append(_delta_row(scene, metric, b, a, arms, scene_means.loc[scene], est, note))
         mean_arms = {
-            arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in ARMS
+            arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in arms
         }
         scene_of = wide.index.get_level_values("scene").to_numpy()
         frame_of = wide.index.get_level_values("frame").to_numpy()
-        for b, a in COMPARISONS:
+        for b, a in comparisons:
             est = mean_estimate(scene_of, frame_of, (wide[b] - wide[a]).to_numpy(), bootstrap)
-            rows.append(_delta_row(MEAN, metric, b, a, mean_arms, est, _mean_note(metric, est, wide, views)))
-    table = pd.DataFrame(rows, columns=list(DELTA_COLUMNS))
+            rows.append(_delta_row(MEAN, metric, b, a, arms, mean_arms, est, _mean_note(metric, est, wide, views)))
+    table = pd.DataFrame(rows, columns=list(delta_columns(arms)))
     table["n_frames"] = table["n_frames"].astype(np.int64)
     table["n_views"] = table["n_views"].astype(np.int64)
     return table
@@ -383,13 +431,14 @@ def delta_table_from_csvs(
     metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
     bootstrap: BootstrapConfig = BootstrapConfig(),
 ) -> pd.DataFrame:
-    """:func:`delta_table` of the per-scene NVS CSVs of the arms ``raw``, ``base`` and ``tuned``."""
+    """:func:`delta_table` of the per-scene NVS CSVs of the arms ``raw``, ``base`` and ``tuned`` (and ``control``)."""
     return delta_table(nvs_views(scenes, arm_csvs), metrics, bootstrap, source="per-scene NVS CSVs")
 
 
 def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a delta table written by :func:`write_csv`: empty verdicts and notes stay empty strings."""
-    numeric = (*ARMS, "delta", "ci_low", "ci_high")
+    """Read a delta table written by :func:`write_csv`: empty verdicts and notes stay empty strings. A
+    ``control`` column (a study with the control arm) is kept."""
+    numeric = (*CONTROL_ARMS, "delta", "ci_low", "ci_high")
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric})
     except (FileNotFoundError, pd.errors.EmptyDataError) as err:
@@ -400,11 +449,17 @@ def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
     for col in ("scene", "metric", "comparison", "verdict", "note"):
         df[col] = df[col].astype(str)
     for col in numeric:
-        df[col] = df[col].astype(np.float64)
+        if col in df.columns:
+            df[col] = df[col].astype(np.float64)
     unknown = sorted(set(df["verdict"]) - {*VERDICTS, NO_VERDICT})
     if unknown:
         raise ValueError(f"{path}: unknown verdicts {unknown}")
-    return df[list(DELTA_COLUMNS)]
+    arms = table_arms(df)
+    names = {comparison_name(b, a) for b, a in arm_comparisons(arms)}
+    strange = sorted(set(df["comparison"]) - names)
+    if strange:
+        raise ValueError(f"{path}: comparisons {strange} do not belong to the arms {', '.join(arms)}")
+    return df[list(delta_columns(arms))]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,7 +468,8 @@ def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 def versions_table(deltas: Mapping[str, pd.DataFrame], parents: Mapping[str, str | None] | None = None) -> pd.DataFrame:
     """Every version's mean rows (one per metric and comparison), with ``version``, ``parent`` (the version it
-    extends, empty for none) and ``n_scenes`` first."""
+    extends, empty for none) and ``n_scenes`` first; a ``control`` column when any version has the control arm
+    (empty for those without it)."""
     if not deltas:
         raise ValueError("versions_table needs at least one version's delta table")
     parents = parents or {}
@@ -424,8 +480,9 @@ def versions_table(deltas: Mapping[str, pd.DataFrame], parents: Mapping[str, str
         means.insert(0, "parent", parents.get(version) or "")
         means.insert(0, "version", version)
         parts.append(means)
-    columns = ["version", "parent", "n_scenes", *[c for c in DELTA_COLUMNS if c != "scene"]]
-    return pd.concat(parts, ignore_index=True)[columns]
+    control = any(CONTROL in table.columns for table in deltas.values())
+    columns = [c for c in delta_columns(study_arms(control)) if c != "scene"]
+    return pd.concat(parts, ignore_index=True)[["version", "parent", "n_scenes", *columns]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -471,10 +528,11 @@ def _delta_cell(row: pd.Series, digits: int) -> str:
 def _grouped_notes(rows: pd.DataFrame) -> list[str]:
     """``- where: note`` per distinct note; a scene whose every comparison has it is named alone."""
     lines = []
+    n_comparisons = rows["comparison"].nunique()
     for note, group in rows[rows["note"] != ""].groupby("note", sort=False):
         where = []
         for scene, comparisons in group.groupby("scene", sort=False)["comparison"]:
-            whole = len(comparisons) == len(COMPARISON_NAMES)
+            whole = len(comparisons) == n_comparisons
             where.append(scene if whole else f"{scene} ({', '.join(comparisons)})")
         lines.append(f"- {', '.join(where)}: {note}")
     return lines
@@ -482,7 +540,10 @@ def _grouped_notes(rows: pd.DataFrame) -> list[str]:
 
 def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str = "") -> str:
     """The delta table for reading: a table per metric, a row per scene (then the mean), for every
-    comparison ``b − a [interval]`` and its verdict; the notes below; a preface says how it was made."""
+    comparison ``b − a [interval]`` and its verdict (the control arm's two where the table has them); the
+    notes below; a preface says how it was made."""
+    arms = table_arms(table)
+    names = [comparison_name(b, a) for b, a in arm_comparisons(arms)]
     level = f"{bootstrap.confidence * 100:g}%"
     lines = [f"## {title}", ""] if title else []
     lines += [
@@ -498,9 +559,9 @@ def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str =
         out = pd.DataFrame(
             {"scene": first["scene"].tolist(), "frames": first["n_frames"].tolist(), "views": first["n_views"].tolist()}
         )
-        for arm in ARMS:
+        for arm in arms:
             out[arm] = first[arm].to_numpy(dtype=np.float64)
-        for name in COMPARISON_NAMES:
+        for name in names:
             chosen = rows[rows["comparison"] == name].set_index("scene").reindex(out["scene"])
             b, a = name.split("_vs_")
             out[f"{b} − {a} [{level}]"] = [_delta_cell(r, digits) for _, r in chosen.iterrows()]

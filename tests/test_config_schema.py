@@ -61,6 +61,7 @@ WORKFLOW_BLOCKS = {
     "properties/data",
     "properties/policy",
     "properties/difix",
+    "properties/difix/properties/control",  # the control arm: read by common.smk and hi4dfix.difix.control
     "properties/report",
     "definitions/version",
     "definitions/version/properties/nvs",

@@ -9,10 +9,21 @@ import re
 import pandas as pd
 import pytest
 
-from hi4dfix.tables import ARMS, COMPARISON_NAMES, COMPARISONS, DELTA_COLUMNS, read_delta_csv, read_per_scene_csv
+from hi4dfix.tables import (
+    CONTROL_ARMS,
+    arm_comparisons,
+    comparison_name,
+    delta_columns,
+    read_delta_csv,
+    read_per_scene_csv,
+)
 from workflow_helpers import planned_jobs, run_snakemake
 
 RESERVED = ["hi4d_pair15_fight", "hi4d_pair16_jump", "hi4d_pair17_dance", "hi4d_pair19_piggyback"]
+# The small study keeps the embedded default's control arm (difix.control.enabled): five comparisons.
+ARMS = CONTROL_ARMS
+COMPARISONS = arm_comparisons(ARMS)
+COMPARISON_NAMES = tuple(comparison_name(b, a) for b, a in COMPARISONS)
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +40,12 @@ def expected_verdict(row, metric) -> str:
 def test_delta_table_has_the_arms_means_paired_deltas_intervals_and_verdicts(pipeline):
     workdir, _ = pipeline
     deltas = read_delta_csv(workdir / "results/v0/deltas.csv")
-    assert list(deltas.columns) == list(DELTA_COLUMNS)
+    assert list(deltas.columns) == list(delta_columns(ARMS))
     assert len(deltas) == (len(RESERVED) + 1) * 3 * len(COMPARISONS)
     assert sorted(set(deltas["scene"])) == sorted(RESERVED + ["mean"])
-    assert set(deltas["comparison"]) == {"tuned_vs_base", "tuned_vs_raw", "base_vs_raw"}
+    assert set(deltas["comparison"]) == {
+        "tuned_vs_base", "tuned_vs_raw", "base_vs_raw", "tuned_vs_control", "control_vs_base",
+    }  # fmt: skip
     for scene in RESERVED:
         tables = {arm: read_per_scene_csv(workdir / f"results/v0/nvs/{arm}/{scene}.csv") for arm in ARMS}
         views = tables["raw"].iloc[:-1]
@@ -54,6 +67,7 @@ def test_delta_table_has_the_arms_means_paired_deltas_intervals_and_verdicts(pip
     markdown = (workdir / "results/v0/deltas.md").read_text()
     assert markdown.startswith("## v0: novel views of the reserved scenes")
     assert "| tuned − base [95%] | tuned vs base |" in markdown and "2000 resamples, seed 0" in markdown
+    assert "| tuned − control [95%] | tuned vs control | control − base [95%] | control vs base |" in markdown
 
 
 def test_internal_evaluation_has_its_delta_table(pipeline):
@@ -86,11 +100,27 @@ def test_products_of_every_stage(pipeline):
     for scene in RESERVED:  # reserved scenes are rendered, never DiFix samples
         assert (workdir / f"results/renders/imperfect/{scene}/manifest.json").is_file()
     evaluation = pd.read_csv(workdir / "results/v0/difix/eval.csv")
-    assert set(evaluation["arm"]) == {"raw", "base", "tuned"}
+    assert set(evaluation["arm"]) == {"raw", "base", "tuned", "control"}
     assert set(evaluation["id"].str.split("/").str[0]) == {"hi4d_pair02_dance"}
     train_log = pd.read_csv(workdir / "results/v0/difix/train_log.csv")
     assert train_log["step"].max() == 4
-    for rule in ("materialize_scene", "render_scene", "tune_difix", "evaluate_nvs", "eval_deltas", "delta_table"):
+    # the control: as many steps as tuned, on the base's own out-of-domain pretraining triplets
+    control_log = pd.read_csv(workdir / "results/v0/difix/control/train_log.csv")
+    assert control_log["step"].max() == 4
+    ood = json.loads((workdir / "results/difix_base/tiny/ood_triplets.json").read_text())
+    assert len(ood["train"]) == 4 * 7  # the small study's 4 pretraining scenes x 7 target cameras
+    assert not any("hi4d" in path or "synthetic_hi4d" in path for t in ood["train"].values() for path in t.values())
+    tuning_log = (workdir / "results/logs/tune_control/v0.log").read_text()
+    assert "--triplets results/difix_base/tiny/ood_triplets.json" in tuning_log
+    for rule in (
+        "materialize_scene",
+        "render_scene",
+        "tune_difix",
+        "tune_control",
+        "evaluate_nvs",
+        "eval_deltas",
+        "delta_table",
+    ):
         assert list((workdir / "results/logs" / rule).rglob("*.log")), rule
         assert list((workdir / "results/benchmarks" / rule).rglob("*.tsv")), rule
 
@@ -102,12 +132,14 @@ def test_rerun_does_nothing_and_tuning_change_reruns_only_downstream(pipeline):
     changed = copy.deepcopy(config)
     changed["versions"]["v0"]["tuning"]["lr"] = config["versions"]["v0"]["tuning"]["lr"] * 2
     jobs = planned_jobs(run_snakemake(workdir, changed, "-n", *targets))
-    # the tuned arm and what shows it: the report items made from the tuned model and its outputs
-    # (the version card shows the tuning settings), then the delta tables; nothing upstream
+    # the tuned arm and the control (trained with the same settings) and what shows them: the report
+    # items made from the models and their outputs (the version card shows the tuning settings),
+    # then the delta tables; nothing upstream
     assert jobs == {
         "tune_difix": 1,
+        "tune_control": 1,
         "evaluate_difix": 1,
-        "evaluate_nvs": len(RESERVED),
+        "evaluate_nvs": 2 * len(RESERVED),
         "eval_deltas": 1,
         "delta_table": 1,
         "version_card": 1,
@@ -132,7 +164,8 @@ def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline)
     changed["versions"]["v0"].setdefault("triplets", {})["max_samples"] = 2
     jobs = planned_jobs(run_snakemake(workdir, changed, "-n", "results/v0/deltas.csv"))
     assert jobs["build_triplets"] == 1 and jobs["tune_difix"] == 1
-    assert not {"materialize_scene", "render_scene", "pretrain_difix_base"} & set(jobs)
+    # the control arm never reads the version's triplets
+    assert not {"materialize_scene", "render_scene", "pretrain_difix_base", "tune_control"} & set(jobs)
 
 
 def test_versions_table_holds_the_mean_rows_of_the_delta_table(pipeline):
@@ -152,8 +185,9 @@ def test_versions_table_holds_the_mean_rows_of_the_delta_table(pipeline):
 
 
 def test_every_difix_arm_runs_at_the_tuning_runs_processing_size(pipeline):
-    """One config: the size tuning trained at (its log and summary) is the size the base and
-    tuned arms ran at in the internal evaluation, the NVS evaluation and the gallery (their logs)."""
+    """One config: the size tuning trained at (its log and summary) is the size the control was trained
+    at and the size the base, control and tuned arms ran at in the internal evaluation, the NVS
+    evaluation and the gallery (their logs)."""
     workdir, config = pipeline
     logs = workdir / "results/logs"
     trained = re.findall(
@@ -167,12 +201,14 @@ def test_every_difix_arm_runs_at_the_tuning_runs_processing_size(pipeline):
     (summary_path,) = (workdir / "results/v0/difix/work").glob("*/summary.json")  # the one run's folder
     summary = json.loads(summary_path.read_text())
     assert tuple(summary["resolution"]) in size
+    control = re.findall(r"processing size (\d+)x(\d+) \(HxW\)", (logs / "tune_control/v0.log").read_text())
+    assert {(int(h), int(w)) for h, w in control} == size  # the out-of-domain 48x32 images at long side 48
     arm_logs = [
         logs / "evaluate_difix/v0.log",
         logs / "triplet_gallery/v0.log",
-        *sorted((logs / "evaluate_nvs/v0").glob("[bt]*/*.log")),
+        *sorted((logs / "evaluate_nvs/v0").glob("[bct]*/*.log")),
     ]
-    assert len(arm_logs) == 2 + 2 * len(RESERVED)
+    assert len(arm_logs) == 2 + 3 * len(RESERVED)
     for log in arm_logs:
         used = re.findall(r"processing size (\d+)x(\d+) \(HxW\) for (\d+)x(\d+) images", log.read_text())
         assert used and {(int(h), int(w)) for h, w, *_ in used} == size, log

@@ -33,7 +33,6 @@ from hi4dfix.report import (
 )
 from hi4dfix.report.card import flatten, version_card_html
 from hi4dfix.report.figures import (
-    COMPARISON_MARKERS,
     VERDICT_COLORS,
     LossCurveConfig,
     MetricChartConfig,
@@ -83,11 +82,13 @@ def scene_rows(offset: float, lpips: bool, views=((0, 16), (0, 40), (1, 16), (1,
     ]
 
 
-def make_deltas(lpips: bool = True) -> pd.DataFrame:
-    """A delta table of the reserved scenes: tuned > base > raw with per-view noise (intervals of some width)."""
+def make_deltas(lpips: bool = True, control: bool = False) -> pd.DataFrame:
+    """A delta table of the reserved scenes: tuned > base > raw with per-view noise (intervals of some width);
+    with ``control``, a control arm between base and tuned."""
     rng = np.random.default_rng(0)
     parts = []
-    for arm, offset in (("raw", 0.0), ("base", 1.0), ("tuned", 1.5)):
+    arms = (("raw", 0.0), ("base", 1.0), ("tuned", 1.5)) + ((("control", 1.2),) if control else ())
+    for arm, offset in arms:
         for i, scene in enumerate(RESERVED):
             rows = scene_rows(offset + i / 10, lpips, views=[(f, c) for f in range(4) for c in (16, 40)])
             for r in rows:
@@ -211,7 +212,7 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
         ]
         points = difference_points(ax)
         rows = deltas[deltas.metric == metric]
-        assert len(points) == len(rows) == 5 * len(COMPARISON_MARKERS)
+        assert len(points) == len(rows) == 5 * 3  # scenes and mean x three comparisons (no control arm)
         for row in rows.itertuples():
             delta, low, high, colour = points[f"{row.scene}@{row.comparison}"]
             assert (delta, low, high) == pytest.approx((row.delta, row.ci_low, row.ci_high))
@@ -231,6 +232,34 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
         "worse",
         "inconclusive",
     ]
+
+
+def test_metric_charts_show_the_control_arm_and_its_comparisons():
+    deltas = make_deltas(control=True)
+    figure = metric_bars(deltas)
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
+        rows = deltas[(deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")]
+        assert bar_heights(ax, "control: base tuned on its own data") == pytest.approx(rows.control.tolist())
+        assert [c.get_label() for c in ax.containers] == [
+            "raw render (no DiFix)",
+            "base DiFix",
+            "control: base tuned on its own data",
+            "tuned DiFix",
+        ]
+    lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]
+    for ax, metric in zip(lower, ("psnr", "ssim", "lpips")):
+        points = difference_points(ax)
+        rows = deltas[deltas.metric == metric]
+        assert len(points) == len(rows) == 5 * 5  # scenes and mean x five comparisons
+        for row in rows[rows.comparison.isin(["tuned_vs_control", "control_vs_base"])].itertuples():
+            delta, low, high, colour = points[f"{row.scene}@{row.comparison}"]
+            assert (delta, low, high) == pytest.approx((row.delta, row.ci_low, row.ci_high))
+            assert colour == VERDICT_COLORS[row.verdict]
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend[4:9] == ["tuned − base", "tuned − raw", "base − raw", "tuned − control", "control − base"]
+    markers = {h.get_label(): h.get_marker() for h in figure.legends[0].legend_handles if h.get_label() in legend[4:9]}
+    assert len(set(markers.values())) == 5  # each comparison its own marker
 
 
 def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
@@ -273,6 +302,20 @@ def test_loss_curve_plots_every_step_and_nonzero_terms(tmp_path):
     assert ax.get_yscale() == "linear"  # max/min = 40 < 50
     assert "40 steps, final loss 0.025" in ax.get_title()
     write_loss_curve(tmp_path / "train_log.csv", tmp_path / "loss.png")
+    assert iio.imread(tmp_path / "loss.png").ndim == 3
+
+
+def test_loss_curve_shows_the_control_arms_training_beside_tuned(tmp_path):
+    steps = np.arange(1, 21)
+    pd.DataFrame({"step": steps, "loss": 1.0 / steps}).to_csv(tmp_path / "tuned.csv", index=False)
+    pd.DataFrame({"step": steps, "loss": 0.5 / steps}).to_csv(tmp_path / "control.csv", index=False)
+    figure = loss_curve(read_train_log(tmp_path / "tuned.csv"), LossCurveConfig(smooth_fraction=0.0),
+                        control=read_train_log(tmp_path / "control.csv"))
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert set(lines) == {"total loss", "control total (base's own data)"}
+    assert lines["control total (base's own data)"].get_ydata() == pytest.approx(0.5 / steps)
+    assert "20 steps, final loss 0.05" in figure.axes[0].get_title()  # the tuned run's
+    write_loss_curve(tmp_path / "tuned.csv", tmp_path / "loss.png", control_log_csv=tmp_path / "control.csv")
     assert iio.imread(tmp_path / "loss.png").ndim == 3
 
 
@@ -419,6 +462,11 @@ def test_report_embeds_every_item_in_its_category(report_run):
             assert results[path]["caption"], f"{path} has no caption"
     card = decode_data_uri(results["results/v0/report/card.html"]["data_uri"]).decode()
     assert "Study version v0" in card and "hi4d_pair02_dance" in card
+    # the control arm (on in the small study): stated on the card, charted and explained in the captions
+    assert "control arm" in card and "ood_triplets.json" in card
+    assert "tuned − control (diamonds" in results["results/v0/report/metrics.png"]["caption"]
+    assert "tuned_vs_control" in results["results/v0/deltas.csv"]["caption"]
+    assert "control" in results["results/v0/report/train_loss.png"]["caption"]
     assert "hi4d_pair16_jump" in results["results/v0/report/metrics.png"]["caption"]  # Jinja filled from config
     assert "Version v0" in json.loads(re.search(r"var workflow_desc = (\".*?\");\n", page, re.S).group(1))
 

@@ -61,7 +61,10 @@ def study_config() -> dict:
 # ---- the profile (dry runs) ---------------------------------------------------------------------
 
 # Every rule Slurm runs is one or the other; a new rule must be added here and to both profiles.
-GPU_RULES = {"render_scene", "pretrain_difix_base", "tune_difix", "evaluate_difix", "evaluate_nvs", "triplet_gallery"}
+GPU_RULES = {
+    "render_scene", "pretrain_difix_base", "tune_difix", "tune_control", "evaluate_difix", "evaluate_nvs",
+    "triplet_gallery",
+}  # fmt: skip
 CPU_RULES = {
     "synthesize_sequence", "materialize_scene", "check_reserved_content", "build_triplets", "eval_deltas",
     "delta_table", "versions_table", "version_card", "metric_charts", "before_after_views", "loss_curve",
@@ -109,10 +112,10 @@ def test_profile_asks_gpus_for_gpu_rules_and_reads_the_site_from_the_environment
         assert values["slurm_extra"] == "--mail-type=FAIL"
         if rule in GPU_RULES:
             assert values["gpu_model"] == "h100"
-            assert values["gpu"] == ("2" if rule == "tune_difix" else "1")
+            assert values["gpu"] == ("2" if rule in ("tune_difix", "tune_control") else "1")
         else:
             assert values.get("gpu", "0") == "0" and "gpu_model" not in values
-    assert resources["tune_difix"]["cpus_per_task"] == "8"
+    assert resources["tune_difix"]["cpus_per_task"] == resources["tune_control"]["cpus_per_task"] == "8"
     assert resources["materialize_scene"]["cpus_per_task"] == "1"
 
 

@@ -402,3 +402,100 @@ def test_rows_resting_on_few_frames_or_scenes_say_so():
     assert set(few.loc[few.scene == "mean", "note"]) == {
         "3 scenes: too few for the interval to cover as much as it says"
     }
+
+
+# ---- the control arm -------------------------------------------------------------------------------
+
+
+def four_arms(raw, base, control, tuned, lpips=True):
+    return {**three_arms(raw, base, tuned, lpips), "control": scene_tables(control, lpips)}
+
+
+def test_control_arm_adds_its_column_and_two_comparisons_with_intervals_and_verdicts():
+    arms = four_arms(
+        raw={"a": -1.0, "b": -1.0}, base={"a": 0.0, "b": 0.0}, control={"a": 0.5, "b": 0.25}, tuned={"a": 2.0, "b": 1.0}
+    )
+    df = T.delta_table(long_views(arms), bootstrap=CFG)
+    assert list(df.columns) == list(T.delta_columns(T.CONTROL_ARMS)) == [
+        "scene", "metric", "comparison", "raw", "base", "tuned", "control", "delta", "ci_low", "ci_high",
+        "n_frames", "n_views", "verdict", "note",
+    ]  # fmt: skip
+    assert len(df) == 3 * 3 * 5  # metrics x (2 scenes + mean) x five comparisons
+    assert list(df["comparison"][:5]) == [
+        "tuned_vs_base", "tuned_vs_raw", "base_vs_raw", "tuned_vs_control", "control_vs_base",
+    ]  # fmt: skip
+    for scene in ("a", "b"):
+        for metric in ("psnr", "ssim", "lpips"):
+            for b, a in T.arm_comparisons(T.CONTROL_ARMS):
+                r = row(df, scene, metric, T.comparison_name(b, a))
+                assert r["control"] == pytest.approx(T.scene_mean(arms["control"][scene])[metric])
+                assert r["delta"] == pytest.approx(r[b] - r[a])
+                assert r["ci_low"] <= r["delta"] <= r["ci_high"]
+    # tuned beats control and control beats base on every view: the verdicts say so, metric by metric
+    for metric, good in (("psnr", "improved"), ("ssim", "improved"), ("lpips", "improved")):
+        for name in ("tuned_vs_control", "control_vs_base"):
+            assert row(df, "a", metric, name)["verdict"] == good
+    assert row(df, "mean", "psnr", "tuned_vs_control")["delta"] == pytest.approx((1.5 + 0.75) / 2)
+    assert row(df, "mean", "psnr", "control_vs_base")["delta"] == pytest.approx((0.5 + 0.25) / 2)
+    # a control worse than the base is called so, not hidden
+    worse = T.delta_table(long_views(four_arms({"a": -1.0}, {"a": 0.0}, {"a": -0.5}, {"a": 1.0})), bootstrap=CFG)
+    assert row(worse, "a", "psnr", "control_vs_base")["verdict"] == "worse"
+
+
+def test_without_control_the_tables_have_no_control_column_or_rows():
+    df = T.delta_table(long_views(three_arms({"a": -1.0}, {"a": 0.0}, {"a": 1.0})), bootstrap=CFG)
+    assert "control" not in df.columns and not df["comparison"].str.contains("control").any()
+    md = T.delta_markdown(df, CFG)
+    assert "control" not in md
+
+
+def test_control_arm_errors():
+    arms = four_arms({"a": -1.0}, {"a": 0.0}, {"a": 0.5}, {"a": 1.0})
+    views = long_views(arms)
+    with pytest.raises(ValueError, match=r"arms \['base', 'control', 'raw'\], expected"):
+        T.delta_table(views[views.arm != "tuned"], bootstrap=CFG)
+    short = views[~((views.arm == "control") & (views.frame == 5) & (views.cam == 4))]
+    with pytest.raises(ValueError, match="arms raw and control cover different views"):
+        T.delta_table(short, bootstrap=CFG)
+    with pytest.raises(ValueError, match=r"unknown arms \['extra'\]"):
+        T.nvs_views(["a"], {"raw": [], "base": [], "tuned": [], "extra": []})
+
+
+def test_control_arm_from_nvs_csvs_markdown_and_csv_roundtrip(tmp_path):
+    scenes = ["s1", "s2"]
+    offsets = {"raw": -1.0, "base": 0.0, "control": 0.3, "tuned": 1.0}
+    csvs = {arm: [tmp_path / arm / f"{scene}.csv" for scene in scenes] for arm in T.CONTROL_ARMS}
+    for arm in T.CONTROL_ARMS:
+        for path in csvs[arm]:
+            T.write_csv(path, T.per_scene_table(make_rows(offsets[arm])))
+    df = T.delta_table_from_csvs(scenes, csvs, bootstrap=CFG)
+    assert set(df["comparison"]) == set(T.COMPARISON_NAMES + T.CONTROL_COMPARISON_NAMES)
+    T.write_csv(tmp_path / "deltas.csv", df)
+    back = T.read_delta_csv(tmp_path / "deltas.csv")
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+    md = T.delta_markdown(df, CFG)
+    assert (
+        "| raw | base | tuned | control | tuned − base [95%] | tuned vs base | tuned − raw [95%] | tuned vs raw "
+        "| base − raw [95%] | base vs raw | tuned − control [95%] | tuned vs control "
+        "| control − base [95%] | control vs base |"
+    ) in md
+    r = row(df, "mean", "psnr", "tuned_vs_control")
+    assert f"{r['delta']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] | {r['verdict']} |" in md
+    # a table claiming control comparisons without the control column is refused
+    df.drop(columns=["control"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"bad.csv: comparisons \['control_vs_base', 'tuned_vs_control'\]"):
+        T.read_delta_csv(tmp_path / "bad.csv")
+
+
+def test_versions_table_with_and_without_the_control_arm():
+    base = {"a": 0.0, "b": 0.0}
+    deltas = {
+        "v0": T.delta_table(long_views(four_arms(base, base, base, {"a": 1.0, "b": 1.0})), bootstrap=CFG),
+        "v1": T.delta_table(long_views(three_arms(base, base, {"a": 1.0, "b": 1.0})), bootstrap=CFG),
+    }
+    vt = T.versions_table(deltas)
+    assert "control" in vt.columns
+    assert len(vt) == 3 * 5 + 3 * 3
+    assert vt.loc[vt.version == "v1", "control"].isna().all()
+    assert set(vt.loc[vt.version == "v1", "comparison"]) == set(T.COMPARISON_NAMES)
+    assert vt.loc[vt.version == "v0", "control"].notna().all()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 import shutil
 
 import numpy as np
@@ -74,7 +76,8 @@ def test_main_job_plans_every_stage(tmp_path):
         "build_triplets": 1,
         "pretrain_difix_base": 1,
         "tune_difix": 1,
-        "evaluate_nvs": 12,
+        "tune_control": 1,  # the control arm (difix.control, on in the embedded default)
+        "evaluate_nvs": 16,  # 4 arms x 4 reserved scenes
         "evaluate_difix": 1,  # the internal evaluation: one of v0's expected outputs
         "eval_deltas": 1,
         "delta_table": 1,
@@ -85,6 +88,43 @@ def test_main_job_plans_every_stage(tmp_path):
         "triplet_gallery": 1,
         "loss_curve": 1,
     }
+
+
+def test_control_arm_jobs_are_in_the_dag_only_when_on(tmp_path):
+    on = run_snakemake(tmp_path / "on", default_config(), "-n", "results/v0/deltas.csv", "results/v0/difix/eval.csv")
+    assert "results/v0/difix/control/model.pkl" in on.stdout
+    # the control trains on the base's own out-of-domain triplets, made by the pretraining
+    assert re.search(r"rule tune_control:\n    input: results/difix_base/tiny/ood_triplets.json", on.stdout)
+    for scene in V0_SCENES[3:]:
+        assert f"results/v0/nvs/control/{scene}.csv" in on.stdout
+    config = default_config()
+    config["difix"]["control"]["enabled"] = False
+    off = run_snakemake(tmp_path / "off", config, "-n", "results/v0/deltas.csv", "results/v0/difix/eval.csv")
+    jobs = planned_jobs(off)
+    assert "tune_control" not in jobs and jobs["evaluate_nvs"] == 12
+    assert planned_jobs(on) == {**jobs, "tune_control": 1, "evaluate_nvs": 16}
+    assert "difix/control/" not in off.stdout and "nvs/control/" not in off.stdout
+
+
+def test_control_arm_needs_data_of_its_own_and_never_the_studys(tmp_path):
+    config = default_config()
+    config["difix"].update(base="nvidia/difix_ref", preset="sd-turbo")
+    result = run_snakemake(tmp_path / "hub", config, "-n", "results/v0/deltas.csv", check=False)
+    assert result.returncode != 0
+    assert "difix.control.triplets" in result.stdout + result.stderr
+    # a control triplets file that takes an image from the study's data is refused before any job runs
+    workdir = tmp_path / "leak"
+    image = workdir / "results/synthetic_hi4d/pair17/dance17/images/4/000000.jpg"
+    leak = {"train": {"x/4": {"image": str(image), "target_image": str(image), "ref_image": str(image)}}}
+    (workdir / "control.json").parent.mkdir(parents=True)
+    (workdir / "control.json").write_text(json.dumps(leak))
+    config = default_config()
+    config["difix"]["control"]["triplets"] = str(workdir / "control.json")
+    result = run_snakemake(workdir, config, "--cores", "1", "results/v0/deltas.csv", check=False)
+    assert result.returncode != 0
+    assert "train triplet x/4 takes its image from" in result.stdout + result.stderr
+    assert "inside data.root" in result.stdout + result.stderr
+    assert not (workdir / "results").exists(), "no job may run when the DAG is refused"
 
 
 def test_touching_one_scenes_raw_input_reruns_only_that_scene(tmp_path):

@@ -13,6 +13,9 @@
 4. the result is scored on the test scenes (never seen in training): ``ood_test.csv`` holds
    the metrics of the raw render and of the base output for each test triplet.
 
+The out-of-domain triplets are also written beside the model (``ood_triplets.json``, the schema
+tuning reads): the study's control arm continues the base on this, its own training data.
+
 The result is a tiny ``model_*.pkl`` that removes render artifacts it learnt on other
 content, so that fine-tuning on Hi4D is compared against a real baseline.  Deterministic by
 seed.  A rerun resumes: each stage's product in ``work_dir`` is kept.
@@ -20,6 +23,7 @@ seed.  A rerun resumes: each stage's product in ``work_dir`` is kept.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -32,11 +36,12 @@ import torch
 from hi4dfix.config_cli import config_from_argv, option_help
 from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
+from hi4dfix.difix.control import OOD_TRIPLETS_NAME
 from hi4dfix.difix.data import parse_resolution, read_triplets, snap_resolution
 from hi4dfix.difix.model import DifixModel, build_random_difix, decode_with_skips, encode_with_skips, skip_convs
 from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
 from hi4dfix.difix.train import TrainConfig, train
-from hi4dfix.io import read_image, write_text
+from hi4dfix.io import read_image, write_json, write_text
 from hi4dfix.logs import log_to_stderr
 from hi4dfix.render.fit import RenderConfig, resolve_device
 from hi4dfix.stats import BootstrapConfig, mean_estimate, verdict
@@ -262,7 +267,8 @@ def summarise_test_split(scores: pd.DataFrame, bootstrap: BootstrapConfig = Boot
 
 
 def pretrain(cfg: PretrainConfig) -> Path:
-    """Run (or resume) every stage; writes ``cfg.output`` and ``ood_test.csv`` beside it."""
+    """Run (or resume) every stage; writes ``cfg.output`` and, beside it, ``ood_test.csv``, ``ood_test.md``
+    and ``ood_triplets.json``."""
     log_to_stderr(LOG)
     size = parse_resolution(cfg.resolution)
     work = Path(cfg.work_dir)
@@ -318,6 +324,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
     )
     write_text(Path(output).with_name(OOD_SUMMARY_NAME), markdown)
     LOG.info("out-of-domain test split:\n%s", markdown)
+    # the very triplets the base was trained (train) and validated (test) on, absolute paths into work_dir
+    write_json(Path(output).with_name(OOD_TRIPLETS_NAME), json.loads(triplets.read_text()))
     return Path(output)
 
 

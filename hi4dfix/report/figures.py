@@ -15,21 +15,38 @@ from matplotlib.ticker import MaxNLocator
 
 from hi4dfix.report.plotting import new_figure, save_png
 from hi4dfix.stats import IMPROVED, INCONCLUSIVE, WORSE
-from hi4dfix.tables import ARMS, COMPARISONS, MEAN, comparison_name, higher_is_better, metric_digits, metric_title
+from hi4dfix.tables import (
+    ARMS,
+    COMPARISONS,
+    CONTROL_COMPARISONS,
+    MEAN,
+    arm_comparisons,
+    comparison_name,
+    higher_is_better,
+    metric_digits,
+    metric_title,
+    table_arms,
+)
 
-# Bars of one scene, left to right; raw (no DiFix) is context, base vs tuned is the study's comparison.
+# Bars of one scene, left to right; raw (no DiFix) is context, base vs tuned is the study's comparison;
+# the control (the base trained as long on its own data) sits between them, when the study has it.
 ARM_STYLES = (
     ("raw", "raw render (no DiFix)", "#b8b8b8"),
     ("base", "base DiFix", "#4c78a8"),
+    ("control", "control: base tuned on its own data", "#72b7b2"),
     ("tuned", "tuned DiFix", "#f58518"),
 )
 # Paired differences b - a: a marker per comparison, a colour per verdict.
-COMPARISON_MARKERS = {comparison_name(b, a): marker for (b, a), marker in zip(COMPARISONS, ("o", "s", "^"))}
+COMPARISON_MARKERS = {
+    comparison_name(b, a): marker
+    for (b, a), marker in zip(COMPARISONS + CONTROL_COMPARISONS, ("o", "s", "^", "D", "v"))
+}
 STUDY_COMPARISON = comparison_name(*COMPARISONS[0])  # tuned_vs_base: the Δ over the bars
 VERDICT_COLORS = {IMPROVED: "#2e7d32", WORSE: "#c62828", INCONCLUSIVE: "#757575"}
 NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
 LOSS_TERMS = {"l2": "L2 term", "lpips": "LPIPS term", "gram": "Gram term"}
+CONTROL_LOSS_COLOR = ARM_STYLES[2][2]  # the control arm's colour in the bar charts
 DELTA_TABLE_COLUMNS = ("scene", "metric", "comparison", *ARMS, "delta", "ci_low", "ci_high", "verdict", "note")
 
 
@@ -72,19 +89,26 @@ def short_scene(scene: str) -> str:
 
 def _metric_rows(deltas: pd.DataFrame, metric: str, source: str) -> pd.DataFrame:
     """A metric's rows of the delta table, scenes in table order then the mean, comparisons as columns
-    ``delta@C``, ``ci_low@C``, ``ci_high@C``, ``verdict@C`` beside the arm means and the notes."""
+    ``delta@C``, ``ci_low@C``, ``ci_high@C``, ``verdict@C`` beside the arm means and the notes (the
+    control arm's column and comparisons where the table has them)."""
+    arms = table_arms(deltas)
     rows = deltas[deltas["metric"] == metric]
     if rows.empty:
         known = ", ".join(sorted(set(deltas["metric"])))
         raise ValueError(f"{source}: no rows for metric {metric!r} (the table has: {known})")
     scenes = [s for s in dict.fromkeys(rows["scene"]) if s != MEAN] + ([MEAN] if (rows["scene"] == MEAN).any() else [])
-    out = rows.drop_duplicates("scene").set_index("scene").loc[scenes, list(ARMS)]
+    out = rows.drop_duplicates("scene").set_index("scene").loc[scenes, list(arms)]
     out["note"] = rows.groupby("scene")["note"].agg(lambda notes: "; ".join(dict.fromkeys(n for n in notes if n)))
-    for name in COMPARISON_MARKERS:
+    for name in _comparison_names(arms):
         chosen = rows[rows["comparison"] == name].set_index("scene").reindex(scenes)
         for key in ("delta", "ci_low", "ci_high", "verdict"):
             out[f"{key}@{name}"] = chosen[key]
     return out.reset_index()
+
+
+def _comparison_names(arms) -> list[str]:
+    """The comparisons of these arms, in the order of the chart's markers."""
+    return [comparison_name(b, a) for b, a in arm_comparisons(arms)]
 
 
 def _not_computed(ax, rows: pd.DataFrame) -> None:
@@ -137,17 +161,19 @@ def _draw_arm_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, s
                     ha="center", va="bottom", fontsize=7.5, color=color)
 
 
-def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str) -> None:
-    """The three paired differences per scene with their intervals: marker = comparison, colour = verdict."""
-    deltas = rows[[f"delta@{name}" for name in COMPARISON_MARKERS]].to_numpy(dtype=float)
+def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]) -> None:
+    """The paired differences per scene (three, five with the control arm) with their intervals:
+    marker = comparison, colour = verdict."""
+    deltas = rows[[f"delta@{name}" for name in names]].to_numpy(dtype=float)
     if not np.isfinite(deltas).any():
         ax.axis("off")
         return
     x = _scene_ticks(ax, rows, labels=True)
     ax.axhline(0.0, color="#333333", linewidth=0.8)
-    step = 0.8 / len(COMPARISON_MARKERS)
-    for i, (name, marker) in enumerate(COMPARISON_MARKERS.items()):
-        for xi, (_, row) in zip(x + (i - (len(COMPARISON_MARKERS) - 1) / 2) * step, rows.iterrows()):
+    step = 0.8 / len(names)
+    for i, name in enumerate(names):
+        marker = COMPARISON_MARKERS[name]
+        for xi, (_, row) in zip(x + (i - (len(names) - 1) / 2) * step, rows.iterrows()):
             delta, low, high = row[f"delta@{name}"], row[f"ci_low@{name}"], row[f"ci_high@{name}"]
             if pd.isna(delta):
                 continue
@@ -157,11 +183,12 @@ def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str) -> None:
     ax.set_ylabel(f"b − a ({'↑' if higher_is_better(metric) else '↓'} better)", fontsize=9)
 
 
-def _legend_handles(arm_axes) -> list:
+def _legend_handles(arm_axes, names: list[str]) -> list:
     """The arms (from the first panel with bars), the comparisons' markers and the verdicts' colours."""
     handles, _ = next((pair for pair in (ax.get_legend_handles_labels() for ax in arm_axes) if pair[0]), ([], []))
-    for name, marker in COMPARISON_MARKERS.items():
+    for name in names:
         b, a = name.split("_vs_")
+        marker = COMPARISON_MARKERS[name]
         handles.append(Line2D([], [], color="#333333", marker=marker, linestyle="", label=f"{b} − {a}"))
     for verdict_name, color in VERDICT_COLORS.items():
         handles.append(Line2D([], [], color=color, linewidth=3, label=verdict_name))
@@ -173,22 +200,27 @@ def metric_bars(
 ) -> Figure:
     """A column per metric. Top: bars of the arms' means per reserved scene (and the mean), Δ = tuned − base
     on top, coloured by its verdict. Bottom: the paired differences tuned − base, tuned − raw and base − raw
-    with their bootstrap intervals, coloured by verdict (improved, worse, inconclusive).
+    (and, with the control arm, tuned − control and control − base) with their bootstrap intervals,
+    coloured by verdict (improved, worse, inconclusive). Without a ``control`` column the chart has no
+    control bar or marker.
 
     ``deltas`` is a delta table (:func:`hi4dfix.tables.delta_table`); ``source`` names it in errors.
     """
     missing = sorted(set(DELTA_TABLE_COLUMNS) - set(deltas.columns))
     if missing:
         raise ValueError(f"{source}: delta table lacks columns {missing}")
-    arms = [style for style in ARM_STYLES if style[0] != "raw" or cfg.show_raw]
+    present = table_arms(deltas)
+    arms = [style for style in ARM_STYLES if style[0] in present and (style[0] != "raw" or cfg.show_raw)]
+    names = _comparison_names(present)
     figure = new_figure(cfg.panel_width_in * len(cfg.metrics), 2 * cfg.panel_height_in + 0.5, cfg.dpi)
     axes = figure.subplots(2, len(cfg.metrics), squeeze=False, height_ratios=(1.0, 1.0))
     for column, metric in enumerate(cfg.metrics):
         rows = _metric_rows(deltas, metric, source)
         _draw_arm_panel(axes[0, column], rows, metric, arms)
-        _draw_difference_panel(axes[1, column], rows, metric)
-    handles = _legend_handles(axes[0])
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 9), fontsize=8, frameon=False)
+        _draw_difference_panel(axes[1, column], rows, metric, names)
+    handles = _legend_handles(axes[0], names)
+    columns = len(handles) if len(handles) <= 9 else -(-len(handles) // 2)  # two rows with the control arm
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
     figure.suptitle(
         "Novel views of the reserved scenes: arm means (top), paired differences with intervals (bottom)", fontsize=11
     )
@@ -225,8 +257,14 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(values, dtype=float).rolling(window, center=True, min_periods=1).mean().to_numpy()
 
 
-def loss_curve(log: pd.DataFrame, cfg: LossCurveConfig = LossCurveConfig(), title: str = "DiFix fine-tuning") -> Figure:
-    """Total loss per step (raw and smoothed) and the weighted terms that are not constantly zero."""
+def loss_curve(
+    log: pd.DataFrame,
+    cfg: LossCurveConfig = LossCurveConfig(),
+    title: str = "DiFix fine-tuning",
+    control: pd.DataFrame | None = None,
+) -> Figure:
+    """Total loss per step (raw and smoothed) and the weighted terms that are not constantly zero; with
+    ``control`` (the control arm's training log: the same steps on the base's own data) its total loss too."""
     figure = new_figure(cfg.width_in, cfg.height_in, cfg.dpi)
     ax = figure.subplots()
     steps = log["step"].to_numpy()
@@ -249,7 +287,12 @@ def loss_curve(log: pd.DataFrame, cfg: LossCurveConfig = LossCurveConfig(), titl
             values = log[term].to_numpy(dtype=float)
             if np.nanmax(np.abs(values)) > 0 and not np.allclose(values, loss):
                 ax.plot(steps, smoothed(values, window), color=color, linewidth=1.2, linestyle="--", label=label)
-    positive = loss[np.isfinite(loss) & (loss > 0)]
+    if control is not None:
+        control_loss = control["loss"].to_numpy(dtype=float)
+        ax.plot(control["step"].to_numpy(), smoothed(control_loss, window), color=CONTROL_LOSS_COLOR, linewidth=1.6,
+                label="control total (base's own data)" + (f", mean of {window} steps" if window > 1 else ""))
+    shown = loss if control is None else np.concatenate([loss, control_loss])  # the y scale holds both curves
+    positive = shown[np.isfinite(shown) & (shown > 0)]
     if len(positive) and positive.max() / positive.min() > cfg.log_scale_ratio:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -268,5 +311,7 @@ def write_loss_curve(
     path: str | os.PathLike,
     cfg: LossCurveConfig = LossCurveConfig(),
     title: str = "DiFix fine-tuning",
+    control_log_csv: str | os.PathLike | None = None,
 ) -> None:
-    save_png(loss_curve(read_train_log(train_log_csv), cfg, title), path, cfg.dpi)
+    control = read_train_log(control_log_csv) if control_log_csv else None
+    save_png(loss_curve(read_train_log(train_log_csv), cfg, title, control), path, cfg.dpi)

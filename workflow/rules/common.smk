@@ -20,11 +20,12 @@ from hi4dfix import resources, sources
 from hi4dfix.ablations import canonical, owners, triplet_owners
 from hi4dfix.compare import provenance_path
 from hi4dfix.difix import geometry as difix_geometry
+from hi4dfix.difix.control import check_control_triplets, control_triplets_path
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.logs import failed_job_reports
 from hi4dfix.metrics import lpips_available, lpips_cache_help
 from hi4dfix.study import Study
-from hi4dfix.tables import ARMS
+from hi4dfix.tables import CONTROL, study_arms
 from hi4dfix.weights import FETCH_COMMAND, missing_weights_message, preset_mismatch_message
 
 STUDY = Study.from_config(config)
@@ -54,6 +55,9 @@ onstart:
 
 DATA = config["data"]
 RESULTS = "results"
+# The control arm (difix.control): the base trained as long as `tuned`, on the base's own data.
+CONTROL_ON = config["difix"]["control"]["enabled"]
+STUDY_ARMS = study_arms(CONTROL_ON)
 
 
 onsuccess:
@@ -99,7 +103,7 @@ wildcard_constraints:
     scene=_one_of(STUDY.scenes),
     version=_one_of(STUDY.versions),
     profile=_one_of(STUDY.render_profiles),
-    arm=_one_of(ARMS),
+    arm=_one_of(STUDY_ARMS),
     grid=_one_of(GRIDS),
     preset="tiny",
 
@@ -173,6 +177,26 @@ def difix_base_spec():
             )
         return f"{RESULTS}/difix_base/{preset}/model.pkl"
     return base
+
+
+def control_model_path(version):
+    return f"{RESULTS}/{version}/difix/{CONTROL}/model.pkl"
+
+
+def control_train_log(version):
+    return f"{RESULTS}/{version}/difix/{CONTROL}/train_log.csv"
+
+
+@functools.lru_cache(maxsize=None)
+def control_triplets():
+    """The control arm's training triplets (hi4dfix.difix.control), refused at DAG build when an image
+    of them lies in the Hi4D root or the study's materialized scenes or renders."""
+    path = control_triplets_path(config["difix"], RESULTS)
+    if Path(path).is_file():  # the pretraining's own file exists once the base is built
+        forbidden = {"data.root": DATA["root"], "the materialized scenes": f"{RESULTS}/scenes"}
+        forbidden["the renders"] = f"{RESULTS}/renders"
+        check_control_triplets(path, forbidden)
+    return path
 
 
 # ---- input functions -----------------------------------------------------------------------
@@ -276,30 +300,40 @@ def nvs_scene_inputs(wildcards):
     }
 
 
+def control_model_input(wildcards):
+    """The version's control model, when the study has the control arm (difix.control.enabled)."""
+    return [control_model_path(wildcards.version)] if CONTROL_ON else []
+
+
+def control_triplets_input(wildcards):
+    return control_triplets()
+
+
 def nvs_model_input(wildcards):
-    """The DiFix checkpoint of an NVS arm: none for raw, the base for base, the version's for tuned."""
+    """The DiFix checkpoint of an NVS arm: none for raw, the base for base, the version's for tuned and control."""
     if wildcards.arm == "raw":
         return []
     if wildcards.arm == "base":
         return difix_base_input(wildcards)
-    return [f"{RESULTS}/{wildcards.version}/difix/model.pkl"]
+    return [nvs_model_spec(wildcards)]
 
 
 def nvs_model_spec(wildcards):
-    return {"raw": None, "base": difix_base_spec(), "tuned": f"{RESULTS}/{wildcards.version}/difix/model.pkl"}[
-        wildcards.arm
-    ]
+    specs = {"raw": None, "base": difix_base_spec(), "tuned": f"{RESULTS}/{wildcards.version}/difix/model.pkl"}
+    if CONTROL_ON:
+        specs[CONTROL] = control_model_path(wildcards.version)
+    return specs[wildcards.arm]
 
 
 def nvs_arm_csvs(wildcards):
-    """Per-scene NVS metric CSVs of the version's reserved scenes, by arm."""
+    """Per-scene NVS metric CSVs of the version's reserved scenes, by arm (control only when it is on)."""
     version = checked_version(wildcards)
-    return {arm: [nvs_csv(version.name, arm, scene) for scene in version.nvs_eval] for arm in ARMS}
+    return {arm: [nvs_csv(version.name, arm, scene) for scene in version.nvs_eval] for arm in STUDY_ARMS}
 
 
 def scene_arm_csvs(wildcards):
     """One reserved scene's NVS CSVs, by arm."""
-    return {arm: nvs_csv(checked_version(wildcards).name, arm, wildcards.scene) for arm in ARMS}
+    return {arm: nvs_csv(checked_version(wildcards).name, arm, wildcards.scene) for arm in STUDY_ARMS}
 
 
 def report_path(version, name):
@@ -435,13 +469,14 @@ def difix_eval_views(version):
 def difix_eval_mem_mb(wildcards, attempt):
     version = checked_version(wildcards)
     scale = max(scene_size_of(scene).pixel_scale for scene in version.difix_eval)
-    return resources.evaluation_mem_mb(scale, evaluation_chunk(), [difix_preset()] * 2, attempt)
+    models = len(STUDY_ARMS) - 1  # every arm but raw
+    return resources.evaluation_mem_mb(scale, evaluation_chunk(), [difix_preset()] * models, attempt)
 
 
 def difix_eval_runtime(wildcards, attempt):
     version = checked_version(wildcards)
     scale = max(scene_size_of(scene).pixel_scale for scene in version.difix_eval)
-    arms = [None, difix_preset(), difix_preset()]  # raw, base, tuned
+    arms = [None if arm == "raw" else difix_preset() for arm in STUDY_ARMS]
     return resources.evaluation_runtime_min(difix_eval_views(version), scale, arms, attempt)
 
 

@@ -1,9 +1,11 @@
-# DiFix stage: the base model (built here for the embedded default) and per-version tuning.
+# DiFix stage: the base model (built here for the embedded default), per-version tuning, and the
+# control arm (difix.control): the same tuning on the base's own out-of-domain data.
 # Tuning runs through `accelerate launch` with one process per GPU granted to the job.
 # Checkpoints live outside the declared outputs so a killed job resumes when it runs again: under
 # results/{version}/difix/work/, a folder per fingerprint of training data and settings, which
 # also keeps its run's model.pkl and train log, so a failed rerun leaves the last good model there.
 
+from hi4dfix.difix.control import OOD_TRIPLETS_NAME
 from hi4dfix.report import CATEGORY_METRICS
 
 
@@ -20,6 +22,8 @@ rule pretrain_difix_base:
             subcategory="base model",
             labels={"item": "base model on out-of-domain test scenes"},
         ),
+        # its own training data, in the schema tuning reads: what the control arm continues on
+        ood_triplets=f"{RESULTS}/difix_base/{{preset}}/{OOD_TRIPLETS_NAME}",
     params:
         pretrain=config["difix"]["pretrain"],
         workdir=lambda wildcards: f"{RESULTS}/difix_base/{wildcards.preset}/work",
@@ -64,3 +68,21 @@ rule tune_difix:
         gpu=1,
     shell:
         TUNE_DIFIX_SHELL
+
+
+# The control arm: tune_difix's command on the base's own out-of-domain triplets (control_triplets:
+# difix.control.triplets, or the pretraining's), with the version's tuning settings and processing
+# size, into its own folder. Requested only when difix.control.enabled (nvs_arm_csvs, evaluate_difix).
+use rule tune_difix as tune_control with:
+    input:
+        triplets=control_triplets_input,
+        base=difix_base_input,
+    output:
+        model=control_model_path("{version}"),
+        train_log=control_train_log("{version}"),
+    params:
+        workdir=lambda wildcards: f"{RESULTS}/{wildcards.version}/difix/{CONTROL}/work",
+    log:
+        f"{RESULTS}/logs/tune_control/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/tune_control/{{version}}.tsv"

@@ -1,21 +1,25 @@
 # Evaluation stage: DiFix on its internal test split, downstream NVS on the reserved scenes
-# (arms raw, base and tuned), and their delta tables: tuned vs base, tuned vs raw and base vs raw,
+# (arms raw, base and tuned, and control when difix.control is on), and their delta tables:
+# tuned vs base, tuned vs raw and base vs raw (with control: tuned vs control, control vs base),
 # with paired cluster-bootstrap intervals and verdicts (config block `stats`).
 
 from hi4dfix.report import CATEGORY_METRICS
 
 
 rule evaluate_difix:
-    """Metrics of raw image, base DiFix and tuned DiFix against target_image on the test triplets."""
+    """Metrics of raw image, base DiFix and tuned DiFix (and the control arm's) against target_image on
+    the test triplets."""
     input:
         triplets=version_triplets,
         base=difix_base_input,
         tuned=f"{RESULTS}/{{version}}/difix/model.pkl",
+        control=control_model_input,
         scenes=lambda wildcards: [scene_path(s) for s in checked_version(wildcards).difix_eval],
     output:
         f"{RESULTS}/{{version}}/difix/eval.csv",
     params:
         base=difix_base_spec(),
+        control=lambda wildcards: control_model_path(wildcards.version) if CONTROL_ON else None,
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
         inference=config["difix"]["inference"],
@@ -28,7 +32,7 @@ rule evaluate_difix:
         "../envs/hi4dfix.yaml"
     threads: 2
     resources:
-        # one chunk of views and two DiFix models in memory; 3 arms x the test views (common.smk)
+        # one chunk of views and the DiFix models in memory; the arms x the test views (common.smk)
         mem_mb=difix_eval_mem_mb,
         runtime=difix_eval_runtime,
         gpu=1,
@@ -99,8 +103,8 @@ rule eval_deltas:
 
 
 rule delta_table:
-    """Raw, base and tuned DiFix compared pairwise per reserved scene and metric, with bootstrap
-    intervals and verdicts, as CSV and markdown."""
+    """Raw, base and tuned DiFix (and the control arm) compared pairwise per reserved scene and metric,
+    with bootstrap intervals and verdicts, as CSV and markdown."""
     input:
         unpack(delta_inputs),
     output:
@@ -114,6 +118,7 @@ rule delta_table:
         markdown=f"{RESULTS}/{{version}}/deltas.md",
     params:
         scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
+        arms=list(STUDY_ARMS),
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: novel views of the reserved scenes",
     log:

@@ -40,6 +40,11 @@ rule version_card:
             "preset": config["difix"]["preset"],
             "processing size, tuning": training_geometry(wildcards),
             "processing size, DiFix arms": inference_geometry(wildcards),
+            "control arm": (
+                f"on: the base tuned with this version's settings on {control_triplets()}"
+                if CONTROL_ON
+                else "off (difix.control.enabled: false)"
+            ),
         },
     log:
         f"{RESULTS}/logs/version_card/{{version}}.log",
@@ -56,8 +61,8 @@ rule version_card:
 
 
 rule metric_charts:
-    """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix, and their paired
-    differences with bootstrap intervals and verdicts."""
+    """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix (and the control
+    arm), and their paired differences with bootstrap intervals and verdicts."""
     input:
         unpack(nvs_arm_csvs),
     output:
@@ -70,6 +75,7 @@ rule metric_charts:
         ),
     params:
         scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
+        arms=list(STUDY_ARMS),
         charts=REPORT.get("metric_charts", {}),
         bootstrap=config["stats"],
     log:
@@ -153,9 +159,10 @@ rule triplet_gallery:
 
 
 rule loss_curve:
-    """The DiFix fine-tuning loss per step, from the tuning job's train_log.csv."""
+    """The DiFix fine-tuning loss per step, from the tuning job's train_log.csv (and the control arm's)."""
     input:
-        f"{RESULTS}/{{version}}/difix/train_log.csv",
+        tuned=f"{RESULTS}/{{version}}/difix/train_log.csv",
+        control=lambda wildcards: [control_train_log(wildcards.version)] if CONTROL_ON else [],
     output:
         report(
             report_path("{version}", "train_loss.png"),
@@ -166,6 +173,7 @@ rule loss_curve:
         ),
     params:
         curve=REPORT.get("loss_curve", {}),
+        control=lambda wildcards: control_train_log(wildcards.version) if CONTROL_ON else None,
     log:
         f"{RESULTS}/logs/loss_curve/{{version}}.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""Glue: DiFix internal evaluation (raw, base, tuned) on the version's test triplets."""
+"""Glue: DiFix internal evaluation (raw, base, tuned, and control when on) on the version's test triplets."""
 
 import pandas as pd
 
@@ -20,6 +20,8 @@ with job_log(snakemake.log[0]) as log:
         "base": difix_fixer(snakemake.params.base, **options),
         "tuned": difix_fixer(snakemake.input.tuned, **options),
     }
+    if snakemake.params.control:
+        fixers["control"] = difix_fixer(snakemake.params.control, **options)
     rows = evaluate_difix_arms(
         read_triplets(snakemake.input.triplets)["test"],
         fixers,
@@ -27,7 +29,7 @@ with job_log(snakemake.log[0]) as log:
         snakemake.input.scenes,
         chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
     )
-    for arm in ("base", "tuned"):
+    for arm in (arm for arm, fixer in fixers.items() if fixer is not None):
         log.info("%s %s", arm, fixers[arm].timing().describe())
     table = pd.DataFrame(rows)
     write_csv(snakemake.output[0], table)

@@ -5,11 +5,11 @@ from hi4dfix.logs import job_log
 from hi4dfix.report import settings_from_dict
 from hi4dfix.report.figures import MetricChartConfig, write_metric_bars
 from hi4dfix.stats import BootstrapConfig
-from hi4dfix.tables import ARMS, delta_table_from_csvs
+from hi4dfix.tables import delta_table_from_csvs
 
 with job_log(snakemake.log[0]) as log:
     cfg = settings_from_dict(MetricChartConfig, snakemake.params.charts, "config report.metric_charts")
-    arm_csvs = {arm: snakemake.input[arm] for arm in ARMS}
+    arm_csvs = {arm: snakemake.input[arm] for arm in snakemake.params.arms}
     # The same function and settings as the delta table's job: the same intervals and verdicts.
     table = delta_table_from_csvs(
         snakemake.params.scenes, arm_csvs, metrics=cfg.metrics, bootstrap=BootstrapConfig(**snakemake.params.bootstrap)
