@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from hi4dfix.difix3d_plus import ProgressiveConfig
 from hi4dfix.difix.pretrain import PretrainConfig
 from hi4dfix.difix.train import TrainConfig
 from hi4dfix.evaluate import InferenceConfig
@@ -42,6 +43,7 @@ DATACLASS_BLOCKS = {
     "definitions/pose_error": PoseErrorConfig,
     "definitions/version/properties/triplets": TripletConfig,
     "definitions/version/properties/tuning": TrainConfig,
+    "definitions/version/properties/nvs": ProgressiveConfig,
     "properties/difix/properties/pretrain": PretrainConfig,
     "properties/metrics": MetricsConfig,
     "properties/stats": BootstrapConfig,
@@ -54,7 +56,10 @@ DATACLASS_BLOCKS = {
 # Keys of a dataclass block that another function consumes before the dataclass is built, and
 # the defaults that function applies.
 _source, _pattern, _ = split_render_profile({})
-OTHER_OWNERS = {"definitions/render_profile": {"source": _source, "external_pattern": _pattern}}
+OTHER_OWNERS = {
+    "definitions/render_profile": {"source": _source, "external_pattern": _pattern},
+    "definitions/version/properties/nvs": {"mode": "postfix"},  # hi4dfix.evaluate.evaluate_nvs's mode
+}
 # Blocks with keys of their own that no dataclass reads (the workflow reads them).
 WORKFLOW_BLOCKS = {
     "",
@@ -63,7 +68,6 @@ WORKFLOW_BLOCKS = {
     "properties/difix",
     "properties/report",
     "definitions/version",
-    "definitions/version/properties/nvs",
 }
 
 

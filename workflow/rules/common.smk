@@ -193,6 +193,7 @@ def delta_inputs(wildcards):
         **nvs_arm_csvs(wildcards),
         "report_figures": report_figures(wildcards.version),
         "eval_deltas": f"{RESULTS}/{wildcards.version}/difix/eval_deltas.csv",
+        "provenance": f"{RESULTS}/{wildcards.version}/provenance.json",
     }
 
 
@@ -277,6 +278,7 @@ def nvs_runtime(wildcards, attempt):
         version.nvs["mode"],
         profile_fit_steps(version.render_profile),
         attempt,
+        version.nvs.get("rounds", resources.PROGRESSIVE_ROUNDS),
     )
 
 

@@ -1,0 +1,48 @@
+# Provenance of a version's numbers (hi4dfix.provenance): code commit, resolved config hash,
+# package versions, weights, scene content fingerprints and the hashes of every NVS prediction.
+# The delta table and the version card take it as input, so every deltas.csv names the record of
+# what made it; `hi4dfix provenance check results/{version}` re-hashes the files it lists.
+
+
+def scene_fingerprints(wildcards):
+    """Content fingerprints of every scene the version uses (written by the materialize rule)."""
+    version = checked_version(wildcards)
+    scenes = dict.fromkeys([*version.difix_train, *version.difix_eval, *version.nvs_eval])
+    return {scene: f"{scene_path(scene)}/fingerprint.json" for scene in scenes}
+
+
+def resolved_version_config(wildcards):
+    """The version block with the render profile and the study-wide blocks its numbers depend on."""
+    return {
+        "version": version_params(wildcards),
+        "render_profile": STUDY.render_profiles[version_profile(wildcards)],
+        **{key: config[key] for key in ("data", "materialize", "difix", "metrics", "stats", "policy") if key in config},
+    }
+
+
+rule provenance:
+    """What made the version's numbers, written atomically to results/{version}/provenance.json."""
+    input:
+        base=difix_base_input,
+        tuned=f"{RESULTS}/{{version}}/difix/model.pkl",
+        fingerprints=lambda wildcards: list(scene_fingerprints(wildcards).values()),
+        arms=lambda wildcards: [csv for csvs in nvs_arm_csvs(wildcards).values() for csv in csvs],
+    output:
+        f"{RESULTS}/{{version}}/provenance.json",
+    params:
+        base=difix_base_spec(),
+        config=resolved_version_config,
+        fingerprints=scene_fingerprints,
+        arm_csvs=nvs_arm_csvs,
+    log:
+        f"{RESULTS}/logs/provenance/{{version}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/provenance/{{version}}.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/provenance.py"
