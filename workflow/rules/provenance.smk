@@ -5,7 +5,8 @@
 
 
 def scene_fingerprints(wildcards):
-    """Content fingerprints of every scene the version uses (written by the materialize rule)."""
+    """Content fingerprints of every scene the version uses: fingerprint.json, which the materialize
+    rule writes inside the scene folder (so the folder is the rule's input)."""
     version = checked_version(wildcards)
     scenes = dict.fromkeys([*version.difix_train, *version.difix_eval, *version.nvs_eval])
     return {scene: f"{scene_path(scene)}/fingerprint.json" for scene in scenes}
@@ -25,7 +26,7 @@ rule provenance:
     input:
         base=difix_base_input,
         tuned=f"{RESULTS}/{{version}}/difix/model.pkl",
-        fingerprints=lambda wildcards: list(scene_fingerprints(wildcards).values()),
+        scenes=lambda wildcards: [str(Path(p).parent) for p in scene_fingerprints(wildcards).values()],
         arms=lambda wildcards: [csv for csvs in nvs_arm_csvs(wildcards).values() for csv in csvs],
     output:
         f"{RESULTS}/{{version}}/provenance.json",
