@@ -152,7 +152,10 @@ def shift_poses(current: Sequence[np.ndarray], targets: Sequence[np.ndarray], di
         new_t = t1 + (t2 - t1) / norm * distance if norm > 1e-6 else t2
         if np.dot(new_t - t1, t2 - t1) <= 0 or np.linalg.norm(new_t - t2) <= distance:
             new_t = t2
-        rotation = slerp_rotation(start[:3, :3], target[:3, :3], min(distance / norm, 1.0)) if norm > 1e-6 else target[:3, :3]
+        if norm > 1e-6:
+            rotation = slerp_rotation(start[:3, :3], target[:3, :3], min(distance / norm, 1.0))
+        else:
+            rotation = target[:3, :3]
         pose = np.eye(4)
         pose[:3, :3], pose[:3, 3] = rotation, new_t
         shifted.append(pose)

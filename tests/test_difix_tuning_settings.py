@@ -90,7 +90,8 @@ def test_each_setting_changes_what_a_step_updates_and_the_pkl_keeps_it(masked_tr
         # the base UNet weights (now PEFT's base_layer) stay; only the LoRA's move
         start_unet = start.unet.state_dict()
         base_layers = {k: k.replace(".base_layer", "") for k in payload["state_dict_unet"] if ".base_layer." in k}
-        assert base_layers and all(torch.equal(payload["state_dict_unet"][k], start_unet[v]) for k, v in base_layers.items())
+        unet_state = payload["state_dict_unet"]
+        assert base_layers and all(torch.equal(unet_state[k], start_unet[v]) for k, v in base_layers.items())
         assert "conv_in.weight" not in unet_changed
         lora_b = [k for k in payload["state_dict_unet"] if ".lora_B." in k]
         assert any(payload["state_dict_unet"][k].abs().sum() > 0 for k in lora_b)  # B starts at 0

@@ -102,7 +102,8 @@ def test_check_fails_after_one_byte_of_a_prediction_changes(version, capsys):
     data[-20] ^= 0x01
     image.write_bytes(bytes(data))
     problems = check_provenance("results/v0")
-    assert len(problems) == 1 and "arm tuned: results/v0/nvs/tuned/hi4d_pair15_fight/28/000000.png changed" in problems[0]
+    assert len(problems) == 1
+    assert "arm tuned: results/v0/nvs/tuned/hi4d_pair15_fight/28/000000.png changed" in problems[0]
     assert main(["provenance", "check", "results/v0"]) == 1
     assert "28/000000.png changed" in capsys.readouterr().out
 

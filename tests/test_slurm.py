@@ -62,8 +62,8 @@ def study_config() -> dict:
 # Every rule Slurm runs is one or the other; a new rule must be added here and to both profiles.
 GPU_RULES = {"render_scene", "pretrain_difix_base", "tune_difix", "evaluate_difix", "evaluate_nvs", "triplet_gallery"}
 CPU_RULES = {
-    "synthesize_sequence", "materialize_scene", "build_triplets", "eval_deltas", "delta_table", "versions_table",
-    "version_card", "metric_charts", "before_after_views", "loss_curve",
+    "synthesize_sequence", "materialize_scene", "build_triplets", "eval_deltas", "provenance", "delta_table",
+    "versions_table", "version_card", "metric_charts", "before_after_views", "loss_curve",
 }  # fmt: skip
 SITE_ENV = {
     "HI4DFIX_SLURM_PARTITION": "gpu-long",

@@ -42,6 +42,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from hi4dfix.difix.config import SKIP_CONV_INIT_VALUE, VAE_ADAPTER_NAME, ArchitectureConfig, DifixConfig
 from hi4dfix.difix.model import (
     DifixModel,
+    add_unet_lora,
     assemble_difix,
     attach_skip_convs,
     build_random_difix,
@@ -49,7 +50,6 @@ from hi4dfix.difix.model import (
     build_tiny_tokenizer,
     build_unet,
     build_vae,
-    add_unet_lora,
     official_vae_lora_targets,
 )
 from hi4dfix.io import atomic_path

@@ -455,7 +455,9 @@ class DifixModel(torch.nn.Module):
         self._compiled_fix = torch.compile(self.fix_flat_views, mode=mode)
 
     # --- training state
-    def trainable_named_parameters(self, parts: TrainableParts = TrainableParts()) -> list[tuple[str, torch.nn.Parameter]]:
+    def trainable_named_parameters(
+        self, parts: TrainableParts = TrainableParts()
+    ) -> list[tuple[str, torch.nn.Parameter]]:
         """What ``parts`` trains, in a stable order, without duplicates: by default (Difix's recipe)
         the whole UNet (its LoRA included when it has one), the VAE LoRA and skip convolutions."""
         if parts.unet == "lora" and unet_lora_rank(self.unet) is None:

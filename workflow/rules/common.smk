@@ -313,3 +313,23 @@ def materialize_runtime(wildcards, attempt):
 def versions_with_deltas(wildcards):
     """Every version's delta table; each version is policy-checked first."""
     return [f"{RESULTS}/{STUDY.check_version(name).name}/deltas.csv" for name in STUDY.versions]
+
+
+# ---- provenance (provenance.smk) ----------------------------------------------------------------
+
+
+def scene_fingerprints(wildcards):
+    """Content fingerprints of every scene the version uses: fingerprint.json, which the materialize
+    rule writes inside the scene folder (so the folder is the rule's input)."""
+    version = checked_version(wildcards)
+    scenes = dict.fromkeys([*version.difix_train, *version.difix_eval, *version.nvs_eval])
+    return {scene: f"{scene_path(scene)}/fingerprint.json" for scene in scenes}
+
+
+def resolved_version_config(wildcards):
+    """The version block with the render profile and the study-wide blocks its numbers depend on."""
+    return {
+        "version": version_params(wildcards),
+        "render_profile": STUDY.render_profiles[version_profile(wildcards)],
+        **{key: config[key] for key in ("data", "materialize", "difix", "metrics", "stats", "policy") if key in config},
+    }

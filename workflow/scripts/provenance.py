@@ -12,4 +12,5 @@ with job_log(snakemake.log[0]) as log:
         arm_csvs=snakemake.params.arm_csvs,
     )
     write_provenance(snakemake.output[0], record)
-    log.info("provenance of %s:\n%s", snakemake.wildcards.version, "\n".join(f"  {k}: {v}" for k, v in summary_rows(record)))
+    summary = "\n".join(f"  {k}: {v}" for k, v in summary_rows(record))
+    log.info("provenance of %s:\n%s", snakemake.wildcards.version, summary)
