@@ -40,6 +40,7 @@ include: "workflow/rules/render.smk"
 include: "workflow/rules/triplets.smk"
 include: "workflow/rules/difix.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/provenance.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/ablations.smk"
 

@@ -4,6 +4,7 @@
     hi4dfix versions                     study versions, their splits and which targets exist
     hi4dfix check-data ROOT [--decode]   validate a Hi4D tree, listing every problem (exit 1 on errors)
     hi4dfix fetch-weights [--dry-run]    download the pretrained weights the config needs (where the internet is)
+    hi4dfix provenance check results/v0  re-hash what a version's provenance.json lists (exit 1 on a mismatch)
 
 Subcommands live in ``SUBCOMMANDS`` (name -> ``Subcommand``); adding one is adding an entry with a
 function that declares its arguments and a function that runs it and returns the exit status.
@@ -316,6 +317,36 @@ def _run_fetch_weights(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# ---- provenance ----------------------------------------------------------------------------------
+
+
+def _provenance_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["check"], help="check: hash the files again and compare")
+    parser.add_argument("version_dir", type=Path, help="a version's results folder (or its provenance.json)")
+    parser.add_argument(
+        "--root", type=Path, default=Path("."),
+        help="the workflow's working directory, which the recorded paths are relative to (default: here)",
+    )  # fmt: skip
+
+
+def _run_provenance(args: argparse.Namespace) -> int:
+    from hi4dfix.provenance import ProvenanceError, check_provenance, read_provenance
+
+    try:
+        path, record = read_provenance(args.version_dir)
+        problems = check_provenance(path, args.root)
+    except ProvenanceError as error:
+        raise CliError(str(error)) from None
+    files = sum(len(arm["files"]) for arm in record.get("predictions", {}).values())
+    if problems:
+        print(f"{path}: {len(problems)} no longer match{'es' if len(problems) == 1 else ''}:")
+        for problem in problems:
+            print(f"  {problem}")
+        return 1
+    print(f"{path}: weights, {len(record.get('scenes', {}))} scene fingerprints and {files} prediction files match")
+    return 0
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "versions": Subcommand(
         help="list the study versions, their splits and which of their targets exist",
@@ -332,6 +363,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "(run where the internet is; --dry-run lists them)",
         add_arguments=_fetch_weights_arguments,
         run=_run_fetch_weights,
+    ),
+    "provenance": Subcommand(
+        help="check a version's provenance.json against the files on disk (exit 1 on a mismatch)",
+        add_arguments=_provenance_arguments,
+        run=_run_provenance,
     ),
     "install-profile": Subcommand(
         help="link the repository's Slurm profile into Snakemake's user profile folder (once per user)",

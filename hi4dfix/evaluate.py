@@ -353,14 +353,44 @@ def progressive_views(
     updated = []
     for frame in sorted({view["frame"] for view in views}):
         frame_views = [view for view in views if view["frame"] == frame]
-        renders = progressive_frame(
+        renders, log = progressive_frame(
             scene, frame, source_cams, [v["cam"] for v in frame_views], cfg, fixer, progressive, device
         )
+        LOG.info(
+            "frame %d: %d fixes, %d of %d steps on novel views", frame, len(log.rounds), log.kinds.count("novel"),
+            len(log.kinds),
+        )  # fmt: skip
         for view in frame_views:
             path = view_image_path(out_dir, view["cam"], frame)
             write_image(path, renders[view["cam"]])
             updated.append({**view, "image": path})
     return updated
+
+
+# Arms whose renders an NVS mode refits (the others are the render stage's fit): the delta table's
+# ``refit`` column. The raw arm is never refit: it is the render stage's fit of the same frame, with
+# the same initial Gaussians and as many steps on the source views as a refit has in all.
+REFIT_ARMS = {"postfix": (), "difix3d+": ("base", "tuned")}
+
+
+def refit_note(mode: str) -> str:
+    if not REFIT_ARMS[mode]:
+        return f"nvs.mode {mode}: no arm was refit (every arm starts from the render stage's renders)."
+    return (
+        f"nvs.mode {mode}: arms {' and '.join(REFIT_ARMS[mode])} were refit with Difix3D+'s progressive update "
+        "(column `refit`); raw is the render stage's fit, with as many fitting steps from the same initial "
+        "Gaussians."
+    )
+
+
+def with_refit_column(table, mode: str):
+    """The delta table with ``refit``: the arms of each row's comparison that ``mode`` refit (``none``)."""
+    refit = set(REFIT_ARMS[mode])
+    table = table.copy()
+    table["refit"] = [
+        "+".join(arm for arm in str(c).split("_vs_") if arm in refit) or "none" for c in table["comparison"]
+    ]
+    return table
 
 
 def evaluate_nvs(
@@ -372,23 +402,42 @@ def evaluate_nvs(
     metrics: MetricComputer,
     save_dir: str | Path | None = None,
     chunk_views: int = DEFAULT_CHUNK_VIEWS,
+    progressive: ProgressiveConfig = ProgressiveConfig(),
 ) -> list[dict]:
     """NVS metrics of one arm on one scene. ``postfix``: DiFix on the held-out renders.
-    ``difix3d+``: progressive 3D updates with DiFix while fitting (one frame at a time), then
-    post-fix. The raw arm (no fixer) is the plain render in both modes."""
+    ``difix3d+``: progressive 3D updates with DiFix while fitting (one frame at a time), then the
+    post-fix ``progressive.postfix`` says (upstream: DiFix without a reference). The raw arm (no
+    fixer) is the plain render in both modes."""
     if mode not in NVS_MODES:
         raise ValueError(f"nvs.mode {mode!r}: expected one of {NVS_MODES}")
     scene = load_scene(scene_dir)
     views = novel_views(scene, render_dir)
+    postfix = fixer
     if mode == "difix3d+" and fixer is not None:
         if save_dir is None:
             raise ValueError("nvs.mode difix3d+ needs a save_dir for its progressive renders")
         manifest = read_render_manifest(render_dir)
         source_cams = manifest_source_cams(manifest)
-        views = progressive_views(scene, views, profile, source_cams, fixer, Path(save_dir) / "progressive")
+        views = progressive_views(
+            scene, views, profile, source_cams, fixer, Path(save_dir) / "progressive", progressive
+        )
+        if progressive.postfix == "none":
+            postfix = None
+        elif progressive.postfix == "single":
+            postfix = without_reference(fixer)
     return evaluate_views(
-        views, fixer, metrics, lambda view: scene.load_mask(view["cam"], view["frame"]), save_dir, chunk_views
+        views, postfix, metrics, lambda view: scene.load_mask(view["cam"], view["frame"]), save_dir, chunk_views
     )
+
+
+def without_reference(fixer: Fixer) -> Fixer:
+    """``fixer`` run as a single-image DiFix: its reference views are dropped."""
+
+    def fix(images: Sequence[np.ndarray], refs: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+        return fixer(images, None)
+
+    fix.batch_size = getattr(fixer, "batch_size", 1)
+    return fix
 
 
 def triplet_views(test_triplets: Mapping[str, Mapping[str, str]]) -> list[dict]:

@@ -51,7 +51,7 @@ DIFIX_S_PER_VIEW = {"tiny": 27.0, "sd-turbo": 0.32}
 # system: estimate.
 DIFIX_START_S = {"tiny": 10, "sd-turbo": 600}
 JOB_START_MIN = 5  # interpreter, imports, Slurm's start: estimate
-PROGRESSIVE_ROUNDS = 2  # hi4dfix.difix3d_plus.ProgressiveConfig.rounds (nvs.mode difix3d+)
+PROGRESSIVE_ROUNDS = 15  # hi4dfix.difix3d_plus.ProgressiveConfig.rounds' default (nvs.mode difix3d+)
 
 # --- materialize: BENCHMARKS.md, "Materialize at 940x1280": 0.80-0.95 frames/s per core
 MATERIALIZE_S_PER_FRAME = 1.25  # 8 cameras, at Hi4D's source size
@@ -135,14 +135,20 @@ def evaluation_runtime_min(views: int, scale: float, arms: Sequence[str | None],
 
 
 def nvs_runtime_min(
-    size: SceneSize, views: int, preset: str | None, mode: str, fit_steps: int, attempt: int = 1
+    size: SceneSize,
+    views: int,
+    preset: str | None,
+    mode: str,
+    fit_steps: int,
+    attempt: int = 1,
+    rounds: int = PROGRESSIVE_ROUNDS,
 ) -> int:
-    """One NVS arm on one scene; ``difix3d+`` (DiFix arms) also refits every frame (the fit's steps
-    split over the rounds, as a render job) and fixes the held-out views once per round."""
+    """One NVS arm on one scene; ``difix3d+`` (DiFix arms) also refits every frame (as many steps as
+    a render job) and fixes the held-out views once per round (``nvs.rounds``)."""
     minutes = evaluation_runtime_min(views, size.pixel_scale, [preset], attempt)
     if mode == "difix3d+" and preset is not None:
         minutes += render_runtime_min(size, fit_steps, attempt) - JOB_START_MIN
-        difix_s = PROGRESSIVE_ROUNDS * views * DIFIX_S_PER_VIEW[preset] * size.pixel_scale
+        difix_s = rounds * views * DIFIX_S_PER_VIEW[preset] * size.pixel_scale
         minutes += _minutes(difix_s, attempt) - JOB_START_MIN
     return minutes
 

@@ -34,6 +34,10 @@
       what is missing or weak: metric not computed and why, scenes left out of the mean, a single frame,
       or fewer than :data:`hi4dfix.stats.FEW_UNITS` frames (scenes for the mean row), where the
       bootstrap interval is known to be too narrow
+
+  ``deltas.csv`` also has ``refit`` (the arms of the comparison that ``nvs.mode: difix3d+`` refit, or
+  ``none``; :func:`hi4dfix.evaluate.with_refit_column`), ``provenance`` and ``provenance_sha256`` (the
+  record of what made its numbers; :mod:`hi4dfix.provenance`).
 """
 
 from __future__ import annotations

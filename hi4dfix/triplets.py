@@ -1,6 +1,8 @@
 """DiFix triplets from renders: the JSON that Difix's training code reads.
 
-Schema: ``{"train": {id: {"image", "target_image", "ref_image", "prompt"}}, "test": {...}}``.
+Schema: ``{"train": {id: {"image", "target_image", "ref_image", "prompt"}}, "test": {...}}``, plus
+``target_mask`` / ``ref_mask`` (the materialized scene's person masks of those views), extra keys
+that Difix's training code ignores.
 ``image`` is a render from imperfect poses at a held-out camera, ``target_image`` the ground truth
 there, ``ref_image`` a clean reference view. The default reference (``same_time``) is the ground
 truth at the source camera at the same frame: target ``(cam_target, t)``, reference ``(cam_source, t)``.
@@ -81,6 +83,9 @@ def scene_triplets(
             "target_image": str(target_image_path(render_dir, cam, frame)),
             "ref_image": str(target_image_path(render_dir, ref_cam, ref_frame)),
             "prompt": PROMPT,
+            # extra keys (Difix's code ignores them): person masks for tuning.loss_region: person
+            "target_mask": str(scene.mask_path(cam, frame)),
+            "ref_mask": str(scene.mask_path(ref_cam, ref_frame)),
         }
     return triplets
 
@@ -136,8 +141,8 @@ def check_triplets(
             if reserved_dirs and scene not in checked_scenes:
                 _check_scene_data(scene, split, sample_id, scene_sequences or {}, reserved_dirs)
                 checked_scenes.add(scene)
-            for key in ("image", "target_image", "ref_image"):
-                if not Path(sample[key]).is_file():
+            for key in ("image", "target_image", "ref_image", "target_mask", "ref_mask"):
+                if key in sample and not Path(sample[key]).is_file():
                     raise FileNotFoundError(f"triplet {sample_id}: {key} {sample[key]} does not exist")
 
 

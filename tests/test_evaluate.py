@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from hi4dfix.difix3d_plus import interpolate_camera
+from hi4dfix.difix3d_plus import ProgressiveConfig
 from hi4dfix.evaluate import (
     DifixFixer,
     InferenceConfig,
@@ -68,26 +68,29 @@ def test_difix3d_plus_refits_with_fixed_novel_views(materialized_scene, rendered
     calls = []
 
     def identity(images, refs):
-        calls.append(len(images))
+        calls.append((len(images), refs is None))
         return [image.copy() for image in images]
 
-    rows = evaluate_nvs(
-        "difix3d+",
-        materialized_scene.root,
-        rendered_scene,
-        PROFILE,
-        identity,
-        metrics,
-        tmp_path / "plus",
-        chunk_views=8,
-    )
+    def run(postfix):
+        calls.clear()
+        return evaluate_nvs(
+            "difix3d+", materialized_scene.root, rendered_scene, PROFILE, identity, metrics, tmp_path / postfix,
+            chunk_views=8, progressive=ProgressiveConfig(rounds=2, postfix=postfix),
+        )  # fmt: skip
+
+    rows = run("single")
     heldout = len(materialized_scene.cam_ids) - 1
     frames = len(materialized_scene.frames)
-    # two progressive rounds per frame, then the post-fix of all held-out views in chunks of 8
-    assert calls[: 2 * frames] == [heldout] * (2 * frames)
-    assert calls[2 * frames :] == [8, 8, heldout * frames - 16]
+    # two progressive rounds per frame (with references), then the post-fix of all held-out views in
+    # chunks of 8, as a single-image DiFix (no reference), as upstream's post-render step
+    assert calls[: 2 * frames] == [(heldout, False)] * (2 * frames)
+    assert calls[2 * frames :] == [(8, True), (8, True), (heldout * frames - 16, True)]
     assert len(rows) == heldout * frames
-    assert len(list((tmp_path / "plus" / "progressive").rglob("*.png"))) == heldout * frames
+    assert len(list((tmp_path / "single" / "progressive").rglob("*.png"))) == heldout * frames
+    run("reference")
+    assert [refs_none for _, refs_none in calls[2 * frames :]] == [False] * 3
+    run("none")
+    assert len(calls) == 2 * frames  # no post-fix
 
 
 def test_difix3d_plus_needs_fitted_renders(materialized_scene, rendered_scene, metrics, tmp_path):
@@ -103,15 +106,6 @@ def test_difix3d_plus_needs_fitted_renders(materialized_scene, rendered_scene, m
         )
     with pytest.raises(ValueError, match="nvs.mode"):
         evaluate_nvs("prefix", materialized_scene.root, rendered_scene, PROFILE, None, metrics)
-
-
-def test_interpolated_camera_ends_on_both_cameras(materialized_scene):
-    start, end = (materialized_scene.cameras[c] for c in materialized_scene.cam_ids[:2])
-    np.testing.assert_allclose(interpolate_camera(start, end, 0.0).w2c, start.w2c, atol=1e-6)
-    np.testing.assert_allclose(interpolate_camera(start, end, 1.0).w2c, end.w2c, atol=1e-6)
-    middle = interpolate_camera(start, end, 0.5)
-    np.testing.assert_allclose(middle.w2c[:3, :3] @ middle.w2c[:3, :3].T, np.eye(3), atol=1e-9)
-    assert np.linalg.norm(middle.center - start.center) == pytest.approx(np.linalg.norm(middle.center - end.center))
 
 
 def test_difix_arms_on_test_triplets(materialized_scene, rendered_scene, metrics):

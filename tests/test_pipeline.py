@@ -64,6 +64,8 @@ def test_delta_table_has_the_arms_means_paired_deltas_intervals_and_verdicts(pip
             mean = rows[rows.scene == "mean"].iloc[0]
             assert mean.delta == pytest.approx(rows[rows.scene != "mean"].delta.mean())
             assert mean.ci_low <= mean.delta <= mean.ci_high and mean.verdict == expected_verdict(mean, metric)
+    raw = pd.read_csv(workdir / "results/v0/deltas.csv")
+    assert set(raw["provenance"]) == {"results/v0/provenance.json"} and set(raw["refit"]) == {"none"}
     markdown = (workdir / "results/v0/deltas.md").read_text()
     assert markdown.startswith("## v0: novel views of the reserved scenes")
     assert "| tuned − base [95%] | tuned vs base |" in markdown and "2000 resamples, seed 0" in markdown
@@ -141,6 +143,7 @@ def test_rerun_does_nothing_and_tuning_change_reruns_only_downstream(pipeline):
         "evaluate_difix": 1,
         "evaluate_nvs": 2 * len(RESERVED),
         "eval_deltas": 1,
+        "provenance": 1,
         "delta_table": 1,
         "version_card": 1,
         "metric_charts": 1,
@@ -155,7 +158,8 @@ def test_bootstrap_settings_rerun_only_the_tables_that_show_intervals(pipeline):
     changed = copy.deepcopy(config)
     changed["stats"]["seed"] = 1
     jobs = planned_jobs(run_snakemake(workdir, changed, "-n", "results/v0/deltas.csv"))
-    assert jobs == {"eval_deltas": 1, "metric_charts": 1, "delta_table": 1}
+    # provenance records the resolved config (stats included), and the version card shows it
+    assert jobs == {"eval_deltas": 1, "metric_charts": 1, "delta_table": 1, "provenance": 1, "version_card": 1}
 
 
 def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline):

@@ -185,6 +185,7 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
         "tune_difix": 1,
         "evaluate_nvs": 12,
         "delta_table": 1,
+        "provenance": 1,
         "version_card": 1,
         "metric_charts": 1,
         "before_after_views": 4,

@@ -67,7 +67,7 @@ GPU_RULES = {
 }  # fmt: skip
 CPU_RULES = {
     "synthesize_sequence", "materialize_scene", "check_reserved_content", "build_triplets", "eval_deltas",
-    "delta_table", "versions_table", "version_card", "metric_charts", "before_after_views", "loss_curve",
+    "provenance", "delta_table", "versions_table", "version_card", "metric_charts", "before_after_views", "loss_curve",
 }  # fmt: skip
 SITE_ENV = {
     "HI4DFIX_SLURM_PARTITION": "gpu-long",

@@ -67,8 +67,11 @@ def test_json_schema_and_paths(materialized_scene, rendered_scene, tmp_path, mon
     loaded = read_triplets(path)
     assert loaded == json.loads(path.read_text()) == triplets
     for sample in loaded["train"].values():
-        assert set(sample) == {"image", "target_image", "ref_image", "prompt"}
+        assert set(sample) == {"image", "target_image", "ref_image", "prompt", "target_mask", "ref_mask"}
         assert not sample["image"].startswith("/")
+        cam, frame = _cam_frame(sample["target_image"])
+        assert sample["target_mask"] == str(materialized_scene.mask_path(cam, frame))
+        assert sample["ref_mask"] == str(materialized_scene.mask_path(*_cam_frame(sample["ref_image"])))
     assert build_triplets({"hi4d_pair00_dance": (materialized_scene, relative)}, {}, cfg) == triplets
 
 

@@ -10,6 +10,8 @@ hold its AdamW state; its final model and exported models hold an empty one).  T
 
 * ``hi4dfix_config``: the ``DifixConfig`` (preset and architecture) so that a tiny model can
   be rebuilt from the pkl alone; official pkls lack it and are treated as ``sd-turbo``;
+* ``rank_unet`` and ``unet_lora_target_modules`` (img2img-turbo's keys): a UNet LoRA
+  (``tuning.unet: lora``), whose weights ``state_dict_unet`` holds with the base UNet's;
 * ``hi4dfix_base_state`` (tiny preset only): the frozen weights that an official pkl does
   not carry because they come from SD-Turbo (VAE base layers, text encoder);
 * ``hi4dfix_train_state``: step, RNG states and training settings (resume).
@@ -40,6 +42,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from hi4dfix.difix.config import CONFIG_KEY, SKIP_CONV_INIT_VALUE, VAE_ADAPTER_NAME, ArchitectureConfig, DifixConfig
 from hi4dfix.difix.model import (
     DifixModel,
+    add_unet_lora,
     assemble_difix,
     attach_skip_convs,
     build_random_difix,
@@ -178,6 +181,15 @@ def _check_model_keys(payload: Mapping[str, Any], path: Path) -> None:
         raise CheckpointError(
             f"checkpoint {path}: key vae_lora_target_modules must be a list of module names, got {targets!r:.80}"
         )
+    if "rank_unet" in payload:
+        rank_unet, unet_targets = payload["rank_unet"], payload.get("unet_lora_target_modules")
+        if isinstance(rank_unet, bool) or not isinstance(rank_unet, int) or rank_unet < 1:
+            raise CheckpointError(f"checkpoint {path}: key rank_unet must be a positive integer, got {rank_unet!r}")
+        if not isinstance(unet_targets, (list, tuple)) or not all(isinstance(t, str) for t in unet_targets):
+            raise CheckpointError(
+                f"checkpoint {path}: rank_unet needs unet_lora_target_modules, a list of module names; got "
+                f"{unet_targets!r:.80}"
+            )
     for key in ("state_dict_unet", "state_dict_vae"):
         state = payload[key]
         if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -368,6 +380,8 @@ def model_from_checkpoint(
     else:
         components = load_base_components(config.base_model_id, config.hub_cache_dir)
         model = _difix_from_components(config, components, rank, targets)
+    if "rank_unet" in payload:  # a UNet LoRA (tuning.unet: lora): its adapter before its weights
+        add_unet_lora(model.unet, int(payload["rank_unet"]), list(payload["unet_lora_target_modules"]))
     apply_official_state(model, payload, strict=strict, source=source, base_unet_loaded=config.preset != "tiny")
     model.set_eval()
     return model

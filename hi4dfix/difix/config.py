@@ -22,6 +22,18 @@ LATENT_SAMPLING_MODES = ("sample", "mode")
 # Name of the PEFT adapter that holds the VAE LoRA weights (part of the official key names).
 VAE_ADAPTER_NAME = "vae_skip"
 
+# PEFT adapter of an optional UNet LoRA (tuning.unet: lora). "default" is the name PEFT's
+# ``add_adapter`` gives when none is passed, as img2img-turbo's pix2pix_turbo loader does, so its
+# keys (``...lora_A.default.weight``) load there too.
+UNET_ADAPTER_NAME = "default"
+
+# UNet modules that get LoRA (name suffixes, PEFT's matching): img2img-turbo's pix2pix_turbo list,
+# the code Difix grew from: attention projections, feed-forward, resnet and sampler convolutions.
+UNET_LORA_TARGETS = (
+    "to_k", "to_q", "to_v", "to_out.0", "conv", "conv1", "conv2", "conv_shortcut", "conv_out",
+    "proj_in", "proj_out", "ff.net.2", "ff.net.0.proj",
+)  # fmt: skip
+
 # The official recipe puts LoRA on every *decoder* module whose name ends with one of these.
 OFFICIAL_VAE_LORA_SUFFIXES = (
     "conv1",

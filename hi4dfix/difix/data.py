@@ -5,6 +5,10 @@ The triplets JSON (format of the released Difix training code)::
     {"train": {id: {"image": p, "target_image": p, "ref_image": p, "prompt": "..."}},
      "test": {...}}
 
+hi4dfix adds two optional keys that Difix's code ignores: ``target_mask`` and ``ref_mask``, the
+person masks (white where a person is) of ``target_image`` and ``ref_image``, which
+``tuning.loss_region: person`` restricts the losses to.
+
 Relative paths are resolved against the working directory, then against the JSON's folder.
 The three images of a triplet must have one size (``ref_image`` included: it is resized with
 the same transform as ``image``, and a reference of another size would reach the model at
@@ -39,6 +43,8 @@ class Triplet:
     target_image: Path
     ref_image: Path | None
     prompt: str
+    target_mask: Path | None = None
+    ref_mask: Path | None = None
 
 
 def _resolve(raw: str, json_dir: Path, where: str) -> Path:
@@ -65,19 +71,28 @@ def _image_size(path: Path, where: str, sizes: dict[Path, tuple[int, int]]) -> t
 
 
 def _check_sizes(triplet: Triplet, where: str, sizes: dict[Path, tuple[int, int]]) -> None:
-    paths = {"image": triplet.image, "target_image": triplet.target_image, "ref_image": triplet.ref_image}
+    paths = {
+        "image": triplet.image,
+        "target_image": triplet.target_image,
+        "ref_image": triplet.ref_image,
+        "target_mask": triplet.target_mask,
+        "ref_mask": triplet.ref_mask,
+    }
     found = {key: _image_size(path, where, sizes) for key, path in paths.items() if path is not None}
     if len(set(found.values())) > 1:
         listed = ", ".join(f"{key} {w}x{h}" for key, (w, h) in found.items())
         raise ValueError(
             f"{where}: the triplet's images differ in size ({listed}); image, target_image and ref_image "
-            "must have one size (each would be resized on its own, so they would no longer line up)"
+            "(and their masks) must have one size (each would be resized on its own, so they would no longer line up)"
         )
 
 
-def read_triplets(json_path: str | os.PathLike, split: str, require_ref: bool = True) -> list[Triplet]:
+def read_triplets(
+    json_path: str | os.PathLike, split: str, require_ref: bool = True, require_masks: bool = False
+) -> list[Triplet]:
     """The triplets of one split, with every image path checked to exist and the three images
-    of each triplet checked to have one size (from their headers)."""
+    of each triplet checked to have one size (from their headers). ``require_masks``: each
+    triplet must name ``target_mask`` (and ``ref_mask`` when ``require_ref``)."""
     json_path = Path(json_path)
     try:
         data = json.loads(json_path.read_text())
@@ -104,12 +119,21 @@ def read_triplets(json_path: str | os.PathLike, split: str, require_ref: bool = 
         ref = entry.get("ref_image")
         if ref is None and require_ref:
             raise ValueError(f"{where}: missing 'ref_image' (the reference view is required)")
+        if require_masks:
+            for key in ("target_mask", "ref_mask") if require_ref else ("target_mask",):
+                if entry.get(key) is None:
+                    raise ValueError(
+                        f"{where}: missing '{key}', which tuning.loss_region: person needs (the person mask "
+                        "of the view; triplets written by hi4dfix have it)"
+                    )
+        masks = {k: _resolve(entry[k], json_path.parent, where) for k in ("target_mask", "ref_mask") if entry.get(k)}
         triplet = Triplet(
             id=str(item_id),
             image=_resolve(entry["image"], json_path.parent, where),
             target_image=_resolve(entry["target_image"], json_path.parent, where),
             ref_image=_resolve(ref, json_path.parent, where) if ref is not None else None,
             prompt=str(entry.get("prompt", DEFAULT_PROMPT)),
+            **masks,
         )
         _check_sizes(triplet, where, sizes)
         triplets.append(triplet)
@@ -211,6 +235,9 @@ class TripletDataset(Dataset):
     item, cut after the resize; the window is drawn from the key the sampler yields
     (``(index, draw)``, see :class:`StepSampler`), so it is a pure function of the step.
     Crops keep the processing size's pixel scale and cost less per step than whole images.
+    ``mask_dilation`` (not None): items also hold ``masks`` (V, 1, H, W) in {0, 1}, the views'
+    person masks (``target_mask``, ``ref_mask``) at the processing size, grown by that many pixels
+    (:func:`dilate_masks`), for the losses of ``loss_region: person``.
     """
 
     def __init__(
@@ -221,6 +248,7 @@ class TripletDataset(Dataset):
         long_side: int | None = None,
         crop: tuple[int, int] | None = None,
         seed: int = 0,
+        mask_dilation: int | None = None,
     ) -> None:
         if not triplets:
             raise ValueError("TripletDataset needs at least one triplet")
@@ -233,6 +261,11 @@ class TripletDataset(Dataset):
         self.use_ref = use_ref
         self.crop = crop
         self.seed = seed
+        self.mask_dilation = mask_dilation
+        if mask_dilation is not None:
+            lacking = next((t.id for t in triplets if t.target_mask is None or (use_ref and t.ref_mask is None)), None)
+            if lacking is not None:
+                raise ValueError(f"triplet {lacking} has no target_mask / ref_mask, which the person loss region needs")
 
     def __len__(self) -> int:
         return len(self.triplets)
@@ -255,6 +288,10 @@ class TripletDataset(Dataset):
             views, targets = torch.stack([image, ref]), torch.stack([target, ref])
         else:
             views, targets = image[None], target[None]
+        masks = None
+        if self.mask_dilation is not None:
+            paths = [t.target_mask, t.ref_mask] if self.use_ref else [t.target_mask]
+            masks = dilate_masks(torch.stack([load_mask(p, size) for p in paths]), self.mask_dilation)
         if self.crop is not None:
             if draw is None:
                 raise ValueError(
@@ -270,7 +307,29 @@ class TripletDataset(Dataset):
             left = int(rng.integers(size[1] - self.crop[1] + 1))
             window = (..., slice(top, top + self.crop[0]), slice(left, left + self.crop[1]))
             views, targets = views[window], targets[window]
-        return {"views": views, "targets": targets, "prompt": t.prompt, "index": index}
+            masks = None if masks is None else masks[window]
+        item = {"views": views, "targets": targets, "prompt": t.prompt, "index": index}
+        if masks is not None:
+            item["masks"] = masks
+        return item
+
+
+def load_mask(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    """A person mask (white: person) as a (1, H, W) float tensor in {0, 1} at ``size`` (nearest)."""
+    raw = np.asarray(Image.open(path))
+    if raw.ndim == 3:
+        raw = raw[..., 0]
+    mask = torch.from_numpy((raw > 127).astype(np.float32))[None, None]
+    return F.interpolate(mask, size=size, mode="nearest")[0]
+
+
+def dilate_masks(masks: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Masks (..., 1, H, W) in {0, 1} grown by ``pixels`` (a square window: max pooling)."""
+    if pixels <= 0:
+        return masks
+    flat = masks.reshape(-1, 1, *masks.shape[-2:])
+    grown = F.max_pool2d(flat, kernel_size=2 * pixels + 1, stride=1, padding=pixels)
+    return grown.reshape(masks.shape)
 
 
 def stream_index(step: int, slot: int, batch_size: int, rank: int, world_size: int, n: int, seed: int) -> int:
@@ -330,9 +389,12 @@ def collate(items: list[dict]) -> dict:
             f"one batch holds images of processing sizes {sizes} (their source images differ in size); "
             "use batch size 1 or a fixed resolution"
         )
-    return {
+    batch = {
         "views": torch.stack([it["views"] for it in items]),
         "targets": torch.stack([it["targets"] for it in items]),
         "prompts": [it["prompt"] for it in items],
         "indices": [it["index"] for it in items],
     }
+    if "masks" in items[0]:
+        batch["masks"] = torch.stack([it["masks"] for it in items])
+    return batch

@@ -196,17 +196,28 @@ class DifixLoss(torch.nn.Module):
         target: torch.Tensor,
         step: int,
         generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """pred, target: (B, V, 3, H, W) views of B samples, or (N, 3, H, W) single views, in
-        [-1, 1]; step: the 1-based optimisation step."""
+        [-1, 1]; step: the 1-based optimisation step.
+
+        ``mask`` ((B, V, 1, H, W) or (N, 1, H, W), 1 where the loss looks; ``loss_region: person``):
+        outside it the prediction is replaced by the target, so no term sees or moves those pixels;
+        L2 is then the mean over the mask's pixels."""
         cfg = self.config
         num_views = 1
         if pred.ndim == 5:
             num_views = pred.shape[1]
             pred, target = pred.flatten(0, 1), target.flatten(0, 1)
+            mask = None if mask is None else mask.flatten(0, 1)
         pred32, target32 = pred.float(), target.float()
         zero = pred32.new_zeros(())
-        l2 = F.mse_loss(pred32, target32) if cfg.lambda_l2 > 0 else zero
+        if mask is not None:
+            mask = mask.to(pred32)
+            pred32 = mask * pred32 + (1.0 - mask) * target32
+            l2 = ((pred32 - target32).square().sum() / (mask.sum() * 3).clamp(min=1.0)) if cfg.lambda_l2 > 0 else zero
+        else:
+            l2 = F.mse_loss(pred32, target32) if cfg.lambda_l2 > 0 else zero
         lp = self.lpips(pred32, target32).mean() if self.lpips is not None else zero
         if self.gram_active(step):
             top, left, ch, cw = random_crop_box(pred.shape[-2], pred.shape[-1], cfg.gram_crop, generator)

@@ -35,6 +35,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from hi4dfix.difix.config import (
     OFFICIAL_VAE_LORA_SUFFIXES,
     SKIP_CONV_INIT_VALUE,
+    UNET_ADAPTER_NAME,
+    UNET_LORA_TARGETS,
     VAE_ADAPTER_NAME,
     ArchitectureConfig,
     DifixConfig,
@@ -117,6 +119,48 @@ def official_vae_lora_targets(vae: AutoencoderKL) -> list[str]:
 def add_vae_lora(vae: AutoencoderKL, target_modules: Sequence[str], rank: int) -> None:
     config = LoraConfig(r=rank, init_lora_weights="gaussian", target_modules=list(target_modules))
     vae.add_adapter(config, adapter_name=VAE_ADAPTER_NAME)
+
+
+def add_unet_lora(unet: UNet2DConditionModel, rank: int, target_modules: Sequence[str] | None = None) -> list[str]:
+    """A LoRA of ``rank`` on the UNet (PEFT adapter ``UNET_ADAPTER_NAME``); returns its target list.
+
+    ``target_modules``: module-name suffixes (default ``UNET_LORA_TARGETS``). B starts at zero, so
+    the UNet computes what it did before."""
+    if rank < 1:
+        raise ValueError(f"UNet LoRA rank must be >= 1, got {rank}")
+    if unet_lora_rank(unet) is not None:
+        raise ValueError("this UNet already has a LoRA adapter")
+    targets = list(target_modules) if target_modules is not None else list(UNET_LORA_TARGETS)
+    unet.add_adapter(
+        LoraConfig(r=rank, init_lora_weights="gaussian", target_modules=targets), adapter_name=UNET_ADAPTER_NAME
+    )
+    return targets
+
+
+def unet_lora_rank(unet: UNet2DConditionModel) -> int | None:
+    """The rank of the UNet's LoRA, or None when it has none."""
+    config = getattr(unet, "peft_config", {}).get(UNET_ADAPTER_NAME)
+    return None if config is None else int(config.r)
+
+
+UNET_CHOICES = ("full", "lora")
+VAE_SKIP_CHOICES = ("train", "frozen")
+
+
+@dataclass(frozen=True)
+class TrainableParts:
+    """What a tuning run updates. ``unet``: ``full`` (every UNet weight, as Difix) or ``lora`` (only
+    the UNet LoRA's weights; the model must have one: :func:`add_unet_lora`). ``vae_skip``: ``train``
+    (the VAE decoder's LoRA and skip convolutions, as Difix) or ``frozen``."""
+
+    unet: str = "full"
+    vae_skip: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.unet not in UNET_CHOICES:
+            raise ValueError(f"tuning.unet must be one of {UNET_CHOICES}, got {self.unet!r}")
+        if self.vae_skip not in VAE_SKIP_CHOICES:
+            raise ValueError(f"tuning.vae_skip must be one of {VAE_SKIP_CHOICES}, got {self.vae_skip!r}")
 
 
 def encode_with_skips(vae: AutoencoderKL, x: torch.Tensor) -> tuple[DiagonalGaussianDistribution, list[torch.Tensor]]:
@@ -411,17 +455,25 @@ class DifixModel(torch.nn.Module):
         self._compiled_fix = torch.compile(self.fix_flat_views, mode=mode)
 
     # --- training state
-    def trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        """UNet (all), VAE LoRA and skip convolutions, in a stable order, without duplicates."""
-        params = [(f"unet.{n}", p) for n, p in self.unet.named_parameters()]
-        params += [(f"vae.{n}", p) for n, p in self.vae.named_parameters() if "lora" in n or "skip" in n]
+    def trainable_named_parameters(
+        self, parts: TrainableParts = TrainableParts()
+    ) -> list[tuple[str, torch.nn.Parameter]]:
+        """What ``parts`` trains, in a stable order, without duplicates: by default (Difix's recipe)
+        the whole UNet (its LoRA included when it has one), the VAE LoRA and skip convolutions."""
+        if parts.unet == "lora" and unet_lora_rank(self.unet) is None:
+            raise ValueError("tuning.unet: lora needs a UNet LoRA (hi4dfix.difix.model.add_unet_lora)")
+        params = [
+            (f"unet.{n}", p) for n, p in self.unet.named_parameters() if parts.unet == "full" or "lora_" in n
+        ]
+        if parts.vae_skip == "train":
+            params += [(f"vae.{n}", p) for n, p in self.vae.named_parameters() if "lora" in n or "skip" in n]
         return params
 
-    def set_train(self) -> None:
+    def set_train(self, parts: TrainableParts = TrainableParts()) -> None:
         self.train()
         self.text_encoder.eval()
         self.requires_grad_(False)
-        for _, p in self.trainable_named_parameters():
+        for _, p in self.trainable_named_parameters(parts):
             p.requires_grad_(True)
 
     def set_eval(self) -> None:
@@ -432,12 +484,17 @@ class DifixModel(torch.nn.Module):
     def official_state(self) -> dict[str, Any]:
         """The model part of an official ``model_*.pkl`` (everything but ``optimizer``)."""
         vae_state = {k: v for k, v in self.vae.state_dict().items() if "lora" in k or "skip" in k}
-        return {
+        state = {
             "vae_lora_target_modules": list(self.vae_lora_target_modules),
             "rank_vae": self.lora_rank_vae,
             "state_dict_unet": self.unet.state_dict(),
             "state_dict_vae": vae_state,
         }
+        rank_unet = unet_lora_rank(self.unet)
+        if rank_unet is not None:  # img2img-turbo's keys for a UNet LoRA
+            state["rank_unet"] = rank_unet
+            state["unet_lora_target_modules"] = sorted(self.unet.peft_config[UNET_ADAPTER_NAME].target_modules)
+        return state
 
 
 # ----------------------------------------------------------------------------- builders

@@ -79,7 +79,7 @@ from hi4dfix.difix.fingerprint import (
 )
 from hi4dfix.difix.layout import channels_last_wanted, to_channels_last
 from hi4dfix.difix.losses import DifixLoss, LossConfig
-from hi4dfix.difix.model import DifixModel, describe
+from hi4dfix.difix.model import DifixModel, TrainableParts, add_unet_lora, describe, unet_lora_rank
 from hi4dfix.io import atomic_path, read_image, write_json
 from hi4dfix.logs import log_to_stderr
 from hi4dfix.metrics import psnr_from_mse
@@ -105,7 +105,9 @@ RESUME_FINGERPRINT = (
     "max_grad_norm",
     "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
     "use_ref", "lr_warmup_steps", "lr_schedule", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
+    "unet", "unet_lora_rank", "vae_skip", "loss_region", "loss_mask_dilation",
 )
+LOSS_REGIONS = ("image", "person")
 
 
 @dataclass
@@ -171,6 +173,24 @@ class TrainConfig:
     adam_beta2: float = field(default=0.999, metadata=option_help("AdamW beta2"))
     adam_eps: float = field(default=1e-8, metadata=option_help("AdamW epsilon"))
     use_ref: bool = field(default=True, metadata=option_help("feed the reference view as a second view"))
+    unet: str = field(
+        default="full",
+        metadata=option_help("what of the UNet trains: full (every weight, as Difix) | lora (a UNet LoRA only)"),
+    )
+    unet_lora_rank: int = field(default=8, metadata=option_help("rank of the UNet LoRA (unet: lora)"))
+    vae_skip: str = field(
+        default="train",
+        metadata=option_help("VAE decoder LoRA and skip convolutions: train (as Difix) | frozen (kept as the base's)"),
+    )
+    loss_region: str = field(
+        default="image",
+        metadata=option_help(
+            "pixels the losses see: image (all) | person (the triplet's target_mask / ref_mask, dilated)"
+        ),
+    )
+    loss_mask_dilation: int = field(
+        default=4, metadata=option_help("person masks grow by this many pixels at the processing size")
+    )
     gradient_checkpointing: bool = field(
         default=False, metadata=option_help("UNet gradient checkpointing (saves GPU memory)")
     )
@@ -246,6 +266,13 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.long_side must be >= 16, got {self.long_side}")
         if self.crop is not None:
             parse_resolution(self.crop)
+        TrainableParts(self.unet, self.vae_skip)  # validates both
+        if self.unet_lora_rank < 1:
+            raise ValueError(f"TrainConfig.unet_lora_rank must be >= 1, got {self.unet_lora_rank}")
+        if self.loss_region not in LOSS_REGIONS:
+            raise ValueError(f"TrainConfig.loss_region must be one of {LOSS_REGIONS}, got {self.loss_region!r}")
+        if self.loss_mask_dilation < 0:
+            raise ValueError(f"TrainConfig.loss_mask_dilation must be >= 0, got {self.loss_mask_dilation}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
 
@@ -254,6 +281,10 @@ class TrainConfig:
         defaults = PRESET_DEFAULTS[preset]
         updates = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         return dataclasses.replace(self, **updates)
+
+    @property
+    def trainable_parts(self) -> TrainableParts:
+        return TrainableParts(self.unet, self.vae_skip)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the weights (``RESUME_FINGERPRINT``)."""
@@ -308,7 +339,8 @@ def prepare_model_for_training(model: DifixModel, cfg: TrainConfig, device: torc
     layouts stay within 1.0% of exact float32's losses, closer than eager bf16 (2.0%): compiled
     kernels round less (BENCHMARKS.md).
     """
-    model.set_train()
+    prepare_unet_lora(model, cfg)
+    model.set_train(cfg.trainable_parts)
     if channels_last_wanted(cfg.channels_last, cfg.compile, device):
         to_channels_last(model)
     if cfg.gradient_checkpointing:
@@ -323,6 +355,24 @@ def prepare_model_for_training(model: DifixModel, cfg: TrainConfig, device: torc
         # one whole graph with the all-reduce after it 120.6 ms (BENCHMARKS.md).  No effect
         # without DDP.
         torch._dynamo.config.optimize_ddp = "no_optimization"
+
+
+def prepare_unet_lora(model: DifixModel, cfg: TrainConfig) -> None:
+    """Give the UNet the LoRA ``cfg.unet: lora`` trains (seeded by ``cfg.seed``), unless it has it
+    already (a resumed run); a full-UNet run refuses a base that has one (its LoRA would train
+    beside the weights it adapts)."""
+    rank = unet_lora_rank(model.unet)
+    if cfg.unet == "full":
+        if rank is not None:
+            raise ValueError(f"tuning.unet: full, but the model {cfg.base} has a UNet LoRA (rank {rank})")
+        return
+    if rank is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            add_unet_lora(model.unet, cfg.unet_lora_rank)
+        model.unet.to(next(model.vae.parameters()).device)
+    elif rank != cfg.unet_lora_rank:
+        raise ValueError(f"tuning.unet_lora_rank {cfg.unet_lora_rank}, but the model's UNet LoRA has rank {rank}")
 
 
 def set_tf32(device: torch.device, enabled: bool) -> None:
@@ -716,9 +766,12 @@ def _load_data(cfg: TrainConfig, start_step: int, process: _Process) -> _Data:
     """Triplets resized by the rule inference shares (hi4dfix.difix.data.model_input_size); the
     loader yields the batches of steps ``start_step + 1 .. cfg.steps`` of this process."""
     crop = parse_resolution(cfg.crop) if cfg.crop is not None else None
+    person = cfg.loss_region == "person"
+    dilation = cfg.loss_mask_dilation if person else None
     train_set = TripletDataset(
-        read_triplets(cfg.triplets, "train", cfg.use_ref), cfg.resolution, cfg.use_ref, cfg.long_side, crop, cfg.seed
-    )
+        read_triplets(cfg.triplets, "train", cfg.use_ref, require_masks=person),
+        cfg.resolution, cfg.use_ref, cfg.long_side, crop, cfg.seed, mask_dilation=dilation,
+    )  # fmt: skip
     test_triplets = read_triplets(cfg.triplets, "test", cfg.use_ref)[: cfg.val_max_items]
     test_set = TripletDataset(test_triplets, cfg.resolution, cfg.use_ref, cfg.long_side) if test_triplets else None
     resolution = log_processing_size(train_set, cfg)
@@ -756,7 +809,11 @@ def _prepare_optimisation(cfg: TrainConfig, start: _Start, process: _Process) ->
     model = start.model
     model.to(device)
     prepare_model_for_training(model, cfg, device)
-    params = [p for _, p in model.trainable_named_parameters()]
+    params = [p for _, p in model.trainable_named_parameters(cfg.trainable_parts)]
+    LOG.info(
+        "training %d parameters (unet: %s, vae_skip: %s, loss_region: %s)",
+        sum(p.numel() for p in params), cfg.unet, cfg.vae_skip, cfg.loss_region,
+    )
     optimizer = make_optimizer(params, cfg, device)
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
@@ -806,7 +863,8 @@ def _run_steps(
         gen = step_generator(device, cfg.seed, step, process.rank)
         with accelerator.autocast():
             pred = model(views, emb, generator=gen)
-            terms = opt.loss_fn(pred, targets, step, generator=gen)
+            masks = batch["masks"].to(device, non_blocking=True) if "masks" in batch else None
+            terms = opt.loss_fn(pred, targets, step, generator=gen, mask=masks)
         accelerator.backward(terms["total"])
         grad_norm = float("nan")
         if cfg.max_grad_norm > 0:

@@ -136,12 +136,11 @@ def init_frame_gaussians(
     return init_gaussians(points, colors, cfg.init_scale_factor, cfg.init_opacity, device)
 
 
-def fit_gaussians(
-    model: GaussianModel, views: list[SourceView], cfg: RenderConfig, device: torch.device
-) -> list[float]:
-    """Adam on every parameter against the composited source views; returns the loss per step."""
-    backend = resolve_backend(cfg.backend)
-    background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
+FitTarget = tuple  # (viewmat, K, target rgb, target mask, camera): one view, on the device
+
+
+def fit_targets(views: list[SourceView], cfg: RenderConfig, device: torch.device) -> list[FitTarget]:
+    """The views as fitting targets: people composited over the background, masks as floats."""
     targets = []
     for view in views:
         rgb = composite_on_background(view.image, view.mask, cfg.background)
@@ -153,6 +152,13 @@ def fit_gaussians(
                 view.camera,
             )
         )
+    return targets
+
+
+def fit_optimizer(
+    model: GaussianModel, cfg: RenderConfig, steps: int
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.ExponentialLR]:
+    """Adam on every parameter, each learning rate decaying by ``lr_final_factor`` over ``steps``."""
     lrs = {
         "means": cfg.lr_means,
         "log_scales": cfg.lr_scales,
@@ -160,22 +166,38 @@ def fit_gaussians(
         "opacity_logits": cfg.lr_opacities,
         "color_logits": cfg.lr_colors,
     }
-    model.requires_grad_(True)
     optimizer = torch.optim.Adam([{"params": [p], "lr": lrs[name]} for name, p in model.parameters().items()])
-    gamma = cfg.lr_final_factor ** (1.0 / max(cfg.fit_steps, 1))
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+    gamma = cfg.lr_final_factor ** (1.0 / max(steps, 1))
+    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+
+
+def views_loss(
+    params: dict[str, torch.Tensor], targets: list[FitTarget], cfg: RenderConfig, background: torch.Tensor, backend: str
+) -> torch.Tensor:
+    """Mean over ``targets`` of L1(rgb) + ``alpha_weight`` * L1(alpha, person mask)."""
+    loss = torch.zeros((), device=background.device)
+    for viewmat, K, target_rgb, target_mask, camera in targets:
+        rgb, alpha = rasterize(
+            **params, viewmat=viewmat, K=K, width=camera.width, height=camera.height,
+            background=background, backend=backend,
+        )  # fmt: skip
+        loss = loss + (rgb - target_rgb).abs().mean() + cfg.alpha_weight * (alpha - target_mask).abs().mean()
+    return loss / len(targets)
+
+
+def fit_gaussians(
+    model: GaussianModel, views: list[SourceView], cfg: RenderConfig, device: torch.device
+) -> list[float]:
+    """Adam on every parameter against the composited source views; returns the loss per step."""
+    backend = resolve_backend(cfg.backend)
+    background = torch.tensor(cfg.background, dtype=torch.float32, device=device)
+    targets = fit_targets(views, cfg, device)
+    model.requires_grad_(True)
+    optimizer, scheduler = fit_optimizer(model, cfg, cfg.fit_steps)
     losses = []
     for _ in range(cfg.fit_steps):
         optimizer.zero_grad(set_to_none=True)
-        loss = torch.zeros((), device=device)
-        params = model.activated()
-        for viewmat, K, target_rgb, target_mask, camera in targets:
-            rgb, alpha = rasterize(
-                **params, viewmat=viewmat, K=K, width=camera.width, height=camera.height,
-                background=background, backend=backend,
-            )  # fmt: skip
-            loss = loss + (rgb - target_rgb).abs().mean() + cfg.alpha_weight * (alpha - target_mask).abs().mean()
-        loss = loss / len(targets)
+        loss = views_loss(model.activated(), targets, cfg, background, backend)
         loss.backward()
         optimizer.step()
         scheduler.step()

@@ -1,16 +1,19 @@
 """The version card: a study version's objective, splits, decisions, expected outputs and settings.
 
-Made from the study config alone (a self-contained HTML page, no scripts), so it states what the
-version set out to do, independent of what its results turned out to be.
+Made from the study config (a self-contained HTML page, no scripts), so it states what the
+version set out to do, independent of what its results turned out to be; its last section is the
+provenance record of those results (code, config hash, packages, weights, data, predictions).
 """
 
 from __future__ import annotations
 
 import html
 import os
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hi4dfix.io import write_text
+from hi4dfix.provenance import summary_rows
 from hi4dfix.study import Version
 
 SPLITS = (
@@ -77,11 +80,13 @@ def version_card_html(
     reserved_scenes: Iterable[str],
     render_profile: Mapping[str, Any],
     difix: Mapping[str, Any] | None = None,
+    provenance: tuple[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """The card of ``version`` as a standalone HTML page.
 
     ``render_profile`` is the profile the version names (its settings); ``difix`` the study-wide
-    DiFix settings worth stating (e.g. ``base``, ``preset``).
+    DiFix settings worth stating (e.g. ``base``, ``preset``); ``provenance`` (path, record) what
+    made its numbers (:mod:`hi4dfix.provenance`).
     """
     reserved = frozenset(reserved_scenes)
     split_rows = "".join(
@@ -116,6 +121,15 @@ def version_card_html(
     ]
     if difix:
         sections += ["<h3>DiFix</h3>", _settings_table(difix)]
+    if provenance is not None:
+        path, record = provenance
+        rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_code(v)}</td></tr>" for k, v in summary_rows(record))
+        sections += [
+            "<h2>Provenance</h2>",
+            f"<p>From {_code(path)}; <code>hi4dfix provenance check {html.escape(str(Path(path).parent))}</code> "
+            "re-hashes the files it lists.</p>",
+            f"<table>{rows}</table>",
+        ]
     body = "\n".join(sections)
     return (
         '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -130,5 +144,6 @@ def write_version_card(
     reserved_scenes: Iterable[str],
     render_profile: Mapping[str, Any],
     difix: Mapping[str, Any] | None = None,
+    provenance: tuple[str, Mapping[str, Any]] | None = None,
 ) -> None:
-    write_text(path, version_card_html(version, reserved_scenes, render_profile, difix))
+    write_text(path, version_card_html(version, reserved_scenes, render_profile, difix, provenance))

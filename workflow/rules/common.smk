@@ -360,6 +360,7 @@ def delta_inputs(wildcards):
         **nvs_arm_csvs(wildcards),
         "report_figures": report_figures(wildcards.version),
         "eval_deltas": f"{RESULTS}/{wildcards.version}/difix/eval_deltas.csv",
+        "provenance": f"{RESULTS}/{wildcards.version}/provenance.json",
     }
 
 
@@ -456,6 +457,7 @@ def nvs_runtime(wildcards, attempt):
         version.nvs["mode"],
         profile_fit_steps(version.render_profile),
         attempt,
+        version.nvs.get("rounds", resources.PROGRESSIVE_ROUNDS),
     )
 
 
@@ -510,3 +512,23 @@ def grid_tuned_csvs(wildcards):
     grid, scenes = grid_of(wildcards), grid_scenes(wildcards)
     names = [grid.parent, *(STUDY.check_version(v.name).name for v in grid.compared)]
     return {name: [nvs_csv(name, "tuned", scene) for scene in scenes] for name in names}
+
+
+# ---- provenance (provenance.smk) ----------------------------------------------------------------
+
+
+def scene_fingerprints(wildcards):
+    """Content fingerprints of every scene the version uses: fingerprint.json, which the materialize
+    rule writes inside the scene folder (so the folder is the rule's input)."""
+    version = checked_version(wildcards)
+    scenes = dict.fromkeys([*version.difix_train, *version.difix_eval, *version.nvs_eval])
+    return {scene: f"{scene_path(scene)}/fingerprint.json" for scene in scenes}
+
+
+def resolved_version_config(wildcards):
+    """The version block with the render profile and the study-wide blocks its numbers depend on."""
+    return {
+        "version": version_params(wildcards),
+        "render_profile": STUDY.render_profiles[version_profile(wildcards)],
+        **{key: config[key] for key in ("data", "materialize", "difix", "metrics", "stats", "policy") if key in config},
+    }

@@ -50,6 +50,7 @@ rule evaluate_nvs:
     params:
         model=nvs_model_spec,
         mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
+        nvs=lambda wildcards: dict(checked_version(wildcards).nvs),
         profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
@@ -121,6 +122,7 @@ rule delta_table:
         arms=list(STUDY_ARMS),
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: novel views of the reserved scenes",
+        nvs_mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
     log:
         f"{RESULTS}/logs/delta_table/{{version}}.log",
     benchmark:

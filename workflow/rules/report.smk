@@ -22,7 +22,10 @@ REPORT = config.get("report", {})
 
 
 rule version_card:
-    """The version's objective, splits, decisions, expected outputs and settings, from the config."""
+    """The version's objective, splits, decisions, expected outputs and settings, from the config,
+    and the provenance of its numbers."""
+    input:
+        provenance=f"{RESULTS}/{{version}}/provenance.json",
     output:
         report(
             report_path("{version}", "card.html"),

@@ -1,8 +1,11 @@
 """Glue: the delta table of one version (raw, base, tuned and, when on, control compared pairwise with
-bootstrap intervals and verdicts), from its per-scene NVS CSVs."""
+bootstrap intervals and verdicts), from its per-scene NVS CSVs; it names the provenance record of its
+inputs and which arms Difix3D+ refit."""
 
+from hi4dfix.evaluate import refit_note, with_refit_column
 from hi4dfix.io import write_text
 from hi4dfix.logs import job_log
+from hi4dfix.provenance import tag_table
 from hi4dfix.stats import BootstrapConfig
 from hi4dfix.tables import delta_markdown, delta_table_from_csvs, write_csv
 
@@ -10,7 +13,12 @@ with job_log(snakemake.log[0]) as log:
     bootstrap = BootstrapConfig(**snakemake.params.bootstrap)
     arm_csvs = {arm: snakemake.input[arm] for arm in snakemake.params.arms}
     table = delta_table_from_csvs(snakemake.params.scenes, arm_csvs, bootstrap=bootstrap)
+    table = tag_table(with_refit_column(table, snakemake.params.nvs_mode), snakemake.input.provenance)
     write_csv(snakemake.output.csv, table)
     markdown = delta_markdown(table, bootstrap, title=snakemake.params.title)
+    markdown += (
+        f"\n{refit_note(snakemake.params.nvs_mode)}\n\nProvenance: `{snakemake.input.provenance}` "
+        f"(sha256 {table['provenance_sha256'].iloc[0][:12]}; `hi4dfix provenance check` re-hashes its files).\n"
+    )
     write_text(snakemake.output.markdown, markdown)
     log.info("delta table:\n%s", markdown)

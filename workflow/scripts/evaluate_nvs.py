@@ -2,6 +2,7 @@
 
 import time
 
+from hi4dfix.difix3d_plus import ProgressiveConfig
 from hi4dfix.evaluate import arm_output_dir, difix_fixer, evaluate_nvs
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer
@@ -22,6 +23,7 @@ with job_log(snakemake.log[0]) as log:
         metrics=MetricComputer(),
         save_dir=arm_output_dir(snakemake.output[0]),
         chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
+        progressive=ProgressiveConfig.from_nvs(snakemake.params.nvs),
     )
     seconds = time.perf_counter() - started
     log.info("%d views evaluated in %.1f s (%.1f ms/view: reading, fixing, saving, metrics)",

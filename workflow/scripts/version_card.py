@@ -1,6 +1,7 @@
 """Glue: the version card (objective, splits, decisions, expected outputs, settings) from the config."""
 
 from hi4dfix.logs import job_log
+from hi4dfix.provenance import read_provenance
 from hi4dfix.report.card import write_version_card
 from hi4dfix.study import Version
 
@@ -11,5 +12,6 @@ with job_log(snakemake.log[0]) as log:
         reserved_scenes=snakemake.params.reserved,
         render_profile=snakemake.params.render_profile,
         difix=snakemake.params.difix,
+        provenance=read_provenance(snakemake.input.provenance),
     )
     log.info("version card of %s written to %s", snakemake.wildcards.version, snakemake.output[0])

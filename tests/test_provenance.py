@@ -1,0 +1,161 @@
+"""Provenance of a version's numbers: written from the files that made them, and checked against
+the disk (`hi4dfix provenance check`), which fails once one byte of a prediction changes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hi4dfix.cli import main
+from hi4dfix.io import write_image
+from hi4dfix.provenance import (
+    NOT_INSTALLED,
+    ProvenanceError,
+    build_provenance,
+    check_provenance,
+    code_state,
+    config_sha256,
+    package_versions,
+    read_provenance,
+    scene_fingerprint,
+    tag_table,
+    write_provenance,
+)
+from hi4dfix.report.card import version_card_html
+from hi4dfix.study import Version
+
+SCENES = ["hi4d_pair00_dance", "hi4d_pair15_fight"]
+ARMS = ("raw", "base", "tuned")
+
+
+def make_version(root: Path) -> dict:
+    """A version's files as the workflow lays them out, under ``root`` (the working directory)."""
+    rng = np.random.default_rng(0)
+    for scene in SCENES:
+        folder = root / "results" / "scenes" / scene
+        folder.mkdir(parents=True)
+        (folder / "fingerprint.json").write_text(json.dumps({"content_sha256": f"sha-of-{scene}", "images": []}))
+    (root / "results/difix_base/tiny").mkdir(parents=True)
+    (root / "results/difix_base/tiny/model.pkl").write_bytes(b"base weights")
+    (root / "results/v0/difix").mkdir(parents=True)
+    (root / "results/v0/difix/model.pkl").write_bytes(b"tuned weights")
+    arm_csvs = {}
+    for arm in ARMS:
+        arm_csvs[arm] = []
+        for scene in SCENES[1:]:
+            csv = Path("results/v0/nvs") / arm / f"{scene}.csv"
+            (root / csv).parent.mkdir(parents=True, exist_ok=True)
+            (root / csv).write_text("frame,cam,psnr\n0,4,20.0\n")
+            for cam in (4, 28):
+                write_image(root / csv.with_suffix("") / str(cam) / "000000.png", rng.random((8, 8, 3)))
+            arm_csvs[arm].append(str(csv))
+    return {
+        "resolved_config": {"version": {"name": "v0", "tuning": {"steps": 4}}, "stats": {"n_resamples": 100}},
+        "base_spec": "results/difix_base/tiny/model.pkl",
+        "tuned_model": "results/v0/difix/model.pkl",
+        "scene_fingerprints": {s: f"results/scenes/{s}/fingerprint.json" for s in SCENES},
+        "arm_csvs": arm_csvs,
+    }
+
+
+@pytest.fixture
+def version(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    inputs = make_version(tmp_path)
+    record = build_provenance(**inputs)
+    write_provenance("results/v0/provenance.json", record)
+    return tmp_path, inputs, record
+
+
+def test_provenance_records_code_config_packages_weights_scenes_and_predictions(version):
+    root, inputs, record = version
+    path, read = read_provenance("results/v0")
+    assert read == json.loads(json.dumps(record)) and path == Path("results/v0/provenance.json")
+    assert set(record["code"]) >= {"commit", "dirty"}
+    assert record["config"]["sha256"] == config_sha256(inputs["resolved_config"])
+    assert config_sha256({"b": 1, "a": (1, 2)}) == config_sha256({"a": [1, 2], "b": 1})
+    assert set(record["packages"]) == {"python", "torch", "diffusers", "snakemake", "gsplat", "lpips"}
+    assert record["packages"]["torch"] != NOT_INSTALLED
+    import hashlib
+
+    assert record["weights"]["tuned"]["sha256"] == hashlib.sha256(b"tuned weights").hexdigest()
+    assert record["weights"]["base"]["sha256"] == hashlib.sha256(b"base weights").hexdigest()
+    assert record["scenes"]["hi4d_pair15_fight"]["content_sha256"] == "sha-of-hi4d_pair15_fight"
+    for arm in ARMS:
+        files = record["predictions"][arm]["files"]
+        assert len(files) == 3  # the scene's CSV and its two saved views
+        assert f"results/v0/nvs/{arm}/hi4d_pair15_fight/4/000000.png" in files
+    assert len({record["predictions"][arm]["sha256"] for arm in ARMS}) == 3
+    assert check_provenance("results/v0") == []
+    assert main(["provenance", "check", "results/v0"]) == 0
+
+
+def test_check_fails_after_one_byte_of_a_prediction_changes(version, capsys):
+    root, _inputs, _record = version
+    image = root / "results/v0/nvs/tuned/hi4d_pair15_fight/28/000000.png"
+    data = bytearray(image.read_bytes())
+    data[-20] ^= 0x01
+    image.write_bytes(bytes(data))
+    problems = check_provenance("results/v0")
+    assert len(problems) == 1
+    assert "arm tuned: results/v0/nvs/tuned/hi4d_pair15_fight/28/000000.png changed" in problems[0]
+    assert main(["provenance", "check", "results/v0"]) == 1
+    assert "28/000000.png changed" in capsys.readouterr().out
+
+
+def test_check_names_missing_new_and_changed_files(version):
+    root, _inputs, _record = version
+    (root / "results/v0/nvs/raw/hi4d_pair15_fight.csv").unlink()
+    write_image(root / "results/v0/nvs/base/hi4d_pair15_fight/16/000000.png", np.zeros((8, 8, 3)))
+    (root / "results/v0/difix/model.pkl").write_bytes(b"other weights")
+    fingerprint = root / "results/scenes/hi4d_pair00_dance/fingerprint.json"
+    fingerprint.write_text(json.dumps({"content_sha256": "changed"}))
+    problems = "\n".join(check_provenance("results/v0"))
+    assert "arm raw: results/v0/nvs/raw/hi4d_pair15_fight.csv is missing" in problems
+    assert "arm base: results/v0/nvs/base/hi4d_pair15_fight/16/000000.png is new" in problems
+    assert "tuned weights: results/v0/difix/model.pkl changed" in problems
+    assert "scene hi4d_pair00_dance: content fingerprint changed" in problems
+    # checked from elsewhere, the paths resolve against --root
+    assert main(["provenance", "check", str(root / "results/v0"), "--root", str(root)]) == 1
+
+
+def test_missing_fingerprint_and_bad_records_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(ProvenanceError, match="fingerprint.json does not exist.*materialize rule"):
+        scene_fingerprint(tmp_path / "fingerprint.json")
+    (tmp_path / "fingerprint.json").write_text("{}")
+    with pytest.raises(ProvenanceError, match="content_sha256"):
+        scene_fingerprint(tmp_path / "fingerprint.json")
+    assert main(["provenance", "check", str(tmp_path)]) == 1
+    assert "provenance.json does not exist" in capsys.readouterr().err
+
+
+def test_package_versions_say_not_installed_and_code_state_sees_a_dirty_tree(tmp_path):
+    assert package_versions(("torch", "no-such-package-hi4dfix"))["no-such-package-hi4dfix"] == NOT_INSTALLED
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "a.txt").write_text("a")
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    clean = code_state(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "a.txt").write_text("b")
+    assert code_state(tmp_path) == {"commit": clean["commit"], "dirty": True}
+    assert code_state(tmp_path / "nowhere")["commit"] is None
+
+
+def test_delta_table_and_card_name_the_provenance(version):
+    root, _inputs, record = version
+    table = tag_table(pd.DataFrame({"scene": ["mean"], "delta": [0.1]}), "results/v0/provenance.json")
+    assert table["provenance"].tolist() == ["results/v0/provenance.json"]
+    assert len(table["provenance_sha256"].iloc[0]) == 64
+    card = version_card_html(
+        Version("v0", "objective", ("a",), ("b",), ("c",), "imperfect"), [], {}, None,
+        provenance=("results/v0/provenance.json", record),
+    )  # fmt: skip
+    assert "<h2>Provenance</h2>" in card and record["config"]["sha256"] in card
+    assert record["predictions"]["tuned"]["sha256"] in card and "sha-of-hi4d_pair00_dance" in card
