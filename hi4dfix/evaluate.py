@@ -370,7 +370,7 @@ def progressive_views(
 # Arms whose renders an NVS mode refits (the others are the render stage's fit): the delta table's
 # ``refit`` column. The raw arm is never refit: it is the render stage's fit of the same frame, with
 # the same initial Gaussians and as many steps on the source views as a refit has in all.
-REFIT_ARMS = {"postfix": (), "difix3d+": ("base", "tuned")}
+REFIT_ARMS = {"postfix": (), "difix3d+": ("base", "tuned", "control")}  # every DiFix arm
 
 
 def refit_note(mode: str) -> str:

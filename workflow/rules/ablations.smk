@@ -9,7 +9,9 @@ rule compare_grid:
     """Every variant of a grid against its parent (tuned arms, paired per view), Holm-adjusted, as CSV,
     markdown, a chart of the paired differences and the decision."""
     input:
-        lambda wildcards: [path for paths in grid_tuned_csvs(wildcards).values() for path in paths],
+        tables=lambda wildcards: [path for paths in grid_tuned_csvs(wildcards).values() for path in paths],
+        # what made each compared number (results/{version}/provenance.json), named in compare.csv
+        provenance=lambda wildcards: [provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)],
     output:
         csv=report(
             f"{RESULTS}/ablations/{{grid}}/compare.csv",
@@ -39,7 +41,6 @@ rule compare_grid:
         tables=grid_tuned_csvs,
         settings=lambda wildcards: {v.name: v.describe() for v in grid_of(wildcards).compared},
         references=lambda wildcards: [v.label for v in grid_of(wildcards).variants if v.same_as_parent],
-        # plain paths: the provenance files of the variant and the parent (written per version)
         provenance=lambda wildcards: {name: provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)},
         bootstrap=config["stats"],
     log:

@@ -123,19 +123,28 @@ def sequence_path(scene):
 
 TRIPLET_OWNER = triplet_owners(STUDY)
 SHARED_ARMS = ("raw", "base")  # arms that do not depend on the version's tuning
-ARM_OWNER = owners(
+
+
+def _arm_key(version):
+    """What the raw and base NVS arms of a version depend on."""
+    return [
+        STUDY.render_profiles[version.render_profile],
+        version.nvs,
+        version.nvs_eval,
+        difix_geometry.inference_geometry(config["difix"], version.tuning),
+    ]
+
+
+ARM_OWNER = owners({name: canonical(_arm_key(v)) for name, v in STUDY.versions.items()})
+# The control arm trains on the base's own data, not the version's triplets: its model depends on the
+# tuning settings and processing size alone, its NVS CSVs on those and the raw/base arms' settings.
+CONTROL_OWNER = owners(
     {
-        name: canonical(
-            [
-                STUDY.render_profiles[v.render_profile],
-                v.nvs,
-                v.nvs_eval,
-                difix_geometry.inference_geometry(config["difix"], v.tuning),
-            ]
-        )
+        name: canonical([v.tuning, difix_geometry.training_geometry(config["difix"], v.tuning)])
         for name, v in STUDY.versions.items()
     }
 )
+CONTROL_ARM_OWNER = owners({name: canonical([*_arm_key(v), CONTROL_OWNER[name]]) for name, v in STUDY.versions.items()})
 
 
 def triplets_path(version):
@@ -148,8 +157,8 @@ def version_triplets(wildcards):
 
 
 def nvs_csv(version, arm, scene):
-    """Per-scene NVS metrics of one arm; raw and base come from the first version that shares them."""
-    owner = ARM_OWNER[version] if arm in SHARED_ARMS else version
+    """Per-scene NVS metrics of one arm; raw, base and control come from the first version that shares them."""
+    owner = ARM_OWNER[version] if arm in SHARED_ARMS else CONTROL_ARM_OWNER[version] if arm == CONTROL else version
     return f"{RESULTS}/{owner}/nvs/{arm}/{scene}.csv"
 
 
@@ -302,7 +311,7 @@ def nvs_scene_inputs(wildcards):
 
 def control_model_input(wildcards):
     """The version's control model, when the study has the control arm (difix.control.enabled)."""
-    return [control_model_path(wildcards.version)] if CONTROL_ON else []
+    return [control_model_path(CONTROL_OWNER[wildcards.version])] if CONTROL_ON else []
 
 
 def control_triplets_input(wildcards):
@@ -321,7 +330,7 @@ def nvs_model_input(wildcards):
 def nvs_model_spec(wildcards):
     specs = {"raw": None, "base": difix_base_spec(), "tuned": f"{RESULTS}/{wildcards.version}/difix/model.pkl"}
     if CONTROL_ON:
-        specs[CONTROL] = control_model_path(wildcards.version)
+        specs[CONTROL] = control_model_path(CONTROL_OWNER[wildcards.version])
     return specs[wildcards.arm]
 
 

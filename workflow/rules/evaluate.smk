@@ -19,7 +19,7 @@ rule evaluate_difix:
         f"{RESULTS}/{{version}}/difix/eval.csv",
     params:
         base=difix_base_spec(),
-        control=lambda wildcards: control_model_path(wildcards.version) if CONTROL_ON else None,
+        control=lambda wildcards: control_model_path(CONTROL_OWNER[wildcards.version]) if CONTROL_ON else None,
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
         inference=config["difix"]["inference"],

@@ -165,7 +165,7 @@ rule loss_curve:
     """The DiFix fine-tuning loss per step, from the tuning job's train_log.csv (and the control arm's)."""
     input:
         tuned=f"{RESULTS}/{{version}}/difix/train_log.csv",
-        control=lambda wildcards: [control_train_log(wildcards.version)] if CONTROL_ON else [],
+        control=lambda wildcards: [control_train_log(CONTROL_OWNER[wildcards.version])] if CONTROL_ON else [],
     output:
         report(
             report_path("{version}", "train_loss.png"),
@@ -176,7 +176,7 @@ rule loss_curve:
         ),
     params:
         curve=REPORT.get("loss_curve", {}),
-        control=lambda wildcards: control_train_log(wildcards.version) if CONTROL_ON else None,
+        control=lambda wildcards: control_train_log(CONTROL_OWNER[wildcards.version]) if CONTROL_ON else None,
     log:
         f"{RESULTS}/logs/loss_curve/{{version}}.log",
     benchmark:
