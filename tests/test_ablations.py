@@ -140,8 +140,11 @@ def test_a_dry_run_of_the_small_grid_shares_renders_triplets_and_arms(tmp_path):
     assert jobs["render_scene"] == 2 * 7  # per render profile, not per version (4 x 7 unshared)
     assert jobs["build_triplets"] == 2  # per (renders, triplet settings), not 4
     assert jobs["pretrain_difix_base"] == 1 and jobs["tune_difix"] == 4
-    # tuned per version; raw and base per (render profile, NVS settings): 4 x 4 + 2 x 2 x 4, not 4 x 3 x 4
-    assert jobs["evaluate_nvs"] == 4 * 4 + 2 * 2 * 4
+    # the control model per tuning settings (2 learning rates), not per version
+    assert jobs["tune_control"] == 2
+    # tuned per version; raw and base per (render profile, NVS settings); control per (render profile,
+    # tuning settings): 4 x 4 + 2 x 2 x 4 + 2 x 2 x 4, not 4 x 4 x 4
+    assert jobs["evaluate_nvs"] == 4 * 4 + 2 * 2 * 4 + 2 * 2 * 4
     assert jobs["compare_grid"] == 1 and jobs["delta_table"] == 4
 
 

@@ -80,6 +80,7 @@ def test_main_job_plans_every_stage(tmp_path):
         "evaluate_nvs": 16,  # 4 arms x 4 reserved scenes
         "evaluate_difix": 1,  # the internal evaluation: one of v0's expected outputs
         "eval_deltas": 1,
+        "provenance": 1,  # what made the numbers: the delta table names it
         "delta_table": 1,
         # the report items, which the delta table brings into its DAG
         "version_card": 1,
