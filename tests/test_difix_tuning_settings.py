@@ -115,7 +115,7 @@ def test_lora_run_resumes_with_its_adapter_and_refuses_another_rank(masked_tripl
     (tmp_path / "r" / "checkpoints" / "model_2.pkl").unlink(missing_ok=True)
     run(masked_triplets, tmp_path, "r", steps=2, ckpt_every=1, unet="lora", unet_lora_rank=2)  # resumes at step 1
     assert torch.load(tmp_path / "r.pkl", weights_only=True)["rank_unet"] == 2
-    with pytest.raises(ValueError, match="settings changed.*unet_lora_rank"):
+    with pytest.raises(ValueError, match="settings changed.*unet-lora-rank 2 -> 3"):
         run(masked_triplets, tmp_path, "r", steps=3, ckpt_every=1, unet="lora", unet_lora_rank=3)
     # a full-UNet run cannot start from a base that has a UNet LoRA
     with pytest.raises(ValueError, match="tuning.unet: full.*UNet LoRA"):

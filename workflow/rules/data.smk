@@ -42,6 +42,8 @@ rule materialize_scene:
         f"{RESULTS}/logs/materialize_scene/{{scene}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/materialize_scene/{{scene}}.tsv"
+    # ahead of renders, like check_reserved_content: the content check waits for every scene
+    priority: 50
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
