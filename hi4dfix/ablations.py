@@ -48,7 +48,8 @@ from hi4dfix.config_schema import _with_defaults, key_path
 from hi4dfix.study import PolicyError, Study
 
 # Keys of a version block that describe it rather than how it runs: ignored when settings are compared.
-DESCRIPTIVE_KEYS = ("objective", "decisions", "expected_outputs", "extends", "render_profile")
+# Profile names are compared by their settings (_settings_key).
+DESCRIPTIVE_KEYS = ("objective", "decisions", "expected_outputs", "extends", "render_profile", "eval_render_profile")
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -287,9 +288,9 @@ def _blame(axes: Sequence[Axis], combination: Sequence[int], target: str, error_
     )
 
 
-def _settings_key(block: Mapping[str, Any], profile: Mapping[str, Any]) -> str:
+def _settings_key(block: Mapping[str, Any], profile: Mapping[str, Any], eval_profile: Mapping[str, Any]) -> str:
     runs = {key: value for key, value in block.items() if key not in DESCRIPTIVE_KEYS}
-    return canonical({"version": runs, "render_profile": profile})
+    return canonical({"version": runs, "render_profile": profile, "eval_render_profile": eval_profile})
 
 
 def expand_grid(
@@ -315,7 +316,14 @@ def expand_grid(
     axes = tuple(parse_axis(grid, path, values, parent_profile_name, schema) for path, values in spec["axes"].items())
     filled_profiles = {name: filled(schema, "render_profile", block)[0] for name, block in profiles.items()}
     parent_filled, _ = filled(schema, "version", parent_block)
-    parent_key = _settings_key(parent_filled, filled_profiles[parent_profile_name])
+    # the parent's evaluation renders: a render-profile axis varies the training renders only, so every
+    # variant is scored on the same inputs (the inference condition) as the parent
+    parent_eval_name = parent_block.get("eval_render_profile") or parent_profile_name
+    if parent_eval_name not in profiles:
+        raise GridError(
+            f"ablations.{grid}: the parent {parent}'s eval_render_profile {parent_eval_name!r} is not defined"
+        )
+    parent_key = _settings_key(parent_filled, filled_profiles[parent_profile_name], filled_profiles[parent_eval_name])
     seen: dict[str, str] = {}  # settings -> variant label
     variants, new_versions = [], {}
     for combination in itertools.product(*(range(len(axis.values)) for axis in axes)):
@@ -338,7 +346,13 @@ def expand_grid(
                 f"ablations.{grid}: variant {label}: {_blame(axes, combination, 'version', errors[0].absolute_path)}: "
                 f"setting {key_path(errors[0]) or '(version)'}: {errors[0].message}"
             )
-        settings = _settings_key(block_filled, profile)
+        eval_name = block.get("eval_render_profile") or parent_eval_name
+        if eval_name not in filled_profiles:
+            raise GridError(
+                f"ablations.{grid}: variant {label}: {_blame(axes, combination, 'version', ('eval_render_profile',))}: "
+                f"eval_render_profile {eval_name!r} is not defined under render_profiles"
+            )
+        settings = _settings_key(block_filled, profile, filled_profiles[eval_name])
         if settings in seen:
             raise GridError(
                 f"ablations.{grid}: variants {seen[settings]} and {label} collapse to the same settings "
@@ -360,6 +374,8 @@ def expand_grid(
         if label in versions:
             raise GridError(f"ablations.{grid}: variant {label} clashes with the version of that name")
         block["render_profile"] = profile_name
+        if eval_name != profile_name:
+            block["eval_render_profile"] = eval_name
         block["extends"] = parent
         block["objective"] = f"Ablation {grid} of {parent}: {Variant(label, label, choices, False).describe()}."
         block["decisions"] = [
@@ -426,11 +442,13 @@ def owners(keys: Mapping[str, str]) -> dict[str, str]:
     return {name: first.setdefault(key, name) for name, key in keys.items()}
 
 
-def triplet_key(version, profile: Mapping[str, Any]) -> str:
-    """What a version's triplets depend on: its render settings, its DiFix scenes and triplet settings."""
+def triplet_key(version, profiles: Mapping[str, Mapping[str, Any]]) -> str:
+    """What a version's triplets depend on: the render settings of its training and evaluation renders,
+    its DiFix scenes and triplet settings."""
     return canonical(
         {
-            "render_profile": profile,
+            "render_profile": profiles[version.render_profile],
+            "eval_render_profile": profiles[version.eval_profile],
             "difix_train": list(version.difix_train),
             "difix_eval": list(version.difix_eval),
             "triplets": dict(version.triplets),
@@ -440,4 +458,4 @@ def triplet_key(version, profile: Mapping[str, Any]) -> str:
 
 def triplet_owners(study: Study) -> dict[str, str]:
     """For every version, the version whose ``triplets.json`` it trains on (the first with its triplet inputs)."""
-    return owners({name: triplet_key(v, study.render_profiles[v.render_profile]) for name, v in study.versions.items()})
+    return owners({name: triplet_key(v, study.render_profiles) for name, v in study.versions.items()})

@@ -52,6 +52,7 @@ def parent_changes(config: Mapping[str, Any], name: str, parent: str) -> list[tu
         block = config["versions"][version]
         settings = {key: value for key, value in block.items() if key not in DESCRIPTIVE_KEYS}
         settings["render_profiles.*"] = config["render_profiles"][block["render_profile"]]
+        settings["eval_render_profile"] = config["render_profiles"][block.get("eval_render_profile") or block["render_profile"]]
         return settings
 
     return differences(runs(name), runs(parent))

@@ -62,11 +62,24 @@ class Version:
     tuning: Mapping[str, Any] = field(default_factory=dict)
     nvs: Mapping[str, Any] = field(default_factory=dict)
     extends: str | None = None  # the parent version (hi4dfix.ablations)
+    # the renders DiFix is evaluated on (difix_eval test triplets, the reserved scenes' NVS arms): the
+    # inference condition, kept when a grid varies how the training data is rendered; None: render_profile
+    eval_render_profile: str | None = None
 
     @property
     def difix_scenes(self) -> tuple[str, ...]:
         """Scenes that become DiFix samples (training or internal evaluation)."""
         return self.difix_train + self.difix_eval
+
+    @property
+    def eval_profile(self) -> str:
+        """The render profile of the evaluation renders (difix_eval and nvs_eval scenes)."""
+        return self.eval_render_profile or self.render_profile
+
+    def scene_profile(self, scene: str) -> str:
+        """The render profile a scene of this version is rendered with: training scenes with
+        ``render_profile``, evaluation scenes with :attr:`eval_profile`."""
+        return self.render_profile if scene in self.difix_train else self.eval_profile
 
 
 def _canonical(name: str, where: str) -> SceneName:
@@ -117,6 +130,7 @@ class Study:
                 tuning=dict(block.get("tuning", {})),
                 nvs=dict(block.get("nvs", {})),
                 extends=block.get("extends"),
+                eval_render_profile=block.get("eval_render_profile"),
             )
             for name, block in config["versions"].items()
         }
@@ -254,10 +268,9 @@ class Study:
                     f"scene {train} (folders {self.scene_dirs[scene]} and {self.scene_dirs[train]}); "
                     "internal evaluation must use a different pair"
                 )
-        if version.render_profile not in self.render_profiles:
-            raise PolicyError(
-                f"version {name}: render_profile {version.render_profile!r} is not defined under render_profiles"
-            )
+        for key, profile in (("render_profile", version.render_profile), ("eval_render_profile", version.eval_profile)):
+            if profile not in self.render_profiles:
+                raise PolicyError(f"version {name}: {key} {profile!r} is not defined under render_profiles")
         return version
 
 

@@ -116,6 +116,9 @@ def test_the_small_grid_expands_into_readably_named_versions():
     versions = config["versions"]
     assert versions["small.estimated.lr-0.002"]["render_profile"] == "imperfect"
     assert versions["small.gt.lr-0.002"]["render_profile"] == "small.gt"
+    # GT poses render the training data only: DiFix is still scored on the parent's (imperfect) renders
+    assert versions["small.gt.lr-0.002"]["eval_render_profile"] == "imperfect"
+    assert "eval_render_profile" not in versions["small.estimated.lr-0.002"]
     assert versions["small.gt.lr-0.002"]["tuning"]["lr"] == 0.002 and versions["small.gt.lr-0.002"]["extends"] == "v0"
     assert "tuning.lr = 0.002" in versions["small.gt.lr-0.002"]["objective"]
 
@@ -135,16 +138,22 @@ def test_the_shipped_grids_have_the_memos_and_the_training_variants():
 
 def test_a_dry_run_of_the_small_grid_shares_renders_triplets_and_arms(tmp_path):
     config = with_grid(small_config())
-    jobs = planned_jobs(run_snakemake(tmp_path, config, "-n"))
+    result = run_snakemake(tmp_path, config, "-n")
+    jobs = planned_jobs(result)
+    # every reserved scene is rendered once, with the parent's (imperfect) poses, whatever the variant
+    assert "renders/imperfect/hi4d_pair15_fight" in result.stdout
+    assert "renders/small.gt/hi4d_pair15_fight" not in result.stdout
     # 4 versions (v0 and 3 variants) of which two pairs share render settings and triplets
-    assert jobs["render_scene"] == 2 * 7  # per render profile, not per version (4 x 7 unshared)
+    # per render profile, not per version (4 x 7 unshared): the 7 scenes with imperfect poses, and the 2
+    # training scenes with GT poses (the GT variants' evaluation renders are the parent's)
+    assert jobs["render_scene"] == 7 + 2
     assert jobs["build_triplets"] == 2  # per (renders, triplet settings), not 4
     assert jobs["pretrain_difix_base"] == 1 and jobs["tune_difix"] == 4
     # the control model per tuning settings (2 learning rates), not per version
     assert jobs["tune_control"] == 2
-    # tuned per version; raw and base per (render profile, NVS settings); control per (render profile,
-    # tuning settings): 4 x 4 + 2 x 2 x 4 + 2 x 2 x 4, not 4 x 4 x 4
-    assert jobs["evaluate_nvs"] == 4 * 4 + 2 * 2 * 4 + 2 * 2 * 4
+    # tuned per version; raw and base per (evaluation renders, NVS settings): one set; control per tuning
+    # settings: 4 x 4 + 2 x 4 + 2 x 4, not 4 x 4 x 4
+    assert jobs["evaluate_nvs"] == 4 * 4 + 2 * 4 + 2 * 4
     assert jobs["compare_grid"] == 1 and jobs["delta_table"] == 4
 
 

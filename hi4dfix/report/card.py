@@ -75,6 +75,17 @@ def _scene_list(scenes: Iterable[str], reserved: frozenset[str]) -> str:
     )
 
 
+def _eval_profile_note(version: Version) -> str:
+    """Which renders DiFix is evaluated on, when they are not the training renders' profile."""
+    if version.eval_profile == version.render_profile:
+        return ""
+    return (
+        f"<p>The profile above renders the training scenes. The evaluation renders (difix_eval test triplets "
+        f"and the reserved scenes' NVS arms) use profile {_code(version.eval_profile)}: the inference "
+        "condition, the same inputs as the parent's.</p>"
+    )
+
+
 def version_card_html(
     version: Version,
     reserved_scenes: Iterable[str],
@@ -112,6 +123,7 @@ def version_card_html(
         "<h2>Settings</h2>",
         f"<h3>Render profile {_code(version.render_profile)}</h3>",
         _settings_table(render_profile),
+        _eval_profile_note(version),
         "<h3>Triplets</h3>",
         _settings_table(version.triplets),
         "<h3>Tuning</h3>",

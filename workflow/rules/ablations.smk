@@ -10,6 +10,8 @@ rule compare_grid:
     markdown, a chart of the paired differences and the decision."""
     input:
         tables=lambda wildcards: [path for paths in grid_tuned_csvs(wildcards).values() for path in paths],
+        # the internal evaluation split (difix_eval), on which the decision ranks the variants
+        internal=lambda wildcards: list(grid_eval_csvs(wildcards).values()),
         # what made each compared number (results/{version}/provenance.json), named in compare.csv
         provenance=lambda wildcards: [provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)],
     output:
@@ -39,6 +41,7 @@ rule compare_grid:
         parent=lambda wildcards: grid_of(wildcards).parent,
         scenes=grid_scenes,
         tables=grid_tuned_csvs,
+        internal=grid_eval_csvs,
         settings=lambda wildcards: {v.name: v.describe() for v in grid_of(wildcards).compared},
         references=lambda wildcards: [v.label for v in grid_of(wildcards).variants if v.same_as_parent],
         provenance=lambda wildcards: {name: provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)},

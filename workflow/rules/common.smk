@@ -128,7 +128,7 @@ SHARED_ARMS = ("raw", "base")  # arms that do not depend on the version's tuning
 def _arm_key(version):
     """What the raw and base NVS arms of a version depend on."""
     return [
-        STUDY.render_profiles[version.render_profile],
+        STUDY.render_profiles[version.eval_profile],
         version.nvs,
         version.nvs_eval,
         difix_geometry.inference_geometry(config["difix"], version.tuning),
@@ -242,13 +242,19 @@ def version_profile(wildcards):
     return checked_version(wildcards).render_profile
 
 
+def version_eval_profile(wildcards):
+    """The render profile of the version's evaluation renders (difix_eval, nvs_eval): Version.eval_profile."""
+    return checked_version(wildcards).eval_profile
+
+
 def triplet_inputs(wildcards):
     """Renders and materialized scenes of the version's DiFix scenes (never reserved ones), and
     the version's content check (check_reserved_content), which must have passed."""
     version = checked_version(wildcards)
     check_triplet_cams(version)
     return {
-        "renders": [render_path(version.render_profile, s) for s in version.difix_scenes],
+        # training scenes from render_profile, evaluation scenes from eval_render_profile
+        "renders": [render_path(version.scene_profile(s), s) for s in version.difix_scenes],
         "scenes": [scene_path(s) for s in version.difix_scenes],
         "content_check": f"{RESULTS}/{version.name}/content_check.json",
     }
@@ -304,7 +310,7 @@ def nvs_scene_inputs(wildcards):
             f"version {version.name}: scene {wildcards.scene} is not in nvs_eval ({', '.join(version.nvs_eval)})"
         )
     return {
-        "renders": render_path(version.render_profile, wildcards.scene),
+        "renders": render_path(version.eval_profile, wildcards.scene),
         "scene": scene_path(wildcards.scene),
     }
 
@@ -457,14 +463,14 @@ def nvs_mem_mb(wildcards, attempt):
 
 def nvs_runtime(wildcards, attempt):
     version = checked_version(wildcards)
-    views = heldout_views(version.render_profile, wildcards.scene)
+    views = heldout_views(version.eval_profile, wildcards.scene)
     preset = None if wildcards.arm == "raw" else difix_preset()
     return resources.nvs_runtime_min(
         scene_size_of(wildcards.scene),
         views,
         preset,
         version.nvs["mode"],
-        profile_fit_steps(version.render_profile),
+        profile_fit_steps(version.eval_profile),
         attempt,
         version.nvs.get("rounds", resources.PROGRESSIVE_ROUNDS),
     )
@@ -473,7 +479,7 @@ def nvs_runtime(wildcards, attempt):
 def difix_eval_views(version):
     """Test triplets of a version: its difix_eval scenes' held-out views (triplets.cams, max_samples)."""
     cams, limit = version.triplets.get("cams"), version.triplets.get("max_samples")
-    views = sum(heldout_views(version.render_profile, scene, cams) for scene in version.difix_eval)
+    views = sum(heldout_views(version.eval_profile, scene, cams) for scene in version.difix_eval)
     return min(views, limit) if limit else views
 
 
@@ -523,6 +529,11 @@ def grid_tuned_csvs(wildcards):
     return {name: [nvs_csv(name, "tuned", scene) for scene in scenes] for name in names}
 
 
+def grid_eval_csvs(wildcards):
+    """The internal evaluation (difix_eval test triplets) of the parent and of every compared variant."""
+    return {name: f"{RESULTS}/{name}/difix/eval.csv" for name in grid_tuned_csvs(wildcards)}
+
+
 # ---- provenance (provenance.smk) ----------------------------------------------------------------
 
 
@@ -539,5 +550,6 @@ def resolved_version_config(wildcards):
     return {
         "version": version_params(wildcards),
         "render_profile": STUDY.render_profiles[version_profile(wildcards)],
+        "eval_render_profile": STUDY.render_profiles[version_eval_profile(wildcards)],
         **{key: config[key] for key in ("data", "materialize", "difix", "metrics", "stats", "policy") if key in config},
     }

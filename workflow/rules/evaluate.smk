@@ -51,7 +51,7 @@ rule evaluate_nvs:
         model=nvs_model_spec,
         mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
         nvs=lambda wildcards: dict(checked_version(wildcards).nvs),
-        profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
+        profile=lambda wildcards: STUDY.render_profiles[version_eval_profile(wildcards)],
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=inference_geometry,
         inference=config["difix"]["inference"],

@@ -130,7 +130,7 @@ rule triplet_gallery:
         triplets=version_triplets,
         model=f"{RESULTS}/{{version}}/difix/model.pkl",
         renders=lambda wildcards: [
-            render_path(version_profile(wildcards), scene) for scene in checked_version(wildcards).difix_eval
+            render_path(version_eval_profile(wildcards), scene) for scene in checked_version(wildcards).difix_eval
         ],
     output:
         report(
