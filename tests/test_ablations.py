@@ -294,27 +294,86 @@ def test_compare_intervals_match_a_hand_computed_bootstrap_on_two_frames(tmp_pat
     pd.testing.assert_frame_equal(read_compare_csv(path), table, check_dtype=False)
 
 
-def test_compare_markdown_ranks_the_variants_and_says_holm(tmp_path):
+INTERNAL_SCENE = "hi4d_pair02_dance"
+
+
+def write_eval(tmp_path, version, psnr, frames=(0, 1, 2), cams=(4, 5)):
+    """An internal evaluation table (eval.csv) of the difix_eval scene: raw and tuned arms, PSNR given per
+    (frame, cam); the raw arm is the same in every version."""
+    rows = [
+        {"arm": arm, "id": f"{INTERNAL_SCENE}/{c}/{f}", "frame": f, "cam": c,
+         "psnr": 18.0 if arm == "raw" else psnr(f, c), "ssim": 0.5, "lpips": 0.3,
+         "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan}
+        for arm in ("raw", "tuned") for f in frames for c in cams
+    ]  # fmt: skip
+    path = tmp_path / version / "difix" / "eval.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_compare_markdown_ranks_on_the_internal_split_and_says_holm(tmp_path):
     parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0 + f)
+    parent_eval = write_eval(tmp_path, "v0", lambda f, c: 21.0 + f)
     variants = []
-    for name, gain in (("g.small", 0.2), ("g.big", 3.0), ("g.worse", -2.0)):
-        noise = {0: 0.0, 1: 0.05}
+    # reserved gains rank big > small > worse; internal gains rank small > big > worse: the decision
+    # must follow the internal split, and report the reserved one as held out
+    for name, gain, internal_gain in (("g.small", 0.2, 2.0), ("g.big", 3.0, 0.5), ("g.worse", -2.0, -1.5)):
+        noise = {0: 0.0, 1: 0.05, 2: 0.02}
         paths = write_tuned(tmp_path, name, lambda s, f, c, gain=gain: 20.0 + f + gain + noise[f] * c / 5)
-        variants.append(VariantTables(name, f"x = {name}", paths))
+        evals = write_eval(tmp_path, name, lambda f, c, g=internal_gain: 21.0 + f + g + noise[f] * c / 5)
+        variants.append(VariantTables(name, f"x = {name}", paths, eval_csv=evals))
     cfg = BootstrapConfig(n_resamples=300, confidence=0.95, seed=0)
-    table = compare_table("g", "v0", parent, variants, list(SCENES), bootstrap=cfg)
+    table = compare_table("g", "v0", parent, variants, list(SCENES), bootstrap=cfg, parent_eval_csv=parent_eval)
+    assert set(table["split"]) == {"internal", "reserved"}
+    internal = table[(table.split == "internal") & (table.metric == "psnr")]
+    assert set(internal["scene"]) == {INTERNAL_SCENE, "mean"}
+    # paired per view: the gain plus the noise's mean over frames (0, 0.05, 0.02) and cams (4, 5 -> 4.5 / 5)
+    expected = 2.0 + np.mean([0.0, 0.05, 0.02]) * 4.5 / 5
+    assert internal.set_index(["variant", "scene"]).loc[("g.small", "mean"), "delta"] == pytest.approx(expected)
     md = compare_markdown(table, cfg, references=["g.base"])
-    assert "across the grid's 3 comparisons of each metric" in md and "Holm" in md
+    assert "across the grid's 3 comparisons of each metric on each split" in md and "Holm" in md
+    assert md.index("### Internal evaluation") < md.index("### Reserved scenes") < md.index("### Decision")
     decision = md.split("### Decision", 1)[1]
-    assert decision.index("**g.big**") < decision.index("**g.small**") < decision.index("**g.worse**")
+    assert "on the internal evaluation (hi4d_pair02_dance" in decision
+    assert decision.index("**g.small**") < decision.index("**g.big**") < decision.index("**g.worse**")
     assert "g.base has the parent's own settings, so it is v0 itself" in decision
-    psnr = table[(table.scene == "mean") & (table.metric == "psnr")].set_index("variant")
-    assert psnr.loc["g.big", "verdict_holm"] == "improved" and psnr.loc["g.worse", "verdict_holm"] == "worse"
-    assert (psnr["p_holm"] >= psnr["p_value"]).all()
-    # SSIM follows PSNR here; LPIPS is equal everywhere, so no variant improves on every metric but the
-    # big one is worse on none: it is the one to adopt
-    assert "**Decision:** g.big improves PSNR (dB) ↑ over v0 after Holm adjustment" in decision
+    for split in ("internal", "reserved"):
+        psnr = table[(table.scene == "mean") & (table.metric == "psnr") & (table.split == split)].set_index("variant")
+        assert psnr.loc["g.worse", "verdict_holm"] == "worse"
+        assert (psnr["p_holm"] >= psnr["p_value"]).all()
+    # one Holm family per split and metric: 3 p-values each
+    assert table[(table.scene == "mean") & table.p_holm.notna()].groupby(["split", "metric"]).size().max() == 3
+    # SSIM is equal on the internal split and LPIPS everywhere: g.small improves PSNR there and is worse on
+    # nothing, so it is adopted, whatever the reserved scenes rank first
+    assert "**Decision:** g.small improves PSNR (dB) ↑ over v0 on the internal evaluation after Holm" in decision
+    assert "On the held-out reserved scenes it measures +0.2" in decision
     assert "<ol><li>" in decision_html(table, references=["g.base"])
+
+
+def test_compare_without_internal_tables_ranks_on_the_reserved_scenes_and_says_so(tmp_path):
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0 + f)
+    big = write_tuned(tmp_path, "g.big", lambda s, f, c: 23.0 + f + 0.01 * c * f)
+    table = compare_table("g", "v0", parent, [VariantTables("g.big", "x", big)], list(SCENES), bootstrap=CFG)
+    assert set(table["split"]) == {"reserved"}
+    decision = compare_markdown(table, CFG).split("### Decision", 1)[1]
+    assert "on the reserved scenes (no internal evaluation was given" in decision
+    assert "**Decision:** g.big improves PSNR (dB) ↑ over v0 on the reserved scenes after Holm" in decision
+
+
+def test_a_variant_with_other_internal_views_has_no_internal_comparison(tmp_path):
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0)
+    variant = write_tuned(tmp_path, "g.a", lambda s, f, c: 21.0)
+    parent_eval = write_eval(tmp_path, "v0", lambda f, c: 20.0)
+    other_eval = write_eval(tmp_path, "g.a", lambda f, c: 21.0, cams=(4, 6))
+    table = compare_table(
+        "g", "v0", parent, [VariantTables("g.a", "", variant, eval_csv=other_eval)], list(SCENES),
+        bootstrap=CFG, parent_eval_csv=parent_eval,
+    )  # fmt: skip
+    internal = table[table.split == "internal"]
+    assert internal["delta"].isna().all() and (internal["verdict"] == "").all()
+    assert internal["note"].str.contains("internal evaluation on other views than v0's").all()
+    assert table[(table.split == "reserved") & (table.scene == "mean")]["delta"].notna().all()
 
 
 def test_compare_refuses_variants_on_other_views(tmp_path):

@@ -1,4 +1,5 @@
-"""Glue: an ablation grid's variants against its parent (compare.csv, compare.md, the chart, the decision)."""
+"""Glue: an ablation grid's variants against its parent, on the internal evaluation and the reserved scenes
+(compare.csv, compare.md, the chart, the decision)."""
 
 from hi4dfix.compare import VariantTables, compare_markdown, compare_table, decision_html, write_paired_chart
 from hi4dfix.io import write_text
@@ -10,7 +11,7 @@ with job_log(snakemake.log[0]) as log:
     params = snakemake.params
     bootstrap = BootstrapConfig(**params.bootstrap)
     variants = (
-        VariantTables(name, settings, params.tables[name], params.provenance[name])
+        VariantTables(name, settings, params.tables[name], params.provenance[name], params.internal[name])
         for name, settings in params.settings.items()
     )
     table = compare_table(
@@ -21,6 +22,7 @@ with job_log(snakemake.log[0]) as log:
         params.scenes,
         bootstrap=bootstrap,
         parent_provenance=params.provenance[params.parent],
+        parent_eval_csv=params.internal[params.parent],
     )
     write_csv(snakemake.output.csv, table)
     markdown = compare_markdown(table, bootstrap, references=params.references)
