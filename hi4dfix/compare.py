@@ -79,8 +79,8 @@ from hi4dfix.tables import (
 )
 
 COMPARE_COLUMNS = (
-    "grid", "variant", "parent", "settings", "split", "scene", "metric", "parent_mean", "variant_mean", "delta", "ci_low",
-    "ci_high", "n_frames", "n_views", "verdict", "p_value", "p_holm", "verdict_holm", "note", "provenance",
+    "grid", "variant", "parent", "settings", "split", "scene", "metric", "parent_mean", "variant_mean", "delta",
+    "ci_low", "ci_high", "n_frames", "n_views", "verdict", "p_value", "p_holm", "verdict_holm", "note", "provenance",
 )  # fmt: skip
 VIEW_KEY = ["scene", "frame", "cam"]
 TUNED = "tuned"
@@ -361,7 +361,8 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
             "",
         ]
     for place, variant in enumerate(ranked["variant"], start=1):
-        line = f"{place}. **{variant}** ({means.loc[(split, variant, rank_by), 'settings']}): {verdicts(variant, split)}"
+        settings = means.loc[(split, variant, rank_by), "settings"]
+        line = f"{place}. **{variant}** ({settings}): {verdicts(variant, split)}"
         if split == INTERNAL:
             line += f". Reserved (held out): {verdicts(variant, RESERVED)}"
         lines.append(line)

@@ -52,7 +52,8 @@ def parent_changes(config: Mapping[str, Any], name: str, parent: str) -> list[tu
         block = config["versions"][version]
         settings = {key: value for key, value in block.items() if key not in DESCRIPTIVE_KEYS}
         settings["render_profiles.*"] = config["render_profiles"][block["render_profile"]]
-        settings["eval_render_profile"] = config["render_profiles"][block.get("eval_render_profile") or block["render_profile"]]
+        evaluated_on = block.get("eval_render_profile") or block["render_profile"]
+        settings["eval_render_profile"] = config["render_profiles"][evaluated_on]
         return settings
 
     return differences(runs(name), runs(parent))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ from hi4dfix.compare import VariantTables, compare_markdown, compare_table, deci
 from hi4dfix.config_schema import load_schema
 from hi4dfix.stats import BootstrapConfig, holm
 from hi4dfix.study import PolicyError, Study
-from hi4dfix.tables import per_scene_table, write_csv
+from hi4dfix.tables import per_scene_table, read_per_scene_csv, write_csv
 from workflow_helpers import REPO, default_config, planned_jobs, run_snakemake, small_config
 
 SCHEMA = load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -359,6 +360,41 @@ def test_compare_without_internal_tables_ranks_on_the_reserved_scenes_and_says_s
     decision = compare_markdown(table, CFG).split("### Decision", 1)[1]
     assert "on the reserved scenes (no internal evaluation was given" in decision
     assert "**Decision:** g.big improves PSNR (dB) ↑ over v0 on the reserved scenes after Holm" in decision
+
+
+def test_compare_grid_runs_through_snakemake_on_the_small_study(small_pipeline, tmp_path):
+    """A one-axis grid over the small study's finished v0 (copied): only the variant's own jobs run, and
+    compare.csv holds both splits with the parent's numbers read from v0's own tables."""
+    source, config = small_pipeline
+    workdir = tmp_path / "grid"
+    shutil.copytree(source, workdir)
+    config = copy.deepcopy(config)
+    config["ablations"] = {"ref": {"parent": "v0", "axes": {"triplets.reference": ["same_time", "temporal"]}}}
+    target = "results/ablations/ref/compare.csv"
+    planned = planned_jobs(run_snakemake(workdir, config, "-n", target))
+    # v0's renders, base, control and raw/base/control arms are reused: the variant's triplets, tuning,
+    # tuned arm on the 4 reserved scenes and internal evaluation, its provenance, and the comparison
+    assert planned == {
+        "build_triplets": 1, "check_reserved_content": 1, "tune_difix": 1, "evaluate_nvs": 4,
+        "evaluate_difix": 1, "provenance": 1, "compare_grid": 1,
+    }  # fmt: skip
+    run_snakemake(workdir, config, "--cores", "2", target)
+    out = workdir / "results" / "ablations" / "ref"
+    table = read_compare_csv(out / "compare.csv")
+    assert set(table["variant"]) == {"ref.temporal"} and set(table["split"]) == {"internal", "reserved"}
+    means = table[table.scene == "mean"].set_index(["split", "metric"])
+    v0_internal = pd.read_csv(workdir / "results" / "v0" / "difix" / "eval.csv").query("arm == 'tuned'")
+    assert means.loc[("internal", "psnr"), "parent_mean"] == pytest.approx(v0_internal["psnr"].mean())
+    reserved = config["versions"]["v0"]["nvs_eval"]
+    v0_reserved = [read_per_scene_csv(workdir / "results" / "v0" / "nvs" / "tuned" / f"{s}.csv") for s in reserved]
+    reserved_means = [t[t["frame"].astype(str) != "mean"]["psnr"].astype(float).mean() for t in v0_reserved]
+    assert means.loc[("reserved", "psnr"), "parent_mean"] == pytest.approx(np.mean(reserved_means))
+    assert means.loc[("internal", "psnr"), "n_views"] == len(v0_internal)
+    assert "results/ref.temporal/provenance.json; results/v0/provenance.json" in set(table["provenance"])
+    md = (out / "compare.md").read_text()
+    assert md.index("### Internal evaluation") < md.index("### Reserved scenes") < md.index("### Decision")
+    assert (out / "paired.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "ref.temporal" in (out / "decision.html").read_text()
 
 
 def test_a_variant_with_other_internal_views_has_no_internal_comparison(tmp_path):

@@ -296,3 +296,15 @@ def test_render_profiles_that_would_quietly_go_wrong_are_refused(config, change,
     config["render_profiles"]["imperfect"].update(change)
     with pytest.raises(PolicyError, match=re.escape(message)):
         Study.from_config(config)
+
+
+def test_eval_render_profile_names_the_evaluation_renders(config):
+    config["render_profiles"]["gt_poses"] = {**config["render_profiles"]["imperfect"], "pose_source": "gt"}
+    config["versions"]["v0"]["render_profile"] = "gt_poses"
+    config["versions"]["v0"]["eval_render_profile"] = "imperfect"
+    version = Study.from_config(config).check_version("v0")
+    assert version.eval_profile == "imperfect"
+    assert [version.scene_profile(s) for s in version.difix_scenes] == ["gt_poses", "gt_poses", "imperfect"]
+    config["versions"]["v0"]["eval_render_profile"] = "sharp"
+    with pytest.raises(PolicyError, match="version v0: eval_render_profile 'sharp' is not defined under"):
+        Study.from_config(config).check_version("v0")
