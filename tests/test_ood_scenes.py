@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hi4dfix.camera import look_at_w2c
-from hi4dfix.difix.data import read_triplets
+from hi4dfix.difix.data import TripletDataset, load_mask, read_triplets
 from hi4dfix.difix.ood_scenes import (
     OODSceneConfig,
     Primitive,
@@ -20,6 +20,7 @@ from hi4dfix.difix.ood_scenes import (
     surface_points,
     write_ood_triplets,
 )
+from hi4dfix.difix.train import TrainConfig, train
 from hi4dfix.metrics import psnr
 from hi4dfix.render.fit import RenderConfig
 from hi4dfix.scene import Camera
@@ -130,3 +131,23 @@ def test_written_dataset_is_difix_json_with_disjoint_splits(tmp_path):
     # the test split does not depend on how many training scenes there are
     again = write_ood_triplets(tmp_path / "more", n_train_scenes=3, n_test_scenes=1, seed=0, cfg=SMALL)
     assert {t.id for t in read_triplets(again, "test")} == {t.id for t in test}
+    # the content's silhouettes, as the study's person masks: what loss_region: person weighs (control arm)
+    scene, camera = train[0].id.split("/")
+    (expected,) = [t for t in scene_triplets(0, int(scene.removeprefix("scene")), SMALL) if t.camera == int(camera)]
+    for key in ("target_mask", "ref_mask"):
+        written = load_mask(getattr(train[0], key), expected.target_image.shape[:2])[0].numpy().astype(bool)
+        assert np.array_equal(written, getattr(expected, key)) and 0 < written.sum() < written.size
+    masked = TripletDataset(train, (48, 40), mask_dilation=2)[0]  # a person-region tuning run can load them
+    assert masked["masks"].shape[-2:] == masked["targets"].shape[-2:] and 0 < masked["masks"].sum()
+
+
+def test_a_person_region_run_trains_on_them(tmp_path):
+    """The control arm trains on these triplets with the version's tuning block, loss_region included."""
+    path = write_ood_triplets(tmp_path / "ood", n_train_scenes=1, n_test_scenes=1, seed=0, cfg=SMALL)
+    output = train(
+        TrainConfig(
+            triplets=str(path), output=str(tmp_path / "control.pkl"), output_dir=str(tmp_path / "control"),
+            steps=1, resolution="32x48", val_every=0, ckpt_every=0, loss_region="person", loss_mask_dilation=2,
+        )
+    )  # fmt: skip
+    assert output.is_file()

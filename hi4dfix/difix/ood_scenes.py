@@ -12,7 +12,11 @@ others.  So the artifacts are those of the study's renders (misalignment, view-d
 colour errors, blur, floaters), on content the study never shows.
 
 The reference is the ground truth at the source camera, at the same time: another viewpoint,
-never a near-copy of the target.  Every triplet is a pure function of (seed, scene index).
+never a near-copy of the target.  Each triplet also names the content's silhouettes at the target
+and the source camera (``target_mask``, ``ref_mask``), as the study's triplets name the person
+masks: a tuning run with ``loss_region: person`` (the control arm trains on these triplets) then
+weighs the rendered subject, objects here, people there.  Every triplet is a pure function of
+(seed, scene index).
 """
 
 from __future__ import annotations
@@ -233,12 +237,15 @@ def ring_cameras(rng: np.random.Generator, cfg: OODSceneConfig) -> list[Camera]:
 
 @dataclass(frozen=True)
 class OODTriplet:
-    """One held-out camera of a scene: the degraded render, its ground truth and the reference."""
+    """One held-out camera of a scene: the degraded render, its ground truth and the reference, and the
+    content's (H, W) bool silhouettes at the target and the source camera."""
 
     camera: int
     image: np.ndarray
     target_image: np.ndarray
     ref_image: np.ndarray
+    target_mask: np.ndarray
+    ref_mask: np.ndarray
 
 
 def scene_triplets(seed: int, index: int, cfg: OODSceneConfig) -> list[OODTriplet]:
@@ -266,7 +273,14 @@ def scene_triplets(seed: int, index: int, cfg: OODSceneConfig) -> list[OODTriple
     model, _losses = fit_frame(np.concatenate(points)[None], [source], render_cfg, f"ood{seed}", index, device)
     renders = render_cameras(model, cameras[1:], render_cfg, device)
     return [
-        OODTriplet(camera=cam.id, image=renders[cam.id], target_image=truth[cam.id][0], ref_image=truth[0][0])
+        OODTriplet(
+            camera=cam.id,
+            image=renders[cam.id],
+            target_image=truth[cam.id][0],
+            ref_image=truth[0][0],
+            target_mask=truth[cam.id][1],
+            ref_mask=truth[0][1],
+        )
         for cam in cameras[1:]
     ]
 
@@ -314,9 +328,10 @@ def write_ood_triplets(
             for triplet in triplets:
                 item = f"scene{index:05d}/{triplet.camera}"
                 paths = {}
-                for key in ("image", "target_image", "ref_image"):
+                for key in ("image", "target_image", "ref_image", "target_mask", "ref_mask"):
                     path = out_dir / split / f"scene{index:05d}" / f"{triplet.camera}_{key}.png"
-                    write_image(path, getattr(triplet, key))
+                    pixels = getattr(triplet, key)
+                    write_image(path, pixels.astype(np.uint8) * 255 if pixels.dtype == bool else pixels)
                     paths[key] = str(path)
                 data[split][item] = {**paths, "prompt": PROMPT}
     json_path = out_dir / "triplets.json"
