@@ -45,7 +45,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from jsonschema import Draft202012Validator
 
 from hi4dfix.config_schema import _with_defaults, key_path
-from hi4dfix.study import PolicyError, Study
+from hi4dfix.study import PolicyError, Study, block_eval_profile
 
 # Keys of a version block that describe it rather than how it runs: ignored when settings are compared.
 # Profile names are compared by their settings (_settings_key).
@@ -318,7 +318,7 @@ def expand_grid(
     parent_filled, _ = filled(schema, "version", parent_block)
     # the parent's evaluation renders: a render-profile axis varies the training renders only, so every
     # variant is scored on the same inputs (the inference condition) as the parent
-    parent_eval_name = parent_block.get("eval_render_profile") or parent_profile_name
+    parent_eval_name = block_eval_profile(parent_block)
     if parent_eval_name not in profiles:
         raise GridError(
             f"ablations.{grid}: the parent {parent}'s eval_render_profile {parent_eval_name!r} is not defined"

@@ -50,6 +50,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from hi4dfix.metrics import LPIPS_FLAG_COLUMN
 from hi4dfix.stats import (
     FEW_UNITS,
     IMPROVED,
@@ -135,14 +136,28 @@ def internal_views(path: str | os.PathLike) -> pd.DataFrame:
     return tuned
 
 
-def _note(est: Estimate, scene: str, n_scenes: int, metric: str) -> str:
+def _not_measured_note(metric: str, views: pd.DataFrame) -> str:
+    """Why ``metric`` has no comparison; LPIPS names its missing weights when the rows say so."""
+    flags = [f"{LPIPS_FLAG_COLUMN}_{side}" for side in ("parent", "variant")]
+    uncached = metric.startswith("lpips") and any(
+        (views[flag] == False).any()  # noqa: E712 (elementwise: a column of flags)
+        for flag in flags
+        if flag in views.columns
+    )
+    return f"{metric} not measured in both versions" + (" (LPIPS AlexNet weights not cached)" if uncached else "")
+
+
+def _note(est: Estimate, scene: str, n_scenes: int, metric: str, views: pd.DataFrame) -> str:
     if not est.measured:
-        return f"{metric} not measured in both versions"
+        return _not_measured_note(metric, views)
     units, unit = (est.n_scenes, "scenes") if scene == MEAN else (est.n_frames, "frames")
     if scene == MEAN and est.n_scenes < n_scenes:
         return f"mean over {est.n_scenes} of {n_scenes} scenes"
+    if units < 2 and scene == MEAN:  # frames are still resampled within the one scene
+        few = f"; {est.n_frames} frames: too few for it to cover as much as it says" if est.n_frames < FEW_UNITS else ""
+        return f"one scene: the interval resamples its frames only, so it cannot see variation between scenes{few}"
     if units < 2:
-        return f"one {unit[:-1]}: the bootstrap cannot see variation"
+        return "one frame: the bootstrap cannot see variation"
     if units < FEW_UNITS:
         return f"{units} {unit}: too few for the interval to cover as much as it says"
     return ""
@@ -178,7 +193,7 @@ def split_rows(
                 mine = (views["scene"] == scene).to_numpy()
                 args = (views["frame"].to_numpy()[mine], difference[mine], bootstrap, scene)
                 est, statistics = scene_estimate(*args), scene_distribution(*args)
-                parent_mean, variant_mean = float(np.nanmean(a[mine])), float(np.nanmean(b[mine]))
+                parent_mean, variant_mean = (float(pd.Series(x[mine]).mean()) for x in (a, b))
             rows.append(
                 {
                     "split": split,
@@ -195,7 +210,7 @@ def split_rows(
                     "p_value": bootstrap_p_value(statistics) if est.measured else math.nan,
                     "p_holm": math.nan,
                     "verdict_holm": "",
-                    "note": missing_note if views is None else _note(est, scene, len(set(scenes)), metric),
+                    "note": missing_note if views is None else _note(est, scene, len(set(scenes)), metric, views),
                 }
             )
     return rows
@@ -324,6 +339,12 @@ def _p_cell(p: float) -> str:
     return "n/a" if math.isnan(p) else f"{p:.3g}"
 
 
+def _measured(table: pd.DataFrame, metric: str, split: str | None = None) -> bool:
+    """Whether any variant has a ``metric`` comparison (on ``split``; None: on either split)."""
+    rows = table[(table["metric"] == metric) & ((table["split"] == split) if split else True)]
+    return bool(rows["delta"].notna().any())
+
+
 def _split_scenes(table: pd.DataFrame, split: str) -> list[str]:
     return sorted(set(table.loc[table["split"] == split, "scene"]) - {MEAN})
 
@@ -340,7 +361,7 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
 
     def verdicts(variant: str, on: str) -> str:
         cells = []
-        for metric in metrics:
+        for metric in (m for m in metrics if _measured(table, m, on)):  # the split's tables say why not
             row = means.loc[(on, variant, metric)]
             cells.append(f"{metric_title(metric)} {_cell(row, metric_digits(metric))} {row['verdict_holm'] or 'n/a'}")
         return "; ".join(cells)
@@ -429,6 +450,10 @@ def compare_markdown(
         lines += [f"Scenes: {', '.join(_split_scenes(table, split))}.", ""]
         for metric in dict.fromkeys(table["metric"]):
             rows = ranking(table, metric, split)
+            if not _measured(table, metric, split):  # a table of n/a would only repeat this line
+                why = "; ".join(sorted({n for n in rows["note"] if n})) or "not measured"
+                lines += [f"**{metric_title(metric)}**: no comparison: {why}.", ""]
+                continue
             digits = metric_digits(metric)
             out = pd.DataFrame(
                 {
@@ -475,12 +500,13 @@ def decision_html(table: pd.DataFrame, rank_by: str = "psnr", references: Sequen
 
 
 def paired_chart(table: pd.DataFrame, rank_by: str = "psnr", dpi: int = 110):
-    """A row of panels per split (internal first), one per metric: each variant's mean paired difference to
-    the parent with its interval, coloured by the Holm verdict; variants in the order of the ``rank_by``
-    ranking on the decision split."""
+    """A row of panels per split (internal first), one per metric measured in some version: each variant's
+    mean paired difference to the parent with its interval, coloured by the Holm verdict; variants in the
+    order of the ``rank_by`` ranking on the decision split."""
     from hi4dfix.report.plotting import new_figure  # matplotlib: not at the workflow's DAG build
 
     metrics = list(dict.fromkeys(table["metric"]))
+    metrics = [m for m in metrics if _measured(table, m)] or metrics  # compare.md says why a metric is missing
     splits = [split for split in (INTERNAL, RESERVED) if (table["split"] == split).any()]
     order = list(ranking(table, rank_by, decision_split(table))["variant"])
     parent = str(table["parent"].iloc[0])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from hi4dfix.hi4d.reader import Problem, ReadConfig, validate_sequence
-from hi4dfix.study import Study
+from hi4dfix.study import Study, block_eval_profile
 
 VERSION_TARGETS = ("triplets.json", "difix/model.pkl", "difix/eval.csv", "deltas.csv")
 
@@ -52,8 +52,7 @@ def parent_changes(config: Mapping[str, Any], name: str, parent: str) -> list[tu
         block = config["versions"][version]
         settings = {key: value for key, value in block.items() if key not in DESCRIPTIVE_KEYS}
         settings["render_profiles.*"] = config["render_profiles"][block["render_profile"]]
-        evaluated_on = block.get("eval_render_profile") or block["render_profile"]
-        settings["eval_render_profile"] = config["render_profiles"][evaluated_on]
+        settings["eval_render_profile"] = config["render_profiles"][block_eval_profile(block)]
         return settings
 
     return differences(runs(name), runs(parent))

@@ -48,6 +48,12 @@ STUDY_RESERVED_SCENES = frozenset(
 )
 
 
+def block_eval_profile(block: Mapping[str, Any]) -> str | None:
+    """The render profile of a raw version block's evaluation renders (``Version.eval_profile`` before a
+    ``Version`` exists): ``eval_render_profile``, else ``render_profile``."""
+    return block.get("eval_render_profile") or block.get("render_profile")
+
+
 @dataclass(frozen=True)
 class Version:
     name: str

@@ -14,7 +14,14 @@ from snakemake.utils import update_config
 
 from hi4dfix.ablations import GridError, deep_merge, expand_config, resolve_extends
 from hi4dfix.cli import main
-from hi4dfix.compare import VariantTables, compare_markdown, compare_table, decision_html, read_compare_csv
+from hi4dfix.compare import (
+    VariantTables,
+    compare_markdown,
+    compare_table,
+    decision_html,
+    paired_chart,
+    read_compare_csv,
+)
 from hi4dfix.config_schema import load_schema
 from hi4dfix.stats import BootstrapConfig, holm
 from hi4dfix.study import PolicyError, Study
@@ -249,8 +256,10 @@ def rng(seed, name):
 
 
 def hand_frame_means(differences: np.ndarray, n: int, generator) -> np.ndarray:
-    """differences[frame, cam]: 2 frames; a resample draws 2 frames with replacement (both cams come along)."""
-    draws = generator.integers(0, 2, size=(n, 2))
+    """differences[frame, cam]: a resample draws as many frames as there are, with replacement (all cams
+    of a drawn frame come along)."""
+    frames = differences.shape[0]
+    draws = generator.integers(0, frames, size=(n, frames))
     return differences[draws].reshape(n, -1).mean(axis=1)
 
 
@@ -350,6 +359,56 @@ def test_compare_markdown_ranks_on_the_internal_split_and_says_holm(tmp_path):
     assert "**Decision:** g.small improves PSNR (dB) ↑ over v0 on the internal evaluation after Holm" in decision
     assert "On the held-out reserved scenes it measures +0.2" in decision
     assert "<ol><li>" in decision_html(table, references=["g.base"])
+
+
+def test_internal_intervals_match_a_hand_computed_bootstrap_on_one_scene(tmp_path):
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0)
+    parent_eval = write_eval(tmp_path, "v0", lambda f, c: 21.0 + 0.1 * c)
+    gains = {0: 0.4, 1: -0.1, 2: 0.9}
+    variant_eval = write_eval(tmp_path, "g.a", lambda f, c: 21.0 + 0.1 * c + gains[f] + 0.05 * (c - 4))
+    variant = VariantTables("g.a", "x", write_tuned(tmp_path, "g.a", lambda s, f, c: 20.5), eval_csv=variant_eval)
+    table = compare_table(
+        "g", "v0", parent, [variant], list(SCENES), metrics=("psnr",), bootstrap=CFG, parent_eval_csv=parent_eval
+    )
+    rows = table[table.split == "internal"].set_index("scene")
+    d = np.array([[gains[f] + 0.05 * c for c in (0, 1)] for f in (0, 1, 2)])  # [frame, cam]
+    tail = (1 - CFG.confidence) / 2
+    # the scene row: its 3 frames resampled from the scene's own stream
+    low, high = np.quantile(hand_frame_means(d, CFG.n_resamples, rng(CFG.seed, INTERNAL_SCENE)), [tail, 1 - tail])
+    assert rows.loc[INTERNAL_SCENE, "delta"] == pytest.approx(d.mean())
+    assert rows.loc[INTERNAL_SCENE, ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
+    # the mean row over one scene: every scene draw picks it, so the frames' resampling is all that varies
+    assert (rng(CFG.seed, "\0scenes").integers(0, 1, size=(CFG.n_resamples, 1)) == 0).all()
+    means = hand_frame_means(d, CFG.n_resamples, rng(CFG.seed, INTERNAL_SCENE))
+    assert rows.loc["mean", ["ci_low", "ci_high"]].tolist() == pytest.approx(np.quantile(means, [tail, 1 - tail]))
+    p = min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0)))
+    assert rows.loc["mean", "p_value"] == pytest.approx(p) and p > 0.0
+    assert rows.loc["mean", ["n_frames", "n_views"]].tolist() == [3, 6]
+    assert rows.loc["mean", "note"] == (
+        "one scene: the interval resamples its frames only, so it cannot see variation between scenes; "
+        "3 frames: too few for it to cover as much as it says"
+    )
+
+
+def test_a_metric_measured_in_no_version_is_one_line_and_leaves_the_chart_and_decision(tmp_path):
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0 + f)
+    variant = write_tuned(tmp_path, "g.a", lambda s, f, c: 21.0 + f + 0.01 * c * f)
+    for path in [*parent, *variant]:  # LPIPS not computed, and the rows say why
+        frame = pd.read_csv(path)
+        frame["lpips"], frame["lpips_computed"] = np.nan, False
+        frame.to_csv(path, index=False)
+    table = compare_table("g", "v0", parent, [VariantTables("g.a", "x", variant)], list(SCENES), bootstrap=CFG)
+    lpips = table[table.metric == "lpips"]
+    assert lpips["delta"].isna().all()
+    assert (lpips["note"] == "lpips not measured in both versions (LPIPS AlexNet weights not cached)").all()
+    md = compare_markdown(table, CFG)
+    assert "**LPIPS ↓**: no comparison: lpips not measured in both versions (LPIPS AlexNet weights not cached)." in md
+    assert md.count("| g.a |") == 2  # PSNR and SSIM tables only
+    decision = md.split("### Decision", 1)[1]
+    assert "PSNR (dB) ↑ +1" in decision and "SSIM ↑" in decision and "LPIPS" not in decision
+    figure = paired_chart(table)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["reserved: PSNR (dB) ↑", "reserved: SSIM ↑"]
 
 
 def test_compare_without_internal_tables_ranks_on_the_reserved_scenes_and_says_so(tmp_path):
