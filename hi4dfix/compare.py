@@ -364,7 +364,7 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
         for metric in (m for m in metrics if _measured(table, m, on)):  # the split's tables say why not
             row = means.loc[(on, variant, metric)]
             cells.append(f"{metric_title(metric)} {_cell(row, metric_digits(metric))} {row['verdict_holm'] or 'n/a'}")
-        return "; ".join(cells)
+        return "; ".join(cells) or "no metric measured"
 
     if split == INTERNAL:
         lines = [

@@ -558,6 +558,10 @@ def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str =
     ]
     for metric in dict.fromkeys(table["metric"]):
         rows = table[table["metric"] == metric]
+        if rows["delta"].isna().all() and rows[list(arms)].isna().all(axis=None):  # a table of n/a says nothing more
+            why = "; ".join(dict.fromkeys(n for n in rows["note"] if n)) or "not computed"
+            lines += [f"**{metric_title(metric)}**: no scene has it: {why}.", ""]
+            continue
         digits = metric_digits(metric)
         first = rows.drop_duplicates("scene")
         out = pd.DataFrame(
