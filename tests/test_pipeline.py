@@ -162,6 +162,15 @@ def test_bootstrap_settings_rerun_only_the_tables_that_show_intervals(pipeline):
     assert jobs == {"eval_deltas": 1, "metric_charts": 1, "delta_table": 1, "provenance": 1, "version_card": 1}
 
 
+def test_a_scene_added_to_the_study_leaves_the_version_untouched(pipeline):
+    """A grid's extra training scenes join data.scenes: v0's record (its resolved config holds its own
+    scenes only) and so its numbers stay as they are."""
+    workdir, config = pipeline
+    changed = copy.deepcopy(config)
+    changed["data"]["scenes"] = [*config["data"]["scenes"], "hi4d_pair03_hug"]
+    assert planned_jobs(run_snakemake(workdir, changed, "-n", "results/v0/deltas.csv")) == {}
+
+
 def test_changed_triplet_settings_rebuild_the_triplets_not_the_renders(pipeline):
     workdir, config = pipeline
     changed = copy.deepcopy(config)

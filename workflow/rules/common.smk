@@ -545,11 +545,22 @@ def scene_fingerprints(wildcards):
     return {scene: f"{scene_path(scene)}/fingerprint.json" for scene in scenes}
 
 
+def version_data_config(wildcards):
+    """The data block as the version sees it: its own scenes (and their folder overrides) only, so a
+    scene added to the study (a grid's extra training scenes) leaves the version's record as it was."""
+    scenes = list(scene_fingerprints(wildcards))
+    data = {**config.get("data", {}), "scenes": scenes}
+    if "scene_dirs" in data:
+        data["scene_dirs"] = {s: d for s, d in data["scene_dirs"].items() if s in scenes}
+    return data
+
+
 def resolved_version_config(wildcards):
     """The version block with the render profile and the study-wide blocks its numbers depend on."""
     return {
         "version": version_params(wildcards),
         "render_profile": STUDY.render_profiles[version_profile(wildcards)],
         "eval_render_profile": STUDY.render_profiles[version_eval_profile(wildcards)],
-        **{key: config[key] for key in ("data", "materialize", "difix", "metrics", "stats", "policy") if key in config},
+        "data": version_data_config(wildcards),
+        **{key: config[key] for key in ("materialize", "difix", "metrics", "stats", "policy") if key in config},
     }
