@@ -3,8 +3,9 @@
 What made the numbers of a version, written once its NVS arms are evaluated (rule ``provenance``):
 
 * ``code``: the git commit of the hi4dfix checkout that ran and whether its tree was dirty;
-* ``config``: the resolved version config (the version block with the render profile and the
-  study-wide settings it uses) and the sha256 of its canonical JSON;
+* ``config``: the resolved version config (the version block with the render profiles and the
+  study-wide settings it uses; of the data block, its own scenes only, so adding scenes to the study
+  leaves the record alone) and the sha256 of its canonical JSON;
 * ``packages``: Python's version and those of :data:`PACKAGES` (``not installed`` when absent);
 * ``weights``: sha256 of the base DiFix (a file, or every file of a folder; a Hub id is named only)
   and of the tuned ``model.pkl``;
