@@ -167,7 +167,9 @@ def test_a_scene_added_to_the_study_leaves_the_version_untouched(pipeline):
     scenes only) and so its numbers stay as they are."""
     workdir, config = pipeline
     changed = copy.deepcopy(config)
-    changed["data"]["scenes"] = [*config["data"]["scenes"], "hi4d_pair03_hug"]
+    # the scenes first, as when a --configfile that names them is merged
+    others = {key: value for key, value in config["data"].items() if key != "scenes"}
+    changed["data"] = {"scenes": [*config["data"]["scenes"], "hi4d_pair03_hug"], **others}
     assert planned_jobs(run_snakemake(workdir, changed, "-n", "results/v0/deltas.csv")) == {}
 
 

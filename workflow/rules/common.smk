@@ -6,6 +6,7 @@
 
 import dataclasses
 import functools
+import json
 import re
 import shlex
 import sys
@@ -557,10 +558,12 @@ def version_data_config(wildcards):
 
 def resolved_version_config(wildcards):
     """The version block with the render profile and the study-wide blocks its numbers depend on."""
-    return {
+    resolved = {
         "version": version_params(wildcards),
         "render_profile": STUDY.render_profiles[version_profile(wildcards)],
         "eval_render_profile": STUDY.render_profiles[version_eval_profile(wildcards)],
         "data": version_data_config(wildcards),
         **{key: config[key] for key in ("materialize", "difix", "metrics", "stats", "policy") if key in config},
     }
+    # keys sorted: Snakemake compares params by their repr, and a --configfile merge reorders keys
+    return json.loads(canonical(resolved))
