@@ -70,9 +70,11 @@ from hi4dfix.stats import (
 )
 from hi4dfix.tables import (
     DEFAULT_DELTA_METRICS,
+    LPIPS_NOT_CACHED,
     MEAN,
     arm_views,
     higher_is_better,
+    lpips_not_cached,
     metric_digits,
     metric_title,
     read_eval_views,
@@ -138,13 +140,9 @@ def internal_views(path: str | os.PathLike) -> pd.DataFrame:
 
 def _not_measured_note(metric: str, views: pd.DataFrame) -> str:
     """Why ``metric`` has no comparison; LPIPS names its missing weights when the rows say so."""
-    flags = [f"{LPIPS_FLAG_COLUMN}_{side}" for side in ("parent", "variant")]
-    uncached = metric.startswith("lpips") and any(
-        (views[flag] == False).any()  # noqa: E712 (elementwise: a column of flags)
-        for flag in flags
-        if flag in views.columns
-    )
-    return f"{metric} not measured in both versions" + (" (LPIPS AlexNet weights not cached)" if uncached else "")
+    flags = [f"{LPIPS_FLAG_COLUMN}_{side}" for side in ("parent", "variant")]  # the merge's suffixes
+    uncached = lpips_not_cached(views, metric, flags)
+    return f"{metric} not measured in both versions" + (LPIPS_NOT_CACHED if uncached else "")
 
 
 def _note(est: Estimate, scene: str, n_scenes: int, metric: str, views: pd.DataFrame) -> str:
@@ -358,10 +356,11 @@ def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] 
     split = decision_split(table)
     means = table[table["scene"] == MEAN].set_index(["split", "variant", "metric"])
     ranked = ranking(table, rank_by, split)
+    measured = {on: [m for m in metrics if _measured(table, m, on)] for on in (INTERNAL, RESERVED)}
 
     def verdicts(variant: str, on: str) -> str:
         cells = []
-        for metric in (m for m in metrics if _measured(table, m, on)):  # the split's tables say why not
+        for metric in measured[on]:  # the split's tables say why a metric is missing
             row = means.loc[(on, variant, metric)]
             cells.append(f"{metric_title(metric)} {_cell(row, metric_digits(metric))} {row['verdict_holm'] or 'n/a'}")
         return "; ".join(cells) or "no metric measured"
@@ -450,9 +449,9 @@ def compare_markdown(
         lines += [f"Scenes: {', '.join(_split_scenes(table, split))}.", ""]
         for metric in dict.fromkeys(table["metric"]):
             rows = ranking(table, metric, split)
+            notes = sorted({n for n in rows["note"] if n})
             if not _measured(table, metric, split):  # a table of n/a would only repeat this line
-                why = "; ".join(sorted({n for n in rows["note"] if n})) or "not measured"
-                lines += [f"**{metric_title(metric)}**: no comparison: {why}.", ""]
+                lines += [f"**{metric_title(metric)}**: no comparison: {'; '.join(notes) or 'not measured'}.", ""]
                 continue
             digits = metric_digits(metric)
             out = pd.DataFrame(
@@ -469,7 +468,6 @@ def compare_markdown(
                 }
             )
             lines += [f"**{metric_title(metric)}**", "", to_markdown(out, digits)]
-            notes = sorted({n for n in rows["note"] if n})
             if notes:
                 lines += [f"- {note}" for note in notes] + [""]
     lines += ["### Decision", "", *decision_lines(table, rank_by, references), ""]

@@ -313,11 +313,16 @@ def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> tu
     return expected
 
 
-def _lpips_not_cached(views: pd.DataFrame, metric: str) -> bool:
-    """Whether LPIPS is missing because its weights were not cached (the rows say so)."""
-    if not metric.startswith("lpips") or LPIPS_FLAG_COLUMN not in views.columns:
+LPIPS_NOT_CACHED = " (LPIPS AlexNet weights not cached)"  # appended to a note on a missing LPIPS
+
+
+def lpips_not_cached(views: pd.DataFrame, metric: str, flag_columns: Sequence[str] = (LPIPS_FLAG_COLUMN,)) -> bool:
+    """Whether LPIPS is missing because its weights were not cached: some row's flag in ``flag_columns``
+    (those ``views`` has) says so."""
+    if not metric.startswith("lpips"):
         return False
-    return bool((views[LPIPS_FLAG_COLUMN] == False).any())  # noqa: E712 (elementwise: a column of flags)
+    flags = [column for column in flag_columns if column in views.columns]
+    return any(bool((views[column] == False).any()) for column in flags)  # noqa: E712 (elementwise: flags)
 
 
 def _not_computed_note(metric: str, values: pd.DataFrame, views: pd.DataFrame) -> str:
@@ -326,8 +331,8 @@ def _not_computed_note(metric: str, values: pd.DataFrame, views: pd.DataFrame) -
     if not arms:  # each arm has values, never at the same views
         return f"{metric}: no view measured in both arms"
     note = f"{metric} not computed for {' and '.join([', '.join(arms[:-1]), arms[-1]] if len(arms) > 1 else arms)}"
-    if _lpips_not_cached(views[views["arm"].isin(arms)], metric):
-        note += " (LPIPS AlexNet weights not cached)"
+    if lpips_not_cached(views[views["arm"].isin(arms)], metric):
+        note += LPIPS_NOT_CACHED
     return note
 
 
