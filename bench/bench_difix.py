@@ -44,15 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hi4dfix.difix.compile_cache import CompileKey, open_study_cache, use_node_local_caches  # noqa: E402
 from hi4dfix.difix.config import DifixConfig  # noqa: E402
 from hi4dfix.difix.infer import prepare_for_inference  # noqa: E402
-from hi4dfix.difix.layout import uses_channels_last  # noqa: E402
+from hi4dfix.difix.memory_format import uses_channels_last  # noqa: E402
 from hi4dfix.difix.model import build_random_difix, build_unet, build_vae  # noqa: E402
-from hi4dfix.difix.train import (  # noqa: E402
-    TrainConfig,
-    make_optimizer,
-    prepare_model_for_training,
-    release_accelerate_state,
-    set_tf32,
-)
+from hi4dfix.difix.train import release_accelerate_state  # noqa: E402
+from hi4dfix.difix.train_config import TrainConfig  # noqa: E402
+from hi4dfix.difix.train_setup import make_optimizer, prepare_model_for_training, set_tf32  # noqa: E402
 from hi4dfix.evaluate import InferenceConfig  # noqa: E402
 from loss_curves import departures  # noqa: E402
 from record import append_markdown  # noqa: E402
@@ -453,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         "--group-norm",
         default="channel-moments",
         choices=["channel-moments", "native"],
-        help="with --channels-last: the group norm (native: torch's, as before hi4dfix.difix.layout)",
+        help="with --channels-last: the group norm (native: torch's, as before hi4dfix.difix.memory_format)",
     )
     parser.add_argument(
         "--inductor", action="append", default=[], metavar="KEY=VALUE",
@@ -470,9 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
     if args.group_norm == "native":
-        import hi4dfix.difix.layout as layout
+        import hi4dfix.difix.memory_format as memory_format
 
-        layout.use_channel_moments_group_norm = lambda root: 0
+        memory_format.use_channel_moments_group_norm = lambda root: 0
     for setting in args.inductor:
         set_inductor_option(setting)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from typing import Any, Sequence, TypeVar
 
 Config = TypeVar("Config")
@@ -28,11 +29,24 @@ def parse_bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean, got {value!r}")
 
 
+def parse_json_object(value: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r} ({exc})") from None
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
+    return parsed
+
+
 def _option_type(annotation: Any) -> Any:
-    """The parser of a field's values from its annotation (``int | None`` parses as ``int``)."""
+    """The parser of a field's values from its annotation (``int | None`` parses as ``int``, a
+    ``dict`` as a JSON object)."""
     kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
     if kind.startswith("bool"):
         return parse_bool
+    if kind.startswith("dict"):
+        return parse_json_object
     if kind.startswith("int"):
         return int
     if kind.startswith("float"):

@@ -160,7 +160,7 @@ class DifixFixer:
 
     def _open_compile_caches(self, sizes: set[tuple[int, int]], with_refs: bool) -> list[Any]:
         from hi4dfix.difix.compile_cache import CompileKey, open_study_cache
-        from hi4dfix.difix.layout import uses_channels_last
+        from hi4dfix.difix.memory_format import uses_channels_last
 
         if self.compile_cache_dir is None or getattr(self.model, "_compiled_fix", None) is None:
             return []

@@ -97,7 +97,7 @@ def sd_turbo_source(base: str) -> str:
 def _tuning_weight(tuning: Mapping[str, Any], key: str, preset: str) -> float:
     value = tuning.get(key)
     if value is None:  # left to the trainer's preset default
-        from hi4dfix.difix.train import PRESET_DEFAULTS
+        from hi4dfix.difix.train_config import PRESET_DEFAULTS
 
         value = PRESET_DEFAULTS[preset].get(key, 0.0)
     return float(value)

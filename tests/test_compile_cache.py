@@ -253,7 +253,8 @@ def test_the_tuning_run_keys_its_entry_by_its_step(tmp_path, caplog):
     import torch
 
     from hi4dfix.difix.model import build_random_difix
-    from hi4dfix.difix.train import TrainConfig, _open_compile_cache
+    from hi4dfix.difix.train import _open_compile_cache
+    from hi4dfix.difix.train_config import TrainConfig
 
     model = build_random_difix(DifixConfig(preset="tiny"))
     process = SimpleProcess(torch.device("cpu"))

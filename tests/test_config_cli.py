@@ -10,7 +10,7 @@ import pytest
 
 from hi4dfix.config_cli import config_from_argv, dataclass_parser, option_help, parse_bool
 from hi4dfix.difix.pretrain import PretrainConfig
-from hi4dfix.difix.train import TrainConfig
+from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.logs import log_to_stderr
 
 

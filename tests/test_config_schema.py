@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from hi4dfix.difix.pretrain import PretrainConfig
-from hi4dfix.difix.train import TrainConfig
+from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.difix3d_plus import ProgressiveConfig
 from hi4dfix.evaluate import InferenceConfig
 from hi4dfix.materialize import MaterializeConfig

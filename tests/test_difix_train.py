@@ -20,10 +20,10 @@ from hi4dfix.difix import checkpoint as ck
 from hi4dfix.difix.data import (
     StepSampler,
     TripletDataset,
+    load_training_triplets,
     model_input_size,
     parse_resolution,
     processing_size,
-    read_triplets,
     snap_resolution,
 )
 from hi4dfix.difix.infer import fix_images, load_difix
@@ -37,7 +37,9 @@ from hi4dfix.difix.losses import (
     imagenet_normalise,
     random_crop_box,
 )
-from hi4dfix.difix.train import TrainConfig, build_parser, set_tf32, train
+from hi4dfix.difix.train import build_parser, train
+from hi4dfix.difix.train_config import TrainConfig
+from hi4dfix.difix.train_setup import set_tf32
 from triplet_fixtures import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
 
 torch.set_num_threads(1)
@@ -69,24 +71,24 @@ def test_synthetic_triplets_are_deterministic_and_shifted():
 
 
 def test_read_triplets_resolves_and_reports_errors(triplets_json, tmp_path):
-    train_items = read_triplets(triplets_json, "train")
+    train_items = load_training_triplets(triplets_json, "train")
     assert len(train_items) == 6 and all(t.image.is_file() and t.ref_image.is_file() for t in train_items)
-    assert read_triplets(triplets_json, "missing_split") == []
+    assert load_training_triplets(triplets_json, "missing_split") == []
     data = json.loads(Path(triplets_json).read_text())
     first = next(iter(data["train"]))
     data["train"][first]["image"] = "nowhere.png"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(data))
     with pytest.raises(FileNotFoundError, match=f"{first}.*nowhere.png"):
-        read_triplets(bad, "train")
+        load_training_triplets(bad, "train")
     del data["train"][first]["ref_image"]
     data["train"][first]["image"] = data["train"][first]["target_image"]
     bad.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="ref_image"):
-        read_triplets(bad, "train")
-    assert read_triplets(bad, "train", require_ref=False)[0].ref_image is None
+        load_training_triplets(bad, "train")
+    assert load_training_triplets(bad, "train", require_ref=False)[0].ref_image is None
     with pytest.raises(FileNotFoundError, match="missing.json"):
-        read_triplets(tmp_path / "missing.json", "train")
+        load_training_triplets(tmp_path / "missing.json", "train")
 
 
 def test_tf32_off_means_exact_float32_convolutions_too():
@@ -127,12 +129,12 @@ def test_processing_size_keeps_the_aspect_and_snaps_to_16():
 
 
 def test_dataset_at_a_long_side(triplets_json):
-    ds = TripletDataset(read_triplets(triplets_json, "train"), long_side=32)
+    ds = TripletDataset(load_training_triplets(triplets_json, "train"), long_side=32)
     assert ds[0]["views"].shape == ds[0]["targets"].shape == (2, 3, 16, 32)  # 32x48 images
 
 
 def test_dataset_items_hold_image_and_reference_views(triplets_json):
-    ds = TripletDataset(read_triplets(triplets_json, "train"), (32, 48))
+    ds = TripletDataset(load_training_triplets(triplets_json, "train"), (32, 48))
     item = ds[0]
     assert item["views"].shape == item["targets"].shape == (2, 3, 32, 48)
     assert torch.equal(item["views"][1], item["targets"][1])  # the reference is its own target
@@ -149,7 +151,7 @@ def test_step_sampler_resumes_the_same_stream():
 
 
 def test_random_crops_are_one_window_per_sample_drawn_from_the_step(triplets_json):
-    triplets = read_triplets(triplets_json, "train")
+    triplets = load_training_triplets(triplets_json, "train")
     whole = TripletDataset(triplets, (32, 48))
     cropped = TripletDataset(triplets, (32, 48), crop=(16, 16), seed=3)
     keys = list(StepSampler(len(triplets), 2, 1, 4, seed=3, with_draw=True))
@@ -502,7 +504,7 @@ def said(messages: list[str]) -> str:
 def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_changes(tmp_path, train_messages):
     """The same data and settings continue their folder; a changed image (same paths, same triplets
     file) starts fresh in a folder of its own, saying what changed, and the first model stays."""
-    from hi4dfix.difix.fingerprint import past_runs
+    from hi4dfix.difix.runs import past_runs
     from hi4dfix.io import read_image, write_image
 
     triplets = write_synthetic_triplets(tmp_path / "data", n_train=3, n_test=1, seed=2, cfg=SMALL)
@@ -548,17 +550,17 @@ def test_runs_per_fingerprint_keep_their_models_and_start_fresh_when_the_data_ch
 
 
 def test_a_refused_resume_names_the_config_key_and_a_broken_base_names_its_file(triplets_json, tmp_path):
-    keys = "base=difix.base,*=versions.v0.tuning"
-    train(small_config(triplets_json, tmp_path, steps=3, val_every=0, setting_keys=keys))
+    keys = {"base": "difix.base", "lr": "versions.v0.tuning.lr", "steps": "versions.v0.tuning.steps"}
+    train(small_config(triplets_json, tmp_path, steps=3, val_every=0, setting_names=keys))
     (tmp_path / "tuned.pkl").unlink()
     with pytest.raises(ValueError, match="settings changed") as refused:
-        train(small_config(triplets_json, tmp_path, steps=3, val_every=0, setting_keys=keys, lr=1e-2))
+        train(small_config(triplets_json, tmp_path, steps=3, val_every=0, setting_names=keys, lr=1e-2))
     assert "versions.v0.tuning.lr 0.0003 -> 0.01" in str(refused.value)
     assert "output_dir" not in str(refused.value) and "output-dir" not in str(refused.value)
 
     missing = tmp_path / "nowhere" / "model.pkl"
     with pytest.raises(OSError, match=f"base model \\(difix.base\\) {missing}"):
-        train(small_config(triplets_json, tmp_path / "b", steps=1, setting_keys=keys, base=str(missing)))
+        train(small_config(triplets_json, tmp_path / "b", steps=1, setting_names=keys, base=str(missing)))
 
 
 # ----------------------------------------------------------------------------- pre-training
@@ -595,7 +597,7 @@ def test_pretrain_writes_a_loadable_base_and_scores_it_on_unseen_scenes(tmp_path
     assert np.isfinite(fix_images(model, [image], [image])[0]).all()
     # the test split: every view of both unseen scenes, raw and base, and the paired summary
     scores = pd.read_csv(tmp_path / "ood_test.csv")
-    train_scenes = {t.id.split("/")[0] for t in read_triplets(tmp_path / "work/ood/triplets.json", "train")}
+    train_scenes = {t.id.split("/")[0] for t in load_training_triplets(tmp_path / "work/ood/triplets.json", "train")}
     assert len(scores) == 2 * 7 and scores["scene"].nunique() == 2 and not set(scores["scene"]) & train_scenes
     assert np.isfinite(scores[["psnr_raw", "psnr_base", "ssim_raw", "ssim_base"]].to_numpy()).all()
     summary = (tmp_path / "ood_test.md").read_text()

@@ -3,6 +3,7 @@ trained / frozen) and where the losses look (whole image / dilated person mask).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import torch
 
 from hi4dfix.difix import checkpoint as ck
 from hi4dfix.difix.config import UNET_LORA_TARGETS
-from hi4dfix.difix.data import TripletDataset, collate, dilate_masks, read_triplets
+from hi4dfix.difix.data import TripletDataset, collate, dilate_masks, load_training_triplets
 from hi4dfix.difix.infer import fix_images, load_difix
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import TrainableParts, add_unet_lora, unet_lora_rank
-from hi4dfix.difix.train import TrainConfig, build_parser, train
+from hi4dfix.difix.train import build_parser, train
+from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.io import write_image
 from triplet_fixtures import SyntheticConfig, write_synthetic_triplets
 
@@ -147,7 +149,7 @@ def test_person_masks_are_dilated_and_cropped_with_the_views(masked_triplets):
     one = torch.zeros(1, 1, 9, 9)
     one[..., 4, 4] = 1
     assert dilate_masks(one, 2).sum() == 25 and dilate_masks(one, 0).sum() == 1
-    triplets = read_triplets(masked_triplets, "train", require_masks=True)
+    triplets = load_training_triplets(masked_triplets, "train", require_masks=True)
     item = TripletDataset(triplets, "32x48", mask_dilation=3)[0]
     assert item["masks"].shape == (2, 1, 32, 48)
     assert item["masks"][0, 0].sum() == (12 + 6) * (16 + 6)  # the 12x16 box grown by 3 pixels a side
@@ -187,3 +189,42 @@ def test_command_line_and_validation_of_the_training_settings():
     ]:  # fmt: skip
         with pytest.raises(ValueError, match=message):
             TrainConfig(triplets="t", output="o", output_dir="d", **bad)
+
+
+# The hand-kept list RESUME_FINGERPRINT was before the fields declared it: run folder keys and run
+# records depend on these names and this order.
+HAND_KEPT_RESUME_FINGERPRINT = (
+    "steps", "lr", "batch_size", "resolution", "long_side", "crop", "timestep", "mixed_precision",
+    "max_grad_norm",
+    "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
+    "use_ref", "lr_warmup_steps", "lr_schedule", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
+    "unet", "unet_lora_rank", "vae_skip", "loss_region", "loss_mask_dilation",
+)  # fmt: skip
+
+
+def test_every_setting_says_whether_it_decides_the_weights():
+    from hi4dfix.difix.train_config import BY_CONTENT, RESUME, RESUME_FINGERPRINT, RESUME_KINDS
+
+    unsorted = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get(RESUME) not in RESUME_KINDS]
+    assert not unsorted, f"TrainConfig fields that do not say how they bear on resumption: {unsorted}"
+    assert RESUME_FINGERPRINT == HAND_KEPT_RESUME_FINGERPRINT
+    by_content = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata[RESUME] == BY_CONTENT]
+    assert by_content == ["triplets", "base", "base_model_id"]
+
+
+def test_setting_names_come_as_a_json_object_and_name_the_settings_in_errors():
+    names = {"lr": "versions.v0.tuning.lr", "num_processes": "the gpu resource of the tuning rule"}
+    args = build_parser().parse_args(
+        ["--triplets", "t", "--output", "o", "--output-dir", "d", "--setting-names", json.dumps(names)]
+    )
+    cfg = TrainConfig(**vars(args))
+    assert cfg.setting_names == names
+    assert cfg.setting_name("lr") == "versions.v0.tuning.lr"
+    assert cfg.setting_name("num_processes") == "the gpu resource of the tuning rule"
+    assert cfg.setting_name("seed") == "--seed"  # not mapped: the option
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--triplets", "t", "--output", "o", "--output-dir", "d", "--setting-names", "lr"])
+    with pytest.raises(ValueError, match="setting_names names no option of the trainer: lrr"):
+        TrainConfig(triplets="t", output="o", output_dir="d", setting_names={"lrr": "versions.v0.tuning.lr"})
+    with pytest.raises(ValueError, match="setting_names must map options to config keys"):
+        TrainConfig(triplets="t", output="o", output_dir="d", setting_names={"lr": 3})

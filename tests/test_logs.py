@@ -65,7 +65,8 @@ def test_job_log_of_a_cpu_job_has_no_peak_line(tmp_path, monkeypatch):
 
 def test_tuning_logs_its_peak_gpu_memory_only_where_cuda_was_used(tmp_path, capfd, monkeypatch):
     """hi4dfix.difix.train runs under accelerate, not job_log: it logs the peak itself at the end."""
-    from hi4dfix.difix.train import TrainConfig, train
+    from hi4dfix.difix.train import train
+    from hi4dfix.difix.train_config import TrainConfig
     from triplet_fixtures import SyntheticConfig, write_synthetic_triplets
 
     small = SyntheticConfig(height=32, width=48, max_view_shift=3)

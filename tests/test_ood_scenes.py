@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hi4dfix.camera import look_at_w2c
-from hi4dfix.difix.data import TripletDataset, load_mask, read_triplets
+from hi4dfix.difix.data import TripletDataset, load_mask, load_training_triplets
 from hi4dfix.difix.ood_scenes import (
     OODSceneConfig,
     Primitive,
@@ -20,7 +20,8 @@ from hi4dfix.difix.ood_scenes import (
     surface_points,
     write_ood_triplets,
 )
-from hi4dfix.difix.train import TrainConfig, train
+from hi4dfix.difix.train import train
+from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.metrics import psnr
 from hi4dfix.render.fit import RenderConfig
 from hi4dfix.scene import Camera
@@ -123,14 +124,14 @@ def test_reference_is_another_viewpoint_not_a_near_copy():
 
 def test_written_dataset_is_difix_json_with_disjoint_splits(tmp_path):
     path = write_ood_triplets(tmp_path / "ood", n_train_scenes=2, n_test_scenes=1, seed=0, cfg=SMALL)
-    train, test = read_triplets(path, "train"), read_triplets(path, "test")
+    train, test = load_training_triplets(path, "train"), load_training_triplets(path, "test")
     assert len(train) == 2 * 3 and len(test) == 1 * 3
     train_scenes = {t.id.split("/")[0] for t in train}
     test_scenes = {t.id.split("/")[0] for t in test}
     assert len(train_scenes) == 2 and not train_scenes & test_scenes
     # the test split does not depend on how many training scenes there are
     again = write_ood_triplets(tmp_path / "more", n_train_scenes=3, n_test_scenes=1, seed=0, cfg=SMALL)
-    assert {t.id for t in read_triplets(again, "test")} == {t.id for t in test}
+    assert {t.id for t in load_training_triplets(again, "test")} == {t.id for t in test}
     # the content's silhouettes, as the study's person masks: what loss_region: person weighs (control arm)
     scene, camera = train[0].id.split("/")
     (expected,) = [t for t in scene_triplets(0, int(scene.removeprefix("scene")), SMALL) if t.camera == int(camera)]

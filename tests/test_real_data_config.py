@@ -16,7 +16,7 @@ from snakemake.utils import update_config, validate
 
 from hi4dfix.difix.data import inference_geometry, model_input_size, processing_size, training_geometry
 from hi4dfix.difix.pretrain import PretrainConfig
-from hi4dfix.difix.train import TrainConfig
+from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.materialize import MaterializeConfig
 from hi4dfix.metrics import lpips_weight_path
 from hi4dfix.render.scene_renders import split_render_profile

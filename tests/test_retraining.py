@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hi4dfix.difix.fingerprint import last_good_model, past_runs
+from hi4dfix.difix.runs import last_good_model, past_runs
 from workflow_helpers import run_snakemake, small_config
 
 MODEL = "results/v0/difix/model.pkl"

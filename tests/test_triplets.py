@@ -136,7 +136,7 @@ def test_difix_reader_refuses_triplets_whose_images_differ_in_size(tmp_path, key
     """A triplet with one image of another size used to be trained on, each image resized on its own."""
     import imageio.v3 as iio
 
-    from hi4dfix.difix.data import read_triplets as read_difix_triplets
+    from hi4dfix.difix.data import load_training_triplets
 
     paths = {}
     for name in ("image", "target_image", "ref_image"):
@@ -151,6 +151,6 @@ def test_difix_reader_refuses_triplets_whose_images_differ_in_size(tmp_path, key
     with pytest.raises(
         ValueError, match=re.escape(f"[train][hi4d_pair00_dance/16/11]: the triplet's images differ in size ({sizes})")
     ):
-        read_difix_triplets(path, "train")
+        load_training_triplets(path, "train")
     path.write_text(json.dumps({"train": {"ok": good}, "test": {}}))
-    assert [t.id for t in read_difix_triplets(path, "train")] == ["ok"]
+    assert [t.id for t in load_training_triplets(path, "train")] == ["ok"]

@@ -12,7 +12,7 @@ person masks (white where a person is) of ``target_image`` and ``ref_image``, wh
 Relative paths are resolved against the working directory, then against the JSON's folder.
 The three images of a triplet must have one size (``ref_image`` included: it is resized with
 the same transform as ``image``, and a reference of another size would reach the model at
-another scale or aspect); :func:`read_triplets` refuses others, reading image headers only.
+another scale or aspect); :func:`load_training_triplets` refuses others, reading image headers only.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _check_sizes(triplet: Triplet, where: str, sizes: dict[Path, tuple[int, int]
         )
 
 
-def read_triplets(
+def load_training_triplets(
     json_path: str | os.PathLike, split: str, require_ref: bool = True, require_masks: bool = False
 ) -> list[Triplet]:
     """The triplets of one split, with every image path checked to exist and the three images

@@ -19,7 +19,7 @@ import torch
 
 from hi4dfix.difix.checkpoint import load_model
 from hi4dfix.difix.data import model_input_size, resize_chw, to_model_range
-from hi4dfix.difix.layout import channels_last_wanted, to_channels_last
+from hi4dfix.difix.memory_format import channels_last_wanted, to_channels_last
 from hi4dfix.difix.model import DifixModel
 
 
@@ -53,7 +53,7 @@ def prepare_for_inference(
     """Eval mode, VAE LoRA merged (before any cast, in fp32), device and dtype, cuDNN
     autotuning on CUDA (``cudnn_benchmark``, see :func:`cudnn_benchmark_wanted`), optionally compiled.
     ``channels_last`` None: on when compiled on CUDA (tensor-core convolutions read NHWC
-    natively), with ``hi4dfix.difix.layout``'s group norm: 17.9 against 21.9 ms a view at 512 px
+    natively), with ``hi4dfix.difix.memory_format``'s group norm: 17.9 against 21.9 ms a view at 512 px
     with torch's on an H200 (BENCHMARKS.md)."""
     model.set_eval()
     model.merge_vae_lora()

@@ -37,10 +37,11 @@ from hi4dfix.config_cli import config_from_argv, option_help
 from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.control import OOD_TRIPLETS_NAME
-from hi4dfix.difix.data import parse_resolution, read_triplets, snap_resolution
+from hi4dfix.difix.data import load_training_triplets, parse_resolution, snap_resolution
 from hi4dfix.difix.model import DifixModel, build_random_difix, decode_with_skips, encode_with_skips, skip_convs
 from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
-from hi4dfix.difix.train import TrainConfig, train
+from hi4dfix.difix.train import train
+from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.io import read_image, write_json, write_text
 from hi4dfix.logs import log_to_stderr
 from hi4dfix.render.fit import RenderConfig, resolve_device
@@ -128,7 +129,7 @@ class PretrainConfig:
 def clean_views(triplets_json: Path, split: str) -> np.ndarray:
     """(N, H, W, 3) distinct clean views (targets and references) of a split, in file order."""
     paths = []
-    for triplet in read_triplets(triplets_json, split):
+    for triplet in load_training_triplets(triplets_json, split):
         for path in (triplet.target_image, triplet.ref_image):
             if path not in paths:
                 paths.append(path)
@@ -225,7 +226,7 @@ def score_test_split(
 
     model = load_difix(model_path, device=device)
     rows = []
-    for triplet in read_triplets(triplets_json, "test"):
+    for triplet in load_training_triplets(triplets_json, "test"):
         image, target, ref = (read_image(p) for p in (triplet.image, triplet.target_image, triplet.ref_image))
         fixed = fix_images(model, [image], [ref], resolution=size)[0]
         scene, cam = triplet.id.split("/")

@@ -406,11 +406,19 @@ def tuning_args(wildcards):
     options["compile_cache_dir"] = compile_cache_dir()
     if config["difix"]["hub_cache_dir"]:
         options["hub_cache_dir"] = config["difix"]["hub_cache_dir"]
-    # errors name the config keys that set the options
-    options["setting_keys"] = (
-        f"base=difix.base,long_side=difix.long_side,triplets=versions.{wildcards.version} (splits and triplets),"
-        f"num_processes=the gpu resource of the tuning rule,*=versions.{wildcards.version}.tuning"
+    # errors name the config keys that set the options: every tuning key (null ones too: the
+    # trainer's preset default may be what a resumption compares), and the others
+    tuning_key = f"versions.{wildcards.version}.tuning"
+    names = {key: f"{tuning_key}.{key}" for key in checked_version(wildcards).tuning}
+    names.update(
+        base="difix.base",
+        long_side="difix.long_side",
+        compile_cache_dir="difix.compile_cache_dir",
+        hub_cache_dir="difix.hub_cache_dir",
+        triplets=f"versions.{wildcards.version} (splits and triplets)",
+        num_processes="the gpu resource of the tuning rule",
     )
+    options["setting_names"] = json.dumps(names)
     return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(value))}" for key, value in options.items())
 
 

@@ -1,4 +1,4 @@
-"""Channels-last Difix (hi4dfix.difix.layout): the same function and gradients as the NCHW model."""
+"""Channels-last Difix (hi4dfix.difix.memory_format): the same function and gradients as the NCHW model."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import torch.nn.functional as F
 
 from difix_fixtures import difix_with_active_adapters, loss_and_grads
 from hi4dfix.difix.infer import fix_images, prepare_for_inference
-from hi4dfix.difix.layout import (
+from hi4dfix.difix.memory_format import (
     ChannelMomentsGroupNorm,
     channels_last_wanted,
     group_norm_from_channel_moments,
     to_channels_last,
     use_channel_moments_group_norm,
 )
-from hi4dfix.difix.train import TrainConfig, prepare_model_for_training
+from hi4dfix.difix.train_config import TrainConfig
+from hi4dfix.difix.train_setup import prepare_model_for_training
 
 torch.set_num_threads(1)
 
