@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from hi4dfix.difix.checkpoint import save_model_weights
 from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.model import build_random_difix
+from hi4dfix.difix.official_pkl import save_model_weights
 from record import append_markdown
 
 

@@ -150,9 +150,9 @@ def main() -> None:
         child(args)
         return
 
-    from hi4dfix.difix.checkpoint import save_checkpoint
     from hi4dfix.difix.config import DifixConfig
     from hi4dfix.difix.model import build_random_difix
+    from hi4dfix.difix.official_pkl import save_checkpoint
     from record import append_markdown
 
     rows = [

@@ -62,9 +62,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from hi4dfix.difix.checkpoint import save_checkpoint
             from hi4dfix.difix.config import DifixConfig
             from hi4dfix.difix.model import build_random_difix
+            from hi4dfix.difix.official_pkl import save_checkpoint
 
             model = str(save_checkpoint(Path(tmp) / "tiny.pkl", build_random_difix(DifixConfig(preset="tiny"))))
         processing = "x".join(map(str, model_input_size(height, width, None, args.long_side)))

@@ -55,8 +55,8 @@ def base_config(out_dir: Path, preset: str) -> "DifixConfig":
 def build_base(out_dir: Path, preset: str, device: str) -> None:
     import torch
 
-    from hi4dfix.difix.checkpoint import save_pretrained_dir
     from hi4dfix.difix.model import build_random_difix, describe
+    from hi4dfix.difix.pretrained_dir import save_pretrained_dir
 
     out_dir = out_dir.resolve()
     if device == "auto":

@@ -28,7 +28,7 @@ from hi4dfix.difix.config import CONFIG_KEY, DifixConfig
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 LOCAL_SPECS = ("pretrain", "tiny-random")
-# Files of a diffusers pipeline folder that loading needs (hi4dfix.difix.checkpoint.HUB_ALLOW_PATTERNS
+# Files of a diffusers pipeline folder that loading needs (hi4dfix.difix.pretrained_dir.HUB_ALLOW_PATTERNS
 # says what is downloaded; hi4dfix_config.json there is optional).
 HUB_REQUIRED_FILES = (
     "model_index.json",
@@ -253,7 +253,7 @@ def hub_repo_size(repo: str) -> int | None:
     from huggingface_hub import HfApi, constants
     from huggingface_hub.utils import filter_repo_objects
 
-    from hi4dfix.difix.checkpoint import HUB_ALLOW_PATTERNS
+    from hi4dfix.difix.pretrained_dir import HUB_ALLOW_PATTERNS
 
     if constants.HF_HUB_OFFLINE:
         return None
@@ -284,7 +284,7 @@ def download_hub_snapshot(repo: str, cache_dir: Path) -> Path:
     """``snapshot_download`` with the files the loaders read (the call they make themselves)."""
     from huggingface_hub import snapshot_download
 
-    from hi4dfix.difix.checkpoint import HUB_ALLOW_PATTERNS
+    from hi4dfix.difix.pretrained_dir import HUB_ALLOW_PATTERNS
 
     return Path(snapshot_download(repo, cache_dir=str(cache_dir), allow_patterns=HUB_ALLOW_PATTERNS))
 

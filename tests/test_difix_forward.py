@@ -23,6 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from difix_fixtures import difix_with_active_adapters
 from hi4dfix.difix import checkpoint as ck
+from hi4dfix.difix import official_pkl, pretrained_dir
+from hi4dfix.difix.checkpoint_base import CheckpointError, FreshDifixPartsWarning
 from hi4dfix.difix.config import SD_TURBO_SCHEDULER_CONFIG
 
 torch.set_num_threads(1)
@@ -139,7 +141,7 @@ def test_set_timestep_changes_the_update_and_is_saved(tmp_path):
         model.set_timestep(399)
         at_399 = model(views, emb)
     assert not torch.allclose(at_199, at_399)
-    assert ck.load_model(ck.save_checkpoint(tmp_path / "m.pkl", model)).difix_config.timestep == 399
+    assert ck.load_model(official_pkl.save_checkpoint(tmp_path / "m.pkl", model)).difix_config.timestep == 399
     with pytest.raises(ValueError, match="timestep"):
         model.set_timestep(1000)
 
@@ -164,8 +166,8 @@ def released_payload(model, layout: str) -> dict:
 
 def plain_base_folder(model, path):
     """A pipeline folder from ``model`` whose VAE file holds no LoRA / skip weights (as SD-Turbo's)."""
-    folder = ck.save_pretrained_dir(model, path)
-    vae_file = folder / "vae" / ck.VAE_WEIGHTS
+    folder = pretrained_dir.save_pretrained_dir(model, path)
+    vae_file = folder / "vae" / pretrained_dir.VAE_WEIGHTS
     state = load_file(str(vae_file))
     plain = {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora" not in k and "skip" not in k}
     save_file(plain, str(vae_file))
@@ -201,7 +203,7 @@ def test_released_pkls_load_on_their_base_folder(base_and_tuned, tmp_path, layou
     pkl = tmp_path / "model_1001.pkl"
     torch.save(released_payload(tuned, layout), pkl)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", ck.FreshDifixPartsWarning)  # the pkl brings the skips: no warning
+        warnings.simplefilter("error", FreshDifixPartsWarning)  # the pkl brings the skips: no warning
         loaded = ck.load_model(pkl, base_model_id=str(folder))
     assert loaded.difix_config.preset == "sd-turbo"
     loaded.difix_config.latent_sampling = tuned.difix_config.latent_sampling
@@ -213,35 +215,35 @@ def test_released_pkls_load_on_their_base_folder(base_and_tuned, tmp_path, layou
 def test_save_model_layout_needs_a_base_unet(base_and_tuned, tmp_path):
     """Our tiny pkls carry their own base; a partial UNet there would be random weights: refused."""
     _, tuned = base_and_tuned
-    payload = ck.checkpoint_payload(tuned)
+    payload = official_pkl.checkpoint_payload(tuned)
     payload["state_dict_unet"] = {k: v for k, v in payload["state_dict_unet"].items() if "conv_in" in k}
     torch.save(payload, tmp_path / "model_5.pkl")
-    with pytest.raises(ck.CheckpointError, match="model_5.pkl.*state_dict_unet.*missing"):
+    with pytest.raises(CheckpointError, match="model_5.pkl.*state_dict_unet.*missing"):
         ck.load_model(tmp_path / "model_5.pkl")
 
 
 def test_folder_without_difix_parts_warns_naming_its_vae_file(base_and_tuned, tmp_path):
     base, _ = base_and_tuned
     folder = plain_base_folder(base, tmp_path / "plain")
-    vae_file = folder / "vae" / ck.VAE_WEIGHTS
-    with pytest.warns(ck.FreshDifixPartsWarning, match=str(vae_file)):
+    vae_file = folder / "vae" / pretrained_dir.VAE_WEIGHTS
+    with pytest.warns(FreshDifixPartsWarning, match=str(vae_file)):
         model = ck.load_model(folder)
     assert torch.all(model.vae.decoder.skip_conv_1.base_layer.weight == 1e-5)
 
 
 def test_folder_with_lora_but_no_skip_convs_is_an_error(base_and_tuned, tmp_path):
     _, tuned = base_and_tuned
-    folder = ck.save_pretrained_dir(tuned, tmp_path / "difix_ref")
-    vae_file = folder / "vae" / ck.VAE_WEIGHTS
+    folder = pretrained_dir.save_pretrained_dir(tuned, tmp_path / "difix_ref")
+    vae_file = folder / "vae" / pretrained_dir.VAE_WEIGHTS
     state = load_file(str(vae_file))
     save_file({k: v for k, v in state.items() if "skip_conv" not in k}, str(vae_file))
     with pytest.raises(
-        ck.CheckpointError, match=f"{vae_file} holds Difix VAE LoRA weights but no skip-convolution weights"
+        CheckpointError, match=f"{vae_file} holds Difix VAE LoRA weights but no skip-convolution weights"
     ):
         ck.load_model(folder)
     # the skip convolutions' own weights alone missing (their LoRA kept): the same error
     save_file({k: v for k, v in state.items() if not (".skip_conv_" in k and "lora" not in k)}, str(vae_file))
-    with pytest.raises(ck.CheckpointError, match="no skip-convolution weights"):
+    with pytest.raises(CheckpointError, match="no skip-convolution weights"):
         ck.load_model(folder)
 
 

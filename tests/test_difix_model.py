@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -15,7 +17,10 @@ from safetensors.torch import load_file, save_file
 
 from difix_fixtures import difix_with_active_adapters
 from hi4dfix.difix import checkpoint as ck
+from hi4dfix.difix import official_pkl, pretrained_dir
+from hi4dfix.difix.checkpoint_base import CheckpointError, FreshDifixPartsWarning
 from hi4dfix.difix.config import (
+    CONFIG_KEY,
     SD_TURBO_UNET_CONFIG,
     SD_TURBO_VAE_CONFIG,
     DifixConfig,
@@ -238,17 +243,17 @@ def test_full_size_official_keys_on_meta_device():
         "state_dict_vae": {k: torch.empty(s, device="meta") for k, s in expected_vae.items()},
         "optimizer": {"state": {}, "param_groups": []},
     }
-    ck.apply_official_state(model, payload, strict=True, source="official-keys")
+    official_pkl.apply_official_state(model, payload, strict=True, source="official-keys")
     payload["state_dict_vae"]["decoder.skip_conv_5.weight"] = torch.empty(1, device="meta")
-    with pytest.raises(ck.CheckpointError, match="unexpected"):
-        ck.apply_official_state(model, payload, strict=True, source="official-keys")
+    with pytest.raises(CheckpointError, match="unexpected"):
+        official_pkl.apply_official_state(model, payload, strict=True, source="official-keys")
 
 
 # ----------------------------------------------------------------------------- round trips
 
 
 def test_pkl_round_trip_gives_identical_outputs(tiny_model, tmp_path):
-    path = ck.save_checkpoint(tmp_path / "model_7.pkl", tiny_model)
+    path = official_pkl.save_checkpoint(tmp_path / "model_7.pkl", tiny_model)
     payload = torch.load(path, map_location="cpu", weights_only=True)
     assert {"vae_lora_target_modules", "rank_vae", "state_dict_unet", "state_dict_vae", "optimizer"} <= set(payload)
     assert payload["hi4dfix_config"]["preset"] == "tiny"
@@ -258,22 +263,36 @@ def test_pkl_round_trip_gives_identical_outputs(tiny_model, tmp_path):
     assert torch.equal(run(tiny_model, views), run(loaded, views))
 
 
+def test_equal_weights_give_an_equal_model_file(tiny_model, tmp_path):
+    """A model saved twice, under other names (so other temporary files), is one file: no file
+    name or time inside the archive."""
+    state = {"step": 3, "fingerprint": {"seed": 0}, "rng": {"torch": torch.get_rng_state()}}
+    first = official_pkl.save_model_weights(tmp_path / "a" / "model.pkl", tiny_model, state)
+    second = official_pkl.save_model_weights(tmp_path / "b" / "other.pkl", tiny_model, state)
+    assert hashlib.sha256(first.read_bytes()).hexdigest() == hashlib.sha256(second.read_bytes()).hexdigest()
+    with zipfile.ZipFile(first) as archive:
+        members = archive.infolist()
+    assert members and all(m.filename.startswith("archive/") for m in members)
+    assert {m.date_time for m in members} == {members[0].date_time}
+    assert official_pkl.read_checkpoint(first)["hi4dfix_train_state"]["step"] == 3
+
+
 def test_folder_round_trip_and_pkl_from_folder(tiny_model, tmp_path):
-    folder = ck.save_pretrained_dir(tiny_model, tmp_path / "difix_ref")
+    folder = pretrained_dir.save_pretrained_dir(tiny_model, tmp_path / "difix_ref")
     for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
         assert (folder / sub).is_dir()
     assert json.loads((folder / "model_index.json").read_text())["vae"][1] == "AutoencoderKL"
     from_dir = ck.load_model(folder)
     views = example_views()
     assert torch.equal(run(tiny_model, views), run(from_dir, views))
-    again = ck.load_model(ck.save_checkpoint(tmp_path / "model_1.pkl", from_dir))
+    again = ck.load_model(official_pkl.save_checkpoint(tmp_path / "model_1.pkl", from_dir))
     assert torch.equal(run(tiny_model, views), run(again, views))
 
 
 def test_folder_with_plain_base_layer_keys_loads(tiny_model, tmp_path):
     """VAE files saved with merged-style names (``x.weight`` for LoRA-wrapped layers) load too."""
-    folder = ck.save_pretrained_dir(tiny_model, tmp_path / "dir")
-    vae_file = folder / "vae" / ck.VAE_WEIGHTS
+    folder = pretrained_dir.save_pretrained_dir(tiny_model, tmp_path / "dir")
+    vae_file = folder / "vae" / pretrained_dir.VAE_WEIGHTS
     state = load_file(str(vae_file))
     renamed = {k.replace(".base_layer.", "."): v for k, v in state.items()}
     assert renamed.keys() != state.keys()
@@ -285,8 +304,8 @@ def test_folder_with_plain_base_layer_keys_loads(tiny_model, tmp_path):
 def test_official_pkl_is_sd_turbo_and_uses_the_base_folder(tiny_model, tmp_path):
     """An official pkl (no hi4dfix keys) goes through the sd-turbo path: base weights from a
     pipeline folder (here a local one made from the tiny preset), then the pkl on top."""
-    base = ck.save_pretrained_dir(tiny_model, tmp_path / "sd-turbo-like")
-    payload = {k: v for k, v in ck.checkpoint_payload(tiny_model).items() if not k.startswith("hi4dfix")}
+    base = pretrained_dir.save_pretrained_dir(tiny_model, tmp_path / "sd-turbo-like")
+    payload = {k: v for k, v in official_pkl.checkpoint_payload(tiny_model).items() if not k.startswith("hi4dfix")}
     torch.save(payload, tmp_path / "model_100.pkl")
     loaded = ck.load_model(tmp_path / "model_100.pkl", base_model_id=str(base))
     assert loaded.difix_config.preset == "sd-turbo"
@@ -298,12 +317,12 @@ def test_official_pkl_is_sd_turbo_and_uses_the_base_folder(tiny_model, tmp_path)
 
 def test_plain_pipeline_folder_gets_fresh_difix_parts(tiny_model, tmp_path):
     """A folder whose VAE has no LoRA / skip weights (SD-Turbo itself) gets the official init."""
-    folder = ck.save_pretrained_dir(tiny_model, tmp_path / "plain")
-    vae_file = folder / "vae" / ck.VAE_WEIGHTS
+    folder = pretrained_dir.save_pretrained_dir(tiny_model, tmp_path / "plain")
+    vae_file = folder / "vae" / pretrained_dir.VAE_WEIGHTS
     state = load_file(str(vae_file))
     plain = {k.replace(".base_layer.", "."): v for k, v in state.items() if "lora" not in k and "skip" not in k}
     save_file(plain, str(vae_file))
-    with pytest.warns(ck.FreshDifixPartsWarning, match="skip-convolution"):
+    with pytest.warns(FreshDifixPartsWarning, match="skip-convolution"):
         model = ck.load_model(folder)
     assert torch.all(model.vae.decoder.skip_conv_1.base_layer.weight == 1e-5)
     lora_b = [p for n, p in model.vae.named_parameters() if "lora_B" in n]
@@ -313,11 +332,11 @@ def test_plain_pipeline_folder_gets_fresh_difix_parts(tiny_model, tmp_path):
 def test_checkpoint_errors_name_the_file(tmp_path):
     bad = tmp_path / "model_1.pkl"
     torch.save({"state_dict_unet": {}}, bad)
-    with pytest.raises(ck.CheckpointError, match="model_1.pkl"):
+    with pytest.raises(CheckpointError, match="model_1.pkl"):
         ck.load_model(bad)
-    with pytest.raises(ck.CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         ck.load_model(tmp_path / "missing.pkl")
-    with pytest.raises(ck.CheckpointError, match="neither"):
+    with pytest.raises(CheckpointError, match="neither"):
         ck.load_model("not a model")
 
 
@@ -354,7 +373,7 @@ def test_a_file_that_is_not_a_checkpoint_says_what_it_is_not(tmp_path, kind, exp
         path.write_bytes(pickle.dumps({"rank_vae": 4}))
     else:
         torch.save([1, 2], path)
-    with pytest.raises(ck.CheckpointError) as error:
+    with pytest.raises(CheckpointError) as error:
         load_difix(path)
     message = str(error.value)
     assert message.startswith(f"{path} is not a Difix checkpoint: {expected}")
@@ -370,25 +389,25 @@ def test_a_tiny_pkl_without_its_config_is_refused_offline(tiny_model, tmp_path, 
         raise AssertionError("a tiny pkl must not trigger a Hub download")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_download)
-    payload = ck.checkpoint_payload(tiny_model)
-    del payload[ck.CONFIG_KEY]
+    payload = official_pkl.checkpoint_payload(tiny_model)
+    del payload[CONFIG_KEY]
     if not keep_base_state:
-        del payload[ck.BASE_STATE_KEY]
+        del payload[official_pkl.BASE_STATE_KEY]
     path = tmp_path / "model_5.pkl"
     torch.save(payload, path)
     why = "it holds 'hi4dfix_base_state'" if keep_base_state else "its UNet has the tiny preset's parameter shapes"
-    with pytest.raises(ck.CheckpointError, match=f"model_5.pkl lacks 'hi4dfix_config'.*{why}.*Nothing was downloaded"):
+    with pytest.raises(CheckpointError, match=f"model_5.pkl lacks 'hi4dfix_config'.*{why}.*Nothing was downloaded"):
         ck.load_model(path)
 
 
 @pytest.mark.parametrize("rank", ["four", 0, 2.5, True])
 def test_a_bad_rank_vae_names_the_file_and_key(tiny_model, tmp_path, rank):
-    payload = ck.checkpoint_payload(tiny_model)
+    payload = official_pkl.checkpoint_payload(tiny_model)
     payload["rank_vae"] = rank
     path = tmp_path / "model_3.pkl"
     torch.save(payload, path)
     with pytest.raises(
-        ck.CheckpointError, match=f"checkpoint {path}: key rank_vae must be a positive integer .*got {rank!r}"
+        CheckpointError, match=f"checkpoint {path}: key rank_vae must be a positive integer .*got {rank!r}"
     ):
         ck.load_model(path)
 
@@ -398,7 +417,7 @@ def test_unreachable_hub_id_fails_clearly(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ck.CheckpointError, match="Hugging Face Hub"):
+    with pytest.raises(CheckpointError, match="Hugging Face Hub"):
         ck.load_model("nvidia/difix_ref", hub_cache_dir=str(tmp_path))
 
 
@@ -406,7 +425,7 @@ def test_unreachable_hub_id_fails_clearly(tmp_path, monkeypatch):
 
 
 def test_fix_images_keeps_sizes_order_and_is_reproducible(tiny_model, tmp_path):
-    path = ck.save_checkpoint(tmp_path / "m.pkl", tiny_model)
+    path = official_pkl.save_checkpoint(tmp_path / "m.pkl", tiny_model)
     model = load_difix(path, device="cpu")
     rng = np.random.default_rng(0)
     images = [
@@ -451,7 +470,7 @@ def test_fix_images_at_a_long_side_keeps_the_aspect(tiny_model):
 
 
 def test_bf16_inference_on_cpu(tiny_model, tmp_path):
-    model = load_difix(ck.save_checkpoint(tmp_path / "m.pkl", tiny_model), device="cpu", dtype=torch.bfloat16)
+    model = load_difix(official_pkl.save_checkpoint(tmp_path / "m.pkl", tiny_model), device="cpu", dtype=torch.bfloat16)
     image = np.random.default_rng(1).random((32, 48, 3), dtype=np.float32)
     out = fix_images(model, [image], [image])[0]
     full = fix_images(load_difix(tmp_path / "m.pkl"), [image], [image])[0]

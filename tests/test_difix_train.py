@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from hi4dfix.difix import checkpoint as ck
+from hi4dfix.difix import pretrained_dir
 from hi4dfix.difix.data import (
     StepSampler,
     TripletDataset,
@@ -652,6 +653,6 @@ def test_final_model_is_weights_only_and_loads_both_ways(triplets_json, tmp_path
     # and a pkl written as Difix writes it (official keys only, a real AdamW state) loads here
     official = {k: v for k, v in full.items() if not k.startswith("hi4dfix")}
     torch.save(official, tmp_path / "model_official.pkl")
-    base = ck.save_pretrained_dir(model, tmp_path / "base")
+    base = pretrained_dir.save_pretrained_dir(model, tmp_path / "base")
     loaded = ck.load_model(tmp_path / "model_official.pkl", base_model_id=str(base))
     assert all(torch.equal(v, full["state_dict_unet"][k]) for k, v in loaded.unet.state_dict().items())

@@ -101,9 +101,11 @@ def test_tuned_sd_turbo_pkl_rebuilds_offline_on_the_local_base(tmp_path, monkeyp
     naming the folder keeps the evaluation jobs off the Hub (tiny widths for speed)."""
     import huggingface_hub.constants
 
-    from hi4dfix.difix.checkpoint import load_model, save_checkpoint, save_pretrained_dir
+    from hi4dfix.difix.checkpoint import load_model
     from hi4dfix.difix.config import preset_architecture
     from hi4dfix.difix.model import build_random_difix
+    from hi4dfix.difix.official_pkl import save_checkpoint
+    from hi4dfix.difix.pretrained_dir import save_pretrained_dir
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     folder = tmp_path / "base"

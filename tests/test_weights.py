@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from hi4dfix import cli, weights
-from hi4dfix.difix.checkpoint import HUB_ALLOW_PATTERNS
+from hi4dfix.difix.pretrained_dir import HUB_ALLOW_PATTERNS
 from workflow_helpers import default_config, run_snakemake
 
 ALEXNET = "alexnet-owt-7be5be79.pth"
@@ -213,9 +213,9 @@ def test_a_base_of_another_preset_is_refused_naming_both_presets_and_the_file(tm
     of a job that would look for SD-Turbo on the Hub (an official pkl read with preset tiny)."""
     import torch
 
-    from hi4dfix.difix.checkpoint import OFFICIAL_MODEL_KEYS, save_checkpoint
     from hi4dfix.difix.config import DifixConfig
     from hi4dfix.difix.model import build_random_difix
+    from hi4dfix.difix.official_pkl import OFFICIAL_MODEL_KEYS, save_checkpoint
 
     tiny = save_checkpoint(tmp_path / "tiny.pkl", build_random_difix(DifixConfig(preset="tiny")))
     official = tmp_path / "model_300.pkl"  # Difix's own layout: no hi4dfix_config, so sd-turbo

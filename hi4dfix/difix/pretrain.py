@@ -34,11 +34,11 @@ import pandas as pd
 import torch
 
 from hi4dfix.config_cli import config_from_argv, option_help
-from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.control import OOD_TRIPLETS_NAME
 from hi4dfix.difix.data import load_training_triplets, parse_resolution, snap_resolution
 from hi4dfix.difix.model import DifixModel, build_random_difix, decode_with_skips, encode_with_skips, skip_convs
+from hi4dfix.difix.official_pkl import save_checkpoint
 from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
 from hi4dfix.difix.train import train
 from hi4dfix.difix.train_config import TrainConfig

@@ -30,7 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from hi4dfix.difix.checkpoint import RANDOM_TINY_SPEC
+from hi4dfix.difix.checkpoint_base import RANDOM_TINY_SPEC
 from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.io import atomic_path, write_json
 

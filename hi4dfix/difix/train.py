@@ -41,14 +41,7 @@ import numpy as np
 import torch
 
 from hi4dfix.config_cli import dataclass_parser
-from hi4dfix.difix.checkpoint import (
-    TRAIN_STATE_KEY,
-    load_model,
-    model_from_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-    save_model_weights,
-)
+from hi4dfix.difix.checkpoint import load_model
 from hi4dfix.difix.compile_cache import CompileKey, StudyCompileCache, open_study_cache, use_node_local_caches
 from hi4dfix.difix.data import (
     StepSampler,
@@ -61,6 +54,13 @@ from hi4dfix.difix.data import (
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.memory_format import channels_last_wanted
 from hi4dfix.difix.model import DifixModel, describe
+from hi4dfix.difix.official_pkl import (
+    TRAIN_STATE_KEY,
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    save_model_weights,
+)
 from hi4dfix.difix.runs import (
     RUN_MODEL_NAME,
     CsvLog,

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from difix_fixtures import loss_and_grads
-from hi4dfix.difix.checkpoint import save_checkpoint
 from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.infer import fix_images, load_difix
 from hi4dfix.difix.model import build_random_difix
+from hi4dfix.difix.official_pkl import save_checkpoint
 from hi4dfix.difix.train import train
 from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.difix.train_setup import prepare_model_for_training
