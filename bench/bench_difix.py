@@ -43,13 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hi4dfix.difix.compile_cache import CompileKey, open_study_cache, use_node_local_caches  # noqa: E402
 from hi4dfix.difix.config import DifixConfig  # noqa: E402
-from hi4dfix.difix.infer import prepare_for_inference  # noqa: E402
+from hi4dfix.difix.infer import (
+    InferenceConfig,  # noqa: E402
+    prepare_for_inference,  # noqa: E402
+)
 from hi4dfix.difix.memory_format import uses_channels_last  # noqa: E402
 from hi4dfix.difix.model import build_random_difix, build_unet, build_vae  # noqa: E402
 from hi4dfix.difix.train import release_accelerate_state  # noqa: E402
 from hi4dfix.difix.train_config import TrainConfig  # noqa: E402
 from hi4dfix.difix.train_setup import make_optimizer, prepare_model_for_training, set_tf32  # noqa: E402
-from hi4dfix.evaluate import InferenceConfig  # noqa: E402
 from loss_curves import departures  # noqa: E402
 from record import append_markdown  # noqa: E402
 

@@ -93,7 +93,8 @@ def child(args: argparse.Namespace) -> None:
     import lpips
     import torch
 
-    from hi4dfix.evaluate import difix_fixer, evaluate_nvs
+    from hi4dfix.difix.infer import difix_fixer
+    from hi4dfix.evaluate import evaluate_nvs
     from hi4dfix.metrics import MetricComputer
 
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Per-view time of the pipeline's DiFix fixer (``hi4dfix.evaluate.difix_fixer``, as `evaluate_nvs`
+"""Per-view time of the pipeline's DiFix fixer (``hi4dfix.difix.infer.difix_fixer``, as `evaluate_nvs`
 runs it), eager and compiled, against the model-only figure of ``bench/bench_difix.py``.
 
     python bench/bench_fixer.py --model OUT/sd_turbo_base --size 512x512 --batch-sizes 1 4 \\
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hi4dfix.difix.data import model_input_size
-from hi4dfix.evaluate import difix_fixer
+from hi4dfix.difix.infer import difix_fixer
 from record import append_markdown
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hi4dfix.evaluate import difix_fixer, evaluate_nvs
+from hi4dfix.difix.infer import difix_fixer
+from hi4dfix.evaluate import evaluate_nvs
 from hi4dfix.hi4d import read_sequence
 from hi4dfix.materialize import MaterializeConfig, materialize_scene
 from hi4dfix.metrics import MetricComputer

@@ -281,8 +281,8 @@ class SimpleProcess:
 def test_the_fixer_opens_an_entry_per_processing_size_and_saves_after_its_first_batch(tmp_path, monkeypatch):
     import numpy as np
 
+    from hi4dfix.difix.infer import DifixFixer
     from hi4dfix.difix.model import build_random_difix
-    from hi4dfix.evaluate import DifixFixer
 
     model = build_random_difix(DifixConfig(preset="tiny"))
     model._compiled_fix = model.fix_flat_views  # stands in for a compiled model (no compilation on the CPU)

@@ -17,10 +17,10 @@ import jsonschema
 import pytest
 import yaml
 
+from hi4dfix.difix.infer import InferenceConfig
 from hi4dfix.difix.pretrain import PretrainConfig
 from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.difix3d_plus import ProgressiveConfig
-from hi4dfix.evaluate import InferenceConfig
 from hi4dfix.materialize import MaterializeConfig
 from hi4dfix.metrics import MetricsConfig
 from hi4dfix.render.fit import RenderConfig

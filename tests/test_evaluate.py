@@ -8,17 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from hi4dfix.difix.infer import DifixFixer, InferenceConfig, difix_fixer
 from hi4dfix.difix3d_plus import ProgressiveConfig
-from hi4dfix.evaluate import (
-    DifixFixer,
-    InferenceConfig,
-    chunk_length,
-    difix_fixer,
-    evaluate_difix_arms,
-    evaluate_nvs,
-    evaluate_views,
-    novel_views,
-)
+from hi4dfix.evaluate import chunk_length, evaluate_difix_arms, evaluate_nvs, evaluate_views, novel_views
 from hi4dfix.io import read_image
 from hi4dfix.metrics import MetricComputer
 from hi4dfix.render import read_render_manifest

@@ -3,6 +3,12 @@
     model = load_difix("model_300.pkl", device="cuda", dtype=torch.bfloat16)
     fixed = fix_images(model, renders, refs, batch_size=4)
 
+or, as the pipeline's arms run it (config ``difix.inference``: compilation, dtype, batches of
+fixed shape, the study compile cache, timing):
+
+    fixer = difix_fixer("model.pkl", inference={"compile": "auto"}, long_side=512)
+    fixed = fixer(renders, refs)
+
 Images are float32 (H, W, 3) arrays in [0, 1].  Each is resized to its processing size
 (``hi4dfix.difix.data.model_input_size``, the rule training uses: ``long_side`` with the
 aspect kept, or a fixed ``resolution``, or its own size snapped to 16), fixed together with
@@ -11,16 +17,24 @@ its same-frame reference view, and resized back to its input size.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from hi4dfix.difix.checkpoint import load_model
+from hi4dfix.difix.compile_cache import CompileKey, open_study_cache, use_node_local_caches
 from hi4dfix.difix.data import model_input_size, resize_chw, to_model_range
-from hi4dfix.difix.memory_format import channels_last_wanted, to_channels_last
+from hi4dfix.difix.memory_format import channels_last_wanted, to_channels_last, uses_channels_last
 from hi4dfix.difix.model import DifixModel
+
+LOG = logging.getLogger(__name__)
 
 
 def load_difix(
@@ -150,3 +164,215 @@ def fix_images(
                 out = resize_chw(fixed[j], (h, w)).clamp(0, 1)
                 outputs[i] = out.permute(1, 2, 0).contiguous().cpu().numpy()
     return np.stack(outputs) if stacked else outputs
+
+
+# ----------------------------------------------------------------------------- the pipeline's fixer
+
+
+COMPILE_CHOICES = ("auto", True, False)
+
+
+DTYPE_CHOICES = ("auto", "bfloat16", "float32")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the pipeline runs DiFix (config ``difix.inference``).
+
+    compile: ``auto`` compiles (``torch.compile``, CUDA graphs with ``reduce-overhead``) where the
+    model runs on CUDA and stays eager on CPU. Compiled, every model call gets ``batch_size``
+    samples (the last batch is padded), so the graphs of a processing size are captured once.
+    dtype: ``auto`` is bfloat16 on CUDA, float32 on CPU.
+    """
+
+    batch_size: int = 4
+    compile: str | bool = "auto"
+    compile_mode: str = "reduce-overhead"
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"difix.inference.batch_size must be >= 1, got {self.batch_size}")
+        if self.compile not in COMPILE_CHOICES:
+            raise ValueError(f"difix.inference.compile must be one of {COMPILE_CHOICES}, got {self.compile!r}")
+        if self.dtype not in DTYPE_CHOICES:
+            raise ValueError(f"difix.inference.dtype must be one of {DTYPE_CHOICES}, got {self.dtype!r}")
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | None) -> "InferenceConfig":
+        options = dict(options or {})
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"difix.inference: unknown keys {unknown}")
+        return cls(**options)
+
+    def compiled_on(self, device_type: str) -> bool:
+        return device_type == "cuda" if self.compile == "auto" else bool(self.compile)
+
+    def dtype_name_on(self, device_type: str) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if device_type == "cuda" else "float32"
+
+
+@dataclass(frozen=True)
+class FixerTiming:
+    """Wall time of a fixer's batches (model call, resizing, copies to and from the device).
+
+    The first batch of each processing size is kept apart: it includes compilation and CUDA
+    graph capture when the model is compiled."""
+
+    views: int  # views in the timed batches
+    seconds: float
+    first_views: int  # views in the first batch of each size
+    first_seconds: float
+
+    @property
+    def views_per_s(self) -> float:
+        return self.views / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def ms_per_view(self) -> float:
+        return 1000.0 * self.seconds / self.views if self.views else float("nan")
+
+    def describe(self) -> str:
+        return (
+            f"DiFix: {self.views} views in {self.seconds:.2f} s after the first batch of each size: "
+            f"{self.views_per_s:.2f} views/s, {self.ms_per_view:.1f} ms/view; first batches "
+            f"({self.first_views} views, with any compilation) {self.first_seconds:.2f} s"
+        )
+
+
+class DifixFixer:
+    """A fixer (``hi4dfix.evaluate.Fixer``) running a loaded DiFix model one batch at a time, timing each batch.
+
+    Noise is drawn from the fixer's count of views fixed so far, so fixing a list in chunks
+    whose sizes are multiples of ``batch_size`` gives the same images as fixing it at once.
+    ``fix_options`` go to :func:`fix_images` (``resolution``, ``seed``...).
+    """
+
+    def __init__(
+        self,
+        model,
+        batch_size: int = 4,
+        fixed_shapes: bool = False,
+        compile_cache_dir: str | Path | None = None,
+        compile_mode: str | None = None,
+        **fix_options: Any,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.batch_size = batch_size
+        self.fixed_shapes = fixed_shapes
+        self.fix_options = fix_options
+        self.views_done = 0
+        self.name = "DiFix"
+        self._sizes_seen: set[tuple[int, int]] = set()
+        self._image_sizes_logged: set[tuple[int, int]] = set()
+        self._timed = [0, 0.0]  # views, seconds
+        self._first = [0, 0.0]
+        # a compiled model: the study compile cache's entry of each processing size, loaded before
+        # its first batch compiles, saved after it (hi4dfix.difix.compile_cache)
+        self.compile_cache_dir, self.compile_mode = compile_cache_dir, compile_mode
+        self.compile_caches: dict[tuple[int, int], Any] = {}
+
+    def _open_compile_caches(self, sizes: set[tuple[int, int]], with_refs: bool) -> list[Any]:
+        if self.compile_cache_dir is None or getattr(self.model, "_compiled_fix", None) is None:
+            return []
+        opened = []
+        for size in sorted(sizes - set(self.compile_caches)):
+            key = CompileKey.for_process(
+                "infer", self.model.difix_config, size, self.batch_size, self.compile_mode, self.model.timesteps.device,
+                dtype=str(self.model.vae.dtype).removeprefix("torch."), views=2 if with_refs else 1,
+                channels_last=uses_channels_last(self.model),
+            )
+            self.compile_caches[size] = open_study_cache(self.compile_cache_dir, key)
+            opened.append(self.compile_caches[size])
+        return opened
+
+    def __call__(self, images: Sequence[np.ndarray], refs: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+        outputs: list[np.ndarray] = []
+        resolution, long_side = self.fix_options.get("resolution"), self.fix_options.get("long_side")
+        for start in range(0, len(images), self.batch_size):
+            batch = list(images[start : start + self.batch_size])
+            batch_refs = None if refs is None else list(refs[start : start + self.batch_size])
+            sizes = set()
+            for height, width in {im.shape[:2] for im in batch}:
+                size = model_input_size(height, width, resolution, long_side)
+                if (height, width) not in self._image_sizes_logged:
+                    LOG.info("%s: processing size %dx%d (HxW) for %dx%d images", self.name, *size, height, width)
+                    self._image_sizes_logged.add((height, width))
+                sizes.add(size)
+            new_caches = self._open_compile_caches(sizes, refs is not None)
+            started = time.perf_counter()
+            outputs.extend(fix_images(
+                self.model, batch, batch_refs, batch_size=self.batch_size, pad_batches=self.fixed_shapes,
+                index_offset=self.views_done, **self.fix_options,
+            ))  # fmt: skip
+            seconds = time.perf_counter() - started  # outputs are on the host: the device is done
+            tally = self._timed if sizes <= self._sizes_seen else self._first
+            tally[0] += len(batch)
+            tally[1] += seconds
+            self._sizes_seen |= sizes
+            self.views_done += len(batch)
+            for cache in new_caches:
+                cache.save()
+        return outputs
+
+    def timing(self) -> FixerTiming:
+        return FixerTiming(self._timed[0], self._timed[1], self._first[0], self._first[1])
+
+
+def difix_fixer(
+    spec: str | Path | None,
+    hub_cache_dir: str | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    *,
+    inference: InferenceConfig | Mapping[str, Any] | None = None,
+    long_side: int | None = None,
+    resolution: str | None = None,
+    compile_cache_dir: str | Path | None = None,
+    cudnn_benchmark: bool | None = None,
+    **fix_options: Any,
+) -> DifixFixer | None:
+    """A fixer running DiFix from ``spec`` (pkl, folder or Hub id), loaded once; None for the raw arm.
+
+    ``inference``: the config's ``difix.inference`` (compilation, dtype, batch size; ``batch_size``
+    given here wins). ``long_side`` / ``resolution``: the processing size
+    (``hi4dfix.difix.data.model_input_size``); the workflow passes the tuning run's, so both arms
+    run at the scale the tuned model saw. ``compile_cache_dir``: the study compile cache
+    (``difix.compile_cache_dir``; compiled models load their graphs from it and save new ones, the
+    live caches kept node-local). ``fix_options`` go to
+    :func:`fix_images` (``seed``...).
+    """
+    if spec is None:
+        return None
+    settings = inference if isinstance(inference, InferenceConfig) else InferenceConfig.from_dict(inference)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device_type = torch.device(device).type
+    compiled = settings.compiled_on(device_type)
+    if compiled and compile_cache_dir is not None:
+        use_node_local_caches()
+    model = load_difix(
+        str(spec),
+        device=device,
+        dtype=getattr(torch, settings.dtype_name_on(device_type)),
+        hub_cache_dir=hub_cache_dir,
+        compile_mode=settings.compile_mode if compiled else None,
+        cudnn_benchmark=cudnn_benchmark,
+    )
+    fixer = DifixFixer(
+        model,
+        batch_size or settings.batch_size,
+        fixed_shapes=compiled,
+        compile_cache_dir=compile_cache_dir if compiled else None,
+        compile_mode=settings.compile_mode if compiled else None,
+        resolution=resolution,
+        long_side=long_side,
+        **fix_options,
+    )
+    fixer.name = str(spec)
+    return fixer

@@ -153,7 +153,7 @@ def test_pipeline_fixer_compiles_once_per_processing_size(tmp_path, monkeypatch)
     """difix.inference's defaults on CUDA (compiled with CUDA graphs): every batch has one shape
     (a short last batch is padded), so graphs are captured once per processing size, not per
     image; the images match eager ones."""
-    from hi4dfix.evaluate import difix_fixer
+    from hi4dfix.difix.infer import difix_fixer
 
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)

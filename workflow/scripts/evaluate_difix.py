@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from hi4dfix.evaluate import difix_fixer, evaluate_difix_arms
+from hi4dfix.difix.infer import difix_fixer
+from hi4dfix.evaluate import evaluate_difix_arms
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer
 from hi4dfix.tables import write_csv

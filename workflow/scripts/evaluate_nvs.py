@@ -2,8 +2,9 @@
 
 import time
 
+from hi4dfix.difix.infer import difix_fixer
 from hi4dfix.difix3d_plus import ProgressiveConfig
-from hi4dfix.evaluate import arm_output_dir, difix_fixer, evaluate_nvs
+from hi4dfix.evaluate import arm_output_dir, evaluate_nvs
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer
 from hi4dfix.tables import per_scene_table, write_csv

@@ -1,6 +1,6 @@
 """Glue: a few DiFix test triplets with the tuned model's output."""
 
-from hi4dfix.evaluate import difix_fixer
+from hi4dfix.difix.infer import difix_fixer
 from hi4dfix.logs import job_log
 from hi4dfix.report import settings_from_dict
 from hi4dfix.report.gallery import GalleryConfig, write_triplet_gallery
