@@ -1,15 +1,17 @@
-"""Atomic file writes: an interrupted job never leaves a half-written output behind."""
+"""Atomic file writes (an interrupted job never leaves a half-written output behind), images, and
+the digests of files and data."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import cv2
 import imageio.v3 as iio
@@ -40,6 +42,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_json(path: str | os.PathLike, data: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def canonical_json(value: Any, *, compact: bool = False, default: Callable[[Any], Any] | None = None) -> str:
+    """``value`` as JSON with sorted keys, so that equal data give equal text (and digests).
+    ``compact``: no spaces after ``,`` and ``:``; ``default``: how values JSON lacks are written."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":") if compact else None, default=default)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -30,26 +30,17 @@ import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from hi4dfix.io import write_json
+from hi4dfix.io import canonical_json, sha256_file, write_json
 
 PROVENANCE_NAME = "provenance.json"
 FORMAT = 1
 PACKAGES = ("torch", "diffusers", "snakemake", "gsplat", "lpips")
 NOT_INSTALLED = "not installed"
 FINGERPRINT_KEY = "content_sha256"
-_CHUNK = 1 << 20
 
 
 class ProvenanceError(ValueError):
     """Provenance that cannot be written or read."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def digest_of(hashes: Mapping[str, str]) -> str:
@@ -59,8 +50,7 @@ def digest_of(hashes: Mapping[str, str]) -> str:
 
 def config_sha256(config: Any) -> str:
     """sha256 of the canonical JSON of ``config`` (sorted keys, tuples as lists)."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical_json(config, compact=True, default=list).encode()).hexdigest()
 
 
 def code_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -27,18 +27,10 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from hi4dfix.io import write_json
+from hi4dfix.io import sha256_file, write_json
 
 SOURCES_FILE = "sources.json"
 NEW = "new"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stat(path: Path) -> list[int] | None:
@@ -60,7 +52,7 @@ def record_sources(
         entries[path.relative_to(sequence_dir).as_posix()] = {
             "size": size,
             "mtime_ns": mtime_ns,
-            "sha256": file_sha256(path),
+            "sha256": sha256_file(path),
         }
     write_json(Path(scene_dir) / SOURCES_FILE, {"token": token, "files": entries})
 
@@ -85,7 +77,7 @@ def source_state(scene_dir: str | os.PathLike, sequence_dir: str | os.PathLike) 
         except OSError:
             pass
         try:
-            sha = file_sha256(path)
+            sha = sha256_file(path)
         except OSError:
             sha = "missing"
         if sha != entry["sha256"]:

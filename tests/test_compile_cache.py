@@ -23,7 +23,7 @@ from workflow_helpers import REPO, run_snakemake, small_config
 def make_key(**changes) -> cc.CompileKey:
     key = cc.CompileKey(
         kind="infer",
-        model=cc.model_identity(DifixConfig(preset="tiny")),
+        model=cc.graph_shaping_config(DifixConfig(preset="tiny")),
         size=(384, 512),
         batch=4,
         mode="reduce-overhead",
@@ -45,8 +45,8 @@ def make_key(**changes) -> cc.CompileKey:
         {"mode": "default"},
         {"kind": "train"},
         {"settings": {"dtype": "float32", "channels_last": "True"}},
-        {"model": cc.model_identity(DifixConfig(preset="sd-turbo"))},
-        {"model": cc.model_identity(DifixConfig(preset="tiny", timestep=100))},
+        {"model": cc.graph_shaping_config(DifixConfig(preset="sd-turbo"))},
+        {"model": cc.graph_shaping_config(DifixConfig(preset="tiny", timestep=100))},
     ],
 )
 def test_every_change_of_what_compiles_gives_another_key(changes):
@@ -56,8 +56,8 @@ def test_every_change_of_what_compiles_gives_another_key(changes):
 
 
 def test_weights_source_and_prompt_do_not_change_the_key():
-    plain = cc.model_identity(DifixConfig(preset="tiny"))
-    other = cc.model_identity(DifixConfig(preset="tiny", init_seed=7, prompt="x", hub_cache_dir="/h"))
+    plain = cc.graph_shaping_config(DifixConfig(preset="tiny"))
+    other = cc.graph_shaping_config(DifixConfig(preset="tiny", init_seed=7, prompt="x", hub_cache_dir="/h"))
     assert plain == other
 
 

@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hi4dfix.io import atomic_path
+from hi4dfix.io import atomic_path, canonical_json
 
 LOG = logging.getLogger("hi4dfix.difix.compile_cache")
 MAGIC = b"hi4dfix compile cache 1\n"
 STALE_LOCK_S = 1800.0  # a lock older than this was left by a killed writer
-DEFAULT_DIR_NAME = "compile_cache"  # under the study's results folder
 
 
 class EntryError(ValueError):
@@ -68,7 +67,7 @@ def device_name(device: Any) -> str:
     return f"{torch.cuda.get_device_name(device)} sm_{major}{minor}"
 
 
-def model_identity(difix_config: Any) -> dict[str, Any]:
+def graph_shaping_config(difix_config: Any) -> dict[str, Any]:
     """What of a ``DifixConfig`` shapes the compiled graph: preset, architecture, timestep (its
     update's constants), LoRA rank, skip scale, latent sampling. Not the weights (graph inputs),
     nor where they came from."""
@@ -101,12 +100,12 @@ class CompileKey:
         **settings: Any,
     ) -> "CompileKey":
         return cls(
-            kind, model_identity(difix_config), (int(size[0]), int(size[1])), int(batch), mode or "default",
+            kind, graph_shaping_config(difix_config), (int(size[0]), int(size[1])), int(batch), mode or "default",
             {k: str(v) for k, v in sorted(settings.items())}, software_versions(), device_name(device),
         )
 
     def as_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return canonical_json(dataclasses.asdict(self), default=str)
 
     def digest(self) -> str:
         return hashlib.sha256(self.as_json().encode()).hexdigest()
@@ -120,7 +119,7 @@ class CompileKey:
 
 def encode_entry(key: CompileKey, payload: bytes) -> bytes:
     header = {"key": json.loads(key.as_json()), "bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    return MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+    return MAGIC + canonical_json(header).encode() + b"\n" + payload
 
 
 def decode_entry(data: bytes, key: CompileKey) -> bytes:

@@ -32,7 +32,7 @@ import torch
 
 from hi4dfix.difix.checkpoint_base import RANDOM_TINY_SPEC
 from hi4dfix.difix.train_config import TrainConfig
-from hi4dfix.io import atomic_path, write_json
+from hi4dfix.io import atomic_path, canonical_json, sha256_file, write_json
 
 LOG = logging.getLogger("hi4dfix.difix.train")  # the trainer's log: these lines are part of its story
 CHECKPOINT_NAME = re.compile(r"^model_(\d+)\.pkl$")
@@ -63,8 +63,7 @@ class ContentHashes:
             known = self._known.get(key)
             if known is not None and known[:2] == [stat.st_size, stat.st_mtime_ns]:
                 return known[2]
-            with path.open("rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            digest = sha256_file(path)
         except OSError as exc:
             raise OSError(f"cannot read the {what} {path}: {exc.strerror or exc}") from exc
         self._known[key] = [stat.st_size, stat.st_mtime_ns, digest]
@@ -143,7 +142,7 @@ class RunFingerprint:
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(canonical_json(self.as_dict()).encode()).hexdigest()
 
 
 def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from hi4dfix.scene import MaterializedScene
 
-PoseSource = Literal["gt", "estimated"]
 POSE_SOURCES = ("gt", "estimated")
 
 
