@@ -159,3 +159,18 @@ def test_delta_table_and_card_name_the_provenance(version):
     )  # fmt: skip
     assert "<h2>Provenance</h2>" in card and record["config"]["sha256"] in card
     assert record["predictions"]["tuned"]["sha256"] in card and "sha-of-hi4d_pair00_dance" in card
+
+
+def test_digests_and_canonical_json_keep_the_bytes_recorded_before_they_had_one_helper(tmp_path):
+    """Recorded digests (provenance, source files, run folder keys, compile cache keys) must not move."""
+    import hashlib
+
+    from hi4dfix.io import canonical_json, sha256_file
+
+    data = {"b": [1, (2, 3)], "a": {"y": None, "x": 1.5}}
+    assert canonical_json(data) == '{"a": {"x": 1.5, "y": null}, "b": [1, [2, 3]]}'
+    assert canonical_json(data, compact=True, default=list) == '{"a":{"x":1.5,"y":null},"b":[1,[2,3]]}'
+    assert canonical_json({"p": Path("a/b")}, default=str) == '{"p": "a/b"}'
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB block
+    assert sha256_file(big) == hashlib.sha256(big.read_bytes()).hexdigest()
