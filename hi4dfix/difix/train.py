@@ -1,5 +1,7 @@
-"""Fine-tune Difix on triplets: ``python -m hi4dfix.difix.train`` or ``train(TrainConfig(...))``
-(settings: ``hi4dfix.difix.train_config``).
+"""Fine-tune Difix on triplets: ``python -m hi4dfix.difix.train`` or ``train(TrainConfig(...))``.
+
+The settings are ``hi4dfix.difix.train_config.TrainConfig``; run folders and resumption,
+``hi4dfix.difix.runs``.
 
 Runs under ``accelerate launch --num_processes N -m hi4dfix.difix.train ...`` (DDP) and as
 a plain single CPU process.  A run writes into ``output_dir``:
