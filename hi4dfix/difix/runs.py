@@ -247,6 +247,8 @@ def resume_fingerprint(cfg: TrainConfig, fp: RunFingerprint, world: int) -> dict
 
 
 def changed_setting(cfg: TrainConfig, key: str, saved: Any, now: Any) -> str:
+    """One difference between a checkpoint's ``resume_fingerprint`` and this run's, in words, the
+    setting named as the user sets it (``TrainConfig.setting_name``)."""
     if key == "data":
         return f"the content of {cfg.setting_name('triplets')} and its images ({str(saved)[:12]} -> {str(now)[:12]})"
     if key in ("base", "base_model_id"):
