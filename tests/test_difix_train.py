@@ -656,3 +656,15 @@ def test_final_model_is_weights_only_and_loads_both_ways(triplets_json, tmp_path
     base = pretrained_dir.save_pretrained_dir(model, tmp_path / "base")
     loaded = ck.load_model(tmp_path / "model_official.pkl", base_model_id=str(base))
     assert all(torch.equal(v, full["state_dict_unet"][k]) for k, v in loaded.unet.state_dict().items())
+
+
+def test_retraining_the_same_run_writes_the_same_model_file(triplets_json, tmp_path):
+    """A rerun from scratch with the same data and settings gives the same model.pkl, byte for byte."""
+    import hashlib
+    import shutil
+
+    cfg = small_config(triplets_json, tmp_path, steps=2, ckpt_every=1, val_every=0, run_per_fingerprint=True)
+    first = hashlib.sha256(train(cfg).read_bytes()).hexdigest()
+    shutil.rmtree(tmp_path / "run")
+    (tmp_path / "tuned.pkl").unlink()
+    assert hashlib.sha256(train(cfg).read_bytes()).hexdigest() == first
