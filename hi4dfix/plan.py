@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hi4dfix import resources, sources
-from hi4dfix.ablations import Grid, canonical, expand_config, owners, triplet_key
+from hi4dfix.ablations import Grid, canonical, expand_config
 from hi4dfix.config_schema import _with_defaults, check_config, load_schema
 from hi4dfix.difix import geometry
-from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
+from hi4dfix.difix.control import check_control_triplets, control_triplets_path
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.provenance import PROVENANCE_NAME
 from hi4dfix.study import Study, Version
@@ -73,6 +73,11 @@ def _validator_class():
     return Draft202012Validator
 
 
+def one_of(names: Any) -> str:
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(re.escape(name) for name in sorted(names))
+
+
 def local_gpus(environ: Mapping[str, str] = os.environ, dev: str | Path = "/dev") -> int:
     """GPUs this machine shows the jobs, without importing torch: CUDA_VISIBLE_DEVICES when set
     (empty or -1: none), else the NVIDIA device files."""
@@ -81,6 +86,26 @@ def local_gpus(environ: Mapping[str, str] = os.environ, dev: str | Path = "/dev"
         ids = [item.strip() for item in visible.split(",") if item.strip()]
         return 0 if not ids or ids[0] == "-1" else len(ids)
     return sum(1 for path in Path(dev).glob("nvidia*") if re.fullmatch(r"nvidia\d+", path.name))
+
+
+def owners(keys: Mapping[str, str]) -> dict[str, str]:
+    """For every name, the first name (in order) with the same key: who makes a shared output."""
+    first: dict[str, str] = {}
+    return {name: first.setdefault(key, name) for name, key in keys.items()}
+
+
+def triplet_key(version: Version, profiles: Mapping[str, Mapping[str, Any]]) -> str:
+    """What a version's triplets depend on: the render settings of its training and evaluation renders,
+    its DiFix scenes and triplet settings."""
+    return canonical(
+        {
+            "render_profile": profiles[version.render_profile],
+            "eval_render_profile": profiles[version.eval_profile],
+            "difix_train": list(version.difix_train),
+            "difix_eval": list(version.difix_eval),
+            "triplets": dict(version.triplets),
+        }
+    )
 
 
 # ---- output paths ----------------------------------------------------------------------------------
@@ -333,6 +358,13 @@ class Plan:
     def control_train_log(self, version: str) -> str | None:
         return self.paths.train_log(self.control_owner[version], CONTROL) if self.control_on else None
 
+    def control_inputs(self, version: str, kind: str) -> list[str]:
+        """The control model (``kind`` "model") or train log ("train_log") the version's jobs read, when
+        the study has the control arm."""
+        if not self.control_on:
+            return []
+        return [self.control_model(version) if kind == "model" else self.control_train_log(version)]
+
     @functools.cached_property
     def control_triplets(self) -> str:
         """The control arm's training triplets (hi4dfix.difix.control), refused when an image of them
@@ -444,6 +476,11 @@ class Plan:
             report("gallery.png"),
             report("train_loss.png"),
         ]
+
+    def eval_renders(self, name: str) -> list[str]:
+        """The renders of the version's difix_eval scenes (its evaluation render profile)."""
+        version = self.version(name)
+        return [self.paths.render(version.eval_profile, scene) for scene in version.difix_eval]
 
     def delta_inputs(self, name: str) -> dict[str, Any]:
         """The arms' CSVs, the report figures, the internal evaluation's delta table and the provenance:
@@ -638,6 +675,25 @@ class Plan:
             ),
         }
 
+    def environment_problem(self) -> str | None:
+        """What this machine lacks for the config, refused at DAG build: the LPIPS backbone when
+        metrics.require_lpips is true (None: nothing)."""
+        from hi4dfix.metrics import lpips_available, lpips_cache_help
+        from hi4dfix.weights import FETCH_COMMAND
+
+        if self.config["metrics"]["require_lpips"] and not lpips_available():
+            return (
+                f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()} "
+                f"`{FETCH_COMMAND}` fetches it."
+            )
+        return None
+
+    def missing_weights(self) -> str | None:
+        """The pretrained weights the config needs that the caches lack (a preview lists them, a run stops)."""
+        from hi4dfix.weights import missing_weights_message
+
+        return missing_weights_message(self.config)
+
     def summary_tables(self) -> list[Path]:
         """The markdown tables a run prints at its end: each version's internal and NVS delta tables."""
         tables = [(self.paths.eval_deltas(v, "md"), self.paths.deltas(v, "md")) for v in self.version_names]
@@ -654,4 +710,4 @@ def load(config: dict[str, Any], basedir: str | Path = REPO, gpus: int | None = 
     return Plan(config, grids, local_gpus() if gpus is None else gpus)
 
 
-__all__ = ["OOD_TRIPLETS_NAME", "Paths", "Plan", "PlanError", "load", "load_config", "local_gpus"]
+__all__ = ["Paths", "Plan", "PlanError", "load", "load_config", "local_gpus", "one_of", "owners", "triplet_key"]

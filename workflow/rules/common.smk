@@ -1,9 +1,8 @@
-# Glue between the rules and the study's plan (hi4dfix.plan, built in the Snakefile from the
-# validated config): the start and end handlers, wildcard constraints and one-line input, params
-# and resources functions. The plan reaches a version only through the reserved-scene policy check,
-# so a version that breaks it fails at DAG build, before any job runs, naming the version and the scene.
+# Glue between the rules and the study's plan (hi4dfix.plan: paths, owners of shared work, resources,
+# built in the Snakefile from the validated config): the start and end handlers, wildcard constraints
+# and one-line get_* functions. The plan reaches a version only through the reserved-scene policy
+# check, so a version that breaks it fails at DAG build, before any job runs, naming it and the scene.
 
-import re
 import shlex
 import sys
 
@@ -11,20 +10,13 @@ from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 
 from hi4dfix.logs import failed_job_reports
-from hi4dfix.metrics import lpips_available, lpips_cache_help
+from hi4dfix.plan import one_of
 from hi4dfix.tables import CONTROL
-from hi4dfix.weights import FETCH_COMMAND, missing_weights_message
 
 PATHS = PLAN.paths
-
-if config["metrics"]["require_lpips"] and not lpips_available():
-    raise WorkflowError(
-        f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()} "
-        f"`{FETCH_COMMAND}` fetches it."
-    )
-# The DiFix base and SD-Turbo from the Hub, VGG16 for tuning losses, looked up offline in the
-# caches: a preview (-n) lists what is missing, a run stops before its first job.
-MISSING_WEIGHTS = missing_weights_message(config)
+if PLAN.environment_problem() is not None:
+    raise WorkflowError(PLAN.environment_problem())
+MISSING_WEIGHTS = PLAN.missing_weights()
 if MISSING_WEIGHTS is not None:
     logger.warning(MISSING_WEIGHTS)
 
@@ -35,8 +27,7 @@ onstart:
 
 
 onsuccess:
-    # the tables a run made, printed at its end
-    for table in PLAN.summary_tables():
+    for table in PLAN.summary_tables():  # the tables a run made, printed at its end
         if table.exists():
             print(f"\n({table})\n{table.read_text()}")
 
@@ -47,9 +38,8 @@ onerror:
         print(report, file=sys.stderr)
 
 
-# The Python that runs Snakemake runs the `python -m` commands of shell jobs (a bare `python` may
-# be another one), except in a conda or container environment, where the environment's own runs
-# them (as Snakemake's `script:` does). Jobs take it as a param.
+# The Python that runs Snakemake runs the `python -m` commands of shell jobs (a bare `python` may be
+# another one), except in a conda or container environment, whose own runs them (as `script:` does).
 PYTHON = (
     "python"
     if {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deployment_settings.deployment_method)
@@ -59,20 +49,13 @@ PYTHON = (
 GPU = PLAN.gpu_resources()
 
 
-def _one_of(names):
-    return "|".join(re.escape(name) for name in sorted(names))
-
-
 wildcard_constraints:
-    scene=_one_of(PLAN.scenes),
-    version=_one_of(PLAN.version_names),
-    profile=_one_of(PLAN.render_profiles),
-    arm=_one_of(PLAN.arms),
-    grid=_one_of(PLAN.grids),
+    scene=one_of(PLAN.scenes),
+    version=one_of(PLAN.version_names),
+    profile=one_of(PLAN.render_profiles),
+    arm=one_of(PLAN.arms),
+    grid=one_of(PLAN.grids),
     preset="tiny",
-
-
-# ---- input functions -----------------------------------------------------------------------
 
 
 def get_sequence_index_files(wildcards):
@@ -91,16 +74,12 @@ def get_content_check_inputs(wildcards):
     return PLAN.content_check_inputs(wildcards.version)
 
 
-def get_difix_scenes(wildcards, split):
-    return [PATHS.scene(s) for s in getattr(PLAN.version(wildcards.version), split)]
-
-
 def get_base_input(wildcards):
     return PLAN.base_input()
 
 
 def get_control_model_input(wildcards):
-    return [PLAN.control_model(wildcards.version)] if PLAN.control_on else []
+    return PLAN.control_inputs(wildcards.version, "model")
 
 
 def get_control_triplets(wildcards):
@@ -132,23 +111,18 @@ def get_all_deltas(wildcards):
 
 
 def get_eval_renders(wildcards):
-    version = PLAN.version(wildcards.version)
-    return [PATHS.render(version.eval_profile, scene) for scene in version.difix_eval]
+    return PLAN.eval_renders(wildcards.version)
 
 
 def get_control_train_logs(wildcards):
-    return [PLAN.control_train_log(wildcards.version)] if PLAN.control_on else []
+    return PLAN.control_inputs(wildcards.version, "train_log")
 
 
 def get_provenance_inputs(wildcards):
     return PLAN.provenance_inputs(wildcards.version)
 
 
-# ---- params functions ------------------------------------------------------------------------
-
-
-def get_version(wildcards):
-    """The policy-checked version (hi4dfix.study.Version) of the job."""
+def get_version(wildcards):  # the policy-checked version (hi4dfix.study.Version) of the job
     return PLAN.version(wildcards.version)
 
 
@@ -162,10 +136,6 @@ def get_source_state(wildcards):
 
 def get_tuning_args(wildcards):
     return PLAN.tuning_args(wildcards.version)
-
-
-def get_training_geometry(wildcards):
-    return PLAN.training_geometry(PLAN.version(wildcards.version))
 
 
 def get_inference_geometry(wildcards):
@@ -186,9 +156,6 @@ def get_resolved_version_config(wildcards):
 
 def get_scene_fingerprints(wildcards):
     return PLAN.scene_fingerprints(wildcards.version)
-
-
-# ---- resources (hi4dfix.resources via the plan) ------------------------------------------------
 
 
 def get_materialize_runtime(wildcards, attempt):
@@ -213,9 +180,6 @@ def get_difix_eval_mem_mb(wildcards, attempt):
 
 def get_difix_eval_runtime(wildcards, attempt):
     return PLAN.difix_eval_runtime(wildcards.version, attempt)
-
-
-# ---- ablation grids ------------------------------------------------------------------------------
 
 
 def get_grid(wildcards):

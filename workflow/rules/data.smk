@@ -10,7 +10,7 @@ if config["data"]["source"] == "synthetic":
             meta=f"{config['data']['root']}/{{seqdir}}/meta.npz",
             cameras=f"{config['data']['root']}/{{seqdir}}/cameras/rgb_cameras.npz",
         wildcard_constraints:
-            seqdir=_one_of(PLAN.sequence_dirs),
+            seqdir=one_of(PLAN.sequence_dirs),
         params:
             scene=lambda wildcards: PLAN.scene_for_sequence_dir(wildcards.seqdir),
             synthetic=config["data"]["synthetic"],

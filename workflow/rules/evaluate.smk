@@ -14,7 +14,7 @@ rule evaluate_difix:
         base=get_base_input,
         tuned=PATHS.model("{version}"),
         control=get_control_model_input,
-        scenes=lambda wildcards: get_difix_scenes(wildcards, "difix_eval"),
+        scenes=lambda wildcards: [PATHS.scene(s) for s in get_version(wildcards).difix_eval],
     output:
         PATHS.eval_csv("{version}"),
     params:
