@@ -40,4 +40,4 @@ rule all:
         [PATHS.deltas(version) for version in PLAN.version_names],
         [PATHS.eval_csv(version) for version in PLAN.version_names],
         PATHS.versions_table(),
-        [PATHS.grid(grid, "compare.csv") for grid in PLAN.grids],
+        [PATHS.compare(grid) for grid in PLAN.grids],

@@ -30,7 +30,8 @@ from hi4dfix import resources, sources
 from hi4dfix.ablations import Grid, canonical, expand_config
 from hi4dfix.config_schema import _with_defaults, check_config, load_schema
 from hi4dfix.difix import geometry
-from hi4dfix.difix.control import check_control_triplets, control_triplets_path
+from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
+from hi4dfix.fingerprint import FINGERPRINT_FILE
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.provenance import PROVENANCE_NAME
 from hi4dfix.study import Study, Version
@@ -138,9 +139,16 @@ class Paths:
     def base_model(self, preset: str) -> str:
         return f"{self.base_dir(preset)}/{MODEL}"
 
-    def base_file(self, preset: str, name: str) -> str:
-        """Another output of the pretraining: ood_test.csv, ood_test.md, ood_triplets.json."""
-        return f"{self.base_dir(preset)}/{name}"
+    def ood_test(self, preset: str, ext: str = "csv") -> str:
+        """The pretrained base against the raw renders of out-of-domain test scenes (per view; md: summary)."""
+        return f"{self.base_dir(preset)}/ood_test.{ext}"
+
+    def ood_triplets(self, preset: str) -> str:
+        """The pretraining's own triplets (what the control arm continues on)."""
+        return f"{self.base_dir(preset)}/{OOD_TRIPLETS_NAME}"
+
+    def base_workdir(self, preset: str) -> str:
+        return f"{self.base_dir(preset)}/work"
 
     def difix_dir(self, version: str, arm: str = TUNED) -> str:
         """A tuning job's folder: the tuned arm's, or the control arm's inside it."""
@@ -173,14 +181,39 @@ class Paths:
         return f"{self.results}/{version}/{PROVENANCE_NAME}"
 
     def report(self, version: str, name: str) -> str:
+        """A report item of the version (the methods below name each)."""
         return f"{self.results}/{version}/report/{name}"
+
+    def card(self, version: str) -> str:
+        return self.report(version, "card.html")
+
+    def metric_charts(self, version: str) -> str:
+        return self.report(version, "metrics.png")
+
+    def before_after(self, version: str, scene: str) -> str:
+        return self.report(version, f"before_after/{scene}.png")
+
+    def gallery(self, version: str) -> str:
+        return self.report(version, "gallery.png")
+
+    def loss_curve(self, version: str) -> str:
+        return self.report(version, "train_loss.png")
 
     def versions_table(self) -> str:
         return f"{self.results}/versions.csv"
 
-    def grid(self, grid: str, name: str) -> str:
-        """An ablation grid's outputs: compare.csv, compare.md, paired.png, decision.html."""
-        return f"{self.results}/ablations/{grid}/{name}"
+    def grid_dir(self, grid: str) -> str:
+        return f"{self.results}/ablations/{grid}"
+
+    def compare(self, grid: str, ext: str = "csv") -> str:
+        """Every variant of a grid against its parent (csv; md)."""
+        return f"{self.grid_dir(grid)}/compare.{ext}"
+
+    def paired_chart(self, grid: str) -> str:
+        return f"{self.grid_dir(grid)}/paired.png"
+
+    def decision(self, grid: str) -> str:
+        return f"{self.grid_dir(grid)}/decision.html"
 
     def compile_cache(self) -> str:
         return f"{self.results}/compile_cache"
@@ -468,13 +501,13 @@ class Plan:
 
     def report_figures(self, name: str) -> list[str]:
         """The version's report items besides the delta table."""
-        report = functools.partial(self.paths.report, self.version(name).name)
+        version, paths = self.version(name), self.paths
         return [
-            report("card.html"),
-            report("metrics.png"),
-            *[report(f"before_after/{scene}.png") for scene in self.version(name).nvs_eval],
-            report("gallery.png"),
-            report("train_loss.png"),
+            paths.card(version.name),
+            paths.metric_charts(version.name),
+            *[paths.before_after(version.name, scene) for scene in version.nvs_eval],
+            paths.gallery(version.name),
+            paths.loss_curve(version.name),
         ]
 
     def eval_renders(self, name: str) -> list[str]:
@@ -501,7 +534,7 @@ class Plan:
         """Content fingerprints of every scene the version uses: fingerprint.json inside the scene folder."""
         version = self.version(name)
         scenes = dict.fromkeys([*version.difix_train, *version.difix_eval, *version.nvs_eval])
-        return {scene: f"{self.paths.scene(scene)}/fingerprint.json" for scene in scenes}
+        return {scene: f"{self.paths.scene(scene)}/{FINGERPRINT_FILE}" for scene in scenes}
 
     def provenance_inputs(self, name: str) -> dict[str, list[str]]:
         return {

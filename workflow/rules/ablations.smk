@@ -16,22 +16,22 @@ rule compare_grid:
         provenance=lambda wildcards: list(get_grid_provenance(wildcards).values()),
     output:
         csv=report(
-            PATHS.grid("{grid}", "compare.csv"),
+            PATHS.compare("{grid}"),
             caption="../report/compare.rst",
             category=CATEGORY_METRICS,
             subcategory="ablations {grid}",
             labels={"item": "variants against the parent (CSV)"},
         ),
-        markdown=PATHS.grid("{grid}", "compare.md"),
+        markdown=PATHS.compare("{grid}", "md"),
         chart=report(
-            PATHS.grid("{grid}", "paired.png"),
+            PATHS.paired_chart("{grid}"),
             caption="../report/compare.rst",
             category=CATEGORY_METRICS,
             subcategory="ablations {grid}",
             labels={"item": "paired differences"},
         ),
         decision=report(
-            PATHS.grid("{grid}", "decision.html"),
+            PATHS.decision("{grid}"),
             caption="../report/compare.rst",
             category=CATEGORY_METRICS,
             subcategory="ablations {grid}",

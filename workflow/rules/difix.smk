@@ -5,7 +5,6 @@
 # results/{version}/difix/work/, a folder per fingerprint of training data and settings, which
 # also keeps its run's model.pkl and train log, so a failed rerun leaves the last good model there.
 
-from hi4dfix.difix.control import OOD_TRIPLETS_NAME
 from hi4dfix.report import CATEGORY_METRICS
 
 # The command of a DiFix tuning job, shared by the jobs that tune (tune_difix; the control arm).
@@ -26,19 +25,19 @@ rule pretrain_difix_base:
     score it against the raw renders of out-of-domain test scenes."""
     output:
         model=PATHS.base_model("{preset}"),
-        test_views=PATHS.base_file("{preset}", "ood_test.csv"),
+        test_views=PATHS.ood_test("{preset}"),
         test_summary=report(
-            PATHS.base_file("{preset}", "ood_test.md"),
+            PATHS.ood_test("{preset}", "md"),
             caption="../report/ood_test.rst",
             category=CATEGORY_METRICS,
             subcategory="base model",
             labels={"item": "base model on out-of-domain test scenes"},
         ),
         # its own training data, in the schema tuning reads: what the control arm continues on
-        ood_triplets=PATHS.base_file("{preset}", OOD_TRIPLETS_NAME),
+        ood_triplets=PATHS.ood_triplets("{preset}"),
     params:
         pretrain=config["difix"]["pretrain"],
-        workdir=lambda wildcards: PATHS.base_file(wildcards.preset, "work"),
+        workdir=lambda wildcards: PATHS.base_workdir(wildcards.preset),
     log:
         PATHS.log("pretrain_difix_base", "{preset}"),
     benchmark:

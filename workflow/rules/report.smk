@@ -28,7 +28,7 @@ rule version_card:
         provenance=PATHS.provenance("{version}"),
     output:
         report(
-            PATHS.report("{version}", "card.html"),
+            PATHS.card("{version}"),
             caption="../report/card.rst",
             category=CATEGORY_CARD,
             subcategory="{version}",
@@ -60,7 +60,7 @@ rule metric_charts:
         unpack(get_nvs_arm_csvs),
     output:
         report(
-            PATHS.report("{version}", "metrics.png"),
+            PATHS.metric_charts("{version}"),
             caption="../report/metrics.rst",
             category=CATEGORY_METRICS,
             subcategory="{version}",
@@ -92,7 +92,7 @@ rule before_after_views:
         renders=lambda wildcards: get_nvs_scene_inputs(wildcards)["renders"],
     output:
         report(
-            PATHS.report("{version}", "before_after/{scene}.png"),
+            PATHS.before_after("{version}", "{scene}"),
             caption="../report/before_after.rst",
             category=CATEGORY_VIEWS,
             subcategory="{version}",
@@ -122,7 +122,7 @@ rule triplet_gallery:
         renders=get_eval_renders,
     output:
         report(
-            PATHS.report("{version}", "gallery.png"),
+            PATHS.gallery("{version}"),
             caption="../report/gallery.rst",
             category=CATEGORY_GALLERY,
             subcategory="{version}",
@@ -156,7 +156,7 @@ rule loss_curve:
         control=get_control_train_logs,
     output:
         report(
-            PATHS.report("{version}", "train_loss.png"),
+            PATHS.loss_curve("{version}"),
             caption="../report/train_loss.rst",
             category=CATEGORY_TRAINING,
             subcategory="{version}",
