@@ -28,7 +28,7 @@ from typing import Any, Mapping
 
 from hi4dfix import resources, sources
 from hi4dfix.ablations import Grid, canonical, expand_config
-from hi4dfix.config_schema import _with_defaults, check_config, load_schema
+from hi4dfix.config_schema import check_config, fill_defaults, load_schema
 from hi4dfix.difix import geometry
 from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
 from hi4dfix.fingerprint import FINGERPRINT_FILE
@@ -64,14 +64,8 @@ def load_config(config: dict[str, Any], basedir: str | Path = REPO, shown_as: st
     schema = load_schema(schema_path)
     grids = expand_config(config, schema)
     check_config(config, schema_path, shown_as=shown_as, schema=schema)
-    _with_defaults(_validator_class())(schema).validate(config)  # fills the defaults (Snakemake's validate)
+    fill_defaults(config, schema)  # as Snakemake's validate does
     return grids
-
-
-def _validator_class():
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator
 
 
 def one_of(names: Any) -> str:
