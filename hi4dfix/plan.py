@@ -68,6 +68,11 @@ def load_config(config: dict[str, Any], basedir: str | Path = REPO, shown_as: st
     return grids
 
 
+def sequence_index(sequence: str) -> dict[str, str]:
+    """A Hi4D sequence folder's index files (the synthetic data rule writes them; materialize reads them)."""
+    return {"meta": f"{sequence}/meta.npz", "cameras": f"{sequence}/cameras/rgb_cameras.npz"}
+
+
 def one_of(names: Any) -> str:
     """A wildcard constraint matching exactly these names."""
     return "|".join(re.escape(name) for name in sorted(names))
@@ -316,8 +321,7 @@ class Plan:
 
     def sequence_index_files(self, scene: str) -> list[str]:
         """Raw inputs of one scene: touching them makes only that scene's jobs stale."""
-        root = self.sequence_path(scene)
-        return [f"{root}/meta.npz", f"{root}/cameras/rgb_cameras.npz"]
+        return list(sequence_index(self.sequence_path(scene)).values())
 
     def reserved_sequence_paths(self) -> dict[str, str]:
         """Each reserved scene's sequence folder: the triplet writer refuses samples of their data."""
@@ -737,4 +741,5 @@ def load(config: dict[str, Any], basedir: str | Path = REPO, gpus: int | None = 
     return Plan(config, grids, local_gpus() if gpus is None else gpus)
 
 
-__all__ = ["Paths", "Plan", "PlanError", "load", "load_config", "local_gpus", "one_of", "owners", "triplet_key"]
+__all__ = ["Paths", "Plan", "PlanError", "load", "load_config", "local_gpus", "one_of", "owners", "sequence_index"]
+__all__ += ["triplet_key"]

@@ -6,9 +6,8 @@ if config["data"]["source"] == "synthetic":
     rule synthesize_sequence:
         """Generate one synthetic sequence in Hi4D's exact on-disk layout."""
         output:
-            # the sequence index files (PLAN.sequence_index_files: what materialize_scene reads)
-            meta=f"{config['data']['root']}/{{seqdir}}/meta.npz",
-            cameras=f"{config['data']['root']}/{{seqdir}}/cameras/rgb_cameras.npz",
+            # the sequence's index files (meta, cameras): what materialize_scene reads
+            **plan.sequence_index(f"{config['data']['root']}/{{seqdir}}"),
         wildcard_constraints:
             seqdir=one_of(PLAN.sequence_dirs),
         params:
