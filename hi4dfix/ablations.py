@@ -435,27 +435,3 @@ def expand_config(config: dict[str, Any], schema: Mapping[str, Any]) -> dict[str
     _check_policy(config, grids.values())
     return grids
 
-
-def owners(keys: Mapping[str, str]) -> dict[str, str]:
-    """For every name, the first name (in order) with the same key: who makes a shared output."""
-    first: dict[str, str] = {}
-    return {name: first.setdefault(key, name) for name, key in keys.items()}
-
-
-def triplet_key(version, profiles: Mapping[str, Mapping[str, Any]]) -> str:
-    """What a version's triplets depend on: the render settings of its training and evaluation renders,
-    its DiFix scenes and triplet settings."""
-    return canonical(
-        {
-            "render_profile": profiles[version.render_profile],
-            "eval_render_profile": profiles[version.eval_profile],
-            "difix_train": list(version.difix_train),
-            "difix_eval": list(version.difix_eval),
-            "triplets": dict(version.triplets),
-        }
-    )
-
-
-def triplet_owners(study: Study) -> dict[str, str]:
-    """For every version, the version whose ``triplets.json`` it trains on (the first with its triplet inputs)."""
-    return owners({name: triplet_key(v, study.render_profiles) for name, v in study.versions.items()})

@@ -149,10 +149,9 @@ def _run_install_profile(args: argparse.Namespace) -> int:
 # ---- versions and check-data ---------------------------------------------------------------------
 
 
-def _load_study(config_path: Path):
+def _load_plan(config_path: Path):
+    """The plan of a full study config, for check-data (an overlay is refused: it has no study)."""
     import yaml
-
-    from hi4dfix.study import Study
 
     if not config_path.is_file():
         raise CliError(f"{config_path}: no such config file")
@@ -164,7 +163,7 @@ def _load_study(config_path: Path):
             "only changes some keys: pass the full config (config/config.yaml), or merge the overlay into a copy "
             "of it and pass that"
         )
-    return Study.from_config(config)
+    return load_workflow_plan(config_path, [])
 
 
 STUDY_KEYS = ("data", "policy", "render_profiles", "versions")  # the blocks a Study is built from
@@ -181,10 +180,8 @@ def _versions_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run_versions(args: argparse.Namespace) -> int:
     from hi4dfix.status import format_version_statuses, version_statuses
-    from hi4dfix.study import Study
 
-    config = load_workflow_config(args.config, args.configfile)
-    print(format_version_statuses(version_statuses(Study.from_config(config), args.workdir, config)))
+    print(format_version_statuses(version_statuses(load_workflow_plan(args.config, args.configfile), args.workdir)))
     return 0
 
 
@@ -224,7 +221,7 @@ def _run_check_data(args: argparse.Namespace) -> int:
     from hi4dfix.hi4d.reader import ReadConfig
     from hi4dfix.status import check_tree, cross_tree_copies
 
-    expected = _load_study(args.config).scene_dirs.values() if args.config else ()
+    expected = _load_plan(args.config).sequence_dirs if args.config else ()
     problems = {}
     for root in args.root:
         problems.update(check_tree(root, expected, ReadConfig(decode_images=args.decode, workers=args.workers)))
@@ -247,29 +244,41 @@ def _run_check_data(args: argparse.Namespace) -> int:
 # ---- fetch-weights --------------------------------------------------------------------------------
 
 
-def load_workflow_config(base: Path, configfiles: list[Path]) -> dict:
-    """The config as the workflow sees it: ``base``, then each ``--configfile`` merged over it in
-    order (Snakemake's own merge), validated and completed with the schema's defaults."""
+def _merged_config(base: Path, configfiles: list[Path]) -> dict:
+    """``base``, then each ``--configfile`` merged over it in order (Snakemake's own merge)."""
     import yaml
-    from snakemake.utils import update_config, validate
-
-    from hi4dfix.ablations import GridError, expand_config
-    from hi4dfix.config_schema import load_schema
+    from snakemake.utils import update_config
 
     config: dict = {}
     for path in [base, *configfiles]:
         if not path.is_file():
             raise CliError(f"{path}: no such config file")
         update_config(config, yaml.safe_load(path.read_text()) or {})
-    try:  # versions that inherit and ablation grids become plain versions, as in the Snakefile
-        expand_config(config, load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    except GridError as error:
-        raise CliError(f"{' + '.join(map(str, [base, *configfiles]))}: {error}") from None
-    try:
-        validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    except Exception as error:  # snakemake's WorkflowError names the key
-        raise CliError(f"{' + '.join(map(str, [base, *configfiles]))}: {error}") from None
     return config
+
+
+def load_workflow_config(base: Path, configfiles: list[Path]) -> dict:
+    """The config as the workflow sees it (hi4dfix.plan.load_config, as the Snakefile): grids expanded,
+    checked against the schema and completed with its defaults."""
+    return _load(base, configfiles, build_plan=False)
+
+
+def load_workflow_plan(base: Path, configfiles: list[Path]):
+    """The study's plan (hi4dfix.plan) as the workflow builds it from the same config files."""
+    return _load(base, configfiles, build_plan=True)
+
+
+def _load(base: Path, configfiles: list[Path], build_plan: bool):
+    from hi4dfix import plan
+
+    config = _merged_config(base, configfiles)
+    try:  # a GridError, ConfigError, PolicyError or PlanError: each names the key
+        if build_plan:
+            return plan.load(config, REPO)
+        plan.load_config(config, REPO)
+        return config
+    except ValueError as error:
+        raise CliError(f"{' + '.join(map(str, [base, *configfiles]))}: {error}") from None
 
 
 def _fetch_weights_arguments(parser: argparse.ArgumentParser) -> None:

@@ -107,10 +107,6 @@ class VariantTables:
     eval_csv: str | os.PathLike | None = None
 
 
-def provenance_path(version: str, results: str = "results") -> str:
-    return f"{results}/{version}/provenance.json"
-
-
 def _lonely_views(parent: pd.DataFrame, variant: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The two tables merged per view, and the views only one of them has."""
     merged = parent.merge(variant, on=VIEW_KEY, how="outer", suffixes=("_parent", "_variant"), indicator=True)

@@ -7,8 +7,8 @@ each problem is one line, best match first::
     config key versions.v0.tuning.lr: -1 is less than or equal to the minimum of 0
 
 The check validates a copy while filling the schema's defaults exactly as Snakemake's
-``validate`` does, so it finds the same problems; the workflow still calls ``validate``
-afterwards to fill the defaults into the real config.
+``validate`` does, so it finds the same problems; :func:`fill_defaults` then fills them into the
+real config (``hi4dfix.plan.load_config`` does both, for the workflow and the commands).
 """
 
 from __future__ import annotations
@@ -66,6 +66,12 @@ def config_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> lis
     first = best_match(errors)
     rest = sorted((e for e in errors if e is not first), key=relevance)
     return [describe(first), *(describe(e) for e in rest)]
+
+
+def fill_defaults(config: dict[str, Any], schema: Mapping[str, Any]) -> None:
+    """Fill the schema's ``default`` values into ``config`` in place, as Snakemake's ``validate`` does
+    (raises jsonschema's ValidationError on a config that :func:`check_config` would refuse)."""
+    _with_defaults(Draft202012Validator)(schema).validate(config)
 
 
 def load_schema(schema_path: str | Path) -> dict[str, Any]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from hi4dfix.hi4d.reader import Problem, ReadConfig, validate_sequence
-from hi4dfix.study import Study, block_eval_profile
+from hi4dfix.study import block_eval_profile
 
-VERSION_TARGETS = ("triplets.json", "difix/model.pkl", "difix/eval.csv", "deltas.csv")
+if TYPE_CHECKING:
+    from hi4dfix.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -24,22 +25,21 @@ class VersionStatus:
     changes: tuple[tuple[str, Any, Any], ...] = ()  # (setting, parent's value, this version's)
 
 
-def version_statuses(
-    study: Study, workdir: str | Path = ".", config: Mapping[str, Any] | None = None
-) -> list[VersionStatus]:
-    """What each version is and has made; with the (validated, expanded) ``config``, also what it
-    changes from its parent (render-profile settings compared by content)."""
-    from hi4dfix.ablations import triplet_owners
+def version_targets(plan: Plan, name: str) -> list[str]:
+    """What ``hi4dfix versions`` looks for: the triplets the version trains on (an earlier version's when
+    their triplet inputs are alike: the plan's owner), its model, internal evaluation and delta table."""
+    return [plan.triplets(name), plan.paths.model(name), plan.paths.eval_csv(name), plan.paths.deltas(name)]
 
-    statuses, triplets_of = [], triplet_owners(study)
-    for name, version in study.versions.items():
-        # a version whose triplet inputs are an earlier version's trains on that version's triplets
-        paths = [f"results/{triplets_of[name] if t == 'triplets.json' else name}/{t}" for t in VERSION_TARGETS]
-        targets = {path: (Path(workdir) / path).exists() for path in paths}
+
+def version_statuses(plan: Plan, workdir: str | Path = ".") -> list[VersionStatus]:
+    """What each version is and has made, and what it changes from its parent (render-profile settings
+    compared by content)."""
+    statuses = []
+    for name in plan.version_names:
+        version = plan.unchecked_version(name)  # a listing: the jobs check the policy
+        targets = {path: (Path(workdir) / path).exists() for path in version_targets(plan, name)}
         splits = {"difix_train": version.difix_train, "difix_eval": version.difix_eval, "nvs_eval": version.nvs_eval}
-        changes = ()
-        if config is not None and version.extends:
-            changes = tuple(parent_changes(config, name, version.extends))
+        changes = tuple(parent_changes(plan.config, name, version.extends)) if version.extends else ()
         statuses.append(VersionStatus(name, version.objective, splits, targets, version.extends, changes))
     return statuses
 

@@ -293,3 +293,15 @@ def test_settings_that_would_quietly_go_wrong_fail_at_dag_build(tmp_path, where,
     assert result.returncode != 0
     assert expected in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_gpu_resources_only_where_the_machine_has_a_gpu(tmp_path, monkeypatch):
+    # a CPU machine: no job header shows gpu=, and tuning launches on the CPU (--gpus 0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    cpu = run_snakemake(tmp_path / "cpu", small_config(), "-n", "-p", "results/v0/deltas.csv").stdout
+    assert "gpu=" not in cpu and "hi4dfix.difix.launch --gpus 0 --" in cpu
+    # a machine with a GPU: the GPU rules ask for one (a profile may ask for more: the Slurm profile's)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    gpu = run_snakemake(tmp_path / "gpu", small_config(), "-n", "-p", "results/v0/deltas.csv").stdout
+    assert gpu.count("gpu=1") == cpu.count("rule render_scene:") + cpu.count("rule evaluate_nvs:") + 5
+    assert "hi4dfix.difix.launch --gpus 1 --" in gpu

@@ -9,47 +9,47 @@ rule compare_grid:
     """Every variant of a grid against its parent (tuned arms, paired per view), Holm-adjusted, as CSV,
     markdown, a chart of the paired differences and the decision."""
     input:
-        tables=lambda wildcards: [path for paths in grid_tuned_csvs(wildcards).values() for path in paths],
+        tables=lambda wildcards: [path for paths in get_grid_tuned_csvs(wildcards).values() for path in paths],
         # the internal evaluation split (difix_eval), on which the decision ranks the variants
-        internal=lambda wildcards: list(grid_eval_csvs(wildcards).values()),
-        # what made each compared number (results/{version}/provenance.json), named in compare.csv
-        provenance=lambda wildcards: [provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)],
+        internal=lambda wildcards: list(get_grid_eval_csvs(wildcards).values()),
+        # what made each compared number (each version's provenance record), named in compare.csv
+        provenance=lambda wildcards: list(get_grid_provenance(wildcards).values()),
     output:
         csv=report(
-            f"{RESULTS}/ablations/{{grid}}/compare.csv",
+            PATHS.compare("{grid}"),
             caption="../report/compare.rst",
             category=CATEGORY_METRICS,
             subcategory="ablations {grid}",
             labels={"item": "variants against the parent (CSV)"},
         ),
-        markdown=f"{RESULTS}/ablations/{{grid}}/compare.md",
+        markdown=PATHS.compare("{grid}", "md"),
         chart=report(
-            f"{RESULTS}/ablations/{{grid}}/paired.png",
+            PATHS.paired_chart("{grid}"),
             caption="../report/compare.rst",
             category=CATEGORY_METRICS,
             subcategory="ablations {grid}",
             labels={"item": "paired differences"},
         ),
         decision=report(
-            f"{RESULTS}/ablations/{{grid}}/decision.html",
+            PATHS.decision("{grid}"),
             caption="../report/compare.rst",
             category=CATEGORY_METRICS,
             subcategory="ablations {grid}",
             labels={"item": "decision"},
         ),
     params:
-        parent=lambda wildcards: grid_of(wildcards).parent,
-        scenes=grid_scenes,
-        tables=grid_tuned_csvs,
-        internal=grid_eval_csvs,
-        settings=lambda wildcards: {v.name: v.describe() for v in grid_of(wildcards).compared},
-        references=lambda wildcards: [v.label for v in grid_of(wildcards).variants if v.same_as_parent],
-        provenance=lambda wildcards: {name: provenance_path(name, RESULTS) for name in grid_tuned_csvs(wildcards)},
+        parent=lambda wildcards: get_grid(wildcards).parent,
+        scenes=lambda wildcards: PLAN.grid_scenes(wildcards.grid),
+        tables=get_grid_tuned_csvs,
+        internal=get_grid_eval_csvs,
+        settings=lambda wildcards: {v.name: v.describe() for v in get_grid(wildcards).compared},
+        references=lambda wildcards: [v.label for v in get_grid(wildcards).variants if v.same_as_parent],
+        provenance=get_grid_provenance,
         bootstrap=config["stats"],
     log:
-        f"{RESULTS}/logs/compare_grid/{{grid}}.log",
+        PATHS.log("compare_grid", "{grid}"),
     benchmark:
-        f"{RESULTS}/benchmarks/compare_grid/{{grid}}.tsv"
+        PATHS.benchmark("compare_grid", "{grid}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1

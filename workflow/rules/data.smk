@@ -1,22 +1,22 @@
 # Data stage: synthetic Hi4D-layout sequences (embedded default) and materialized scenes.
 
 
-if DATA["source"] == "synthetic":
+if config["data"]["source"] == "synthetic":
 
     rule synthesize_sequence:
         """Generate one synthetic sequence in Hi4D's exact on-disk layout."""
         output:
-            meta=f"{DATA['root']}/{{seqdir}}/meta.npz",
-            cameras=f"{DATA['root']}/{{seqdir}}/cameras/rgb_cameras.npz",
+            # the sequence's index files (meta, cameras): what materialize_scene reads
+            **plan.sequence_index(f"{config['data']['root']}/{{seqdir}}"),
         wildcard_constraints:
-            seqdir=_one_of(STUDY.scene_dirs.values()),
+            seqdir=one_of(PLAN.sequence_dirs),
         params:
-            scene=lambda wildcards: STUDY.scene_for_sequence_dir(wildcards.seqdir),
-            synthetic=DATA["synthetic"],
+            scene=lambda wildcards: PLAN.scene_for_sequence_dir(wildcards.seqdir),
+            synthetic=config["data"]["synthetic"],
         log:
-            f"{RESULTS}/logs/synthesize_sequence/{{seqdir}}.log",
+            PATHS.log("synthesize_sequence", "{seqdir}"),
         benchmark:
-            f"{RESULTS}/benchmarks/synthesize_sequence/{{seqdir}}.tsv"
+            PATHS.benchmark("synthesize_sequence", "{seqdir}")
         conda:
             "../envs/hi4dfix.yaml"
         threads: 1
@@ -30,18 +30,18 @@ if DATA["source"] == "synthetic":
 rule materialize_scene:
     """Undistort and resize images and masks, and collect cameras, frames and SMPL vertices."""
     input:
-        sequence_index_files,
+        get_sequence_index_files,
     output:
-        directory(f"{RESULTS}/scenes/{{scene}}"),
+        directory(PATHS.scene("{scene}")),
     params:
-        sequence=lambda wildcards: sequence_path(wildcards.scene),
+        sequence=lambda wildcards: PLAN.sequence_path(wildcards.scene),
         materialize=config["materialize"],
-        # the source images, masks and SMPL files by content (hi4dfix.sources; common.smk)
-        source_state=source_state,
+        # the source images, masks and SMPL files by content (hi4dfix.sources)
+        source_state=get_source_state,
     log:
-        f"{RESULTS}/logs/materialize_scene/{{scene}}.log",
+        PATHS.log("materialize_scene", "{scene}"),
     benchmark:
-        f"{RESULTS}/benchmarks/materialize_scene/{{scene}}.tsv"
+        PATHS.benchmark("materialize_scene", "{scene}")
     # ahead of renders, like check_reserved_content: the content check waits for every scene
     priority: 50
     conda:
@@ -49,6 +49,6 @@ rule materialize_scene:
     threads: 1
     resources:
         mem_mb=4000,  # one image at a time: does not grow with the frames
-        runtime=materialize_runtime,  # per frame and source pixel (common.smk)
+        runtime=get_materialize_runtime,  # per frame and source pixel (hi4dfix.resources)
     script:
         "../scripts/materialize_scene.py"

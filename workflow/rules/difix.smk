@@ -5,39 +5,50 @@
 # results/{version}/difix/work/, a folder per fingerprint of training data and settings, which
 # also keeps its run's model.pkl and train log, so a failed rerun leaves the last good model there.
 
-from hi4dfix.difix.control import OOD_TRIPLETS_NAME
 from hi4dfix.report import CATEGORY_METRICS
+
+# The command of a DiFix tuning job, shared by the jobs that tune (tune_difix; the control arm).
+# It reads input.triplets, params.python (PYTHON), params.base, params.workdir, params.args
+# (the plan's tuning_args), params.gpus (the job's gpu resource, 0 without one), output.model,
+# output.train_log and log. Each fingerprint of data and settings trains in its own folder under
+# params.workdir, which keeps its model.pkl (hi4dfix.difix.train).
+TUNE_DIFIX_SHELL = (
+    "{params.python} -m hi4dfix.difix.launch --gpus {params.gpus} --"
+    " --triplets {input.triplets:q} --base {params.base:q} --output {output.model:q}"
+    " --output-train-log {output.train_log:q} --output-dir {params.workdir:q} --run-per-fingerprint true"
+    " {params.args} > {log:q} 2>&1"
+)
 
 
 rule pretrain_difix_base:
     """Train a tiny base DiFix on out-of-domain multi-view renders (embedded default only), and
     score it against the raw renders of out-of-domain test scenes."""
     output:
-        model=f"{RESULTS}/difix_base/{{preset}}/model.pkl",
-        test_views=f"{RESULTS}/difix_base/{{preset}}/ood_test.csv",
+        model=PATHS.base_model("{preset}"),
+        test_views=PATHS.ood_test("{preset}"),
         test_summary=report(
-            f"{RESULTS}/difix_base/{{preset}}/ood_test.md",
+            PATHS.ood_test("{preset}", "md"),
             caption="../report/ood_test.rst",
             category=CATEGORY_METRICS,
             subcategory="base model",
             labels={"item": "base model on out-of-domain test scenes"},
         ),
         # its own training data, in the schema tuning reads: what the control arm continues on
-        ood_triplets=f"{RESULTS}/difix_base/{{preset}}/{OOD_TRIPLETS_NAME}",
+        ood_triplets=PATHS.ood_triplets("{preset}"),
     params:
         pretrain=config["difix"]["pretrain"],
-        workdir=lambda wildcards: f"{RESULTS}/difix_base/{wildcards.preset}/work",
+        workdir=lambda wildcards: PATHS.base_workdir(wildcards.preset),
     log:
-        f"{RESULTS}/logs/pretrain_difix_base/{{preset}}.log",
+        PATHS.log("pretrain_difix_base", "{preset}"),
     benchmark:
-        f"{RESULTS}/benchmarks/pretrain_difix_base/{{preset}}.tsv"
+        PATHS.benchmark("pretrain_difix_base", "{preset}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 2
     resources:
+        **GPU,
         mem_mb=8000,
         runtime=120,
-        gpu=1,
     script:
         "../scripts/pretrain_difix_base.py"
 
@@ -45,44 +56,45 @@ rule pretrain_difix_base:
 rule tune_difix:
     """Fine-tune DiFix on the version's training triplets, starting from difix.base."""
     input:
-        triplets=version_triplets,
-        base=difix_base_input,
+        triplets=get_triplets,
+        base=get_base_input,
     output:
-        model=f"{RESULTS}/{{version}}/difix/model.pkl",
-        train_log=f"{RESULTS}/{{version}}/difix/train_log.csv",
+        model=PATHS.model("{version}"),
+        train_log=PATHS.train_log("{version}"),
     params:
         python=PYTHON,
-        base=difix_base_spec(),
-        workdir=lambda wildcards: f"{RESULTS}/{wildcards.version}/difix/work",
-        args=tuning_args,
+        base=PLAN.base_spec,
+        workdir=lambda wildcards: PATHS.workdir(wildcards.version),
+        args=get_tuning_args,
+        gpus=lambda wildcards, resources: getattr(resources, "gpu", 0),
     log:
-        f"{RESULTS}/logs/tune_difix/{{version}}.log",
+        PATHS.log("tune_difix", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/tune_difix/{{version}}.tsv"
+        PATHS.benchmark("tune_difix", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 2
     resources:
+        **GPU,
         mem_mb=16000,
         runtime=720,
-        gpu=1,
     shell:
         TUNE_DIFIX_SHELL
 
 
-# The control arm: tune_difix's command on the base's own out-of-domain triplets (control_triplets:
+# The control arm: tune_difix's command on the base's own out-of-domain triplets (PLAN.control_triplets:
 # difix.control.triplets, or the pretraining's), with the version's tuning settings and processing
-# size, into its own folder. Requested only when difix.control.enabled (nvs_arm_csvs, evaluate_difix).
+# size, into its own folder. Requested only when difix.control.enabled (PLAN.nvs_arm_csvs, evaluate_difix).
 use rule tune_difix as tune_control with:
     input:
-        triplets=control_triplets_input,
-        base=difix_base_input,
+        triplets=get_control_triplets,
+        base=get_base_input,
     output:
-        model=control_model_path("{version}"),
-        train_log=control_train_log("{version}"),
+        model=PATHS.model("{version}", CONTROL),
+        train_log=PATHS.train_log("{version}", CONTROL),
     params:
-        workdir=lambda wildcards: f"{RESULTS}/{wildcards.version}/difix/{CONTROL}/work",
+        workdir=lambda wildcards: PATHS.workdir(wildcards.version, CONTROL),
     log:
-        f"{RESULTS}/logs/tune_control/{{version}}.log",
+        PATHS.log("tune_control", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/tune_control/{{version}}.tsv"
+        PATHS.benchmark("tune_control", "{version}")

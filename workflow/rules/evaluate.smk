@@ -10,32 +10,32 @@ rule evaluate_difix:
     """Metrics of raw image, base DiFix and tuned DiFix (and the control arm's) against target_image on
     the test triplets."""
     input:
-        triplets=version_triplets,
-        base=difix_base_input,
-        tuned=f"{RESULTS}/{{version}}/difix/model.pkl",
-        control=control_model_input,
-        scenes=lambda wildcards: [scene_path(s) for s in checked_version(wildcards).difix_eval],
+        triplets=get_triplets,
+        base=get_base_input,
+        tuned=PATHS.model("{version}"),
+        control=get_control_model_input,
+        scenes=lambda wildcards: [PATHS.scene(s) for s in get_version(wildcards).difix_eval],
     output:
-        f"{RESULTS}/{{version}}/difix/eval.csv",
+        PATHS.eval_csv("{version}"),
     params:
-        base=difix_base_spec(),
-        control=lambda wildcards: control_model_path(CONTROL_OWNER[wildcards.version]) if CONTROL_ON else None,
+        base=PLAN.base_spec,
+        control=lambda wildcards: PLAN.control_model(wildcards.version),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
-        size=inference_geometry,
+        size=get_inference_geometry,
         inference=config["difix"]["inference"],
-        compile_cache_dir=compile_cache_dir(),
+        compile_cache_dir=PLAN.compile_cache_dir,
     log:
-        f"{RESULTS}/logs/evaluate_difix/{{version}}.log",
+        PATHS.log("evaluate_difix", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_difix/{{version}}.tsv"
+        PATHS.benchmark("evaluate_difix", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 2
     resources:
-        # one chunk of views and the DiFix models in memory; the arms x the test views (common.smk)
-        mem_mb=difix_eval_mem_mb,
-        runtime=difix_eval_runtime,
-        gpu=1,
+        **GPU,
+        # one chunk of views and the DiFix models in memory; the arms x the test views (hi4dfix.resources)
+        mem_mb=get_difix_eval_mem_mb,
+        runtime=get_difix_eval_runtime,
     script:
         "../scripts/evaluate_difix.py"
 
@@ -43,31 +43,31 @@ rule evaluate_difix:
 rule evaluate_nvs:
     """Novel-view metrics of one arm on one reserved scene, a row per frame and camera."""
     input:
-        unpack(nvs_scene_inputs),
-        model=nvs_model_input,
+        unpack(get_nvs_scene_inputs),
+        model=get_nvs_model_input,
     output:
-        f"{RESULTS}/{{version}}/nvs/{{arm}}/{{scene}}.csv",
+        PATHS.nvs_csv("{version}", "{arm}", "{scene}"),
     params:
-        model=nvs_model_spec,
-        mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
-        nvs=lambda wildcards: dict(checked_version(wildcards).nvs),
-        profile=lambda wildcards: STUDY.render_profiles[version_eval_profile(wildcards)],
+        model=get_nvs_model,
+        mode=lambda wildcards: get_version(wildcards).nvs["mode"],
+        nvs=lambda wildcards: dict(get_version(wildcards).nvs),
+        profile=get_eval_profile,
         hub_cache_dir=config["difix"]["hub_cache_dir"],
-        size=inference_geometry,
+        size=get_inference_geometry,
         inference=config["difix"]["inference"],
-        compile_cache_dir=compile_cache_dir(),
+        compile_cache_dir=PLAN.compile_cache_dir,
     log:
-        f"{RESULTS}/logs/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.log",
+        PATHS.log("evaluate_nvs", "{version}", "{arm}", "{scene}"),
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_nvs/{{version}}/{{arm}}/{{scene}}.tsv"
+        PATHS.benchmark("evaluate_nvs", "{version}", "{arm}", "{scene}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
     resources:
-        # one chunk of views in memory, whatever the frames; time per held-out view (common.smk)
-        mem_mb=nvs_mem_mb,
-        runtime=nvs_runtime,
-        gpu=1,
+        **GPU,
+        # one chunk of views in memory, whatever the frames; time per held-out view (hi4dfix.resources)
+        mem_mb=get_nvs_mem_mb,
+        runtime=get_nvs_runtime,
     script:
         "../scripts/evaluate_nvs.py"
 
@@ -75,24 +75,24 @@ rule evaluate_nvs:
 rule eval_deltas:
     """The internal evaluation's comparisons with bootstrap intervals and verdicts, as CSV and markdown."""
     input:
-        f"{RESULTS}/{{version}}/difix/eval.csv",
+        PATHS.eval_csv("{version}"),
     output:
         csv=report(
-            f"{RESULTS}/{{version}}/difix/eval_deltas.csv",
+            PATHS.eval_deltas("{version}"),
             caption="../report/eval_deltas.rst",
             category=CATEGORY_METRICS,
             subcategory="{version}",
             labels={"item": "internal evaluation (CSV)"},
         ),
-        markdown=f"{RESULTS}/{{version}}/difix/eval_deltas.md",
+        markdown=PATHS.eval_deltas("{version}", "md"),
     params:
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: DiFix internal evaluation on "
-        + ", ".join(checked_version(wildcards).difix_eval),
+        + ", ".join(get_version(wildcards).difix_eval),
     log:
-        f"{RESULTS}/logs/eval_deltas/{{version}}.log",
+        PATHS.log("eval_deltas", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/eval_deltas/{{version}}.tsv"
+        PATHS.benchmark("eval_deltas", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
@@ -107,26 +107,26 @@ rule delta_table:
     """Raw, base and tuned DiFix (and the control arm) compared pairwise per reserved scene and metric,
     with bootstrap intervals and verdicts, as CSV and markdown."""
     input:
-        unpack(delta_inputs),
+        unpack(get_delta_inputs),
     output:
         csv=report(
-            f"{RESULTS}/{{version}}/deltas.csv",
+            PATHS.deltas("{version}"),
             caption="../report/deltas.rst",
             category=CATEGORY_METRICS,
             subcategory="{version}",
             labels={"item": "delta table (CSV)"},
         ),
-        markdown=f"{RESULTS}/{{version}}/deltas.md",
+        markdown=PATHS.deltas("{version}", "md"),
     params:
-        scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
-        arms=list(STUDY_ARMS),
+        scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
+        arms=list(PLAN.arms),
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: novel views of the reserved scenes",
-        nvs_mode=lambda wildcards: checked_version(wildcards).nvs["mode"],
+        nvs_mode=lambda wildcards: get_version(wildcards).nvs["mode"],
     log:
-        f"{RESULTS}/logs/delta_table/{{version}}.log",
+        PATHS.log("delta_table", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/delta_table/{{version}}.tsv"
+        PATHS.benchmark("delta_table", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
@@ -140,16 +140,16 @@ rule delta_table:
 rule versions_table:
     """Every version's mean-row comparisons (deltas, intervals, verdicts) in one table."""
     input:
-        versions_with_deltas,
+        get_all_deltas,
     output:
-        f"{RESULTS}/versions.csv",
+        PATHS.versions_table(),
     params:
-        versions=list(STUDY.versions),
-        parents={name: version.extends for name, version in STUDY.versions.items()},
+        versions=list(PLAN.version_names),
+        parents=PLAN.parents(),
     log:
-        f"{RESULTS}/logs/versions_table.log",
+        PATHS.log("versions_table"),
     benchmark:
-        f"{RESULTS}/benchmarks/versions_table.tsv"
+        PATHS.benchmark("versions_table")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1

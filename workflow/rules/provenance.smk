@@ -7,21 +7,20 @@
 rule provenance:
     """What made the version's numbers, written atomically to results/{version}/provenance.json."""
     input:
-        base=difix_base_input,
-        tuned=f"{RESULTS}/{{version}}/difix/model.pkl",
-        scenes=lambda wildcards: [str(Path(p).parent) for p in scene_fingerprints(wildcards).values()],
-        arms=lambda wildcards: [csv for csvs in nvs_arm_csvs(wildcards).values() for csv in csvs],
+        unpack(get_provenance_inputs),
+        base=get_base_input,
+        tuned=PATHS.model("{version}"),
     output:
-        f"{RESULTS}/{{version}}/provenance.json",
+        PATHS.provenance("{version}"),
     params:
-        base=difix_base_spec(),
-        config=resolved_version_config,
-        fingerprints=scene_fingerprints,
-        arm_csvs=nvs_arm_csvs,
+        base=PLAN.base_spec,
+        config=get_resolved_version_config,
+        fingerprints=get_scene_fingerprints,
+        arm_csvs=get_nvs_arm_csvs,
     log:
-        f"{RESULTS}/logs/provenance/{{version}}.log",
+        PATHS.log("provenance", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/provenance/{{version}}.tsv"
+        PATHS.benchmark("provenance", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1

@@ -5,21 +5,21 @@
 rule render_scene:
     """Fit each frame's Gaussians to the source camera(s) and render every camera."""
     input:
-        scene=lambda wildcards: scene_path(wildcards.scene),
+        scene=lambda wildcards: PATHS.scene(wildcards.scene),
     output:
-        directory(f"{RESULTS}/renders/{{profile}}/{{scene}}"),
+        directory(PATHS.render("{profile}", "{scene}")),
     params:
-        profile=lambda wildcards: STUDY.render_profiles[wildcards.profile],
+        profile=lambda wildcards: PLAN.render_profiles[wildcards.profile],
     log:
-        f"{RESULTS}/logs/render_scene/{{profile}}/{{scene}}.log",
+        PATHS.log("render_scene", "{profile}", "{scene}"),
     benchmark:
-        f"{RESULTS}/benchmarks/render_scene/{{profile}}/{{scene}}.tsv"
+        PATHS.benchmark("render_scene", "{profile}", "{scene}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
     resources:
+        **GPU,
         mem_mb=8000,  # one frame at a time: does not grow with the frames
-        runtime=render_runtime,  # per frame: the fit's steps and 8 renders (common.smk)
-        gpu=1,
+        runtime=get_render_runtime,  # per frame: the fit's steps and 8 renders (hi4dfix.resources)
     script:
         "../scripts/render_scene.py"

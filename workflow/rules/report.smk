@@ -2,7 +2,7 @@
 #
 #   snakemake --report results/v0/report.html results/v0/deltas.csv
 #
-# The delta table depends on these items (`delta_inputs`), so the report of its DAG holds them
+# The delta table depends on these items (the plan's `delta_inputs`), so the report of its DAG holds them
 # all. Every item is made from the config or from earlier stages' outputs.
 
 from hi4dfix.report import (
@@ -25,34 +25,24 @@ rule version_card:
     """The version's objective, splits, decisions, expected outputs and settings, from the config,
     and the provenance of its numbers."""
     input:
-        provenance=f"{RESULTS}/{{version}}/provenance.json",
+        provenance=PATHS.provenance("{version}"),
     output:
         report(
-            report_path("{version}", "card.html"),
+            PATHS.card("{version}"),
             caption="../report/card.rst",
             category=CATEGORY_CARD,
             subcategory="{version}",
             labels={"item": "version card"},
         ),
     params:
-        version=version_params,
-        reserved=sorted(STUDY.reserved_scenes),
-        render_profile=lambda wildcards: STUDY.render_profiles[version_profile(wildcards)],
-        difix=lambda wildcards: {
-            "base": config["difix"]["base"],
-            "preset": config["difix"]["preset"],
-            "processing size, tuning": training_geometry(wildcards),
-            "processing size, DiFix arms": inference_geometry(wildcards),
-            "control arm": (
-                f"on: the base tuned with this version's settings on {control_triplets()}"
-                if CONTROL_ON
-                else "off (difix.control.enabled: false)"
-            ),
-        },
+        version=get_version_params,
+        reserved=PLAN.reserved_scenes,
+        render_profile=lambda wildcards: PLAN.render_profiles[get_version(wildcards).render_profile],
+        difix=lambda wildcards: PLAN.card_difix(wildcards.version),
     log:
-        f"{RESULTS}/logs/version_card/{{version}}.log",
+        PATHS.log("version_card", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/version_card/{{version}}.tsv"
+        PATHS.benchmark("version_card", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
@@ -67,24 +57,24 @@ rule metric_charts:
     """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix (and the control
     arm), and their paired differences with bootstrap intervals and verdicts."""
     input:
-        unpack(nvs_arm_csvs),
+        unpack(get_nvs_arm_csvs),
     output:
         report(
-            report_path("{version}", "metrics.png"),
+            PATHS.metric_charts("{version}"),
             caption="../report/metrics.rst",
             category=CATEGORY_METRICS,
             subcategory="{version}",
             labels={"item": "bar charts"},
         ),
     params:
-        scenes=lambda wildcards: list(checked_version(wildcards).nvs_eval),
-        arms=list(STUDY_ARMS),
+        scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
+        arms=list(PLAN.arms),
         charts=REPORT.get("metric_charts", {}),
         bootstrap=config["stats"],
     log:
-        f"{RESULTS}/logs/metric_charts/{{version}}.log",
+        PATHS.log("metric_charts", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/metric_charts/{{version}}.tsv"
+        PATHS.benchmark("metric_charts", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
@@ -98,11 +88,11 @@ rule metric_charts:
 rule before_after_views:
     """Held-out views of one reserved scene: raw, base and tuned outputs next to the ground truth."""
     input:
-        unpack(scene_arm_csvs),
-        renders=lambda wildcards: nvs_scene_inputs(wildcards)["renders"],
+        unpack(get_scene_arm_csvs),
+        renders=lambda wildcards: get_nvs_scene_inputs(wildcards)["renders"],
     output:
         report(
-            report_path("{version}", "before_after/{scene}.png"),
+            PATHS.before_after("{version}", "{scene}"),
             caption="../report/before_after.rst",
             category=CATEGORY_VIEWS,
             subcategory="{version}",
@@ -111,9 +101,9 @@ rule before_after_views:
     params:
         views=REPORT.get("before_after", {}),
     log:
-        f"{RESULTS}/logs/before_after_views/{{version}}/{{scene}}.log",
+        PATHS.log("before_after_views", "{version}", "{scene}"),
     benchmark:
-        f"{RESULTS}/benchmarks/before_after_views/{{version}}/{{scene}}.tsv"
+        PATHS.benchmark("before_after_views", "{version}", "{scene}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1
@@ -127,14 +117,12 @@ rule before_after_views:
 rule triplet_gallery:
     """A few DiFix test triplets (image, ref_image, target_image) with the tuned model's output."""
     input:
-        triplets=version_triplets,
-        model=f"{RESULTS}/{{version}}/difix/model.pkl",
-        renders=lambda wildcards: [
-            render_path(version_eval_profile(wildcards), scene) for scene in checked_version(wildcards).difix_eval
-        ],
+        triplets=get_triplets,
+        model=PATHS.model("{version}"),
+        renders=get_eval_renders,
     output:
         report(
-            report_path("{version}", "gallery.png"),
+            PATHS.gallery("{version}"),
             caption="../report/gallery.rst",
             category=CATEGORY_GALLERY,
             subcategory="{version}",
@@ -143,20 +131,20 @@ rule triplet_gallery:
     params:
         gallery=REPORT.get("gallery", {}),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
-        size=inference_geometry,
+        size=get_inference_geometry,
         # eager: a handful of views never repays the minutes a compilation takes
         inference={**config["difix"]["inference"], "compile": False},
     log:
-        f"{RESULTS}/logs/triplet_gallery/{{version}}.log",
+        PATHS.log("triplet_gallery", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/triplet_gallery/{{version}}.tsv"
+        PATHS.benchmark("triplet_gallery", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 2
     resources:
+        **GPU,
         mem_mb=8000,
         runtime=30,
-        gpu=1,
     script:
         "../scripts/triplet_gallery.py"
 
@@ -164,11 +152,11 @@ rule triplet_gallery:
 rule loss_curve:
     """The DiFix fine-tuning loss per step, from the tuning job's train_log.csv (and the control arm's)."""
     input:
-        tuned=f"{RESULTS}/{{version}}/difix/train_log.csv",
-        control=lambda wildcards: [control_train_log(CONTROL_OWNER[wildcards.version])] if CONTROL_ON else [],
+        tuned=PATHS.train_log("{version}"),
+        control=get_control_train_logs,
     output:
         report(
-            report_path("{version}", "train_loss.png"),
+            PATHS.loss_curve("{version}"),
             caption="../report/train_loss.rst",
             category=CATEGORY_TRAINING,
             subcategory="{version}",
@@ -176,11 +164,11 @@ rule loss_curve:
         ),
     params:
         curve=REPORT.get("loss_curve", {}),
-        control=lambda wildcards: control_train_log(CONTROL_OWNER[wildcards.version]) if CONTROL_ON else None,
+        control=lambda wildcards: PLAN.control_train_log(wildcards.version),
     log:
-        f"{RESULTS}/logs/loss_curve/{{version}}.log",
+        PATHS.log("loss_curve", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/loss_curve/{{version}}.tsv"
+        PATHS.benchmark("loss_curve", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1

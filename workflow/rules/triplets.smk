@@ -5,17 +5,17 @@ rule check_reserved_content:
     """Refuse a version whose DiFix scenes hold a reserved scene's frames (pixel-identical or
     near-copies, hi4dfix.fingerprint): build_triplets needs this rule's record."""
     input:
-        unpack(content_check_inputs),
+        unpack(get_content_check_inputs),
     output:
-        f"{RESULTS}/{{version}}/content_check.json",
+        PATHS.content_check("{version}"),
     params:
         # which scene is which: moving a scene between the lists leaves the input files alike
-        scenes=lambda wildcards: list(checked_version(wildcards).difix_scenes),
-        reserved=sorted(STUDY.reserved_scenes),
+        scenes=lambda wildcards: list(get_version(wildcards).difix_scenes),
+        reserved=PLAN.reserved_scenes,
     log:
-        f"{RESULTS}/logs/check_reserved_content/{{version}}.log",
+        PATHS.log("check_reserved_content", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/check_reserved_content/{{version}}.tsv"
+        PATHS.benchmark("check_reserved_content", "{version}")
     # ahead of the renders that wait with it for the same scenes: a refused version costs no render
     priority: 50
     conda:
@@ -31,20 +31,20 @@ rule check_reserved_content:
 rule build_triplets:
     """Triplets of the version's difix_train (train) and difix_eval (test) scenes."""
     input:
-        unpack(triplet_inputs),
+        unpack(get_triplet_inputs),
     output:
-        f"{RESULTS}/{{version}}/triplets.json",
+        PATHS.triplets("{version}"),
     params:
-        triplets=lambda wildcards: dict(checked_version(wildcards).triplets),
-        train=lambda wildcards: list(checked_version(wildcards).difix_train),
-        test=lambda wildcards: list(checked_version(wildcards).difix_eval),
-        reserved=sorted(STUDY.reserved_scenes),
-        reserved_sequences=reserved_sequence_paths(),
-        sequences=lambda wildcards: {s: sequence_path(s) for s in checked_version(wildcards).difix_scenes},
+        triplets=lambda wildcards: dict(get_version(wildcards).triplets),
+        train=lambda wildcards: list(get_version(wildcards).difix_train),
+        test=lambda wildcards: list(get_version(wildcards).difix_eval),
+        reserved=PLAN.reserved_scenes,
+        reserved_sequences=PLAN.reserved_sequence_paths(),
+        sequences=lambda wildcards: {s: PLAN.sequence_path(s) for s in get_version(wildcards).difix_scenes},
     log:
-        f"{RESULTS}/logs/build_triplets/{{version}}.log",
+        PATHS.log("build_triplets", "{version}"),
     benchmark:
-        f"{RESULTS}/benchmarks/build_triplets/{{version}}.tsv"
+        PATHS.benchmark("build_triplets", "{version}")
     conda:
         "../envs/hi4dfix.yaml"
     threads: 1

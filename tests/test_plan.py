@@ -1,0 +1,200 @@
+"""hi4dfix.plan without Snakemake: the config loading, output paths, owners of shared work, resources,
+the policy gate and the tuning arguments (milliseconds each; tests/test_workflow_dag.py runs the DAG)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+
+import pytest
+import yaml
+from snakemake.utils import update_config, validate
+
+from hi4dfix import plan, resources
+from hi4dfix.ablations import GridError
+from hi4dfix.config_schema import ConfigError
+from hi4dfix.study import PolicyError
+from workflow_helpers import REPO, default_config, small_config
+
+SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+_GRID_CONFIG = default_config()
+update_config(_GRID_CONFIG, yaml.safe_load((REPO / "config" / "ablations.yaml").read_text()))
+
+
+@pytest.fixture(scope="module")
+def default_plan() -> plan.Plan:
+    return plan.load(default_config(), gpus=0)
+
+
+@pytest.fixture(scope="module")
+def grid_plan() -> plan.Plan:
+    return plan.load(copy.deepcopy(_GRID_CONFIG), gpus=0)
+
+
+def test_load_config_fills_the_defaults_as_snakemakes_validate():
+    for config in (default_config(), small_config(), copy.deepcopy(_GRID_CONFIG)):
+        ours = copy.deepcopy(config)
+        plan.load_config(ours)
+        theirs = copy.deepcopy(config)
+        from hi4dfix.ablations import expand_config
+        from hi4dfix.config_schema import load_schema
+
+        expand_config(theirs, load_schema(SCHEMA))
+        validate(theirs, SCHEMA)
+        assert ours == theirs
+
+
+def test_load_config_refuses_with_the_failing_key():
+    config = default_config()
+    config["versions"]["v0"]["tuning"]["lr"] = -1
+    with pytest.raises(ConfigError, match=r"^config key versions.v0.tuning.lr: "):
+        plan.load_config(config)
+    config = copy.deepcopy(_GRID_CONFIG)
+    config["ablations"]["memo"]["parent"] = "v9"
+    with pytest.raises(GridError):
+        plan.load_config(config)
+
+
+def test_paths_spell_each_output_once_for_names_and_patterns():
+    paths = plan.Paths()
+    assert paths.model("v0") == "results/v0/difix/model.pkl"
+    assert paths.model("{version}", "control") == "results/{version}/difix/control/model.pkl"
+    assert paths.train_log("v0", "control") == "results/v0/difix/control/train_log.csv"
+    assert paths.workdir("v0") == "results/v0/difix/work"
+    assert paths.base_model("tiny") == "results/difix_base/tiny/model.pkl"
+    assert paths.triplets("v0") == "results/v0/triplets.json"
+    assert paths.eval_csv("v0") == "results/v0/difix/eval.csv"
+    assert paths.eval_deltas("v0", "md") == "results/v0/difix/eval_deltas.md"
+    assert paths.nvs_csv("{version}", "{arm}", "{scene}") == "results/{version}/nvs/{arm}/{scene}.csv"
+    assert paths.deltas("v0") == "results/v0/deltas.csv"
+    assert paths.provenance("v0") == "results/v0/provenance.json"
+    assert paths.report("v0", "card.html") == "results/v0/report/card.html"
+    assert paths.compare("memo") == "results/ablations/memo/compare.csv"
+    assert paths.before_after("v0", "s") == "results/v0/report/before_after/s.png"
+    assert paths.ood_triplets("tiny") == "results/difix_base/tiny/ood_triplets.json"
+    assert paths.log("evaluate_nvs", "v0", "raw", "s") == "results/logs/evaluate_nvs/v0/raw/s.log"
+    assert paths.benchmark("versions_table") == "results/benchmarks/versions_table.tsv"
+    assert plan.Paths("out").scene("s") == "out/scenes/s"
+
+
+def test_default_study_owns_its_work(default_plan):
+    assert default_plan.version_names == ("v0",)
+    assert default_plan.triplets("v0") == "results/v0/triplets.json"
+    assert default_plan.arms == ("raw", "base", "tuned", "control")
+    assert default_plan.control_model("v0") == "results/v0/difix/control/model.pkl"
+    assert default_plan.base_spec == "results/difix_base/tiny/model.pkl"
+    assert default_plan.nvs_model("v0", "raw") is None
+    assert default_plan.nvs_model("v0", "tuned") == "results/v0/difix/model.pkl"
+    inputs = default_plan.delta_inputs("v0")
+    assert inputs["provenance"] == "results/v0/provenance.json"
+    assert inputs["eval_deltas"] == "results/v0/difix/eval_deltas.csv"
+    assert len(inputs["control"]) == len(default_plan.version("v0").nvs_eval)
+
+
+def test_a_grid_variant_shares_triplets_renders_arms_and_control_with_v0(grid_plan):
+    # training.*: tuning only -> v0's triplets, raw and base arms; a control model of its own
+    name = "training.lora8.image"
+    scene = grid_plan.version("v0").nvs_eval[0]
+    assert grid_plan.triplets(name) == "results/v0/triplets.json"
+    assert grid_plan.nvs_csv(name, "raw", scene) == f"results/v0/nvs/raw/{scene}.csv"
+    assert grid_plan.nvs_csv(name, "base", scene) == f"results/v0/nvs/base/{scene}.csv"
+    assert grid_plan.nvs_csv(name, "tuned", scene) == f"results/{name}/nvs/tuned/{scene}.csv"
+    assert grid_plan.control_model(name) == f"results/{name}/difix/control/model.pkl"
+    # memo.*: other triplets (pose source, references, scenes), the same tuning -> v0's control and arms
+    memo = "memo.gt.same_time.train2"
+    assert grid_plan.triplets(memo) == f"results/{memo}/triplets.json"
+    assert grid_plan.control_model(memo) == "results/v0/difix/control/model.pkl"
+    assert grid_plan.nvs_csv(memo, "control", scene) == f"results/v0/nvs/control/{scene}.csv"
+    # the evaluation renders of a variant with the same eval profile are v0's
+    v0_renders = grid_plan.nvs_scene_inputs("v0", scene)["renders"]
+    assert grid_plan.nvs_scene_inputs(name, scene)["renders"] == v0_renders
+    tables = grid_plan.grid_tuned_csvs("training")
+    assert list(tables)[0] == "v0" and name in tables
+    assert grid_plan.grid_provenance("training")[name] == f"results/{name}/provenance.json"
+
+
+def test_owners_are_the_first_with_the_same_key():
+    assert plan.owners({"a": "k", "b": "j", "c": "k"}) == {"a": "a", "b": "b", "c": "a"}
+
+
+def test_a_version_is_reached_only_through_the_policy_check():
+    config = default_config()
+    v1 = copy.deepcopy(config["versions"]["v0"])
+    v1["difix_eval"] = ["hi4d_pair17_dance"]
+    config["versions"]["v1"] = v1
+    checked = plan.load(config, gpus=0)  # the plan builds; the version is refused where it is used
+    for _ in range(2):  # a refused version is not remembered as checked
+        with pytest.raises(PolicyError, match="version v1: reserved scene hi4d_pair17_dance is in difix_eval"):
+            checked.version("v1")
+    for use in (checked.triplet_inputs, checked.nvs_arm_csvs, checked.tuning_args, checked.resolved_version_config):
+        with pytest.raises(PolicyError):
+            use("v1")
+    with pytest.raises(PolicyError):
+        checked.all_deltas()
+    assert checked.unchecked_version("v1").difix_eval == ("hi4d_pair17_dance",)  # listings only
+
+
+def test_tuning_args_name_the_config_key_of_every_option(default_plan):
+    words = shlex.split(default_plan.tuning_args("v0"))
+    options = dict(zip(words[::2], words[1::2]))
+    names = json.loads(options.pop("--setting-names"))
+    assert "*" not in names
+    passed = {option[2:].replace("-", "_") for option in options}
+    assert passed <= set(names)  # every option passed here is named ...
+    # ... and those of the shell command (--base, --triplets) and of the launcher (processes)
+    assert names["base"] == "difix.base" and names["triplets"] == "versions.v0 (splits and triplets)"
+    assert names["num_processes"] == "the gpu resource of the tuning rule"
+    assert names["steps"] == "versions.v0.tuning.steps"
+    assert names["long_side"] == "difix.long_side" and names["compile_cache_dir"] == "difix.compile_cache_dir"
+    tuning = {k: v for k, v in default_plan.version("v0").tuning.items() if v is not None}
+    assert options["--steps"] == str(tuning["steps"]) and options["--long-side"] == "160"
+    assert options["--compile-cache-dir"] == "results/compile_cache"
+    assert "--hub-cache-dir" not in options
+
+
+def test_tuning_args_name_the_hub_cache_when_set():
+    config = default_config()
+    config["difix"]["hub_cache_dir"] = "/scratch/hf"
+    words = shlex.split(plan.load(config, gpus=0).tuning_args("v0"))
+    options = dict(zip(words[::2], words[1::2]))
+    assert options["--hub-cache-dir"] == "/scratch/hf"
+    assert json.loads(options["--setting-names"])["hub_cache_dir"] == "difix.hub_cache_dir"
+
+
+def test_gpu_resources_only_where_the_machine_has_a_gpu(tmp_path):
+    assert plan.Plan(default_plan_config(), gpus=0).gpu_resources() == {}
+    assert plan.Plan(default_plan_config(), gpus=2).gpu_resources() == {"gpu": 1}
+    assert plan.local_gpus({"CUDA_VISIBLE_DEVICES": ""}, tmp_path) == 0
+    assert plan.local_gpus({"CUDA_VISIBLE_DEVICES": "-1"}, tmp_path) == 0
+    assert plan.local_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}, tmp_path) == 2
+    assert plan.local_gpus({}, tmp_path) == 0
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
+        (tmp_path / name).touch()
+    assert plan.local_gpus({}, tmp_path) == 2
+
+
+def default_plan_config() -> dict:
+    config = default_config()
+    plan.load_config(config)
+    return config
+
+
+def test_resources_come_from_the_measured_costs(default_plan):
+    scene = default_plan.version("v0").nvs_eval[0]
+    size = default_plan.scene_size(scene)
+    assert (size.frames, size.width, size.height) == (3, 120, 160)
+    chunk = default_plan.evaluation_chunk()
+    assert default_plan.nvs_mem_mb("raw", scene, 1) == resources.evaluation_mem_mb(size.pixel_scale, chunk, [], 1)
+    assert default_plan.nvs_mem_mb("tuned", scene, 2) == resources.evaluation_mem_mb(
+        size.pixel_scale, chunk, ["tiny"], 2
+    )
+    assert default_plan.nvs_runtime("v0", "tuned", scene, 2) > default_plan.nvs_runtime("v0", "tuned", scene, 1)
+    assert default_plan.materialize_runtime(scene, 1) >= resources.JOB_START_MIN
+    assert default_plan.difix_eval_mem_mb("v0", 1) > default_plan.nvs_mem_mb("tuned", scene, 1)
+
+
+def test_the_version_record_holds_its_own_scenes_only(grid_plan, default_plan):
+    resolved = grid_plan.resolved_version_config("v0")
+    assert resolved == default_plan.resolved_version_config("v0")  # a grid's extra scenes leave v0's as it was
+    assert set(resolved) == {"version", "render_profile", "eval_render_profile", "data", *plan.STUDY_BLOCKS}
