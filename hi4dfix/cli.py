@@ -90,8 +90,7 @@ def install_profile(config: InstallProfileConfig) -> InstallResult:
         if not config.force:
             what = f"a link to {os.readlink(target)}" if target.is_symlink() else "a different profile"
             raise CliError(
-                f"{target} already exists ({what}); rerun with --force to move it aside "
-                f"and link {source} instead"
+                f"{target} already exists ({what}); rerun with --force to move it aside and link {source} instead"
             )
         # moved, not deleted: a hand-made site profile may be in there
         moved_aside = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -127,9 +126,7 @@ def _install_profile_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Snakemake's user profile folder (default: $XDG_CONFIG_HOME/snakemake or ~/.config/snakemake)",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="move an existing, different profile of that name aside"
-    )
+    parser.add_argument("--force", action="store_true", help="move an existing, different profile of that name aside")
 
 
 def _run_install_profile(args: argparse.Namespace) -> int:

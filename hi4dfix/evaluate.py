@@ -167,8 +167,14 @@ class DifixFixer:
         opened = []
         for size in sorted(sizes - set(self.compile_caches)):
             key = CompileKey.for_process(
-                "infer", self.model.difix_config, size, self.batch_size, self.compile_mode, self.model.timesteps.device,
-                dtype=str(self.model.vae.dtype).removeprefix("torch."), views=2 if with_refs else 1,
+                "infer",
+                self.model.difix_config,
+                size,
+                self.batch_size,
+                self.compile_mode,
+                self.model.timesteps.device,
+                dtype=str(self.model.vae.dtype).removeprefix("torch."),
+                views=2 if with_refs else 1,
                 channels_last=uses_channels_last(self.model),
             )
             self.compile_caches[size] = open_study_cache(self.compile_cache_dir, key)

@@ -255,14 +255,17 @@ class Study:
         if set(version.nvs_eval) != self.reserved_scenes or len(version.nvs_eval) != len(self.reserved_scenes):
             extra = sorted(set(version.nvs_eval) - self.reserved_scenes)
             missing = sorted(self.reserved_scenes - set(version.nvs_eval))
-            details = "; ".join(
-                part
-                for part in (
-                    f"not reserved: {', '.join(extra)}" if extra else "",
-                    f"missing: {', '.join(missing)}" if missing else "",
+            details = (
+                "; ".join(
+                    part
+                    for part in (
+                        f"not reserved: {', '.join(extra)}" if extra else "",
+                        f"missing: {', '.join(missing)}" if missing else "",
+                    )
+                    if part
                 )
-                if part
-            ) or "duplicates"
+                or "duplicates"
+            )
             raise PolicyError(f"version {name}: nvs_eval must be exactly the reserved scenes ({details})")
         train_pairs = {self.identities[scene].pair: scene for scene in version.difix_train}
         for scene in version.difix_eval:
@@ -303,9 +306,8 @@ def _refuse_shared_folders(
                 for key in ("difix_train", "difix_eval")
                 if other in getattr(v, key)
             ]
-            message += (
-                f"; {other} would make reserved scene {reserved_one}'s data"
-                + (f" a DiFix sample ({', '.join(users)})" if users else " usable as a DiFix sample")
+            message += f"; {other} would make reserved scene {reserved_one}'s data" + (
+                f" a DiFix sample ({', '.join(users)})" if users else " usable as a DiFix sample"
             )
         raise PolicyError(message)
 

@@ -57,9 +57,7 @@ def temporal_frame(frames: list[int], frame: int, k: int, rng: np.random.Generat
     return frames[candidates[int(rng.integers(len(candidates)))]]
 
 
-def scene_triplets(
-    scene: MaterializedScene, render_dir: str | Path, cfg: TripletConfig
-) -> dict[str, dict[str, str]]:
+def scene_triplets(scene: MaterializedScene, render_dir: str | Path, cfg: TripletConfig) -> dict[str, dict[str, str]]:
     """Every triplet of one scene, keyed ``{scene}/{cam}/{frame}``; paths as given by ``render_dir``."""
     render_dir = Path(render_dir)
     manifest = read_render_manifest(render_dir)

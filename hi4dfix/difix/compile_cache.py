@@ -97,12 +97,24 @@ class CompileKey:
 
     @classmethod
     def for_process(
-        cls, kind: str, difix_config: Any, size: tuple[int, int], batch: int, mode: str | None, device: Any,
+        cls,
+        kind: str,
+        difix_config: Any,
+        size: tuple[int, int],
+        batch: int,
+        mode: str | None,
+        device: Any,
         **settings: Any,
     ) -> "CompileKey":
         return cls(
-            kind, model_identity(difix_config), (int(size[0]), int(size[1])), int(batch), mode or "default",
-            {k: str(v) for k, v in sorted(settings.items())}, software_versions(), device_name(device),
+            kind,
+            model_identity(difix_config),
+            (int(size[0]), int(size[1])),
+            int(batch),
+            mode or "default",
+            {k: str(v) for k, v in sorted(settings.items())},
+            software_versions(),
+            device_name(device),
         )
 
     def as_json(self) -> str:
@@ -127,7 +139,7 @@ def decode_entry(data: bytes, key: CompileKey) -> bytes:
     """The payload of an entry made for ``key``; :class:`EntryError` saying why it is unusable."""
     if not data.startswith(MAGIC):
         raise EntryError("not a compile-cache entry (bad header)")
-    head, sep, payload = data[len(MAGIC):].partition(b"\n")
+    head, sep, payload = data[len(MAGIC) :].partition(b"\n")
     if not sep:
         raise EntryError("truncated header")
     try:

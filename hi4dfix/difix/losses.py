@@ -92,7 +92,7 @@ def build_vgg16_features(setting: str = "lambda_gram") -> torch.nn.Module:
     state = load_cached_backbone_state("vgg", setting)
     features = vgg16(weights=None).features
     # Only the convolutional trunk is used; the classifier weights are not needed.
-    features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+    features.load_state_dict({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")})
     return _frozen(features)
 
 
@@ -104,7 +104,7 @@ def build_lpips(net: str = "vgg", setting: str = "lambda_lpips") -> torch.nn.Mod
     with warnings.catch_warnings():  # lpips still passes torchvision's deprecated ``pretrained``
         warnings.simplefilter("ignore", UserWarning)
         model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    features = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     # lpips splits torchvision's ``features`` into slices whose children keep their indices.
     loaded = 0
     with torch.no_grad():

@@ -462,9 +462,7 @@ class DifixModel(torch.nn.Module):
         the whole UNet (its LoRA included when it has one), the VAE LoRA and skip convolutions."""
         if parts.unet == "lora" and unet_lora_rank(self.unet) is None:
             raise ValueError("tuning.unet: lora needs a UNet LoRA (hi4dfix.difix.model.add_unet_lora)")
-        params = [
-            (f"unet.{n}", p) for n, p in self.unet.named_parameters() if parts.unet == "full" or "lora_" in n
-        ]
+        params = [(f"unet.{n}", p) for n, p in self.unet.named_parameters() if parts.unet == "full" or "lora_" in n]
         if parts.vae_skip == "train":
             params += [(f"vae.{n}", p) for n, p in self.vae.named_parameters() if "lora" in n or "skip" in n]
         return params
@@ -512,9 +510,7 @@ def build_text_encoder(text_config: dict[str, Any]) -> CLIPTextModel:
     return CLIPTextModel(CLIPTextConfig(**text_config))
 
 
-def make_difix_vae(
-    vae: AutoencoderKL, rank: int, target_modules: Sequence[str] | None = None
-) -> list[str]:
+def make_difix_vae(vae: AutoencoderKL, rank: int, target_modules: Sequence[str] | None = None) -> list[str]:
     """Turn a plain VAE into the Difix VAE in place; returns the LoRA target list used."""
     attach_skip_convs(vae)
     targets = list(target_modules) if target_modules is not None else official_vae_lora_targets(vae)
@@ -567,6 +563,7 @@ def build_random_difix(config: DifixConfig, with_tokenizer: bool = True) -> Difi
 
 def describe(model: DifixModel) -> str:
     """One line per component with parameter counts (for logs)."""
+
     def count(m: torch.nn.Module, trainable: bool = False) -> int:
         return sum(p.numel() for p in m.parameters() if p.requires_grad or not trainable)
 

@@ -101,11 +101,33 @@ PRESET_DEFAULTS = {
 # checkpointing, speed and memory: compile, channels_last, gradient_checkpointing, tf32...) may
 # change between a run and its resumption, e.g. gradient checkpointing after an out-of-memory kill.
 RESUME_FINGERPRINT = (
-    "steps", "lr", "batch_size", "resolution", "long_side", "crop", "timestep", "mixed_precision",
+    "steps",
+    "lr",
+    "batch_size",
+    "resolution",
+    "long_side",
+    "crop",
+    "timestep",
+    "mixed_precision",
     "max_grad_norm",
-    "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
-    "use_ref", "lr_warmup_steps", "lr_schedule", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
-    "unet", "unet_lora_rank", "vae_skip", "loss_region", "loss_mask_dilation",
+    "lambda_l2",
+    "lambda_lpips",
+    "lambda_gram",
+    "gram_warmup_steps",
+    "lpips_net",
+    "seed",
+    "use_ref",
+    "lr_warmup_steps",
+    "lr_schedule",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_eps",
+    "unet",
+    "unet_lora_rank",
+    "vae_skip",
+    "loss_region",
+    "loss_mask_dilation",
 )
 LOSS_REGIONS = ("image", "person")
 
@@ -599,8 +621,15 @@ def _open_compile_cache(
     size = parse_resolution(cfg.crop) if cfg.crop is not None else resolution
     mode = cfg.compile_mode if process.device.type == "cuda" else "default"
     key = CompileKey.for_process(
-        "train", model.difix_config, size, cfg.batch_size, mode, process.device,
-        precision=cfg.mixed_precision, views=2 if cfg.use_ref else 1, allow_tf32=cfg.allow_tf32,
+        "train",
+        model.difix_config,
+        size,
+        cfg.batch_size,
+        mode,
+        process.device,
+        precision=cfg.mixed_precision,
+        views=2 if cfg.use_ref else 1,
+        allow_tf32=cfg.allow_tf32,
         channels_last=channels_last_wanted(cfg.channels_last, cfg.compile, process.device),
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
@@ -687,9 +716,7 @@ def choose_run_folder(cfg: TrainConfig, num_processes: int) -> tuple[Path, RunFi
     earlier = past_runs(work_root)
     if earlier:
         said = changes(earlier[-1].record, fingerprint.as_dict())
-        LOG.info(
-            "starting fresh in %s: since the run in %s, %s changed", folder, earlier[-1].folder, "; ".join(said)
-        )
+        LOG.info("starting fresh in %s: since the run in %s, %s changed", folder, earlier[-1].folder, "; ".join(said))
     else:
         LOG.info("starting fresh in %s (no earlier run in %s)", folder, work_root)
     if (work_root / "checkpoints").is_dir():
@@ -812,7 +839,10 @@ def _prepare_optimisation(cfg: TrainConfig, start: _Start, process: _Process) ->
     params = [p for _, p in model.trainable_named_parameters(cfg.trainable_parts)]
     LOG.info(
         "training %d parameters (unet: %s, vae_skip: %s, loss_region: %s)",
-        sum(p.numel() for p in params), cfg.unet, cfg.vae_skip, cfg.loss_region,
+        sum(p.numel() for p in params),
+        cfg.unet,
+        cfg.vae_skip,
+        cfg.loss_region,
     )
     optimizer = make_optimizer(params, cfg, device)
     if payload is not None:

@@ -193,8 +193,7 @@ def read_sequence(path: str | os.PathLike, cfg: ReadConfig = ReadConfig()) -> Hi
         raise Hi4DFormatError(root, errors)
     assert found.meta is not None
     cameras = {
-        cid: Hi4DCamera(cid, K, ext, dist, *found.sizes[cid])
-        for cid, (K, ext, dist) in found.calibration.items()
+        cid: Hi4DCamera(cid, K, ext, dist, *found.sizes[cid]) for cid, (K, ext, dist) in found.calibration.items()
     }
     return Hi4DSequence(root=root, meta=found.meta, cameras=cameras, frames=tuple(found.frames))
 

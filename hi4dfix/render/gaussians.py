@@ -71,9 +71,7 @@ def neighbour_spacing(points: np.ndarray, k: int = 3) -> np.ndarray:
     return np.clip(spacing, 0.25 * median, 4.0 * median)
 
 
-def sample_point_colors(
-    points: np.ndarray, views: list[tuple[Camera, np.ndarray, np.ndarray]]
-) -> np.ndarray:
+def sample_point_colors(points: np.ndarray, views: list[tuple[Camera, np.ndarray, np.ndarray]]) -> np.ndarray:
     """Colour each 3D point by the pixels it projects to inside the person masks of ``views``.
 
     views: (camera, image (H, W, 3), mask (H, W) bool). Occlusion is ignored (the fit fixes it);

@@ -107,9 +107,7 @@ def perturb_vertices(verts: np.ndarray, cfg: PoseErrorConfig, scene_name: str, f
     return np.stack([perturb_person(person, rng, cfg) for person in verts]).astype(np.float32)
 
 
-def frame_vertices(
-    scene: MaterializedScene, frame: int, pose_source: str, cfg: PoseErrorConfig
-) -> np.ndarray:
+def frame_vertices(scene: MaterializedScene, frame: int, pose_source: str, cfg: PoseErrorConfig) -> np.ndarray:
     """The (P, V, 3) vertices a render of ``frame`` is built from."""
     if pose_source == "gt":
         return scene.load_verts(frame)

@@ -48,9 +48,7 @@ def image_grid(
     height, width = rows[0][0].image.shape[:2]
     tile_width_in = tile_height_in * width / height
     # Room for the row titles on the left, the captions under each tile and the titles on top.
-    figure = new_figure(
-        0.9 + tile_width_in * len(column_titles), 0.8 + (tile_height_in + 0.35) * len(rows), dpi
-    )
+    figure = new_figure(0.9 + tile_width_in * len(column_titles), 0.8 + (tile_height_in + 0.35) * len(rows), dpi)
     axes = figure.subplots(len(rows), len(column_titles), squeeze=False)
     for r, (row, row_title) in enumerate(zip(rows, row_titles)):
         for c, tile in enumerate(row):

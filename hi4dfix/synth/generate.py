@@ -248,6 +248,7 @@ def sequence_rngs(seed: int, scene: SceneName) -> dict[int, np.random.Generator]
     Children of one :class:`numpy.random.SeedSequence` per stream, so no two streams or
     sequences share draws.
     """
+
     def child(stream: int, *key: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream, *key)))
 
