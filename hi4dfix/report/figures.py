@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from hi4dfix.arms import ARMS, COMPARISONS, CONTROL_COMPARISONS, arm_comparisons
 from hi4dfix.report.plotting import new_figure, save_png
-from hi4dfix.stats import IMPROVED, INCONCLUSIVE, WORSE
+from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TOO_FEW_SCENES, WORSE
 from hi4dfix.tables import (
     MEAN,
     comparison_name,
@@ -39,7 +39,14 @@ COMPARISON_MARKERS = {
     for (b, a), marker in zip(COMPARISONS + CONTROL_COMPARISONS, ("o", "s", "^", "D", "v"))
 }
 STUDY_COMPARISON = comparison_name(*COMPARISONS[0])  # tuned_vs_base: the Δ over the bars
-VERDICT_COLORS = {IMPROVED: "#2e7d32", WORSE: "#c62828", INCONCLUSIVE: "#757575"}
+VERDICT_COLORS = {
+    IMPROVED: "#2e7d32",
+    WORSE: "#c62828",
+    EQUIVALENT: "#1565c0",
+    INCONCLUSIVE: "#757575",
+    TOO_FEW_SCENES: "#bdbdbd",  # hi4dfix.stats: no test could reach a verdict
+    TOO_FEW_FRAMES: "#bdbdbd",
+}
 NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
 LOSS_TERMS = {"l2": "L2 term", "lpips": "LPIPS term", "gram": "Gram term"}
