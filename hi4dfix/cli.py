@@ -366,6 +366,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         add_arguments=_provenance_arguments,
         run=_run_provenance,
     ),
+    "power": Subcommand(
+        help="scenes x frames needed for 80% power on the primary endpoint, from a finished version's CSVs",
+        add_arguments=lambda parser: __import__("hi4dfix.power").power.add_arguments(parser),
+        run=lambda args: __import__("hi4dfix.power").power.run(args),
+    ),
     "install-profile": Subcommand(
         help="link the repository's Slurm profile into Snakemake's user profile folder (once per user)",
         add_arguments=_install_profile_arguments,
