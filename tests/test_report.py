@@ -313,8 +313,11 @@ def test_loss_curve_shows_the_control_arms_training_beside_tuned(tmp_path):
     steps = np.arange(1, 21)
     pd.DataFrame({"step": steps, "loss": 1.0 / steps}).to_csv(tmp_path / "tuned.csv", index=False)
     pd.DataFrame({"step": steps, "loss": 0.5 / steps}).to_csv(tmp_path / "control.csv", index=False)
-    figure = loss_curve(read_train_log(tmp_path / "tuned.csv"), LossCurveConfig(smooth_fraction=0.0),
-                        control=read_train_log(tmp_path / "control.csv"))
+    figure = loss_curve(
+        read_train_log(tmp_path / "tuned.csv"),
+        LossCurveConfig(smooth_fraction=0.0),
+        control=read_train_log(tmp_path / "control.csv"),
+    )
     lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
     assert set(lines) == {"total loss", "control total (base's own data)"}
     assert lines["control total (base's own data)"].get_ydata() == pytest.approx(0.5 / steps)
