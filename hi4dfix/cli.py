@@ -90,8 +90,7 @@ def install_profile(config: InstallProfileConfig) -> InstallResult:
         if not config.force:
             what = f"a link to {os.readlink(target)}" if target.is_symlink() else "a different profile"
             raise CliError(
-                f"{target} already exists ({what}); rerun with --force to move it aside "
-                f"and link {source} instead"
+                f"{target} already exists ({what}); rerun with --force to move it aside and link {source} instead"
             )
         # moved, not deleted: a hand-made site profile may be in there
         moved_aside = target.with_name(f"{target.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -127,9 +126,7 @@ def _install_profile_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Snakemake's user profile folder (default: $XDG_CONFIG_HOME/snakemake or ~/.config/snakemake)",
     )
-    parser.add_argument(
-        "--force", action="store_true", help="move an existing, different profile of that name aside"
-    )
+    parser.add_argument("--force", action="store_true", help="move an existing, different profile of that name aside")
 
 
 def _run_install_profile(args: argparse.Namespace) -> int:
@@ -377,6 +374,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         help="check a version's provenance.json against the files on disk (exit 1 on a mismatch)",
         add_arguments=_provenance_arguments,
         run=_run_provenance,
+    ),
+    "power": Subcommand(
+        help="scenes x frames needed for 80% power on the primary endpoint, from a finished version's CSVs",
+        add_arguments=lambda parser: __import__("hi4dfix.power").power.add_arguments(parser),
+        run=lambda args: __import__("hi4dfix.power").power.run(args),
     ),
     "install-profile": Subcommand(
         help="link the repository's Slurm profile into Snakemake's user profile folder (once per user)",

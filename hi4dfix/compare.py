@@ -2,13 +2,13 @@
 
 ``compare.csv`` (:func:`compare_table`) is long and tidy, one row per variant x split x metric x scene
 (scenes in name order, then ``mean``). A row compares the variant's **tuned** arm with the parent's tuned
-arm on the same views, paired per view (scene, frame, camera), with the paired cluster bootstrap of the
-delta tables (:mod:`hi4dfix.stats`, the same seeds: common random numbers across variants), on one of two
-splits:
+arm on the same views, paired per view (scene, frame, camera), with the delta tables' inference
+(:mod:`hi4dfix.stats`: within-scene t on batches of consecutive frames for a scene row, the exact sign-flip
+test and t interval on the scene means for the mean row), on one of two splits:
 
 ``internal``
     the DiFix internal evaluation (``difix_eval`` test triplets, ``results/{version}/difix/eval.csv``):
-    the split settings are chosen on, so the decision ranks the variants here;
+    the split settings are chosen on (``stats.primary_split``);
 ``reserved``
     the reserved scenes' NVS (``nvs_eval``): the held-out measurement, reported beside the decision and
     never used to make it (choosing on it would fit the study's test scenes).
@@ -18,21 +18,29 @@ Columns:
 ``grid``, ``variant``, ``parent``, ``settings``, ``split``
     the grid, the variant's version, the parent version, the variant's axis values, and the split
 ``scene``, ``metric``
-    as in the delta tables
+    as in the delta tables (the declared endpoint's metrics by default: ``stats.primary``, ``stats.secondary``)
 ``parent_mean``, ``variant_mean``
     each tuned arm's mean over the scene's views (mean row: over the scenes' means)
 ``delta``, ``ci_low``, ``ci_high``, ``n_frames``, ``n_views``, ``verdict``
-    variant - parent, its interval and verdict, as in the delta tables
+    variant - parent, its interval and its unadjusted verdict (a family of one), as in the delta tables
 ``p_value``
-    the two-sided bootstrap p-value of no difference (:func:`hi4dfix.stats.bootstrap_p_value`)
+    the test's two-sided p-value of no difference (never 0)
 ``p_holm``, ``verdict_holm``
     mean rows only: the p-value adjusted by Holm's method across the grid's comparisons of that metric
-    (the family is every compared variant's mean row of one split and metric), and the verdict where it survives
-    (the unadjusted verdict where ``p_holm`` < 1 - confidence, else ``inconclusive``)
+    (the family is every compared variant's mean row of one split and metric), and the verdict after it
+    (:func:`holm_verdict`: ``too few scenes`` where the split's scenes cannot reach the level over that family)
 ``note``
     what is weak, as in the delta tables
 ``provenance``
     the provenance files of the numbers: the variant's and the parent's ``results/{version}/provenance.json``
+``unit``, ``test``, ``min_p``
+    what the interval treats as independent (``across 4 scenes``, ``within hi4d_pair02_dance only``), the
+    test, and the smallest p-value it can give on those units (what Holm's family must stay under)
+
+**Decision** (:func:`decision`): adopt a variant only when its primary endpoint (``stats.primary`` on
+``stats.primary_split``) is ``improved`` after Holm, by at least ``stats.min_effect``, and no metric of that
+split is ``worse`` unadjusted (mean or scene rows); never from the reserved scenes; otherwise say what is
+missing (e.g. how many scenes would allow a decision).
 
 A variant is read and compared one at a time against the parent's views (read once): memory holds one
 variant's views besides the rows. A variant whose internal views are not the parent's (another
@@ -41,7 +49,6 @@ variant's views besides the rows. A variant whose internal views are not the par
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from dataclasses import dataclass
@@ -52,38 +59,44 @@ import pandas as pd
 
 from hi4dfix.metrics import LPIPS_FLAG_COLUMN
 from hi4dfix.stats import (
-    FEW_UNITS,
+    DECIDED,
+    EQUIVALENT,
     IMPROVED,
     INCONCLUSIVE,
     NO_VERDICT,
     NOT_MEASURED,
+    SIGN_FLIP,
+    TOO_FEW_FRAMES,
+    TOO_FEW_SCENES,
     WORSE,
     BootstrapConfig,
     Estimate,
-    bootstrap_p_value,
     holm,
-    mean_distribution,
     mean_estimate,
-    scene_distribution,
     scene_estimate,
+    scenes_needed,
     verdict,
 )
 from hi4dfix.tables import (
-    DEFAULT_DELTA_METRICS,
+    FEW_UNITS,
     LPIPS_NOT_CACHED,
     MEAN,
     arm_views,
+    endpoint_metrics,
     higher_is_better,
+    interval_cell,
     lpips_not_cached,
     metric_digits,
     metric_title,
     read_eval_views,
     to_markdown,
+    too_few_scenes_note,
 )
 
 COMPARE_COLUMNS = (
     "grid", "variant", "parent", "settings", "split", "scene", "metric", "parent_mean", "variant_mean", "delta",
     "ci_low", "ci_high", "n_frames", "n_views", "verdict", "p_value", "p_holm", "verdict_holm", "note", "provenance",
+    "unit", "test", "min_p",
 )  # fmt: skip
 VIEW_KEY = ["scene", "frame", "cam"]
 TUNED = "tuned"
@@ -92,7 +105,6 @@ SPLIT_TITLES = {
     INTERNAL: "internal evaluation (difix_eval test triplets): the split the decision is made on",
     RESERVED: "reserved scenes (nvs_eval): the held-out measurement, never used to decide",
 }
-VERDICT_COLORS = {IMPROVED: "#2e7d32", WORSE: "#c62828", INCONCLUSIVE: "#757575", NO_VERDICT: "#555555"}
 
 
 @dataclass(frozen=True)
@@ -144,49 +156,48 @@ def _not_measured_note(metric: str, views: pd.DataFrame) -> str:
 def _note(est: Estimate, scene: str, n_scenes: int, metric: str, views: pd.DataFrame) -> str:
     if not est.measured:
         return _not_measured_note(metric, views)
-    units, unit = (est.n_scenes, "scenes") if scene == MEAN else (est.n_frames, "frames")
+    notes = []
     if scene == MEAN and est.n_scenes < n_scenes:
-        return f"mean over {est.n_scenes} of {n_scenes} scenes"
-    if units < 2 and scene == MEAN:  # frames are still resampled within the one scene
-        few = f"; {est.n_frames} frames: too few for it to cover as much as it says" if est.n_frames < FEW_UNITS else ""
-        return f"one scene: the interval resamples its frames only, so it cannot see variation between scenes{few}"
-    if units < 2:
-        return "one frame: the bootstrap cannot see variation"
-    if units < FEW_UNITS:
-        return f"{units} {unit}: too few for the interval to cover as much as it says"
-    return ""
+        notes.append(f"mean over {est.n_scenes} of {n_scenes} scenes")
+    if scene == MEAN and est.n_scenes < 2:
+        notes.append("one scene: within-scene evidence only, no claim about unseen scenes")
+    if est.n_frames < 2 and scene != MEAN:
+        notes.append("one frame: no within-scene variation to test against")
+    elif scene != MEAN and est.n_frames < FEW_UNITS:
+        notes.append(f"{est.n_frames} frames: too few to measure their autocorrelation, taken as independent")
+    return "; ".join(notes)
 
 
 def split_rows(
     split: str,
     views: pd.DataFrame | None,
     scenes: Sequence[str],
-    metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
+    metrics: Sequence[str] | None = None,
     bootstrap: BootstrapConfig = BootstrapConfig(),
     missing_note: str = "",
 ) -> list[dict[str, Any]]:
     """The comparison rows of one split (scene rows, then the mean row, per metric) from ``views``, the
     parent's and the variant's rows merged per view (``{metric}_parent``, ``{metric}_variant``); None:
-    no comparison, each row says why (``missing_note``)."""
+    no comparison, each row says why (``missing_note``). ``verdict``: unadjusted (a family of one)."""
+    metrics = endpoint_metrics(bootstrap) if metrics is None else metrics
     rows = []
     for metric in metrics:
         good_up = higher_is_better(metric)
+        min_effect = bootstrap.min_effect if metric == bootstrap.primary else 0.0
         if views is not None:
             a, b = views[f"{metric}_parent"].to_numpy(np.float64), views[f"{metric}_variant"].to_numpy(np.float64)
             difference = b - a
         for scene in [*sorted(set(scenes)), MEAN]:
             if views is None:
-                est, statistics, parent_mean, variant_mean = NOT_MEASURED, np.empty(0), math.nan, math.nan
+                est, parent_mean, variant_mean = NOT_MEASURED, math.nan, math.nan
             elif scene == MEAN:
-                args = (views["scene"].to_numpy(), views["frame"].to_numpy(), difference, bootstrap)
-                est, statistics = mean_estimate(*args), mean_distribution(*args)
+                est = mean_estimate(views["scene"].to_numpy(), views["frame"].to_numpy(), difference, bootstrap)
                 by_scene = views.groupby("scene")
                 parent_mean = float(by_scene[f"{metric}_parent"].mean().mean())
                 variant_mean = float(by_scene[f"{metric}_variant"].mean().mean())
             else:
                 mine = (views["scene"] == scene).to_numpy()
-                args = (views["frame"].to_numpy()[mine], difference[mine], bootstrap, scene)
-                est, statistics = scene_estimate(*args), scene_distribution(*args)
+                est = scene_estimate(views["frame"].to_numpy()[mine], difference[mine], bootstrap, scene)
                 parent_mean, variant_mean = (float(pd.Series(x[mine]).mean()) for x in (a, b))
             rows.append(
                 {
@@ -200,11 +211,14 @@ def split_rows(
                     "ci_high": est.ci_high,
                     "n_frames": est.n_frames,
                     "n_views": est.n_views,
-                    "verdict": verdict(est, good_up),
-                    "p_value": bootstrap_p_value(statistics) if est.measured else math.nan,
+                    "verdict": verdict(est, good_up, bootstrap.alpha, min_effect=min_effect),
+                    "p_value": est.p_value,
                     "p_holm": math.nan,
                     "verdict_holm": "",
                     "note": missing_note if views is None else _note(est, scene, len(set(scenes)), metric, views),
+                    "unit": est.unit,
+                    "test": est.test,
+                    "min_p": est.min_p if est.measured else math.nan,
                 }
             )
     return rows
@@ -216,7 +230,7 @@ def variant_rows(
     variant: VariantTables,
     parent_views: pd.DataFrame,
     scenes: Sequence[str],
-    metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
+    metrics: Sequence[str] | None = None,
     bootstrap: BootstrapConfig = BootstrapConfig(),
     parent_provenance: str = "",
     parent_internal: pd.DataFrame | None = None,
@@ -247,6 +261,19 @@ def variant_rows(
     return [{**common, **row} for row in rows]
 
 
+def holm_verdict(unadjusted: str, p_holm: float, test: str, min_p: float, family: int, alpha: float) -> str:
+    """A row's verdict after Holm over ``family`` comparisons: ``too few scenes`` where the sign-flip test
+    cannot reach alpha over that family (``family * min_p >= alpha``); a change only where ``p_holm < alpha``;
+    ``equivalent`` and the verdicts that need no test stay."""
+    if unadjusted in (NO_VERDICT, TOO_FEW_SCENES, TOO_FEW_FRAMES):
+        return unadjusted
+    if test == SIGN_FLIP and family * min_p >= alpha:
+        return TOO_FEW_SCENES
+    if unadjusted in DECIDED:
+        return unadjusted if p_holm < alpha else INCONCLUSIVE
+    return unadjusted  # equivalent or inconclusive
+
+
 def holm_verdicts(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """``p_holm`` and ``verdict_holm`` of the mean rows, one Holm family per split and metric (module doc)."""
     table = table.copy()
@@ -254,12 +281,12 @@ def holm_verdicts(table: pd.DataFrame, confidence: float) -> pd.DataFrame:
     for split, metric in dict.fromkeys(zip(table["split"], table["metric"])):
         family = (table["scene"] == MEAN) & (table["split"] == split) & (table["metric"] == metric)
         adjusted = holm(table.loc[family, "p_value"].to_numpy())
+        size = max(int(np.isfinite(adjusted).sum()), 1)
         table.loc[family, "p_holm"] = adjusted
-        survives = [
-            v if v in (IMPROVED, WORSE) and p < alpha else (INCONCLUSIVE if v else NO_VERDICT)
-            for v, p in zip(table.loc[family, "verdict"], adjusted)
+        rows = table.loc[family, ["verdict", "test", "min_p"]]
+        table.loc[family, "verdict_holm"] = [
+            holm_verdict(v, p, t, m, size, alpha) for (v, t, m), p in zip(rows.itertuples(index=False), adjusted)
         ]
-        table.loc[family, "verdict_holm"] = survives
     return table
 
 
@@ -269,7 +296,7 @@ def compare_table(
     parent_csvs: Sequence[str | os.PathLike],
     variants: Iterable[VariantTables],
     scenes: Sequence[str],
-    metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
+    metrics: Sequence[str] | None = None,
     bootstrap: BootstrapConfig = BootstrapConfig(),
     parent_provenance: str = "",
     parent_eval_csv: str | os.PathLike | None = None,
@@ -297,7 +324,7 @@ def read_compare_csv(path: str | os.PathLike) -> pd.DataFrame:
         keep_default_na=False,
         na_values={
             c: ["", "nan", "NaN"]
-            for c in ("delta", "ci_low", "ci_high", "p_value", "p_holm", "parent_mean", "variant_mean")
+            for c in ("delta", "ci_low", "ci_high", "p_value", "p_holm", "parent_mean", "variant_mean", "min_p")
         },
     )
     missing = [c for c in COMPARE_COLUMNS if c not in table.columns]
@@ -306,12 +333,7 @@ def read_compare_csv(path: str | os.PathLike) -> pd.DataFrame:
     return table
 
 
-# ---- reading: markdown, ranking, chart -------------------------------------------------------------
-
-
-def decision_split(table: pd.DataFrame) -> str:
-    """The split the decision ranks on: the internal evaluation when the table has it, else the reserved scenes."""
-    return INTERNAL if (table["split"] == INTERNAL).any() else RESERVED
+# ---- reading: markdown, ranking, decision ------------------------------------------------------------
 
 
 def ranking(table: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
@@ -322,18 +344,22 @@ def ranking(table: pd.DataFrame, metric: str, split: str) -> pd.DataFrame:
     return rows.sort_values("_gain", ascending=False, na_position="last", kind="stable").drop(columns="_gain")
 
 
+def ranking_split(table: pd.DataFrame, bootstrap: BootstrapConfig) -> str:
+    """The split the variants are listed in order of: the declared ``stats.primary_split`` where the table
+    has it, else the split it has (listing only: the reserved scenes never decide)."""
+    return bootstrap.primary_split if (table["split"] == bootstrap.primary_split).any() else str(table["split"].iloc[0])
+
+
 def _cell(row: Mapping[str, Any], digits: int) -> str:
-    if math.isnan(row["delta"]):
-        return "n/a"
-    return f"{row['delta']:+.{digits}f} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
+    return interval_cell(row["delta"], row["ci_low"], row["ci_high"], digits)
 
 
 def _p_cell(p: float) -> str:
-    """A p-value to 3 significant digits; bootstrap p-values of 0 are below 1 / n_resamples."""
+    """A p-value to 3 significant digits (tests here never give 0)."""
     return "n/a" if math.isnan(p) else f"{p:.3g}"
 
 
-def _measured(table: pd.DataFrame, metric: str, split: str | None = None) -> bool:
+def metric_measured(table: pd.DataFrame, metric: str, split: str | None = None) -> bool:
     """Whether any variant has a ``metric`` comparison (on ``split``; None: on either split)."""
     rows = table[(table["metric"] == metric) & ((table["split"] == split) if split else True)]
     return bool(rows["delta"].notna().any())
@@ -343,86 +369,126 @@ def _split_scenes(table: pd.DataFrame, split: str) -> list[str]:
     return sorted(set(table.loc[table["split"] == split, "scene"]) - {MEAN})
 
 
-def decision_lines(table: pd.DataFrame, rank_by: str, references: Sequence[str] = ()) -> list[str]:
-    """The decision section: variants ranked by ``rank_by`` on the decision split (:func:`decision_split`),
-    each with every metric's Holm verdict there and, after it, on the reserved scenes; and a one-line
-    recommendation made on the decision split alone."""
+def harmed_on(table: pd.DataFrame, variant: str, split: str, metrics: Sequence[str]) -> list[str]:
+    """The metrics on which ``variant`` is worse on ``split``, unadjusted (a harm check must not be weakened by
+    a multiplicity adjustment): its mean row, or any scene row (within-scene evidence of harm counts too)."""
+    rows = table[(table["variant"] == variant) & (table["split"] == split) & table["metric"].isin(metrics)]
+    return list(dict.fromkeys(rows.loc[rows["verdict"] == WORSE, "metric"]))
+
+
+def decision(table: pd.DataFrame, bootstrap: BootstrapConfig) -> tuple[str | None, str]:
+    """``(variant to adopt or None, why)``: adopt only a variant whose primary endpoint (``stats.primary`` on
+    ``stats.primary_split``) is improved after Holm across the grid's variants by at least ``stats.min_effect``
+    and that is worse on no metric there (unadjusted); never from the reserved scenes."""
+    primary, split, parent = bootstrap.primary, bootstrap.primary_split, str(table["parent"].iloc[0])
+    title, alpha = metric_title(primary), bootstrap.alpha
+    if split == RESERVED:
+        return None, (
+            "stats.primary_split is the reserved scenes: they are the held-out measurement and never decide; "
+            f"keep {parent}'s settings"
+        )
+    if not (table["split"] == split).any():
+        return None, (
+            f"no {split} evaluation was given (the declared split of the decision); the reserved scenes never "
+            f"decide: keep {parent}'s settings"
+        )
+    if not metric_measured(table, primary, split):
+        return None, f"the primary endpoint {title} was not measured on the {split} split: keep {parent}'s settings"
+    means = ranking(table, primary, split)
     metrics = list(dict.fromkeys(table["metric"]))
-    parent = str(table["parent"].iloc[0])
-    split = decision_split(table)
+    family = int(means["p_value"].notna().sum())
+    n_scenes = len(_split_scenes(table, split))
+    if (means["verdict_holm"] == TOO_FEW_SCENES).any():
+        needed = scenes_needed(max(family, 1), alpha, bootstrap.n_resamples)
+        over = f" after Holm over {family} variants" if family > 1 else ""
+        return None, (
+            f"{n_scenes} {split} scene{'s' if n_scenes != 1 else ''}: no decision about unseen scenes; "
+            f"{needed} scenes from other pairs would allow one at alpha {alpha:g}{over}. Keep {parent}'s settings"
+        )
+    sign = 1.0 if higher_is_better(primary) else -1.0
+    small, harmful = [], []
+    for _, row in means.iterrows():
+        if row["verdict_holm"] != IMPROVED:
+            continue
+        if sign * row["delta"] < bootstrap.min_effect:
+            small.append(str(row["variant"]))
+            continue
+        harmed = harmed_on(table, str(row["variant"]), split, metrics)
+        if harmed:
+            harmful.append(f"{row['variant']} (worse on {', '.join(harmed)})")
+            continue
+        return str(row["variant"]), (
+            f"{row['variant']} improves {title} over {parent} on the {split} evaluation after Holm across "
+            f"{family} variants, by at least stats.min_effect = {bootstrap.min_effect:g}, and is worse on no "
+            "metric there (unadjusted): adopt its settings for the next version"
+        )
+    why = [f"no variant improves {title} over {parent} on the {split} evaluation after Holm by at least "
+           f"{bootstrap.min_effect:g} without harm"]  # fmt: skip
+    if small:
+        why.append(f"improved by less than stats.min_effect: {', '.join(small)}")
+    if harmful:
+        why.append(f"improved but worse elsewhere: {', '.join(harmful)}")
+    equivalent = list(means.loc[means["verdict_holm"] == EQUIVALENT, "variant"])
+    if equivalent:
+        why.append(f"equivalent within ±{bootstrap.min_effect:g}: {', '.join(equivalent)}")
+    return None, "; ".join(why) + f". Keep {parent}'s settings"
+
+
+def decision_lines(table: pd.DataFrame, bootstrap: BootstrapConfig, references: Sequence[str] = ()) -> list[str]:
+    """The decision section: variants in order of the primary endpoint on the declared split (:func:`ranking_split`),
+    each with the primary's Holm verdict and every secondary metric's unadjusted verdict there and, after it, on
+    the reserved scenes; and the decision (:func:`decision`)."""
+    primary, parent = bootstrap.primary, str(table["parent"].iloc[0])
+    metrics = list(dict.fromkeys(table["metric"]))
+    split = ranking_split(table, bootstrap)
     means = table[table["scene"] == MEAN].set_index(["split", "variant", "metric"])
-    ranked = ranking(table, rank_by, split)
-    measured = {on: [m for m in metrics if _measured(table, m, on)] for on in (INTERNAL, RESERVED)}
+    ranked = ranking(table, primary, split) if primary in metrics else ranking(table, metrics[0], split)
+    measured = {on: [m for m in metrics if metric_measured(table, m, on)] for on in (INTERNAL, RESERVED)}
 
     def verdicts(variant: str, on: str) -> str:
         cells = []
         for metric in measured[on]:  # the split's tables say why a metric is missing
             row = means.loc[(on, variant, metric)]
-            cells.append(f"{metric_title(metric)} {_cell(row, metric_digits(metric))} {row['verdict_holm'] or 'n/a'}")
+            shown = row["verdict_holm"] if metric == primary else row["verdict"]
+            tag = " (primary, Holm)" if metric == primary else ""
+            cells.append(f"{metric_title(metric)}{tag} {_cell(row, metric_digits(metric))} {shown or 'n/a'}")
         return "; ".join(cells) or "no metric measured"
 
-    if split == INTERNAL:
-        lines = [
-            f"Variants ranked by the {metric_title(rank_by)} difference to {parent} on the internal evaluation "
-            f"({', '.join(_split_scenes(table, INTERNAL))}: difix_eval, the split settings are chosen on); "
-            "verdicts after Holm adjustment. After each, its reserved scenes' verdicts: the held-out "
-            "measurement, which neither ranks nor chooses.",
-            "",
-        ]
-    else:
-        lines = [
-            f"Variants ranked by the {metric_title(rank_by)} difference to {parent} on the reserved scenes (no "
-            "internal evaluation was given: confirm a choice on the internal split before adopting it); "
-            "verdicts after Holm adjustment:",
-            "",
-        ]
+    scenes = ", ".join(_split_scenes(table, split))
+    lines = [
+        f"Variants in order of the {metric_title(primary)} difference to {parent} (the declared primary endpoint, "
+        f"stats.primary) on the {split} split ({scenes}); the primary's verdict after Holm across the grid's "
+        "variants, the other metrics' unadjusted (the harm check)."
+        + (" After each, its reserved scenes' verdicts: the held-out measurement, which neither ranks nor chooses."
+           if split == INTERNAL else ""),
+        "",
+    ]  # fmt: skip
     for place, variant in enumerate(ranked["variant"], start=1):
-        settings = means.loc[(split, variant, rank_by), "settings"]
+        settings = means.loc[(split, variant, ranked["metric"].iloc[0]), "settings"]
         line = f"{place}. **{variant}** ({settings}): {verdicts(variant, split)}"
-        if split == INTERNAL:
+        if split == INTERNAL and (table["split"] == RESERVED).any():
             line += f". Reserved (held out): {verdicts(variant, RESERVED)}"
         lines.append(line)
     lines.append("")
     for reference in references:
         lines += [f"{reference} has the parent's own settings, so it is {parent} itself (the reference).", ""]
-    winners = [
-        v for v in ranked["variant"]
-        if means.loc[(split, v, rank_by), "verdict_holm"] == IMPROVED
-        and not any(means.loc[(split, v, m), "verdict_holm"] == WORSE for m in metrics)
-    ]  # fmt: skip
-    losers = [v for v in ranked["variant"] if means.loc[(split, v, rank_by), "verdict_holm"] == WORSE]
-    on = "the internal evaluation" if split == INTERNAL else "the reserved scenes"
-    if winners:
-        held_out = means.loc[(RESERVED, winners[0], rank_by)]
-        lines.append(
-            f"**Decision:** {winners[0]} improves {metric_title(rank_by)} over {parent} on {on} after Holm "
-            "adjustment and is worse on no metric there: adopt its settings for the next version."
-            + (
-                f" On the held-out reserved scenes it measures {_cell(held_out, metric_digits(rank_by))} "
-                f"({held_out['verdict_holm'] or 'n/a'} after Holm)."
-                if split == INTERNAL
-                else ""
-            )
+    chosen, why = decision(table, bootstrap)
+    if chosen is not None and (RESERVED, chosen, primary) in means.index:
+        held_out = means.loc[(RESERVED, chosen, primary)]
+        why += (
+            f". On the held-out reserved scenes it measures {_cell(held_out, metric_digits(primary))} "
+            f"({held_out['verdict_holm'] or 'n/a'} after Holm)"
         )
-        lines.append("")
-    else:
-        frames = int(ranked["n_frames"].max()) if len(ranked) else 0
-        lines.append(
-            f"**Decision:** no variant improves {metric_title(rank_by)} over {parent} on {on} after Holm "
-            f"adjustment: keep {parent}'s settings; the intervals rest on {frames} frames, so more frames or "
-            "scenes would be needed to see a smaller effect."
-        )
-        lines.append("")
-    if losers:
-        lines.append(
-            f"Worse than {parent} on {on} after Holm adjustment on {metric_title(rank_by)}: {', '.join(losers)}."
-        )
+    lines += [f"**Decision:** {why}.", ""]
+    if primary in metrics and (table["split"] == split).any():
+        losers = [v for v in ranked["variant"] if means.loc[(split, v, primary), "verdict_holm"] == WORSE]
+        if losers:
+            lines.append(f"Worse than {parent} on the {split} split after Holm on {metric_title(primary)}: "
+                         f"{', '.join(losers)}.")  # fmt: skip
     return lines
 
 
-def compare_markdown(
-    table: pd.DataFrame, bootstrap: BootstrapConfig, rank_by: str = "psnr", references: Sequence[str] = ()
-) -> str:
+def compare_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, references: Sequence[str] = ()) -> str:
     grid, parent = str(table["grid"].iloc[0]), str(table["parent"].iloc[0])
     level = f"{bootstrap.confidence * 100:g}%"
     n_variants = table["variant"].nunique()
@@ -430,12 +496,14 @@ def compare_markdown(
         f"## Ablation grid {grid}: variants against {parent} (tuned DiFix against tuned DiFix)",
         "",
         f"Each variant's tuned arm against {parent}'s tuned arm on the same views, paired per view (scene, "
-        f"frame, camera); the mean over scenes with its {level} interval. Intervals: {bootstrap.describe()}. "
-        f"p: two-sided bootstrap p-value of no difference (0: below 1/{bootstrap.n_resamples}). "
+        f"frame, camera); the mean over scenes with its {level} interval. Intervals and tests: "
+        f"{bootstrap.describe()}. p: the test's two-sided p-value of no difference (never 0). "
         f"**Holm**: p-values adjusted by Holm's step-down method across the grid's {n_variants} comparisons of each "
-        f"metric on each split; a verdict holds after adjustment where the adjusted p < {1 - bootstrap.confidence:g}. "
-        "The decision ranks on the internal evaluation (difix_eval); the reserved scenes are the held-out "
-        "measurement. Per-scene rows and provenance: compare.csv.",
+        f"metric on each split; a verdict holds after adjustment where the adjusted p < {bootstrap.alpha:g}, and "
+        "is `too few scenes` where the split's scenes cannot reach that level. The decision is made on the "
+        f"declared endpoint ({bootstrap.primary} on the {bootstrap.primary_split} split, smallest effect worth "
+        f"adopting {bootstrap.min_effect:g}); the reserved scenes are the held-out measurement. Per-scene rows and "
+        "provenance: compare.csv.",
         "",
     ]
     for split in (INTERNAL, RESERVED):
@@ -446,7 +514,7 @@ def compare_markdown(
         for metric in dict.fromkeys(table["metric"]):
             rows = ranking(table, metric, split)
             notes = sorted({n for n in rows["note"] if n})
-            if not _measured(table, metric, split):  # a table of n/a would only repeat this line
+            if not metric_measured(table, metric, split):  # a table of n/a would only repeat this line
                 lines += [f"**{metric_title(metric)}**: no comparison: {'; '.join(notes) or 'not measured'}.", ""]
                 continue
             digits = metric_digits(metric)
@@ -457,91 +525,24 @@ def compare_markdown(
                     f"{parent} tuned": rows["parent_mean"].to_numpy(np.float64),
                     "variant tuned": rows["variant_mean"].to_numpy(np.float64),
                     f"variant − {parent} [{level}]": [_cell(r, digits) for _, r in rows.iterrows()],
+                    "interval": [u or "n/a" for u in rows["unit"]],
                     "verdict": rows["verdict"].tolist(),
                     "p": [_p_cell(p) for p in rows["p_value"]],
                     "p (Holm)": [_p_cell(p) for p in rows["p_holm"]],
                     "verdict (Holm)": rows["verdict_holm"].tolist(),
                 }
             )
-            lines += [f"**{metric_title(metric)}**", "", to_markdown(out, digits)]
+            primary = " (primary endpoint)" if metric == bootstrap.primary else ""
+            lines += [f"**{metric_title(metric)}**{primary}", "", to_markdown(out, digits)]
+            too_few = rows[rows["verdict_holm"] == TOO_FEW_SCENES]
+            if len(too_few):
+                n = len(_split_scenes(table, split))
+                family = max(int(rows["p_value"].notna().sum()), 1)
+                notes.append(too_few_scenes_note(n, family, bootstrap.alpha, bootstrap.n_resamples))
             if notes:
-                lines += [f"- {note}" for note in notes] + [""]
-    lines += ["### Decision", "", *decision_lines(table, rank_by, references), ""]
+                lines += [f"- {note}" for note in dict.fromkeys(notes)] + [""]
+    lines += ["### Decision", "", *decision_lines(table, bootstrap, references), ""]
     provenance = sorted({p for cell in table["provenance"] for p in str(cell).split("; ") if p})
     if provenance:
         lines += ["Provenance: " + ", ".join(f"`{p}`" for p in provenance), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def decision_html(table: pd.DataFrame, rank_by: str = "psnr", references: Sequence[str] = ()) -> str:
-    """The decision section as a small HTML page (a report item)."""
-    grid, parent = html.escape(str(table["grid"].iloc[0])), html.escape(str(table["parent"].iloc[0]))
-    body = []
-    for line in decision_lines(table, rank_by, references):
-        text = html.escape(line).replace("**", "")
-        if line[:1].isdigit():
-            body.append(f"<li>{text.split('. ', 1)[1]}</li>")
-        elif line:
-            body.append(f"<p>{text}</p>")
-    items = "".join(b for b in body if b.startswith("<li>"))
-    paragraphs = [b for b in body if not b.startswith("<li>")]
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{grid}: decision</title></head><body>"
-        f"<h2>Ablation grid {grid}: decision against {parent}</h2>{paragraphs[0]}<ol>{items}</ol>"
-        + "".join(paragraphs[1:])
-        + "</body></html>\n"
-    )
-
-
-def paired_chart(table: pd.DataFrame, rank_by: str = "psnr", dpi: int = 110):
-    """A row of panels per split (internal first), one per metric measured in some version: each variant's
-    mean paired difference to the parent with its interval, coloured by the Holm verdict; variants in the
-    order of the ``rank_by`` ranking on the decision split."""
-    from hi4dfix.report.plotting import new_figure  # matplotlib: not at the workflow's DAG build
-
-    metrics = list(dict.fromkeys(table["metric"]))
-    metrics = [m for m in metrics if _measured(table, m)] or metrics  # compare.md says why a metric is missing
-    splits = [split for split in (INTERNAL, RESERVED) if (table["split"] == split).any()]
-    order = list(ranking(table, rank_by, decision_split(table))["variant"])
-    parent = str(table["parent"].iloc[0])
-    height = (0.9 + 0.32 * len(order)) * len(splits) + 0.6
-    figure = new_figure(3.6 * len(metrics) + 2.0, height, dpi)
-    grid_axes = figure.subplots(len(splits), len(metrics), sharey=True, squeeze=False)
-    y = np.arange(len(order))[::-1]
-    for split, axes in zip(splits, grid_axes):
-        for ax, metric in zip(axes, metrics):
-            chosen = (table["scene"] == MEAN) & (table["metric"] == metric) & (table["split"] == split)
-            rows = table[chosen].set_index("variant").reindex(order)
-            for yi, (_, row) in zip(y, rows.iterrows()):
-                color = VERDICT_COLORS.get(row["verdict_holm"], VERDICT_COLORS[NO_VERDICT])
-                if not math.isnan(row["delta"]):
-                    ax.errorbar(
-                        row["delta"], yi, xerr=[[row["delta"] - row["ci_low"]], [row["ci_high"] - row["delta"]]],
-                        fmt="o", color=color, capsize=3, markersize=4,
-                    )  # fmt: skip
-            if rows["delta"].isna().all():
-                ax.text(0.5, 0.5, "not measured\nin both versions", transform=ax.transAxes, ha="center", va="center")
-            ax.axvline(0.0, color="#333333", linewidth=0.8)
-            ax.set_title(f"{split}: {metric_title(metric)}", fontsize=9)
-            ax.set_xlabel(f"variant − {parent}", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(axis="x", alpha=0.3)
-        axes[0].set_yticks(y, order)
-    handles = [
-        grid_axes[0][0].errorbar([], [], xerr=[], fmt="o", color=color, label=f"{name} (Holm)")
-        for name, color in VERDICT_COLORS.items()
-        if name
-    ]
-    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7, frameon=False)
-    figure.suptitle(
-        f"{table['grid'].iloc[0]}: paired differences to {parent} (tuned arms, mean over scenes; "
-        "internal: decides, reserved: held out)",
-        fontsize=9,
-    )
-    return figure
-
-
-def write_paired_chart(table: pd.DataFrame, path: str | os.PathLike, rank_by: str = "psnr", dpi: int = 110) -> None:
-    from hi4dfix.report.plotting import save_png
-
-    save_png(paired_chart(table, rank_by, dpi), path, dpi)

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from hi4dfix import resources, sources
 from hi4dfix.ablations import Grid, canonical, expand_config
+from hi4dfix.arms import CONTROL, study_arms
 from hi4dfix.config_schema import check_config, fill_defaults, load_schema
 from hi4dfix.difix import geometry
 from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
@@ -35,7 +36,6 @@ from hi4dfix.fingerprint import FINGERPRINT_FILE
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.provenance import PROVENANCE_NAME
 from hi4dfix.study import Study, Version
-from hi4dfix.tables import CONTROL, study_arms
 from hi4dfix.weights import preset_mismatch_message
 
 REPO = Path(__file__).resolve().parent.parent

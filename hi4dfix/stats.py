@@ -1,62 +1,76 @@
-"""Paired, clustered bootstrap of the mean difference between two arms measured on the same views.
+"""Paired inference for the mean difference between two arms measured on the same views, at the level of the claim.
 
 The data: one value per view and arm, a view being (scene, frame, camera), and the per-view paired
-difference ``d = b - a`` (arm ``b`` against arm ``a``). Views of one frame share the people's pose and
-the render's errors, so they are correlated; frames are the independent-ish unit, and scenes above them.
+difference ``d = b - a`` (arm ``b`` against arm ``a``). Views of one frame share the people's pose and the
+render's errors, consecutive frames share the motion, and the claim ("tuned DiFix is better") is about
+scenes not yet seen. So the unit of inference is the scene for a row that speaks for scenes, and blocks of
+consecutive frames for a row that speaks for one scene only.
 
-* **Scene estimate** (:func:`scene_estimate`): the point estimate is the mean of ``d`` over the scene's
-  views. A resample draws the scene's F frames with replacement (all views of a drawn frame come along)
-  and takes the mean of ``d`` over the drawn views (frames with more views weigh more, as in the point
-  estimate).
-* **Mean estimate** (:func:`mean_estimate`, the tables' ``mean`` row): the point estimate is the mean
-  over scenes of the per-scene means (every scene weighs the same). A resample draws S scenes with
-  replacement, then, independently for every drawn scene, its frames as above, and takes the mean of the
-  drawn scenes' resampled means.
-* **Interval**: the percentile interval of the ``n_resamples`` resampled statistics at level
-  ``confidence`` (``numpy.quantile``, linear interpolation). A mean lies between the smallest and the
-  largest per-view difference, so the estimate and the interval's ends are clipped to that range: a no-op
-  in exact arithmetic that removes rounding, so identical arms give exactly [0, 0] and a constant
-  difference c exactly [c, c].
-* **Determinism**: random numbers come from ``numpy.random.Generator`` streams seeded by
-  ``(seed, name)``: a scene's frame draws depend only on the seed, the scene's name and its number of
-  frames, and are the same in its own row and in the mean row (so a one-scene mean row equals the scene
-  row), and the same for every metric and comparison (common random numbers). Views are sorted (scene,
-  frame, value) before any sum, so the result does not depend on the order of the input rows.
-* **Verdict** (:func:`verdict`): ``improved`` when the interval lies entirely on the metric's good side of 0,
-  ``worse`` when entirely on the bad side, else ``inconclusive``; ``inconclusive`` too when there is a
-  single unit to resample (one scene of one frame: the bootstrap cannot see any variation); no verdict
-  (``""``) when nothing was measured (NaN inputs, e.g. LPIPS not computed).
+* **Scene estimate** (:func:`scene_estimate`, a table's scene row: *within that scene only*): the point
+  estimate is the mean of ``d`` over the scene's views. Its frames, in time order, are cut into ``k``
+  consecutive non-overlapping batches of about ``L`` frames (:func:`block_length`) and the interval is the
+  t interval (``k - 1`` degrees of freedom) of the view-weighted batch means, the batch-means method for a
+  correlated series; the p-value is the t test's (or, where the batch means do not vary, the exact
+  sign-flip test's on them). One batch (one frame): no interval, verdict ``too few frames``.
+* **Block length** (:func:`block_length`): from the lag-1 autocorrelation ``r`` of the frame means,
+  bias-corrected (``r + (1 + 3 r) / F``, Kendall's first-order bias of the AR(1) estimate) and clipped to
+  [0, 0.99]: ``L = ceil(3 (1 + r) / (1 - r))``, three integrated autocorrelation times of an AR(1) series,
+  so neighbouring batch means are nearly independent; at most ``F // 2`` (two batches at least). With fewer
+  than :data:`MIN_FRAMES_FOR_ACF` frames the autocorrelation cannot be measured: frames are taken as
+  independent (``L = 1``) and the tables say so. The calibration bench (``bench/bench_calibration.py``,
+  BENCHMARKS.md) measures the coverage this rule holds.
+* **Mean estimate** (:func:`mean_estimate`, the ``mean`` row: *across S scenes*): the point estimate is
+  the mean over scenes of the per-scene means (every scene weighs the same). Inference treats the S scene
+  means as the units: the interval is the t interval on them (``S - 1`` degrees of freedom), the test
+  the exact sign-flip (randomization) test of "no difference": all ``2^S`` sign patterns of the scene
+  means up to :data:`EXACT_SIGN_FLIP_MAX` scenes, else ``n_resamples`` random patterns with
+  ``p = (k + 1) / (B + 1)``; a p-value is never 0. With one scene the row is that scene's within-scene
+  estimate and says no more than it.
+* **Verdict** (:func:`verdict`): ``too few scenes`` when the scene-level test cannot reach the level:
+  its smallest p-value (``2 / 2^S``) times the Holm family size is not below ``alpha = 1 - confidence``
+  (:func:`scenes_needed` says how many would do); ``improved`` / ``worse`` when p (Holm-adjusted where
+  given) is below alpha, on the metric's good / bad side; ``equivalent`` when the interval lies inside
+  ``±min_effect``; else ``inconclusive``. ``""`` when nothing was measured.
+* **Determinism**: Monte Carlo sign patterns come from a ``numpy.random.Generator`` seeded by ``(seed,
+  name)``. Views are sorted (scene, frame, value) before any sum, so results do not depend on row order.
 
-NaN differences (a view where either arm lacks the metric) are left out before anything else.
-
-**Few units.** The percentile bootstrap is too narrow when there are few units to resample: for the
-mean of n normal units, 95% intervals of :func:`scene_estimate` held the true mean in about 51%, 74%,
-79%, 84% and 92% of 1000 simulated data sets at n = 2, 3, 4, 5 and 10 (1000 resamples each). The
-tables note rows resting on fewer than :data:`FEW_UNITS` frames (scene rows) or scenes (mean rows).
+NaN differences (a view where either arm lacks the metric) are left out before anything else. A future
+seed level (``replicates``) averages each scene's replicates first, so the scene stays the unit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats as scipy_stats
 
-IMPROVED, WORSE, INCONCLUSIVE = "improved", "worse", "inconclusive"
+IMPROVED, WORSE, INCONCLUSIVE, EQUIVALENT = "improved", "worse", "inconclusive", "equivalent"
+TOO_FEW_SCENES, TOO_FEW_FRAMES = "too few scenes", "too few frames"
 NO_VERDICT = ""  # nothing measured
-VERDICTS = (IMPROVED, WORSE, INCONCLUSIVE)
-FEW_UNITS = 10  # fewer frames (scenes for a mean row) than this: the interval covers less than it says
-_SCENE_DRAW_STREAM = "\0scenes"  # not a scene name: scene names never start with NUL
+VERDICTS = (IMPROVED, WORSE, INCONCLUSIVE, EQUIVALENT, TOO_FEW_SCENES, TOO_FEW_FRAMES)
+DECIDED = (IMPROVED, WORSE)  # the verdicts that claim a change
+FEW_UNITS = 10  # fewer frames than this in a scene: its frames are taken as independent (no autocorrelation)
+MIN_FRAMES_FOR_ACF = FEW_UNITS
+EXACT_SIGN_FLIP_MAX = 16  # 2^16 sign patterns: enumerated; beyond, Monte Carlo
+SIGN_FLIP, T_BATCH_MEANS = "sign-flip", "t on batch means"
+_SIGN_STREAM = "\0signs"  # not a scene name: scene names never start with NUL
 
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """Settings of the paired cluster bootstrap (config block ``stats``)."""
+    """Settings of the paired inference and the declared endpoint (config block ``stats``)."""
 
-    n_resamples: int = 2000
-    confidence: float = 0.95  # two-sided percentile interval
+    n_resamples: int = 2000  # Monte Carlo sign patterns beyond EXACT_SIGN_FLIP_MAX scenes
+    confidence: float = 0.95  # two-sided intervals; tests at alpha = 1 - confidence
     seed: int = 0
+    primary: str = "psnr_person"  # the metric a decision is made on
+    primary_split: str = "internal"  # and the split (compare.md; never the reserved scenes)
+    min_effect: float = 0.5  # smallest primary difference worth adopting, in the metric's units
+    secondary: tuple[str, ...] = ("psnr", "ssim", "lpips", "ssim_person", "lpips_person")
 
     def __post_init__(self) -> None:
         if int(self.n_resamples) != self.n_resamples or self.n_resamples < 1:
@@ -65,22 +79,31 @@ class BootstrapConfig:
             raise ValueError(f"stats.confidence must be in (0, 1), got {self.confidence!r}")
         if int(self.seed) != self.seed or self.seed < 0:
             raise ValueError(f"stats.seed must be a non-negative integer, got {self.seed!r}")
+        if not (isinstance(self.min_effect, (int, float)) and self.min_effect >= 0):
+            raise ValueError(f"stats.min_effect must be a non-negative number, got {self.min_effect!r}")
+        if self.primary_split not in ("internal", "reserved"):
+            raise ValueError(f"stats.primary_split must be internal or reserved, got {self.primary_split!r}")
+        if self.primary in self.secondary:
+            raise ValueError(f"stats.secondary repeats the primary metric {self.primary!r}")
+        object.__setattr__(self, "secondary", tuple(self.secondary))
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.confidence
 
     def describe(self) -> str:
-        """One sentence for captions: how the intervals were computed."""
+        """One sentence for captions: how the intervals and tests were computed."""
         return (
-            f"{self.confidence * 100:g}% percentile intervals of a paired cluster bootstrap "
-            f"({self.n_resamples} resamples, seed {self.seed}): per scene, frames are resampled with "
-            "replacement within the scene (all views of a drawn frame come along) and the statistic is the "
-            "mean over the drawn views of the per-view difference; the mean row resamples scenes, then "
-            "frames within each drawn scene, and its statistic (like its estimate) is the mean of the "
-            "scenes' means"
+            f"{self.confidence * 100:g}% intervals; across scenes (mean rows): t interval on the scene means "
+            f"and exact sign-flip test of the scene means (all 2^S patterns up to {EXACT_SIGN_FLIP_MAX} scenes, "
+            f"else {self.n_resamples} random ones, seed {self.seed}); within one scene (scene rows): t interval "
+            "and test on means of consecutive frame batches (batch length from the frames' autocorrelation)"
         )
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean paired difference with its bootstrap interval and what it rests on."""
+    """A mean paired difference with its interval, test and what it rests on."""
 
     delta: float  # point estimate (NaN when nothing was measured)
     ci_low: float
@@ -88,6 +111,12 @@ class Estimate:
     n_scenes: int
     n_frames: int  # frames with at least one measured view
     n_views: int  # views with both arms measured
+    p_value: float = math.nan  # two-sided, of "no difference"; never 0
+    min_p: float = 0.0  # the smallest p-value the test can give on these units (2 / 2^S for the sign flip)
+    test: str = ""  # SIGN_FLIP or T_BATCH_MEANS
+    unit: str = ""  # "across 4 scenes", "within hi4d_pair02_dance only (5 batches of 22 frames)"
+    n_units: int = 0  # scenes (sign flip) or batches (t on batch means)
+    for_scenes: bool = False  # a mean row: it speaks for scenes, so one scene cannot decide it
 
     @property
     def measured(self) -> bool:
@@ -95,6 +124,100 @@ class Estimate:
 
 
 NOT_MEASURED = Estimate(math.nan, math.nan, math.nan, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure tests and intervals on units (vectorised over leading axes: the calibration bench uses them)
+
+
+def sign_flip_p(values, n_resamples: int = 2000, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Two-sided sign-flip p-value of "mean 0" for each row of ``values`` (..., S): the share of sign patterns
+    whose |mean| reaches the observed one (a relative 1e-12 tolerance, so ties count). Exact (all 2^S
+    patterns, the identity among them, so p >= 2 / 2^S by symmetry) up to :data:`EXACT_SIGN_FLIP_MAX`
+    units; else ``n_resamples`` random patterns and ``(k + 1) / (B + 1)``."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[-1]
+    if n < 1:
+        raise ValueError("sign_flip_p needs at least one unit")
+    if n <= EXACT_SIGN_FLIP_MAX:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        extra, denominator = 0, len(signs)
+    else:
+        rng = rng if rng is not None else np.random.default_rng(0)
+        signs = rng.choice((1.0, -1.0), size=(n_resamples, n))
+        extra, denominator = 1, n_resamples + 1
+    observed = np.abs(values.sum(axis=-1))
+    flipped = np.abs(values @ signs.T)  # (..., patterns)
+    tolerance = 1e-12 * np.maximum(np.abs(values).sum(axis=-1), 1e-300)
+    k = (flipped >= (observed - tolerance)[..., None]).sum(axis=-1)
+    return (k + extra) / denominator
+
+
+def sign_flip_min_p(n_units: int, n_resamples: int = 2000) -> float:
+    """The smallest two-sided p-value :func:`sign_flip_p` can give on ``n_units`` units."""
+    return 2.0 / 2.0**n_units if n_units <= EXACT_SIGN_FLIP_MAX else 1.0 / (n_resamples + 1)
+
+
+def scenes_needed(family: int, alpha: float, n_resamples: int = 2000) -> int:
+    """The fewest scenes whose sign-flip test can reach ``alpha`` after Holm over ``family`` comparisons."""
+    if family < 1 or not 0 < alpha < 1:
+        raise ValueError(f"scenes_needed: family {family} must be >= 1 and alpha {alpha} in (0, 1)")
+    n = 1
+    while family * sign_flip_min_p(n, n_resamples) >= alpha:
+        n += 1
+        if n > 64:
+            raise ValueError(f"no number of scenes reaches alpha {alpha} over {family} comparisons")
+    return n
+
+
+def t_interval(values, confidence: float, weights=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean of each row of ``values`` (..., n) (``weights``: a weighted mean, and the standard error of a
+    weighted mean of independent units) with its t interval (n - 1 degrees of freedom) and two-sided t-test
+    p-value: ``(mean, low, high, p)``; NaN interval and p for n < 2; p NaN where the units do not vary."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[-1]
+    w = np.ones_like(values) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), values.shape)
+    w = w / w.sum(axis=-1, keepdims=True)
+    mean = (w * values).sum(axis=-1)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return mean, nan, nan, nan
+    variance = (values - mean[..., None]) ** 2
+    # Unbiased for equal weights (the n / (n - 1) correction of the sample variance).
+    se = np.sqrt((w**2 * variance).sum(axis=-1) * n / (n - 1))
+    q = scipy_stats.t.ppf(0.5 + confidence / 2.0, n - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1.0), np.nan)
+    p = 2.0 * scipy_stats.t.sf(t, n - 1)
+    return mean, mean - q * se, mean + q * se, p
+
+
+def block_length(frame_means) -> int:
+    """Frames per batch for one scene's frame means in time order (module doc: the rule)."""
+    x = np.asarray(frame_means, dtype=np.float64)
+    n = len(x)
+    if n < MIN_FRAMES_FOR_ACF:
+        return 1
+    centred = x - x.mean()
+    denominator = float((centred**2).sum())
+    r = float((centred[1:] * centred[:-1]).sum() / denominator) if denominator > 0 else 0.0
+    r = min(max(r + (1.0 + 3.0 * r) / n, 0.0), 0.99)
+    return int(min(math.ceil(3.0 * (1.0 + r) / (1.0 - r)), n // 2))
+
+
+def batch_means(sums, counts, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Consecutive frames (per-frame sums and view counts, time order) cut into ``len // length`` batches of
+    nearly equal size (``numpy.array_split``): each batch's view-weighted mean and its views."""
+    sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.float64)
+    k = max(len(sums) // max(length, 1), 1)
+    bounds = [len(part) for part in np.array_split(np.arange(len(sums)), k)]
+    starts = np.concatenate([[0], np.cumsum(bounds)[:-1]])
+    batch_sums, batch_counts = np.add.reduceat(sums, starts), np.add.reduceat(counts, starts)
+    return batch_sums / batch_counts, batch_counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Estimates of the tables
 
 
 @dataclass(frozen=True)
@@ -115,7 +238,7 @@ def _as_arrays(*columns) -> list[np.ndarray]:
     arrays = [np.asarray(column) for column in columns]
     lengths = {len(array) for array in arrays}
     if len(lengths) > 1:
-        raise ValueError(f"bootstrap inputs differ in length: {[len(array) for array in arrays]}")
+        raise ValueError(f"inference inputs differ in length: {[len(array) for array in arrays]}")
     return arrays
 
 
@@ -138,105 +261,101 @@ def _generator(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *map(int, words)]))
 
 
-def _frame_resample_means(frames: _Frames, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` resampled means of one scene: its frames drawn with replacement, weighted by their views."""
-    draws = rng.integers(0, len(frames.sums), size=(n, len(frames.sums)))
-    return frames.sums[draws].sum(axis=1) / frames.counts[draws].sum(axis=1)
-
-
-def _interval(statistics: np.ndarray, confidence: float, low: float, high: float) -> tuple[float, float]:
-    tail = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(statistics, [tail, 1.0 - tail])
-    return float(np.clip(lo, low, high)), float(np.clip(hi, low, high))
-
-
-def _scene_bootstrap(frames, differences, cfg: BootstrapConfig, scene: str) -> tuple[_Frames | None, np.ndarray]:
-    frames, differences = _as_arrays(frames, differences)
-    grouped = _frames(frames, differences)
-    if grouped is None:
-        return None, np.empty(0)
-    return grouped, _frame_resample_means(grouped, cfg.n_resamples, _generator(cfg.seed, scene))
-
-
-def scene_distribution(frames, differences, cfg: BootstrapConfig, scene: str) -> np.ndarray:
-    """The ``cfg.n_resamples`` resampled statistics of :func:`scene_estimate` (empty when nothing is finite)."""
-    return _scene_bootstrap(frames, differences, cfg, scene)[1]
+def _within(grouped: _Frames, cfg: BootstrapConfig, scene: str) -> Estimate:
+    length = block_length(grouped.sums / grouped.counts)
+    means, weights = batch_means(grouped.sums, grouped.counts, length)
+    k = len(means)
+    delta = grouped.mean
+    unit = f"within {scene} only" + (f" ({k} batches of ~{len(grouped.sums) // k} frames)" if length > 1 else "")
+    common = dict(n_scenes=1, n_frames=len(grouped.sums), n_views=int(grouped.counts.sum()), unit=unit, n_units=k)
+    if k < 2:
+        return Estimate(delta, math.nan, math.nan, p_value=math.nan, min_p=1.0, test=T_BATCH_MEANS, **common)
+    _, low, high, p = (float(v) for v in t_interval(means, cfg.confidence, weights))
+    if math.isnan(p):  # batch means all equal: the t test has no scale; the exact sign flip still answers
+        p = float(sign_flip_p(means - 0.0))
+        low = high = delta
+    # A mean lies between the smallest and largest difference: clipping removes rounding only.
+    low, high = float(np.clip(low, -np.inf, grouped.high)), float(np.clip(high, grouped.low, np.inf))
+    return Estimate(delta, low, high, p_value=max(p, np.finfo(float).tiny), test=T_BATCH_MEANS, **common)
 
 
 def scene_estimate(frames, differences, cfg: BootstrapConfig, scene: str) -> Estimate:
-    """Mean of ``differences`` over one scene's views with its frame-bootstrap interval.
+    """Mean of ``differences`` over one scene's views with its within-scene interval and test (module doc).
 
-    ``frames[i]`` is the frame of view ``i``; ``scene`` names the random stream (see the module doc).
-    """
-    grouped, statistics = _scene_bootstrap(frames, differences, cfg, scene)
-    if grouped is None:
-        return NOT_MEASURED
-    low, high = _interval(statistics, cfg.confidence, grouped.low, grouped.high)
-    return Estimate(grouped.mean, low, high, 1, len(grouped.sums), int(grouped.counts.sum()))
+    ``frames[i]`` is the frame of view ``i`` (frame numbers give the time order)."""
+    frames, differences = _as_arrays(frames, differences)
+    grouped = _frames(frames, differences)
+    return NOT_MEASURED if grouped is None else _within(grouped, cfg, scene)
 
 
-def _mean_bootstrap(scenes, frames, differences, cfg: BootstrapConfig) -> tuple[list[_Frames], float, np.ndarray]:
+def _scene_parts(scenes, frames, differences, replicates) -> dict[str, _Frames]:
     scenes, frames, differences = _as_arrays(scenes, frames, differences)
     scenes = scenes.astype(str)
+    if replicates is not None:
+        # A seed level: frames of different replicates are different units of the scene's series
+        # until seeds are modelled (issue #33 item 3); the scene mean stays the unit of the mean row.
+        (replicates,) = _as_arrays(replicates)
+        frames = np.asarray([f"{r}\0{f:012d}" for r, f in zip(replicates, frames)])
     grouped: dict[str, _Frames] = {}
     for scene in sorted(set(scenes.tolist())):
         mine = scenes == scene
         found = _frames(frames[mine], differences[mine])
         if found is not None:
             grouped[scene] = found
+    return grouped
+
+
+def mean_estimate(scenes, frames, differences, cfg: BootstrapConfig, replicates=None) -> Estimate:
+    """Mean over scenes of the per-scene mean differences, with the across-scenes interval and sign-flip
+    test (module doc); one scene: its within-scene estimate. ``scenes[i]`` and ``frames[i]`` locate view
+    ``i``; ``replicates[i]`` (optional) its training seed. A scene without a finite difference is left out."""
+    grouped = _scene_parts(scenes, frames, differences, replicates)
     if not grouped:
-        return [], math.nan, np.empty(0)
-    parts = list(grouped.values())  # scenes in sorted order
-    drawn = _generator(cfg.seed, _SCENE_DRAW_STREAM).integers(0, len(parts), size=(cfg.n_resamples, len(parts)))
-    resampled = np.empty(drawn.shape)
-    for index, (name, part) in enumerate(grouped.items()):
-        slots = drawn == index
-        # Every slot that drew this scene gets its own frame resample: the first ones of the scene's stream.
-        resampled[slots] = _frame_resample_means(part, int(slots.sum()), _generator(cfg.seed, name))
-    low, high = min(part.low for part in parts), max(part.high for part in parts)
-    estimate = float(np.clip(np.mean([part.mean for part in parts]), low, high))
-    return parts, estimate, resampled.mean(axis=1)
-
-
-def mean_distribution(scenes, frames, differences, cfg: BootstrapConfig) -> np.ndarray:
-    """The ``cfg.n_resamples`` resampled statistics of :func:`mean_estimate` (empty when nothing is finite)."""
-    return _mean_bootstrap(scenes, frames, differences, cfg)[2]
-
-
-def mean_estimate(scenes, frames, differences, cfg: BootstrapConfig) -> Estimate:
-    """Mean over scenes of the per-scene mean differences, with the scenes-then-frames interval.
-
-    ``scenes[i]`` and ``frames[i]`` locate view ``i``; a scene without a finite difference is left out.
-    """
-    parts, estimate, statistics = _mean_bootstrap(scenes, frames, differences, cfg)
-    if not parts:
         return NOT_MEASURED
-    low, high = _interval(statistics, cfg.confidence, min(p.low for p in parts), max(p.high for p in parts))
-    n_frames = sum(len(p.sums) for p in parts)
-    return Estimate(estimate, low, high, len(parts), n_frames, int(sum(p.counts.sum() for p in parts)))
+    parts = list(grouped.values())
+    n_frames, n_views = sum(len(p.sums) for p in parts), int(sum(p.counts.sum() for p in parts))
+    if len(parts) == 1:
+        name, part = next(iter(grouped.items()))
+        one = _within(part, cfg, name)
+        return Estimate(**{**one.__dict__, "n_frames": n_frames, "n_views": n_views, "for_scenes": True})
+    means = np.array([part.mean for part in parts])
+    low_all, high_all = min(p.low for p in parts), max(p.high for p in parts)
+    delta = float(np.clip(means.mean(), low_all, high_all))
+    _, low, high, _ = (float(v) for v in t_interval(means, cfg.confidence))
+    if not means.std() > 0:  # every scene the same: rounding only
+        low = high = delta
+    low, high = float(np.clip(low, -np.inf, high_all)), float(np.clip(high, low_all, np.inf))
+    p = float(sign_flip_p(means - 0.0, cfg.n_resamples, _generator(cfg.seed, _SIGN_STREAM)))
+    return Estimate(
+        delta, low, high, len(parts), n_frames, n_views, p_value=p,
+        min_p=sign_flip_min_p(len(parts), cfg.n_resamples), test=SIGN_FLIP,
+        unit=f"across {len(parts)} scenes", n_units=len(parts), for_scenes=True,
+    )  # fmt: skip
 
 
-def verdict(estimate: Estimate, higher_is_better: bool) -> str:
-    """``improved`` / ``worse`` / ``inconclusive`` for arm b against arm a; ``""`` when not measured."""
-    if not estimate.measured or math.isnan(estimate.ci_low) or math.isnan(estimate.ci_high):
+def verdict(
+    estimate: Estimate,
+    higher_is_better: bool,
+    alpha: float = 0.05,
+    p_value: float | None = None,
+    family: int = 1,
+    min_effect: float = 0.0,
+) -> str:
+    """The verdict of arm b against arm a (module doc). ``p_value``: the Holm-adjusted p where the row is one
+    of ``family`` comparisons (default: the estimate's own p, a family of one); ``min_effect`` > 0 allows
+    ``equivalent``."""
+    if not estimate.measured:
         return NO_VERDICT
-    if estimate.n_scenes < 2 and estimate.n_frames < 2:
-        return INCONCLUSIVE  # one unit: the bootstrap sees no variation, the interval is a point
-    if estimate.ci_low > 0:
-        return IMPROVED if higher_is_better else WORSE
-    if estimate.ci_high < 0:
-        return WORSE if higher_is_better else IMPROVED
+    if estimate.for_scenes and (estimate.n_scenes < 2 or family * estimate.min_p >= alpha):
+        return TOO_FEW_SCENES  # one scene, or too few for the sign-flip test to reach alpha after Holm
+    if estimate.n_units < 2:
+        return TOO_FEW_FRAMES  # one batch: no within-scene variation to test against
+    p = estimate.p_value if p_value is None else p_value
+    if p < alpha and estimate.delta != 0:
+        return IMPROVED if (estimate.delta > 0) == higher_is_better else WORSE
+    if min_effect > 0 and -min_effect < estimate.ci_low and estimate.ci_high < min_effect:
+        return EQUIVALENT
     return INCONCLUSIVE
-
-
-def bootstrap_p_value(statistics: np.ndarray) -> float:
-    """Two-sided bootstrap p-value of "no difference": twice the smaller share of resampled statistics on
-    either side of 0 (at most 1), the test that the percentile interval inverts; NaN without statistics."""
-    statistics = np.asarray(statistics, dtype=np.float64)
-    if not len(statistics):
-        return math.nan
-    below, above = float(np.mean(statistics <= 0.0)), float(np.mean(statistics >= 0.0))
-    return min(1.0, 2.0 * min(below, above))
 
 
 def holm(p_values) -> np.ndarray:

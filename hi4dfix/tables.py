@@ -1,4 +1,4 @@
-"""Result tables: per-scene metric tables, delta tables with bootstrap intervals, a version comparison.
+"""Result tables: per-scene metric tables, delta tables with intervals, tests and verdicts, a version comparison.
 
 * per-scene table: a row per (frame, cam) with :data:`hi4dfix.metrics.METRIC_COLUMNS` (plus any other
   keys the rows carry, e.g. ``lpips_computed``) and a final row with frame = cam = ``"mean"``. Means skip
@@ -6,7 +6,8 @@
 * per-view table (:func:`nvs_views`, :func:`read_eval_views`): the arms' per-view rows in one long table,
   ``arm, scene, frame, cam`` and the metric columns.
 * delta table (:func:`delta_table`; ``deltas.csv``, ``difix/eval_deltas.csv``): long and tidy, one row per
-  scene x metric x comparison, scenes in name order then a ``mean`` row, for each metric. Columns:
+  scene x metric x comparison, scenes in name order then a ``mean`` row, for each metric (default: the
+  declared endpoint's, ``stats.primary`` and ``stats.secondary``, person-region ones included). Columns:
 
   ``scene``
       scene name, or ``mean`` for the mean over scenes
@@ -23,17 +24,29 @@
       the mean paired difference b - a: over the scene's views measured in both arms; for the ``mean`` row
       the mean over scenes of the scenes' deltas (every scene weighs the same)
   ``ci_low``, ``ci_high``
-      its bootstrap interval (:mod:`hi4dfix.stats`: frames resampled within the scene; scenes, then frames
-      within each drawn scene for the ``mean`` row; percentile interval at the configured confidence)
+      its interval (:mod:`hi4dfix.stats`): for a scene row the t interval of batches of consecutive frames
+      (evidence within that scene only); for the ``mean`` row the t interval on the scene means (across
+      scenes; with one scene, that scene's within-scene interval)
   ``n_frames``, ``n_views``
       the frames and views the delta rests on (summed over scenes in the ``mean`` row)
   ``verdict``
-      ``improved`` or ``worse`` where the interval excludes 0 on the metric's good or bad side (PSNR and
-      SSIM up is good, LPIPS down), else ``inconclusive``; empty where the metric was not computed
+      ``improved`` or ``worse`` where the row's Holm-adjusted p (``p_holm``) is below ``1 - confidence`` on
+      the metric's good or bad side (PSNR and SSIM up is good, LPIPS down); ``equivalent`` where the interval
+      lies inside ``±stats.min_effect`` (the primary metric only); ``too few scenes`` on a mean row whose
+      scenes cannot reach the level (one scene, or ``2 / 2^S`` times the family size not below alpha: the note
+      says how many scenes would); ``too few frames`` on a one-frame scene row; else ``inconclusive``; empty
+      where the metric was not computed
   ``note``
       what is missing or weak: metric not computed and why, scenes left out of the mean, a single frame,
-      or fewer than :data:`hi4dfix.stats.FEW_UNITS` frames (scenes for the mean row), where the
-      bootstrap interval is known to be too narrow
+      frames too few to measure their autocorrelation, too few scenes for a verdict
+  ``unit``
+      what the interval and test treat as independent: ``across 4 scenes``, ``within hi4d_pair02_dance only
+      (5 batches of ~22 frames)``
+  ``test``
+      ``sign-flip`` (exact over the scene means) or ``t on batch means`` (within one scene)
+  ``p_value``, ``p_holm``
+      the test's two-sided p-value of no difference (never 0), and Holm's adjustment across the comparisons
+      of the row's group (one scene, or the mean row, of one metric): the family the verdict is made in
 
   ``deltas.csv`` also has ``refit`` (the arms of the comparison that ``nvs.mode: difix3d+`` refit, or
   ``none``; :func:`hi4dfix.evaluate.with_refit_column`), ``provenance`` and ``provenance_sha256`` (the
@@ -49,6 +62,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from hi4dfix.arms import ARMS, COMPARISONS, CONTROL, CONTROL_ARMS, CONTROL_COMPARISONS, arm_comparisons, study_arms
 from hi4dfix.io import atomic_path
 from hi4dfix.metrics import LPIPS_FLAG_COLUMN, METRIC_COLUMNS
 from hi4dfix.stats import (
@@ -57,23 +71,19 @@ from hi4dfix.stats import (
     VERDICTS,
     BootstrapConfig,
     Estimate,
+    holm,
     mean_estimate,
     scene_estimate,
+    scenes_needed,
     verdict,
 )
 
 MEAN = "mean"
 KEY_COLUMNS = ("frame", "cam")
-ARMS = ("raw", "base", "tuned")  # every study's arms: no DiFix, base DiFix, tuned DiFix
-# The base trained as long as `tuned`, with its settings, on the base's own out-of-domain data (difix.control).
-CONTROL = "control"
-CONTROL_ARMS = (*ARMS, CONTROL)
-COMPARISONS = (("tuned", "base"), ("tuned", "raw"), ("base", "raw"))  # (b, a): delta = b - a
-# With the control arm: in-domain data against more steps, and what more steps alone do.
-CONTROL_COMPARISONS = (("tuned", CONTROL), (CONTROL, "base"))
 VIEW_COLUMNS = ("arm", "scene", "frame", "cam")
 DELTA_COLUMNS = (
     "scene", "metric", "comparison", *ARMS, "delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict", "note",
+    "unit", "test", "p_value", "p_holm",
 )  # fmt: skip
 DEFAULT_DELTA_METRICS = ("psnr", "ssim", "lpips")
 METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
@@ -87,16 +97,6 @@ def higher_is_better(metric: str) -> bool:
     if base == "lpips":
         return False
     raise ValueError(f"unknown metric {metric!r}: expected psnr, ssim or lpips (optionally with _person)")
-
-
-def study_arms(control: bool) -> tuple[str, ...]:
-    """The arms of a study: raw, base and tuned, and the control arm when it is on."""
-    return CONTROL_ARMS if control else ARMS
-
-
-def arm_comparisons(arms: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """The (b, a) comparisons of a set of arms: the three of every study, then the control arm's two."""
-    return COMPARISONS + (CONTROL_COMPARISONS if CONTROL in arms else ())
 
 
 def delta_columns(arms: Sequence[str]) -> tuple[str, ...]:
@@ -345,13 +345,23 @@ def _scene_note(metric: str, b: str, a: str, values: pd.DataFrame, views: pd.Dat
     if one_sided:
         notes.append(f"{one_sided} views measured in only one arm left out")
     if est.n_frames == 1:
-        notes.append("one frame: the bootstrap cannot see frame-to-frame variation")
+        notes.append("one frame: no within-scene variation to test against")
     elif est.n_frames < FEW_UNITS:
-        notes.append(f"{est.n_frames} frames: too few for the interval to cover as much as it says")
+        notes.append(f"{est.n_frames} frames: too few to measure their autocorrelation, taken as independent")
     return "; ".join(notes)
 
 
-def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFrame) -> str:
+def too_few_scenes_note(n_scenes: int, family: int, alpha: float, n_resamples: int = 2000) -> str:
+    """Why ``n_scenes`` scenes give no verdict, and how many would."""
+    needed = scenes_needed(family, alpha, n_resamples)
+    over = f" after Holm over {family} comparisons" if family > 1 else ""
+    return (
+        f"{n_scenes} scene{'s' if n_scenes != 1 else ''}: the scene-level sign-flip test cannot reach "
+        f"alpha {alpha:g}{over}; {needed} scenes would allow a verdict"
+    )
+
+
+def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFrame, family: int, cfg) -> str:
     if not est.measured:
         return _not_computed_note(metric, wide, views)
     notes = []
@@ -359,13 +369,9 @@ def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFra
     if est.n_scenes < n_scenes:
         notes.append(f"mean over {est.n_scenes} of {n_scenes} scenes")
     if est.n_scenes == 1:
-        notes.append(
-            "one scene of one frame: no variation to resample"
-            if est.n_frames == 1
-            else "one scene: the interval covers frame-to-frame variation only"
-        )
-    elif est.n_scenes < FEW_UNITS:
-        notes.append(f"{est.n_scenes} scenes: too few for the interval to cover as much as it says")
+        notes.append("one scene: within-scene evidence only, no claim about unseen scenes")
+    if est.n_scenes == 1 or family * est.min_p >= cfg.alpha:
+        notes.append(too_few_scenes_note(est.n_scenes, family, cfg.alpha, cfg.n_resamples))
     return "; ".join(notes)
 
 
@@ -389,20 +395,44 @@ def _delta_row(
         "ci_high": est.ci_high,
         "n_frames": est.n_frames,
         "n_views": est.n_views,
-        "verdict": verdict(est, higher_is_better(metric)),
+        "verdict": NO_VERDICT,  # set with the family's Holm adjustment
         "note": note,
+        "unit": est.unit,
+        "test": est.test,
+        "p_value": est.p_value,
+        "p_holm": math.nan,
     }
+
+
+def _family_verdicts(rows: list[dict[str, Any]], estimates: list[Estimate], cfg: BootstrapConfig) -> None:
+    """Holm across one row group's comparisons (one scene or the mean row, one metric), then the verdicts."""
+    adjusted = holm([row["p_value"] for row in rows])
+    family = int(np.isfinite(adjusted).sum())
+    for row, est, p in zip(rows, estimates, adjusted):
+        row["p_holm"] = float(p)
+        min_effect = cfg.min_effect if row["metric"] == cfg.primary else 0.0
+        row["verdict"] = verdict(est, higher_is_better(row["metric"]), cfg.alpha, float(p), max(family, 1), min_effect)
+
+
+def endpoint_metrics(cfg: BootstrapConfig) -> tuple[str, ...]:
+    """The metrics of the declared endpoint (``stats.primary`` and ``stats.secondary``): whole-frame ones
+    first, each beside its person-region variant's place (psnr, ssim, lpips, then the ``_person`` ones)."""
+    wanted = {cfg.primary, *cfg.secondary}
+    order = [*DEFAULT_DELTA_METRICS, *(f"{m}_person" for m in DEFAULT_DELTA_METRICS)]
+    return tuple(m for m in order if m in wanted) + tuple(sorted(wanted - set(order)))
 
 
 def delta_table(
     views: pd.DataFrame,
-    metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
+    metrics: Sequence[str] | None = None,
     bootstrap: BootstrapConfig = BootstrapConfig(),
     source: str = "per-view metrics",
 ) -> pd.DataFrame:
     """The delta table (see the module doc) of the long per-view table ``views`` (:func:`nvs_views`,
     :func:`read_eval_views`): every arm must cover the same (scene, frame, cam) views. With a ``control``
-    arm the table gains its column and the comparisons ``tuned_vs_control`` and ``control_vs_base``."""
+    arm the table gains its column and the comparisons ``tuned_vs_control`` and ``control_vs_base``.
+    ``metrics``: default the declared endpoint's (:func:`endpoint_metrics`)."""
+    metrics = endpoint_metrics(bootstrap) if metrics is None else tuple(metrics)
     for metric in metrics:
         higher_is_better(metric)  # fail early on an unknown metric
     arms = _check_views(views, metrics, source)
@@ -416,18 +446,31 @@ def delta_table(
             values = wide.loc[scene]
             frames = values.index.get_level_values("frame").to_numpy()
             scene_views = views[views["scene"] == scene]
+            group, estimates = [], []
             for b, a in comparisons:
                 est = scene_estimate(frames, (values[b] - values[a]).to_numpy(), bootstrap, scene)
                 note = _scene_note(metric, b, a, values, scene_views, est)
-                rows.append(_delta_row(scene, metric, b, a, arms, scene_means.loc[scene], est, note))
+                group.append(_delta_row(scene, metric, b, a, arms, scene_means.loc[scene], est, note))
+                estimates.append(est)
+            _family_verdicts(group, estimates, bootstrap)
+            rows += group
         mean_arms = {
             arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in arms
         }
         scene_of = wide.index.get_level_values("scene").to_numpy()
         frame_of = wide.index.get_level_values("frame").to_numpy()
-        for b, a in comparisons:
-            est = mean_estimate(scene_of, frame_of, (wide[b] - wide[a]).to_numpy(), bootstrap)
-            rows.append(_delta_row(MEAN, metric, b, a, arms, mean_arms, est, _mean_note(metric, est, wide, views)))
+        estimates = [
+            mean_estimate(scene_of, frame_of, (wide[b] - wide[a]).to_numpy(), bootstrap) for b, a in comparisons
+        ]
+        family = max(sum(est.measured for est in estimates), 1)
+        group = [
+            _delta_row(
+                MEAN, metric, b, a, arms, mean_arms, est, _mean_note(metric, est, wide, views, family, bootstrap)
+            )
+            for (b, a), est in zip(comparisons, estimates)
+        ]
+        _family_verdicts(group, estimates, bootstrap)
+        rows += group
     table = pd.DataFrame(rows, columns=list(delta_columns(arms)))
     table["n_frames"] = table["n_frames"].astype(np.int64)
     table["n_views"] = table["n_views"].astype(np.int64)
@@ -437,7 +480,7 @@ def delta_table(
 def delta_table_from_csvs(
     scenes: Sequence[str],
     arm_csvs: Mapping[str, Sequence[str | os.PathLike]],
-    metrics: Sequence[str] = DEFAULT_DELTA_METRICS,
+    metrics: Sequence[str] | None = None,
     bootstrap: BootstrapConfig = BootstrapConfig(),
 ) -> pd.DataFrame:
     """:func:`delta_table` of the per-scene NVS CSVs of the arms ``raw``, ``base`` and ``tuned`` (and ``control``)."""
@@ -447,7 +490,7 @@ def delta_table_from_csvs(
 def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read a delta table written by :func:`write_csv`: empty verdicts and notes stay empty strings. A
     ``control`` column (a study with the control arm) is kept."""
-    numeric = (*CONTROL_ARMS, "delta", "ci_low", "ci_high")
+    numeric = (*CONTROL_ARMS, "delta", "ci_low", "ci_high", "p_value", "p_holm")
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric})
     except (FileNotFoundError, pd.errors.EmptyDataError) as err:
@@ -455,7 +498,7 @@ def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in DELTA_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: delta table lacks columns {missing}")
-    for col in ("scene", "metric", "comparison", "verdict", "note"):
+    for col in ("scene", "metric", "comparison", "verdict", "note", "unit", "test"):
         df[col] = df[col].astype(str)
     for col in numeric:
         if col in df.columns:
@@ -528,10 +571,32 @@ def metric_digits(metric: str) -> int:
     return 2 if metric.startswith("psnr") else 4
 
 
-def _delta_cell(row: pd.Series, digits: int) -> str:
-    if math.isnan(row["delta"]):
+MAX_DIGITS = 6  # an interval narrower than 1e-6 prints as a point
+
+
+def interval_digits(low: float, high: float, digits: int) -> int:
+    """Decimals that show an interval's width: at least ``digits``, and enough for two significant digits
+    of ``high - low`` (1.5052 to 1.5135 prints as [+1.5052, +1.5135], not [+1.51, +1.51]); at most
+    :data:`MAX_DIGITS`."""
+    width = high - low
+    if not (math.isfinite(width) and width > 0):
+        return digits
+    return int(min(max(digits, math.ceil(-math.log10(width)) + 1), max(MAX_DIGITS, digits)))
+
+
+def interval_cell(delta: float, low: float, high: float, digits: int) -> str:
+    """``+1.5094 [+1.5052, +1.5135]``: an estimate and its interval with the digits that show its width;
+    ``+0.30 [n/a]`` where there is no interval, ``n/a`` where nothing was measured."""
+    if math.isnan(delta):
         return "n/a"
-    return f"{row['delta']:+.{digits}f} [{row['ci_low']:+.{digits}f}, {row['ci_high']:+.{digits}f}]"
+    if math.isnan(low) or math.isnan(high):
+        return f"{delta:+.{digits}f} [n/a]"
+    d = interval_digits(low, high, digits)
+    return f"{delta:+.{d}f} [{low:+.{d}f}, {high:+.{d}f}]"
+
+
+def _delta_cell(row: pd.Series, digits: int) -> str:
+    return interval_cell(row["delta"], row["ci_low"], row["ci_high"], digits)
 
 
 def _grouped_notes(rows: pd.DataFrame) -> list[str]:
@@ -556,9 +621,12 @@ def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str =
     level = f"{bootstrap.confidence * 100:g}%"
     lines = [f"## {title}", ""] if title else []
     lines += [
-        f"Mean paired difference b − a per scene with its {level} interval, and a verdict: improved or worse "
-        "where the interval excludes 0 on the metric's good or bad side, else inconclusive. "
-        f"Intervals: {bootstrap.describe()}.",
+        f"Mean paired difference b − a per scene with its {level} interval, and a verdict (Holm across the "
+        "comparisons of a row): improved or worse where the test's p < "
+        f"{bootstrap.alpha:g} on the metric's good or bad side; equivalent where the interval lies inside "
+        f"±{bootstrap.min_effect:g} ({bootstrap.primary} only); too few scenes where the scenes cannot reach that "
+        "level; else inconclusive. A scene row is evidence within that scene only; the mean row speaks for "
+        f"scenes. Intervals: {bootstrap.describe()}.",
         "",
     ]
     for metric in dict.fromkeys(table["metric"]):
@@ -570,7 +638,12 @@ def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str =
         digits = metric_digits(metric)
         first = rows.drop_duplicates("scene")
         out = pd.DataFrame(
-            {"scene": first["scene"].tolist(), "frames": first["n_frames"].tolist(), "views": first["n_views"].tolist()}
+            {
+                "scene": first["scene"].tolist(),
+                "interval": [unit or "n/a" for unit in first["unit"]],
+                "frames": first["n_frames"].tolist(),
+                "views": first["n_views"].tolist(),
+            }
         )
         for arm in arms:
             out[arm] = first[arm].to_numpy(dtype=np.float64)

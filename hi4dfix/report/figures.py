@@ -13,14 +13,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from hi4dfix.arms import ARMS, COMPARISONS, CONTROL_COMPARISONS, arm_comparisons
 from hi4dfix.report.plotting import new_figure, save_png
-from hi4dfix.stats import IMPROVED, INCONCLUSIVE, WORSE
+from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TOO_FEW_SCENES, WORSE
 from hi4dfix.tables import (
-    ARMS,
-    COMPARISONS,
-    CONTROL_COMPARISONS,
     MEAN,
-    arm_comparisons,
     comparison_name,
     higher_is_better,
     metric_digits,
@@ -42,7 +39,14 @@ COMPARISON_MARKERS = {
     for (b, a), marker in zip(COMPARISONS + CONTROL_COMPARISONS, ("o", "s", "^", "D", "v"))
 }
 STUDY_COMPARISON = comparison_name(*COMPARISONS[0])  # tuned_vs_base: the Δ over the bars
-VERDICT_COLORS = {IMPROVED: "#2e7d32", WORSE: "#c62828", INCONCLUSIVE: "#757575"}
+VERDICT_COLORS = {
+    IMPROVED: "#2e7d32",
+    WORSE: "#c62828",
+    EQUIVALENT: "#1565c0",
+    INCONCLUSIVE: "#757575",
+    TOO_FEW_SCENES: "#bdbdbd",  # hi4dfix.stats: no test could reach a verdict
+    TOO_FEW_FRAMES: "#bdbdbd",
+}
 NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
 LOSS_TERMS = {"l2": "L2 term", "lpips": "LPIPS term", "gram": "Gram term"}
@@ -157,8 +161,16 @@ def _draw_arm_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, s
         color = VERDICT_COLORS.get(row[f"verdict@{STUDY_COMPARISON}"], NO_VERDICT_COLOR)
         top = np.nanmax([row[arm] for arm, _, _ in arms])
         label = f"{delta:+.{digits}f}" if abs(delta) >= 0.5 * 10**-digits else f"{delta:+.1e}"
-        ax.annotate(f"Δ {label}", (xi, top), xytext=(0, 3), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7.5, color=color)
+        ax.annotate(
+            f"Δ {label}",
+            (xi, top),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7.5,
+            color=color,
+        )
 
 
 def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]) -> None:
@@ -178,8 +190,17 @@ def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]
             if pd.isna(delta):
                 continue
             color = VERDICT_COLORS.get(row[f"verdict@{name}"], NO_VERDICT_COLOR)
-            ax.errorbar([xi], [delta], yerr=[[delta - low], [high - delta]], fmt=marker, color=color,
-                        markersize=4.5, elinewidth=1.4, capsize=2.5, gid=f"{row['scene']}@{name}")
+            ax.errorbar(
+                [xi],
+                [delta],
+                yerr=[[delta - low], [high - delta]],
+                fmt=marker,
+                color=color,
+                markersize=4.5,
+                elinewidth=1.4,
+                capsize=2.5,
+                gid=f"{row['scene']}@{name}",
+            )
     ax.set_ylabel(f"b − a ({'↑' if higher_is_better(metric) else '↓'} better)", fontsize=9)
 
 
@@ -289,8 +310,13 @@ def loss_curve(
                 ax.plot(steps, smoothed(values, window), color=color, linewidth=1.2, linestyle="--", label=label)
     if control is not None:
         control_loss = control["loss"].to_numpy(dtype=float)
-        ax.plot(control["step"].to_numpy(), smoothed(control_loss, window), color=CONTROL_LOSS_COLOR, linewidth=1.6,
-                label="control total (base's own data)" + (f", mean of {window} steps" if window > 1 else ""))
+        ax.plot(
+            control["step"].to_numpy(),
+            smoothed(control_loss, window),
+            color=CONTROL_LOSS_COLOR,
+            linewidth=1.6,
+            label="control total (base's own data)" + (f", mean of {window} steps" if window > 1 else ""),
+        )
     shown = loss if control is None else np.concatenate([loss, control_loss])  # the y scale holds both curves
     positive = shown[np.isfinite(shown) & (shown > 0)]
     if len(positive) and positive.max() / positive.min() > cfg.log_scale_ratio:

@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from hi4dfix.arms import ARMS
 from hi4dfix.evaluate import TRIPLET_ID, Fixer, arm_output_dir, view_image_path
 from hi4dfix.io import read_image
 from hi4dfix.metrics import psnr
@@ -22,7 +23,7 @@ from hi4dfix.render.scene_renders import target_image_path
 from hi4dfix.report.figures import short_scene
 from hi4dfix.report.grid import Tile, image_grid, spread_pick
 from hi4dfix.report.plotting import save_png
-from hi4dfix.tables import ARMS, MEAN, read_per_scene_csv
+from hi4dfix.tables import MEAN, read_per_scene_csv
 
 TRIPLET_COLUMNS = ("image", "ref_image", "target_image", "tuned output")
 NVS_COLUMNS = ("raw render", "base DiFix", "tuned DiFix", "ground truth")

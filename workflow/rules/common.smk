@@ -11,7 +11,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from hi4dfix.logs import failed_job_reports
 from hi4dfix.plan import one_of
-from hi4dfix.tables import CONTROL
+from hi4dfix.arms import CONTROL
 
 PATHS = PLAN.paths
 if PLAN.environment_problem() is not None:

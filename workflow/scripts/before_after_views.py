@@ -1,9 +1,9 @@
 """Glue: held-out views of one reserved scene before and after DiFix (raw, base, tuned, ground truth)."""
 
+from hi4dfix.arms import ARMS
 from hi4dfix.logs import job_log
 from hi4dfix.report import settings_from_dict
 from hi4dfix.report.gallery import BeforeAfterConfig, write_before_after
-from hi4dfix.tables import ARMS
 
 with job_log(snakemake.log[0]) as log:
     cfg = settings_from_dict(BeforeAfterConfig, snakemake.params.views, "config report.before_after")

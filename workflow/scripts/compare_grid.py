@@ -1,9 +1,10 @@
 """Glue: an ablation grid's variants against its parent, on the internal evaluation and the reserved scenes
 (compare.csv, compare.md, the chart, the decision)."""
 
-from hi4dfix.compare import VariantTables, compare_markdown, compare_table, decision_html, write_paired_chart
+from hi4dfix.compare import VariantTables, compare_markdown, compare_table
 from hi4dfix.io import write_text
 from hi4dfix.logs import job_log
+from hi4dfix.report.compare_figures import decision_html, write_paired_chart
 from hi4dfix.stats import BootstrapConfig
 from hi4dfix.tables import write_csv
 
@@ -27,6 +28,6 @@ with job_log(snakemake.log[0]) as log:
     write_csv(snakemake.output.csv, table)
     markdown = compare_markdown(table, bootstrap, references=params.references)
     write_text(snakemake.output.markdown, markdown)
-    write_paired_chart(table, snakemake.output.chart)
-    write_text(snakemake.output.decision, decision_html(table, references=params.references))
+    write_paired_chart(table, snakemake.output.chart, bootstrap)
+    write_text(snakemake.output.decision, decision_html(table, bootstrap, references=params.references))
     log.info("compare table:\n%s", markdown)
