@@ -50,11 +50,22 @@ from PIL import Image
 from hi4dfix.io import read_samples, write_json
 
 FINGERPRINT_FILE = "fingerprint.json"
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: perceptual hashes of the flipped and rotated image too
 DOWNSAMPLE_LONG_SIDE = 64  # pixels: frames are hashed at this size, so a resized copy hashes alike
 HASH_SIZE = 8  # imagehash.phash: an 8x8 block of DCT coefficients, 64 bits
 PERSON_MARGIN = 0.15  # of the people's box, added on each side
 NEAR_COPY_BITS = 12  # Hamming distance at or below which two images are near-copies (module docstring)
+# The cheap geometric copies a near-copy may be: the seven non-identity symmetries of the square
+# (a mirrored or rotated frame hashes unlike its original, so each is hashed on its own).
+TURNS = {
+    "mirrored left-right": lambda a: a[:, ::-1],
+    "mirrored top-bottom": lambda a: a[::-1],
+    "rotated 90 degrees": lambda a: np.rot90(a, 1),
+    "rotated 180 degrees": lambda a: np.rot90(a, 2),
+    "rotated 270 degrees": lambda a: np.rot90(a, 3),
+    "transposed": lambda a: np.swapaxes(a, 0, 1),
+    "anti-transposed": lambda a: np.rot90(a, 2).swapaxes(0, 1),
+}
 
 
 class ContentPolicyError(ValueError):
@@ -87,16 +98,20 @@ def _downsample(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _phash(image: np.ndarray) -> str:
-    return str(imagehash.phash(Image.fromarray(_downsample(image)), hash_size=HASH_SIZE))
+def _phashes(image: np.ndarray) -> list[str]:
+    """The hash of the image, then of each of its :data:`TURNS` (hashed after downsampling: they commute)."""
+    small = _downsample(image)
+    turned = [small, *(np.ascontiguousarray(turn(small)) for turn in TURNS.values())]
+    return [str(imagehash.phash(Image.fromarray(part), hash_size=HASH_SIZE)) for part in turned]
 
 
-def perceptual_hashes(image: np.ndarray, mask: np.ndarray | None) -> tuple[str | None, str | None]:
-    """(frame_phash, person_phash) as hex strings; None where the image or its people are blank."""
+def perceptual_hashes(image: np.ndarray, mask: np.ndarray | None) -> tuple[list[str] | None, list[str] | None]:
+    """(frame hashes, person hashes): each the hex hash of the image (or of the people's box) and of its
+    :data:`TURNS`, in that order; None where the image or its people are blank."""
     rgb = _as_uint8_rgb(image)
     if rgb.min() == rgb.max():
         return None, None
-    frame = _phash(rgb)
+    frame = _phashes(rgb)
     if mask is None:
         return frame, None
     mask = np.asarray(mask)
@@ -110,20 +125,23 @@ def perceptual_hashes(image: np.ndarray, mask: np.ndarray | None) -> tuple[str |
     top, bottom = max(0, int(rows[0] - pad_r)), min(rgb.shape[0], int(rows[-1] + 1 + pad_r))
     left, right = max(0, int(cols[0] - pad_c)), min(rgb.shape[1], int(cols[-1] + 1 + pad_c))
     crop = rgb[top:bottom, left:right]
-    return frame, (_phash(crop) if crop.min() != crop.max() else None)
+    return frame, (_phashes(crop) if crop.min() != crop.max() else None)
 
 
 def image_entry(cam: int, frame: int, path: str, image: np.ndarray, mask: np.ndarray | None) -> dict:
     """One fingerprint entry for the decoded ``image`` (and ``mask``) of (cam, frame)."""
-    frame_phash, person_phash = perceptual_hashes(image, mask)
+    frame_hashes, person_hashes = perceptual_hashes(image, mask)
     return {
         "cam": int(cam),
         "frame": int(frame),
         "image": path,
         "image_sha256": pixel_sha256(image),
         "mask_sha256": None if mask is None else pixel_sha256(mask),
-        "frame_phash": frame_phash,
-        "person_phash": person_phash,
+        "frame_phash": frame_hashes and frame_hashes[0],
+        "person_phash": person_hashes and person_hashes[0],
+        # the same hashes of the image's TURNS, in that order (a mirrored or rotated copy matches one)
+        "frame_phash_turns": frame_hashes and frame_hashes[1:],
+        "person_phash_turns": person_hashes and person_hashes[1:],
     }
 
 
@@ -141,7 +159,12 @@ def make_fingerprint(scene: str, entries: list[dict]) -> dict:
         "version": FINGERPRINT_VERSION,
         "scene": scene,
         "content_sha256": content_sha256(entries),
-        "phash": {"kind": "imagehash.phash", "hash_size": HASH_SIZE, "downsample_long_side": DOWNSAMPLE_LONG_SIDE},
+        "phash": {
+            "kind": "imagehash.phash",
+            "hash_size": HASH_SIZE,
+            "downsample_long_side": DOWNSAMPLE_LONG_SIDE,
+            "turns": list(TURNS),
+        },
         "images": entries,
     }
 
@@ -190,7 +213,7 @@ def load_fingerprint(scene_dir: str | os.PathLike) -> dict:
 
 @dataclass(frozen=True)
 class Match:
-    """An image of ``scene`` that is (nearly) an image of ``other``."""
+    """An image of ``scene`` that is (nearly) an image of ``other``, or of it mirrored or rotated (``turn``)."""
 
     scene: str
     image: str
@@ -198,10 +221,13 @@ class Match:
     other_image: str
     kind: str  # "pixel-identical" | "near-copy"
     bits: int  # larger Hamming distance of the two perceptual hashes (0 when pixel-identical)
+    turn: str = ""  # one of TURNS: the other image as it was turned to match ("" when not turned)
 
     def __str__(self) -> str:
         how = "pixel-identical to" if self.kind == "pixel-identical" else f"a near-copy ({self.bits} bits) of"
-        return f"{self.scene}/{self.image} is {how} {self.other}/{self.other_image}"
+        return f"{self.scene}/{self.image} is {how} {self.other}/{self.other_image}" + (
+            f" {self.turn}" if self.turn else ""
+        )
 
 
 def _bits(hexes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -220,10 +246,35 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a.sum(1)[:, None] + b.sum(1)[None, :] - 2 * a @ b.T
 
 
+def _turned(entry: Mapping, key: str, turn: int) -> str | None:
+    """``entry``'s hash ``key`` of its image turned by ``turn`` (0: as it is, i: the i-th of TURNS)."""
+    if turn == 0:
+        return entry.get(key)
+    turns = entry.get(f"{key}_turns")
+    return turns[turn - 1] if turns else None
+
+
+def _distances(mine: list[Mapping], theirs: list[Mapping]) -> np.ndarray:
+    """(T, N, M): for each turn of ``theirs`` (as it is, then TURNS), the larger of the two hashes' distances."""
+    turns = []
+    for turn in range(1 + len(TURNS)):
+        distances = []
+        for key in ("frame_phash", "person_phash"):
+            valid_a, bits_a = _bits([e.get(key) for e in mine])
+            valid_b, bits_b = _bits([_turned(e, key, turn) for e in theirs])
+            d = _hamming(bits_a, bits_b)
+            d[~valid_a, :] = 1 << 16
+            d[:, ~valid_b] = 1 << 16
+            distances.append(d)
+        turns.append(np.maximum(*distances))
+    return np.stack(turns)
+
+
 def compare_fingerprints(
     fingerprint: Mapping, other: Mapping, max_bits: int = NEAR_COPY_BITS, limit: int | None = None
 ) -> list[Match]:
-    """Images of ``fingerprint`` pixel-identical to, or near-copies of, images of ``other``."""
+    """Images of ``fingerprint`` pixel-identical to, or near-copies of, images of ``other`` as they are, mirrored
+    or rotated (:data:`TURNS`)."""
     mine, theirs = fingerprint["images"], other["images"]
     matches: list[Match] = []
     by_pixels = {entry["image_sha256"]: entry for entry in theirs if entry.get("frame_phash") is not None}
@@ -236,20 +287,13 @@ def compare_fingerprints(
                 Match(fingerprint["scene"], entry["image"], other["scene"], twin["image"], "pixel-identical", 0)
             )
     if mine and theirs:
-        distances = []
-        for key in ("frame_phash", "person_phash"):
-            valid_a, bits_a = _bits([e.get(key) for e in mine])
-            valid_b, bits_b = _bits([e.get(key) for e in theirs])
-            d = _hamming(bits_a, bits_b)
-            d[~valid_a, :] = 1 << 16
-            d[:, ~valid_b] = 1 << 16
-            distances.append(d)
-        worst = np.maximum(*distances)
+        worst = _distances(mine, theirs)
+        names = ("", *TURNS)
         for i in range(len(mine)):
             if i in exact:
                 continue
-            j = int(np.argmin(worst[i]))
-            if worst[i, j] <= max_bits:
+            turn, j = np.unravel_index(int(np.argmin(worst[:, i])), worst[:, i].shape)
+            if worst[turn, i, j] <= max_bits:
                 matches.append(
                     Match(
                         fingerprint["scene"],
@@ -257,7 +301,8 @@ def compare_fingerprints(
                         other["scene"],
                         theirs[j]["image"],
                         "near-copy",
-                        int(worst[i, j]),
+                        int(worst[turn, i, j]),
+                        names[turn],
                     )
                 )
     return matches if limit is None else matches[:limit]
@@ -287,6 +332,28 @@ def check_reserved_content(
         raise ContentPolicyError(
             f"version {version}: " + "; ".join(problems) + ". Reserved scenes are for downstream 3DGS evaluation only "
             "and never become DiFix training or evaluation samples, whatever they are called; no triplets were written"
+        )
+
+
+def check_internal_eval_content(
+    version: str, train: Mapping[str, Mapping], evaluation: Mapping[str, Mapping], max_bits: int = NEAR_COPY_BITS
+) -> None:
+    """Raise :class:`ContentPolicyError` when an internal-evaluation (``difix_eval``) scene's images are
+    (near-)copies of a training scene's: settings are chosen on the internal evaluation, which must measure
+    on scenes the model did not train on. ``train`` and ``evaluation`` map scene names to fingerprints."""
+    problems = []
+    for name, fingerprint in evaluation.items():
+        for train_name, train_print in train.items():
+            matches = compare_fingerprints(fingerprint, train_print, max_bits)
+            if matches:
+                problems.append(
+                    f"internal-evaluation scene {name} holds the content of training scene {train_name}: "
+                    f"{len(matches)} of its {len(fingerprint['images'])} images are copies, e.g. {matches[0]}"
+                )
+    if problems:
+        raise ContentPolicyError(
+            f"version {version}: " + "; ".join(problems) + ". The internal evaluation (difix_eval), where settings "
+            "are chosen, would measure DiFix on its own training data; no triplets were written"
         )
 
 

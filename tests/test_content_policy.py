@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from content_fixtures import byte_copy, jpeg_reencoded_copy, resized_copy
+from content_fixtures import byte_copy, jpeg_reencoded_copy, mirrored_copy, resized_copy
 from hi4dfix.io import read_samples, write_image
 from workflow_helpers import planned_jobs, run_snakemake, small_config
 
@@ -55,8 +55,9 @@ def test_the_studys_distinct_scenes_pass_and_nothing_is_stale(materialized):
         (byte_copy, "hi4d_pair03_fight", "pixel-identical"),
         (jpeg_reencoded_copy, "hi4d_pair04_fight", "near-copies"),
         (resized_copy, "hi4d_pair05_fight", "near-copies"),
+        (mirrored_copy, "hi4d_pair06_fight", "near-copies"),
     ],
-    ids=["byte-copy", "jpeg-reencoded", "half-size"],
+    ids=["byte-copy", "jpeg-reencoded", "half-size", "mirrored"],
 )
 def test_a_copy_of_a_reserved_scene_under_a_new_name_is_refused_before_any_render(
     materialized, tmp_path, make_copy, scene, kind
@@ -77,6 +78,24 @@ def test_a_copy_of_a_reserved_scene_under_a_new_name_is_refused_before_any_rende
     assert not (workdir / "results/v0/triplets.json").exists()
     assert not (workdir / "results/v0/content_check.json").exists()
     assert not (workdir / "results/renders").exists(), "the check runs before the renders it guards"
+
+
+def test_an_internal_evaluation_scene_copying_a_training_scene_is_refused(materialized, tmp_path):
+    workdir = _copy_study(materialized, tmp_path)
+    scene = "hi4d_pair07_dance"  # another pair than the training scenes: only its content gives it away
+    byte_copy(workdir / SYNTHETIC / "pair00/dance00", workdir / SYNTHETIC / "pair07/dance07")
+    config = small_config()
+    config["data"]["scenes"].append(scene)
+    config["versions"]["v0"]["difix_eval"] = [scene]
+    result = run_snakemake(workdir, config, "--cores", "1", "results/v0/triplets.json", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"version v0: internal-evaluation scene {scene} holds the content of training scene hi4d_pair00_dance" in (
+        output
+    )
+    assert "would measure DiFix on its own training data" in output
+    assert not (workdir / "results/v0/triplets.json").exists()
+    assert not (workdir / "results/renders").exists()
 
 
 def test_an_overlay_dropping_a_reserved_scene_is_refused_at_dag_build(materialized, tmp_path):

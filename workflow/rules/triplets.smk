@@ -11,6 +11,7 @@ rule check_reserved_content:
     params:
         # which scene is which: moving a scene between the lists leaves the input files alike
         scenes=lambda wildcards: list(checked_version(wildcards).difix_scenes),
+        difix_eval=lambda wildcards: list(checked_version(wildcards).difix_eval),
         reserved=sorted(STUDY.reserved_scenes),
     log:
         f"{RESULTS}/logs/check_reserved_content/{{version}}.log",
