@@ -98,6 +98,21 @@ def test_an_internal_evaluation_scene_copying_a_training_scene_is_refused(materi
     assert not (workdir / "results/renders").exists()
 
 
+def test_a_scene_linked_to_a_reserved_sequence_is_refused_at_dag_build(materialized, tmp_path):
+    workdir = _copy_study(materialized, tmp_path)
+    scene = "hi4d_pair06_talk"
+    (workdir / SYNTHETIC / "pair06").mkdir()
+    (workdir / SYNTHETIC / "pair06/talk06").symlink_to(Path("../pair15/fight15"), target_is_directory=True)
+    config = small_config()
+    config["data"]["scenes"].append(scene)
+    config["versions"]["v0"]["difix_train"] = ["hi4d_pair00_dance", scene]
+    result = run_snakemake(workdir, config, "-n", "results/v0/triplets.json", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{RESERVED} and {scene} resolve to the same sequence folder {RESERVED_DIR}" in output
+    assert f"would make reserved scene {RESERVED}'s data a DiFix sample (version v0 difix_train)" in output
+
+
 def test_an_overlay_dropping_a_reserved_scene_is_refused_at_dag_build(materialized, tmp_path):
     workdir = _copy_study(materialized, tmp_path)
     kept = [scene for scene in SCENES[3:] if scene != RESERVED]

@@ -29,7 +29,7 @@ from hi4dfix.study import Study
 from hi4dfix.tables import CONTROL, study_arms
 from hi4dfix.weights import FETCH_COMMAND, missing_weights_message, preset_mismatch_message
 
-STUDY = Study.from_config(config)
+STUDY = Study.from_config(config, resolve_links=True)  # links under data.root followed: hi4dfix.study
 
 # A local difix.base of another preset than difix.preset: refused here, by name, not by a download
 # attempt in the first job that loads it.
