@@ -32,8 +32,9 @@ every copy at 120x160 and most images of a tiny one (one caught image refuses th
 keeps 4 bits below the closest different scenes.
 
 Mirrored and rotated copies: each image's hashes are also taken of its seven :data:`TURNS` (flips,
-quarter turns, transposes), and a DiFix image is compared with every turn of every reserved image, so a
-mirrored copy is 0-4 bits from a turn of its original. Among the default study's nine synthetic scenes
+quarter turns, transposes), and a DiFix image is compared with every turn of every reserved image: an
+exactly turned photograph is 0 bits from its original's turn; a mirrored copy of a synthetic scene's sources
+(JPEG again, then undistorted by materialize with the unmirrored cameras) 0-10 bits. Among the default study's nine synthetic scenes
 (three frames at 120x160) the closest two different scenes come to 14 bits once one of them is mirrored
 left-right (16 unturned): the threshold stays 12, 2 bits below them.
 """
@@ -105,10 +106,10 @@ def _downsample(image: np.ndarray) -> np.ndarray:
 
 
 def _phashes(image: np.ndarray) -> list[str]:
-    """The hash of the image, then of each of its :data:`TURNS` (hashed after downsampling: they commute)."""
-    small = _downsample(image)
-    turned = [small, *(np.ascontiguousarray(turn(small)) for turn in TURNS.values())]
-    return [str(imagehash.phash(Image.fromarray(part), hash_size=HASH_SIZE)) for part in turned]
+    """The hash of the image, then of each of its :data:`TURNS` (each turned before downsampling: a resize
+    grid that does not fit the image evenly would shift a turned copy's samples)."""
+    turned = [image, *(np.ascontiguousarray(turn(image)) for turn in TURNS.values())]
+    return [str(imagehash.phash(Image.fromarray(_downsample(part)), hash_size=HASH_SIZE)) for part in turned]
 
 
 def perceptual_hashes(image: np.ndarray, mask: np.ndarray | None) -> tuple[list[str] | None, list[str] | None]:
