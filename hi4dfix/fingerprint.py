@@ -33,10 +33,10 @@ keeps 4 bits below the closest different scenes.
 
 Mirrored and rotated copies: each image's hashes are also taken of its seven :data:`TURNS` (flips,
 quarter turns, transposes), and a DiFix image is compared with every turn of every reserved image: an
-exactly turned photograph is 0 bits from its original's turn; a mirrored copy of a synthetic scene's sources
-(JPEG again, then undistorted by materialize with the unmirrored cameras) 0-10 bits. Among the default study's nine synthetic scenes
-(three frames at 120x160) the closest two different scenes come to 14 bits once one of them is mirrored
-left-right (16 unturned): the threshold stays 12, 2 bits below them.
+exactly turned photograph is 0 bits from its original's turn; a mirrored copy of a synthetic scene's
+sources (JPEG again, then undistorted by materialize with the unmirrored cameras) 0-10 bits. Among the
+default study's nine synthetic scenes (three frames at 120x160) the closest two different scenes come to
+14 bits once one of them is mirrored left-right (16 unturned): the threshold stays 12, 2 bits below them.
 """
 
 from __future__ import annotations
@@ -261,27 +261,32 @@ def _turned(entry: Mapping, key: str, turn: int) -> str | None:
     return turns[turn - 1] if turns else None
 
 
-def _distances(mine: list[Mapping], theirs: list[Mapping]) -> np.ndarray:
-    """(T, N, M): for each turn of ``theirs`` (as it is, then TURNS), the larger of the two hashes' distances."""
+def _distances(mine: list[Mapping], theirs: list[Mapping], keys: tuple[str, ...]) -> np.ndarray:
+    """(T, N, M): for each turn of ``theirs`` (as it is, then TURNS), the largest of the hashes' distances."""
     turns = []
     for turn in range(1 + len(TURNS)):
         distances = []
-        for key in ("frame_phash", "person_phash"):
+        for key in keys:
             valid_a, bits_a = _bits([e.get(key) for e in mine])
             valid_b, bits_b = _bits([_turned(e, key, turn) for e in theirs])
             d = _hamming(bits_a, bits_b)
             d[~valid_a, :] = 1 << 16
             d[:, ~valid_b] = 1 << 16
             distances.append(d)
-        turns.append(np.maximum(*distances))
+        turns.append(np.max(distances, axis=0))
     return np.stack(turns)
 
 
 def compare_fingerprints(
-    fingerprint: Mapping, other: Mapping, max_bits: int = NEAR_COPY_BITS, limit: int | None = None
+    fingerprint: Mapping,
+    other: Mapping,
+    max_bits: int = NEAR_COPY_BITS,
+    limit: int | None = None,
+    frame_only: bool = False,
 ) -> list[Match]:
     """Images of ``fingerprint`` pixel-identical to, or near-copies of, images of ``other`` as they are, mirrored
-    or rotated (:data:`TURNS`)."""
+    or rotated (:data:`TURNS`). A near-copy is within ``max_bits`` on both hashes, or on the whole-frame hash
+    alone with ``frame_only`` (images without people masks, such as the control arm's triplets)."""
     mine, theirs = fingerprint["images"], other["images"]
     matches: list[Match] = []
     by_pixels = {entry["image_sha256"]: entry for entry in theirs if entry.get("frame_phash") is not None}
@@ -294,7 +299,7 @@ def compare_fingerprints(
                 Match(fingerprint["scene"], entry["image"], other["scene"], twin["image"], "pixel-identical", 0)
             )
     if mine and theirs:
-        worst = _distances(mine, theirs)
+        worst = _distances(mine, theirs, ("frame_phash",) if frame_only else ("frame_phash", "person_phash"))
         names = ("", *TURNS)
         for i in range(len(mine)):
             if i in exact:
@@ -362,6 +367,44 @@ def check_internal_eval_content(
             f"version {version}: " + "; ".join(problems) + ". The internal evaluation (difix_eval), where settings "
             "are chosen, would measure DiFix on its own training data; no triplets were written"
         )
+
+
+def fingerprint_images(name: str, paths: Iterable[str], workers: int = 1) -> dict:
+    """A fingerprint of loose images (no cameras, frames or masks): entry ``i`` is the i-th path, as camera 0,
+    frame ``i``."""
+    paths = list(paths)
+
+    def entry(index_path: tuple[int, str]) -> dict:
+        index, path = index_path
+        try:
+            samples = read_samples(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{name}: cannot read image {path} ({exc})") from None
+        return image_entry(0, index, path, samples, None)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return make_fingerprint(name, list(pool.map(entry, enumerate(paths))))
+
+
+def check_control_content(
+    triplets: str, images: Iterable[str], reserved: Mapping[str, Mapping], max_bits: int = NEAR_COPY_BITS
+) -> dict:
+    """Raise :class:`ContentPolicyError` when an image of the control arm's triplets (``images``, from the
+    file ``triplets``) is a (near-)copy of a reserved scene's frame, compared on the whole frame (the control's
+    images carry no people masks); returns the control images' fingerprint."""
+    fingerprint = fingerprint_images(f"difix.control triplets {triplets}", images)
+    problems = []
+    for reserved_name, reserved_print in reserved.items():
+        matches = compare_fingerprints(fingerprint, reserved_print, max_bits, frame_only=True)
+        if matches:
+            problems.append(f"{len(matches)} images are copies of reserved scene {reserved_name}'s, e.g. {matches[0]}")
+    if problems:
+        raise ContentPolicyError(
+            f"difix.control.triplets {triplets}: " + "; ".join(problems) + ". The control arm trains on the base's "
+            "own out-of-domain data, never on the study's scenes (reserved scenes are for downstream 3DGS "
+            "evaluation only); no control model was trained"
+        )
+    return fingerprint
 
 
 # ---- source trees (check-data) ------------------------------------------------------------------

@@ -9,6 +9,7 @@ drop a reserved scene, and a changed source image reruns only its scene's chain.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -111,6 +112,30 @@ def test_a_scene_linked_to_a_reserved_sequence_is_refused_at_dag_build(materiali
     assert result.returncode != 0
     assert f"{RESERVED} and {scene} resolve to the same sequence folder {RESERVED_DIR}" in output
     assert f"would make reserved scene {RESERVED}'s data a DiFix sample (version v0 difix_train)" in output
+
+
+def test_control_triplets_holding_copies_of_a_reserved_scene_are_refused_before_the_control_trains(
+    materialized, tmp_path
+):
+    workdir = _copy_study(materialized, tmp_path)
+    outside = tmp_path / "elsewhere"  # neither data.root nor results/: only the content gives it away
+    outside.mkdir()
+    images = sorted((workdir / "results/scenes" / RESERVED / "images").rglob("*.png"))[:3]
+    copies = []
+    for i, image in enumerate(images):
+        copies.append(outside / f"{i}.png")
+        shutil.copy(image, copies[-1])
+    triplets = outside / "control.json"
+    train = {f"t{i}": {"image": str(p), "target_image": str(p), "ref_image": str(p)} for i, p in enumerate(copies)}
+    triplets.write_text(json.dumps({"train": train}))
+    config = small_config()
+    config["difix"]["control"]["triplets"] = str(triplets)
+    result = run_snakemake(workdir, config, "--cores", "1", "results/v0/difix/control/model.pkl", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"difix.control.triplets {triplets}: 3 images are copies of reserved scene {RESERVED}'s" in output
+    assert not (workdir / "results/v0/difix/control/model.pkl").exists()
+    assert not (workdir / "results/difix_control/content_check.json").exists()
 
 
 def test_an_overlay_dropping_a_reserved_scene_is_refused_at_dag_build(materialized, tmp_path):

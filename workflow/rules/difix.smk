@@ -73,10 +73,35 @@ rule tune_difix:
 # The control arm: tune_difix's command on the base's own out-of-domain triplets (control_triplets:
 # difix.control.triplets, or the pretraining's), with the version's tuning settings and processing
 # size, into its own folder. Requested only when difix.control.enabled (nvs_arm_csvs, evaluate_difix).
+rule check_control_content:
+    """Refuse control triplets holding a reserved scene's frames (hi4dfix.fingerprint, on the whole frame):
+    tune_control needs this rule's record."""
+    input:
+        triplets=control_triplets_input,
+        reserved=lambda wildcards: [scene_path(s) for s in sorted(STUDY.reserved_scenes)],
+    output:
+        f"{RESULTS}/difix_control/content_check.json",
+    params:
+        reserved=sorted(STUDY.reserved_scenes),
+    log:
+        f"{RESULTS}/logs/check_control_content/content_check.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/check_control_content/content_check.tsv"
+    conda:
+        "../envs/hi4dfix.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/check_control_content.py"
+
+
 use rule tune_difix as tune_control with:
     input:
         triplets=control_triplets_input,
         base=difix_base_input,
+        content_check=f"{RESULTS}/difix_control/content_check.json",
     output:
         model=control_model_path("{version}"),
         train_log=control_train_log("{version}"),
