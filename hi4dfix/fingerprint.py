@@ -30,6 +30,13 @@ of the same action or not, stay 16 or more bits apart; scikit-image's sample pho
 fixture of real-photo content) 26 or more, their JPEG and 0.5x copies within 6. 12 bits catches
 every copy at 120x160 and most images of a tiny one (one caught image refuses the scene) and
 keeps 4 bits below the closest different scenes.
+
+Mirrored and rotated copies: each image's hashes are also taken of its seven :data:`TURNS` (flips,
+quarter turns, transposes), and a DiFix image is compared with every turn of every reserved image: an
+exactly turned photograph is 0 bits from its original's turn; a mirrored copy of a synthetic scene's
+sources (JPEG again, then undistorted by materialize with the unmirrored cameras) 0-10 bits. Among the
+default study's nine synthetic scenes (three frames at 120x160) the closest two different scenes come to
+14 bits once one of them is mirrored left-right (16 unturned): the threshold stays 12, 2 bits below them.
 """
 
 from __future__ import annotations
@@ -50,11 +57,22 @@ from PIL import Image
 from hi4dfix.io import read_samples, write_json
 
 FINGERPRINT_FILE = "fingerprint.json"
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2  # 2: perceptual hashes of the flipped and rotated image too
 DOWNSAMPLE_LONG_SIDE = 64  # pixels: frames are hashed at this size, so a resized copy hashes alike
 HASH_SIZE = 8  # imagehash.phash: an 8x8 block of DCT coefficients, 64 bits
 PERSON_MARGIN = 0.15  # of the people's box, added on each side
 NEAR_COPY_BITS = 12  # Hamming distance at or below which two images are near-copies (module docstring)
+# The cheap geometric copies a near-copy may be: the seven non-identity symmetries of the square
+# (a mirrored or rotated frame hashes unlike its original, so each is hashed on its own).
+TURNS = {
+    "mirrored left-right": lambda a: a[:, ::-1],
+    "mirrored top-bottom": lambda a: a[::-1],
+    "rotated 90 degrees": lambda a: np.rot90(a, 1),
+    "rotated 180 degrees": lambda a: np.rot90(a, 2),
+    "rotated 270 degrees": lambda a: np.rot90(a, 3),
+    "transposed": lambda a: np.swapaxes(a, 0, 1),
+    "anti-transposed": lambda a: np.rot90(a, 2).swapaxes(0, 1),
+}
 
 
 class ContentPolicyError(ValueError):
@@ -87,16 +105,20 @@ def _downsample(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _phash(image: np.ndarray) -> str:
-    return str(imagehash.phash(Image.fromarray(_downsample(image)), hash_size=HASH_SIZE))
+def _phashes(image: np.ndarray) -> list[str]:
+    """The hash of the image, then of each of its :data:`TURNS` (each turned before downsampling: a resize
+    grid that does not fit the image evenly would shift a turned copy's samples)."""
+    turned = [image, *(np.ascontiguousarray(turn(image)) for turn in TURNS.values())]
+    return [str(imagehash.phash(Image.fromarray(_downsample(part)), hash_size=HASH_SIZE)) for part in turned]
 
 
-def perceptual_hashes(image: np.ndarray, mask: np.ndarray | None) -> tuple[str | None, str | None]:
-    """(frame_phash, person_phash) as hex strings; None where the image or its people are blank."""
+def perceptual_hashes(image: np.ndarray, mask: np.ndarray | None) -> tuple[list[str] | None, list[str] | None]:
+    """(frame hashes, person hashes): each the hex hash of the image (or of the people's box) and of its
+    :data:`TURNS`, in that order; None where the image or its people are blank."""
     rgb = _as_uint8_rgb(image)
     if rgb.min() == rgb.max():
         return None, None
-    frame = _phash(rgb)
+    frame = _phashes(rgb)
     if mask is None:
         return frame, None
     mask = np.asarray(mask)
@@ -110,20 +132,23 @@ def perceptual_hashes(image: np.ndarray, mask: np.ndarray | None) -> tuple[str |
     top, bottom = max(0, int(rows[0] - pad_r)), min(rgb.shape[0], int(rows[-1] + 1 + pad_r))
     left, right = max(0, int(cols[0] - pad_c)), min(rgb.shape[1], int(cols[-1] + 1 + pad_c))
     crop = rgb[top:bottom, left:right]
-    return frame, (_phash(crop) if crop.min() != crop.max() else None)
+    return frame, (_phashes(crop) if crop.min() != crop.max() else None)
 
 
 def image_entry(cam: int, frame: int, path: str, image: np.ndarray, mask: np.ndarray | None) -> dict:
     """One fingerprint entry for the decoded ``image`` (and ``mask``) of (cam, frame)."""
-    frame_phash, person_phash = perceptual_hashes(image, mask)
+    frame_hashes, person_hashes = perceptual_hashes(image, mask)
     return {
         "cam": int(cam),
         "frame": int(frame),
         "image": path,
         "image_sha256": pixel_sha256(image),
         "mask_sha256": None if mask is None else pixel_sha256(mask),
-        "frame_phash": frame_phash,
-        "person_phash": person_phash,
+        "frame_phash": frame_hashes and frame_hashes[0],
+        "person_phash": person_hashes and person_hashes[0],
+        # the same hashes of the image's TURNS, in that order (a mirrored or rotated copy matches one)
+        "frame_phash_turns": frame_hashes and frame_hashes[1:],
+        "person_phash_turns": person_hashes and person_hashes[1:],
     }
 
 
@@ -141,7 +166,12 @@ def make_fingerprint(scene: str, entries: list[dict]) -> dict:
         "version": FINGERPRINT_VERSION,
         "scene": scene,
         "content_sha256": content_sha256(entries),
-        "phash": {"kind": "imagehash.phash", "hash_size": HASH_SIZE, "downsample_long_side": DOWNSAMPLE_LONG_SIDE},
+        "phash": {
+            "kind": "imagehash.phash",
+            "hash_size": HASH_SIZE,
+            "downsample_long_side": DOWNSAMPLE_LONG_SIDE,
+            "turns": list(TURNS),
+        },
         "images": entries,
     }
 
@@ -190,7 +220,7 @@ def load_fingerprint(scene_dir: str | os.PathLike) -> dict:
 
 @dataclass(frozen=True)
 class Match:
-    """An image of ``scene`` that is (nearly) an image of ``other``."""
+    """An image of ``scene`` that is (nearly) an image of ``other``, or of it mirrored or rotated (``turn``)."""
 
     scene: str
     image: str
@@ -198,10 +228,13 @@ class Match:
     other_image: str
     kind: str  # "pixel-identical" | "near-copy"
     bits: int  # larger Hamming distance of the two perceptual hashes (0 when pixel-identical)
+    turn: str = ""  # one of TURNS: the other image as it was turned to match ("" when not turned)
 
     def __str__(self) -> str:
         how = "pixel-identical to" if self.kind == "pixel-identical" else f"a near-copy ({self.bits} bits) of"
-        return f"{self.scene}/{self.image} is {how} {self.other}/{self.other_image}"
+        return f"{self.scene}/{self.image} is {how} {self.other}/{self.other_image}" + (
+            f" {self.turn}" if self.turn else ""
+        )
 
 
 def _bits(hexes: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -220,10 +253,40 @@ def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a.sum(1)[:, None] + b.sum(1)[None, :] - 2 * a @ b.T
 
 
+def _turned(entry: Mapping, key: str, turn: int) -> str | None:
+    """``entry``'s hash ``key`` of its image turned by ``turn`` (0: as it is, i: the i-th of TURNS)."""
+    if turn == 0:
+        return entry.get(key)
+    turns = entry.get(f"{key}_turns")
+    return turns[turn - 1] if turns else None
+
+
+def _distances(mine: list[Mapping], theirs: list[Mapping], keys: tuple[str, ...]) -> np.ndarray:
+    """(T, N, M): for each turn of ``theirs`` (as it is, then TURNS), the largest of the hashes' distances."""
+    turns = []
+    for turn in range(1 + len(TURNS)):
+        distances = []
+        for key in keys:
+            valid_a, bits_a = _bits([e.get(key) for e in mine])
+            valid_b, bits_b = _bits([_turned(e, key, turn) for e in theirs])
+            d = _hamming(bits_a, bits_b)
+            d[~valid_a, :] = 1 << 16
+            d[:, ~valid_b] = 1 << 16
+            distances.append(d)
+        turns.append(np.max(distances, axis=0))
+    return np.stack(turns)
+
+
 def compare_fingerprints(
-    fingerprint: Mapping, other: Mapping, max_bits: int = NEAR_COPY_BITS, limit: int | None = None
+    fingerprint: Mapping,
+    other: Mapping,
+    max_bits: int = NEAR_COPY_BITS,
+    limit: int | None = None,
+    frame_only: bool = False,
 ) -> list[Match]:
-    """Images of ``fingerprint`` pixel-identical to, or near-copies of, images of ``other``."""
+    """Images of ``fingerprint`` pixel-identical to, or near-copies of, images of ``other`` as they are, mirrored
+    or rotated (:data:`TURNS`). A near-copy is within ``max_bits`` on both hashes, or on the whole-frame hash
+    alone with ``frame_only`` (images without people masks, such as the control arm's triplets)."""
     mine, theirs = fingerprint["images"], other["images"]
     matches: list[Match] = []
     by_pixels = {entry["image_sha256"]: entry for entry in theirs if entry.get("frame_phash") is not None}
@@ -236,20 +299,13 @@ def compare_fingerprints(
                 Match(fingerprint["scene"], entry["image"], other["scene"], twin["image"], "pixel-identical", 0)
             )
     if mine and theirs:
-        distances = []
-        for key in ("frame_phash", "person_phash"):
-            valid_a, bits_a = _bits([e.get(key) for e in mine])
-            valid_b, bits_b = _bits([e.get(key) for e in theirs])
-            d = _hamming(bits_a, bits_b)
-            d[~valid_a, :] = 1 << 16
-            d[:, ~valid_b] = 1 << 16
-            distances.append(d)
-        worst = np.maximum(*distances)
+        worst = _distances(mine, theirs, ("frame_phash",) if frame_only else ("frame_phash", "person_phash"))
+        names = ("", *TURNS)
         for i in range(len(mine)):
             if i in exact:
                 continue
-            j = int(np.argmin(worst[i]))
-            if worst[i, j] <= max_bits:
+            turn, j = np.unravel_index(int(np.argmin(worst[:, i])), worst[:, i].shape)
+            if worst[turn, i, j] <= max_bits:
                 matches.append(
                     Match(
                         fingerprint["scene"],
@@ -257,7 +313,8 @@ def compare_fingerprints(
                         other["scene"],
                         theirs[j]["image"],
                         "near-copy",
-                        int(worst[i, j]),
+                        int(worst[turn, i, j]),
+                        names[turn],
                     )
                 )
     return matches if limit is None else matches[:limit]
@@ -288,6 +345,66 @@ def check_reserved_content(
             f"version {version}: " + "; ".join(problems) + ". Reserved scenes are for downstream 3DGS evaluation only "
             "and never become DiFix training or evaluation samples, whatever they are called; no triplets were written"
         )
+
+
+def check_internal_eval_content(
+    version: str, train: Mapping[str, Mapping], evaluation: Mapping[str, Mapping], max_bits: int = NEAR_COPY_BITS
+) -> None:
+    """Raise :class:`ContentPolicyError` when an internal-evaluation (``difix_eval``) scene's images are
+    (near-)copies of a training scene's: settings are chosen on the internal evaluation, which must measure
+    on scenes the model did not train on. ``train`` and ``evaluation`` map scene names to fingerprints."""
+    problems = []
+    for name, fingerprint in evaluation.items():
+        for train_name, train_print in train.items():
+            matches = compare_fingerprints(fingerprint, train_print, max_bits)
+            if matches:
+                problems.append(
+                    f"internal-evaluation scene {name} holds the content of training scene {train_name}: "
+                    f"{len(matches)} of its {len(fingerprint['images'])} images are copies, e.g. {matches[0]}"
+                )
+    if problems:
+        raise ContentPolicyError(
+            f"version {version}: " + "; ".join(problems) + ". The internal evaluation (difix_eval), where settings "
+            "are chosen, would measure DiFix on its own training data; no triplets were written"
+        )
+
+
+def fingerprint_images(name: str, paths: Iterable[str], workers: int = 1) -> dict:
+    """A fingerprint of loose images (no cameras, frames or masks): entry ``i`` is the i-th path, as camera 0,
+    frame ``i``."""
+    paths = list(paths)
+
+    def entry(index_path: tuple[int, str]) -> dict:
+        index, path = index_path
+        try:
+            samples = read_samples(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{name}: cannot read image {path} ({exc})") from None
+        return image_entry(0, index, path, samples, None)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return make_fingerprint(name, list(pool.map(entry, enumerate(paths))))
+
+
+def check_control_content(
+    triplets: str, images: Iterable[str], reserved: Mapping[str, Mapping], max_bits: int = NEAR_COPY_BITS
+) -> dict:
+    """Raise :class:`ContentPolicyError` when an image of the control arm's triplets (``images``, from the
+    file ``triplets``) is a (near-)copy of a reserved scene's frame, compared on the whole frame (the control's
+    images carry no people masks); returns the control images' fingerprint."""
+    fingerprint = fingerprint_images(f"difix.control triplets {triplets}", images)
+    problems = []
+    for reserved_name, reserved_print in reserved.items():
+        matches = compare_fingerprints(fingerprint, reserved_print, max_bits, frame_only=True)
+        if matches:
+            problems.append(f"{len(matches)} images are copies of reserved scene {reserved_name}'s, e.g. {matches[0]}")
+    if problems:
+        raise ContentPolicyError(
+            f"difix.control.triplets {triplets}: " + "; ".join(problems) + ". The control arm trains on the base's "
+            "own out-of-domain data, never on the study's scenes (reserved scenes are for downstream 3DGS "
+            "evaluation only); no control model was trained"
+        )
+    return fingerprint
 
 
 # ---- source trees (check-data) ------------------------------------------------------------------

@@ -127,6 +127,10 @@ class Paths:
     def content_check(self, version: str) -> str:
         return f"{self.results}/{version}/content_check.json"
 
+    def control_content_check(self) -> str:
+        """The record that the control arm's triplets hold no reserved scene's frames (one per study)."""
+        return f"{self.results}/difix_control/content_check.json"
+
     def triplets(self, version: str) -> str:
         """Where ``version`` writes triplets (who reads them: :meth:`Plan.triplets`)."""
         return f"{self.results}/{version}/triplets.json"
@@ -239,7 +243,7 @@ class Plan:
     _study: Study = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._study = Study.from_config(self.config)
+        self._study = Study.from_config(self.config, resolve_links=True)  # links under data.root followed
         mismatch = preset_mismatch_message(self.config)
         if mismatch is not None:
             raise PlanError(mismatch)  # a local difix.base of another preset: refused by name

@@ -14,6 +14,12 @@ The policy is enforced on what a scene's data *is*, not on its name. Every scene
   (``pair15_1/pair15/fight15`` -> pair 15, ``fight``, whatever the scene is called); otherwise
   the pair and action of the scene's name.
 
+With ``resolve_links`` (the workflow), folders are also compared as the file system resolves them
+(symbolic links followed): a scene whose folder is a link to a reserved scene's data takes the
+identity of the folder it resolves to, and a reserved scene must resolve to a folder of its own
+``pairNN/actionNN`` (a reserved name pointed at a decoy elsewhere is refused). That reads the file
+system once, when the study is built; everything else here is pure.
+
 A DiFix scene (``difix_train``, ``difix_eval``) whose folder or identity is a reserved scene's
 is refused, two scenes of ``data.scenes`` may not share a folder, names must be canonical
 (``hi4d_pair15_fight``, not ``hi4d_pair015_fight``), and the different-pair rule between
@@ -33,6 +39,7 @@ from hi4dfix.hi4d.layout import (
     identity_from_sequence_dir,
     normalise_sequence_dir,
     parse_scene_name,
+    resolve_sequence_dir,
 )
 
 
@@ -118,9 +125,13 @@ class Study:
     identities: Mapping[str, SceneName] = field(default_factory=dict)
     reserved_dirs: Mapping[str, str] = field(default_factory=dict)
     reserved_identities: Mapping[str, SceneName] = field(default_factory=dict)
+    # scene (and reserved scene) -> its folder with symbolic links followed (resolve_links), else as written
+    resolved_dirs: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Study":
+    def from_config(cls, config: Mapping[str, Any], resolve_links: bool = False) -> "Study":
+        """The study of a validated config; ``resolve_links`` also follows symbolic links under ``data.root``
+        (the module doc)."""
         data = config["data"]
         versions = {
             name: Version(
@@ -164,13 +175,19 @@ class Study:
                 scene_dirs[scene] = normalise_sequence_dir(overrides.get(scene, default_sequence_dir(scene)), root)
             except ValueError as exc:
                 raise PolicyError(f"data.scene_dirs.{scene}: {exc}") from None
-        identities = {scene: scene_identity(scene, scene_dirs[scene], scene in overrides) for scene in scenes}
         reserved_dirs = {
             scene: scene_dirs.get(scene) or normalise_sequence_dir(default_sequence_dir(scene), root)
             for scene in sorted(reserved)
         }
+        folders = {**reserved_dirs, **scene_dirs}
+        resolved = {s: resolve_sequence_dir(f, root) if resolve_links else f for s, f in folders.items()}
+        identities = {
+            scene: scene_identity(scene, resolved[scene], scene in overrides or resolved[scene] != scene_dirs[scene])
+            for scene in scenes
+        }
         reserved_identities = {scene: identities.get(scene) or parse_scene_name(scene) for scene in sorted(reserved)}
-        _refuse_shared_folders(scene_dirs, reserved, versions)
+        _refuse_decoys(reserved, folders, resolved, set(overrides))
+        _refuse_shared_folders({scene: resolved[scene] for scene in scenes}, reserved, versions)
         return cls(
             scenes=scenes,
             reserved_scenes=reserved,
@@ -180,6 +197,7 @@ class Study:
             identities=identities,
             reserved_dirs=reserved_dirs,
             reserved_identities=reserved_identities,
+            resolved_dirs=resolved,
         )
 
     def version(self, name: str) -> Version:
@@ -217,9 +235,9 @@ class Study:
         """(reserved scene, why) when ``scene``'s data is a reserved scene's, else None."""
         if scene in self.reserved_scenes:
             return scene, "it is reserved"
-        folder, identity = self.sequence_dir(scene), self.identity(scene)
+        folder, identity = self.resolved_dirs.get(scene, self.sequence_dir(scene)), self.identity(scene)
         for reserved in sorted(self.reserved_scenes):
-            reserved_folder = self.reserved_dirs[reserved]
+            reserved_folder = self.resolved_dirs.get(reserved, self.reserved_dirs[reserved])
             if folder == reserved_folder:
                 return reserved, f"same sequence folder {folder}"
             if folder.startswith(f"{reserved_folder}/") or reserved_folder.startswith(f"{folder}/"):
@@ -278,6 +296,24 @@ class Study:
             if profile not in self.render_profiles:
                 raise PolicyError(f"version {name}: {key} {profile!r} is not defined under render_profiles")
         return version
+
+
+def _refuse_decoys(
+    reserved: frozenset[str], folders: Mapping[str, str], resolved: Mapping[str, str], overridden: set[str]
+) -> None:
+    """A reserved scene must be its own Hi4D sequence: a folder (links followed) ending in its pairNN/actionNN.
+    Otherwise its name could guard a decoy while its real data became a DiFix sample under another name."""
+    for scene in sorted(reserved):
+        if scene not in overridden and resolved[scene] == folders[scene]:
+            continue  # the default folder of its own name, no link: its own by construction
+        if identity_from_sequence_dir(resolved[scene]) != parse_scene_name(scene):
+            via = f" (a link to {resolved[scene]})" if resolved[scene] != folders[scene] else ""
+            raise PolicyError(
+                f"data.scene_dirs.{scene}: reserved scene {scene} maps to folder {folders[scene]}{via}, which is not "
+                f"its own Hi4D sequence {default_sequence_dir(scene)}: a reserved scene must resolve to a folder "
+                "ending in its own pairNN/actionNN, so that its name cannot guard other data while its own becomes "
+                "a DiFix sample"
+            )
 
 
 def _refuse_shared_folders(

@@ -42,3 +42,15 @@ def resized_copy(source: Path, dest: Path, factor: float = 0.5) -> Path:
     cameras["intrinsics"] = intrinsics
     write_npz(cameras_path, **cameras)
     return dest
+
+
+def mirrored_copy(source: Path, dest: Path) -> Path:
+    """Every image and mask mirrored left-right (a copy no pixel or unturned perceptual hash matches)."""
+    shutil.copytree(source, dest)
+    for pattern in ("images/**/*.jpg", "seg/**/*.png"):
+        for path in sorted(dest.glob(pattern)):
+            samples = read_samples(path)
+            write_image(
+                path, np.ascontiguousarray(samples[:, ::-1]), **({"quality": 95} if path.suffix == ".jpg" else {})
+            )
+    return dest

@@ -9,6 +9,7 @@ drop a reserved scene, and a changed source image reruns only its scene's chain.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from content_fixtures import byte_copy, jpeg_reencoded_copy, resized_copy
+from content_fixtures import byte_copy, jpeg_reencoded_copy, mirrored_copy, resized_copy
 from hi4dfix.io import read_samples, write_image
 from workflow_helpers import planned_jobs, run_snakemake, small_config
 
@@ -55,8 +56,9 @@ def test_the_studys_distinct_scenes_pass_and_nothing_is_stale(materialized):
         (byte_copy, "hi4d_pair03_fight", "pixel-identical"),
         (jpeg_reencoded_copy, "hi4d_pair04_fight", "near-copies"),
         (resized_copy, "hi4d_pair05_fight", "near-copies"),
+        (mirrored_copy, "hi4d_pair06_fight", "near-copies"),
     ],
-    ids=["byte-copy", "jpeg-reencoded", "half-size"],
+    ids=["byte-copy", "jpeg-reencoded", "half-size", "mirrored"],
 )
 def test_a_copy_of_a_reserved_scene_under_a_new_name_is_refused_before_any_render(
     materialized, tmp_path, make_copy, scene, kind
@@ -77,6 +79,63 @@ def test_a_copy_of_a_reserved_scene_under_a_new_name_is_refused_before_any_rende
     assert not (workdir / "results/v0/triplets.json").exists()
     assert not (workdir / "results/v0/content_check.json").exists()
     assert not (workdir / "results/renders").exists(), "the check runs before the renders it guards"
+
+
+def test_an_internal_evaluation_scene_copying_a_training_scene_is_refused(materialized, tmp_path):
+    workdir = _copy_study(materialized, tmp_path)
+    scene = "hi4d_pair07_dance"  # another pair than the training scenes: only its content gives it away
+    byte_copy(workdir / SYNTHETIC / "pair00/dance00", workdir / SYNTHETIC / "pair07/dance07")
+    config = small_config()
+    config["data"]["scenes"].append(scene)
+    config["versions"]["v0"]["difix_eval"] = [scene]
+    result = run_snakemake(workdir, config, "--cores", "1", "results/v0/triplets.json", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"version v0: internal-evaluation scene {scene} holds the content of training scene hi4d_pair00_dance" in (
+        output
+    )
+    assert "would measure DiFix on its own training data" in output
+    assert not (workdir / "results/v0/triplets.json").exists()
+    assert not (workdir / "results/renders").exists()
+
+
+def test_a_scene_linked_to_a_reserved_sequence_is_refused_at_dag_build(materialized, tmp_path):
+    workdir = _copy_study(materialized, tmp_path)
+    scene = "hi4d_pair06_talk"
+    (workdir / SYNTHETIC / "pair06").mkdir()
+    (workdir / SYNTHETIC / "pair06/talk06").symlink_to(Path("../pair15/fight15"), target_is_directory=True)
+    config = small_config()
+    config["data"]["scenes"].append(scene)
+    config["versions"]["v0"]["difix_train"] = ["hi4d_pair00_dance", scene]
+    result = run_snakemake(workdir, config, "-n", "results/v0/triplets.json", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{RESERVED} and {scene} resolve to the same sequence folder {RESERVED_DIR}" in output
+    assert f"would make reserved scene {RESERVED}'s data a DiFix sample (version v0 difix_train)" in output
+
+
+def test_control_triplets_holding_copies_of_a_reserved_scene_are_refused_before_the_control_trains(
+    materialized, tmp_path
+):
+    workdir = _copy_study(materialized, tmp_path)
+    outside = tmp_path / "elsewhere"  # neither data.root nor results/: only the content gives it away
+    outside.mkdir()
+    images = sorted((workdir / "results/scenes" / RESERVED / "images").rglob("*.png"))[:3]
+    copies = []
+    for i, image in enumerate(images):
+        copies.append(outside / f"{i}.png")
+        shutil.copy(image, copies[-1])
+    triplets = outside / "control.json"
+    train = {f"t{i}": {"image": str(p), "target_image": str(p), "ref_image": str(p)} for i, p in enumerate(copies)}
+    triplets.write_text(json.dumps({"train": train}))
+    config = small_config()
+    config["difix"]["control"]["triplets"] = str(triplets)
+    result = run_snakemake(workdir, config, "--cores", "1", "results/v0/difix/control/model.pkl", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"difix.control.triplets {triplets}: 3 images are copies of reserved scene {RESERVED}'s" in output
+    assert not (workdir / "results/v0/difix/control/model.pkl").exists()
+    assert not (workdir / "results/difix_control/content_check.json").exists()
 
 
 def test_an_overlay_dropping_a_reserved_scene_is_refused_at_dag_build(materialized, tmp_path):

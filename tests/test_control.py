@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
+from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_images, control_triplets_path
 
 
 def difix_block(**changes):
@@ -45,3 +46,42 @@ def test_control_triplets_inside_the_studys_data_are_refused(tmp_path):
     (tmp_path / "empty.json").write_text("{}")
     with pytest.raises(ValueError, match="no 'train' split"):
         check_control_triplets(tmp_path / "empty.json", forbidden)
+
+
+def test_control_triplets_of_the_wrong_shape_are_refused_naming_the_setting(tmp_path):
+    listed = tmp_path / "listed.json"
+    listed.write_text(json.dumps({"train": [{"image": "a.png", "target_image": "a.png", "ref_image": "a.png"}]}))
+    with pytest.raises(ValueError, match=r"difix.control.triplets .*listed.json: split 'train' is a list; each split"):
+        check_control_triplets(listed, {})
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"train": {"t0": "a.png"}}))
+    with pytest.raises(ValueError, match=r"train triplet 't0' is not a mapping with image and target_image"):
+        control_images(bare)
+    ok = write_triplets(tmp_path / "ok.json", ["x.png", "y.png", "x.png"])
+    assert control_images(ok) == ["x.png", "y.png"]
+
+
+def test_control_images_copying_a_reserved_scenes_frames_are_refused(tmp_path):
+    from skimage import data
+
+    from hi4dfix.fingerprint import ContentPolicyError, check_control_content, image_entry, make_fingerprint
+    from hi4dfix.io import write_image
+
+    photos = {"astronaut": data.astronaut(), "coffee": data.coffee(), "rocket": data.rocket()}
+    masks = {name: np.full(photo.shape[:2], 255, np.uint8) for name, photo in photos.items()}  # all people
+    entry = image_entry(0, 0, "astronaut", photos["astronaut"], masks["astronaut"])
+    reserved = make_fingerprint("hi4d_pair15_fight", [entry])
+    paths = {}
+    for name, photo in photos.items():
+        paths[name] = str(tmp_path / f"{name}.png")
+        write_image(paths[name], photo)
+    mirrored = str(tmp_path / "mirrored.jpg")
+    write_image(mirrored, np.ascontiguousarray(photos["astronaut"][:, ::-1]), quality=80)
+    others = [paths["coffee"], paths["rocket"]]
+    fingerprint = check_control_content("ood.json", others, {"hi4d_pair15_fight": reserved})
+    assert len(fingerprint["images"]) == 2
+    for copy in (paths["astronaut"], mirrored):
+        with pytest.raises(
+            ContentPolicyError, match=r"difix.control.triplets ood.json: 1 images are copies of reserved scene"
+        ):
+            check_control_content("ood.json", [paths["coffee"], copy], {"hi4d_pair15_fight": reserved})

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from content_fixtures import byte_copy, jpeg_reencoded_copy, resized_copy
+from content_fixtures import byte_copy, jpeg_reencoded_copy, mirrored_copy, resized_copy
 from hi4dfix.fingerprint import (
     FINGERPRINT_FILE,
     NEAR_COPY_BITS,
+    TURNS,
     ContentPolicyError,
     check_reserved_content,
     compare_fingerprints,
@@ -43,6 +44,7 @@ def scenes(tmp_path_factory):
     sources["byte_copy"] = byte_copy(sources[RESERVED], root / "src" / "byte")
     sources["jpeg_copy"] = jpeg_reencoded_copy(sources[RESERVED], root / "src" / "jpeg")
     sources["resized_copy"] = resized_copy(sources[RESERVED], root / "src" / "half")
+    sources["mirrored_copy"] = mirrored_copy(sources[RESERVED], root / "src" / "mirror")
     return {
         name: materialize_scene(read_sequence(path), root / "scenes" / name, name).root
         for name, path in sources.items()
@@ -63,7 +65,13 @@ def test_materialize_writes_the_fingerprint_its_files_give(scenes):
 
 
 @pytest.mark.parametrize(
-    "copy, kind", [("byte_copy", "pixel-identical"), ("jpeg_copy", "near-copy"), ("resized_copy", "near-copy")]
+    "copy, kind",
+    [
+        ("byte_copy", "pixel-identical"),
+        ("jpeg_copy", "near-copy"),
+        ("resized_copy", "near-copy"),
+        ("mirrored_copy", "near-copy"),
+    ],
 )
 def test_copies_of_a_reserved_scene_are_refused_naming_both_scenes_and_a_file(scenes, copy, kind):
     reserved = load_fingerprint(scenes[RESERVED])
@@ -79,6 +87,20 @@ def test_copies_of_a_reserved_scene_are_refused_naming_both_scenes_and_a_file(sc
         and f"DiFix scene {copy}" in message
     )
     assert f"{copy}/images/" in message and f"{RESERVED}/images/" in message
+
+
+def test_a_mirrored_copy_matches_its_original_turned():
+    from skimage import data
+
+    photo = data.astronaut()
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[100:400, 150:350] = 255
+    original = make_fingerprint("original", [image_entry(0, 0, "astronaut", photo, mask)])
+    for name, turn in TURNS.items():
+        copy = image_entry(0, 0, "copy", np.ascontiguousarray(turn(photo)), np.ascontiguousarray(turn(mask)))
+        (match,) = compare_fingerprints(make_fingerprint("copy", [copy]), original)
+        assert (match.kind, match.turn) == ("near-copy", name) and match.bits <= NEAR_COPY_BITS, name
+        assert str(match).endswith(f"original/astronaut {name}")
 
 
 def test_different_captures_are_not_flagged_and_stay_well_apart(scenes):

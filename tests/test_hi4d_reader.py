@@ -95,6 +95,15 @@ def test_missing_camera_key_names_file_and_key(sequence_copy):
     _assert_one_error(sequence_copy, path, "missing key", "dist_coeffs")
 
 
+def test_a_camera_with_images_but_no_calibration_is_an_error(sequence_copy):
+    path = sequence_copy / "cameras" / "rgb_cameras.npz"
+    with np.load(path) as cams:
+        keep = {key: cams[key][:-1] for key in ("ids", "intrinsics", "extrinsics", "dist_coeffs")}  # not mono_cam
+        dropped = int(cams["ids"][-1])
+    _rewrite_npz(path, **keep)
+    _assert_one_error(sequence_copy, sequence_copy / "images", f"['{dropped}']", "no calibration in cameras/")
+
+
 def test_missing_smpl_key_names_file_and_key(sequence_copy):
     path = sequence_copy / "smpl" / "000012.npz"
     _rewrite_npz(path, drop=("verts",))

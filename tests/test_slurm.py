@@ -66,7 +66,8 @@ GPU_RULES = {
     "triplet_gallery",
 }  # fmt: skip
 CPU_RULES = {
-    "synthesize_sequence", "materialize_scene", "check_reserved_content", "build_triplets", "eval_deltas",
+    "synthesize_sequence", "materialize_scene", "check_reserved_content", "check_control_content", "build_triplets",
+    "eval_deltas",
     "provenance", "delta_table", "versions_table", "version_card", "metric_charts", "before_after_views", "loss_curve",
 }  # fmt: skip
 SITE_ENV = {

@@ -308,3 +308,58 @@ def test_eval_render_profile_names_the_evaluation_renders(config):
     config["versions"]["v0"]["eval_render_profile"] = "sharp"
     with pytest.raises(PolicyError, match="version v0: eval_render_profile 'sharp' is not defined under"):
         Study.from_config(config).check_version("v0")
+
+
+# ---- links under data.root: the folder a scene's data really is ------------------------------
+
+
+def _tree(root, *folders):
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+    return root
+
+
+def test_a_link_to_a_reserved_sequence_is_refused_with_links_followed(config, tmp_path):
+    root = _tree(tmp_path / "hi4d", "pair15/fight15", "pair05")
+    (root / "pair05/talk05").symlink_to(root / "pair15/fight15", target_is_directory=True)
+    config["data"]["root"] = str(root)
+    config = _with_scene(config, "hi4d_pair05_talk", difix_train=["hi4d_pair00_dance", "hi4d_pair05_talk"])
+    Study.from_config(config).check_version("v0")  # as text the folder is pair05/talk05: no way to see it
+    with pytest.raises(
+        PolicyError,
+        match=r"hi4d_pair15_fight and hi4d_pair05_talk resolve to the same sequence folder pair15/fight15 .*"
+        r"hi4d_pair05_talk would make reserved scene hi4d_pair15_fight's data a DiFix sample "
+        r"\(version v0 difix_train\)",
+    ):
+        Study.from_config(config, resolve_links=True)
+
+
+def test_a_reserved_name_pointed_at_a_decoy_is_refused(config, tmp_path):
+    root = _tree(tmp_path / "hi4d", "pair15/fight15", "decoy/sequence", "pair05")
+    (root / "pair05/talk05").symlink_to(root / "pair15/fight15", target_is_directory=True)
+    config["data"]["root"] = str(root)
+    config = _with_scene(config, "hi4d_pair05_talk", difix_train=["hi4d_pair00_dance", "hi4d_pair05_talk"])
+    config["data"]["scene_dirs"]["hi4d_pair15_fight"] = "decoy/sequence"
+    with pytest.raises(
+        PolicyError,
+        match=r"data.scene_dirs.hi4d_pair15_fight: reserved scene hi4d_pair15_fight maps to folder decoy/sequence, "
+        r"which is not its own Hi4D sequence pair15/fight15",
+    ):
+        Study.from_config(config)
+    # a link that makes the decoy look like the reserved folder: followed, it is not
+    (root / "pair15_1/pair15").mkdir(parents=True)
+    (root / "pair15_1/pair15/fight15").symlink_to(root / "decoy/sequence", target_is_directory=True)
+    config["data"]["scene_dirs"]["hi4d_pair15_fight"] = "pair15_1/pair15/fight15"
+    Study.from_config(config)  # as text, its own folder
+    with pytest.raises(PolicyError, match=r"maps to folder pair15_1/pair15/fight15 \(a link to decoy/sequence\)"):
+        Study.from_config(config, resolve_links=True)
+
+
+def test_two_scenes_linking_to_one_sequence_are_refused(config, tmp_path):
+    root = _tree(tmp_path / "hi4d", "pair03/hug03", "pair04")
+    (root / "pair04/hug04").symlink_to(root / "pair03/hug03", target_is_directory=True)
+    config["data"]["root"] = str(root)
+    config = _with_scene(config, "hi4d_pair03_hug")
+    config = _with_scene(config, "hi4d_pair04_hug")
+    with pytest.raises(PolicyError, match="hi4d_pair03_hug and hi4d_pair04_hug resolve to the same sequence folder"):
+        Study.from_config(config, resolve_links=True)

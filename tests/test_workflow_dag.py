@@ -77,6 +77,7 @@ def test_main_job_plans_every_stage(tmp_path):
         "pretrain_difix_base": 1,
         "tune_difix": 1,
         "tune_control": 1,  # the control arm (difix.control, on in the embedded default)
+        "check_control_content": 1,  # its triplets hold no reserved scene's frames
         "evaluate_nvs": 16,  # 4 arms x 4 reserved scenes
         "evaluate_difix": 1,  # the internal evaluation: one of v0's expected outputs
         "eval_deltas": 1,
@@ -102,8 +103,8 @@ def test_control_arm_jobs_are_in_the_dag_only_when_on(tmp_path):
     config["difix"]["control"]["enabled"] = False
     off = run_snakemake(tmp_path / "off", config, "-n", "results/v0/deltas.csv", "results/v0/difix/eval.csv")
     jobs = planned_jobs(off)
-    assert "tune_control" not in jobs and jobs["evaluate_nvs"] == 12
-    assert planned_jobs(on) == {**jobs, "tune_control": 1, "evaluate_nvs": 16}
+    assert "tune_control" not in jobs and "check_control_content" not in jobs and jobs["evaluate_nvs"] == 12
+    assert planned_jobs(on) == {**jobs, "tune_control": 1, "check_control_content": 1, "evaluate_nvs": 16}
     assert "difix/control/" not in off.stdout and "nvs/control/" not in off.stdout
 
 

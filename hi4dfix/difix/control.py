@@ -39,6 +39,31 @@ def control_triplets_path(difix: Mapping[str, Any], results: str) -> str:
     return f"{results}/difix_base/{difix['preset']}/{OOD_TRIPLETS_NAME}"
 
 
+def _check_shape(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Each split maps triplet ids to triplets (mappings with an ``image``), as tuning reads them."""
+    for split, items in data.items():
+        if not isinstance(items, Mapping):
+            raise ValueError(
+                f"difix.control.triplets {path}: split {split!r} is a {type(items).__name__}; each split maps "
+                'triplet ids to triplets, e.g. {"train": {"t0": {"image": ..., "target_image": ..., "ref_image": ...}}}'
+            )
+        for item, triplet in items.items():
+            if not isinstance(triplet, Mapping) or not all(key in triplet for key in IMAGE_KEYS[:2]):
+                raise ValueError(
+                    f"difix.control.triplets {path}: {split} triplet {item!r} is not a mapping with "
+                    f"{' and '.join(IMAGE_KEYS[:2])} (and ref_image)"
+                )
+
+
+def control_images(path: str | os.PathLike) -> list[str]:
+    """Every image the control triplets name (``image``, ``target_image``, ``ref_image`` of every split), once
+    each, in order of appearance."""
+    data = json.loads(Path(path).read_text())
+    _check_shape(path, data)
+    triplets = [triplet for items in data.values() for triplet in items.values()]
+    return list(dict.fromkeys(triplet[key] for triplet in triplets for key in IMAGE_KEYS if key in triplet))
+
+
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -54,6 +79,7 @@ def check_control_triplets(path: str | os.PathLike, forbidden: Mapping[str, str 
         raise ValueError(f"difix.control triplets {path}: cannot read ({err})") from err
     if not isinstance(data, dict) or not data.get("train"):
         raise ValueError(f"difix.control triplets {path}: no 'train' split (the schema tuning reads)")
+    _check_shape(path, data)
     folders = {name: Path(folder).resolve() for name, folder in forbidden.items()}
     for split, items in data.items():
         for item, triplet in items.items():

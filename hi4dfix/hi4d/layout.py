@@ -14,6 +14,7 @@ The reader and the synthetic generator both go through :class:`Hi4DLayout`, so t
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass
@@ -153,6 +154,16 @@ def normalise_sequence_dir(folder: str, root: str = ".") -> str:
     if relative == ".":
         raise ValueError(f"sequence folder {folder!r} is data.root itself, not a sequence inside it")
     return relative
+
+
+def resolve_sequence_dir(folder: str, root: str = ".") -> str:
+    """The folder that ``folder`` (normalised, under ``root``) is once symbolic links are followed: relative to
+    ``root`` (itself resolved) when it stays inside, else absolute. Reads the file system (the links); a folder
+    that does not exist yet resolves as far as its existing parts go."""
+    real_root = os.path.realpath(str(root))
+    real = os.path.realpath(os.path.join(real_root, folder))
+    inside = os.path.commonpath([real_root, real]) == real_root and real != real_root
+    return Path(os.path.relpath(real, real_root)).as_posix() if inside else Path(real).as_posix()
 
 
 def identity_from_sequence_dir(folder: str) -> SceneName | None:

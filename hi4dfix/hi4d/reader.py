@@ -207,6 +207,7 @@ class _Inspection:
     problems: list[Problem] = field(default_factory=list)
     meta: Hi4DMeta | None = None
     calibration: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    calibrated: set[int] = field(default_factory=set)  # every camera id the calibration file lists, valid or not
     frames: list[int] = field(default_factory=list)
     sizes: dict[int, tuple[int, int]] = field(default_factory=dict)  # cam -> (width, height)
 
@@ -322,6 +323,7 @@ def _read_cameras(path: Path, found: _Inspection, rotation_tol: float) -> None:
     if not np.issubdtype(ids.dtype, np.integer) or len(set(ids.tolist())) != n:
         found.error(path, f"ids must be distinct integers, got {ids.tolist()}")
         return
+    found.calibrated = {int(cid) for cid in ids.tolist()}
     shape_errors = []
     if K.shape != (n, 3, 3):
         shape_errors.append(f"{intr_key} has shape {K.shape}, expected ({n}, 3, 3)")
@@ -357,11 +359,15 @@ def _read_cameras(path: Path, found: _Inspection, rotation_tol: float) -> None:
 def _list_frames(layout: Hi4DLayout, cam_ids: list[int], found: _Inspection) -> dict[int, list[int]]:
     frames_by_cam: dict[int, list[int]] = {}
     if layout.images_dir.is_dir():
-        extra = sorted(
-            p.name for p in layout.images_dir.iterdir() if p.is_dir() and p.name not in {str(c) for c in cam_ids}
-        )
+        listed = {str(c) for c in (found.calibrated or cam_ids)}  # an invalid calibration is reported on its own
+        extra = sorted(p.name for p in layout.images_dir.iterdir() if p.is_dir() and p.name not in listed)
         if extra and cam_ids:
-            found.warn(layout.images_dir, f"camera folder(s) {extra} have no calibration; ignored")
+            # an error, not a warning: images of a camera the study cannot place would silently drop a view
+            found.error(
+                layout.images_dir,
+                f"camera folder(s) {extra} have images but no calibration in cameras/{layout.cameras_path.name}: "
+                "add the camera's calibration or remove its image folder",
+            )
     elif cam_ids:
         found.error(layout.images_dir, "images folder is missing")
         return frames_by_cam

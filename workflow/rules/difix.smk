@@ -85,10 +85,35 @@ rule tune_difix:
 # The control arm: tune_difix's command on the base's own out-of-domain triplets (PLAN.control_triplets:
 # difix.control.triplets, or the pretraining's), with the version's tuning settings and processing
 # size, into its own folder. Requested only when difix.control.enabled (PLAN.nvs_arm_csvs, evaluate_difix).
+rule check_control_content:
+    """Refuse control triplets holding a reserved scene's frames (hi4dfix.fingerprint, on the whole frame):
+    tune_control needs this rule's record."""
+    input:
+        triplets=get_control_triplets,
+        reserved=[PATHS.scene(s) for s in PLAN.reserved_scenes],
+    output:
+        PATHS.control_content_check(),
+    params:
+        reserved=PLAN.reserved_scenes,
+    log:
+        PATHS.log("check_control_content", "content_check"),
+    benchmark:
+        PATHS.benchmark("check_control_content", "content_check")
+    conda:
+        "../envs/hi4dfix.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/check_control_content.py"
+
+
 use rule tune_difix as tune_control with:
     input:
         triplets=get_control_triplets,
         base=get_base_input,
+        content_check=PATHS.control_content_check(),
     output:
         model=PATHS.model("{version}", CONTROL),
         train_log=PATHS.train_log("{version}", CONTROL),

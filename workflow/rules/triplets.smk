@@ -11,6 +11,7 @@ rule check_reserved_content:
     params:
         # which scene is which: moving a scene between the lists leaves the input files alike
         scenes=lambda wildcards: list(get_version(wildcards).difix_scenes),
+        difix_eval=lambda wildcards: list(get_version(wildcards).difix_eval),
         reserved=PLAN.reserved_scenes,
     log:
         PATHS.log("check_reserved_content", "{version}"),

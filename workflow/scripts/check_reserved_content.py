@@ -1,6 +1,13 @@
-"""Glue: refuse a version whose DiFix scenes hold a reserved scene's frames; record what was compared."""
+"""Glue: refuse a version whose DiFix scenes hold a reserved scene's frames, or whose internal-evaluation
+scenes hold a training scene's; record what was compared."""
 
-from hi4dfix.fingerprint import NEAR_COPY_BITS, ContentPolicyError, check_reserved_content, load_fingerprint
+from hi4dfix.fingerprint import (
+    NEAR_COPY_BITS,
+    ContentPolicyError,
+    check_internal_eval_content,
+    check_reserved_content,
+    load_fingerprint,
+)
 from hi4dfix.io import write_json
 from hi4dfix.logs import job_log
 
@@ -10,7 +17,14 @@ with job_log(snakemake.log[0], brief_errors=(ContentPolicyError,)) as log:
     scenes = {name: load_fingerprint(path) for name, path in zip(snakemake.params.scenes, snakemake.input.scenes)}
     reserved = {name: load_fingerprint(path) for name, path in zip(snakemake.params.reserved, snakemake.input.reserved)}
     check_reserved_content(snakemake.wildcards.version, scenes, reserved)
-    log.info("no DiFix scene shares frames with the reserved scenes (near-copy threshold %d bits)", NEAR_COPY_BITS)
+    evaluation = {name: fingerprint for name, fingerprint in scenes.items() if name in snakemake.params.difix_eval}
+    train = {name: fingerprint for name, fingerprint in scenes.items() if name not in evaluation}
+    check_internal_eval_content(snakemake.wildcards.version, train, evaluation)
+    log.info(
+        "no DiFix scene shares frames with the reserved scenes, no internal-evaluation scene with a training "
+        "scene (near-copy threshold %d bits, mirrored and rotated copies included)",
+        NEAR_COPY_BITS,
+    )
     write_json(
         snakemake.output[0],
         {
