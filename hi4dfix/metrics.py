@@ -8,7 +8,7 @@ Conventions (all inputs float HxWx3 in [0, 1], ``pred`` first, ``target`` second
   ``MetricsConfig.ssim``: ``gaussian`` (11x11 Gaussian weights, sigma 1.5, population covariances: the
   window of torchmetrics' SSIM, which Difix3D's evaluation uses) or ``uniform`` (scikit-image's default
   7x7 uniform window, the study's SSIM before the option existed). Crops smaller than the window use the
-  largest odd window that fits.
+  largest odd window that fits (the Gaussian filter stays 11 taps, edges reflected).
 * LPIPS is the ``lpips`` package, AlexNet trunk, version 0.1, inputs scaled to [-1, 1]. Its linear-layer
   weights ship inside the package; the AlexNet trunk comes from torchvision through the torch hub cache.
   It runs on a GPU where there is one (``MetricsConfig.device`` ``auto``; exact fp32, no TF32): on a
@@ -304,13 +304,13 @@ def ssim(pred: np.ndarray, target: np.ndarray, window: str = "gaussian") -> floa
         return float(structural_similarity(pred, target, data_range=1.0, channel_axis=-1, win_size=win))
     if window != "gaussian":
         raise ValueError(f"SSIM window must be one of {', '.join(SSIM_WINDOWS)}, got {window!r}")
-    radius = min(_SSIM_GAUSSIAN_RADIUS, (largest_odd - 1) // 2)
-    # scikit-image sizes the Gaussian window as 2 * int(truncate * sigma + 0.5) + 1: this truncate gives radius
-    truncate = (radius + 0.25) / _SSIM_SIGMA
+    # Under 11 px a side: scikit-image's 11-tap filter (edges reflected), mean over the largest odd window's
+    # inner region.
+    win = min(2 * _SSIM_GAUSSIAN_RADIUS + 1, largest_odd)
     return float(
         structural_similarity(
             pred, target, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=_SSIM_SIGMA,
-            use_sample_covariance=False, truncate=truncate,
+            use_sample_covariance=False, win_size=win,
         )
     )  # fmt: skip
 
