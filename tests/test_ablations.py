@@ -23,6 +23,7 @@ from hi4dfix.compare import (
     read_compare_csv,
 )
 from hi4dfix.config_schema import load_schema
+from hi4dfix.metrics import METRIC_COLUMNS
 from hi4dfix.stats import BootstrapConfig, holm
 from hi4dfix.study import PolicyError, Study
 from hi4dfix.tables import per_scene_table, read_per_scene_csv, write_csv
@@ -240,7 +241,8 @@ def write_tuned(tmp_path, version, psnr):
     for scene in SCENES:
         rows = [
             {"frame": f, "cam": c, "psnr": psnr(scene, f, c), "ssim": 0.5 + 0.01 * psnr(scene, f, c),
-             "lpips": 0.3, "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan}
+             "lpips": 0.3, "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan,
+             **dict.fromkeys(METRIC_COLUMNS[6:], np.nan)}
             for f in (0, 1) for c in (4, 5)
         ]  # fmt: skip
         path = tmp_path / version / "nvs" / "tuned" / f"{scene}.csv"
@@ -313,7 +315,8 @@ def write_eval(tmp_path, version, psnr, frames=(0, 1, 2), cams=(4, 5)):
     rows = [
         {"arm": arm, "id": f"{INTERNAL_SCENE}/{c}/{f}", "frame": f, "cam": c,
          "psnr": 18.0 if arm == "raw" else psnr(f, c), "ssim": 0.5, "lpips": 0.3,
-         "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan}
+         "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan,
+         **dict.fromkeys(METRIC_COLUMNS[6:], np.nan)}
         for arm in ("raw", "tuned") for f in frames for c in cams
     ]  # fmt: skip
     path = tmp_path / version / "difix" / "eval.csv"
