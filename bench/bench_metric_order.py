@@ -172,6 +172,38 @@ def arm_views(results: Path, version: str, scenes: list[str], arms: list[str], s
     return pd.DataFrame(rows)
 
 
+def cost_table(height: int = 940, width: int = 1280, repeats: int = 3) -> str:
+    """Seconds per view of each metric at Hi4D's size on one CPU thread (median of ``repeats``)."""
+    import statistics
+    import time
+
+    import torch
+
+    torch.set_num_threads(1)  # piq runs on torch: one thread, as an evaluation job's core
+
+    rng = np.random.default_rng(0)
+    target = rng.random((height, width, 3), dtype=np.float32)
+    pred = np.clip(target + 0.05 * rng.standard_normal(target.shape, dtype=np.float32), 0, 1)
+    cases = {
+        "psnr": lambda: psnr(pred, target),
+        "ssim gaussian": lambda: ssim(pred, target, "gaussian"),
+        "ssim uniform": lambda: ssim(pred, target, "uniform"),
+        "flip": lambda: flip(pred, target),
+        "haarpsi": lambda: haarpsi(pred, target),
+        "gmsd": lambda: gmsd(pred, target),
+        "flicker + flicker_flow (GT flow, warps)": lambda: flicker_metrics(target, pred, pred, target),
+    }
+    lines = [f"| metric | s per {height}x{width} view |", "| --- | ---: |"]
+    for name, run in cases.items():
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        lines.append(f"| {name} | {statistics.median(times):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -202,6 +234,7 @@ def main() -> None:
         f"\nThe arms' saved outputs of `{args.results}/{args.version}` re-scored (SSIM gaussian; mean rows of the "
         f"delta table, {bootstrap.describe()}):\n\n" + to_markdown(short, 4)
     )
+    text += "\nCost of each metric, whole frame (the person crop adds its share), one process:\n\n" + cost_table()
     print(text)
     print(delta_markdown(deltas, bootstrap))
     if args.append:
