@@ -146,7 +146,7 @@ def metric_legend(metrics: Sequence[str], ssim_window: str | None = None) -> str
         info = metric_info(metric)
         window = info.window
         if metric == "ssim" and ssim_window is not None:
-            window = f"{ssim_window} window here; {window}"
+            window = f"{window}; here: {ssim_window}"
         lines.append(f"- **{metric_title(metric)}**: {info.value_range}; {window}.")
     lines += ["", f"`*_person` columns: the same on {PERSON_REGION}."]
     return "\n".join(lines) + "\n"

@@ -345,4 +345,4 @@ def test_every_column_and_delta_metric_is_in_the_registry():
     with pytest.raises(ValueError, match="unknown metric 'fid'"):
         M.higher_is_better("fid")
     legend = M.metric_legend(["psnr", "ssim", "flip_person"], "uniform")
-    assert "uniform window" in legend and "FLIP ↓" in legend and "person mask" in legend
+    assert "here: uniform" in legend and "FLIP ↓" in legend and "person mask" in legend
