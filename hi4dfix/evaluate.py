@@ -11,6 +11,7 @@ scored, then dropped, so an evaluation job's memory does not grow with the numbe
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ import numpy as np
 
 from hi4dfix.difix3d_plus import ProgressiveConfig, progressive_frame
 from hi4dfix.io import read_image, write_image
-from hi4dfix.metrics import MetricComputer, MetricsConfig
+from hi4dfix.metrics import LPIPS_FLAG_COLUMN, TEMPORAL_COLUMNS, MetricComputer, MetricsConfig
 from hi4dfix.render.fit import resolve_device
 from hi4dfix.render.scene_renders import (
     manifest_source_cams,
@@ -28,6 +29,7 @@ from hi4dfix.render.scene_renders import (
     target_image_path,
 )
 from hi4dfix.scene import MaterializedScene, load_scene
+from hi4dfix.temporal import FlickerTracker
 from hi4dfix.triplets import nearest_source_cam
 
 NVS_MODES = ("postfix", "difix3d+")
@@ -91,11 +93,17 @@ def evaluate_views(
     save_dir: str | Path | None = None,
     chunk_views: int = DEFAULT_CHUNK_VIEWS,
 ) -> list[dict]:
-    """Metric rows (one per view, keyed by its ``frame`` and ``cam``) of an arm's outputs.
+    """Metric rows (one per view, keyed by its ``frame`` and ``cam``; columns
+    :data:`hi4dfix.metrics.METRIC_COLUMNS`, then ``lpips_computed``) of an arm's outputs.
 
     Streams: each chunk of ``chunk_views`` views (rounded up to whole batches of the fixer) is
-    read, fixed, saved and scored before the next is read; only the rows are kept."""
+    read, fixed, saved and scored before the next is read; only the rows are kept, and for the temporal
+    columns each view's output and target until the neighbouring frames of its camera are scored
+    (:class:`hi4dfix.temporal.FlickerTracker`; in frame-major order, one frame per camera)."""
     rows = []
+    flicker = FlickerTracker(
+        [((view.get("scene"), view["cam"]), view["frame"]) for view in views], metrics.config.person_min_side
+    )
     step = chunk_length(fixer, chunk_views)
     for start in range(0, len(views), step):
         chunk = views[start : start + step]
@@ -107,11 +115,16 @@ def evaluate_views(
             for view, output in zip(chunk, outputs):
                 write_image(view_image_path(save_dir, view["cam"], view["frame"]), output)
         targets = [read_image(view["target"]) for view in chunk]
-        scores = metrics.compute_batch(
-            outputs, targets, masks=[mask_of(view) for view in chunk], labels=[str(view["image"]) for view in chunk]
-        )
-        rows.extend({"frame": view["frame"], "cam": view["cam"], **row} for view, row in zip(chunk, scores))
-        del outputs, targets
+        masks = [mask_of(view) for view in chunk]
+        scores = metrics.compute_batch(outputs, targets, masks=masks, labels=[str(view["image"]) for view in chunk])
+        for view, row in zip(chunk, scores):
+            flag = row.pop(LPIPS_FLAG_COLUMN)  # after the metric columns, as in the per-scene CSVs
+            temporal = dict.fromkeys(TEMPORAL_COLUMNS, math.nan)
+            rows.append({"frame": view["frame"], "cam": view["cam"], **row, **temporal, LPIPS_FLAG_COLUMN: flag})
+        for offset, (output, target, mask) in enumerate(zip(outputs, targets, masks)):
+            for index, values in flicker.add(start + offset, output, target, mask).items():
+                rows[index].update(values)  # a view's row may come before its previous frame's
+        del outputs, targets, masks
     return rows
 
 

@@ -1,19 +1,29 @@
-"""Image metrics for novel-view synthesis: PSNR, SSIM and LPIPS, on the full frame and on the people.
+"""Image metrics for novel-view synthesis, on the full frame and on the people; the one vocabulary of metrics.
 
 Conventions (all inputs float HxWx3 in [0, 1], ``pred`` first, ``target`` second):
 
 * PSNR uses data range 1 and is capped at ``MetricsConfig.psnr_cap_db`` (default 100 dB), so identical
   images give the cap rather than ``inf``; a finite value keeps means and deltas meaningful.
-* SSIM is scikit-image's ``structural_similarity(..., data_range=1, channel_axis=-1)`` with its defaults
-  (7x7 uniform window); crops smaller than 7 px use the largest odd window that fits.
+* SSIM is scikit-image's ``structural_similarity(..., data_range=1, channel_axis=-1)`` with the window of
+  ``MetricsConfig.ssim``: ``gaussian`` (11x11 Gaussian weights, sigma 1.5, population covariances: the
+  window of torchmetrics' SSIM, which Difix3D's evaluation uses) or ``uniform`` (scikit-image's default
+  7x7 uniform window, the study's SSIM before the option existed). Crops smaller than the window use the
+  largest odd window that fits (the Gaussian filter stays 11 taps, edges reflected).
 * LPIPS is the ``lpips`` package, AlexNet trunk, version 0.1, inputs scaled to [-1, 1]. Its linear-layer
   weights ship inside the package; the AlexNet trunk comes from torchvision through the torch hub cache.
   It runs on a GPU where there is one (``MetricsConfig.device`` ``auto``; exact fp32, no TF32): on a
   CPU core a 940x1280 frame takes seconds. This module never downloads: when the trunk file is
   missing, LPIPS is NaN, one warning is issued per :class:`MetricComputer`, and every result carries
   ``lpips_computed = False``.
+* FLIP, HaarPSI and GMSD need no downloaded weights: NVIDIA's LDR-FLIP (``flip-evaluator``, sRGB inputs,
+  67 pixels per degree), HaarPSI and GMSD of ``piq`` (data range 1). HaarPSI is NaN under 16 px a side.
+* The temporal metrics (``flicker``, ``flicker_flow``: :mod:`hi4dfix.temporal`) compare a view with the
+  previous frame of its camera; :func:`hi4dfix.evaluate.evaluate_views` fills them.
 * The person region is the bounding box of the mask, grown to at least ``person_min_side`` pixels per side
   (LPIPS's AlexNet needs about 32 px); an empty or missing mask gives NaN person metrics.
+
+:data:`METRICS` says, for every metric, its direction, range, window and display; tables, charts and the
+comparison of versions read it (:func:`higher_is_better`, :func:`metric_title`, :func:`metric_digits`).
 """
 
 from __future__ import annotations
@@ -22,9 +32,9 @@ import contextlib
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -33,10 +43,113 @@ from skimage.metrics import structural_similarity
 if TYPE_CHECKING:  # torch is imported lazily so that tables and tests of pure metrics stay light
     import torch
 
-METRIC_COLUMNS: tuple[str, ...] = ("psnr", "ssim", "lpips", "psnr_person", "ssim_person", "lpips_person")
+PERSON_SUFFIX = "_person"
+SSIM_WINDOWS = ("gaussian", "uniform")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a metric is: how tables and charts name it, which way is better, its range and what it looks at."""
+
+    title: str  # display name (tables, charts); ``(people)`` is added for the person variant
+    higher_is_better: bool
+    value_range: str
+    window: str  # what the metric compares, over which pixels
+    digits: int  # decimals shown in tables
+
+
+# The metrics of the per-view CSVs (each also with ``_person``: the person region), in column order.
+METRICS: dict[str, MetricInfo] = {
+    "psnr": MetricInfo("PSNR (dB)", True, "0 to metrics.psnr_cap_db (100 dB)", "squared error of every pixel", 2),
+    "ssim": MetricInfo(
+        "SSIM", True, "-1 to 1 (1: identical)",
+        "local means, variances and covariance per channel; metrics.ssim: gaussian 11x11 sigma 1.5 "
+        "(torchmetrics, Difix3D's evaluation) or uniform 7x7 (scikit-image's default)", 4,
+    ),
+    "lpips": MetricInfo("LPIPS", False, "0 to about 1", "AlexNet features (lpips v0.1; needs cached weights)", 4),
+    "flip": MetricInfo(
+        "FLIP", False, "0 to 1", "NVIDIA LDR-FLIP: colour and edge/point differences as seen at 67 px per degree", 4
+    ),
+    "haarpsi": MetricInfo(
+        "HaarPSI", True, "0 to 1 (1: identical)", "Haar-wavelet phase similarity on YIQ, image halved (piq)", 4
+    ),
+    "gmsd": MetricInfo(
+        "GMSD", False, "0 to about 0.35", "deviation of the gradient-magnitude similarity, luminance halved, "
+        "3x3 Prewitt (piq)", 4,
+    ),
+    "flicker": MetricInfo(
+        "flicker", False, "0 to 2",
+        "mean |(F_t - F_t-1) - (G_t - G_t-1)| over pixels and channels: the fixed frames' change from the "
+        "camera's previous frame against the ground truth's (NaN on a camera's first frame)", 4,
+    ),
+    "flicker_flow": MetricInfo(
+        "flicker (flow-warped)", False, "0 to 2",
+        "flicker with frame t-1 warped onto t by OpenCV DIS optical flow of the ground truth, so motion "
+        "is not counted as change", 4,
+    ),
+}  # fmt: skip
+IMAGE_METRICS = ("psnr", "ssim", "lpips", "flip", "haarpsi", "gmsd")  # one image pair each (MetricComputer)
+TEMPORAL_METRICS = ("flicker", "flicker_flow")  # a view and its camera's previous frame (hi4dfix.temporal)
+PERSON_REGION = (
+    "the bounding box of the person mask grown to metrics.person_min_side px a side (flicker: of the "
+    "masks of both frames)"
+)
+# Per-view CSV columns: the first six as before these metrics, new ones appended.
+METRIC_COLUMNS: tuple[str, ...] = (
+    "psnr", "ssim", "lpips", "psnr_person", "ssim_person", "lpips_person",
+    "flip", "haarpsi", "gmsd", "flip_person", "haarpsi_person", "gmsd_person",
+    "flicker", "flicker_person", "flicker_flow", "flicker_flow_person",
+)  # fmt: skip
+TEMPORAL_COLUMNS = tuple(c for c in METRIC_COLUMNS if c.removesuffix(PERSON_SUFFIX) in TEMPORAL_METRICS)
+IMAGE_COLUMNS = tuple(c for c in METRIC_COLUMNS if c not in TEMPORAL_COLUMNS)
+# Whole-frame metrics of the delta tables, charts and compare.md (the person variants are in the CSVs).
+DEFAULT_DELTA_METRICS = ("psnr", "ssim", "lpips", "flip", "haarpsi", "gmsd", "flicker", "flicker_flow")
+METRIC_TITLES = {name: info.title for name, info in METRICS.items()}
 LPIPS_FLAG_COLUMN = "lpips_computed"
 
 _SSIM_DEFAULT_WINDOW = 7
+_SSIM_SIGMA = 1.5
+_SSIM_GAUSSIAN_RADIUS = 5  # 11x11, torchmetrics' kernel_size for sigma 1.5
+_HAARPSI_MIN_SIDE = 16  # piq halves the image, then needs 2**scales (8) px
+
+
+def metric_info(metric: str) -> MetricInfo:
+    """The registry entry of a metric or its ``_person`` variant; a clear error for an unknown name."""
+    info = METRICS.get(metric.removesuffix(PERSON_SUFFIX))
+    if info is None:
+        names = ", ".join(METRICS)
+        raise ValueError(f"unknown metric {metric!r}: expected one of {names} (optionally with {PERSON_SUFFIX})")
+    return info
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a metric (``*_person`` variants alike): PSNR, SSIM and HaarPSI up, the others down."""
+    return metric_info(metric).higher_is_better
+
+
+def metric_title(metric: str) -> str:
+    """``PSNR (dB) ↑``: the metric's name, ``(people)`` for the person variants, and its good direction."""
+    info = metric_info(metric)
+    people = " (people)" if metric.endswith(PERSON_SUFFIX) else ""
+    return f"{info.title}{people} {'↑' if info.higher_is_better else '↓'}"
+
+
+def metric_digits(metric: str) -> int:
+    """Decimals shown for a metric: PSNR in dB to 0.01, the others to 0.0001."""
+    return metric_info(metric).digits
+
+
+def metric_legend(metrics: Sequence[str], ssim_window: str | None = None) -> str:
+    """Markdown lines saying what each metric is (direction, range, window) and what the person region is."""
+    lines = ["Metrics (↑ higher is better, ↓ lower is better):", ""]
+    for metric in dict.fromkeys(m.removesuffix(PERSON_SUFFIX) for m in metrics):
+        info = metric_info(metric)
+        window = info.window
+        if metric == "ssim" and ssim_window is not None:
+            window = f"{window}; here: {ssim_window}"
+        lines.append(f"- **{metric_title(metric)}**: {info.value_range}; {window}.")
+    lines += ["", f"`*_person` columns: the same on {PERSON_REGION}."]
+    return "\n".join(lines) + "\n"
 
 
 class LpipsUnavailableWarning(UserWarning):
@@ -51,6 +164,7 @@ class MetricsConfig:
     device: str = "auto"  # torch device for LPIPS; auto: cuda where available, else cpu
     require_lpips: bool = False  # raise instead of reporting NaN when the AlexNet trunk is not cached
     chunk_views: int = 8  # views an evaluation job holds at once (hi4dfix.evaluate; at 940x1280 ~3.9 GB, BENCHMARKS.md)
+    ssim: str = "gaussian"  # SSIM window: gaussian (torchmetrics/Difix3D) or uniform (scikit-image's 7x7)
 
     def __post_init__(self) -> None:
         if not self.psnr_cap_db > 0:
@@ -61,6 +175,17 @@ class MetricsConfig:
             raise ValueError(f"metrics.chunk_views must be >= 1, got {self.chunk_views}")
         if self.lpips_batch_size < 1:
             raise ValueError(f"metrics.lpips_batch_size must be >= 1, got {self.lpips_batch_size}")
+        if self.ssim not in SSIM_WINDOWS:
+            raise ValueError(f"metrics.ssim must be one of {', '.join(SSIM_WINDOWS)}, got {self.ssim!r}")
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | None) -> "MetricsConfig":
+        """The config's ``metrics`` block; unknown keys are refused, naming them."""
+        options = dict(options or {})
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"metrics: unknown keys {unknown}")
+        return cls(**options)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,13 +292,65 @@ def psnr_batch(preds: np.ndarray, targets: np.ndarray, cap_db: float = 100.0) ->
     return np.asarray(psnr_from_mse(np.mean(diff * diff, axis=(1, 2, 3)), cap_db), dtype=np.float64)
 
 
-def ssim(pred: np.ndarray, target: np.ndarray) -> float:
-    """SSIM (scikit-image, data range 1, channels last); NaN when the image is under 3 px on a side."""
+def ssim(pred: np.ndarray, target: np.ndarray, window: str = "gaussian") -> float:
+    """SSIM (scikit-image, data range 1, channels last) with a ``gaussian`` or ``uniform`` window (module doc);
+    NaN when the image is under 3 px on a side."""
     side = min(pred.shape[0], pred.shape[1])
     if side < 3:
         return math.nan
-    win = _SSIM_DEFAULT_WINDOW if side >= _SSIM_DEFAULT_WINDOW else (side if side % 2 else side - 1)
-    return float(structural_similarity(pred, target, data_range=1.0, channel_axis=-1, win_size=win))
+    largest_odd = side if side % 2 else side - 1
+    if window == "uniform":
+        win = min(_SSIM_DEFAULT_WINDOW, largest_odd)
+        return float(structural_similarity(pred, target, data_range=1.0, channel_axis=-1, win_size=win))
+    if window != "gaussian":
+        raise ValueError(f"SSIM window must be one of {', '.join(SSIM_WINDOWS)}, got {window!r}")
+    # Under 11 px a side: scikit-image's 11-tap filter (edges reflected), mean over the largest odd window's
+    # inner region.
+    win = min(2 * _SSIM_GAUSSIAN_RADIUS + 1, largest_odd)
+    return float(
+        structural_similarity(
+            pred, target, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=_SSIM_SIGMA,
+            use_sample_covariance=False, win_size=win,
+        )
+    )  # fmt: skip
+
+
+def flip(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean LDR-FLIP error (``flip_evaluator``: sRGB inputs, 67 pixels per degree); 0 for identical images."""
+    import flip_evaluator
+
+    reference = np.ascontiguousarray(target, dtype=np.float32)
+    test = np.ascontiguousarray(pred, dtype=np.float32)
+    return float(flip_evaluator.evaluate(reference, test, "LDR", applyMagma=False)[1])
+
+
+def _piq_pair(pred: np.ndarray, target: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+    import torch
+
+    def tensor(image: np.ndarray) -> "torch.Tensor":  # piq asserts values in [0, data_range]: clip rounding
+        return torch.from_numpy(np.clip(image, 0.0, 1.0).astype(np.float32).transpose(2, 0, 1)[None].copy())
+
+    return tensor(pred), tensor(target)
+
+
+def haarpsi(pred: np.ndarray, target: np.ndarray) -> float:
+    """HaarPSI (``piq``, data range 1, YIQ, image halved first); NaN under 16 px on a side."""
+    if min(pred.shape[0], pred.shape[1]) < _HAARPSI_MIN_SIDE:
+        return math.nan
+    import piq
+
+    x, y = _piq_pair(pred, target)
+    return float(piq.haarpsi(x, y, data_range=1.0, reduction="none")[0])
+
+
+def gmsd(pred: np.ndarray, target: np.ndarray) -> float:
+    """GMSD (``piq``, data range 1, luminance, image halved first, 3x3 Prewitt); NaN under 6 px on a side."""
+    if min(pred.shape[0], pred.shape[1]) < 6:
+        return math.nan
+    import piq
+
+    x, y = _piq_pair(pred, target)
+    return float(piq.gmsd(x, y, data_range=1.0, reduction="none")[0])
 
 
 def person_bbox(mask: np.ndarray | None, min_side: int = 32) -> tuple[int, int, int, int] | None:
@@ -273,32 +450,43 @@ class MetricComputer:
     def _lpips_one(self, pred: np.ndarray, target: np.ndarray) -> float:
         return self._lpips_many([pred], [target])[0]
 
+    def _pair_metrics(self, pred: np.ndarray, target: np.ndarray, suffix: str = "") -> dict[str, float]:
+        """The weight-free metrics of one pair (PSNR, SSIM, FLIP, HaarPSI, GMSD; LPIPS apart: it batches)."""
+        return {
+            f"ssim{suffix}": ssim(pred, target, self.config.ssim),
+            f"flip{suffix}": flip(pred, target),
+            f"haarpsi{suffix}": haarpsi(pred, target),
+            f"gmsd{suffix}": gmsd(pred, target),
+        }
+
     def _person_metrics(self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
         if mask is not None and np.shape(mask) != pred.shape[:2]:
             raise ValueError(f"person mask shape {np.shape(mask)} does not match image {pred.shape[:2]}")
         box = person_bbox(mask, self.config.person_min_side)
         if box is None:
-            return {"psnr_person": math.nan, "ssim_person": math.nan, "lpips_person": math.nan}
+            return {c: math.nan for c in IMAGE_COLUMNS if c.endswith(PERSON_SUFFIX)}
         p, t = crop(pred, box), crop(target, box)
         return {
             "psnr_person": psnr(p, t, self.config.psnr_cap_db),
-            "ssim_person": ssim(p, t),
             "lpips_person": self._lpips_one(p, t),
+            **self._pair_metrics(p, t, PERSON_SUFFIX),
         }
+
+    def _row(self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None, value_psnr: float,
+             value_lpips: float) -> dict[str, float | bool]:  # fmt: skip
+        values = {"psnr": float(value_psnr), "lpips": value_lpips, **self._pair_metrics(pred, target)}
+        values.update(self._person_metrics(pred, target, mask))
+        row: dict[str, float | bool] = {c: values[c] for c in IMAGE_COLUMNS}  # the CSVs' column order
+        row[LPIPS_FLAG_COLUMN] = self.lpips_computed
+        return row
 
     def compute(
         self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None, label: str = ""
     ) -> dict[str, float | bool]:
-        """All of :data:`METRIC_COLUMNS` plus ``lpips_computed`` for one pair; ``label`` names it in errors."""
+        """The image metrics (:data:`IMAGE_COLUMNS`) plus ``lpips_computed`` for one pair; ``label`` names it in
+        errors. The temporal columns need the previous frame: :func:`hi4dfix.evaluate.evaluate_views` adds them."""
         pred, target = _check_pair(pred, target, label)
-        row: dict[str, float | bool] = {
-            "psnr": psnr(pred, target, self.config.psnr_cap_db),
-            "ssim": ssim(pred, target),
-            "lpips": self._lpips_one(pred, target),
-        }
-        row.update(self._person_metrics(pred, target, mask))
-        row[LPIPS_FLAG_COLUMN] = self.lpips_computed
-        return row
+        return self._row(pred, target, mask, psnr(pred, target, self.config.psnr_cap_db), self._lpips_one(pred, target))
 
     def compute_batch(
         self,
@@ -326,10 +514,7 @@ class MetricComputer:
         else:  # mixed sizes cannot be stacked
             psnrs = [psnr(p, t, self.config.psnr_cap_db) for p, t in pairs]
             lpips_values = [self._lpips_one(p, t) for p, t in pairs]
-        rows = []
-        for (p, t), mask, value_psnr, value_lpips in zip(pairs, masks, psnrs, lpips_values):
-            row: dict[str, float | bool] = {"psnr": float(value_psnr), "ssim": ssim(p, t), "lpips": value_lpips}
-            row.update(self._person_metrics(p, t, mask))
-            row[LPIPS_FLAG_COLUMN] = self.lpips_computed
-            rows.append(row)
-        return rows
+        return [
+            self._row(p, t, mask, value_psnr, value_lpips)
+            for (p, t), mask, value_psnr, value_lpips in zip(pairs, masks, psnrs, lpips_values)
+        ]

@@ -70,7 +70,9 @@ class BootstrapConfig:
     primary: str = "psnr_person"  # the metric a decision is made on
     primary_split: str = "internal"  # and the split (compare.md; never the reserved scenes)
     min_effect: float = 0.5  # smallest primary difference worth adopting, in the metric's units
-    secondary: tuple[str, ...] = ("psnr", "ssim", "lpips", "ssim_person", "lpips_person")
+    secondary: tuple[str, ...] = (
+        "psnr", "ssim", "lpips", "flip", "haarpsi", "gmsd", "flicker", "flicker_flow", "ssim_person", "lpips_person",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if int(self.n_resamples) != self.n_resamples or self.n_resamples < 1:

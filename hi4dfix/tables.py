@@ -64,7 +64,14 @@ import pandas as pd
 
 from hi4dfix.arms import ARMS, COMPARISONS, CONTROL, CONTROL_ARMS, CONTROL_COMPARISONS, arm_comparisons, study_arms
 from hi4dfix.io import atomic_path
-from hi4dfix.metrics import LPIPS_FLAG_COLUMN, METRIC_COLUMNS
+from hi4dfix.metrics import (
+    DEFAULT_DELTA_METRICS,
+    LPIPS_FLAG_COLUMN,
+    METRIC_COLUMNS,
+    higher_is_better,
+    metric_digits,
+    metric_title,
+)
 from hi4dfix.stats import (
     FEW_UNITS,
     NO_VERDICT,
@@ -85,18 +92,6 @@ DELTA_COLUMNS = (
     "scene", "metric", "comparison", *ARMS, "delta", "ci_low", "ci_high", "n_frames", "n_views", "verdict", "note",
     "unit", "test", "p_value", "p_holm",
 )  # fmt: skip
-DEFAULT_DELTA_METRICS = ("psnr", "ssim", "lpips")
-METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS"}
-
-
-def higher_is_better(metric: str) -> bool:
-    """Direction of a metric: PSNR and SSIM up, LPIPS down (``*_person`` variants alike)."""
-    base = metric.removesuffix("_person")
-    if base in ("psnr", "ssim"):
-        return True
-    if base == "lpips":
-        return False
-    raise ValueError(f"unknown metric {metric!r}: expected psnr, ssim or lpips (optionally with _person)")
 
 
 def delta_columns(arms: Sequence[str]) -> tuple[str, ...]:
@@ -274,13 +269,6 @@ def comparison_name(b: str, a: str) -> str:
 
 COMPARISON_NAMES = tuple(comparison_name(b, a) for b, a in COMPARISONS)
 CONTROL_COMPARISON_NAMES = tuple(comparison_name(b, a) for b, a in CONTROL_COMPARISONS)
-
-
-def metric_title(metric: str) -> str:
-    """``PSNR (dB) ↑``: the metric's name, ``(people)`` for the person variants, and its good direction."""
-    base = metric.removesuffix("_person")
-    title = METRIC_TITLES.get(base, base.upper()) + (" (people)" if metric.endswith("_person") else "")
-    return f"{title} {'↑' if higher_is_better(metric) else '↓'}"
 
 
 def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> tuple[str, ...]:
@@ -564,11 +552,6 @@ def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
     for values in table.itertuples(index=False, name=None):
         lines.append("| " + " | ".join(_format_cell(v, digits) for v in values) + " |")
     return "\n".join(lines) + "\n"
-
-
-def metric_digits(metric: str) -> int:
-    """Decimals shown for a metric: PSNR in dB to 0.01, SSIM and LPIPS to 0.0001."""
-    return 2 if metric.startswith("psnr") else 4
 
 
 MAX_DIGITS = 6  # an interval narrower than 1e-6 prints as a point

@@ -1,5 +1,6 @@
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,7 +158,7 @@ def test_compute_batch_matches_compute(lpips_computer):
     single = [lpips_computer.compute(p, t, m) for p, t, m in zip(preds, targets, masks)]
     for b, s in zip(batch, single):
         assert b.keys() == s.keys()
-        for key in M.METRIC_COLUMNS:
+        for key in M.IMAGE_COLUMNS:
             assert b[key] == pytest.approx(s[key], rel=1e-4, abs=1e-6, nan_ok=True)
 
 
@@ -205,3 +206,143 @@ def test_lpips_forward_runs_without_tf32_and_restores_the_setting(monkeypatch):
     computer.compute(textured(40, 40), textured(40, 40, seed=1))
     assert seen and not any(seen)
     assert torch.backends.cudnn.allow_tf32 is True
+
+
+# ---- SSIM windows ---------------------------------------------------------------------------------
+
+
+def hand_gaussian_ssim(pred: np.ndarray, target: np.ndarray, radius: int = 5, sigma: float = 1.5) -> float:
+    """SSIM written out: 11x11 Gaussian weights (sigma 1.5, normalised), population moments, the mean over
+    every window that lies inside the image and over channels (Wang et al. 2004; torchmetrics' SSIM)."""
+    k = np.arange(-radius, radius + 1)
+    g = np.exp(-(k**2) / (2 * sigma**2))
+    weights = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = 0.01**2, 0.03**2
+    h, w, channels = pred.shape
+    values = []
+    for ch in range(channels):
+        x, y = pred[..., ch].astype(np.float64), target[..., ch].astype(np.float64)
+        for i in range(radius, h - radius):
+            for j in range(radius, w - radius):
+                window = (slice(i - radius, i + radius + 1), slice(j - radius, j + radius + 1))
+                px, py = x[window], y[window]
+                mx, my = (weights * px).sum(), (weights * py).sum()
+                vx, vy = (weights * px * px).sum() - mx * mx, (weights * py * py).sum() - my * my
+                cov = (weights * px * py).sum() - mx * my
+                values.append(((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def test_gaussian_ssim_matches_a_hand_computed_reference():
+    target = textured(20, 24, seed=3)
+    pred = np.clip(target + 0.08 * np.random.default_rng(4).standard_normal(target.shape), 0, 1).astype(np.float32)
+    expected = hand_gaussian_ssim(pred, target)
+    assert M.ssim(pred, target, "gaussian") == pytest.approx(expected, abs=1e-5)
+    assert abs(M.ssim(pred, target, "uniform") - expected) > 1e-3  # the windows differ measurably
+
+
+def test_uniform_ssim_is_scikit_image_default_as_before():
+    from skimage.metrics import structural_similarity
+
+    target = textured(40, 48, seed=5)
+    pred = np.roll(target, 1, axis=0)
+    reference = structural_similarity(pred, target, data_range=1.0, channel_axis=-1)  # 7x7 uniform
+    assert M.ssim(pred, target, "uniform") == pytest.approx(reference, abs=1e-7)
+
+
+def test_small_crops_shrink_the_gaussian_window_and_bad_window_is_named():
+    target = textured(9, 9, seed=6)
+    pred = np.clip(target + 0.05, 0, 1).astype(np.float32)
+    assert 0 < M.ssim(pred, target, "gaussian") < 1  # 11-tap filter, edges reflected, mean over a 9x9 window
+    assert math.isnan(M.ssim(pred[:2], target[:2], "gaussian"))
+    with pytest.raises(ValueError, match="SSIM window"):
+        M.ssim(pred, target, "box")
+    with pytest.raises(ValueError, match="metrics.ssim must be one of gaussian, uniform"):
+        M.MetricsConfig(ssim="box")
+
+
+def test_computer_uses_the_configured_window(empty_torch_home):
+    target = textured(32, 32, seed=7)
+    pred = np.roll(target, 2, axis=1)
+    with pytest.warns(M.LpipsUnavailableWarning):
+        uniform = M.MetricComputer(M.MetricsConfig(ssim="uniform")).compute(pred, target)
+    with pytest.warns(M.LpipsUnavailableWarning):
+        gaussian = M.MetricComputer(M.MetricsConfig.from_dict({"ssim": "gaussian"})).compute(pred, target)
+    assert uniform["ssim"] == pytest.approx(M.ssim(pred, target, "uniform"))
+    assert gaussian["ssim"] == pytest.approx(M.ssim(pred, target, "gaussian"))
+    assert M.MetricsConfig().ssim == "gaussian"
+    with pytest.raises(ValueError, match=r"metrics: unknown keys \['window'\]"):
+        M.MetricsConfig.from_dict({"window": "gaussian"})
+
+
+# ---- weight-free perceptual metrics -----------------------------------------------------------------
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def tid2013_pair() -> tuple[np.ndarray, np.ndarray]:
+    """TID2013's reference image I01 and its distortion i01_01_5, as piq's tests use them (tests/assets)."""
+    from hi4dfix.io import read_image
+
+    return read_image(ASSETS / "tid2013_i01_01_5.png"), read_image(ASSETS / "tid2013_I01.png")
+
+
+def test_haarpsi_and_gmsd_match_piqs_published_matlab_values():
+    distorted, reference = tid2013_pair()
+    # piq's tests/test_haarpsi.py and tests/test_gmsd.py: the authors' MATLAB code on this pair
+    assert M.haarpsi(distorted, reference) == pytest.approx(0.71706527, abs=1e-4)
+    assert M.gmsd(distorted, reference) == pytest.approx(0.094124655829098, abs=1e-5)
+
+
+def test_weight_free_metrics_of_identical_and_degraded_images():
+    target = textured(48, 64, seed=8)
+    assert M.flip(target, target) == pytest.approx(0.0, abs=1e-6)
+    assert M.haarpsi(target, target) == pytest.approx(1.0, abs=1e-4)
+    assert M.gmsd(target, target) == pytest.approx(0.0, abs=1e-6)
+    rng = np.random.default_rng(9)
+    mild, strong = (
+        np.clip(target + s * rng.standard_normal(target.shape), 0, 1).astype(np.float32) for s in (0.02, 0.1)
+    )
+    assert 0 < M.flip(mild, target) < M.flip(strong, target) <= 1
+    assert 1 > M.haarpsi(mild, target) > M.haarpsi(strong, target) > 0
+    assert 0 < M.gmsd(mild, target) < M.gmsd(strong, target)
+    # FLIP is an error of the test image against the reference: a black test on white is near its maximum
+    white, black = np.ones((32, 32, 3), np.float32), np.zeros((32, 32, 3), np.float32)
+    assert M.flip(black, white) > 0.9
+    assert math.isnan(M.haarpsi(target[:15], target[:15]))
+
+
+def test_rows_have_every_image_column_in_order_with_person_crops(empty_torch_home):
+    target = textured(64, 64, seed=10)
+    pred = np.clip(target + 0.05, 0, 1).astype(np.float32)
+    mask = np.zeros((64, 64), bool)
+    mask[20:50, 10:40] = True
+    with pytest.warns(M.LpipsUnavailableWarning):
+        computer = M.MetricComputer()
+    row = computer.compute(pred, target, mask)
+    assert list(row) == [*M.IMAGE_COLUMNS, M.LPIPS_FLAG_COLUMN]
+    box = M.person_bbox(mask, 32)
+    p, t = M.crop(pred, box), M.crop(target, box)
+    assert row["flip_person"] == pytest.approx(M.flip(p, t))
+    assert row["haarpsi_person"] == pytest.approx(M.haarpsi(p, t))
+    assert row["gmsd_person"] == pytest.approx(M.gmsd(p, t))
+    assert computer.compute_batch([pred], [target], [mask])[0] == pytest.approx(row, nan_ok=True)
+
+
+# ---- the metric vocabulary ---------------------------------------------------------------------------
+
+
+def test_every_column_and_delta_metric_is_in_the_registry():
+    assert M.METRIC_COLUMNS[:6] == ("psnr", "ssim", "lpips", "psnr_person", "ssim_person", "lpips_person")
+    assert set(M.METRIC_COLUMNS) == {f"{m}{s}" for m in M.METRICS for s in ("", M.PERSON_SUFFIX)}
+    assert set(M.IMAGE_COLUMNS) | set(M.TEMPORAL_COLUMNS) == set(M.METRIC_COLUMNS)
+    for metric in (*M.METRIC_COLUMNS, *M.DEFAULT_DELTA_METRICS):
+        M.metric_info(metric)
+    assert [m for m in M.METRICS if M.higher_is_better(m)] == ["psnr", "ssim", "haarpsi"]
+    assert M.metric_title("psnr") == "PSNR (dB) ↑"
+    assert M.metric_title("flicker_flow_person") == "flicker (flow-warped) (people) ↓"
+    assert (M.metric_digits("psnr_person"), M.metric_digits("flip")) == (2, 4)
+    with pytest.raises(ValueError, match="unknown metric 'fid'"):
+        M.higher_is_better("fid")
+    legend = M.metric_legend(["psnr", "ssim", "flip_person"], "uniform")
+    assert "here: uniform" in legend and "FLIP ↓" in legend and "person mask" in legend

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from hi4dfix.io import write_image
+from hi4dfix.metrics import METRIC_COLUMNS
 from hi4dfix.render.scene_renders import target_image_path
 from hi4dfix.report import (
     CATEGORY_CARD,
@@ -76,6 +77,7 @@ def scene_rows(offset: float, lpips: bool, views=((0, 16), (0, 40), (1, 16), (1,
             "psnr_person": math.nan,
             "ssim_person": math.nan,
             "lpips_person": math.nan,
+            **dict.fromkeys(METRIC_COLUMNS[6:], math.nan),  # the metrics after the first six: not measured
             "lpips_computed": lpips,
         }
         for frame, cam in views

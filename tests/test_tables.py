@@ -6,7 +6,7 @@ import pytest
 
 from hi4dfix import arms as A
 from hi4dfix import tables as T
-from hi4dfix.metrics import METRIC_COLUMNS
+from hi4dfix.metrics import METRIC_COLUMNS, higher_is_better
 from hi4dfix.stats import BootstrapConfig, scene_estimate
 
 
@@ -23,6 +23,8 @@ def make_rows(offset=0.0, lpips=True, person_nan_at=None):
                 "psnr_person": 18.0 + offset,
                 "ssim_person": 0.7,
                 "lpips_person": 0.3 if lpips else math.nan,
+                # the metrics after the first six move with the offset in their good direction, as the others
+                **{m: 0.5 + (1 if higher_is_better(m) else -1) * offset / 100 for m in METRIC_COLUMNS[6:]},
                 "lpips_computed": lpips,
             }
             if person_nan_at == (frame, cam):
@@ -35,7 +37,7 @@ def test_per_scene_table_shape_order_and_mean():
     rows = make_rows(person_nan_at=(5, 4))
     df = T.per_scene_table(rows)
     assert len(df) == 5
-    assert list(df.columns[:8]) == ["frame", "cam", *METRIC_COLUMNS]
+    assert list(df.columns) == ["frame", "cam", *METRIC_COLUMNS, "lpips_computed"]
     assert list(zip(df["frame"][:4], df["cam"][:4])) == [(5, 4), (5, 16), (10, 4), (10, 16)]
     mean = T.scene_mean(df)
     assert mean["frame"] == "mean" and mean["cam"] == "mean"
@@ -115,7 +117,7 @@ def test_delta_table_layout_arm_means_and_paired_deltas():
         "scene", "metric", "comparison", "raw", "base", "tuned", "delta", "ci_low", "ci_high",
         "n_frames", "n_views", "verdict", "note", "unit", "test", "p_value", "p_holm",
     ]  # fmt: skip
-    assert len(df) == 3 * 3 * 3  # metrics x (2 scenes + mean) x comparisons
+    assert len(df) == len(T.DEFAULT_DELTA_METRICS) * 3 * 3  # metrics x (2 scenes + mean) x comparisons
     assert list(df["scene"][:9]) == ["pair19"] * 3 + ["pair32"] * 3 + ["mean"] * 3
     assert list(df["comparison"][:3]) == ["tuned_vs_base", "tuned_vs_raw", "base_vs_raw"]
     for scene in ("pair19", "pair32"):
@@ -326,6 +328,7 @@ def test_internal_evaluation_table_from_eval_csv(tmp_path):
                         "psnr_person": math.nan,
                         "ssim_person": math.nan,
                         "lpips_person": math.nan,
+                        **dict.fromkeys(METRIC_COLUMNS[6:], math.nan),
                         "lpips_computed": False,
                     }
                 )
@@ -450,7 +453,7 @@ def test_control_arm_adds_its_column_and_two_comparisons_with_intervals_and_verd
         "scene", "metric", "comparison", "raw", "base", "tuned", "control", "delta", "ci_low", "ci_high",
         "n_frames", "n_views", "verdict", "note", "unit", "test", "p_value", "p_holm",
     ]  # fmt: skip
-    assert len(df) == 3 * 3 * 5  # metrics x (2 scenes + mean) x five comparisons
+    assert len(df) == len(T.DEFAULT_DELTA_METRICS) * 3 * 5  # metrics x (2 scenes + mean) x five comparisons
     assert list(df["comparison"][:5]) == [
         "tuned_vs_base", "tuned_vs_raw", "base_vs_raw", "tuned_vs_control", "control_vs_base",
     ]  # fmt: skip
@@ -531,7 +534,7 @@ def test_versions_table_with_and_without_the_control_arm():
     }
     vt = T.versions_table(deltas)
     assert "control" in vt.columns
-    assert len(vt) == 3 * 5 + 3 * 3
+    assert len(vt) == len(T.DEFAULT_DELTA_METRICS) * (5 + 3)
     assert vt.loc[vt.version == "v1", "control"].isna().all()
     assert set(vt.loc[vt.version == "v1", "comparison"]) == set(T.COMPARISON_NAMES)
     assert vt.loc[vt.version == "v0", "control"].notna().all()

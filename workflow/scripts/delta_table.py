@@ -5,6 +5,7 @@ inputs and which arms Difix3D+ refit."""
 from hi4dfix.evaluate import refit_note, with_refit_column
 from hi4dfix.io import write_text
 from hi4dfix.logs import job_log
+from hi4dfix.metrics import metric_legend
 from hi4dfix.provenance import tag_table
 from hi4dfix.stats import BootstrapConfig
 from hi4dfix.tables import delta_markdown, delta_table_from_csvs, write_csv
@@ -16,6 +17,7 @@ with job_log(snakemake.log[0]) as log:
     table = tag_table(with_refit_column(table, snakemake.params.nvs_mode), snakemake.input.provenance)
     write_csv(snakemake.output.csv, table)
     markdown = delta_markdown(table, bootstrap, title=snakemake.params.title)
+    markdown += "\n" + metric_legend(table["metric"].unique(), snakemake.config["metrics"]["ssim"])
     markdown += (
         f"\n{refit_note(snakemake.params.nvs_mode)}\n\nProvenance: `{snakemake.input.provenance}` "
         f"(sha256 {table['provenance_sha256'].iloc[0][:12]}; `hi4dfix provenance check` re-hashes its files).\n"

@@ -3,6 +3,7 @@ compared pairwise with bootstrap intervals and verdicts), from eval.csv."""
 
 from hi4dfix.io import write_text
 from hi4dfix.logs import job_log
+from hi4dfix.metrics import metric_legend
 from hi4dfix.stats import BootstrapConfig
 from hi4dfix.tables import delta_markdown, delta_table, read_eval_views, write_csv
 
@@ -11,5 +12,6 @@ with job_log(snakemake.log[0]) as log:
     table = delta_table(read_eval_views(snakemake.input[0]), bootstrap=bootstrap, source=snakemake.input[0])
     write_csv(snakemake.output.csv, table)
     markdown = delta_markdown(table, bootstrap, title=snakemake.params.title)
+    markdown += "\n" + metric_legend(table["metric"].unique(), snakemake.config["metrics"]["ssim"])
     write_text(snakemake.output.markdown, markdown)
     log.info("internal evaluation:\n%s", markdown)

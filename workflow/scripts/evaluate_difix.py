@@ -5,7 +5,7 @@ import pandas as pd
 from hi4dfix.difix.infer import difix_fixer
 from hi4dfix.evaluate import evaluate_difix_arms
 from hi4dfix.logs import job_log
-from hi4dfix.metrics import MetricComputer
+from hi4dfix.metrics import MetricComputer, MetricsConfig
 from hi4dfix.tables import write_csv
 from hi4dfix.triplets import read_triplets
 
@@ -26,7 +26,7 @@ with job_log(snakemake.log[0]) as log:
     rows = evaluate_difix_arms(
         read_triplets(snakemake.input.triplets)["test"],
         fixers,
-        MetricComputer(),
+        MetricComputer(MetricsConfig.from_dict(snakemake.config["metrics"])),
         snakemake.input.scenes,
         chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
     )

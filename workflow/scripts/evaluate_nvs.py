@@ -6,7 +6,7 @@ from hi4dfix.difix.infer import difix_fixer
 from hi4dfix.difix3d_plus import ProgressiveConfig
 from hi4dfix.evaluate import arm_output_dir, evaluate_nvs
 from hi4dfix.logs import job_log
-from hi4dfix.metrics import MetricComputer
+from hi4dfix.metrics import MetricComputer, MetricsConfig
 from hi4dfix.tables import per_scene_table, write_csv
 
 with job_log(snakemake.log[0]) as log:
@@ -21,7 +21,7 @@ with job_log(snakemake.log[0]) as log:
         render_dir=snakemake.input.renders,
         profile=snakemake.params.profile,
         fixer=fixer,
-        metrics=MetricComputer(),
+        metrics=MetricComputer(MetricsConfig.from_dict(snakemake.config["metrics"])),
         save_dir=arm_output_dir(snakemake.output[0]),
         chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
         progressive=ProgressiveConfig.from_nvs(snakemake.params.nvs),
