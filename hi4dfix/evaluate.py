@@ -21,6 +21,7 @@ import numpy as np
 from hi4dfix.difix3d_plus import ProgressiveConfig, progressive_frame
 from hi4dfix.io import read_image, write_image
 from hi4dfix.metrics import MetricComputer, MetricsConfig
+from hi4dfix.progress import Progress
 from hi4dfix.render.fit import resolve_device
 from hi4dfix.render.scene_renders import (
     manifest_source_cams,
@@ -311,13 +312,16 @@ def evaluate_views(
     mask_of: Callable[[dict], np.ndarray],
     save_dir: str | Path | None = None,
     chunk_views: int = DEFAULT_CHUNK_VIEWS,
+    desc: str = "evaluate",
 ) -> list[dict]:
-    """Metric rows (one per view, keyed by its ``frame`` and ``cam``) of an arm's outputs.
+    """Metric rows (one per view, keyed by its ``frame`` and ``cam``) of an arm's outputs; progress
+    lines (``desc``) every so often.
 
     Streams: each chunk of ``chunk_views`` views (rounded up to whole batches of the fixer) is
     read, fixed, saved and scored before the next is read; only the rows are kept."""
     rows = []
     step = chunk_length(fixer, chunk_views)
+    meter = Progress(len(views), desc, unit="view")
     for start in range(0, len(views), step):
         chunk = views[start : start + step]
         images = [read_image(view["image"]) for view in chunk]
@@ -333,6 +337,8 @@ def evaluate_views(
         )
         rows.extend({"frame": view["frame"], "cam": view["cam"], **row} for view, row in zip(chunk, scores))
         del outputs, targets
+        meter.update(len(chunk))
+    meter.close()
     return rows
 
 
@@ -425,8 +431,9 @@ def evaluate_nvs(
             postfix = None
         elif progressive.postfix == "single":
             postfix = without_reference(fixer)
+    desc = f"NVS {scene.name}, {'raw' if fixer is None else 'DiFix'} arm"
     return evaluate_views(
-        views, postfix, metrics, lambda view: scene.load_mask(view["cam"], view["frame"]), save_dir, chunk_views
+        views, postfix, metrics, lambda view: scene.load_mask(view["cam"], view["frame"]), save_dir, chunk_views, desc
     )
 
 
@@ -479,6 +486,7 @@ def evaluate_difix_arms(
 
     rows = []
     for arm, fixer in fixers.items():
-        for view, row in zip(views, evaluate_views(views, fixer, metrics, mask_of, chunk_views=chunk_views)):
+        scored = evaluate_views(views, fixer, metrics, mask_of, chunk_views=chunk_views, desc=f"evaluate {arm} arm")
+        for view, row in zip(views, scored):
             rows.append({"arm": arm, "id": view["id"], **row})
     return rows
