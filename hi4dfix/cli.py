@@ -180,11 +180,12 @@ def _versions_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_versions(args: argparse.Namespace) -> int:
-    from hi4dfix.status import format_version_statuses, version_statuses
+    from hi4dfix.status import format_version_statuses, grid_listings, version_statuses
     from hi4dfix.study import Study
 
     config = load_workflow_config(args.config, args.configfile)
-    print(format_version_statuses(version_statuses(Study.from_config(config), args.workdir, config)))
+    statuses = version_statuses(Study.from_config(config), args.workdir, config)
+    print(format_version_statuses(statuses, grid_listings(config)))
     return 0
 
 
