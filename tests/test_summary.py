@@ -76,3 +76,19 @@ def test_run_summary_prints_this_runs_versions_compactly_beyond_two(tmp_path):
     detailed = run_summary(tmp_path, ["v0", "old"], since=since)
     assert detailed.startswith("v0: novel views of 1 reserved scenes") and f"{tmp_path}/logs/" in detailed
     assert run_summary(tmp_path, ["never"]) == ""
+
+
+def test_delta_markdown_becomes_an_inline_html_page():
+    from hi4dfix.report.markdown_html import markdown_html
+    from hi4dfix.stats import BootstrapConfig
+    from hi4dfix.tables import delta_markdown
+
+    markdown = delta_markdown(delta_rows(["hi4d_pair15_fight"]), BootstrapConfig(), title="v0: <novel> views")
+    page = markdown_html(markdown + "\nProvenance: `results/v0/provenance.json`.\n", "v0 deltas")
+    assert page.startswith("<!doctype html>") and "<script" not in page
+    assert "<h2>v0: &lt;novel&gt; views</h2>" in page  # escaped
+    assert page.count("<table>") == 3 and "<p><strong>PSNR (dB) ↑</strong></p>" in page  # a table a metric
+    assert '<td class="num">+0.30 [+0.19, +0.38]</td>' not in page  # intervals are text, left-aligned
+    assert "<td>+0.30 [+0.19, +0.38]</td>" in page and '<td class="improved">improved</td>' in page
+    assert '<td class="num">26.3000</td>' in page or '<td class="num">26.30</td>' in page
+    assert "<code>results/v0/provenance.json</code>" in page
