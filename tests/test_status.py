@@ -128,7 +128,8 @@ def test_versions_lists_every_grid_variant_and_the_cards_expected_outputs(tmp_pa
     blocks = {line.split(": ", 1)[0]: line for line in out.splitlines() if line.startswith(("memo.", "training."))}
     assert len([name for name in blocks if name.startswith("memo.")]) == 12  # as the README says
     assert len([name for name in blocks if name.startswith("training.")]) == 6
-    assert "grid memo: 12 variants of v0 (11 versions of their own; memo.estimated.same_time.train2 = v0)" in out
+    header = "grid memo: 12 variants of v0 (11 versions of their own; memo.estimated.same_time.train2 = v0)"
+    assert header in out and f"`{header}`" in (REPO / "README.md").read_text()  # the README quotes it
     assert blocks["memo.estimated.same_time.train2"].startswith(
         "memo.estimated.same_time.train2: identical to the parent v0"
     )
