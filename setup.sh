@@ -12,6 +12,7 @@ if [ "${1:-}" = "--test" ]; then
     missing=$(for p in $test_packages; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
     if [ -n "$missing" ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            echo "setup.sh: installing system packages for the tests with apt-get: $missing (a minute or two)" >&2
             apt-get update -qq
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
         else
@@ -25,11 +26,20 @@ stamp=.venv/.hi4dfix-installed
 wanted=$(cat pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+    echo "setup.sh: .venv is up to date (nothing to install)" >&2
     exit 0
 fi
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+# pip runs quietly (its own output is pages long): a line before each long step says what is going on
+if [ ! -x .venv/bin/python ]; then
+    echo "setup.sh: creating .venv with $("$python" --version 2>&1)" >&2
+    "$python" -m venv .venv
+fi
+echo "setup.sh: upgrading pip in .venv" >&2
 .venv/bin/python -m pip install -q --upgrade pip
 # torch and torchvision come pinned from pyproject.toml (the one place of the pins, which
 # workflow/envs/hi4dfix.yaml follows too); without a GPU this is still the standard wheel, on the CPU.
+echo "setup.sh: installing hi4dfix and its dependencies (torch, torchvision, diffusers, snakemake, gsplat, ...) and" \
+    "the test tools into .venv: about 2 minutes on a fresh machine, mostly downloading torch" >&2
 .venv/bin/python -m pip install -q -e ".[test]"
 echo "$wanted" > "$stamp"
+echo "setup.sh: done; activate with: . .venv/bin/activate" >&2

@@ -176,9 +176,10 @@ def _versions_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_versions(args: argparse.Namespace) -> int:
-    from hi4dfix.status import format_version_statuses, version_statuses
+    from hi4dfix.status import format_version_statuses, grid_listings, version_statuses
 
-    print(format_version_statuses(version_statuses(load_workflow_plan(args.config, args.configfile), args.workdir)))
+    plan = load_workflow_plan(args.config, args.configfile)
+    print(format_version_statuses(version_statuses(plan, args.workdir), grid_listings(plan.config)))
     return 0
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from hi4dfix.difix3d_plus import ProgressiveConfig, progressive_frame
 from hi4dfix.io import read_image, write_image
 from hi4dfix.metrics import LPIPS_FLAG_COLUMN, TEMPORAL_COLUMNS, MetricComputer, MetricsConfig
+from hi4dfix.progress import Progress
 from hi4dfix.render.fit import resolve_device
 from hi4dfix.render.scene_renders import (
     manifest_source_cams,
@@ -92,9 +93,11 @@ def evaluate_views(
     mask_of: Callable[[dict], np.ndarray],
     save_dir: str | Path | None = None,
     chunk_views: int = DEFAULT_CHUNK_VIEWS,
+    desc: str = "evaluate",
 ) -> list[dict]:
     """Metric rows (one per view, keyed by its ``frame`` and ``cam``; columns
-    :data:`hi4dfix.metrics.METRIC_COLUMNS`, then ``lpips_computed``) of an arm's outputs.
+    :data:`hi4dfix.metrics.METRIC_COLUMNS`, then ``lpips_computed``) of an arm's outputs; progress lines
+    (``desc``) every so often.
 
     Streams: each chunk of ``chunk_views`` views (rounded up to whole batches of the fixer) is
     read, fixed, saved and scored before the next is read; only the rows are kept, and for the temporal
@@ -105,6 +108,7 @@ def evaluate_views(
         [((view.get("scene"), view["cam"]), view["frame"]) for view in views], metrics.config.person_min_side
     )
     step = chunk_length(fixer, chunk_views)
+    meter = Progress(len(views), desc, unit="view")
     for start in range(0, len(views), step):
         chunk = views[start : start + step]
         images = [read_image(view["image"]) for view in chunk]
@@ -125,6 +129,8 @@ def evaluate_views(
             for index, values in flicker.add(start + offset, output, target, mask).items():
                 rows[index].update(values)  # a view's row may come before its previous frame's
         del outputs, targets, masks
+        meter.update(len(chunk))
+    meter.close()
     return rows
 
 
@@ -217,8 +223,9 @@ def evaluate_nvs(
             postfix = None
         elif progressive.postfix == "single":
             postfix = without_reference(fixer)
+    desc = f"NVS {scene.name}, {'raw' if fixer is None else 'DiFix'} arm"
     return evaluate_views(
-        views, postfix, metrics, lambda view: scene.load_mask(view["cam"], view["frame"]), save_dir, chunk_views
+        views, postfix, metrics, lambda view: scene.load_mask(view["cam"], view["frame"]), save_dir, chunk_views, desc
     )
 
 
@@ -271,6 +278,7 @@ def evaluate_difix_arms(
 
     rows = []
     for arm, fixer in fixers.items():
-        for view, row in zip(views, evaluate_views(views, fixer, metrics, mask_of, chunk_views=chunk_views)):
+        scored = evaluate_views(views, fixer, metrics, mask_of, chunk_views=chunk_views, desc=f"evaluate {arm} arm")
+        for view, row in zip(views, scored):
             rows.append({"arm": arm, "id": view["id"], **row})
     return rows

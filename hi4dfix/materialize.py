@@ -153,7 +153,7 @@ def _write_scene(
     manifest = scene_manifest_path(out_dir)
     cam_ids = sequence.cam_ids
     Ks, w2cs, prints = [], [], []
-    for cid in progress(cam_ids, f"materialize {name}"):
+    for cid in progress(cam_ids, f"materialize {name}", unit="camera"):
         K = _materialize_camera(sequence, sequence.cameras[cid], out_dir, frames, width, height, prints)
         Ks.append(K)
         w2cs.append(sequence.cameras[cid].w2c)

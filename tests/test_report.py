@@ -100,10 +100,10 @@ def make_deltas(lpips: bool = True, control: bool = False) -> pd.DataFrame:
     return delta_table(pd.concat(parts, ignore_index=True), whole_frame, bootstrap=BootstrapConfig(n_resamples=300))
 
 
-def bar_heights(ax, label: str) -> list[float]:
-    containers = [c for c in ax.containers if c.get_label() == label]
-    assert len(containers) == 1, f"no bars labelled {label!r}"
-    return [bar.get_height() for bar in containers[0]]
+def dot_values(ax, label: str) -> list[float]:
+    lines = [line for line in ax.get_lines() if line.get_label() == label]
+    assert len(lines) == 1, f"no dots labelled {label!r}"
+    return lines[0].get_ydata().tolist()
 
 
 def tile_arrays(figure) -> list[np.ndarray]:
@@ -180,14 +180,11 @@ def test_metric_bars_show_each_arm_per_scene_and_the_mean():
         rows = deltas[
             (deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")
         ]  # scenes in order, then the mean
-        assert bar_heights(ax, "base DiFix") == pytest.approx(rows.base.tolist())
-        assert bar_heights(ax, "tuned DiFix") == pytest.approx(rows.tuned.tolist())
-        assert bar_heights(ax, "raw render (no DiFix)") == pytest.approx(rows.raw.tolist())
-        labels = [t.get_text() for t in ax.texts]
-        assert len(labels) == len(rows)
-        assert labels[-1] == f"Δ {rows.delta.iloc[-1]:+.{2 if metric == 'psnr' else 3}f}"
-        colours = [t.get_color() for t in ax.texts]
-        assert colours == [VERDICT_COLORS[v] for v in rows.verdict]
+        assert dot_values(ax, "base DiFix") == pytest.approx(rows.base.tolist())
+        assert dot_values(ax, "tuned DiFix") == pytest.approx(rows.tuned.tolist())
+        assert dot_values(ax, "raw render (no DiFix)") == pytest.approx(rows.raw.tolist())
+        assert not ax.containers and not ax.texts  # dots, no bars from a cut-off axis, no unexplained labels
+        assert "not from 0" in ax.get_ylabel()  # the axis says it is zoomed
 
 
 def difference_points(ax) -> dict[str, tuple[float, float, float, str]]:
@@ -225,18 +222,21 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
     assert {"improved", "inconclusive"} <= set(deltas.loc[deltas.metric == "psnr", "verdict"])
     legend = [t.get_text() for t in figure.legends[0].get_texts()]
     assert legend == [
+        "Arm means (top)",
         "raw render (no DiFix)",
         "base DiFix",
         "tuned DiFix",
+        "Paired differences b − a (bottom)",
         "tuned − base",
         "tuned − raw",
         "base − raw",
-        "improved",
-        "worse",
-        "equivalent",
-        "inconclusive",
-        "too few scenes",
-        "too few frames",
+        "Colour: verdict of the interval",
+        "improved (excludes 0, good side)",
+        "worse (excludes 0, bad side)",
+        "equivalent (inside ±stats.min_effect)",
+        "inconclusive (test does not reach alpha)",
+        "too few scenes (no test can reach alpha)",
+        "too few frames (no test can reach alpha)",
     ]
 
 
@@ -246,8 +246,8 @@ def test_metric_charts_show_the_control_arm_and_its_comparisons():
     panels = [ax for ax in figure.axes if ax.get_title()]
     for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
         rows = deltas[(deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")]
-        assert bar_heights(ax, "control: base tuned on its own data") == pytest.approx(rows.control.tolist())
-        assert [c.get_label() for c in ax.containers] == [
+        assert dot_values(ax, "control: base tuned on its own data") == pytest.approx(rows.control.tolist())
+        assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == [
             "raw render (no DiFix)",
             "base DiFix",
             "control: base tuned on its own data",
@@ -263,8 +263,8 @@ def test_metric_charts_show_the_control_arm_and_its_comparisons():
             assert (delta, low, high) == pytest.approx((row.delta, row.ci_low, row.ci_high))
             assert colour == VERDICT_COLORS[row.verdict]
     legend = [t.get_text() for t in figure.legends[0].get_texts()]
-    assert legend[4:9] == ["tuned − base", "tuned − raw", "base − raw", "tuned − control", "control − base"]
-    markers = {h.get_label(): h.get_marker() for h in figure.legends[0].legend_handles if h.get_label() in legend[4:9]}
+    assert legend[6:11] == ["tuned − base", "tuned − raw", "base − raw", "tuned − control", "control − base"]
+    markers = {h.get_label(): h.get_marker() for h in figure.legends[0].legend_handles if h.get_label() in legend[6:11]}
     assert len(set(markers.values())) == 5  # each comparison its own marker
 
 
@@ -275,12 +275,25 @@ def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
     image = iio.imread(path)
     assert image.shape[1] <= MAX_SIZE_PX[0] and image.shape[0] <= MAX_SIZE_PX[1]
     figure = metric_bars(deltas, MetricChartConfig(show_raw=False))
-    lpips_panel = [ax for ax in figure.axes if ax.get_title() == "LPIPS ↓"][0]
-    assert not lpips_panel.containers  # no bars of NaN
-    assert "LPIPS AlexNet weights not cached" in " ".join(t.get_text().replace("\n", " ") for t in lpips_panel.texts)
-    assert sum(1 for ax in figure.axes if ax.containers and not ax.get_title()) == 2  # no LPIPS differences
+    # no empty LPIPS panels: one line of text says why
+    assert [ax.get_title() for ax in figure.axes if ax.get_title()] == ["PSNR (dB) ↑", "SSIM ↑"]
+    assert len(figure.axes) == 4
+    line = figure.get_supxlabel()
+    assert line.startswith("LPIPS ↓ not shown: ") and "LPIPS AlexNet weights not cached" in line
+    assert "\n" not in line
     psnr_panel = [ax for ax in figure.axes if ax.get_title() == "PSNR (dB) ↑"][0]
-    assert {c.get_label() for c in psnr_panel.containers} == {"base DiFix", "tuned DiFix"}
+    labels = {line.get_label() for line in psnr_panel.get_lines() if not line.get_label().startswith("_")}
+    assert labels == {"base DiFix", "tuned DiFix"}
+
+
+def test_metric_charts_take_every_metric_of_the_table_by_default():
+    # a metric added to the vocabulary (here the person-region PSNR) shows up without a config change
+    deltas = make_deltas()
+    extra = deltas[deltas.metric == "psnr"].assign(metric="psnr_person")
+    figure = metric_bars(pd.concat([deltas, extra], ignore_index=True))
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["PSNR (dB) ↑", "SSIM ↑", "LPIPS ↓", "PSNR (dB) (people) ↑"]
+    assert MetricChartConfig().metrics is None
 
 
 def test_metric_bars_errors_name_the_table(tmp_path):
@@ -300,9 +313,11 @@ def test_loss_curve_plots_every_step_and_nonzero_terms(tmp_path):
     log.sample(frac=1.0, random_state=0).to_csv(tmp_path / "train_log.csv", index=False)  # unsorted on purpose
     read = read_train_log(tmp_path / "train_log.csv")
     figure = loss_curve(read, LossCurveConfig(smooth_fraction=0.1))
+    assert len(figure.axes) == 1  # no control arm: one panel
     ax = figure.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {"total loss", "total, mean of 4 steps", "L2 term", "LPIPS term"}  # gram is all zero
+    assert ax.get_legend() is None and len(figure.legends) == 1  # the legend is the figure's, off the curves
     assert lines["total loss"].get_xdata().tolist() == steps.tolist()
     assert lines["total loss"].get_ydata() == pytest.approx(1.0 / steps)
     assert ax.get_yscale() == "linear"  # max/min = 40 < 50
@@ -315,15 +330,18 @@ def test_loss_curve_shows_the_control_arms_training_beside_tuned(tmp_path):
     steps = np.arange(1, 21)
     pd.DataFrame({"step": steps, "loss": 1.0 / steps}).to_csv(tmp_path / "tuned.csv", index=False)
     pd.DataFrame({"step": steps, "loss": 0.5 / steps}).to_csv(tmp_path / "control.csv", index=False)
-    figure = loss_curve(
-        read_train_log(tmp_path / "tuned.csv"),
-        LossCurveConfig(smooth_fraction=0.0),
-        control=read_train_log(tmp_path / "control.csv"),
-    )
-    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
-    assert set(lines) == {"total loss", "control total (base's own data)"}
-    assert lines["control total (base's own data)"].get_ydata() == pytest.approx(0.5 / steps)
-    assert "20 steps, final loss 0.05" in figure.axes[0].get_title()  # the tuned run's
+    figure = loss_curve(read_train_log(tmp_path / "tuned.csv"), LossCurveConfig(smooth_fraction=0.0),
+                        control=read_train_log(tmp_path / "control.csv"))
+    # a panel per arm, each its own loss axis: they train on different data
+    tuned_ax, control_ax = figure.axes
+    assert tuned_ax.get_title().startswith("tuned: ") and control_ax.get_title().startswith("control: ")
+    assert tuned_ax.get_lines()[0].get_ydata() == pytest.approx(1.0 / steps)
+    assert control_ax.get_lines()[0].get_ydata() == pytest.approx(0.5 / steps)
+    assert tuned_ax.get_shared_y_axes().get_siblings(tuned_ax) == [tuned_ax]
+    assert "20 steps, final loss 0.05" in tuned_ax.get_title() and "final loss 0.025" in control_ax.get_title()
+    assert "losses not comparable" in figure.get_suptitle()
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["total loss"]
+    assert tuned_ax.get_legend() is None and control_ax.get_legend() is None
     write_loss_curve(tmp_path / "tuned.csv", tmp_path / "loss.png", control_log_csv=tmp_path / "control.csv")
     assert iio.imread(tmp_path / "loss.png").ndim == 3
 
@@ -376,11 +394,11 @@ def test_triplet_gallery_runs_the_fixer_on_picked_test_triplets(tmp_path):
         triplet_gallery(triplets, fixer, GalleryConfig(num_samples=3))
 
 
-def make_nvs_arms(tmp_path: Path, views, drop_output=None) -> tuple[dict[str, Path], Path]:
+def make_nvs_arms(tmp_path: Path, views, drop_output=None, arms=ARMS) -> tuple[dict[str, Path], Path]:
     """Arm CSVs and saved outputs as evaluate_nvs leaves them, and a render folder with targets."""
     render_dir = tmp_path / "renders" / "hi4d_pair15_fight"
     csvs = {}
-    for k, arm in enumerate(ARMS):
+    for k, arm in enumerate(arms):
         csvs[arm] = tmp_path / "nvs" / arm / "hi4d_pair15_fight.csv"
         write_csv(csvs[arm], per_scene_table(scene_rows(float(k), True, views)))
         for frame, cam in views:
@@ -401,9 +419,21 @@ def test_before_after_shows_each_arms_saved_outputs_and_ground_truth(tmp_path):
     assert means == pytest.approx([0.1, 0.3, 0.5, 0.9], abs=0.01)  # raw, base, tuned, ground truth
     tuned = per_scene_table(scene_rows(2.0, True, views))
     row = tuned[(tuned.frame == 0) & (tuned.cam == 16)].iloc[0]
-    assert figure.axes[2].get_xlabel() == f"PSNR {row.psnr:.2f} · SSIM {row.ssim:.3f}"
+    assert figure.axes[2].get_xlabel() == f"PSNR {row.psnr:.2f} · SSIM {row.ssim:.4f}"  # the tables' digits
     write_before_after("hi4d_pair15_fight", csvs, render_dir, tmp_path / "views.png")
     assert iio.imread(tmp_path / "views.png").shape[0] <= MAX_SIZE_PX[1]
+
+
+def test_before_after_shows_the_control_arm_between_base_and_tuned(tmp_path):
+    views = [(0, 16), (1, 16)]
+    csvs, render_dir = make_nvs_arms(tmp_path, views, arms=("raw", "base", "tuned", "control"))
+    figure = before_after("hi4d_pair15_fight", csvs, render_dir, BeforeAfterConfig(max_views=2))
+    assert [ax.get_title() for ax in figure.axes[:5]] == [
+        "raw render", "base DiFix", "control DiFix", "tuned DiFix", "ground truth",
+    ]  # fmt: skip
+    means = [float(np.mean(a)) for a in tile_arrays(figure)[:5]]
+    assert means == pytest.approx([0.1, 0.3, 0.7, 0.5, 0.9], abs=0.01)  # control's saved outputs in its column
+    assert "control: the base DiFix tuned as long as tuned" in figure.get_suptitle()
 
 
 def test_before_after_missing_output_says_how_to_recover(tmp_path):

@@ -113,3 +113,38 @@ def test_check_data_given_an_overlay_asks_for_the_full_config(synthetic_sequence
     assert main(["check-data", str(synthetic_sequence), "--config", str(REPO / "config/hi4d.yaml")]) != 0
     err = capsys.readouterr().err
     assert "config/hi4d.yaml: not a full study config" in err and "pass the full config" in err
+
+
+def test_versions_lists_every_grid_variant_and_the_cards_expected_outputs(tmp_path, capsys):
+    from hi4dfix.cli import load_workflow_config
+    from hi4dfix.report.card import version_card_html
+    from hi4dfix.study import Study
+
+    (tmp_path / "results/v0").mkdir(parents=True)
+    (tmp_path / "results/v0/triplets.json").write_text("{}")
+    args = ["--config", str(REPO / "config/config.yaml"), "--configfile", str(REPO / "config/ablations.yaml")]
+    assert main(["versions", *args, "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    blocks = {line.split(": ", 1)[0]: line for line in out.splitlines() if line.startswith(("memo.", "training."))}
+    assert len([name for name in blocks if name.startswith("memo.")]) == 12  # as the README says
+    assert len([name for name in blocks if name.startswith("training.")]) == 6
+    header = "grid memo: 12 variants of v0 (11 versions of their own; memo.estimated.same_time.train2 = v0)"
+    assert header in out and f"`{header}`" in (REPO / "README.md").read_text()  # the README quotes it
+    assert blocks["memo.estimated.same_time.train2"].startswith(
+        "memo.estimated.same_time.train2: identical to the parent v0"
+    )
+    assert "grid training: 6 variants of v0 (5 versions of their own; training.full_unet.image = v0)" in out
+    # a variant training on v0's triplets shows them as made, and says where they are
+    assert (
+        "[x] results/training.lora8.image/triplets.json (shared: made as results/v0/triplets.json, "
+        "same triplet inputs)" in out
+    )
+    # each version's listed outputs are its card's expected outputs, in order
+    study = Study.from_config(load_workflow_config(REPO / "config/config.yaml", [REPO / "config/ablations.yaml"]))
+    for name in ("v0", "memo.gt.mixed.train4", "training.lora8.person"):
+        version = study.versions[name]
+        listed = ("\n" + out).split(f"\n{name}: ", 1)[1].split("expected outputs ([x]: exists):\n", 1)[1].splitlines()
+        listed = [line[6:].split(" (shared", 1)[0] for line in listed[: len(version.expected_outputs)]]
+        assert listed == list(version.expected_outputs) and len(listed) == 5
+        card = version_card_html(version, study.reserved_scenes, {})
+        assert all(f"<code>{path}</code>" in card for path in listed)

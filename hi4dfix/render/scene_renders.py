@@ -157,7 +157,7 @@ def render_scene(
     backend = resolve_backend(cfg.backend)
     cameras = [scene.cameras[c] for c in scene.cam_ids]
     images = []
-    for frame in progress(frames, f"fit+render {scene.name}"):
+    for frame in progress(frames, f"fit+render {scene.name}", unit="frame"):
         views = [
             SourceView(scene.cameras[c], scene.load_image(c, frame), scene.load_mask(c, frame)) for c in source_cams
         ]

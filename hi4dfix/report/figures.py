@@ -4,7 +4,6 @@ training loss curve."""
 from __future__ import annotations
 
 import os
-import textwrap
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,16 +13,10 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from hi4dfix.arms import ARMS, COMPARISONS, CONTROL_COMPARISONS, arm_comparisons
+from hi4dfix.metrics import higher_is_better, metric_title
 from hi4dfix.report.plotting import new_figure, save_png
 from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TOO_FEW_SCENES, WORSE
-from hi4dfix.tables import (
-    MEAN,
-    comparison_name,
-    higher_is_better,
-    metric_digits,
-    metric_title,
-    table_arms,
-)
+from hi4dfix.tables import MEAN, comparison_name, table_arms
 
 # Bars of one scene, left to right; raw (no DiFix) is context, base vs tuned is the study's comparison;
 # the control (the base trained as long on its own data) sits between them, when the study has it.
@@ -38,7 +31,6 @@ COMPARISON_MARKERS = {
     comparison_name(b, a): marker
     for (b, a), marker in zip(COMPARISONS + CONTROL_COMPARISONS, ("o", "s", "^", "D", "v"))
 }
-STUDY_COMPARISON = comparison_name(*COMPARISONS[0])  # tuned_vs_base: the Δ over the bars
 VERDICT_COLORS = {
     IMPROVED: "#2e7d32",
     WORSE: "#c62828",
@@ -56,16 +48,17 @@ DELTA_TABLE_COLUMNS = ("scene", "metric", "comparison", *ARMS, "delta", "ci_low"
 
 @dataclass(frozen=True)
 class MetricChartConfig:
-    metrics: tuple[str, ...] = ("psnr", "ssim", "lpips")  # one column of panels each, from the delta table
-    show_raw: bool = True  # grey bars of the raw renders, for context
+    # one column of panels each; None: every metric of the delta table, in its order (new metrics show up)
+    metrics: tuple[str, ...] | None = None
+    show_raw: bool = True  # the raw renders' means, for context
     panel_width_in: float = 4.2
     panel_height_in: float = 3.3  # each of the two rows: arm means, paired differences
     dpi: int = 110
 
     def __post_init__(self) -> None:
-        if not self.metrics:
-            raise ValueError("report.metric_charts.metrics must name at least one metric")
-        for metric in self.metrics:
+        if self.metrics is not None and not self.metrics:
+            raise ValueError("report.metric_charts.metrics must name at least one metric (or be left out: all)")
+        for metric in self.metrics or ():
             higher_is_better(metric)  # unknown metric -> clear error
         if self.dpi < 10:
             raise ValueError(f"report.metric_charts.dpi must be >= 10, got {self.dpi}")
@@ -115,15 +108,6 @@ def _comparison_names(arms) -> list[str]:
     return [comparison_name(b, a) for b, a in arm_comparisons(arms)]
 
 
-def _not_computed(ax, rows: pd.DataFrame) -> None:
-    # The scenes' notes say why (the mean row's note only repeats it).
-    notes = sorted({note for note, scene in zip(rows["note"], rows["scene"]) if note and scene != MEAN})
-    text = "\n".join(textwrap.fill(note, 34) for note in notes) or "not computed"
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#555555")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def _scene_ticks(ax, rows: pd.DataFrame, labels: bool) -> np.ndarray:
     x = np.arange(len(rows), dtype=float)
     names = [short_scene(s) if s != MEAN else "mean" for s in rows["scene"]]
@@ -135,51 +119,21 @@ def _scene_ticks(ax, rows: pd.DataFrame, labels: bool) -> np.ndarray:
     return x
 
 
-def _draw_arm_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, str, str]]) -> None:
-    """Bars of the arms' means; over each group Δ = tuned − base, coloured by its verdict."""
+def _draw_arm_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, str, str]], labels: bool) -> None:
+    """A dot per arm and scene (and the mean): the arms' means, side by side. Dots, not bars: the axis is
+    zoomed to the data (a bar's length from a cut-off axis would exaggerate the gaps)."""
     ax.set_title(metric_title(metric), fontsize=11)
-    known = rows[[arm for arm, _, _ in arms]].to_numpy(dtype=float)
-    if not np.isfinite(known).any():
-        _not_computed(ax, rows)
-        return
-    x = _scene_ticks(ax, rows, labels=False)
-    width = 0.8 / len(arms)
+    x = _scene_ticks(ax, rows, labels=labels)
+    step = 0.6 / len(arms)
     for i, (arm, label, color) in enumerate(arms):
-        offsets = x + (i - (len(arms) - 1) / 2) * width
-        ax.bar(offsets, rows[arm].to_numpy(dtype=float), width, label=label, color=color)  # NaN: no bar
-    finite = known[np.isfinite(known)]
-    low, high = float(finite.min()), float(finite.max())
-    span = (high - low) or max(abs(high), 1e-6)
-    # Bars start near the data rather than at 0, so small deltas stay visible; the axis says where.
-    bottom = max(0.0, low - 0.6 * span) if low >= 0 else low - 0.2 * span
-    ax.set_ylim(bottom, high + 0.35 * span)
-    digits = min(metric_digits(metric), 3)  # a short label: the table has the full figure
-    for xi, (_, row) in zip(x, rows.iterrows()):
-        delta = row[f"delta@{STUDY_COMPARISON}"]
-        if pd.isna(delta):
-            continue
-        color = VERDICT_COLORS.get(row[f"verdict@{STUDY_COMPARISON}"], NO_VERDICT_COLOR)
-        top = np.nanmax([row[arm] for arm, _, _ in arms])
-        label = f"{delta:+.{digits}f}" if abs(delta) >= 0.5 * 10**-digits else f"{delta:+.1e}"
-        ax.annotate(
-            f"Δ {label}",
-            (xi, top),
-            xytext=(0, 3),
-            textcoords="offset points",
-            ha="center",
-            va="bottom",
-            fontsize=7.5,
-            color=color,
-        )
+        offsets = x + (i - (len(arms) - 1) / 2) * step
+        ax.plot(offsets, rows[arm].to_numpy(dtype=float), "o", color=color, markersize=6, label=label, gid=arm)
+    ax.set_ylabel("arm mean (axis zoomed, not from 0)", fontsize=9)
 
 
 def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]) -> None:
     """The paired differences per scene (three, five with the control arm) with their intervals:
     marker = comparison, colour = verdict."""
-    deltas = rows[[f"delta@{name}" for name in names]].to_numpy(dtype=float)
-    if not np.isfinite(deltas).any():
-        ax.axis("off")
-        return
     x = _scene_ticks(ax, rows, labels=True)
     ax.axhline(0.0, color="#333333", linewidth=0.8)
     step = 0.8 / len(names)
@@ -190,40 +144,61 @@ def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]
             if pd.isna(delta):
                 continue
             color = VERDICT_COLORS.get(row[f"verdict@{name}"], NO_VERDICT_COLOR)
-            ax.errorbar(
-                [xi],
-                [delta],
-                yerr=[[delta - low], [high - delta]],
-                fmt=marker,
-                color=color,
-                markersize=4.5,
-                elinewidth=1.4,
-                capsize=2.5,
-                gid=f"{row['scene']}@{name}",
-            )
-    ax.set_ylabel(f"b − a ({'↑' if higher_is_better(metric) else '↓'} better)", fontsize=9)
+            ax.errorbar([xi], [delta], yerr=[[delta - low], [high - delta]], fmt=marker, color=color,
+                        markersize=4.5, elinewidth=1.4, capsize=2.5, gid=f"{row['scene']}@{name}")
+    ax.set_ylabel(f"paired difference b − a ({'↑' if higher_is_better(metric) else '↓'} better)", fontsize=9)
+
+
+LEGEND_HEADINGS = ("Arm means (top)", "Paired differences b − a (bottom)", "Colour: verdict of the interval")
+VERDICT_LABELS = {
+    IMPROVED: "improved (excludes 0, good side)",
+    WORSE: "worse (excludes 0, bad side)",
+    EQUIVALENT: "equivalent (inside ±stats.min_effect)",
+    INCONCLUSIVE: "inconclusive (test does not reach alpha)",
+    TOO_FEW_SCENES: "too few scenes (no test can reach alpha)",
+    TOO_FEW_FRAMES: "too few frames (no test can reach alpha)",
+}
+
+
+def _heading(text: str) -> Line2D:
+    return Line2D([], [], linestyle="", label=text)
 
 
 def _legend_handles(arm_axes, names: list[str]) -> list:
-    """The arms (from the first panel with bars), the comparisons' markers and the verdicts' colours."""
-    handles, _ = next((pair for pair in (ax.get_legend_handles_labels() for ax in arm_axes) if pair[0]), ([], []))
+    """Under a heading each: the arms (from the first panel with dots), the comparisons' markers and the
+    verdicts' colours."""
+    arms, _ = next((pair for pair in (ax.get_legend_handles_labels() for ax in arm_axes) if pair[0]), ([], []))
+    handles = [_heading(LEGEND_HEADINGS[0]), *arms, _heading(LEGEND_HEADINGS[1])]
     for name in names:
         b, a = name.split("_vs_")
         marker = COMPARISON_MARKERS[name]
         handles.append(Line2D([], [], color="#333333", marker=marker, linestyle="", label=f"{b} − {a}"))
+    handles.append(_heading(LEGEND_HEADINGS[2]))
     for verdict_name, color in VERDICT_COLORS.items():
-        handles.append(Line2D([], [], color=color, linewidth=3, label=verdict_name))
+        handles.append(Line2D([], [], color=color, linewidth=3, label=VERDICT_LABELS[verdict_name]))
     return handles
+
+
+def chart_metrics(deltas: pd.DataFrame, cfg: MetricChartConfig) -> list[str]:
+    """The metrics charted: the config's, or every metric of the table in its order."""
+    return list(cfg.metrics) if cfg.metrics else list(dict.fromkeys(deltas["metric"]))
+
+
+def _not_computed_line(rows: pd.DataFrame, metric: str) -> str:
+    # the scenes' notes say why (the mean row's only repeats it)
+    notes = sorted({note for note, scene in zip(rows["note"], rows["scene"]) if note and scene != MEAN})
+    return f"{metric_title(metric)} not shown: {'; '.join(notes) or 'no arm has values'}"
 
 
 def metric_bars(
     deltas: pd.DataFrame, cfg: MetricChartConfig = MetricChartConfig(), source: str = "delta table"
 ) -> Figure:
-    """A column per metric. Top: bars of the arms' means per reserved scene (and the mean), Δ = tuned − base
-    on top, coloured by its verdict. Bottom: the paired differences tuned − base, tuned − raw and base − raw
-    (and, with the control arm, tuned − control and control − base) with their bootstrap intervals,
-    coloured by verdict (improved, worse, inconclusive). Without a ``control`` column the chart has no
-    control bar or marker.
+    """A column per metric (:func:`chart_metrics`). Top: a dot per arm's mean per reserved scene (and the
+    mean), on an axis zoomed to the data. Bottom: the paired differences tuned − base, tuned − raw and
+    base − raw (and, with the control arm, tuned − control and control − base) with their bootstrap
+    intervals, a marker per comparison, coloured by verdict (improved, worse, inconclusive). A metric that
+    no arm has (LPIPS without its weights) gets no panels but one line of text saying why. Without a
+    ``control`` column the chart has no control dot or marker.
 
     ``deltas`` is a delta table (:func:`hi4dfix.tables.delta_table`); ``source`` names it in errors.
     """
@@ -233,18 +208,34 @@ def metric_bars(
     present = table_arms(deltas)
     arms = [style for style in ARM_STYLES if style[0] in present and (style[0] != "raw" or cfg.show_raw)]
     names = _comparison_names(present)
-    figure = new_figure(cfg.panel_width_in * len(cfg.metrics), 2 * cfg.panel_height_in + 0.5, cfg.dpi)
-    axes = figure.subplots(2, len(cfg.metrics), squeeze=False, height_ratios=(1.0, 1.0))
-    for column, metric in enumerate(cfg.metrics):
+    drawn, empty = [], []
+    for metric in chart_metrics(deltas, cfg):
         rows = _metric_rows(deltas, metric, source)
-        _draw_arm_panel(axes[0, column], rows, metric, arms)
+        computed = np.isfinite(rows[list(present)].to_numpy(dtype=float)).any()
+        (drawn if computed else empty).append((metric, rows))
+    columns = max(1, len(drawn))
+    legend_in = 2.6  # the legend's column, right of the panels
+    figure = new_figure(cfg.panel_width_in * columns + legend_in, 2 * cfg.panel_height_in + 0.6 + 0.2 * len(empty),
+                        cfg.dpi)
+    axes = figure.subplots(2, columns, squeeze=False, height_ratios=(1.0, 1.0))
+    for column, (metric, rows) in enumerate(drawn):
+        _draw_arm_panel(axes[0, column], rows, metric, arms, labels=False)
         _draw_difference_panel(axes[1, column], rows, metric, names)
+    if not drawn:
+        for ax in axes[:, 0]:
+            ax.axis("off")
     handles = _legend_handles(axes[0], names)
-    columns = len(handles) if len(handles) <= 9 else -(-len(handles) // 2)  # two rows with the control arm
-    figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize=8, frameon=False)
+    legend = figure.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
+    for text in legend.get_texts():
+        if text.get_text() in LEGEND_HEADINGS:
+            text.set_fontweight("bold")
     figure.suptitle(
-        "Novel views of the reserved scenes: arm means (top), paired differences with intervals (bottom)", fontsize=11
+        "Novel views of the reserved scenes: arm means (top), paired differences with bootstrap intervals (bottom)",
+        fontsize=10.5,
     )
+    if empty:  # one line each instead of an empty box
+        figure.supxlabel("\n".join(_not_computed_line(rows, metric) for metric, rows in empty), fontsize=9,
+                         color="#555555")
     return figure
 
 
@@ -278,57 +269,66 @@ def smoothed(values: np.ndarray, window: int) -> np.ndarray:
     return pd.Series(values, dtype=float).rolling(window, center=True, min_periods=1).mean().to_numpy()
 
 
-def loss_curve(
-    log: pd.DataFrame,
-    cfg: LossCurveConfig = LossCurveConfig(),
-    title: str = "DiFix fine-tuning",
-    control: pd.DataFrame | None = None,
-) -> Figure:
-    """Total loss per step (raw and smoothed) and the weighted terms that are not constantly zero; with
-    ``control`` (the control arm's training log: the same steps on the base's own data) its total loss too."""
-    figure = new_figure(cfg.width_in, cfg.height_in, cfg.dpi)
-    ax = figure.subplots()
+TUNED_LOSS_COLOR = "#f58518"  # the tuned arm's colour in the metric charts
+
+
+def _draw_loss_panel(ax, log: pd.DataFrame, cfg: LossCurveConfig, color: str, title: str) -> None:
+    """One run's total loss per step (raw and smoothed) and its weighted terms that are not constantly zero."""
     steps = log["step"].to_numpy()
     loss = log["loss"].to_numpy(dtype=float)
     window = max(1, int(round(cfg.smooth_fraction * len(loss))))
-    ax.plot(
-        steps,
-        loss,
-        color="#f58518",
-        alpha=0.35 if window > 1 else 1.0,
-        linewidth=1.0,
-        marker="o" if len(loss) <= 20 else None,
-        markersize=3,
-        label="total loss",
-    )
+    ax.plot(steps, loss, color=color, alpha=0.35 if window > 1 else 1.0, linewidth=1.0,
+            marker="o" if len(loss) <= 20 else None, markersize=3, label="total loss")
     if window > 1:
-        ax.plot(steps, smoothed(loss, window), color="#f58518", linewidth=2.0, label=f"total, mean of {window} steps")
-    for (term, label), color in zip(LOSS_TERMS.items(), ("#4c78a8", "#54a24b", "#b279a2")):
+        ax.plot(steps, smoothed(loss, window), color=color, linewidth=2.0, label=f"total, mean of {window} steps")
+    for (term, label), term_color in zip(LOSS_TERMS.items(), ("#4c78a8", "#54a24b", "#b279a2")):
         if term in log.columns:
             values = log[term].to_numpy(dtype=float)
             if np.nanmax(np.abs(values)) > 0 and not np.allclose(values, loss):
-                ax.plot(steps, smoothed(values, window), color=color, linewidth=1.2, linestyle="--", label=label)
-    if control is not None:
-        control_loss = control["loss"].to_numpy(dtype=float)
-        ax.plot(
-            control["step"].to_numpy(),
-            smoothed(control_loss, window),
-            color=CONTROL_LOSS_COLOR,
-            linewidth=1.6,
-            label="control total (base's own data)" + (f", mean of {window} steps" if window > 1 else ""),
-        )
-    shown = loss if control is None else np.concatenate([loss, control_loss])  # the y scale holds both curves
-    positive = shown[np.isfinite(shown) & (shown > 0)]
+                ax.plot(steps, smoothed(values, window), color=term_color, linewidth=1.2, linestyle="--", label=label)
+    positive = loss[np.isfinite(loss) & (loss > 0)]
     if len(positive) and positive.max() / positive.min() > cfg.log_scale_ratio:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     final = loss[np.isfinite(loss)]
     summary = f"{len(loss)} steps, final loss {final[-1]:.4g}" if len(final) else f"{len(loss)} steps"
-    ax.set_title(f"{title}: {summary}", fontsize=11)
+    ax.set_title(f"{title}\n{summary}", fontsize=10)
+
+
+def loss_curve(
+    log: pd.DataFrame,
+    cfg: LossCurveConfig = LossCurveConfig(),
+    title: str = "DiFix fine-tuning",
+    control: pd.DataFrame | None = None,
+) -> Figure:
+    """Total loss per step (raw and smoothed) and the weighted terms that are not constantly zero, a panel per
+    arm: ``log`` (tuned, on the study's training triplets) and, given, ``control`` (the control arm: the same
+    steps on the base's own data). Each panel has its own loss axis: the two runs train on different data, so
+    their losses are not comparable; the legend sits below the panels, off the curves."""
+    runs = [(log, TUNED_LOSS_COLOR, "tuned: the study's training triplets (people)")]
+    if control is not None:
+        runs.append((control, CONTROL_LOSS_COLOR, "control: the base's own training data (no people)"))
+    width = cfg.width_in if control is None else max(cfg.width_in, 2 * 0.62 * cfg.width_in)
+    figure = new_figure(width, cfg.height_in + 0.5, cfg.dpi)
+    axes = figure.subplots(1, len(runs), squeeze=False)[0]
+    for ax, (run, color, run_title) in zip(axes, runs):
+        _draw_loss_panel(ax, run, cfg, color, run_title)
+    # one legend for both panels, of the curve kinds in grey (each arm's colour is its panel's)
+    handles, labels = [], []
+    for ax in axes:
+        for line in ax.get_lines():
+            if line.get_label() not in labels and not line.get_label().startswith("_"):
+                gray = line.get_color() in (TUNED_LOSS_COLOR, CONTROL_LOSS_COLOR)
+                handles.append(Line2D([], [], color="#555555" if gray else line.get_color(),
+                                      alpha=line.get_alpha(), linewidth=line.get_linewidth(),
+                                      linestyle=line.get_linestyle(), label=line.get_label()))
+                labels.append(line.get_label())
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8, frameon=False)
+    note = " (separate axes: different training data, losses not comparable)" if control is not None else ""
+    figure.suptitle(f"{title}{note}", fontsize=11)
     return figure
 
 

@@ -1,7 +1,7 @@
 """Image galleries of the report.
 
 * triplet gallery: DiFix test triplets as rows ``image | ref_image | target_image | tuned output``;
-* before/after views: per reserved scene, held-out views as rows ``raw | base | tuned | ground truth``,
+* before/after views: per reserved scene, held-out views as rows ``raw | base | (control) | tuned | ground truth``,
   from the outputs that the NVS evaluation saved next to each arm's metrics CSV.
 """
 
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from hi4dfix.arms import ARMS
 from hi4dfix.evaluate import TRIPLET_ID, Fixer, arm_output_dir, view_image_path
 from hi4dfix.io import read_image
-from hi4dfix.metrics import psnr
+from hi4dfix.metrics import metric_digits, psnr
 from hi4dfix.render.scene_renders import target_image_path
 from hi4dfix.report.figures import short_scene
 from hi4dfix.report.grid import Tile, image_grid, spread_pick
@@ -26,7 +26,10 @@ from hi4dfix.report.plotting import save_png
 from hi4dfix.tables import MEAN, read_per_scene_csv
 
 TRIPLET_COLUMNS = ("image", "ref_image", "target_image", "tuned output")
-NVS_COLUMNS = ("raw render", "base DiFix", "tuned DiFix", "ground truth")
+# column titles of the before/after views, by arm; the control arm's only when the study has it
+NVS_ARM_COLUMNS = {"raw": "raw render", "base": "base DiFix", "control": "control DiFix",
+                   "tuned": "tuned DiFix"}
+NVS_COLUMNS = ("raw render", "base DiFix", "tuned DiFix", "ground truth")  # without the control arm
 
 
 @dataclass(frozen=True)
@@ -124,16 +127,20 @@ def nvs_output_path(arm_csv: str | os.PathLike, cam: int, frame: int) -> Path:
     return view_image_path(arm_output_dir(arm_csv), cam, frame)
 
 
+CAPTION_METRICS = ("psnr", "ssim")  # a tile's caption: two metrics fit under a small image
+
+
 def _view_metrics(table) -> dict[tuple[int, int], dict[str, float]]:
     rows = table[table["frame"].astype(str) != MEAN]
     return {
-        (int(r["frame"]), int(r["cam"])): {"psnr": float(r["psnr"]), "ssim": float(r["ssim"])}
+        (int(r["frame"]), int(r["cam"])): {metric: float(r[metric]) for metric in CAPTION_METRICS}
         for _, r in rows.iterrows()
     }
 
 
 def _caption(metrics: Mapping[str, float]) -> str:
-    return f"PSNR {metrics['psnr']:.2f} · SSIM {metrics['ssim']:.3f}"
+    # the delta tables' digits, so a caption and the tables agree
+    return " · ".join(f"{metric.upper()} {metrics[metric]:.{metric_digits(metric)}f}" for metric in CAPTION_METRICS)
 
 
 def before_after(
@@ -143,20 +150,22 @@ def before_after(
     cfg: BeforeAfterConfig = BeforeAfterConfig(),
     title: str | None = None,
 ) -> Figure:
-    """Held-out views of one scene: each arm's output with its PSNR/SSIM, then the ground truth."""
+    """Held-out views of one scene: each arm's output with its PSNR/SSIM (raw, base, control when
+    ``arm_csvs`` has it, tuned), then the ground truth."""
     missing_arms = [arm for arm in ARMS if arm not in arm_csvs]
     if missing_arms:
         raise ValueError(f"scene {scene}: no metrics CSV for arms {missing_arms}")
-    metrics = {arm: _view_metrics(read_per_scene_csv(arm_csvs[arm])) for arm in ARMS}
+    arms = [arm for arm in NVS_ARM_COLUMNS if arm in arm_csvs]  # raw, base, control, tuned
+    metrics = {arm: _view_metrics(read_per_scene_csv(arm_csvs[arm])) for arm in arms}
     views = sorted(metrics["raw"])
-    for arm in ARMS[1:]:
+    for arm in arms[1:]:
         if sorted(metrics[arm]) != views:
             raise ValueError(f"{arm_csvs[arm]}: its (frame, cam) views differ from those of {arm_csvs['raw']}")
     picked = spread_pick(views, cfg.max_views)
     rows = []
     for frame, cam in picked:
         row = []
-        for arm in ARMS:
+        for arm in arms:
             path = nvs_output_path(arm_csvs[arm], cam, frame)
             if not path.is_file():
                 raise FileNotFoundError(
@@ -170,8 +179,11 @@ def before_after(
         row.append(Tile(read_image(target), "composited ground truth"))
         rows.append(row)
     title = title or f"{scene}: held-out views before and after DiFix"
+    if "control" in arms:
+        title += "\ncontrol: the base DiFix tuned as long as tuned, on its own data (no people)"
+    columns = (*(NVS_ARM_COLUMNS[arm] for arm in arms), "ground truth")
     return image_grid(
-        rows, NVS_COLUMNS, [view_title(None, cam, frame) for frame, cam in picked], title, cfg.tile_height_in, cfg.dpi
+        rows, columns, [view_title(None, cam, frame) for frame, cam in picked], title, cfg.tile_height_in, cfg.dpi
     )
 
 

@@ -268,7 +268,7 @@ def _write_sequence(layout: Hi4DLayout, scene: SceneName, cfg: SynthConfig) -> N
     frames = _simulate(action, people, cfg, rngs[_MOTION])
     for frame in frames:
         _write_smpl(layout, frame)
-    for camera in progress(cameras, f"synthesize {action}"):
+    for camera in progress(cameras, f"synthesize {action}", unit="camera"):
         _render_camera(layout, camera, frames, room, cfg)
     write_npz(
         layout.cameras_path,

@@ -7,6 +7,7 @@ from hi4dfix.io import write_text
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import metric_legend
 from hi4dfix.provenance import tag_table
+from hi4dfix.report.markdown_html import write_markdown_html
 from hi4dfix.stats import BootstrapConfig
 from hi4dfix.tables import delta_markdown, delta_table_from_csvs, write_csv
 
@@ -23,4 +24,6 @@ with job_log(snakemake.log[0]) as log:
         f"(sha256 {table['provenance_sha256'].iloc[0][:12]}; `hi4dfix provenance check` re-hashes its files).\n"
     )
     write_text(snakemake.output.markdown, markdown)
+    if hasattr(snakemake.output, "html"):  # the report's inline view of the tables (report.smk names it)
+        write_markdown_html(markdown, snakemake.output.html, title=snakemake.params.title)
     log.info("delta table:\n%s", markdown)
