@@ -187,6 +187,10 @@ class Paths:
         """A report item of the version (the methods below name each)."""
         return f"{self.results}/{version}/report/{name}"
 
+    def report_html(self, version: str) -> str:
+        """Where the README's ``snakemake --report`` writes a version's report."""
+        return f"{self.results}/{version}/report.html"
+
     def card(self, version: str) -> str:
         return self.report(version, "card.html")
 
@@ -728,11 +732,6 @@ class Plan:
         from hi4dfix.weights import missing_weights_message
 
         return missing_weights_message(self.config)
-
-    def summary_tables(self) -> list[Path]:
-        """The markdown tables a run prints at its end: each version's internal and NVS delta tables."""
-        tables = [(self.paths.eval_deltas(v, "md"), self.paths.deltas(v, "md")) for v in self.version_names]
-        return [Path(table) for pair in tables for table in pair]
 
 
 def _unknown_arm(arm: str) -> str:

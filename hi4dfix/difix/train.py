@@ -83,6 +83,7 @@ from hi4dfix.difix.train_setup import make_optimizer, prepare_model_for_training
 from hi4dfix.io import read_image, write_json
 from hi4dfix.logs import log_to_stderr
 from hi4dfix.metrics import psnr_from_mse
+from hi4dfix.progress import Progress
 
 LOG = logging.getLogger("hi4dfix.difix.train")
 TRAIN_LOG_FIELDS = ["step", "loss", "l2", "lpips", "gram", "grad_norm", "lr", "step_time_s", "elapsed_s"]
@@ -425,14 +426,13 @@ def _run_steps(
 ) -> tuple[list[float], dict[str, float] | None]:
     """The loop from ``start_step + 1`` to ``cfg.steps``: a step, its log row, validation and
     checkpoints when due. Returns the step times and the last validation."""
-    from tqdm.auto import tqdm
-
     accelerator, device, is_main = process.accelerator, process.device, process.is_main
     model, core, optimizer = opt.model, opt.core, opt.optimizer
     train_log = CsvLog(process.output_dir / "train_log.csv", TRAIN_LOG_FIELDS, start_step, is_main)
     val_log = CsvLog(process.output_dir / "val_log.csv", VAL_LOG_FIELDS, start_step, is_main)
 
-    progress = tqdm(total=cfg.steps, initial=start_step, desc="difix", disable=None if is_main else True)
+    # one process's progress lines, in plain lines a Slurm log keeps readable (hi4dfix.progress)
+    progress = Progress(cfg.steps, "tune DiFix", start=start_step, emit=None if is_main else (lambda line: None))
     started = time.perf_counter()
     step_times = []
     last_val = None
@@ -478,8 +478,7 @@ def _run_steps(
                 "elapsed_s": round(time.perf_counter() - started, 3),
             }
         )
-        progress.update(1)
-        progress.set_postfix(loss=f"{values['total']:.4f}")
+        progress.update(loss=values["total"])
         if not math.isfinite(values["total"]):
             raise FloatingPointError(f"loss is {values['total']} at step {step}; lower TrainConfig.lr or use bf16/no")
 

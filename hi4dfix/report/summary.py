@@ -15,6 +15,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from hi4dfix.plan import Paths
 from hi4dfix.tables import MEAN, metric_digits, metric_title, read_delta_csv
 
 STUDY_COMPARISON = "tuned_vs_base"
@@ -70,25 +71,25 @@ def mean_row_lines(table: pd.DataFrame, comparisons: Iterable[str] | None = None
 def main_job_summary(results_dir: str | os.PathLike, version: str) -> str:
     """One screenful about ``version``: its delta table's mean rows (every comparison), the internal
     evaluation's tuned − base, and where the tables, the report and the logs are."""
-    results = Path(results_dir)
-    deltas_csv = results / version / "deltas.csv"
+    paths = Paths(str(results_dir))
+    deltas_csv = paths.deltas(version)
     table = read_delta_csv(deltas_csv)
     scenes = sorted(set(table["scene"]) - {MEAN})
     lines = [
-        f"{version}: novel views of {len(scenes)} reserved scenes, mean over scenes of the paired difference b − a "
-        "[bootstrap interval], verdict",
-        *mean_row_lines(table),
+        f"{version}: novel views of {len(scenes)} reserved scenes, tuned − base: mean over scenes of the paired "
+        "difference [interval across scenes], verdict",
+        *mean_row_lines(table, [STUDY_COMPARISON]),
     ]
-    eval_csv = results / version / "difix" / "eval_deltas.csv"
+    eval_csv = Path(paths.eval_deltas(version))
     if eval_csv.exists():
         evaluation = read_delta_csv(eval_csv)
         eval_scenes = ", ".join(sorted(set(evaluation["scene"]) - {MEAN}))
         lines.append(f"{version}: internal evaluation ({eval_scenes}), tuned − base")
         lines += mean_row_lines(evaluation, [STUDY_COMPARISON])
     lines += [
-        f"  per scene and with notes: {results / version / 'deltas.md'}"
-        + (f", {results / version / 'difix' / 'eval_deltas.md'}" if eval_csv.exists() else ""),
-        f"  report: snakemake --report {results / version / 'report.html'} {deltas_csv}",
+        f"  every comparison, per scene and with notes: {paths.deltas(version, 'md')}"
+        + (f", {paths.eval_deltas(version, 'md')}" if eval_csv.exists() else ""),
+        f"  report: snakemake --report {paths.report_html(version)} {deltas_csv}",
     ]
     return "\n".join(lines)
 
@@ -99,26 +100,26 @@ def run_summary(
     """What the ``onsuccess`` handler prints: :func:`main_job_summary` of each version whose ``deltas.csv``
     exists (and, with ``since``, a time stamp, was written since then: this run's), up to ``detailed`` of
     them; beyond that a line each (tuned − base per metric), so a grid's run stays a screenful."""
-    results = Path(results_dir)
+    paths = Paths(str(results_dir))
     made = []
     for version in versions:
-        path = results / version / "deltas.csv"
+        path = Path(paths.deltas(version))
         if path.exists() and (since is None or path.stat().st_mtime >= since):
             made.append(version)
     if not made:
         return ""
     if len(made) <= detailed:
-        parts = [main_job_summary(results, version) for version in made]
+        parts = [main_job_summary(results_dir, version) for version in made]
     else:
         parts = [f"{len(made)} versions' delta tables, tuned − base (mean over scenes):"]
         for version in made:
-            table = read_delta_csv(results / version / "deltas.csv")
+            table = read_delta_csv(paths.deltas(version))
             rows = table[(table["scene"] == MEAN) & (table["comparison"] == STUDY_COMPARISON)].dropna(subset=["delta"])
             cells = [
                 f"{row.metric} {format_interval(row.metric, row.delta, row.ci_low, row.ci_high)} {row.verdict}"
                 for row in rows.itertuples()
             ]
             parts.append(f"  {version}: " + ("; ".join(cells) or "no metric computed"))
-        parts.append(f"  per version: {results}/VERSION/deltas.md; all mean rows: {results}/versions.csv")
-    parts.append(f"  job logs: {results}/logs/RULE/...")
+        parts.append(f"  per version: {paths.deltas('VERSION', 'md')}; all mean rows: {paths.versions_table()}")
+    parts.append(f"  job logs: {paths.log('RULE', '...')}")
     return "\n".join(parts) + "\n"

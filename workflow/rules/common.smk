@@ -5,6 +5,7 @@
 
 import shlex
 import sys
+import time
 
 from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
@@ -12,8 +13,10 @@ from snakemake.settings.types import DeploymentMethod
 from hi4dfix.logs import failed_job_reports
 from hi4dfix.plan import one_of
 from hi4dfix.arms import CONTROL
+from hi4dfix.report.summary import run_summary
 
 PATHS = PLAN.paths
+RUN_STARTED = time.time()  # the end-of-run summary shows the delta tables made since
 if PLAN.environment_problem() is not None:
     raise WorkflowError(PLAN.environment_problem())
 MISSING_WEIGHTS = PLAN.missing_weights()
@@ -27,9 +30,8 @@ onstart:
 
 
 onsuccess:
-    for table in PLAN.summary_tables():  # the tables a run made, printed at its end
-        if table.exists():
-            print(f"\n({table})\n{table.read_text()}")
+    # one screenful: the mean rows of the delta tables this run made, and where the tables and report are
+    print(run_summary(PATHS.results, PLAN.version_names, since=RUN_STARTED), end="")
 
 
 onerror:

@@ -16,7 +16,8 @@ TUNE_DIFIX_SHELL = (
     "{params.python} -m hi4dfix.difix.launch --gpus {params.gpus} --"
     " --triplets {input.triplets:q} --base {params.base:q} --output {output.model:q}"
     " --output-train-log {output.train_log:q} --output-dir {params.workdir:q} --run-per-fingerprint true"
-    " {params.args} > {log:q} 2>&1"
+    # the log keeps everything; the console gets it too (the trainer's few lines and its progress)
+    " {params.args} 2>&1 | tee {log:q}"
 )
 
 

@@ -24,6 +24,8 @@ rule evaluate_difix:
         size=get_inference_geometry,
         inference=config["difix"]["inference"],
         compile_cache_dir=PLAN.compile_cache_dir,
+        # what decides the numbers (metrics.ssim, ...): a change reruns; chunk_views changes none
+        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
     log:
         PATHS.log("evaluate_difix", "{version}"),
     benchmark:
@@ -56,6 +58,8 @@ rule evaluate_nvs:
         size=get_inference_geometry,
         inference=config["difix"]["inference"],
         compile_cache_dir=PLAN.compile_cache_dir,
+        # what decides the numbers (metrics.ssim, ...): a change reruns; chunk_views changes none
+        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
     log:
         PATHS.log("evaluate_nvs", "{version}", "{arm}", "{scene}"),
     benchmark:
@@ -82,9 +86,16 @@ rule eval_deltas:
             caption="../report/eval_deltas.rst",
             category=CATEGORY_METRICS,
             subcategory="{version}",
-            labels={"item": "internal evaluation (CSV)"},
+            labels={"item": "internal evaluation (CSV download)"},
         ),
         markdown=PATHS.eval_deltas("{version}", "md"),
+        html=report(
+            PATHS.eval_deltas("{version}", "html"),
+            caption="../report/eval_deltas.rst",
+            category=CATEGORY_METRICS,
+            subcategory="{version}",
+            labels={"item": "internal evaluation"},
+        ),
     params:
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: DiFix internal evaluation on "
@@ -114,9 +125,16 @@ rule delta_table:
             caption="../report/deltas.rst",
             category=CATEGORY_METRICS,
             subcategory="{version}",
-            labels={"item": "delta table (CSV)"},
+            labels={"item": "delta table (CSV download)"},
         ),
         markdown=PATHS.deltas("{version}", "md"),
+        html=report(
+            PATHS.deltas("{version}", "html"),
+            caption="../report/deltas.rst",
+            category=CATEGORY_METRICS,
+            subcategory="{version}",
+            labels={"item": "delta table"},
+        ),
     params:
         scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
         arms=list(PLAN.arms),

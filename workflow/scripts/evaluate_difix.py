@@ -26,7 +26,7 @@ with job_log(snakemake.log[0]) as log:
     rows = evaluate_difix_arms(
         read_triplets(snakemake.input.triplets)["test"],
         fixers,
-        MetricComputer(MetricsConfig.from_dict(snakemake.config["metrics"])),
+        MetricComputer(MetricsConfig.from_dict(snakemake.params.metrics)),
         snakemake.input.scenes,
         chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
     )

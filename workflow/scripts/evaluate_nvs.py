@@ -21,7 +21,7 @@ with job_log(snakemake.log[0]) as log:
         render_dir=snakemake.input.renders,
         profile=snakemake.params.profile,
         fixer=fixer,
-        metrics=MetricComputer(MetricsConfig.from_dict(snakemake.config["metrics"])),
+        metrics=MetricComputer(MetricsConfig.from_dict(snakemake.params.metrics)),
         save_dir=arm_output_dir(snakemake.output[0]),
         chunk_views=snakemake.config["metrics"]["chunk_views"],  # not a param: it changes no result
         progressive=ProgressiveConfig.from_nvs(snakemake.params.nvs),
