@@ -110,6 +110,8 @@ def triplet_key(version: Version, profiles: Mapping[str, Mapping[str, Any]]) -> 
 
 # ---- output paths ----------------------------------------------------------------------------------
 
+CONTENT_CHECK_NAME = "content_check.json"  # a content check's record: a version's, the control triplets'
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -125,11 +127,11 @@ class Paths:
         return f"{self.results}/renders/{profile}/{scene}"
 
     def content_check(self, version: str) -> str:
-        return f"{self.results}/{version}/content_check.json"
+        return f"{self.results}/{version}/{CONTENT_CHECK_NAME}"
 
     def control_content_check(self) -> str:
         """The record that the control arm's triplets hold no reserved scene's frames (one per study)."""
-        return f"{self.results}/difix_control/content_check.json"
+        return f"{self.results}/difix_control/{CONTENT_CHECK_NAME}"
 
     def triplets(self, version: str) -> str:
         """Where ``version`` writes triplets (who reads them: :meth:`Plan.triplets`)."""

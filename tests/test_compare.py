@@ -11,6 +11,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from hi4dfix.compare import VariantTables, compare_markdown, compare_table, decision, holm_verdict, read_compare_csv
+from hi4dfix.metrics import METRIC_COLUMNS
 from hi4dfix.report.compare_figures import decision_html, paired_chart
 from hi4dfix.stats import BootstrapConfig, holm, sign_flip_p
 from hi4dfix.tables import per_scene_table, write_csv
@@ -45,7 +46,8 @@ def write_tuned(tmp_path, version, psnr, scenes=SCENES, frames=(0, 1)):
     for scene in scenes:
         rows = [
             {"frame": f, "cam": c, "psnr": psnr(scene, f, c), "ssim": 0.5 + 0.01 * psnr(scene, f, c),
-             "lpips": 0.3, "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan}
+             "lpips": 0.3, "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan,
+             **dict.fromkeys(METRIC_COLUMNS[6:], np.nan)}
             for f in frames for c in (4, 5)
         ]  # fmt: skip
         path = tmp_path / version / "nvs" / "tuned" / f"{scene}.csv"
@@ -61,7 +63,8 @@ def write_eval(tmp_path, version, psnr, frames=(0, 1, 2), cams=(4, 5), scenes=(I
     rows = [
         {"arm": arm, "id": f"{s}/{c}/{f}", "frame": f, "cam": c,
          "psnr": 18.0 if arm == "raw" else psnr(s, f, c), "ssim": 0.5 if arm == "raw" else ssim(s, f, c),
-         "lpips": 0.3, "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan}
+         "lpips": 0.3, "psnr_person": np.nan, "ssim_person": np.nan, "lpips_person": np.nan,
+             **dict.fromkeys(METRIC_COLUMNS[6:], np.nan)}
         for arm in ("raw", "tuned") for s in scenes for f in frames for c in cams
     ]  # fmt: skip
     path = tmp_path / version / "difix" / "eval.csv"

@@ -45,7 +45,8 @@ def test_delta_table_has_the_arms_means_paired_deltas_intervals_and_verdicts(pip
     workdir, _ = pipeline
     deltas = read_delta_csv(workdir / "results/v0/deltas.csv")
     assert list(deltas.columns) == list(delta_columns(ARMS))
-    assert len(deltas) == (len(RESERVED) + 1) * 6 * len(COMPARISONS)  # whole-frame and person metrics
+    # the default endpoint's metrics: person PSNR, then the 10 secondary (stats block; whole-frame and person)
+    assert len(deltas) == (len(RESERVED) + 1) * 11 * len(COMPARISONS)
     assert sorted(set(deltas["scene"])) == sorted(RESERVED + ["mean"])
     assert set(deltas["comparison"]) == {
         "tuned_vs_base", "tuned_vs_raw", "base_vs_raw", "tuned_vs_control", "control_vs_base",

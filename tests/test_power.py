@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hi4dfix.cli import main
+from hi4dfix.metrics import METRIC_COLUMNS
 from hi4dfix.power import Components, inflation, plan, power, variance_components, version_differences
 from hi4dfix.tables import per_scene_table, write_csv
 
@@ -21,7 +22,8 @@ def small_study(tmp_path, n_scenes=5, n_frames=12, scene_sd=0.3, frame_sd=0.2, g
         for arm, shift in (("base", np.zeros(n_frames)), ("tuned", frames)):
             rows = [
                 {"frame": f, "cam": c, "psnr": 20.0 + shift[f], "ssim": 0.5, "lpips": 0.3,
-                 "psnr_person": 18.0 + shift[f] + 0.01 * c, "ssim_person": 0.5, "lpips_person": 0.3}
+                 "psnr_person": 18.0 + shift[f] + 0.01 * c, "ssim_person": 0.5, "lpips_person": 0.3,
+                 **dict.fromkeys(METRIC_COLUMNS[6:], np.nan)}
                 for f in range(n_frames) for c in (4, 16)
             ]  # fmt: skip
             write_csv(tmp_path / "v0" / "nvs" / arm / f"{scene}.csv", per_scene_table(rows))

@@ -486,8 +486,10 @@ def test_report_embeds_every_item_in_its_category(report_run):
         CATEGORY_CARD: ["results/v0/report/card.html"],
         CATEGORY_METRICS: [
             "results/v0/deltas.csv",
+            "results/v0/deltas.html",  # deltas.md, readable inline
             "results/v0/report/metrics.png",
             "results/v0/difix/eval_deltas.csv",
+            "results/v0/difix/eval_deltas.html",
         ],
         CATEGORY_VIEWS: [f"results/v0/report/before_after/{scene}.png" for scene in RESERVED],
         CATEGORY_GALLERY: ["results/v0/report/gallery.png"],

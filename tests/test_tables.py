@@ -117,7 +117,7 @@ def test_delta_table_layout_arm_means_and_paired_deltas():
         "scene", "metric", "comparison", "raw", "base", "tuned", "delta", "ci_low", "ci_high",
         "n_frames", "n_views", "verdict", "note", "unit", "test", "p_value", "p_holm",
     ]  # fmt: skip
-    assert len(df) == len(T.DEFAULT_DELTA_METRICS) * 3 * 3  # metrics x (2 scenes + mean) x comparisons
+    assert len(df) == 3 * 3 * 3  # CFG's 3 endpoint metrics x (2 scenes + mean) x comparisons
     assert list(df["scene"][:9]) == ["pair19"] * 3 + ["pair32"] * 3 + ["mean"] * 3
     assert list(df["comparison"][:3]) == ["tuned_vs_base", "tuned_vs_raw", "base_vs_raw"]
     for scene in ("pair19", "pair32"):
@@ -176,7 +176,10 @@ def test_identical_arms_give_zero_intervals():
     # With the default endpoint (person PSNR, min_effect 0.5) an interval of [0, 0] is equivalence; the mean
     # row still needs enough scenes.
     default = T.delta_table(long_views(arms))
-    assert set(default["metric"]) == {"psnr", "ssim", "lpips", "psnr_person", "ssim_person", "lpips_person"}
+    assert set(default["metric"]) == {
+        "psnr", "ssim", "lpips", "flip", "haarpsi", "gmsd", "flicker", "flicker_flow",
+        "psnr_person", "ssim_person", "lpips_person",
+    }  # fmt: skip
     assert set(default.loc[(default.metric == "psnr_person") & (default.scene != "mean"), "verdict"]) == {"equivalent"}
 
 
@@ -393,7 +396,8 @@ def test_delta_markdown_shows_intervals_verdicts_notes_and_how():
         "| scene | interval | frames | views | raw | base | tuned | tuned − base [90%] | tuned vs base "
         "| tuned − raw [90%] | tuned vs raw | base − raw [90%] | base vs raw |"
     )
-    assert md.count(header) == 4  # LPIPS and person LPIPS, computed for no arm, are one line each saying why
+    # the default endpoint's 11 metrics; LPIPS and person LPIPS, computed for no arm, are one line each saying why
+    assert md.count(header) == 11 - 2
     assert "| a | within a only | 2 | 4 |" in md and "| mean | within a only | 2 | 4 |" in md
     r = row(df, "a", "psnr", "tuned_vs_base")
     # a constant difference over 2 frames: a point interval, and the sign-flip fallback's p = 0.5
@@ -453,7 +457,7 @@ def test_control_arm_adds_its_column_and_two_comparisons_with_intervals_and_verd
         "scene", "metric", "comparison", "raw", "base", "tuned", "control", "delta", "ci_low", "ci_high",
         "n_frames", "n_views", "verdict", "note", "unit", "test", "p_value", "p_holm",
     ]  # fmt: skip
-    assert len(df) == len(T.DEFAULT_DELTA_METRICS) * 3 * 5  # metrics x (2 scenes + mean) x five comparisons
+    assert len(df) == 3 * 3 * 5  # CFG's 3 endpoint metrics x (2 scenes + mean) x five comparisons
     assert list(df["comparison"][:5]) == [
         "tuned_vs_base", "tuned_vs_raw", "base_vs_raw", "tuned_vs_control", "control_vs_base",
     ]  # fmt: skip
@@ -534,7 +538,7 @@ def test_versions_table_with_and_without_the_control_arm():
     }
     vt = T.versions_table(deltas)
     assert "control" in vt.columns
-    assert len(vt) == len(T.DEFAULT_DELTA_METRICS) * (5 + 3)
+    assert len(vt) == 3 * (5 + 3)  # CFG's 3 endpoint metrics x comparisons
     assert vt.loc[vt.version == "v1", "control"].isna().all()
     assert set(vt.loc[vt.version == "v1", "comparison"]) == set(T.COMPARISON_NAMES)
     assert vt.loc[vt.version == "v0", "control"].notna().all()

@@ -76,8 +76,7 @@ def main_job_summary(results_dir: str | os.PathLike, version: str) -> str:
     table = read_delta_csv(deltas_csv)
     scenes = sorted(set(table["scene"]) - {MEAN})
     lines = [
-        f"{version}: novel views of {len(scenes)} reserved scenes, tuned − base: mean over scenes of the paired "
-        "difference [interval across scenes], verdict",
+        f"{version}: novel views of {len(scenes)} reserved scenes, tuned − base: mean over scenes [interval], verdict",
         *mean_row_lines(table, [STUDY_COMPARISON]),
     ]
     eval_csv = Path(paths.eval_deltas(version))
