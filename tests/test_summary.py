@@ -61,7 +61,8 @@ def test_main_job_summary_is_one_short_screen_of_mean_rows_and_paths(tmp_path, m
     assert "hi4d_pair15_fight" not in text  # mean rows only
     assert "v0: internal evaluation (hi4d_pair02_dance), tuned − base" in lines
     assert "  PSNR (dB) ↑   tuned − base      +0.50 [+0.46, +0.58]          improved" in lines
-    assert "every comparison, per scene and with notes: results/v0/deltas.md" in text and "results/v0/difix/eval_deltas.md" in text
+    assert "every comparison, per scene and with notes: results/v0/deltas.md" in text
+    assert "results/v0/difix/eval_deltas.md" in text
     assert "snakemake --report results/v0/report.html results/v0/deltas.csv" in text
 
 
