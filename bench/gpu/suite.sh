@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs, in one script: carried wheels, gsplat's CUDA build, the GPU tests,
 # the render and DiFix benchmarks and the pipeline's GPU code path. Outputs go to ${OUT:-gpu-out}.
-#   bash bench/gpu_suite.sh tests      the GPU suite, one 10-minute device call on a bare machine:
+#   bash bench/gpu/suite.sh tests      the GPU suite, one 10-minute device call on a bare machine:
 #                                      every `gpu` test but the `gpu_slow` ones, with durations
-#   bash bench/gpu_suite.sh slow       the `gpu_slow` tests (the render parity tests: gsplat's CUDA
+#   bash bench/gpu/suite.sh slow       the `gpu_slow` tests (the render parity tests: gsplat's CUDA
 #                                      extension builds first, 1.5-2 minutes)
-#   bash bench/gpu_suite.sh            one GPU, everything (longer than one 10-minute device call: the
+#   bash bench/gpu/suite.sh            one GPU, everything (longer than one 10-minute device call: the
 #                                      figures in BENCHMARKS.md came from several calls of its lines)
-#   bash bench/gpu_suite.sh multi      also the 2-process DiFix step (run where 2 GPUs are visible)
+#   bash bench/gpu/suite.sh multi      also the 2-process DiFix step (run where 2 GPUs are visible)
 # The two test commands, as run (wheels of diffusers, gsplat, lpips in .whl/):
 #   python3 -m pytest -m "gpu and not gpu_slow" tests/gpu -p no:cacheprovider -q -rfE --durations=15
 #   python3 -m pytest -m gpu_slow tests/gpu -p no:cacheprovider -q -rfE -s --durations=15
@@ -57,4 +57,4 @@ if [ "${1:-}" = multi ]; then
         --dynamo_backend no bench/bench_difix.py --rows train --precisions no,bf16,fp16 --iters 10 --warmup 3 \
         2>"$out/bench_difix_ddp.err" | tee "$out/bench_difix_ddp.md" | tail -6
 fi
-python3 bench/gpu_pipeline_smoke.py /tmp/smoke 2>&1 | tee "$out/pipeline_smoke.log" | tail -25
+python3 bench/gpu/pipeline_smoke.py /tmp/smoke 2>&1 | tee "$out/pipeline_smoke.log" | tail -25
