@@ -3,9 +3,10 @@
 # weights, 512x512 with a reference view, batch 1, bf16):
 #   bash bench/gpu/difix_step.sh [CACHE_DIR]
 # 1. side by side, cold (an empty study cache, empty node-local caches): the compiled training step
-#    (profiled) and, one after the other, compiled inference (profiled), inference with inductor's
-#    coordinate-descent tuning, and clipping + AdamW alone (bench/bench_optim.py); processes that
-#    compile together time their steps one at a time (--timing-lock);
+#    (profiled) beside compiled inference (profiled), then side by side inference with inductor's
+#    coordinate-descent tuning and with its freezing (weights as constants), then clipping + AdamW
+#    alone (bench/bench_optim.py); processes that compile together time their steps one at a time
+#    (--timing-lock);
 # 2. then alone, warm (new processes, node-local caches empty, the study cache from 1): the training
 #    step (profiled), inference, the plain diffusers step, the training step with clip_grad_norm_
 #    before the optimizer (under cProfile: where the warm first step goes), and with cuDNN autotuning;
@@ -46,7 +47,10 @@ a=$!
 (
     row cold_infer --rows infer --bf16-weights $cc --profile 2 --profile-out "$out/prof_cold_infer"
     row cold_infer_cd --rows infer --bf16-weights $cc --inductor coordinate_descent_tuning=True \
-        --profile 2 --profile-out "$out/prof_cold_infer_cd"
+        --profile 2 --profile-out "$out/prof_cold_infer_cd" &
+    row cold_infer_freeze --rows infer --bf16-weights $cc --inductor freezing=True \
+        --profile 2 --profile-out "$out/prof_cold_infer_freeze" &
+    wait
     flock "$lock" timeout 120 python3 bench/bench_optim.py --iters 20 >"$out/optim.md" 2>"$out/optim.log"
     stamp "bench_optim exit $?"
     pack
@@ -68,7 +72,7 @@ def load(name, key):
     path = f"{out}/{name}.pt"
     return torch.load(path)[key] if os.path.exists(path) and key in torch.load(path) else None
 for key, names in (("train_losses", ("cold_train", "warm_train", "warm_train_sep", "warm_train_cudnn")),
-                   ("infer_output", ("cold_infer", "warm_infer", "cold_infer_cd"))):
+                   ("infer_output", ("cold_infer", "warm_infer", "cold_infer_cd", "cold_infer_freeze"))):
     first = load(names[0], key)
     for name in names[1:]:
         other = load(name, key)
