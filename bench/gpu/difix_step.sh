@@ -6,10 +6,10 @@
 #    (profiled) beside compiled inference (profiled), then side by side inference with inductor's
 #    coordinate-descent tuning and with its freezing (weights as constants), then clipping + AdamW
 #    alone (bench/bench_optim.py); processes that compile together time their steps one at a time
-#    (--timing-lock);
+#    (--timing-lock); beside them the DiFix GPU tests (not gpu_slow), untimed;
 # 2. then alone, warm (new processes, node-local caches empty, the study cache from 1): the training
-#    step (profiled), inference, the plain diffusers step, the training step with clip_grad_norm_
-#    before the optimizer (under cProfile: where the warm first step goes), and with cuDNN autotuning;
+#    step (profiled), inference, the plain diffusers step, the training step with cuDNN autotuning,
+#    and with clip_grad_norm_ before the optimizer (under cProfile: where the warm first step goes);
 # 3. the first calls' outputs compared (cold vs warm, fused vs separate clipping).
 # Tables, logs and profiles go to $OUT/step.tgz (packed after every row); the last lines printed
 # are the summary.
@@ -56,15 +56,23 @@ a=$!
     pack
 ) &
 b=$!
-wait $a $b
+(   # the DiFix GPU tests (the trainer's clipping inside fused AdamW among them), not timed
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TRITON_CACHE_DIR=$(mktemp -d) timeout 400 python3 -m pytest \
+        -m "gpu and not gpu_slow" tests/gpu/test_difix_gpu.py -p no:cacheprovider -q -rfE --durations=12 \
+        >"$out/gpu_difix_tests.log" 2>&1
+    stamp "DiFix GPU tests exit $?: $(grep -E 'passed|failed' "$out/gpu_difix_tests.log" | tail -1)"
+    pack
+) &
+c=$!
+wait $a $b $c
 ls -la "$cache" | tee "$out/cache_after_cold.txt"
 stamp "2: warm, alone"
 row warm_train --rows train $cc --profile 2 --profile-out "$out/prof_warm_train"
 row warm_infer --rows infer --bf16-weights $cc --profile 2 --profile-out "$out/prof_warm_infer"
 [ "$(left)" -gt 40 ] && row plain --rows plain
-[ "$(left)" -gt 70 ] && row warm_train_sep -m --rows train $cc --clip separate
 [ "$(left)" -gt 70 ] && row warm_train_cudnn --rows train $cc --cudnn-benchmark --profile 2 \
     --profile-out "$out/prof_warm_train_cudnn"
+[ "$(left)" -gt 70 ] && row warm_train_sep -m --rows train $cc --clip separate
 python3 - "$out" <<'PY' 2>&1 | tee "$out/compare.txt"
 import os, pstats, sys, torch
 out = sys.argv[1]
