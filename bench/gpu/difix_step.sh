@@ -27,7 +27,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, torch.versio
     | tee -a "$out/device.txt"
 start=$(date +%s)
 stamp() { echo "[$(($(date +%s) - start)) s] $*" | tee -a "$out/timeline.txt"; }
-left() { echo $((545 - ($(date +%s) - start))); }
+left() { echo $((480 - ($(date +%s) - start))); }
 pack() { if [ -n "${OUT:-}" ]; then flock "$out/pack.lock" tar -czf "$OUT/step.tgz" --exclude='*.lock' -C gpu-out step; fi; }
 lock=$out/timing.lock
 difix="bench/bench_difix.py --iters 20 --warmup 5 --precisions bf16 --timing-lock $lock"
