@@ -469,8 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         "--cudnn-benchmark", action="store_true", help="training with cuDNN autotuning (TrainConfig.cudnn_benchmark)"
     )
     parser.add_argument(
-        "--clip", default="fused", choices=["fused", "separate"],
-        help="training: clip inside fused AdamW (hi4dfix.difix.optim, the trainer's) or clip_grad_norm_ then step",
+        "--clip", default="separate", choices=["fused", "separate"],
+        help="training: clip_grad_norm_ then step (the trainer's) or inside fused AdamW (hi4dfix.difix.optim)",
     )
     parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")

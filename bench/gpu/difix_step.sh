@@ -42,7 +42,7 @@ row() {  # row NAME [python3 options --] ARGS...: one bench_difix run, table NAM
 }
 
 stamp "1: cold, side by side"
-row cold_train --rows train $cc --profile 2 --profile-out "$out/prof_cold_train" &
+row cold_train --rows train $cc --clip fused --profile 2 --profile-out "$out/prof_cold_train" &
 a=$!
 (
     row cold_infer --rows infer --bf16-weights $cc --profile 2 --profile-out "$out/prof_cold_infer"
@@ -56,7 +56,7 @@ a=$!
     pack
 ) &
 b=$!
-(   # the DiFix GPU tests (the trainer's clipping inside fused AdamW among them), not timed
+(   # the DiFix GPU tests (clipping inside fused AdamW among them), not timed
     TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TRITON_CACHE_DIR=$(mktemp -d) timeout 400 python3 -m pytest \
         -m "gpu and not gpu_slow" tests/gpu/test_difix_gpu.py -p no:cacheprovider -q -rfE --durations=12 \
         >"$out/gpu_difix_tests.log" 2>&1
@@ -67,10 +67,10 @@ c=$!
 wait $a $b $c
 ls -la "$cache" | tee "$out/cache_after_cold.txt"
 stamp "2: warm, alone"
-row warm_train --rows train $cc --profile 2 --profile-out "$out/prof_warm_train"
+row warm_train --rows train $cc --clip fused --profile 2 --profile-out "$out/prof_warm_train"
 row warm_infer --rows infer --bf16-weights $cc --profile 2 --profile-out "$out/prof_warm_infer"
 [ "$(left)" -gt 40 ] && row plain --rows plain
-[ "$(left)" -gt 70 ] && row warm_train_cudnn --rows train $cc --cudnn-benchmark --profile 2 \
+[ "$(left)" -gt 70 ] && row warm_train_cudnn --rows train $cc --clip fused --cudnn-benchmark --profile 2 \
     --profile-out "$out/prof_warm_train_cudnn"
 [ "$(left)" -gt 70 ] && row warm_train_sep -m --rows train $cc --clip separate
 python3 - "$out" <<'PY' 2>&1 | tee "$out/compare.txt"

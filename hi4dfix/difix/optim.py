@@ -53,10 +53,11 @@ def total_grad_norm(params: Sequence[torch.nn.Parameter]) -> torch.Tensor:
 
 
 def clip_and_step(accelerator, optimizer, params: Sequence[torch.nn.Parameter], max_norm: float,
-                  fused_clip: bool = True) -> torch.Tensor | None:
+                  fused_clip: bool = False) -> torch.Tensor | None:
     """Clip the gradients of ``params`` to ``max_norm`` (0: no clipping) and step ``optimizer``.
     Returns the total norm before clipping (a tensor; None without clipping). ``fused_clip``: clip
-    inside fused AdamW where ``can_clip_in_optimizer`` allows, else as accelerate does."""
+    inside fused AdamW where ``can_clip_in_optimizer`` allows, else (and by default, until the GPU
+    tests have run with it: BENCHMARKS.md) as accelerate does, the trainer's way."""
     if max_norm <= 0:
         optimizer.step()
         return None

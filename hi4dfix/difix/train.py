@@ -80,7 +80,6 @@ from hi4dfix.difix.fingerprint import (
 from hi4dfix.difix.layout import channels_last_wanted, to_channels_last
 from hi4dfix.difix.losses import DifixLoss, LossConfig
 from hi4dfix.difix.model import DifixModel, TrainableParts, add_unet_lora, describe, unet_lora_rank
-from hi4dfix.difix.optim import clip_and_step
 from hi4dfix.io import atomic_path, read_image, write_json
 from hi4dfix.logs import log_to_stderr
 from hi4dfix.metrics import psnr_from_mse
@@ -867,11 +866,13 @@ def _run_steps(
             masks = batch["masks"].to(device, non_blocking=True) if "masks" in batch else None
             terms = opt.loss_fn(pred, targets, step, generator=gen, mask=masks)
         accelerator.backward(terms["total"])
+        grad_norm = float("nan")
+        if cfg.max_grad_norm > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(opt.params, cfg.max_grad_norm))
         lr = learning_rate(cfg, step)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        norm = clip_and_step(accelerator, optimizer, opt.params, cfg.max_grad_norm)
-        grad_norm = float("nan") if norm is None else float(norm)
+        optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
         step_times.append(dt)
