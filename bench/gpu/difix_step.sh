@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The DiFix step's speed on one GPU in one 10-minute device call (full-size architecture, random
 # weights, 512x512 with a reference view, batch 1, bf16):
-#   bash bench/gpu/difix_step.sh [CACHE_DIR]
+#   [DEADLINE=S] bash bench/gpu/difix_step.sh [CACHE_DIR]   (rows start only while S s (480) last)
 # 1. side by side, cold (an empty study cache, empty node-local caches): the compiled training step
 #    (profiled) beside compiled inference (profiled), then side by side inference with inductor's
 #    coordinate-descent tuning and with its freezing (weights as constants), then clipping + AdamW
@@ -27,7 +27,7 @@ python3 -c "import torch, triton; print('torch', torch.__version__, torch.versio
     | tee -a "$out/device.txt"
 start=$(date +%s)
 stamp() { echo "[$(($(date +%s) - start)) s] $*" | tee -a "$out/timeline.txt"; }
-left() { echo $((480 - ($(date +%s) - start))); }
+left() { echo $((${DEADLINE:-480} - ($(date +%s) - start))); }
 pack() { if [ -n "${OUT:-}" ]; then flock "$out/pack.lock" tar -czf "$OUT/step.tgz" --exclude='*.lock' -C gpu-out step; fi; }
 lock=$out/timing.lock
 difix="bench/bench_difix.py --iters 20 --warmup 5 --precisions bf16 --timing-lock $lock"
