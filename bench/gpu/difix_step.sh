@@ -51,13 +51,13 @@ a=$!
     row cold_infer_freeze --rows infer --bf16-weights $cc --inductor freezing=True \
         --profile 2 --profile-out "$out/prof_cold_infer_freeze" &
     wait
-    flock "$lock" timeout 120 python3 bench/bench_optim.py --iters 20 >"$out/optim.md" 2>"$out/optim.log"
+    flock "$lock" timeout "$(left)" python3 bench/bench_optim.py --iters 20 >"$out/optim.md" 2>"$out/optim.log"
     stamp "bench_optim exit $?"
     pack
 ) &
 b=$!
 (   # the DiFix GPU tests (clipping inside fused AdamW among them), not timed
-    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TRITON_CACHE_DIR=$(mktemp -d) timeout 400 python3 -m pytest \
+    TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) TRITON_CACHE_DIR=$(mktemp -d) timeout "$(left)" python3 -m pytest \
         -m "gpu and not gpu_slow" tests/gpu/test_difix_gpu.py -p no:cacheprovider -q -rfE --durations=12 \
         >"$out/gpu_difix_tests.log" 2>&1
     stamp "DiFix GPU tests exit $?: $(grep -E 'passed|failed' "$out/gpu_difix_tests.log" | tail -1)"
