@@ -49,6 +49,7 @@ from hi4dfix.difix.infer import (
 )
 from hi4dfix.difix.memory_format import uses_channels_last  # noqa: E402
 from hi4dfix.difix.model import build_random_difix, build_unet, build_vae  # noqa: E402
+from hi4dfix.difix.optim import clip_and_step  # noqa: E402
 from hi4dfix.difix.train import release_accelerate_state  # noqa: E402
 from hi4dfix.difix.train_config import TrainConfig  # noqa: E402
 from hi4dfix.difix.train_setup import make_optimizer, prepare_model_for_training, set_tf32  # noqa: E402
@@ -96,18 +97,40 @@ def timed(
     print(f"first call: {first:.1f} s", file=sys.stderr, flush=True)
     if after_first is not None:
         after_first(result)
-    reset_peak(device)  # steady-state peak: without compilation and cuDNN autotuning workspaces
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / iters
-    if profile_calls:
-        print_profile(fn, profile_calls, device, profile_out / f"{name}.txt" if profile_out else None)
+    with timing_lock():
+        reset_peak(device)  # steady-state peak: without compilation and cuDNN autotuning workspaces
+        for _ in range(warmup):
+            fn()
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        synchronize(device)
+        seconds = (time.perf_counter() - start) / iters
+        if profile_calls:
+            print_profile(fn, profile_calls, device, profile_out / f"{name}.txt" if profile_out else None)
     return first, seconds
+
+
+TIMING_LOCK: Path | None = None  # --timing-lock
+
+
+@contextlib.contextmanager
+def timing_lock():
+    """With --timing-lock FILE: processes compiling side by side time their steps one at a time."""
+    if TIMING_LOCK is None:
+        yield
+        return
+    import fcntl
+
+    with open(TIMING_LOCK, "a") as fh:
+        t0 = time.perf_counter()
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        print(f"timing lock after {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def print_profile(fn, calls: int, device: torch.device, table_path: Path | None = None) -> None:
@@ -223,8 +246,7 @@ def bench_difix_train(
             losses.append(float(loss))
         elif recorded is not None:
             recorded.append(loss.detach().clone())
-        accelerator.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        clip_and_step(accelerator, optimizer, params, 1.0, fused_clip=args.clip == "fused")
         optimizer.zero_grad(set_to_none=True)
 
     try:
@@ -444,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cudnn-benchmark", action="store_true", help="training with cuDNN autotuning (TrainConfig.cudnn_benchmark)"
     )
+    parser.add_argument(
+        "--clip", default="separate", choices=["fused", "separate"],
+        help="training: clip_grad_norm_ then step (the trainer's) or inside fused AdamW (hi4dfix.difix.optim)",
+    )
     parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="trace N calls of each row after timing")
     parser.add_argument("--profile-out", type=Path, help="folder for the whole profile table of each row")
@@ -465,8 +491,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=["ddp_optimizer", "no_optimization", "python_reducer"],
         help="torch._dynamo.config.optimize_ddp (unset: the trainer's, no_optimization: one graph)",
     )
+    parser.add_argument(
+        "--timing-lock", type=Path, metavar="FILE",
+        help="time (and profile) only while holding this file's lock: side-by-side processes compile together, "
+        "time one at a time",
+    )
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
+    global TIMING_LOCK
+    TIMING_LOCK = args.timing_lock
     if args.group_norm == "native":
         import hi4dfix.difix.memory_format as memory_format
 
@@ -517,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         for o in ("compile", "bf16_weights", "all_views", "gradient_checkpointing", "cudnn_benchmark")
         if getattr(args, o)
     ]
+    if "train" in args.rows:
+        options.append(f"clip {args.clip}")
     if args.compile_mode:
         options.append(f"compile mode {args.compile_mode}")
     if args.channels_last is not None:

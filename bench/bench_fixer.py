@@ -7,7 +7,7 @@ runs it), eager and compiled, against the model-only figure of ``bench/bench_dif
 The fixer is timed as evaluate_nvs times it: host images in, fixed host images out (resizing,
 copies, the model), the first batch of each size apart (it compiles and captures CUDA graphs).
 Views are fed in chunks of 8 as the evaluation streams them. ``--model``: a pkl or folder
-(``bench/gpu_study.py base`` writes a random sd-turbo one); default: a random tiny model.
+(``bench/gpu/study.py base`` writes a random sd-turbo one); default: a random tiny model.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def cuda_peak_memory_message() -> str | None:
     the process did not use CUDA.
 
     Only looks: torch is not imported and CUDA is not initialised for this (a CPU job stays a
-    CPU job). Snakemake's benchmark files record RSS, not GPU memory; bench/gpu_study.py
+    CPU job). Snakemake's benchmark files record RSS, not GPU memory; bench/gpu/study.py
     parses these lines.
     """
     torch = sys.modules.get("torch")

@@ -1,5 +1,5 @@
-"""bench/gpu_study.py, the helpers of the full-size GPU run (bench/gpu_study_run.sh): the local base
-folder rebuilds tuned sd-turbo pkls offline, the config overlay follows the schema, the summary
+"""bench/gpu/study.py, the helpers of the full-size GPU run (bench/gpu/study_run.sh): the local base
+folder rebuilds tuned sd-turbo pkls offline, the config overlay sets the run keys, the summary
 joins benchmark files, job logs and Snakemake's log."""
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ import argparse
 import importlib.util
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("gpu_study", REPO / "bench" / "gpu_study.py")
+spec = importlib.util.spec_from_file_location("gpu_study", REPO / "bench" / "gpu" / "study.py")
 gpu_study = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_study)
 
@@ -23,64 +22,26 @@ def overlay_args(**overrides) -> argparse.Namespace:
         base="/scratch/base", preset="sd-turbo", width=940, height=1280, frames=20, render_backend="gsplat",
         fit_steps=300, gaussians=13780, steps=300, tune_compile=True, mixed_precision="bf16",
         gram_warmup_steps=None, loader_workers=4, long_side=512, infer_compile="false", eval_samples=None,
-        data_only=False, allow_old_schema=False,
+        data_only=False,
     )
     values.update(overrides)
     return argparse.Namespace(**values)
 
 
-@pytest.fixture
-def schema_without_newer_keys(tmp_path, monkeypatch):
-    schema = yaml.safe_load(gpu_study.SCHEMA.read_text())
-    for key in ("long_side", "eval_long_side", "inference"):
-        schema["properties"]["difix"]["properties"].pop(key, None)
-    path = tmp_path / "schema.yaml"
-    path.write_text(yaml.safe_dump(schema))
-    monkeypatch.setattr(gpu_study, "SCHEMA", path)
-    return path
-
-
-@pytest.fixture
-def schema_with_newer_keys(tmp_path, monkeypatch):
-    schema = yaml.safe_load(gpu_study.SCHEMA.read_text())
-    difix = schema["properties"]["difix"]["properties"]
-    difix["long_side"] = {"type": ["integer", "null"]}
-    difix["inference"] = {"type": "object", "properties": {"compile": {"enum": ["auto", True, False]}}}
-    path = tmp_path / "schema.yaml"
-    path.write_text(yaml.safe_dump(schema))
-    monkeypatch.setattr(gpu_study, "SCHEMA", path)
-    return path
-
-
-def test_overlay_without_long_side_in_the_schema_fixes_the_tuning_size(schema_without_newer_keys):
-    config = gpu_study.overlay_config(overlay_args())
+def test_overlay_sets_the_run_keys():
+    config = gpu_study.overlay_config(overlay_args(infer_compile="true", eval_samples=48))
+    assert config["difix"] == {
+        "base": "/scratch/base", "preset": "sd-turbo", "long_side": 512, "inference": {"compile": True}
+    }
     tuning = config["versions"]["v0"]["tuning"]
-    assert tuning["resolution"] == "512x384"  # HxW: 940x1280 frames, long side 512, sides of 16
-    assert "long_side" not in config["difix"] and "inference" not in config["difix"]
+    assert "resolution" not in tuning
     assert tuning["steps"] == 300 and tuning["compile"] is True and tuning["gram_warmup_steps"] == 150
-    assert config["difix"] == {"base": "/scratch/base", "preset": "sd-turbo"}
+    assert config["versions"]["v0"]["triplets"] == {"max_samples": 48}
     assert config["data"]["synthetic"] == {"width": 940, "height": 1280, "num_frames": 20}
     assert config["materialize"]["max_frames"] == 20
 
 
-def test_overlay_uses_newer_keys_where_the_schema_has_them(schema_with_newer_keys):
-    config = gpu_study.overlay_config(overlay_args(infer_compile="true", eval_samples=48))
-    assert config["difix"]["long_side"] == 512 and config["difix"]["inference"] == {"compile": True}
-    assert "resolution" not in config["versions"]["v0"]["tuning"]
-    assert config["versions"]["v0"]["triplets"] == {"max_samples": 48}
-
-
-def test_overlay_is_refused_without_the_newer_keys_unless_allowed(schema_without_newer_keys, tmp_path):
-    with pytest.raises(SystemExit, match="no difix.long_side.*--allow-old-schema"):
-        gpu_study.write_overlay(overlay_args(out=tmp_path / "refused.yaml"))
-    assert not (tmp_path / "refused.yaml").exists()
-    gpu_study.write_overlay(overlay_args(out=tmp_path / "allowed.yaml", allow_old_schema=True))
-    assert (
-        yaml.safe_load((tmp_path / "allowed.yaml").read_text())["versions"]["v0"]["tuning"]["resolution"] == "512x384"
-    )
-
-
-def test_overlay_with_the_newer_keys_is_written(schema_with_newer_keys, tmp_path):
+def test_overlay_is_written(tmp_path):
     gpu_study.write_overlay(overlay_args(out=tmp_path / "overlay.yaml"))
     assert yaml.safe_load((tmp_path / "overlay.yaml").read_text())["difix"]["long_side"] == 512
 

@@ -13,6 +13,7 @@ from hi4dfix.difix.config import DifixConfig
 from hi4dfix.difix.infer import fix_images, load_difix
 from hi4dfix.difix.model import build_random_difix
 from hi4dfix.difix.official_pkl import save_checkpoint
+from hi4dfix.difix.optim import can_clip_in_optimizer, clip_and_step
 from hi4dfix.difix.train import train
 from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.difix.train_setup import prepare_model_for_training
@@ -146,6 +147,33 @@ def test_perceptual_losses_on_gpu(triplets_json, tmp_path, monkeypatch):
     # Difix's warm-up counts completed steps: with 0, the Gram term starts at the second step
     assert output.exists() and float(rows[0]["gram"]) == 0 and all(float(r["lpips"]) > 0 for r in rows)
     assert all(float(r["gram"]) > 0 for r in rows[1:])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_clipping_inside_fused_adamw_on_gpu(precision):
+    """The trainer's step end (hi4dfix.difix.optim) on CUDA's fused AdamW: the weights as with
+    clip_grad_norm_ then step; fp16's gradient scaler keeps the separate clipping."""
+    from accelerate import Accelerator
+
+    from hi4dfix.difix.train import release_accelerate_state
+
+    results = []
+    for fused_clip in (True, False):
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, device="cuda")) for s in [(512, 320), (320,), (64, 32, 3, 3)]]
+        accelerator = Accelerator(mixed_precision=precision)
+        optimizer = accelerator.prepare(torch.optim.AdamW(params, lr=1e-3, fused=True))
+        assert can_clip_in_optimizer(accelerator, optimizer) == (precision == "bf16")
+        for i in range(3):
+            gen = torch.Generator("cuda").manual_seed(i)
+            for p in params:
+                p.grad = torch.randn(p.shape, device="cuda", generator=gen) * 0.1
+            clip_and_step(accelerator, optimizer, params, 1.0, fused_clip=fused_clip)
+            optimizer.zero_grad(set_to_none=True)
+        results.append(params)
+        release_accelerate_state()
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.gpu_slow  # two compilations, the second with dynamic shapes: over 3 minutes on an H200 machine

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Issue 26's measurements on one GPU (nvidia-h200), in one 10-minute device call:
-#   bash bench/gpu_compile_cache.sh all [CACHE_DIR]      (call 1: A and B below)
-#   bash bench/gpu_compile_cache.sh again [CACHE_DIR]    (call 2: C below)
+# Compile once per study, measured on one GPU (nvidia-h200) in two 10-minute device calls:
+#   bash bench/gpu/compile_cache.sh all [CACHE_DIR]      (call 1: A and B below)
+#   bash bench/gpu/compile_cache.sh again [CACHE_DIR]    (call 2: C below)
 # A. side by side (cold: empty study cache, fresh node-local caches in every process):
 #    the compiled training step and compiled inference (bench_difix.py, saving to the study cache);
 #    the pipeline's fixer at 940x1280 (batch 4 at 384x512, compiled bf16), one process each for cuDNN
 #    autotuning off / on / on with cuDNN's workspace capped, its peak GPU memory (the first process
-#    compiles and saves, the others start from the study cache); the GPU suite (bench/gpu_suite.sh tests).
+#    compiles and saves, the others start from the study cache); the GPU suite (bench/gpu/suite.sh tests).
 # B. when A's DiFix rows are done, as a second node would: new processes, their node-local caches
 #    empty, the study cache filled by A: first-call times, steady times, outputs compared with A's;
 #    the plain diffusers step in the same call.
@@ -115,7 +115,7 @@ a_train=$!
 row cold_infer --rows infer --bf16-weights &
 a_infer=$!
 (
-    python3 bench/gpu_study.py base /tmp/base >"$out/base.log" 2>&1
+    python3 bench/gpu/study.py base /tmp/base >"$out/base.log" 2>&1
     stamp "random sd-turbo base folder exit $?"
     fixer fixer_cudnn_off off
     fixer fixer_cudnn_on on

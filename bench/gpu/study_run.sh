@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The whole study through Snakemake at full size on one GPU machine (issue 16, deliverable 2):
+# The whole study through Snakemake at full size on one GPU machine:
 # synthetic Hi4D-layout scenes at 940x1280, gsplat renders, an sd-turbo DiFix (random weights in the
 # official layout, built there) tuned for a few hundred steps, every arm evaluated.
 #
-#   bash bench/gpu_study_run.sh run [OPTIONS]    start (detached), wait --wait s, collect into $OUT
-#   bash bench/gpu_study_run.sh start [OPTIONS]  start detached (setsid: outlives the device command)
-#   bash bench/gpu_study_run.sh wait SECONDS     wait for the end (progress every 15 s), at most SECONDS
-#   bash bench/gpu_study_run.sh collect          summary, logs, benchmarks and tables into $OUT
-#   bash bench/gpu_study_run.sh status
+#   bash bench/gpu/study_run.sh run [OPTIONS]    start (detached), wait --wait s, collect into $OUT
+#   bash bench/gpu/study_run.sh start [OPTIONS]  start detached (setsid: outlives the device command)
+#   bash bench/gpu/study_run.sh wait SECONDS     wait for the end (progress every 15 s), at most SECONDS
+#   bash bench/gpu/study_run.sh collect          summary, logs, benchmarks and tables into $OUT
+#   bash bench/gpu/study_run.sh status
 #
 # Options (defaults: what fits one ~10-minute device call, see BENCHMARKS.md / the lead's notes):
 #   --frames N (20)        frames a scene (data.synthetic.num_frames, materialize.max_frames)
@@ -15,18 +15,15 @@
 #   --tune-compile true|false (false)  tuning.compile: a cold compile of the training step and of
 #                          the validation's forward takes minutes (BENCHMARKS.md), more than 300
 #                          eager steps; true is the full recipe
-#   --infer-compile auto|true|false (false)        difix.inference.compile, where the schema has it
+#   --infer-compile auto|true|false (false)        difix.inference.compile
 #   --fit-steps N (300)    --gaussians N (13780)   render recipe (gsplat)
-#   --long-side N|null (512)  processing size (difix.long_side; older schemas: tuning.resolution)
+#   --long-side N|null (512)  processing size (difix.long_side)
 #   --eval-samples N|null (48)  triplets.max_samples: caps the train AND the test triplets of each
 #                          version (evaluate_difix runs its 3 arms over the test split in one job,
 #                          after tuning); null: every view (140 test, 280 train at 20 frames)
-#   --gpu-jobs N (5; 3 where the schema has no difix.inference: float32 arms take more memory)
-#                          Snakemake's gpu resource: jobs sharing the GPU at once
+#   --gpu-jobs N (5)       Snakemake's gpu resource: jobs sharing the GPU at once
 #   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
 #   --run-dir DIR (gpu-out/study)   --fresh: remove an earlier run there first
-#   --allow-old-schema     run although the schema lacks difix.long_side (issue 15): the arms
-#                          then run at 944x1280 (without difix.inference, issue 16: in float32)
 #   --local-test           tiny CPU version of the same path (120x160, 2 frames, torch renders,
 #                          tiny preset, no wheels, no gsplat build) for checking the script
 #
@@ -37,7 +34,7 @@
 # overlays, GPU monitor), gpu_study_figures.tar.gz (report images, when under 16 MiB).
 set -uo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PY=${PYTHON:-python3}
 COMMAND=${1:-help}
 shift || true
@@ -48,7 +45,7 @@ FRESH=0
 WAIT=560
 declare -A OPT=(
     [frames]=20 [steps]=300 [tune-compile]=false [infer-compile]=false [fit-steps]=300 [gaussians]=13780
-    [long-side]=512 [eval-samples]=48 [gpu-jobs]=5 [gpu-jobs-given]=0 [local-test]=0 [allow-old-schema]=0
+    [long-side]=512 [eval-samples]=48 [gpu-jobs]=5 [local-test]=0
 )
 
 parse_options() {
@@ -58,10 +55,9 @@ parse_options() {
             --fresh) FRESH=1; shift ;;
             --wait) WAIT=$2; shift 2 ;;
             --local-test) OPT[local-test]=1; shift ;;
-            --allow-old-schema) OPT[allow-old-schema]=1; shift ;;
             --wheels) WHEELS=$2; shift 2 ;;
             --frames|--steps|--tune-compile|--infer-compile|--fit-steps|--gaussians|--long-side|--eval-samples|--gpu-jobs)
-                OPT[${1#--}]=$2; [ "$1" = --gpu-jobs ] && OPT[gpu-jobs-given]=1; shift 2 ;;
+                OPT[${1#--}]=$2; shift 2 ;;
             *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
         esac
     done
@@ -154,7 +150,7 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
 
     local preset=sd-turbo backend=gsplat
     [ "$local_test" = 1 ] && preset=tiny backend=torch
-    # the run's config first: it refuses a schema that cannot make this run (seconds, nothing started yet)
+    # the run's config first (seconds, nothing started yet)
     local overlay_args=(--base "$RUN/difix_base" --preset "$preset" --frames "$OPT_frames" --steps "$OPT_steps"
         --tune-compile "$OPT_tune_compile" --infer-compile "$OPT_infer_compile" --fit-steps "$OPT_fit_steps"
         --gaussians "$OPT_gaussians" --long-side "$OPT_long_side" --eval-samples "$OPT_eval_samples"
@@ -162,12 +158,9 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
     if [ "$local_test" = 1 ]; then
         overlay_args+=(--width 120 --height 160 --mixed-precision no --loader-workers 0)
     fi
-    if [ "$local_test" = 1 ] || [ "$OPT_allow_old_schema" = 1 ]; then
-        overlay_args+=(--allow-old-schema)
-    fi
     cd "$W" || return 1
-    stage overlays bash -c '"$0" bench/gpu_study.py overlay "$1/overlay_data.yaml" --data-only "${@:2}" && \
-        "$0" bench/gpu_study.py overlay "$1/overlay.yaml" "${@:2}"' "$PY" "$RUN" "${overlay_args[@]}" || return 1
+    stage overlays bash -c '"$0" bench/gpu/study.py overlay "$1/overlay_data.yaml" --data-only "${@:2}" && \
+        "$0" bench/gpu/study.py overlay "$1/overlay.yaml" "${@:2}"' "$PY" "$RUN" "${overlay_args[@]}" || return 1
 
     local monitor=""
     if command -v nvidia-smi >/dev/null; then
@@ -184,15 +177,11 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
         stage gsplat_build "$PY" -c "from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat CUDA extension unavailable'; print('gsplat CUDA extension ready')" &
         gsplat_pid=$!
     fi
-    stage build_base "$PY" "$W/bench/gpu_study.py" base "$RUN/difix_base" --preset "$preset" &
+    stage build_base "$PY" "$W/bench/gpu/study.py" base "$RUN/difix_base" --preset "$preset" &
     base_pid=$!
-    stage standins "$PY" "$W/bench/gpu_study.py" standins "$TORCH_HOME" &
+    stage standins "$PY" "$W/bench/gpu/study.py" standins "$TORCH_HOME" &
     standins_pid=$!
 
-    if grep -q "no difix.inference" "$RUN/logs/overlays.log" && [ "$OPT_gpu_jobs_given" != 1 ]; then
-        OPT_gpu_jobs=3
-        log "no difix.inference in the schema: float32 DiFix arms, at most $OPT_gpu_jobs GPU jobs at once"
-    fi
     local scenes versions
     scenes=$("$PY" -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['data']['scenes']))")
     versions=$("$PY" -c "import yaml; print(' '.join(yaml.safe_load(open('config/config.yaml'))['versions']))")
@@ -203,7 +192,7 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
     for v in $versions; do prioritize+=("results/$v/difix/model.pkl"); done
 
     stage snakemake_data "${smk[@]}" "${targets[@]}" --resources mem_mb=100000 \
-        --configfile bench/gpu_fullsize.yaml "$RUN/overlay_data.yaml"
+        --configfile bench/gpu/fullsize.yaml "$RUN/overlay_data.yaml"
     local rc_data=$?
 
     local rc_bg=0
@@ -219,7 +208,7 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
     # the study: renders of the tuning scenes first (--prioritize the tuned models' inputs)
     stage snakemake_study "${smk[@]}" --prioritize "${prioritize[@]}" \
         --resources gpu="$OPT_gpu_jobs" mem_mb=110000 --set-threads tune_difix=4 \
-        --configfile bench/gpu_fullsize.yaml "$RUN/overlay.yaml"
+        --configfile bench/gpu/fullsize.yaml "$RUN/overlay.yaml"
     local rc_study=$?
     [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
     return $rc_study
@@ -242,7 +231,7 @@ start() {
     mkdir -p "$RUN/logs" "$RUN/repo"
     if [ "${OPT[local-test]}" = 1 ]; then
         OPT[frames]=2 OPT[steps]=6 OPT[tune-compile]=false OPT[infer-compile]=false OPT[fit-steps]=20
-        OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1 OPT[gpu-jobs-given]=1 OPT[eval-samples]=8
+        OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1 OPT[eval-samples]=8
     fi
     : >"$RUN/options.env"
     for key in "${!OPT[@]}"; do echo "OPT_${key//-/_}=${OPT[$key]}" >>"$RUN/options.env"; done
@@ -251,7 +240,7 @@ start() {
         "$HERE"/bench "$RUN/repo/"
     # the detached driver reads its own copy: bash reads a script as it goes, and the device may
     # rewrite the working tree's files on the next call
-    setsid bash "$RUN/repo/bench/gpu_study_run.sh" _main --run-dir "$RUN" --wheels "$WHEELS" \
+    setsid bash "$RUN/repo/bench/gpu/study_run.sh" _main --run-dir "$RUN" --wheels "$WHEELS" \
         </dev/null >"$RUN/logs/driver.log" 2>&1 &
     echo $! >"$RUN/driver.pid"
     echo "started: pid $(cat "$RUN/driver.pid"), run folder $RUN, log $RUN/logs/driver.log"
@@ -278,7 +267,7 @@ wait_for_end() {
 collect() {
     local out=${OUT:-$RUN/out}
     mkdir -p "$out"
-    PYTHONPATH=$RUN/site:$RUN/repo "$PY" "$RUN/repo/bench/gpu_study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>"$RUN/logs/summary.err" \
+    PYTHONPATH=$RUN/site:$RUN/repo "$PY" "$RUN/repo/bench/gpu/study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>"$RUN/logs/summary.err" \
         || echo "summary failed: $(tail -3 "$RUN/logs/summary.err")"
     cp "$RUN/logs/driver.log" "$out/driver.log" 2>/dev/null
     [ -f "$RUN/summary.md" ] && cp "$RUN/summary.md" "$out/summary.md"
@@ -314,7 +303,7 @@ main() {
             echo $$ >"$RUN/driver.pid"
             main_run
             local rc=$?
-            "$PY" "$RUN/repo/bench/gpu_study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>>"$RUN/logs/driver.log"
+            "$PY" "$RUN/repo/bench/gpu/study.py" summary "$RUN/repo" "$RUN" >/dev/null 2>>"$RUN/logs/driver.log"
             echo $rc >"$RUN/exit_code"
             log "done, exit $rc"
             ;;

@@ -1,18 +1,16 @@
-"""Helpers of bench/gpu_study_run.sh, the full-size study through Snakemake on one GPU machine.
+"""Helpers of bench/gpu/study_run.sh, the full-size study through Snakemake on one GPU machine.
 
-    python bench/gpu_study.py base DIR [--preset sd-turbo] [--device auto]
+    python bench/gpu/study.py base DIR [--preset sd-turbo] [--device auto]
         a DiFix base folder in nvidia/difix_ref's layout with RANDOM weights (the real ones cannot be
         downloaded there); its hi4dfix_config.json names the folder itself as the SD-Turbo source,
         so the tuned model.pkl is rebuilt from it offline
-    python bench/gpu_study.py standins TORCH_HOME
+    python bench/gpu/study.py standins TORCH_HOME
         RANDOM stand-ins for torchvision's VGG16 and AlexNet ImageNet weights at the torch hub cache
         paths hi4dfix reads (LPIPS and Gram losses, the LPIPS metric): the code path runs, the
         values mean nothing
-    python bench/gpu_study.py overlay OUT.yaml [options]
-        the run's config overlay (applied after config/config.yaml and bench/gpu_fullsize.yaml);
-        keys that only newer schemas know (difix.long_side, difix.inference) are written only when
-        workflow/schemas/config.schema.yaml has them
-    python bench/gpu_study.py summary WORKDIR RUN_DIR
+    python bench/gpu/study.py overlay OUT.yaml [options]
+        the run's config overlay (applied after config/config.yaml and bench/gpu/fullsize.yaml)
+    python bench/gpu/study.py summary WORKDIR RUN_DIR
         RUN_DIR/summary.md: per job wall time and peak RSS (Snakemake's benchmark files), peak GPU
         memory (the "GPU peak memory" lines of the job logs), start and end from Snakemake's log,
         the stages outside Snakemake, the GPU monitor, tuning and DiFix timing
@@ -35,8 +33,7 @@ import yaml
 if TYPE_CHECKING:  # imported where used: the module's start stays light
     from hi4dfix.difix.config import DifixConfig
 
-REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+REPO = Path(__file__).resolve().parents[2]
 STANDIN_NOTE = "RANDOM_WEIGHTS_README.txt"
 
 
@@ -77,7 +74,7 @@ def build_base(out_dir: Path, preset: str, device: str) -> None:
     saved = time.perf_counter()
     (out_dir / STANDIN_NOTE).write_text(
         f"Random weights (hi4dfix.difix.model.build_random_difix, preset {preset}, init_seed "
-        f"{config.init_seed}), written by bench/gpu_study.py for a timing run: not a trained DiFix.\n"
+        f"{config.init_seed}), written by bench/gpu/study.py for a timing run: not a trained DiFix.\n"
     )
     size = sum(p.stat().st_size for p in out_dir.rglob("*") if p.is_file())
     print(describe(model))
@@ -109,22 +106,12 @@ def write_standins(torch_home: Path) -> None:
         torch.save(builder(weights=None).state_dict(), path)
         print(f"RANDOM stand-in {path} ({path.stat().st_size / 1e6:.0f} MB, {time.perf_counter() - started:.1f} s)")
         (path.parent / STANDIN_NOTE).write_text(
-            "The .pth files here are RANDOM weights with torchvision's keys (bench/gpu_study.py standins): "
+            "The .pth files here are RANDOM weights with torchvision's keys (bench/gpu/study.py standins): "
             "they let the LPIPS/Gram losses and the LPIPS metric run offline; their values mean nothing.\n"
         )
 
 
 # ---------------------------------------------------------------------------------------- overlay
-
-
-def schema_knows(*keys: str) -> bool:
-    """Whether the config schema has the property path ``keys`` (e.g. difix, long_side)."""
-    node = yaml.safe_load(SCHEMA.read_text())
-    for key in keys:
-        node = (node.get("properties") or {}).get(key) if isinstance(node, dict) else None
-        if node is None:
-            return False
-    return True
 
 
 def parse_optional_int(value: str) -> int | None:
@@ -149,16 +136,13 @@ def overlay_config(args: argparse.Namespace) -> dict[str, Any]:
         "gram_warmup_steps": args.gram_warmup_steps if args.gram_warmup_steps is not None else args.steps // 2,
         "num_workers": args.loader_workers,
     }
-    difix: dict[str, Any] = {"base": str(Path(args.base).resolve()), "preset": args.preset}
-    if schema_knows("difix", "long_side"):  # issue 15: one processing size for tuning and the DiFix arms
-        difix["long_side"] = args.long_side
-    elif args.long_side is not None:  # older schema: a fixed tuning size; the arms run at native size
-        height = args.long_side
-        width = round(args.width * args.long_side / args.height / 16) * 16
-        tuning["resolution"] = f"{height}x{width}" if args.height >= args.width else f"{width}x{height}"
-    if schema_knows("difix", "inference"):  # issue 16: compiled inference setting
-        compile_setting = args.infer_compile if args.infer_compile == "auto" else parse_bool(args.infer_compile)
-        difix["inference"] = {"compile": compile_setting}
+    compile_setting = args.infer_compile if args.infer_compile == "auto" else parse_bool(args.infer_compile)
+    difix: dict[str, Any] = {
+        "base": str(Path(args.base).resolve()),
+        "preset": args.preset,
+        "long_side": args.long_side,
+        "inference": {"compile": compile_setting},
+    }
     config: dict[str, Any] = {
         "data": {"synthetic": {"width": args.width, "height": args.height, "num_frames": args.frames}},
         "materialize": {"max_frames": args.frames},
@@ -188,26 +172,11 @@ def overlay_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-OLD_SCHEMA_HELP = (
-    "the config schema has no difix.long_side (issue 15): the DiFix arms would run on 944x1280 images "
-    "(4.6x the pixels of 512 px), ~1,400 views at 20 frames; not measured, but far beyond this run's "
-    "budget. Merge that branch first, or pass --allow-old-schema (and fewer --frames)"
-)
-NO_INFERENCE_WARNING = (
-    "warning: the config schema has no difix.inference (issue 16): the DiFix arms run eager in float32 "
-    "(the library's default), not bfloat16; expect their GPU time to be several times the bf16 figure"
-)
-
-
 def write_overlay(args: argparse.Namespace) -> None:
-    if not args.allow_old_schema and not schema_knows("difix", "long_side"):
-        raise SystemExit(f"error: {OLD_SCHEMA_HELP}")
-    if not schema_knows("difix", "inference"):
-        print(NO_INFERENCE_WARNING, file=sys.stderr)
     config = overlay_config(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        "# written by bench/gpu_study.py overlay "
+        "# written by bench/gpu/study.py overlay "
         + " ".join(sys.argv[3:])
         + "\n"
         + yaml.safe_dump(config, sort_keys=False)
@@ -347,14 +316,14 @@ def write_summary(workdir: Path, run: Path) -> Path:
     jobs = read_job_times(workdir)
     stages = read_stages(run)
     t0 = min([s[1] for s in stages] or [time.time()])
-    lines = ["# Full-size study on the GPU machine (bench/gpu_study_run.sh)", ""]
+    lines = ["# Full-size study on the GPU machine (bench/gpu/study_run.sh)", ""]
     env = run / "environment.txt"
     if env.is_file():
         lines += ["```", env.read_text().strip(), "```", ""]
     overlay = run / "overlay.yaml"
     if overlay.is_file():
         lines += [
-            "Config: config/config.yaml, bench/gpu_fullsize.yaml, then this overlay:",
+            "Config: config/config.yaml, bench/gpu/fullsize.yaml, then this overlay:",
             "",
             "```yaml",
             overlay.read_text().strip(),
@@ -459,7 +428,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--infer-compile", default="false", choices=["auto", "true", "false"])
     p.add_argument("--eval-samples", type=parse_optional_int, default=None)
     p.add_argument("--data-only", action="store_true")
-    p.add_argument("--allow-old-schema", action="store_true", help="run without difix.long_side")
     p = sub.add_parser("summary")
     p.add_argument("workdir", type=Path)
     p.add_argument("run", type=Path)

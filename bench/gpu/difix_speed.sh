@@ -2,19 +2,19 @@
 # The DiFix speed measurements of BENCHMARKS.md ("DiFix speed, second round"), on a machine with two
 # GPUs (nvidia-h200-x2): independent rows run side by side, one GPU each (figures are per GPU; rows
 # compared with each other run on one GPU, one after the other). Each plan fits one 10-minute call.
-#   bash bench/gpu_difix_speed.sh layout       NCHW vs channels-last training and inference, profiled
-#   bash bench/gpu_difix_speed.sh ddp          the channels-last step on 2 GPUs (DDP), then on one GPU
+#   bash bench/gpu/difix_speed.sh layout       NCHW vs channels-last training and inference, profiled
+#   bash bench/gpu/difix_speed.sh ddp          the channels-last step on 2 GPUs (DDP), then on one GPU
 #                                              (profiled; inductor's cache is warm) and the plain step
-#   bash bench/gpu_difix_speed.sh loss-curve   200 steps compiled channels-last against eager NCHW,
+#   bash bench/gpu/difix_speed.sh loss-curve   200 steps compiled channels-last against eager NCHW,
 #                                              beside the DiFix GPU tests
-#   bash bench/gpu_difix_speed.sh accuracy     200-step loss curves alone (compared afterwards with
+#   bash bench/gpu/difix_speed.sh accuracy     200-step loss curves alone (compared afterwards with
 #                                              bench/loss_curves.py): exact fp32 eager (the
 #                                              reference), bf16 eager, compiled NCHW, compiled
 #                                              channels-last; beside the compile-vs-eager GPU tests
-#   bash bench/gpu_difix_speed.sh ddp-check    the channels-last step on 2 GPUs as one compiled graph
+#   bash bench/gpu/difix_speed.sh ddp-check    the channels-last step on 2 GPUs as one compiled graph
 #                                              (the trainer's setting), then on one GPU (inductor's
 #                                              cache is warm); the compile-vs-eager GPU test beside
-#   bash bench/gpu_difix_speed.sh numerics     what departs the loss curves: the link's all-reduce time,
+#   bash bench/gpu/difix_speed.sh numerics     what departs the loss curves: the link's all-reduce time,
 #                                              then layout alone (eager channels-last vs eager NCHW),
 #                                              compiling alone (compiled vs eager channels-last), eager
 #                                              NCHW against itself, at full size in bf16 and tiny in

@@ -1,6 +1,6 @@
 """The pipeline's GPU code path without Snakemake, for the device machine.
 
-    python bench/gpu_pipeline_smoke.py OUT_DIR \
+    python bench/gpu/pipeline_smoke.py OUT_DIR \
         [--width 240 --height 320 --fit-steps 200 --gaussians 6000 --tune-steps 60]
 
 Synthesises two scenes, materializes them, renders with the `auto` backend (gsplat on CUDA), builds
