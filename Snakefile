@@ -17,8 +17,9 @@ configfile: "config/config.yaml"
 
 try:
     # grids expanded into versions, the schema check (one line per problem) and its defaults filled
-    # into config, then the study's plan: paths, owners of shared work, resources (hi4dfix.plan)
-    PLAN = plan.load(config, workflow.basedir)
+    # into config, then the study's plan: paths, owners of shared work, resources (hi4dfix.plan); the
+    # config files (configfile: and --configfile) are read again strictly: Snakemake drops duplicate keys
+    PLAN = plan.load(config, workflow.basedir, config_files=workflow.configfiles)
 except ValueError as error:
     raise WorkflowError(str(error)) from None
 

@@ -24,11 +24,12 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from hi4dfix import resources, sources
 from hi4dfix.ablations import Grid, canonical, expand_config
 from hi4dfix.arms import CONTROL, study_arms
+from hi4dfix.config_files import check_config_files
 from hi4dfix.config_schema import check_config, fill_defaults, load_schema
 from hi4dfix.difix import geometry
 from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
@@ -54,12 +55,20 @@ class PlanError(ValueError):
 # ---- the config ----------------------------------------------------------------------------------
 
 
-def load_config(config: dict[str, Any], basedir: str | Path = REPO, shown_as: str = SCHEMA) -> dict[str, Grid]:
+def load_config(
+    config: dict[str, Any],
+    basedir: str | Path = REPO,
+    shown_as: str = SCHEMA,
+    config_files: Iterable[str | os.PathLike] = (),
+) -> dict[str, Grid]:
     """Make ``config`` (merged already, as Snakemake merges ``--configfile``) the workflow's, in place:
     versions that inherit and ablation grids become plain versions (so that the schema and the policy
     check every version as it runs), the schema check (one line per problem, the failing key first),
-    then the schema's defaults filled in. Returns the grids by name. Raises ``GridError`` or
-    ``ConfigError`` (both ValueErrors naming the key)."""
+    then the schema's defaults filled in. Returns the grids by name. ``config_files``: the files
+    ``config`` was merged from, read again strictly first (a duplicate key, which Snakemake's loader
+    drops silently, is refused: :mod:`hi4dfix.config_files`). Raises ``ConfigFileError``, ``GridError``
+    or ``ConfigError`` (ValueErrors naming the file or key)."""
+    check_config_files(config_files)
     schema_path = Path(basedir) / SCHEMA
     schema = load_schema(schema_path)
     grids = expand_config(config, schema)
@@ -738,9 +747,15 @@ def _unknown_arm(arm: str) -> str:
     raise KeyError(arm)
 
 
-def load(config: dict[str, Any], basedir: str | Path = REPO, gpus: int | None = None, shown_as: str = SCHEMA) -> Plan:
+def load(
+    config: dict[str, Any],
+    basedir: str | Path = REPO,
+    gpus: int | None = None,
+    shown_as: str = SCHEMA,
+    config_files: Iterable[str | os.PathLike] = (),
+) -> Plan:
     """The plan of a merged config: :func:`load_config` (in place), then :class:`Plan`."""
-    grids = load_config(config, basedir, shown_as)
+    grids = load_config(config, basedir, shown_as, config_files)
     return Plan(config, grids, local_gpus() if gpus is None else gpus)
 
 
