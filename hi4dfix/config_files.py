@@ -2,14 +2,16 @@
 
 Snakemake's loader (PyYAML through yte) keeps the last of two equal keys in one mapping without a word,
 so a duplicated axis label in an ablation grid silently drops a variant, and a file that is not UTF-8
-ends in a bare ``UnicodeDecodeError``. :func:`read_config_file` reads a file as Snakemake does (PyYAML's
-``FullLoader``) but refuses both with a :class:`ConfigFileError` naming the file, the line and the key or
-byte offset. :func:`hi4dfix.plan.load_config` re-reads every config file the run used with it (Snakemake
-has merged them already); the ``hi4dfix`` commands read their ``--config``/``--configfile`` with it.
+ends in a bare ``UnicodeDecodeError``. :func:`read_config_file` reads a file as Snakemake does (JSON
+first, then PyYAML's ``FullLoader``) but refuses both with a :class:`ConfigFileError` naming the file, the
+line and the key or byte offset. :func:`hi4dfix.plan.load_config` re-reads every config file the run used
+with it (Snakemake has merged them already); the ``hi4dfix`` commands read their ``--config`` and
+``--configfile`` with it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -49,6 +51,18 @@ class _StrictLoader(yaml.FullLoader):
         return super().construct_mapping(node, deep)
 
 
+class _DuplicateKey(Exception):  # not a ValueError: json's own errors are
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise _DuplicateKey(key)
+    return dict(pairs)
+
+
 def decode_utf8(data: bytes, path: str | os.PathLike) -> str:
     """``data`` as UTF-8 text, or a :class:`ConfigFileError` naming the file, the byte offset, line and column."""
     try:
@@ -69,7 +83,16 @@ def read_config_file(path: str | os.PathLike) -> Any:
         data = Path(path).read_bytes()
     except OSError as error:
         raise ConfigFileError(f"{path}: cannot read the config file ({error.strerror})") from None
-    loader = _StrictLoader(decode_utf8(data, path))
+    text = decode_utf8(data, path)
+    try:  # JSON first, then YAML: Snakemake's order (a JSON file that PyYAML would refuse, tabs say, is valid)
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except _DuplicateKey as duplicate:
+        raise ConfigFileError(
+            f"{path}: duplicate key {duplicate.args[0]!r} in one JSON object; the first would be dropped silently"
+        ) from None
+    except ValueError:
+        pass
+    loader = _StrictLoader(text)
     loader.path = os.fspath(path)
     try:
         return loader.get_single_data()

@@ -41,6 +41,16 @@ def test_a_duplicate_key_is_refused_naming_the_file_line_and_key(tmp_path):
     assert str(error.value) == f"{overlay}, {DUPLICATE_MESSAGE}"
 
 
+def test_a_json_config_is_read_as_json_and_its_duplicate_keys_refused(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text('{\n\t"stats": {"seed": 3}\n}\n')  # a tab: JSON, not YAML (Snakemake reads JSON first)
+    assert read_config_file(config) == {"stats": {"seed": 3}}
+    config.write_text('{"stats": {"seed": 3, "seed": 4}}')
+    with pytest.raises(ConfigFileError) as error:
+        read_config_file(config)
+    assert str(error.value) == f"{config}: duplicate key 'seed' in one JSON object; the first would be dropped silently"
+
+
 def test_merge_keys_and_the_shipped_configs_read_as_pyyaml_reads_them(tmp_path):
     anchors = tmp_path / "anchors.yaml"
     anchors.write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  x: 3\n")  # a merge may override: no duplicate
