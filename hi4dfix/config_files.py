@@ -102,10 +102,22 @@ def read_config_file(path: str | os.PathLike) -> Any:
         loader.dispose()
 
 
+def check_utf8(path: str | os.PathLike) -> None:
+    """Refuse a config file that is not UTF-8 naming it and the byte offset (nothing when it does not exist):
+    for the Snakefile's own ``configfile:``, which Snakemake reads before the workflow can say which file."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ConfigFileError(f"{path}: cannot read the config file ({error.strerror})") from None
+    decode_utf8(data, path)
+
+
 def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
     """Re-read each config file the run merged (Snakemake's loader let duplicates and the like through)."""
     for path in dict.fromkeys(map(os.fspath, paths)):
         read_config_file(path)
 
 
-__all__ = ["ConfigFileError", "check_config_files", "decode_utf8", "read_config_file"]
+__all__ = ["ConfigFileError", "check_config_files", "check_utf8", "decode_utf8", "read_config_file"]

@@ -102,3 +102,15 @@ def test_a_duplicate_label_in_an_overlay_fails_at_dag_build(tmp_path):
     overlay.write_text(DUPLICATE_LABEL.replace("        short: 30\n", ""))
     result = run_snakemake(tmp_path / "run", small_config(), "-n", "--configfile", str(config_path), str(overlay))
     assert "dup.long" in result.stdout
+
+
+def test_a_default_config_that_is_not_utf8_is_named_at_dag_build(tmp_path):
+    """The Snakefile's configfile: (config/config.yaml in the working directory): Snakemake's own read
+    would fail with a bare UnicodeDecodeError naming neither the file nor the byte offset."""
+    workdir = tmp_path / "run"
+    (workdir / "config").mkdir(parents=True)
+    (workdir / "config" / "config.yaml").write_bytes((REPO / "config" / "config.yaml").read_bytes() + b"# caf\xe9\n")
+    offset = len((REPO / "config" / "config.yaml").read_bytes()) + len(b"# caf")
+    result = run_snakemake(workdir, small_config(), "-n", check=False)
+    assert result.returncode != 0
+    assert f"config/config.yaml: not UTF-8 at byte offset {offset} (line " in result.stdout + result.stderr
