@@ -8,17 +8,26 @@
 from snakemake.utils import min_version
 
 from hi4dfix import plan
+from hi4dfix.config_files import check_utf8
 
 min_version("9.0")
 
+DEFAULT_CONFIG = "config/config.yaml"  # relative to the working directory, as Snakemake reads it
+try:
+    # Snakemake's own read of a file that is not UTF-8 names neither the file nor the byte
+    check_utf8(DEFAULT_CONFIG)
+except ValueError as error:
+    raise WorkflowError(str(error)) from None
 
-configfile: "config/config.yaml"
+
+configfile: DEFAULT_CONFIG
 
 
 try:
     # grids expanded into versions, the schema check (one line per problem) and its defaults filled
-    # into config, then the study's plan: paths, owners of shared work, resources (hi4dfix.plan)
-    PLAN = plan.load(config, workflow.basedir)
+    # into config, then the study's plan: paths, owners of shared work, resources (hi4dfix.plan); the
+    # config files (configfile: and --configfile) are read again strictly: Snakemake drops duplicate keys
+    PLAN = plan.load(config, workflow.basedir, config_files=workflow.configfiles)
 except ValueError as error:
     raise WorkflowError(str(error)) from None
 

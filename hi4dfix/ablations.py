@@ -29,7 +29,8 @@ renders are made once per render settings; a variant whose settings are the pare
 (no version of its own; it is the grid's reference row).
 
 Refused, naming grid, axis and value: an axis path the schema does not know, a value the schema refuses,
-a variant that breaks the reserved-scene policy, two variants with the same settings, and (naming the
+a variant that breaks the reserved-scene policy, two variants with the same settings, a grid-made render
+profile whose name a config's profile of other settings has (naming both), and (naming the
 versions) an ``extends`` cycle or a missing parent.
 """
 
@@ -369,6 +370,12 @@ def expand_grid(
         if profile_name is None:
             labels = [axis.labels[i] for axis, i in zip(axes, combination) if axis.target == "render_profile"]
             profile_name = ".".join([grid, *labels])
+            if profile_name in profiles:  # a user's profile of this name (other settings): never replace it
+                raise GridError(
+                    f"ablations.{grid}: variant {label} ({_blame(axes, combination, 'render_profile', ())}) makes "
+                    f"render profile {profile_name!r}, but render_profiles.{profile_name} is already defined with "
+                    "other settings; rename that profile or the grid"
+                )
             profiles[profile_name] = profile
             filled_profiles[profile_name] = profile
         if label in versions:

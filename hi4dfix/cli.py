@@ -148,11 +148,9 @@ def _run_install_profile(args: argparse.Namespace) -> int:
 
 def _load_plan(config_path: Path):
     """The plan of a full study config, for check-data (an overlay is refused: it has no study)."""
-    import yaml
-
     if not config_path.is_file():
         raise CliError(f"{config_path}: no such config file")
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config = _read_config_file(config_path)
     missing = [key for key in STUDY_KEYS if key not in config]
     if missing:
         raise CliError(
@@ -244,15 +242,24 @@ def _run_check_data(args: argparse.Namespace) -> int:
 
 def _merged_config(base: Path, configfiles: list[Path]) -> dict:
     """``base``, then each ``--configfile`` merged over it in order (Snakemake's own merge)."""
-    import yaml
     from snakemake.utils import update_config
 
     config: dict = {}
     for path in [base, *configfiles]:
         if not path.is_file():
             raise CliError(f"{path}: no such config file")
-        update_config(config, yaml.safe_load(path.read_text()) or {})
+        update_config(config, _read_config_file(path))
     return config
+
+
+def _read_config_file(path: Path) -> dict:
+    """A config file's content, read strictly (invalid UTF-8 and duplicate keys named: hi4dfix.config_files)."""
+    from hi4dfix.config_files import ConfigFileError, read_config_file
+
+    try:
+        return read_config_file(path) or {}
+    except ConfigFileError as error:
+        raise CliError(str(error)) from None
 
 
 def load_workflow_config(base: Path, configfiles: list[Path]) -> dict:

@@ -24,11 +24,12 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from hi4dfix import resources, sources
 from hi4dfix.ablations import Grid, canonical, expand_config
 from hi4dfix.arms import CONTROL, study_arms
+from hi4dfix.config_files import check_config_files
 from hi4dfix.config_schema import check_config, fill_defaults, load_schema
 from hi4dfix.difix import geometry
 from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
@@ -54,12 +55,20 @@ class PlanError(ValueError):
 # ---- the config ----------------------------------------------------------------------------------
 
 
-def load_config(config: dict[str, Any], basedir: str | Path = REPO, shown_as: str = SCHEMA) -> dict[str, Grid]:
+def load_config(
+    config: dict[str, Any],
+    basedir: str | Path = REPO,
+    shown_as: str = SCHEMA,
+    config_files: Iterable[str | os.PathLike] = (),
+) -> dict[str, Grid]:
     """Make ``config`` (merged already, as Snakemake merges ``--configfile``) the workflow's, in place:
     versions that inherit and ablation grids become plain versions (so that the schema and the policy
     check every version as it runs), the schema check (one line per problem, the failing key first),
-    then the schema's defaults filled in. Returns the grids by name. Raises ``GridError`` or
-    ``ConfigError`` (both ValueErrors naming the key)."""
+    then the schema's defaults filled in. Returns the grids by name. ``config_files``: the files
+    ``config`` was merged from, read again strictly first (a duplicate key, which Snakemake's loader
+    drops silently, is refused: :mod:`hi4dfix.config_files`). Raises ``ConfigFileError``, ``GridError``
+    or ``ConfigError`` (ValueErrors naming the file or key)."""
+    check_config_files(config_files)
     schema_path = Path(basedir) / SCHEMA
     schema = load_schema(schema_path)
     grids = expand_config(config, schema)
@@ -330,8 +339,48 @@ class Plan:
         return f"{self.data['root']}/{self._study.sequence_dir(scene)}"
 
     def sequence_index_files(self, scene: str) -> list[str]:
-        """Raw inputs of one scene: touching them makes only that scene's jobs stale."""
+        """Raw inputs of one scene: touching them makes only that scene's jobs stale. Refuses a Hi4D
+        sequence folder that is missing or empty (:meth:`check_sequence_folder`)."""
+        self.check_sequence_folder(scene)
         return list(sequence_index(self.sequence_path(scene)).values())
+
+    def resolved_sequence_path(self, scene: str) -> str:
+        """The scene's sequence folder as the file system resolves it: symbolic links followed (as the policy
+        compares folders), absolute. A param of materialize, so a data.root moved or re-pointed at another
+        tree reruns the scenes whose folder changed, even when the files there look the same."""
+        real_root = os.path.realpath(str(self.data["root"]))
+        return os.path.normpath(os.path.join(real_root, self._study.resolved_dirs[scene]))
+
+    def sequence_identity(self, scene: str) -> str:
+        """Materialize's ``source_dir`` param: :meth:`resolved_sequence_path`, relative to the working
+        directory (resolved) when inside it, so a study copied or moved with its data (the synthetic
+        sequences under results/) stays up to date; a tree outside it (Hi4D) is named absolutely."""
+        resolved, workdir = self.resolved_sequence_path(scene), os.path.realpath(os.getcwd())
+        inside = os.path.commonpath([workdir, resolved]) == workdir
+        return Path(os.path.relpath(resolved, workdir)).as_posix() if inside else resolved
+
+    def check_sequence_folder(self, scene: str) -> None:
+        """Refuse a missing or empty sequence folder of real data (data.source hi4d: no rule makes it), which
+        Snakemake would otherwise pass over, keeping a scene materialized from another tree."""
+        if self.data["source"] == "synthetic":
+            return  # synthesize_sequence makes the folder
+        folder, resolved = self.sequence_path(scene), self.resolved_sequence_path(scene)
+        try:
+            with os.scandir(folder) as entries:
+                state = None if any(True for _ in entries) else "is empty"
+        except FileNotFoundError:
+            state = "does not exist"
+        except NotADirectoryError:
+            state = "is not a folder"
+        if state is None:
+            return
+        shown = folder if os.path.abspath(folder) == resolved else f"{folder} (resolved: {resolved})"
+        override = "data.scene_dirs" if scene in self.data.get("scene_dirs", {}) else "its default folder"
+        raise PlanError(
+            f"scene {scene}: its sequence folder {shown} {state}; data.root is {self.data['root']!r} and the "
+            f"folder is {override} {self._study.sequence_dir(scene)!r} under it: point data.root (or "
+            f"data.scene_dirs.{scene}) at the Hi4D tree that holds the sequence"
+        )
 
     def reserved_sequence_paths(self) -> dict[str, str]:
         """Each reserved scene's sequence folder: the triplet writer refuses samples of their data."""
@@ -740,9 +789,15 @@ def _unknown_arm(arm: str) -> str:
     raise KeyError(arm)
 
 
-def load(config: dict[str, Any], basedir: str | Path = REPO, gpus: int | None = None, shown_as: str = SCHEMA) -> Plan:
+def load(
+    config: dict[str, Any],
+    basedir: str | Path = REPO,
+    gpus: int | None = None,
+    shown_as: str = SCHEMA,
+    config_files: Iterable[str | os.PathLike] = (),
+) -> Plan:
     """The plan of a merged config: :func:`load_config` (in place), then :class:`Plan`."""
-    grids = load_config(config, basedir, shown_as)
+    grids = load_config(config, basedir, shown_as, config_files)
     return Plan(config, grids, local_gpus() if gpus is None else gpus)
 
 

@@ -201,12 +201,38 @@ def test_a_bad_grid_is_refused_naming_grid_axis_and_value(config, message):
     assert message in str(error.value)
 
 
+def profile_clash() -> dict:
+    """A grid whose GT-pose variant makes profile bad.gt, and a user's bad.gt (other settings) that v1 uses."""
+    config = one_grid({"render_profiles.*.pose_source": ["estimated", "gt"]})
+    config["render_profiles"]["bad.gt"] = {**config["render_profiles"]["imperfect"], "fit_steps": 7}
+    config["versions"]["v1"] = {"extends": "v0", "render_profile": "bad.gt"}
+    return config
+
+
+def test_a_grid_made_profile_never_replaces_a_users_profile_of_that_name():
+    config = profile_clash()
+    with pytest.raises(GridError) as error:
+        expand_config(config, SCHEMA)
+    assert str(error.value) == (
+        'ablations.bad: variant bad.gt (axis render_profiles.*.pose_source = gt ("gt")) makes render profile '
+        "'bad.gt', but render_profiles.bad.gt is already defined with other settings; rename that profile or the grid"
+    )
+    # the same user profile with the grid's settings is shared, not refused
+    config = profile_clash()
+    config["render_profiles"]["bad.gt"] = {**config["render_profiles"]["imperfect"], "pose_source": "gt"}
+    expand_config(config, SCHEMA)
+    assert config["versions"]["bad.gt"]["render_profile"] == "bad.gt"
+
+
 def test_a_bad_grid_is_refused_at_dag_build_before_any_job(tmp_path):
     config = one_grid({"triplets.reference": ["same_time", "sideways"]})
     result = run_snakemake(tmp_path, config, "--cores", "1", check=False)
     assert result.returncode != 0
     assert "ablations.bad: variant bad.sideways: axis triplets.reference = sideways" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+    result = run_snakemake(tmp_path / "clash", profile_clash(), "-n", check=False)
+    assert result.returncode != 0
+    assert "render profile 'bad.gt', but render_profiles.bad.gt is already defined" in result.stdout + result.stderr
 
 
 # ---- decisions across versions (the comparison itself: tests/test_compare.py)

@@ -198,3 +198,49 @@ def test_the_version_record_holds_its_own_scenes_only(grid_plan, default_plan):
     resolved = grid_plan.resolved_version_config("v0")
     assert resolved == default_plan.resolved_version_config("v0")  # a grid's extra scenes leave v0's as it was
     assert set(resolved) == {"version", "render_profile", "eval_render_profile", "data", *plan.STUDY_BLOCKS}
+
+
+def _hi4d_plan(root) -> plan.Plan:
+    config = default_config()
+    config["data"].update(source="hi4d", root=str(root))
+    return plan.load(config, gpus=0)
+
+
+def test_materializes_identity_is_the_folder_with_links_followed(tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")  # the working directory holds neither tree: absolute paths
+    for tree in ("tree_a", "tree_b"):
+        (tmp_path / tree / "pair00" / "dance00").mkdir(parents=True)
+    root = tmp_path / "hi4d"
+    root.symlink_to(tmp_path / "tree_a", target_is_directory=True)
+    before = _hi4d_plan(root)
+    assert before.sequence_path("hi4d_pair00_dance") == f"{root}/pair00/dance00"
+    assert before.sequence_identity("hi4d_pair00_dance") == str(tmp_path / "tree_a" / "pair00" / "dance00")
+    root.unlink()
+    root.symlink_to(tmp_path / "tree_b", target_is_directory=True)  # data.root as written is unchanged
+    after = _hi4d_plan(root)
+    assert after.sequence_identity("hi4d_pair00_dance") == str(tmp_path / "tree_b" / "pair00" / "dance00")
+    # inside the working directory (the synthetic default's results/): relative, so a copied study stays up to date
+    monkeypatch.chdir(tmp_path)
+    synthetic = plan.load(default_config(), gpus=0)
+    assert synthetic.sequence_identity("hi4d_pair00_dance") == "results/synthetic_hi4d/pair00/dance00"
+
+
+def test_a_missing_or_empty_hi4d_sequence_folder_is_refused_naming_scene_folder_and_root(tmp_path):
+    root = tmp_path / "hi4d"
+    (root / "pair00" / "dance00").mkdir(parents=True)
+    hi4d = _hi4d_plan(root)
+    hint = "point data.root (or data.scene_dirs.hi4d_pair00_dance) at the Hi4D tree that holds the sequence"
+    with pytest.raises(plan.PlanError) as error:
+        hi4d.sequence_index_files("hi4d_pair00_dance")
+    assert str(error.value) == (
+        f"scene hi4d_pair00_dance: its sequence folder {root}/pair00/dance00 is empty; data.root is '{root}' and "
+        f"the folder is its default folder 'pair00/dance00' under it: {hint}"
+    )
+    with pytest.raises(plan.PlanError, match=r"its sequence folder .*/pair01/talk01 does not exist"):
+        hi4d.sequence_index_files("hi4d_pair01_talk")
+    (root / "pair00" / "dance00" / "meta.npz").write_bytes(b"")
+    assert hi4d.sequence_index_files("hi4d_pair00_dance")[0] == f"{root}/pair00/dance00/meta.npz"
+    # synthetic data: the folder is made by a rule, so a missing one is fine
+    synthetic = plan.load(default_config(), gpus=0)
+    assert synthetic.sequence_index_files("hi4d_pair01_talk")[0].endswith("pair01/talk01/meta.npz")

@@ -306,3 +306,56 @@ def test_gpu_resources_only_where_the_machine_has_a_gpu(tmp_path, monkeypatch):
     gpu = run_snakemake(tmp_path / "gpu", small_config(), "-n", "-p", "results/v0/deltas.csv").stdout
     assert gpu.count("gpu=1") == cpu.count("rule render_scene:") + cpu.count("rule evaluate_nvs:") + 5
     assert "hi4dfix.difix.launch --gpus 1 --" in gpu
+
+
+def _linked_tree(synthetic_sequence, tmp_path):
+    """A Hi4D root whose pair00/dance00 is a link into a store, pair01/talk01 a folder of its own."""
+    root, store = tmp_path / "hi4d", tmp_path / "store_a" / "pair00" / "dance00"
+    shutil.copytree(synthetic_sequence, store)
+    (root / "pair00").mkdir(parents=True)
+    (root / "pair00" / "dance00").symlink_to(store, target_is_directory=True)
+    shutil.copytree(synthetic_sequence, root / "pair01" / "talk01")
+    config = default_config()
+    config["data"].update(source="hi4d", root=str(root))
+    return root, config
+
+
+SOURCE_SCENES = ["results/scenes/hi4d_pair00_dance", "results/scenes/hi4d_pair01_talk"]
+
+
+def test_a_re_pointed_sequence_folder_reruns_that_scene_only(synthetic_sequence, tmp_path):
+    """The same data.root and the same file times (a copy with copy2), but another tree behind a link:
+    materialize's source_dir param (the folder, links followed) reruns that scene and nothing else."""
+    root, config = _linked_tree(synthetic_sequence, tmp_path)
+    workdir = tmp_path / "work"
+    run_snakemake(workdir, config, "--cores", "2", *SOURCE_SCENES)
+    assert planned_jobs(run_snakemake(workdir, config, "-n", *SOURCE_SCENES)) == {}
+    moved = tmp_path / "store_b" / "pair00" / "dance00"
+    shutil.copytree(tmp_path / "store_a" / "pair00" / "dance00", moved)  # times kept: the files look the same
+    (root / "pair00" / "dance00").unlink()
+    (root / "pair00" / "dance00").symlink_to(moved, target_is_directory=True)
+    result = run_snakemake(workdir, config, "-n", *SOURCE_SCENES)
+    assert planned_jobs(result) == {"materialize_scene": 1}
+    assert "scene=hi4d_pair00_dance" in result.stdout and "scene=hi4d_pair01_talk" not in result.stdout
+    # what follows the scene is replanned with it
+    result = run_snakemake(workdir, config, "-n", "results/renders/imperfect/hi4d_pair00_dance")
+    assert planned_jobs(result) == {"materialize_scene": 1, "render_scene": 1}
+
+
+@pytest.mark.parametrize("state", ["is empty", "does not exist"])
+def test_an_empty_or_missing_sequence_folder_is_refused_at_dag_build(synthetic_sequence, tmp_path, state):
+    """Even with the scene materialized from the old tree: Snakemake alone would keep that one silently."""
+    root, config = _linked_tree(synthetic_sequence, tmp_path)
+    workdir = tmp_path / "work"
+    run_snakemake(workdir, config, "--cores", "2", *SOURCE_SCENES)
+    folder = root / "pair01" / "talk01"
+    shutil.rmtree(folder)
+    if state == "is empty":
+        folder.mkdir()
+    result = run_snakemake(workdir, config, "-n", *SOURCE_SCENES, check=False)
+    assert result.returncode != 0
+    assert (
+        f"scene hi4d_pair01_talk: its sequence folder {folder} {state}; data.root is '{root}' and the folder is "
+        "its default folder 'pair01/talk01' under it: point data.root (or data.scene_dirs.hi4d_pair01_talk) at the "
+        "Hi4D tree that holds the sequence"
+    ) in result.stdout + result.stderr

@@ -132,6 +132,10 @@ def get_version_params(wildcards):
     return PLAN.version_params(wildcards.version)
 
 
+def get_sequence_identity(wildcards):
+    return PLAN.sequence_identity(wildcards.scene)
+
+
 def get_source_state(wildcards):
     return PLAN.source_state(wildcards.scene)
 

@@ -35,6 +35,8 @@ rule materialize_scene:
         directory(PATHS.scene("{scene}")),
     params:
         sequence=lambda wildcards: PLAN.sequence_path(wildcards.scene),
+        # the folder as the file system resolves it: a moved or re-pointed data.root reruns the scene
+        source_dir=get_sequence_identity,
         materialize=config["materialize"],
         # the source images, masks and SMPL files by content (hi4dfix.sources)
         source_state=get_source_state,
