@@ -181,6 +181,28 @@ def render_alpha(model: GaussianModel, camera: Camera, cfg: RenderConfig, device
     return alpha.cpu().numpy()
 
 
+def novel_views_loss(
+    params: dict[str, torch.Tensor], targets: list, cfg: RenderConfig, background: torch.Tensor, backend: str
+) -> torch.Tensor:
+    """``views_loss`` of fixed novel views with the pixels outside their masks left out, as upstream
+    multiplies render and fixed image by ``alpha_masks > 0.5`` before its losses (gsplat example
+    ``simple_trainer_difix3d.py``, lines 655-657): the L1 of the masked colours and ``alpha_weight``
+    times the masked alpha L1, each the mean over every pixel (masked-out pixels count zero), so a
+    pixel where the render's alpha was 0.5 or less is neither fitted to the fixed image nor pushed
+    toward the background."""
+    loss = torch.zeros((), device=background.device)
+    for viewmat, K, target_rgb, target_mask, camera in targets:
+        rgb, alpha = rasterize(
+            **params, viewmat=viewmat, K=K, width=camera.width, height=camera.height,
+            background=background, backend=backend,
+        )  # fmt: skip
+        inside = target_mask[..., None]
+        loss = loss + ((rgb - target_rgb) * inside).abs().mean() + cfg.alpha_weight * (
+            (alpha - target_mask) * target_mask
+        ).abs().mean()
+    return loss / len(targets)
+
+
 def progressive_fit(
     model: GaussianModel,
     train_views: list[SourceView],
@@ -231,7 +253,8 @@ def progressive_fit(
             else ("train", train_targets, progressive.train_weight)
         )  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
-        loss = weight * views_loss(model.activated(), targets, cfg, background, backend)
+        objective = novel_views_loss if kind == "novel" else views_loss
+        loss = weight * objective(model.activated(), targets, cfg, background, backend)
         loss.backward()
         optimizer.step()
         scheduler.step()

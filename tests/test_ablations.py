@@ -130,7 +130,7 @@ def test_the_shipped_grids_have_the_memos_and_the_training_variants():
     assert "memo.gt.mixed.train4" in config["versions"]
     assert config["versions"]["memo.gt.mixed.train4"]["difix_train"][-1] == "hi4d_pair04_highfive"
     assert len(training.variants) == 6
-    lora = config["versions"]["training.lora8.person"]["tuning"]
+    lora = config["versions"]["training.lora8_all.person"]["tuning"]
     assert lora["unet"] == "lora" and lora["unet_lora_rank"] == 8 and lora["loss_region"] == "person"
     assert lora["steps"] == 150  # the rest of the parent's tuning block stays
 

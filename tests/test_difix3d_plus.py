@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 import torch
 
+import hi4dfix.difix3d_plus as difix3d_plus
 from hi4dfix.difix3d_plus import (
     ProgressiveConfig,
     c2w,
+    novel_views_loss,
     pose_distance,
     progressive_fit,
     progressive_frame,
     shift_poses,
 )
 from hi4dfix.evaluate import REFIT_ARMS, with_refit_column
-from hi4dfix.render.fit import RenderConfig, SourceView, init_frame_gaussians
+from hi4dfix.render.fit import RenderConfig, SourceView, fit_targets, init_frame_gaussians, views_loss
 from hi4dfix.render.poses import frame_vertices
+from hi4dfix.render.rasterize import resolve_backend
 
 torch.set_num_threads(1)
 CFG = RenderConfig(fit_steps=20, num_gaussians=200, device="cpu")
@@ -123,6 +126,45 @@ def test_loss_weights_reach_the_fit(frame_setup):
     assert heavier.losses[0] == pytest.approx(2 * log.losses[0], rel=1e-6)
     first_novel = log.kinds.index("novel")
     assert heavier.weights[first_novel] == 0.6
+
+
+def test_novel_view_losses_leave_out_pixels_of_alpha_at_most_a_half(frame_setup):
+    scene, frame, views, targets, verts = frame_setup
+    model = init_frame_gaussians(verts, views, CFG, scene.name, frame, torch.device("cpu"))
+    camera = targets[0]
+    alpha = difix3d_plus.render_alpha(model, camera, CFG, torch.device("cpu"))
+    inside = alpha > 0.5
+    assert 0 < inside.sum() < inside.size
+    fixed = np.random.default_rng(0).random((camera.height, camera.width, 3), dtype=np.float32)
+    other = fixed.copy()
+    other[~inside] = 1.0 - other[~inside]  # differs only where alpha <= 0.5
+    background = torch.zeros(3)
+    backend = resolve_backend(CFG.backend)
+    losses = [
+        [f(model.activated(), fit_targets([SourceView(camera, image, inside)], CFG, torch.device("cpu")), CFG,
+           background, backend) for image in (fixed, other)]
+        for f in (novel_views_loss, views_loss)
+    ]  # fmt: skip
+    assert float(losses[0][0]) == pytest.approx(float(losses[0][1]), rel=1e-6)  # upstream: those pixels ignored
+    assert float(losses[0][0]) < float(losses[1][0])  # today's source-view loss counts them (composited on black)
+    # inside the mask the fixed image counts
+    brighter = fixed.copy()
+    brighter[inside] = np.clip(brighter[inside] + 0.3, 0, 1)
+    changed = novel_views_loss(
+        model.activated(), fit_targets([SourceView(camera, brighter, inside)], CFG, torch.device("cpu")), CFG,
+        background, backend,
+    )  # fmt: skip
+    assert float(changed) != pytest.approx(float(losses[0][0]), rel=1e-3)
+
+
+def test_novel_steps_of_the_fit_see_nothing_where_the_render_had_no_alpha(frame_setup, monkeypatch):
+    # every rendered alpha 0: the fixed novel views are all outside their masks, so novel steps lose nothing
+    monkeypatch.setattr(difix3d_plus, "render_alpha", lambda model, camera, cfg, device: np.zeros(
+        (camera.height, camera.width), dtype=np.float32))  # fmt: skip
+    log, _, _ = fit(frame_setup, ProgressiveConfig(rounds=2, start_share=0.5, train_share=0.5))
+    novel = [loss for kind, loss in zip(log.kinds, log.losses) if kind == "novel"]
+    assert novel and all(loss == 0.0 for loss in novel)
+    assert all(loss > 0 for kind, loss in zip(log.kinds, log.losses) if kind == "train")
 
 
 def test_progressive_frame_renders_every_target(materialized_scene):

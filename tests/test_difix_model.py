@@ -59,6 +59,19 @@ def example_views(b=1, h=32, w=48, seed=0):
     return torch.rand(b, 2, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
+def test_views_are_denoised_independently_without_joint_view_attention():
+    model = difix_with_active_adapters(3, weight_seed=0)
+    views = example_views()
+    other_ref = views.clone()
+    other_ref[:, 1] = -views[:, 1]
+    assert model.joint_view_attention  # a loaded model attends across views (Difix's inference with a reference)
+    assert not torch.allclose(run(model, views)[:, 0], run(model, other_ref)[:, 0])
+    model.joint_view_attention = False  # TrainConfig.mv_attention: false, Difix training without --mv_unet
+    torch.testing.assert_close(run(model, views)[:, 0], run(model, other_ref)[:, 0])
+    single = run(model, views[:, :1])
+    torch.testing.assert_close(run(model, views)[:, 0], single[:, 0], rtol=1e-5, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- architecture
 
 

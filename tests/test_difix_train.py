@@ -38,7 +38,7 @@ from hi4dfix.difix.losses import (
     imagenet_normalise,
     random_crop_box,
 )
-from hi4dfix.difix.train import build_parser, train
+from hi4dfix.difix.train import build_parser, effective_batch_message, train
 from hi4dfix.difix.train_config import TrainConfig
 from hi4dfix.difix.train_setup import set_tf32
 from triplet_fixtures import SyntheticConfig, synthetic_triplet, write_synthetic_triplets
@@ -358,11 +358,42 @@ def test_training_at_a_long_side_logs_its_processing_size(triplets_json, tmp_pat
     finally:
         logger.removeHandler(handler)
     assert any("processing size 16x32 (HxW) for 32x48 training images (long side 32" in m for m in messages)
+    # the effective batch (processes x per-process batch) and the cross-view attention are in the log
+    assert any(
+        m.startswith("effective batch 1 (1 process x batch_size 1)") and "1 samples over 1 steps" in m
+        and "cross-view attention in training: on" in m
+        for m in messages
+    ), messages
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["resolution"] == [16, 32] and summary["config"]["long_side"] == 32
+    assert summary["effective_batch"] == 1 and summary["config"]["mv_attention"] is True
     # the tiny preset's default long side is the embedded default's frame size
     assert TrainConfig(triplets="t", output="o", output_dir="d").resolved("tiny").long_side == 160
     assert TrainConfig(triplets="t", output="o", output_dir="d").resolved("sd-turbo").long_side == 512
+
+
+def test_effective_batch_message_counts_processes_times_batch():
+    assert effective_batch_message(4, 2).startswith("effective batch 8 (2 processes x batch_size 4)")
+    assert effective_batch_message(1, 1).startswith("effective batch 1 (1 process x batch_size 1)")
+
+
+def test_training_without_cross_view_attention_and_a_gram_crop(triplets_json, tmp_path, train_messages):
+    cfg = small_config(triplets_json, tmp_path, steps=1, val_every=0, ckpt_every=0, batch_size=2, mv_attention=False)
+    train(cfg)
+    text = said(train_messages)
+    assert "effective batch 2 (1 process x batch_size 2)" in text
+    assert "cross-view attention in training: off" in text
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["config"]["mv_attention"] is False and summary["effective_batch"] == 2
+    with pytest.raises(ValueError, match="gram_crop must be >= 16"):
+        TrainConfig(triplets="t", output="o", output_dir="d", gram_crop=8)
+    args = build_parser().parse_args(
+        ["--triplets", "t", "--output", "o", "--output-dir", "d", "--gram-crop", "200", "--mv-attention", "false"]
+    )
+    assert (TrainConfig(**vars(args)).gram_crop, TrainConfig(**vars(args)).mv_attention) == (200, False)
+    # the defaults are the embedded default's: cross-view attention on, a 400-pixel Gram crop
+    default = TrainConfig(triplets="t", output="o", output_dir="d")
+    assert (default.mv_attention, default.gram_crop) == (True, 400)
 
 
 def test_timestep_setting_reaches_the_tuned_model(triplets_json, tmp_path):

@@ -94,7 +94,7 @@ def test_default_study_owns_its_work(default_plan):
 
 def test_a_grid_variant_shares_triplets_renders_arms_and_control_with_v0(grid_plan):
     # training.*: tuning only -> v0's triplets, raw and base arms; a control model of its own
-    name = "training.lora8.image"
+    name = "training.lora8_all.image"
     scene = grid_plan.version("v0").nvs_eval[0]
     assert grid_plan.triplets(name) == "results/v0/triplets.json"
     assert grid_plan.nvs_csv(name, "raw", scene) == f"results/v0/nvs/raw/{scene}.csv"

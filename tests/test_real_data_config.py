@@ -74,6 +74,13 @@ def test_hi4d_config_is_the_recipe_on_the_same_study():
     # the tuning run is Difix's recipe
     cfg = tuning_config(config).resolved(config["difix"]["preset"])
     assert {key: getattr(cfg, key) for key in RECIPE} == RECIPE
+    # the named departures (config/README.md): Difix's 400-pixel Gram crop of a 1024 long side scaled
+    # to the 512 long side, cross-view attention kept on; the embedded default keeps today's 400 and on
+    assert (cfg.gram_crop, cfg.mv_attention) == (200, True)
+    embedded = tuning_config(default)
+    assert (embedded.gram_crop, embedded.mv_attention) == (400, True)
+    assert "mv_attention" not in default["versions"]["v0"]["tuning"]  # no option passed: the command is today's
+    assert "gram_crop" not in default["versions"]["v0"]["tuning"]
     # every block builds its dataclass
     MaterializeConfig(**config["materialize"])
     SynthConfig(**config["data"]["synthetic"])

@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ from hi4dfix.report import (
     CATEGORY_VIEWS,
     settings_from_dict,
 )
-from hi4dfix.report.card import flatten, version_card_html
+from hi4dfix.report.card import effective_batch_text, flatten, version_card_html
 from hi4dfix.report.figures import (
     VERDICT_COLORS,
     LossCurveConfig,
@@ -161,6 +162,27 @@ def test_version_card_escapes_config_text():
     study = Study.from_config(config)
     page = version_card_html(study.version("v0"), study.reserved_scenes, {})
     assert "Is &lt;b&gt;tuned&lt;/b&gt; &amp; better?" in page and "<b>tuned</b>" not in page
+
+
+def test_version_card_states_the_effective_batch_of_the_run_that_made_the_model(tmp_path):
+    work = tmp_path / "work"
+    for key, processes, batch in (("aaa", 1, 4), ("bbb", 2, 1)):
+        folder = work / key
+        folder.mkdir(parents=True)
+        record = {"key": key, "settings": {"batch_size": batch}, "num_processes": processes}
+        (folder / "run.json").write_text(json.dumps(record))
+        (folder / "model.pkl").write_bytes(key.encode())
+    model = tmp_path / "model.pkl"
+    os.link(work / "bbb" / "model.pkl", model)  # as the tuning job links the newest run's model
+    assert effective_batch_text(model, work) == "2 samples a step (2 processes x batch_size 1)"
+    model.unlink()
+    os.link(work / "aaa" / "model.pkl", model)
+    assert effective_batch_text(model, work) == "4 samples a step (1 process x batch_size 4)"
+    assert effective_batch_text(tmp_path / "missing.pkl", work).startswith("unknown: no run folder")
+    page = version_card_html(
+        Study.from_config(default_config()).version("v0"), [], {}, {"effective batch, tuning": "2 samples a step"}
+    )
+    assert "<th>effective batch, tuning</th><td><code>2 samples a step</code></td>" in page
 
 
 def test_flatten_dots_nested_keys_in_order():
@@ -505,6 +527,8 @@ def test_report_embeds_every_item_in_its_category(report_run):
     assert "Study version v0" in card and "hi4d_pair02_dance" in card
     # the control arm (on in the small study): stated on the card, charted and explained in the captions
     assert "control arm" in card and "ood_triplets.json" in card
+    # the effective batch of the run that made the tuned model (one CPU process here)
+    assert "<th>effective batch, tuning</th><td><code>" in card and "(1 process x batch_size" in card
     assert "tuned − control (diamonds" in results["results/v0/report/metrics.png"]["caption"]
     assert "tuned_vs_control" in results["results/v0/deltas.csv"]["caption"]
     assert "control" in results["results/v0/report/train_loss.png"]["caption"]

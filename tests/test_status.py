@@ -136,12 +136,12 @@ def test_versions_lists_every_grid_variant_and_the_cards_expected_outputs(tmp_pa
     assert "grid training: 6 variants of v0 (5 versions of their own; training.full_unet.image = v0)" in out
     # a variant training on v0's triplets shows them as made, and says where they are
     assert (
-        "[x] results/training.lora8.image/triplets.json (shared: made as results/v0/triplets.json, "
+        "[x] results/training.lora8_all.image/triplets.json (shared: made as results/v0/triplets.json, "
         "same triplet inputs)" in out
     )
     # each version's listed outputs are its card's expected outputs, in order
     study = Study.from_config(load_workflow_config(REPO / "config/config.yaml", [REPO / "config/ablations.yaml"]))
-    for name in ("v0", "memo.gt.mixed.train4", "training.lora8.person"):
+    for name in ("v0", "memo.gt.mixed.train4", "training.lora8_all.person"):
         version = study.versions[name]
         listed = ("\n" + out).split(f"\n{name}: ", 1)[1].split("expected outputs ([x]: exists):\n", 1)[1].splitlines()
         listed = [line[6:].split(" (shared", 1)[0] for line in listed[: len(version.expected_outputs)]]

@@ -339,6 +339,10 @@ class DifixModel(torch.nn.Module):
         self.scheduler = make_one_step_scheduler(config.architecture.scheduler, config.timestep)
         self.one_step = OneStepUpdate.from_scheduler(self.scheduler)
         self._compiled_fix: Callable[..., torch.Tensor] | None = None
+        # whether UNet self-attention spans the views of a sample (``MultiViewAttnProcessor``); off,
+        # every view is denoised on its own, as Difix trains without ``--mv_unet``. Not saved: a
+        # loaded model attends across views (Difix's inference with a reference does)
+        self.joint_view_attention = True
         self.register_buffer("timesteps", torch.tensor([config.timestep], dtype=torch.long), persistent=False)
         self.text_encoder.requires_grad_(False)
         self._prompt_cache: dict[str, torch.Tensor] = {}
@@ -426,8 +430,9 @@ class DifixModel(torch.nn.Module):
         z = posterior.mode() if noise is None else posterior.mean + posterior.std * noise
         scale = self.vae.config.scaling_factor
         z = z * scale
+        attention_views = num_views if self.joint_view_attention else 1
         pred = self.unet(
-            z, self.timesteps, encoder_hidden_states=text, cross_attention_kwargs={"num_views": num_views}
+            z, self.timesteps, encoder_hidden_states=text, cross_attention_kwargs={"num_views": attention_views}
         ).sample
         # fp32 for the update, as the scheduler computes it; the decoder runs in the VAE's dtype
         z_denoised = (self.one_step(pred.float(), z.float()) / scale).to(self.vae.dtype)

@@ -16,6 +16,7 @@ restarted job does not read gigabytes of images again.
 from __future__ import annotations
 
 import csv
+import filecmp
 import hashlib
 import json
 import logging
@@ -197,6 +198,32 @@ def last_good_model(work_root: str | os.PathLike, besides: Path | None = None) -
     """The most recently finished run under ``work_root`` (other than ``besides``)."""
     finished = [run for run in past_runs(work_root) if run.model is not None and run.folder != besides]
     return max(finished, key=lambda run: run.model.stat().st_mtime) if finished else None
+
+
+def run_of_model(model: str | os.PathLike, work_root: str | os.PathLike) -> PastRun | None:
+    """The run under ``work_root`` whose ``model.pkl`` is ``model``: the hard link the tuning job
+    makes, else (where it had to copy) a file of the same bytes; None when no run folder holds it."""
+    target = Path(model)
+    if not target.is_file():
+        return None
+    finished = [run for run in reversed(past_runs(work_root)) if run.model is not None]
+    for run in finished:
+        if run.model.samefile(target):
+            return run
+    size = target.stat().st_size
+    for run in finished:
+        if run.model.stat().st_size == size and filecmp.cmp(run.model, target, shallow=False):
+            return run
+    return None
+
+
+def effective_batch(record: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(samples per step, processes, per-process batch) of a run record (``run.json``); None when
+    it lacks either number."""
+    processes, batch = record.get("num_processes"), record.get("settings", {}).get("batch_size")
+    if not isinstance(processes, int) or not isinstance(batch, int):
+        return None
+    return processes * batch, processes, batch
 
 
 def write_run_record(folder: Path, fingerprint: RunFingerprint) -> None:

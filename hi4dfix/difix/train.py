@@ -158,6 +158,23 @@ def log_processing_size(dataset: TripletDataset, cfg: TrainConfig) -> tuple[int,
     return size
 
 
+def effective_batch_message(batch_size: int, processes: int) -> str:
+    """The samples of one optimisation step, in words: processes x per-process batch."""
+    return (
+        f"effective batch {processes * batch_size} ({processes} process{'es' if processes != 1 else ''} "
+        f"x batch_size {batch_size}): one step averages the gradients of {processes * batch_size} samples"
+    )
+
+
+def log_effective_batch(cfg: TrainConfig, processes: int) -> None:
+    """Log the effective batch, the samples the whole run sees and the cross-view attention setting."""
+    LOG.info(
+        "%s; %d samples over %d steps; cross-view attention in training: %s",
+        effective_batch_message(cfg.batch_size, processes), processes * cfg.batch_size * cfg.steps, cfg.steps,
+        "on" if cfg.mv_attention else "off (views denoised independently)",
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -231,6 +248,8 @@ def _train(cfg: TrainConfig) -> Path:
     process = _set_up(cfg)
     start = _start_or_resume(cfg, process)
     cfg = start.cfg
+    if process.is_main:
+        log_effective_batch(cfg, process.world)
     data = _load_data(cfg, start.step, process)
     opt = _prepare_optimisation(cfg, start, process)
     opt.compile_cache = _open_compile_cache(cfg, process, opt.core, data.resolution)
@@ -388,6 +407,7 @@ def _prepare_optimisation(cfg: TrainConfig, start: _Start, process: _Process) ->
             lambda_gram=cfg.lambda_gram,
             gram_warmup_steps=cfg.gram_warmup_steps,
             lpips_net=cfg.lpips_net,
+            gram_crop=cfg.gram_crop,
         )
     ).to(device)
     model = start.model
@@ -539,6 +559,7 @@ def _save_final_model(
             "mean_step_time_s": float(np.mean(timed)) if timed else None,
             "resolution": list(data.resolution),
             "num_processes": process.world,
+            "effective_batch": process.world * cfg.batch_size,
             "final_validation": last_val,
             "config": dataclasses.asdict(cfg),
         }

@@ -132,6 +132,19 @@ class TrainConfig:
     loss_mask_dilation: int = field(
         default=4, metadata=decides_weights("person masks grow by this many pixels at the processing size")
     )
+    mv_attention: bool = field(
+        default=True,
+        metadata=decides_weights(
+            "UNet self-attention across the views of a sample (the reference view) in training and validation; "
+            "False: views denoised independently, as Difix trains without --mv_unet (inference attends across views)"
+        ),
+    )
+    gram_crop: int = field(
+        default=400,
+        metadata=decides_weights(
+            "side of the random square crop the Gram loss sees, clipped to the image (Difix: 400 of 576x1024)"
+        ),
+    )
     val_every: int = field(
         default=50, metadata=may_change("validate on the test split every N steps (0: only at the end)")
     )
@@ -219,6 +232,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.unet_lora_rank must be >= 1, got {self.unet_lora_rank}")
         if self.loss_region not in LOSS_REGIONS:
             raise ValueError(f"TrainConfig.loss_region must be one of {LOSS_REGIONS}, got {self.loss_region!r}")
+        if self.gram_crop < 16:
+            raise ValueError(f"TrainConfig.gram_crop must be >= 16, got {self.gram_crop}")
         if self.loss_mask_dilation < 0:
             raise ValueError(f"TrainConfig.loss_mask_dilation must be >= 0, got {self.loss_mask_dilation}")
         if self.lr_schedule not in LR_SCHEDULES:

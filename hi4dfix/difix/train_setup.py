@@ -23,6 +23,7 @@ def prepare_model_for_training(model: DifixModel, cfg: TrainConfig, device: torc
     """
     prepare_unet_lora(model, cfg)
     model.set_train(cfg.trainable_parts)
+    model.joint_view_attention = cfg.mv_attention
     if channels_last_wanted(cfg.channels_last, cfg.compile, device):
         to_channels_last(model)
     if cfg.gradient_checkpointing:

@@ -86,6 +86,19 @@ def _eval_profile_note(version: Version) -> str:
     )
 
 
+def effective_batch_text(model: str | os.PathLike, work_root: str | os.PathLike) -> str:
+    """The tuning's effective batch (processes x per-process batch) from the run that made ``model``
+    (its ``run.json`` under ``work_root``), in words for the card."""
+    from hi4dfix.difix.runs import effective_batch, run_of_model
+
+    run = run_of_model(model, work_root)
+    numbers = None if run is None else effective_batch(run.record)
+    if numbers is None:
+        return f"unknown: no run folder under {work_root} holds {model}"
+    total, processes, batch = numbers
+    return f"{total} samples a step ({processes} process{'es' if processes != 1 else ''} x batch_size {batch})"
+
+
 def version_card_html(
     version: Version,
     reserved_scenes: Iterable[str],

@@ -26,6 +26,7 @@ rule version_card:
     and the provenance of its numbers."""
     input:
         provenance=PATHS.provenance("{version}"),
+        tuned=PATHS.model("{version}"),
     output:
         report(
             PATHS.card("{version}"),
@@ -39,6 +40,7 @@ rule version_card:
         reserved=PLAN.reserved_scenes,
         render_profile=lambda wildcards: PLAN.render_profiles[get_version(wildcards).render_profile],
         difix=lambda wildcards: PLAN.card_difix(wildcards.version),
+        workdir=lambda wildcards: PATHS.workdir(wildcards.version),
     log:
         PATHS.log("version_card", "{version}"),
     benchmark:
