@@ -17,8 +17,8 @@ from hi4dfix.report.summary import run_summary
 
 PATHS = PLAN.paths
 RUN_STARTED = time.time()  # the end-of-run summary shows the delta tables made since
-if PLAN.environment_problem() is not None:
-    raise WorkflowError(PLAN.environment_problem())
+if (PROBLEM := PLAN.environment_problem()) is not None:
+    raise WorkflowError(PROBLEM)
 MISSING_WEIGHTS = PLAN.missing_weights()
 if MISSING_WEIGHTS is not None:
     logger.warning(MISSING_WEIGHTS)
@@ -29,8 +29,7 @@ onstart:
         raise WorkflowError(MISSING_WEIGHTS)
 
 
-onsuccess:
-    # one screenful: the mean rows of the delta tables this run made, and where the tables and report are
+onsuccess:  # one screenful: the mean rows of the delta tables this run made, where tables and report are
     print(run_summary(PATHS.results, PLAN.version_names, since=RUN_STARTED), end="")
 
 
@@ -42,11 +41,8 @@ onerror:
 
 # The Python that runs Snakemake runs the `python -m` commands of shell jobs (a bare `python` may be
 # another one), except in a conda or container environment, whose own runs them (as `script:` does).
-PYTHON = (
-    "python"
-    if {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deployment_settings.deployment_method)
-    else shlex.quote(sys.executable)
-)
+OWN_PYTHON = {DeploymentMethod.CONDA, DeploymentMethod.APPTAINER} & set(workflow.deployment_settings.deployment_method)
+PYTHON = "python" if OWN_PYTHON else shlex.quote(sys.executable)
 # A GPU rule's gpu resource: only where this machine has a GPU; a profile may set it (Slurm's does).
 GPU = PLAN.gpu_resources()
 
