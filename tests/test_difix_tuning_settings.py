@@ -199,6 +199,7 @@ HAND_KEPT_RESUME_FINGERPRINT = (
     "lambda_l2", "lambda_lpips", "lambda_gram", "gram_warmup_steps", "lpips_net", "seed",
     "use_ref", "lr_warmup_steps", "lr_schedule", "weight_decay", "adam_beta1", "adam_beta2", "adam_eps",
     "unet", "unet_lora_rank", "vae_skip", "loss_region", "loss_mask_dilation",
+    "mv_attention", "gram_crop",  # issue 35's recipe settings, appended: earlier keys keep their order
 )  # fmt: skip
 
 
