@@ -1,4 +1,4 @@
-"""Charts of the study report: per-scene NVS metrics with paired bootstrap intervals, and the DiFix
+"""Charts of the study report: per-scene NVS metrics with paired intervals, and the DiFix
 training loss curve."""
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def metric_bars(
         if text.get_text() in LEGEND_HEADINGS:
             text.set_fontweight("bold")
     figure.suptitle(
-        "Novel views of the reserved scenes: arm means (top), paired differences with bootstrap intervals (bottom)",
+        "Novel views of the reserved scenes: arm means (top), paired differences with their intervals (bottom)",
         fontsize=10.5,
     )
     if empty:  # one line each instead of an empty box
