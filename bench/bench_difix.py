@@ -83,8 +83,14 @@ def autocast(device: torch.device, precision: str):
 
 
 def timed(
-    fn, iters: int, warmup: int, device: torch.device, profile_calls: int = 0,
-    profile_out: Path | None = None, name: str = "", after_first=None,
+    fn,
+    iters: int,
+    warmup: int,
+    device: torch.device,
+    profile_calls: int = 0,
+    profile_out: Path | None = None,
+    name: str = "",
+    after_first=None,
 ) -> tuple[float, float]:
     """(seconds of the first call, which includes any compilation; mean seconds per call
     after ``warmup`` untimed calls).  ``profile_calls`` > 0: then trace that many calls and
@@ -147,17 +153,17 @@ def print_profile(fn, calls: int, device: torch.device, table_path: Path | None 
     # Kernels only: operators and annotations (an inductor graph's "## Call CompiledFxGraph",
     # Optimizer.step) carry their kernels' time too, and CUPTI's "Command Buffer Full" marker
     # has a duration.
-    kernels = [
-        e for e in table if e.device_type == torch.autograd.DeviceType.CUDA and e.key != "Command Buffer Full"
-    ]
+    kernels = [e for e in table if e.device_type == torch.autograd.DeviceType.CUDA and e.key != "Command Buffer Full"]
     busy_ms = sum(e.self_device_time_total for e in kernels) / calls / 1000
     print(f"\nprofile: {busy_ms:.1f} ms of GPU kernels per call", file=sys.stderr)
     by_kind: dict[str, float] = {}
     for event in kernels:
         kind = kernel_kind(event.key)
         by_kind[kind] = by_kind.get(kind, 0.0) + event.self_device_time_total / calls / 1000
-    print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.05),
-          file=sys.stderr)
+    print(
+        "  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.05),
+        file=sys.stderr,
+    )
     print(table.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60), file=sys.stderr)
     if table_path is not None:
         table_path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +179,8 @@ def print_profile(fn, calls: int, device: torch.device, table_path: Path | None 
 def copies_by_shape(prof) -> str:
     """The eager copies of the traced calls, by input shape (what made them shows in the shapes)."""
     rows = [
-        e for e in prof.key_averages(group_by_input_shape=True)
+        e
+        for e in prof.key_averages(group_by_input_shape=True)
         if e.key in ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous")
     ]
     rows.sort(key=lambda e: -e.device_time_total)
@@ -214,9 +221,15 @@ def bench_difix_train(
     with device:
         model = build_random_difix(DifixConfig(preset=args.preset))
     cfg = TrainConfig(
-        triplets="-", output="-", output_dir="-", lr=1e-5, mixed_precision=precision,
-        compile=args.compile, gradient_checkpointing=args.gradient_checkpointing,
-        cudnn_benchmark=args.cudnn_benchmark, compile_mode=args.compile_mode or TrainConfig.compile_mode,
+        triplets="-",
+        output="-",
+        output_dir="-",
+        lr=1e-5,
+        mixed_precision=precision,
+        compile=args.compile,
+        gradient_checkpointing=args.gradient_checkpointing,
+        cudnn_benchmark=args.cudnn_benchmark,
+        compile_mode=args.compile_mode or TrainConfig.compile_mode,
         channels_last=args.channels_last,
     )
     prepare_model_for_training(model, cfg, device)
@@ -225,13 +238,21 @@ def bench_difix_train(
     params = [p for _, p in model.trainable_named_parameters()]
     optimizer = make_optimizer(params, cfg, device)
     ddp_model, optimizer = accelerator.prepare(model, optimizer)
-    h = w = args.resolution
+    h, w = args.resolution
     views = torch.rand(args.batch_size, 2, 3, h, w, device=device) * 2 - 1
     target = torch.rand_like(views)
     emb = model.encode_prompts(["remove degradation"] * args.batch_size)
     cache = bench_compile_cache(
-        args, "train", model, device, cfg.compile_mode, precision=precision, views=2, allow_tf32=not args.no_tf32,
-        channels_last=uses_channels_last(model), gradient_checkpointing=args.gradient_checkpointing,
+        args,
+        "train",
+        model,
+        device,
+        cfg.compile_mode,
+        precision=precision,
+        views=2,
+        allow_tf32=not args.no_tf32,
+        channels_last=uses_channels_last(model),
+        gradient_checkpointing=args.gradient_checkpointing,
     )
     # --outputs keeps the losses on the device: reading each (float) synchronises every step, the
     # likely cause of the 102.3 ms a compiled step measured with it against 93.5 ms before (H200)
@@ -255,7 +276,13 @@ def bench_difix_train(
                 step()
             return 0.0, 0.0, peak_gib(device)
         first, seconds = timed(
-            step, args.iters, args.warmup, device, args.profile, args.profile_out, "train",
+            step,
+            args.iters,
+            args.warmup,
+            device,
+            args.profile,
+            args.profile_out,
+            "train",
             after_first=lambda _: cache.save() if cache else None,
         )
         assert all(p.dtype == torch.float32 for p in params), "trainable weights must stay fp32"
@@ -293,8 +320,10 @@ def compare_loss_curves(args, device: torch.device) -> int:
     print(f"step,{args.reference},tested,relative_difference")
     for i, (a, b, r) in enumerate(zip(eager, tested, rel), start=1):
         print(f"{i},{a:.6g},{b:.6g},{r:.3g}")
-    print(f"largest relative difference over {len(rel)} steps: {max(rel):.3g} "
-          f"(first loss {eager[0]:.5g}, last {eager[-1]:.5g})")
+    print(
+        f"largest relative difference over {len(rel)} steps: {max(rel):.3g} "
+        f"(first loss {eager[0]:.5g}, last {eager[-1]:.5g})"
+    )
     return 0
 
 
@@ -326,7 +355,7 @@ def bench_plain_train(args, device: torch.device, precision: str) -> tuple[float
     params = list(unet.parameters()) + list(vae.decoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-5)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    h = w = args.resolution
+    h, w = args.resolution
     images = torch.rand(args.batch_size * 2, 3, h, w, device=device) * 2 - 1
     target = torch.rand_like(images)
     t = torch.tensor([199], device=device)
@@ -353,15 +382,27 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, floa
     # the pipeline's mode (difix.inference: CUDA graphs) unless --compile-mode says otherwise
     compile_mode = (args.compile_mode or InferenceConfig.compile_mode) if args.compile else None
     prepare_for_inference(
-        model, device, weight_dtype, compile_mode, channels_last=args.channels_last,
+        model,
+        device,
+        weight_dtype,
+        compile_mode,
+        channels_last=args.channels_last,
         cudnn_benchmark=args.infer_cudnn_benchmark,
     )
-    h = w = args.resolution
+    h, w = args.resolution
     views = (torch.rand(1, 2, 3, h, w, device=device) * 2 - 1).to(weight_dtype)
     emb = model.encode_prompts(["remove degradation"])
     cache = bench_compile_cache(
-        args, "infer", model, device, compile_mode, dtype=str(weight_dtype).removeprefix("torch."),
-        precision=precision, views=2, channels_last=uses_channels_last(model), all_views=args.all_views,
+        args,
+        "infer",
+        model,
+        device,
+        compile_mode,
+        dtype=str(weight_dtype).removeprefix("torch."),
+        precision=precision,
+        views=2,
+        channels_last=uses_channels_last(model),
+        all_views=args.all_views,
     )
 
     @torch.inference_mode()
@@ -376,9 +417,9 @@ def bench_infer(args, device: torch.device, precision: str) -> tuple[float, floa
         if cache:
             cache.save()
 
-    return *timed(
-        run, args.iters, args.warmup, device, args.profile, args.profile_out, "infer", after_first
-    ), peak_gib(device)
+    return *timed(run, args.iters, args.warmup, device, args.profile, args.profile_out, "infer", after_first), peak_gib(
+        device
+    )
 
 
 OUTPUTS: dict[str, torch.Tensor] = {}  # --outputs: what the rows computed, saved at the end
@@ -388,7 +429,7 @@ def bench_compile_cache(args, kind: str, model, device: torch.device, mode: str 
     """The study compile cache entry of a row (None without --compile-cache or --compile), loaded."""
     if not (args.compile and args.compile_cache):
         return None
-    h = w = args.resolution
+    h, w = args.resolution
     settings["inductor"] = ",".join(args.inductor)  # experiments change the generated code
     key = CompileKey.for_process(kind, model.difix_config, (h, w), args.batch_size, mode, device, **settings)
     return open_study_cache(args.compile_cache, key)
@@ -410,26 +451,41 @@ def set_inductor_option(setting: str) -> None:
     setattr(inductor_config, key, value)
 
 
+def _size(text: str) -> tuple[int, int]:
+    """``N`` (square) or ``HxW``: the views' size in pixels."""
+    h, _, w = text.lower().partition("x")
+    return int(h), int(w or h)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="sd-turbo", choices=["sd-turbo", "tiny"])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument(
+        "--resolution", type=_size, default=(512, 512), metavar="N|HxW", help="square side, or height x width"
+    )
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precisions", default="no,bf16,fp16", help="comma list of no, bf16, fp16")
     parser.add_argument(
-        "--channels-last", action=argparse.BooleanOptionalAction, default=None,
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="channels-last layout (unset: the library's default, on when compiled on CUDA)",
     )
     parser.add_argument(
-        "--loss-curve", type=int, default=0, metavar="N",
+        "--loss-curve",
+        type=int,
+        default=0,
+        metavar="N",
         help="instead of timing: N training steps on fixed data eager (NCHW) and as the options say; the losses "
         "of both and their largest relative difference",
     )
     parser.add_argument(
-        "--reference", default="eager-nchw", choices=["eager-nchw", "eager", "none"],
+        "--reference",
+        default="eager-nchw",
+        choices=["eager-nchw", "eager", "none"],
         help="the loss curve's reference: eager NCHW, eager in the tested layout (what compiling alone changes), "
         "or none (the tested run's losses alone)",
     )
@@ -446,12 +502,16 @@ def main(argv: list[str] | None = None) -> int:
         "TrainConfig.compile_mode and difix.inference's compile_mode (both reduce-overhead: CUDA graphs)",
     )
     parser.add_argument(
-        "--compile-cache", type=Path, metavar="DIR",
+        "--compile-cache",
+        type=Path,
+        metavar="DIR",
         help="study compile cache folder (hi4dfix.difix.compile_cache); the live caches go to a per-process folder",
     )
     parser.add_argument("--outputs", type=Path, metavar="FILE", help="save the rows' outputs (torch.save) here")
     parser.add_argument(
-        "--infer-cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+        "--infer-cudnn-benchmark",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="inference with cuDNN autotuning (unset: prepare_for_inference's default)",
     )
     parser.add_argument(
@@ -467,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
         "--cudnn-benchmark", action="store_true", help="training with cuDNN autotuning (TrainConfig.cudnn_benchmark)"
     )
     parser.add_argument(
-        "--clip", default="separate", choices=["fused", "separate"],
+        "--clip",
+        default="separate",
+        choices=["fused", "separate"],
         help="training: clip_grad_norm_ then step (the trainer's) or inside fused AdamW (hi4dfix.difix.optim)",
     )
     parser.add_argument("--rows", default="train,plain,infer", help="comma list of train, plain, infer")
@@ -480,19 +542,25 @@ def main(argv: list[str] | None = None) -> int:
         help="with --channels-last: the group norm (native: torch's, as before hi4dfix.difix.memory_format)",
     )
     parser.add_argument(
-        "--inductor", action="append", default=[], metavar="KEY=VALUE",
+        "--inductor",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="set torch._inductor.config.KEY (an experiment; repeatable)",
     )
     parser.add_argument(
         "--ddp-bucket-mb", type=int, default=25, help="under accelerate launch: DDP's gradient bucket size (MB)"
     )
     parser.add_argument(
-        "--optimize-ddp", default=None,
+        "--optimize-ddp",
+        default=None,
         choices=["ddp_optimizer", "no_optimization", "python_reducer"],
         help="torch._dynamo.config.optimize_ddp (unset: the trainer's, no_optimization: one graph)",
     )
     parser.add_argument(
-        "--timing-lock", type=Path, metavar="FILE",
+        "--timing-lock",
+        type=Path,
+        metavar="FILE",
         help="time (and profile) only while holding this file's lock: side-by-side processes compile together, "
         "time one at a time",
     )
@@ -562,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         options.append(f"group norm {args.group_norm}")
     options += [f"inductor {s}" for s in args.inductor]
     setting = (
-        f"preset {args.preset}, {args.resolution}x{args.resolution}, batch {args.batch_size} (+ reference view) "
+        f"preset {args.preset}, {args.resolution[0]}x{args.resolution[1]}, batch {args.batch_size} (+ reference view) "
         f"per process, {processes} process(es), options: {', '.join(options) or 'none'}"
     )
     print(f"\nDifix bench: {setting}; {gpu}, torch {torch.__version__}\n")
