@@ -48,8 +48,7 @@ row cold_train --rows train $cc --clip fused --profile 2 --profile-out "$out/pro
 a=$!
 (
     row cold_infer --rows infer --bf16-weights $cc --profile 2 --profile-out "$out/prof_cold_infer"
-    row cold_infer_cd --rows infer --bf16-weights $cc --inductor coordinate_descent_tuning=True \
-        --profile 2 --profile-out "$out/prof_cold_infer_cd" &
+    # (coordinate-descent tuning is left out: its cold compile had not ended after 250 s, BENCHMARKS.md)
     row cold_infer_freeze --rows infer --bf16-weights $cc --inductor freezing=True \
         --profile 2 --profile-out "$out/prof_cold_infer_freeze" &
     wait
@@ -82,7 +81,7 @@ def load(name, key):
     path = f"{out}/{name}.pt"
     return torch.load(path)[key] if os.path.exists(path) and key in torch.load(path) else None
 for key, names in (("train_losses", ("cold_train", "warm_train", "warm_train_sep", "warm_train_cudnn")),
-                   ("infer_output", ("cold_infer", "warm_infer", "cold_infer_cd", "cold_infer_freeze"))):
+                   ("infer_output", ("cold_infer", "warm_infer", "cold_infer_freeze"))):
     first = load(names[0], key)
     for name in names[1:]:
         other = load(name, key)
