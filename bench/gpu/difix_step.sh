@@ -3,8 +3,8 @@
 # weights, 512x512 with a reference view, batch 1, bf16):
 #   [DEADLINE=S] bash bench/gpu/difix_step.sh [CACHE_DIR]   (rows start only while S s (480) last)
 # 1. side by side, cold (an empty study cache, empty node-local caches): the compiled training step
-#    (profiled) beside compiled inference (profiled), then side by side inference with inductor's
-#    coordinate-descent tuning and with its freezing (weights as constants), then clipping + AdamW
+#    (profiled) beside compiled inference (profiled), then inference with inductor's
+#    freezing (weights as constants), then clipping + AdamW
 #    alone (bench/bench_optim.py); processes that compile together time their steps one at a time
 #    (--timing-lock); beside them the DiFix GPU tests (not gpu_slow), untimed;
 # 2. then alone, warm (new processes, node-local caches empty, the study cache from 1): the training
