@@ -315,3 +315,53 @@ def test_both_extra_arms_run_in_bf16_on_the_gpu(tmp_path):
     assert single.fixer.model.vae.dtype == torch.bfloat16
     outs = single([image, image], [image, image])
     assert len(outs) == 2 and outs[0].shape == image.shape and np.isfinite(outs[0]).all()
+
+
+# ---- tables' companions: charts and the refit column ---------------------------------------------
+
+
+def extra_arm_deltas() -> pd.DataFrame:
+    """A delta table of 4 scenes with an extra arm ``fixer`` between raw and tuned."""
+    from hi4dfix.metrics import METRIC_COLUMNS
+    from hi4dfix.stats import BootstrapConfig
+    from hi4dfix.tables import delta_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, offset in (("raw", 0.0), ("base", 1.0), ("tuned", 1.5), ("fixer", 1.2)):
+        for scene in ("s1", "s2", "s3", "s4"):
+            for frame in range(4):
+                metrics = dict.fromkeys(METRIC_COLUMNS, 0.5)
+                metrics.update(psnr=20 + offset + rng.normal(0, 0.3), ssim=0.5 + offset / 10, lpips=0.5 - offset / 10)
+                rows.append({"arm": arm, "scene": scene, "frame": frame, "cam": 16, **metrics})
+    return delta_table(pd.DataFrame(rows), ("psnr", "ssim", "lpips"), bootstrap=BootstrapConfig(n_resamples=200))
+
+
+def test_metric_charts_draw_the_extra_arms_and_their_comparisons():
+    from hi4dfix.report.figures import VERDICT_COLORS, metric_bars
+
+    deltas = extra_arm_deltas()
+    figure = metric_bars(deltas)
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    labels = [line.get_label() for line in panels[0].get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["raw render (no DiFix)", "base DiFix", "tuned DiFix", "extra arm fixer"]
+    lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]
+    drawn = {c.lines[0].get_gid(): c for c in lower[0].containers}
+    rows = deltas[(deltas.metric == "psnr") & deltas.comparison.isin(["tuned_vs_fixer", "fixer_vs_raw"])]
+    assert len(rows) == 10 and all(f"{r.scene}@{r.comparison}" in drawn for r in rows.itertuples())
+    mean = rows[(rows.scene == "mean") & (rows.comparison == "fixer_vs_raw")].iloc[0]
+    point = drawn["mean@fixer_vs_raw"].lines[0]
+    assert point.get_ydata()[0] == pytest.approx(mean.delta) and point.get_color() == VERDICT_COLORS[mean.verdict]
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "tuned − fixer" in legend and "fixer − raw" in legend
+    names = ["tuned − base", "tuned − raw", "base − raw", "tuned − fixer", "fixer − raw"]
+    markers = {h.get_marker() for h in figure.legends[0].legend_handles if h.get_label() in names}
+    assert len(markers) == 5  # each comparison its own marker
+
+
+def test_difix3d_plus_refits_the_extra_arms_as_every_fixer_arm():
+    from hi4dfix.evaluate import with_refit_column
+
+    table = pd.DataFrame({"comparison": ["tuned_vs_fixer", "fixer_vs_raw", "base_vs_raw"]})
+    assert list(with_refit_column(table, "difix3d+")["refit"]) == ["tuned+fixer", "fixer", "base"]
+    assert list(with_refit_column(table, "postfix")["refit"]) == ["none"] * 3
