@@ -138,6 +138,11 @@ def extra_arm_items(config: Mapping[str, Any]) -> list[WeightItem]:
 
     items = []
     for arm in extra_arms(config.get("difix", {})).values():
+        if isinstance(arm, DifixArm) and arm.model.endswith(".pkl"):
+            found = saved_preset(arm.model, config.get("difix", {}).get("hub_cache_dir"))
+            if found is None or found[0] == "sd-turbo":  # an official pkl holds the UNet and adapters only
+                source = DifixConfig(preset="sd-turbo").base_model_id
+                items.append(_hub_item("SD-Turbo base", source, config, f"{arm.setting}.model (pkls rebuild on it)"))
         if not is_hub_model(arm):
             continue
         if isinstance(arm, DifixArm):

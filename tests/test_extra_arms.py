@@ -365,3 +365,14 @@ def test_difix3d_plus_refits_the_extra_arms_as_every_fixer_arm():
     table = pd.DataFrame({"comparison": ["tuned_vs_fixer", "fixer_vs_raw", "base_vs_raw"]})
     assert list(with_refit_column(table, "difix3d+")["refit"]) == ["tuned+fixer", "fixer", "base"]
     assert list(with_refit_column(table, "postfix")["refit"]) == ["none"] * 3
+
+
+def test_an_official_pkl_as_an_extra_arm_needs_sd_turbo(tmp_path, offline_hub):
+    pkl = tmp_path / "model_1000.pkl"
+    torch.save({"state_dict_unet": {}}, pkl)  # no hi4dfix config: an official Difix pkl, rebuilt on SD-Turbo
+    config = with_arms(default_config(), {"difix_pkl": {"kind": "difix", "model": str(pkl), "reference": True}})
+    config["difix"]["hub_cache_dir"] = str(offline_hub)
+    [item] = [item for item in W.required_weights(config) if item.name == "SD-Turbo base"]
+    assert item.source == "stabilityai/sd-turbo" and item.needed_by == (
+        "difix.extra_arms.difix_pkl.model (pkls rebuild on it)",
+    )  # fmt: skip
