@@ -303,15 +303,16 @@ def _run_fetch_weights(args: argparse.Namespace) -> int:
     from hi4dfix import weights
 
     items = weights.wanted_weights(load_workflow_config(args.config, args.configfile))
-    present = {item.source: weights.is_present(item) for item in items}
+    present = {item: weights.is_present(item) for item in items}  # an extra arm's Hub file: its own item
     for item in items:
-        if present[item.source]:
+        if present[item]:
             state, size = "present", weights.format_size(weights.local_size(item))
         else:  # the download's own progress shows the size; a dry run asks for it
             state, size = "missing", weights.format_size(weights.remote_size(item)) if args.dry_run else ""
-        print(f"{state:8} {size:>10}  {item.name} [{item.source}] -> {item.destination}")
+        source = item.source + "".join(f":{name}" for name in item.files)
+        print(f"{state:8} {size:>10}  {item.name} [{source}] -> {item.destination}")
         print(f"{'':20}needed by {', '.join(item.needed_by)}")
-    todo = [item for item in items if not present[item.source]]
+    todo = [item for item in items if not present[item]]
     if args.dry_run or not todo:
         print(f"{len(todo)} of {len(items)} item(s) to fetch" + (" (dry run)" if args.dry_run and todo else ""))
         return 0

@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from hi4dfix.arms import CONTROL_ARMS
 from hi4dfix.difix3d_plus import ProgressiveConfig, progressive_frame
 from hi4dfix.io import read_image, write_image
 from hi4dfix.metrics import LPIPS_FLAG_COLUMN, TEMPORAL_COLUMNS, MetricComputer, MetricsConfig
@@ -184,9 +185,13 @@ def refit_note(mode: str) -> str:
 def with_refit_column(table, mode: str):
     """The delta table with ``refit``: the arms of each row's comparison that ``mode`` refit (``none``)."""
     refit = set(REFIT_ARMS[mode])
+
+    def was_refit(arm: str) -> bool:  # an extra arm (difix.extra_arms) is refit as every fixer arm is
+        return arm in refit or (bool(refit) and arm not in CONTROL_ARMS)
+
     table = table.copy()
     table["refit"] = [
-        "+".join(arm for arm in str(c).split("_vs_") if arm in refit) or "none" for c in table["comparison"]
+        "+".join(arm for arm in str(c).split("_vs_") if was_refit(arm)) or "none" for c in table["comparison"]
     ]
     return table
 

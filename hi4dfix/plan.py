@@ -33,6 +33,7 @@ from hi4dfix.config_files import check_config_files
 from hi4dfix.config_schema import check_config, fill_defaults, load_schema
 from hi4dfix.difix import geometry
 from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
+from hi4dfix.extra_arms import ExtraArmError, check_extra_arms, extra_arms, local_inputs, weights_spec
 from hi4dfix.fingerprint import FINGERPRINT_FILE
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.provenance import PROVENANCE_NAME
@@ -262,6 +263,11 @@ class Plan:
         mismatch = preset_mismatch_message(self.config)
         if mismatch is not None:
             raise PlanError(mismatch)  # a local difix.base of another preset: refused by name
+        try:  # released fixers as arms (difix.extra_arms): a file, module or size a job would miss, refused now
+            self.extra_arms = extra_arms(self.difix)
+            check_extra_arms(self.extra_arms, self.difix["hub_cache_dir"])
+        except ExtraArmError as exc:
+            raise PlanError(str(exc)) from None
         self._checked: dict[str, Version] = {}
         self._sizes: dict[str, resources.SceneSize] = {}
         study = self._study
@@ -317,7 +323,8 @@ class Plan:
 
     @property
     def arms(self) -> tuple[str, ...]:
-        return study_arms(self.control_on)
+        """raw, base, tuned, control when on, then the extra arms (difix.extra_arms) in config order."""
+        return study_arms(self.control_on, tuple(self.extra_arms))
 
     def version(self, name: str) -> Version:
         """The version after the reserved-scene policy check: a refused version raises (every time)."""
@@ -432,8 +439,9 @@ class Plan:
         return self.paths.triplets(self.triplet_owner[version])
 
     def nvs_csv(self, version: str, arm: str, scene: str) -> str:
-        """An arm's per-scene NVS metrics; raw, base and control come from the first version sharing them."""
-        if arm in SHARED_ARMS:
+        """An arm's per-scene NVS metrics; raw, base, the extra arms and control come from the first version
+        sharing them (an extra arm's model is study-wide: its CSVs depend on what raw and base's do)."""
+        if arm in SHARED_ARMS or arm in self.extra_arms:
             owner = self.arm_owner[version]
         elif arm == CONTROL:
             owner = self.control_arm_owner[version]
@@ -496,7 +504,39 @@ class Plan:
             return self.control_model(version) if self.control_on else _unknown_arm(arm)
         return self.paths.model(version) if arm == TUNED else _unknown_arm(arm)
 
+    def arm_model_param(self, version: str, arm: str) -> Any:
+        """An NVS job's ``model`` param: :meth:`nvs_model`, or an extra arm's spec as plain data
+        (:func:`hi4dfix.extra_arms.arm_fixer` takes either)."""
+        return self.extra_arms[arm].params() if arm in self.extra_arms else self.nvs_model(version, arm)
+
+    def extra_arm_params(self) -> dict[str, dict[str, Any]]:
+        """Every extra arm's spec as plain data (the internal evaluation's param)."""
+        return {name: arm.params() for name, arm in self.extra_arms.items()}
+
+    def extra_arm_inputs(self) -> list[str]:
+        """The extra arms' local weights (files and folders; Hub weights are checked at DAG build instead)."""
+        return [path for arm in self.extra_arms.values() for path in local_inputs(arm)]
+
+    def extra_arm_weights(self) -> dict[str, str]:
+        """What provenance hashes for each extra arm (hi4dfix.extra_arms.weights_spec)."""
+        return {name: weights_spec(arm, self.difix["hub_cache_dir"]) for name, arm in self.extra_arms.items()}
+
+    def arm_preset(self, arm: str) -> str | None:
+        """The DiFix preset an arm's job is sized by (hi4dfix.resources); None for raw. A TorchScript arm is
+        sized as a full-size DiFix (nv-tlabs/Fixer's 2B model is larger; no measurement of it here yet)."""
+        if arm == "raw":
+            return None
+        extra = self.extra_arms.get(arm)
+        if extra is None:
+            return self.difix_preset
+        from hi4dfix.weights import saved_preset
+
+        found = saved_preset(extra.model, self.difix["hub_cache_dir"]) if extra.kind == "difix" else None
+        return found[0] if found is not None else "sd-turbo"
+
     def nvs_model_input(self, version: str, arm: str) -> list[str]:
+        if arm in self.extra_arms:
+            return local_inputs(self.extra_arms[arm])
         if arm == "raw":
             return []
         return self.base_input() if arm == "base" else [self.nvs_model(version, arm)]
@@ -682,7 +722,7 @@ class Plan:
         return settings.get("fit_steps", 0) if settings.get("source", "fit") == "fit" else 0
 
     def nvs_mem_mb(self, arm: str, scene: str, attempt: int) -> int:
-        presets = [] if arm == "raw" else [self.difix_preset]
+        presets = [] if arm == "raw" else [self.arm_preset(arm)]
         scale = self.scene_size(scene).pixel_scale
         return resources.evaluation_mem_mb(scale, self.evaluation_chunk(), presets, attempt)
 
@@ -691,7 +731,7 @@ class Plan:
         return resources.nvs_runtime_min(
             self.scene_size(scene),
             self.heldout_views(version.eval_profile, scene),
-            None if arm == "raw" else self.difix_preset,
+            self.arm_preset(arm),
             version.nvs["mode"],
             self.profile_fit_steps(version.eval_profile),
             attempt,
@@ -707,13 +747,13 @@ class Plan:
     def difix_eval_mem_mb(self, name: str, attempt: int) -> int:
         version = self.version(name)
         scale = max(self.scene_size(scene).pixel_scale for scene in version.difix_eval)
-        models = len(self.arms) - 1  # every arm but raw
-        return resources.evaluation_mem_mb(scale, self.evaluation_chunk(), [self.difix_preset] * models, attempt)
+        presets = [self.arm_preset(arm) for arm in self.arms if arm != "raw"]  # every arm but raw
+        return resources.evaluation_mem_mb(scale, self.evaluation_chunk(), presets, attempt)
 
     def difix_eval_runtime(self, name: str, attempt: int) -> int:
         version = self.version(name)
         scale = max(self.scene_size(scene).pixel_scale for scene in version.difix_eval)
-        arms = [None if arm == "raw" else self.difix_preset for arm in self.arms]
+        arms = [self.arm_preset(arm) for arm in self.arms]
         return resources.evaluation_runtime_min(self.difix_eval_views(version), scale, arms, attempt)
 
     def render_runtime(self, profile: str, scene: str, attempt: int) -> int:
@@ -763,7 +803,24 @@ class Plan:
                 if self.control_on
                 else "off (difix.control.enabled: false)"
             ),
+            **(
+                {"extra arms": "; ".join(f"{n}: {d}" for n, d in self.card_extra_arms().items())}
+                if self.extra_arms
+                else {}
+            ),
         }
+
+    def card_extra_arms(self) -> dict[str, str]:
+        """The extra arms as the version card shows them (none: no line)."""
+        shown = {}
+        for name, arm in self.extra_arms.items():
+            if arm.kind == "difix":
+                shown[name] = f"DiFix {arm.model}, {'with' if arm.reference else 'without'} the reference view"
+            else:
+                size = "x".join(map(str, arm.contract.resolution))
+                source = f"{arm.repo}:{arm.file}" if arm.repo else arm.file
+                shown[name] = f"TorchScript {source} at {size} (W x H), {arm.contract.dtype}, no reference view"
+        return shown
 
     def environment_problem(self) -> str | None:
         """What this machine lacks for the config, refused at DAG build: the LPIPS backbone when

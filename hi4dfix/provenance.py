@@ -138,14 +138,17 @@ def build_provenance(
     scene_fingerprints: Mapping[str, str | os.PathLike],
     arm_csvs: Mapping[str, Sequence[str | os.PathLike]],
     repo: str | os.PathLike | None = None,
+    extra_weights: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The provenance record (see the module doc). ``scene_fingerprints``: scene -> its fingerprint.json."""
+    """The provenance record (see the module doc). ``scene_fingerprints``: scene -> its fingerprint.json;
+    ``extra_weights``: each extra arm's weights (difix.extra_arms), hashed like the base's."""
+    extra = {arm: weights_entry(spec) for arm, spec in (extra_weights or {}).items()}
     return {
         "format": FORMAT,
         "code": code_state(repo),
         "config": {"sha256": config_sha256(resolved_config), "resolved": resolved_config},
         "packages": package_versions(),
-        "weights": {"base": weights_entry(base_spec), "tuned": weights_entry(str(tuned_model))},
+        "weights": {"base": weights_entry(base_spec), "tuned": weights_entry(str(tuned_model)), **extra},
         "scenes": {
             scene: {"fingerprint": str(path), FINGERPRINT_KEY: scene_fingerprint(path)}
             for scene, path in sorted(scene_fingerprints.items())

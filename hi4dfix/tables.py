@@ -62,7 +62,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hi4dfix.arms import ARMS, COMPARISONS, CONTROL, CONTROL_ARMS, CONTROL_COMPARISONS, arm_comparisons, study_arms
+from hi4dfix.arms import (
+    ARMS,
+    COMPARISONS,
+    CONTROL,
+    CONTROL_ARMS,
+    CONTROL_COMPARISONS,
+    arm_comparisons,
+    extra_arms_of,
+    study_arms,
+)
 from hi4dfix.io import atomic_path
 from hi4dfix.metrics import (
     DEFAULT_DELTA_METRICS,
@@ -95,16 +104,18 @@ DELTA_COLUMNS = (
 
 
 def delta_columns(arms: Sequence[str]) -> tuple[str, ...]:
-    """The delta table's columns for these arms: ``control`` after ``tuned`` when the study has it."""
-    if CONTROL not in arms:
-        return DELTA_COLUMNS
+    """The delta table's columns for these arms: ``control`` after ``tuned`` when the study has it, then the
+    extra arms (``difix.extra_arms``) in order."""
+    later = (*((CONTROL,) if CONTROL in arms else ()), *extra_arms_of(arms))
     at = DELTA_COLUMNS.index("tuned") + 1
-    return (*DELTA_COLUMNS[:at], CONTROL, *DELTA_COLUMNS[at:])
+    return (*DELTA_COLUMNS[:at], *later, *DELTA_COLUMNS[at:])
 
 
 def table_arms(table: pd.DataFrame) -> tuple[str, ...]:
-    """The arms of a delta table (its arm-mean columns)."""
-    return study_arms(CONTROL in table.columns)
+    """The arms of a delta table (its arm-mean columns: raw, base, tuned, then any up to ``delta``)."""
+    columns = list(table.columns)
+    later = columns[columns.index("tuned") + 1 : columns.index("delta")] if "delta" in columns else []
+    return study_arms(CONTROL in later, extra_arms_of(later))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,14 +211,11 @@ def read_per_scene_csv(path: str | os.PathLike) -> pd.DataFrame:
 def nvs_views(scenes: Sequence[str], arm_csvs: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
     """The per-view rows of the per-scene NVS CSVs of every arm (one path per scene, in ``scenes`` order),
     as one long table: ``arm, scene, frame, cam`` and the metric columns (mean rows left out). The arms
-    are raw, base and tuned, and control where ``arm_csvs`` has it."""
+    are raw, base and tuned, control where ``arm_csvs`` has it, then any extra arms in ``arm_csvs`` order."""
     missing = sorted(set(ARMS) - set(arm_csvs))
     if missing:
         raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
-    unknown = sorted(set(arm_csvs) - set(CONTROL_ARMS))
-    if unknown:
-        raise ValueError(f"delta table: unknown arms {unknown} (known: {', '.join(CONTROL_ARMS)})")
-    arms = study_arms(CONTROL in arm_csvs)
+    arms = study_arms(CONTROL in arm_csvs, extra_arms_of(list(arm_csvs)))
     return pd.concat([arm_views(arm, scenes, arm_csvs[arm]) for arm in arms], ignore_index=True)
 
 
@@ -272,16 +280,19 @@ CONTROL_COMPARISON_NAMES = tuple(comparison_name(b, a) for b, a in CONTROL_COMPA
 
 
 def _check_views(views: pd.DataFrame, metrics: Sequence[str], source: str) -> tuple[str, ...]:
-    """Checks the per-view table; returns its arms (raw, base, tuned and, if present, control)."""
+    """Checks the per-view table; returns its arms (raw, base, tuned, control if present, then the extra arms
+    in the order they first appear)."""
     missing = [c for c in (*VIEW_COLUMNS, *metrics) if c not in views.columns]
     if missing:
         raise ValueError(f"{source}: per-view metrics lack columns {missing}")
     if views.empty:
         raise ValueError(f"{source}: no per-view metrics")
-    arms = set(views["arm"])
-    if arms not in (set(ARMS), set(CONTROL_ARMS)):
-        raise ValueError(f"{source}: arms {sorted(arms)}, expected {list(ARMS)} or {list(CONTROL_ARMS)}")
-    expected = study_arms(CONTROL in arms)
+    arms = list(dict.fromkeys(views["arm"]))
+    if not set(ARMS) <= set(arms):
+        raise ValueError(
+            f"{source}: arms {sorted(arms)}, expected {list(ARMS)} or {list(CONTROL_ARMS)} (and any extra arms)"
+        )
+    expected = study_arms(CONTROL in arms, extra_arms_of(arms))
     keyed = views.set_index(list(VIEW_COLUMNS)).index
     if keyed.has_duplicates:
         raise ValueError(
@@ -315,7 +326,9 @@ def lpips_not_cached(views: pd.DataFrame, metric: str, flag_columns: Sequence[st
 
 def _not_computed_note(metric: str, values: pd.DataFrame, views: pd.DataFrame) -> str:
     """``values``: views by arm. Names every arm without a value, so a scene's comparisons share the note."""
-    arms = [arm for arm in CONTROL_ARMS if arm in values.columns and values[arm].isna().all()]
+    present = list(values.columns)
+    ordered = study_arms(CONTROL in present, extra_arms_of(present))
+    arms = [arm for arm in ordered if arm in present and values[arm].isna().all()]
     if not arms:  # each arm has values, never at the same views
         return f"{metric}: no view measured in both arms"
     note = f"{metric} not computed for {' and '.join([', '.join(arms[:-1]), arms[-1]] if len(arms) > 1 else arms)}"
@@ -477,9 +490,11 @@ def delta_table_from_csvs(
 
 def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
     """Read a delta table written by :func:`write_csv`: empty verdicts and notes stay empty strings. A
-    ``control`` column (a study with the control arm) is kept."""
-    numeric = (*CONTROL_ARMS, "delta", "ci_low", "ci_high", "p_value", "p_holm")
+    ``control`` column (a study with the control arm) and extra arms' columns are kept."""
     try:
+        header = list(pd.read_csv(path, nrows=0).columns)
+        extra = extra_arms_of(header[header.index("tuned") + 1 : header.index("delta")]) if "delta" in header else ()
+        numeric = (*CONTROL_ARMS, *extra, "delta", "ci_low", "ci_high", "p_value", "p_holm")
         df = pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric})
     except (FileNotFoundError, pd.errors.EmptyDataError) as err:
         raise ValueError(f"{path}: cannot read delta table ({err})") from err
@@ -508,8 +523,8 @@ def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
 
 def versions_table(deltas: Mapping[str, pd.DataFrame], parents: Mapping[str, str | None] | None = None) -> pd.DataFrame:
     """Every version's mean rows (one per metric and comparison), with ``version``, ``parent`` (the version it
-    extends, empty for none) and ``n_scenes`` first; a ``control`` column when any version has the control arm
-    (empty for those without it)."""
+    extends, empty for none) and ``n_scenes`` first; a ``control`` column when any version has the control arm,
+    and a column per extra arm any version has (empty for those without it)."""
     if not deltas:
         raise ValueError("versions_table needs at least one version's delta table")
     parents = parents or {}
@@ -521,7 +536,8 @@ def versions_table(deltas: Mapping[str, pd.DataFrame], parents: Mapping[str, str
         means.insert(0, "version", version)
         parts.append(means)
     control = any(CONTROL in table.columns for table in deltas.values())
-    columns = [c for c in delta_columns(study_arms(control)) if c != "scene"]
+    extra = dict.fromkeys(arm for table in deltas.values() for arm in extra_arms_of(table_arms(table)))
+    columns = [c for c in delta_columns(study_arms(control, list(extra))) if c != "scene"]
     return pd.concat(parts, ignore_index=True)[["version", "parent", "n_scenes", *columns]]
 
 

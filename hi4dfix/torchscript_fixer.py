@@ -20,17 +20,22 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+# torch is imported where a model runs: the plan parses contracts at every DAG build (hi4dfix.extra_arms)
+if TYPE_CHECKING:
+    import torch
+
+    from hi4dfix.difix.infer import FixerTiming
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+DTYPES = ("bfloat16", "float16", "float32")  # torch dtypes by name
 FITS = ("stretch", "pad")
 # nv-tlabs/Fixer's exported sizes (W, H), from its README and inference script
 FIXER_RESOLUTIONS = ((1024, 576), (832, 448), (704, 384), (512, 288))
@@ -58,7 +63,8 @@ class TorchScriptContract:
         if tuple(self.resolution) not in {tuple(r) for r in self.resolutions}:
             w, h = self.resolution
             raise TorchScriptFixerError(
-                f"{where}.resolution {w}x{h} (W x H) is not one the model was exported for ({supported})"
+                f"{where}.resolution {w}x{h} (W x H) is not one the model was exported for ({supported}); set "
+                f"{where}.resolution to one of them"
             )
         low, high = self.value_range
         if not low < high:
@@ -77,6 +83,8 @@ class TorchScriptContract:
 
 def _fit(image: torch.Tensor, size_hw: tuple[int, int], fit: str) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """``image`` (1, 3, h, w) brought to ``size_hw``; the box (top, left, height, width) the image fills."""
+    import torch.nn.functional as F
+
     height, width = size_hw
     if fit == "stretch":
         stretched = F.interpolate(image, size=size_hw, mode="bilinear", align_corners=False, antialias=True)
@@ -95,6 +103,8 @@ class TorchScriptFixer:
     batch_size = 1
 
     def __init__(self, path: str | os.PathLike, contract: TorchScriptContract, device: str | torch.device, name: str):
+        import torch
+
         self.path, self.contract, self.name = Path(path), contract, name
         self.device = torch.device(device)
         contract.check(f"arm {name}")
@@ -109,14 +119,16 @@ class TorchScriptFixer:
             raise TorchScriptFixerError(
                 f"arm {name}: {self.path} is not a TorchScript model torch.jit.load can read ({first})"
             ) from None
-        self.dtype = DTYPES[contract.dtype]
+        self.dtype = getattr(torch, contract.dtype)
+        self._timed, self._first = [0, 0.0], [0, 0.0]  # views, seconds (the first view apart: warm-up)
         width, height = contract.resolution
         log.info("arm %s: TorchScript fixer %s at %dx%d (W x H), %s", name, self.path, width, height, contract.dtype)
 
-    @torch.inference_mode()
     def _run(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         autocast = self.device.type == "cuda" and self.dtype != torch.float32
-        with torch.autocast(device_type=self.device.type, dtype=self.dtype, enabled=autocast):
+        with torch.inference_mode(), torch.autocast(device_type=self.device.type, dtype=self.dtype, enabled=autocast):
             out = self.model(x.to(self.dtype))
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -127,10 +139,14 @@ class TorchScriptFixer:
         return out.float()
 
     def __call__(self, images: Sequence[np.ndarray], refs: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        import torch
+        import torch.nn.functional as F
+
         low, high = self.contract.value_range
         width, height = self.contract.resolution
         outputs = []
         for image in images:
+            started = time.perf_counter()
             h, w = image.shape[:2]
             x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
             fitted, (top, left, ih, iw) = _fit(x, (height, width), self.contract.fit)
@@ -138,4 +154,13 @@ class TorchScriptFixer:
             out = out[:, :, top : top + ih, left : left + iw].clamp(0, 1)
             back = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
             outputs.append(back[0].permute(1, 2, 0).contiguous().cpu().numpy())
+            tally = self._timed if self._first[0] else self._first
+            tally[0] += 1
+            tally[1] += time.perf_counter() - started  # the output is on the host: the device is done
         return outputs
+
+    def timing(self) -> FixerTiming:
+        """Wall time per view, as :class:`hi4dfix.difix.infer.DifixFixer` reports it (the first view apart)."""
+        from hi4dfix.difix.infer import FixerTiming
+
+        return FixerTiming(self._timed[0], self._timed[1], self._first[0], self._first[1])

@@ -8,6 +8,8 @@ start when an item of :func:`required_weights` is missing (:func:`missing_weight
   Hugging Face cache (``difix.hub_cache_dir``, else the library's default);
 * SD-Turbo (``stabilityai/sd-turbo``) for ``difix.preset: sd-turbo``: pkls in Difix's layout hold
   the UNet and the VAE's LoRA and skip weights only and are rebuilt on the SD-Turbo base;
+* an extra arm's weights (``difix.extra_arms``, :mod:`hi4dfix.extra_arms`): a DiFix Hub id's pipeline
+  folder, or the TorchScript file of a Hub repository (nv-tlabs/Fixer's ``nvidia/Fixer``) in the same cache;
 * torchvision's ImageNet VGG16 (LPIPS with ``lpips_net: vgg`` and the Gram loss of tuning) and
   AlexNet (the LPIPS metric; LPIPS loss with ``lpips_net: alex``) in the torch hub cache
   (``$TORCH_HOME/hub/checkpoints``).
@@ -55,6 +57,7 @@ class WeightItem:
     source: str  # Hub repository id, or URL
     destination: Path  # the Hub cache folder, or the file torchvision reads
     needed_by: tuple[str, ...]  # config keys that need it
+    files: tuple[str, ...] = ()  # a Hub item's files (an extra arm's TorchScript file); none: a DiFix pipeline folder
 
     def describe(self) -> str:
         return f"{self.name} ({self.source}), needed by {', '.join(self.needed_by)}"
@@ -116,15 +119,38 @@ def _hub_item(name: str, repo: str, config: Mapping[str, Any], needed_by: str) -
 
 
 def _merged(items: list[WeightItem]) -> list[WeightItem]:
-    """One item per source, listing every key that needs it."""
-    by_source: dict[str, WeightItem] = {}
+    """One item per source (and files), listing every key that needs it."""
+    by_source: dict[tuple[str, tuple[str, ...]], WeightItem] = {}
     for item in items:
-        known = by_source.get(item.source)
+        key = (item.source, item.files)
+        known = by_source.get(key)
         if known is None:
-            by_source[item.source] = item
+            by_source[key] = item
         elif not set(item.needed_by) <= set(known.needed_by):
-            by_source[item.source] = replace(known, needed_by=known.needed_by + item.needed_by)
+            by_source[key] = replace(known, needed_by=known.needed_by + item.needed_by)
     return list(by_source.values())
+
+
+def extra_arm_items(config: Mapping[str, Any]) -> list[WeightItem]:
+    """The Hub weights of the extra arms (``difix.extra_arms``): a DiFix Hub id's folder, a TorchScript file
+    of a ``repo``; local files are the arms' own (checked at DAG build by :mod:`hi4dfix.extra_arms`)."""
+    from hi4dfix.extra_arms import DifixArm, extra_arms, is_hub_model
+
+    items = []
+    for arm in extra_arms(config.get("difix", {})).values():
+        if isinstance(arm, DifixArm) and arm.model.endswith(".pkl"):
+            found = saved_preset(arm.model, config.get("difix", {}).get("hub_cache_dir"))
+            if found is None or found[0] == "sd-turbo":  # an official pkl holds the UNet and adapters only
+                source = DifixConfig(preset="sd-turbo").base_model_id
+                items.append(_hub_item("SD-Turbo base", source, config, f"{arm.setting}.model (pkls rebuild on it)"))
+        if not is_hub_model(arm):
+            continue
+        if isinstance(arm, DifixArm):
+            items.append(_hub_item(f"DiFix of arm {arm.name}", arm.model, config, f"{arm.setting}.model"))
+        else:
+            items.append(WeightItem(f"TorchScript fixer of arm {arm.name}", "hub", arm.repo, hub_cache_dir(config),
+                                    (f"{arm.setting}.file",), (arm.file,)))  # fmt: skip
+    return items
 
 
 def required_weights(config: Mapping[str, Any]) -> list[WeightItem]:
@@ -147,7 +173,7 @@ def required_weights(config: Mapping[str, Any]) -> list[WeightItem]:
             items.append(_backbone_item(tuning.get("lpips_net") or "vgg", f"versions.{name}.tuning.lambda_lpips"))
     if config.get("metrics", {}).get("require_lpips"):
         items.append(_backbone_item("alex", "metrics.require_lpips"))
-    return _merged(items)
+    return _merged(items + extra_arm_items(config))
 
 
 def wanted_weights(config: Mapping[str, Any]) -> list[WeightItem]:
@@ -218,7 +244,7 @@ def is_present(item: WeightItem) -> bool:
         return item.destination.is_file()
     from huggingface_hub import try_to_load_from_cache
 
-    for filename in HUB_REQUIRED_FILES:
+    for filename in item.files or HUB_REQUIRED_FILES:
         found = try_to_load_from_cache(item.source, filename, cache_dir=item.destination)
         if not isinstance(found, str) or not Path(found).is_file():
             return False
@@ -232,7 +258,7 @@ def local_size(item: WeightItem) -> int | None:
     from huggingface_hub import try_to_load_from_cache
 
     total = 0
-    for filename in HUB_REQUIRED_FILES:
+    for filename in item.files or HUB_REQUIRED_FILES:
         found = try_to_load_from_cache(item.source, filename, cache_dir=item.destination)
         if not isinstance(found, str):
             return None
@@ -243,13 +269,13 @@ def local_size(item: WeightItem) -> int | None:
 def remote_size(item: WeightItem) -> int | None:
     """Bytes to download, from the Hub's metadata or an HTTP HEAD; None when it cannot be asked."""
     try:
-        return hub_repo_size(item.source) if item.kind == "hub" else url_size(item.source)
+        return hub_repo_size(item.source, item.files) if item.kind == "hub" else url_size(item.source)
     except Exception:  # offline, unreachable, unknown repository: the size stays unknown
         return None
 
 
-def hub_repo_size(repo: str) -> int | None:
-    """Sum of the sizes of the files ``snapshot_download`` would fetch (the Hub's metadata)."""
+def hub_repo_size(repo: str, files: tuple[str, ...] = ()) -> int | None:
+    """Sum of the sizes of the files ``snapshot_download`` would fetch, or of ``files`` (the Hub's metadata)."""
     from huggingface_hub import HfApi, constants
     from huggingface_hub.utils import filter_repo_objects
 
@@ -258,8 +284,9 @@ def hub_repo_size(repo: str) -> int | None:
     if constants.HF_HUB_OFFLINE:
         return None
     info = HfApi().model_info(repo, files_metadata=True, timeout=10)
-    files = filter_repo_objects(info.siblings or [], allow_patterns=HUB_ALLOW_PATTERNS, key=lambda s: s.rfilename)
-    sizes = [sibling.size for sibling in files]
+    patterns = list(files) or HUB_ALLOW_PATTERNS
+    chosen = filter_repo_objects(info.siblings or [], allow_patterns=patterns, key=lambda s: s.rfilename)
+    sizes = [sibling.size for sibling in chosen]
     return None if not sizes or any(size is None for size in sizes) else sum(sizes)
 
 
@@ -274,6 +301,11 @@ def url_size(url: str) -> int | None:
 
 def fetch(item: WeightItem) -> Path:
     """Download ``item`` into its cache (the libraries skip what is already there)."""
+    if item.kind == "hub" and item.files:
+        from huggingface_hub import hf_hub_download
+
+        paths = [hf_hub_download(item.source, name, cache_dir=str(item.destination)) for name in item.files]
+        return Path(paths[0])
     if item.kind == "hub":
         return download_hub_snapshot(item.source, item.destination)
     download_url(item.source, item.destination)

@@ -67,6 +67,7 @@ WORKFLOW_BLOCKS = {
     "properties/policy",
     "properties/difix",
     "properties/difix/properties/control",  # the control arm: read by common.smk and hi4dfix.difix.control
+    "properties/difix/properties/extra_arms/additionalProperties",  # an extra arm: hi4dfix.extra_arms reads it
     "properties/report",
     "definitions/version",
     "properties/ablations/additionalProperties",  # hi4dfix.ablations reads grids

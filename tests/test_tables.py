@@ -500,8 +500,8 @@ def test_control_arm_errors():
     short = views[~((views.arm == "control") & (views.frame == 5) & (views.cam == 4))]
     with pytest.raises(ValueError, match="arms raw and control cover different views"):
         T.delta_table(short, bootstrap=CFG)
-    with pytest.raises(ValueError, match=r"unknown arms \['extra'\]"):
-        T.nvs_views(["a"], {"raw": [], "base": [], "tuned": [], "extra": []})
+    with pytest.raises(ValueError, match=r"no per-scene CSVs for arms \['base', 'tuned'\]"):
+        T.nvs_views(["a"], {"raw": [], "extra": []})
 
 
 def test_control_arm_from_nvs_csvs_markdown_and_csv_roundtrip(tmp_path):
@@ -554,3 +554,44 @@ def test_interval_cells_show_the_interval_width():
     assert T.interval_digits(0.0, 1e-9, 4) == T.MAX_DIGITS
     row = pd.Series({"delta": 1.5094, "ci_low": 1.5052, "ci_high": 1.5135})
     assert T._delta_cell(row, 2) == "+1.5094 [+1.5052, +1.5135]"
+
+
+def test_extra_arms_add_their_columns_and_two_comparisons_each_with_intervals_and_verdicts(tmp_path):
+    """difix.extra_arms: each extra arm is a column after tuned (and control) and two comparisons, tuned − ARM
+    and ARM − raw, tested in the same Holm family as the others; the CSV, markdown and versions table keep them."""
+    scenes = [f"s{i}" for i in range(9)]  # Holm over 7 comparisons needs 9 scenes for a verdict
+    offsets = {"raw": -1.0, "base": 0.0, "tuned": 1.0, "fixer": 0.5, "difix1": -0.5}
+    csvs = {arm: [tmp_path / arm / f"{scene}.csv" for scene in scenes] for arm in offsets}
+    for arm, paths in csvs.items():
+        for k, path in enumerate(paths):
+            T.write_csv(path, T.per_scene_table(make_rows(offsets[arm] + 0.01 * k * (arm == "tuned"))))
+    df = T.delta_table_from_csvs(scenes, csvs, bootstrap=CFG)
+    assert list(df.columns[3:8]) == ["raw", "base", "tuned", "fixer", "difix1"]
+    expected = [*T.COMPARISON_NAMES, "tuned_vs_fixer", "fixer_vs_raw", "tuned_vs_difix1", "difix1_vs_raw"]
+    assert list(dict.fromkeys(df["comparison"])) == expected
+    r = row(df, "mean", "psnr", "tuned_vs_fixer")
+    assert r["delta"] == pytest.approx(0.5 + 0.01 * 4) and r["verdict"] == "improved"
+    assert r["p_holm"] == pytest.approx(7 * 2 / 2**9)  # Holm over the 7 comparisons of the row
+    assert row(df, "mean", "psnr", "difix1_vs_raw")["delta"] == pytest.approx(0.5)
+    T.write_csv(tmp_path / "deltas.csv", df)
+    back = T.read_delta_csv(tmp_path / "deltas.csv")
+    pd.testing.assert_frame_equal(back, df, check_dtype=False)
+    assert T.table_arms(back) == ("raw", "base", "tuned", "fixer", "difix1")
+    md = T.delta_markdown(df, CFG)
+    assert "| tuned − fixer [95%] | tuned vs fixer | fixer − raw [95%] | fixer vs raw |" in md
+    plain = T.delta_table(long_views(three_arms({"a": 0.0}, {"a": 0.0}, {"a": 1.0})), bootstrap=CFG)
+    vt = T.versions_table({"v0": back, "v1": plain})
+    assert {"fixer", "difix1"} <= set(vt.columns) and vt.loc[vt.version == "v1", "fixer"].isna().all()
+    assert set(vt.loc[vt.version == "v0", "comparison"]) == set(expected)
+    # a table claiming an extra arm's comparisons without its column is refused
+    df.drop(columns=["fixer"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"comparisons \['fixer_vs_raw', 'tuned_vs_fixer'\] do not belong"):
+        T.read_delta_csv(tmp_path / "bad.csv")
+
+
+def test_extra_arm_comparisons_are_listed_after_the_studys():
+    assert A.arm_comparisons(("raw", "base", "tuned", "fixer")) == (
+        *A.COMPARISONS, ("tuned", "fixer"), ("fixer", "raw"),
+    )  # fmt: skip
+    assert A.arm_comparisons(A.CONTROL_ARMS) == A.COMPARISONS + A.CONTROL_COMPARISONS
+    assert A.study_arms(True, ["fixer"]) == ("raw", "base", "tuned", "control", "fixer")

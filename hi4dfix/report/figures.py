@@ -31,6 +31,26 @@ COMPARISON_MARKERS = {
     comparison_name(b, a): marker
     for (b, a), marker in zip(COMPARISONS + CONTROL_COMPARISONS, ("o", "s", "^", "D", "v"))
 }
+# Extra arms (difix.extra_arms): a colour each, and their two comparisons' markers, in config order.
+EXTRA_ARM_COLORS = ("#54a24b", "#b279a2", "#9d755d", "#e45756", "#eeca3b")
+EXTRA_MARKERS = ("P", "X", "*", "h", "<", ">", "p", "d")
+
+
+def arm_styles(arms) -> list[tuple[str, str, str]]:
+    """(arm, label, colour) of these arms: the study's own, then each extra arm's."""
+    extra = [arm for arm in arms if arm not in {style[0] for style in ARM_STYLES}]
+    own = [style for style in ARM_STYLES if style[0] in arms]
+    return own + [(arm, f"extra arm {arm}", EXTRA_ARM_COLORS[i % len(EXTRA_ARM_COLORS)]) for i, arm in enumerate(extra)]
+
+
+def comparison_marker(name: str, names) -> str:
+    """The marker of a comparison: the study's fixed ones, then the extra arms' in order."""
+    if name in COMPARISON_MARKERS:
+        return COMPARISON_MARKERS[name]
+    extra = [n for n in names if n not in COMPARISON_MARKERS]
+    return EXTRA_MARKERS[extra.index(name) % len(EXTRA_MARKERS)]
+
+
 VERDICT_COLORS = {
     IMPROVED: "#2e7d32",
     WORSE: "#c62828",
@@ -138,7 +158,7 @@ def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]
     ax.axhline(0.0, color="#333333", linewidth=0.8)
     step = 0.8 / len(names)
     for i, name in enumerate(names):
-        marker = COMPARISON_MARKERS[name]
+        marker = comparison_marker(name, names)
         for xi, (_, row) in zip(x + (i - (len(names) - 1) / 2) * step, rows.iterrows()):
             delta, low, high = row[f"delta@{name}"], row[f"ci_low@{name}"], row[f"ci_high@{name}"]
             if pd.isna(delta):
@@ -171,7 +191,7 @@ def _legend_handles(arm_axes, names: list[str]) -> list:
     handles = [_heading(LEGEND_HEADINGS[0]), *arms, _heading(LEGEND_HEADINGS[1])]
     for name in names:
         b, a = name.split("_vs_")
-        marker = COMPARISON_MARKERS[name]
+        marker = comparison_marker(name, names)
         handles.append(Line2D([], [], color="#333333", marker=marker, linestyle="", label=f"{b} − {a}"))
     handles.append(_heading(LEGEND_HEADINGS[2]))
     for verdict_name, color in VERDICT_COLORS.items():
@@ -206,7 +226,7 @@ def metric_bars(
     if missing:
         raise ValueError(f"{source}: delta table lacks columns {missing}")
     present = table_arms(deltas)
-    arms = [style for style in ARM_STYLES if style[0] in present and (style[0] != "raw" or cfg.show_raw)]
+    arms = [style for style in arm_styles(present) if style[0] != "raw" or cfg.show_raw]
     names = _comparison_names(present)
     drawn, empty = [], []
     for metric in chart_metrics(deltas, cfg):

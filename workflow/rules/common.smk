@@ -144,8 +144,8 @@ def get_inference_geometry(wildcards):
     return PLAN.inference_geometry(PLAN.version(wildcards.version))
 
 
-def get_nvs_model(wildcards):
-    return PLAN.nvs_model(wildcards.version, wildcards.arm)
+def get_nvs_model(wildcards):  # a DiFix spec, or an extra arm's (difix.extra_arms)
+    return PLAN.arm_model_param(wildcards.version, wildcards.arm)
 
 
 def get_eval_profile(wildcards):

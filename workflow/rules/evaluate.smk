@@ -1,25 +1,28 @@
 # Evaluation stage: DiFix on its internal test split, downstream NVS on the reserved scenes
-# (arms raw, base and tuned, and control when difix.control is on), and their delta tables:
-# tuned vs base, tuned vs raw and base vs raw (with control: tuned vs control, control vs base),
+# (arms raw, base and tuned, control when difix.control is on, and the extra arms of
+# difix.extra_arms), and their delta tables: tuned vs base, tuned vs raw and base vs raw (with
+# control: tuned vs control, control vs base; per extra arm: tuned vs ARM, ARM vs raw),
 # with paired cluster-bootstrap intervals and verdicts (config block `stats`).
 
 from hi4dfix.report import CATEGORY_METRICS
 
 
 rule evaluate_difix:
-    """Metrics of raw image, base DiFix and tuned DiFix (and the control arm's) against target_image on
-    the test triplets."""
+    """Metrics of raw image, base DiFix and tuned DiFix (and the control and extra arms') against
+    target_image on the test triplets."""
     input:
         triplets=get_triplets,
         base=get_base_input,
         tuned=PATHS.model("{version}"),
         control=get_control_model_input,
+        extra_arms=PLAN.extra_arm_inputs(),
         scenes=lambda wildcards: [PATHS.scene(s) for s in get_version(wildcards).difix_eval],
     output:
         PATHS.eval_csv("{version}"),
     params:
         base=PLAN.base_spec,
         control=lambda wildcards: PLAN.control_model(wildcards.version),
+        extra_arms=PLAN.extra_arm_params(),
         hub_cache_dir=config["difix"]["hub_cache_dir"],
         size=get_inference_geometry,
         inference=config["difix"]["inference"],

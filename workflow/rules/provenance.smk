@@ -10,6 +10,7 @@ rule provenance:
         unpack(get_provenance_inputs),
         base=get_base_input,
         tuned=PATHS.model("{version}"),
+        extra_arms=PLAN.extra_arm_inputs(),
     output:
         PATHS.provenance("{version}"),
     params:
@@ -17,6 +18,7 @@ rule provenance:
         config=get_resolved_version_config,
         fingerprints=get_scene_fingerprints,
         arm_csvs=get_nvs_arm_csvs,
+        extra_weights=PLAN.extra_arm_weights(),
     log:
         PATHS.log("provenance", "{version}"),
     benchmark:

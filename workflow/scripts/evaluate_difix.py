@@ -1,9 +1,10 @@
-"""Glue: DiFix internal evaluation (raw, base, tuned, and control when on) on the version's test triplets."""
+"""Glue: DiFix internal evaluation (raw, base, tuned, control when on, extra arms) on the version's test triplets."""
 
 import pandas as pd
 
 from hi4dfix.difix.infer import difix_fixer
 from hi4dfix.evaluate import evaluate_difix_arms
+from hi4dfix.extra_arms import arm_fixer
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer, MetricsConfig
 from hi4dfix.tables import write_csv
@@ -23,6 +24,8 @@ with job_log(snakemake.log[0]) as log:
     }
     if snakemake.params.control:
         fixers["control"] = difix_fixer(snakemake.params.control, **options)
+    for name, spec in snakemake.params.extra_arms.items():  # difix.extra_arms: released fixers, inference only
+        fixers[name] = arm_fixer(spec, **options)
     rows = evaluate_difix_arms(
         read_triplets(snakemake.input.triplets)["test"],
         fixers,

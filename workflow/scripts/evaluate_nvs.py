@@ -1,16 +1,16 @@
-"""Glue: NVS metrics of one arm (raw, base or tuned DiFix) on one reserved scene."""
+"""Glue: NVS metrics of one arm (raw, base, tuned or control DiFix, or an extra arm) on one reserved scene."""
 
 import time
 
-from hi4dfix.difix.infer import difix_fixer
 from hi4dfix.difix3d_plus import ProgressiveConfig
 from hi4dfix.evaluate import arm_output_dir, evaluate_nvs
+from hi4dfix.extra_arms import arm_fixer
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer, MetricsConfig
 from hi4dfix.tables import per_scene_table, write_csv
 
 with job_log(snakemake.log[0]) as log:
-    fixer = difix_fixer(
+    fixer = arm_fixer(  # a DiFix spec (None: raw), or an extra arm's (difix.extra_arms)
         snakemake.params.model, hub_cache_dir=snakemake.params.hub_cache_dir, inference=snakemake.params.inference,
         compile_cache_dir=snakemake.params.compile_cache_dir, **snakemake.params.size,
     )

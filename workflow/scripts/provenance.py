@@ -10,6 +10,7 @@ with job_log(snakemake.log[0]) as log:
         tuned_model=snakemake.input.tuned,
         scene_fingerprints=snakemake.params.fingerprints,
         arm_csvs=snakemake.params.arm_csvs,
+        extra_weights=snakemake.params.extra_weights,
     )
     write_provenance(snakemake.output[0], record)
     summary = "\n".join(f"  {k}: {v}" for k, v in summary_rows(record))
