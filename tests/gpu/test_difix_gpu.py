@@ -166,8 +166,9 @@ def test_clipping_inside_fused_adamw_on_gpu(precision):
         assert can_clip_in_optimizer(accelerator, optimizer) == (precision == "bf16")
         for i in range(3):
             gen = torch.Generator("cuda").manual_seed(i)
-            for p in params:
-                p.grad = torch.randn(p.shape, device="cuda", generator=gen) * 0.1
+            # gradients through backward (fp16's scaler must have scaled the loss): each p's is g
+            grads = [torch.randn(p.shape, device="cuda", generator=gen) * 0.1 for p in params]
+            accelerator.backward(sum((p * g).sum() for p, g in zip(params, grads)))
             clip_and_step(accelerator, optimizer, params, 1.0, fused_clip=fused_clip)
             optimizer.zero_grad(set_to_none=True)
         results.append(params)
