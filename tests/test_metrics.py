@@ -339,6 +339,34 @@ def test_rows_have_every_image_column_in_order_with_person_crops(empty_torch_hom
     assert computer.compute_batch([pred], [target], [mask])[0] == pytest.approx(row, nan_ok=True)
 
 
+def test_flip_off_leaves_flip_nan_and_every_other_metric_as_it_was(empty_torch_home):
+    target = textured(64, 64, seed=12)
+    pred = np.clip(target + 0.05, 0, 1).astype(np.float32)
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    with pytest.warns(M.LpipsUnavailableWarning):
+        on, off = M.MetricComputer(), M.MetricComputer(M.MetricsConfig(flip=False))
+    row_on, row_off = on.compute(pred, target, mask), off.compute(pred, target, mask)
+    assert math.isnan(row_off["flip"]) and math.isnan(row_off["flip_person"]) and row_on["flip"] > 0
+    assert {k: v for k, v in row_off.items() if k not in M.FLIP_COLUMNS} == pytest.approx(
+        {k: v for k, v in row_on.items() if k not in M.FLIP_COLUMNS}, nan_ok=True
+    )
+    with pytest.raises(ValueError, match="metrics.flip must be true or false"):
+        M.MetricsConfig(flip="no")
+
+
+def test_flip_off_refuses_tables_and_charts_that_ask_for_flip():
+    config = {"metrics": {"flip": False}, "stats": {"primary": "flip_person", "secondary": ["psnr", "flip"]},
+              "report": {"metric_charts": {"metrics": ["flip", "ssim"]}}}  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        M.check_disabled_metrics(config)
+    message = str(error.value)
+    assert message.startswith("metrics.flip is false (FLIP not computed), but stats.primary names flip_person; ")
+    assert "stats.secondary names flip; report.metric_charts.metrics names flip" in message
+    M.check_disabled_metrics({**config, "metrics": {"flip": True}})  # on: anything may ask for it
+    M.check_disabled_metrics({"metrics": {"flip": False}, "stats": {"primary": "psnr_person", "secondary": []}})
+
+
 # ---- the metric vocabulary ---------------------------------------------------------------------------
 
 

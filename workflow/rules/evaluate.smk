@@ -3,6 +3,7 @@
 # tuned vs base, tuned vs raw and base vs raw (with control: tuned vs control, control vs base),
 # with paired cluster-bootstrap intervals and verdicts (config block `stats`).
 
+from hi4dfix.metrics import decisive_settings
 from hi4dfix.report import CATEGORY_METRICS
 
 
@@ -24,8 +25,8 @@ rule evaluate_difix:
         size=get_inference_geometry,
         inference=config["difix"]["inference"],
         compile_cache_dir=PLAN.compile_cache_dir,
-        # what decides the numbers (metrics.ssim, ...): a change reruns; chunk_views changes none
-        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
+        # what decides the numbers (metrics.ssim, ...): a change reruns (hi4dfix.metrics.decisive_settings)
+        metrics=decisive_settings(config["metrics"]),
     log:
         PATHS.log("evaluate_difix", "{version}"),
     benchmark:
@@ -58,8 +59,8 @@ rule evaluate_nvs:
         size=get_inference_geometry,
         inference=config["difix"]["inference"],
         compile_cache_dir=PLAN.compile_cache_dir,
-        # what decides the numbers (metrics.ssim, ...): a change reruns; chunk_views changes none
-        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
+        # what decides the numbers (metrics.ssim, ...): a change reruns (hi4dfix.metrics.decisive_settings)
+        metrics=decisive_settings(config["metrics"]),
     log:
         PATHS.log("evaluate_nvs", "{version}", "{arm}", "{scene}"),
     benchmark:
