@@ -141,8 +141,9 @@ def metric_digits(metric: str) -> int:
     return metric_info(metric).digits
 
 
-def metric_legend(metrics: Sequence[str], ssim_window: str | None = None) -> str:
-    """Markdown lines saying what each metric is (direction, range, window) and what the person region is."""
+def metric_legend(metrics: Sequence[str], ssim_window: str | None = None, primary: str | None = None) -> str:
+    """Markdown lines saying what each metric is (direction, range, window), what the person region is and,
+    given, which metric is the primary endpoint (``stats.primary``)."""
     lines = ["Metrics (↑ higher is better, ↓ lower is better):", ""]
     for metric in dict.fromkeys(m.removesuffix(PERSON_SUFFIX) for m in metrics):
         info = metric_info(metric)
@@ -151,6 +152,9 @@ def metric_legend(metrics: Sequence[str], ssim_window: str | None = None) -> str
             window = f"{window}; here: {ssim_window}"
         lines.append(f"- **{metric_title(metric)}**: {info.value_range}; {window}.")
     lines += ["", f"`*_person` columns: the same on {PERSON_REGION}."]
+    if primary is not None:
+        lines += ["", f"Primary endpoint (`stats.primary`): **{metric_title(primary)}**, the metric a decision is "
+                      "made on (`compare.md`, on the internal evaluation); the others are secondary."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

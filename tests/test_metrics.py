@@ -384,3 +384,6 @@ def test_every_column_and_delta_metric_is_in_the_registry():
         M.higher_is_better("fid")
     legend = M.metric_legend(["psnr", "ssim", "flip_person"], "uniform")
     assert "here: uniform" in legend and "FLIP ↓" in legend and "person mask" in legend
+    assert "Primary endpoint" not in legend
+    marked = M.metric_legend(["psnr", "psnr_person"], None, "psnr_person")
+    assert "Primary endpoint (`stats.primary`): **PSNR (dB) (people) ↑**" in marked
