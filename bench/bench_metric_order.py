@@ -15,11 +15,20 @@ ground truth G is distorted, on both frames, to the PSNR the tuned arm's saved o
 Each metric's mean over the views, and the order it puts the four matched distortions in (best first).
 Then every arm's saved outputs re-scored with every metric: the delta table of the whole frame's metrics.
 LPIPS is left out: its AlexNet trunk is not cached on the CPU machine.
+
+The cost of each metric per 940x1280 view alone, with the thread counts of the evaluation jobs
+(``evaluate_nvs``: 1, ``evaluate_difix``: 2; Snakemake sets ``OMP_NUM_THREADS`` to a job's threads, and
+FLIP's evaluator and piq's torch follow it), each count in its own process (OpenMP reads it once):
+
+    python bench/bench_metric_order.py --cost-only --threads 1 2 [--append BENCHMARKS.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -172,14 +181,15 @@ def arm_views(results: Path, version: str, scenes: list[str], arms: list[str], s
     return pd.DataFrame(rows)
 
 
-def cost_table(height: int = 940, width: int = 1280, repeats: int = 3) -> str:
-    """Seconds per view of each metric at Hi4D's size on one CPU thread (median of ``repeats``)."""
+def metric_seconds(height: int = 940, width: int = 1280, repeats: int = 3, threads: int = 1) -> dict[str, float]:
+    """Seconds per view of each metric at Hi4D's size with ``threads`` CPU threads (median of ``repeats``). FLIP's
+    OpenMP reads ``OMP_NUM_THREADS`` once per process: :func:`threaded_seconds` runs each count in its own."""
     import statistics
     import time
 
     import torch
 
-    torch.set_num_threads(1)  # piq runs on torch: one thread, as an evaluation job's core
+    torch.set_num_threads(threads)  # piq runs on torch: the job's threads, as Snakemake gives them
 
     rng = np.random.default_rng(0)
     target = rng.random((height, width, 3), dtype=np.float32)
@@ -193,14 +203,33 @@ def cost_table(height: int = 940, width: int = 1280, repeats: int = 3) -> str:
         "gmsd": lambda: gmsd(pred, target),
         "flicker + flicker_flow (GT flow, warps)": lambda: flicker_metrics(target, pred, pred, target),
     }
-    lines = [f"| metric | s per {height}x{width} view |", "| --- | ---: |"]
+    seconds = {}
     for name, run in cases.items():
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             run()
             times.append(time.perf_counter() - started)
-        lines.append(f"| {name} | {statistics.median(times):.3f} |")
+        seconds[name] = statistics.median(times)
+    return seconds
+
+
+def threaded_seconds(threads: int, repeats: int = 3) -> dict[str, float]:
+    """:func:`metric_seconds` in a fresh process with ``OMP_NUM_THREADS=threads`` (as a Snakemake job of that many
+    threads runs)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    command = [sys.executable, __file__, "--cost-worker", "--threads", str(threads), "--repeats", str(repeats)]
+    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cost_table(threads: tuple[int, ...] = (1,), repeats: int = 3, height: int = 940, width: int = 1280) -> str:
+    """A row per metric, a column per thread count: seconds per whole-frame view at Hi4D's size."""
+    runs = {count: threaded_seconds(count, repeats) for count in threads}
+    header = " | ".join(f"s per {height}x{width} view, {count} thread{'s' * (count > 1)}" for count in threads)
+    lines = [f"| metric | {header} |", "| --- |" + " ---: |" * len(threads)]
+    for name in runs[threads[0]]:
+        lines.append(f"| {name} | " + " | ".join(f"{runs[count][name]:.3f}" for count in threads) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +242,20 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=["raw", "base", "control", "tuned"])
     parser.add_argument("--append", type=Path, help="append the tables to this markdown file (BENCHMARKS.md)")
     parser.add_argument("--views-csv", type=Path, help="also write the arms' re-scored per-view table here")
+    parser.add_argument("--cost-only", action="store_true", help="only the cost of each metric per 940x1280 view")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="thread counts of the cost table")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per metric (the median is shown)")
+    parser.add_argument("--cost-worker", action="store_true", help=argparse.SUPPRESS)  # one count, JSON out
     args = parser.parse_args()
+    if args.cost_worker:
+        print(json.dumps(metric_seconds(repeats=args.repeats, threads=args.threads[0])))
+        return
+    if args.cost_only:
+        text = cost_table(tuple(args.threads), args.repeats)
+        print(text)
+        if args.append:
+            append_markdown(args.append, "Cost of each metric per 940x1280 view, the evaluation jobs' threads", text)
+        return
 
     rows = distortion_rows(args.results, args.version, args.scenes)
     text = order_table(rows)
@@ -234,7 +276,7 @@ def main() -> None:
         f"\nThe arms' saved outputs of `{args.results}/{args.version}` re-scored (SSIM gaussian; mean rows of the "
         f"delta table, {bootstrap.describe()}):\n\n" + to_markdown(short, 4)
     )
-    text += "\nCost of each metric, whole frame (the person crop adds its share), one process:\n\n" + cost_table()
+    text += "\nCost of each metric, whole frame (the person crop adds its share), one thread:\n\n" + cost_table()
     print(text)
     print(delta_markdown(deltas, bootstrap))
     if args.append:

@@ -17,6 +17,8 @@ Conventions (all inputs float HxWx3 in [0, 1], ``pred`` first, ``target`` second
   ``lpips_computed = False``.
 * FLIP, HaarPSI and GMSD need no downloaded weights: NVIDIA's LDR-FLIP (``flip-evaluator``, sRGB inputs,
   67 pixels per degree), HaarPSI and GMSD of ``piq`` (data range 1). HaarPSI is NaN under 16 px a side.
+  FLIP costs several times every other weight-free metric together on a CPU (BENCHMARKS.md: 1.6 s per
+  940x1280 view on one thread); ``MetricsConfig.flip`` false leaves it NaN (``config/hi4d.yaml`` does).
 * The temporal metrics (``flicker``, ``flicker_flow``: :mod:`hi4dfix.temporal`) compare a view with the
   previous frame of its camera; :func:`hi4dfix.evaluate.evaluate_views` fills them.
 * The person region is the bounding box of the mask, grown to at least ``person_min_side`` pixels per side
@@ -139,8 +141,9 @@ def metric_digits(metric: str) -> int:
     return metric_info(metric).digits
 
 
-def metric_legend(metrics: Sequence[str], ssim_window: str | None = None) -> str:
-    """Markdown lines saying what each metric is (direction, range, window) and what the person region is."""
+def metric_legend(metrics: Sequence[str], ssim_window: str | None = None, primary: str | None = None) -> str:
+    """Markdown lines saying what each metric is (direction, range, window), what the person region is and,
+    given, which metric is the primary endpoint (``stats.primary``)."""
     lines = ["Metrics (↑ higher is better, ↓ lower is better):", ""]
     for metric in dict.fromkeys(m.removesuffix(PERSON_SUFFIX) for m in metrics):
         info = metric_info(metric)
@@ -149,6 +152,9 @@ def metric_legend(metrics: Sequence[str], ssim_window: str | None = None) -> str
             window = f"{window}; here: {ssim_window}"
         lines.append(f"- **{metric_title(metric)}**: {info.value_range}; {window}.")
     lines += ["", f"`*_person` columns: the same on {PERSON_REGION}."]
+    if primary is not None:
+        lines += ["", f"Primary endpoint (`stats.primary`): **{metric_title(primary)}**, the metric a decision is "
+                      "made on (`compare.md`, on the internal evaluation); the others are secondary."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +171,7 @@ class MetricsConfig:
     require_lpips: bool = False  # raise instead of reporting NaN when the AlexNet trunk is not cached
     chunk_views: int = 8  # views an evaluation job holds at once (hi4dfix.evaluate; at 940x1280 ~3.9 GB, BENCHMARKS.md)
     ssim: str = "gaussian"  # SSIM window: gaussian (torchmetrics/Difix3D) or uniform (scikit-image's 7x7)
+    flip: bool = True  # compute FLIP (false: NaN; its CPU cost dominates evaluation at Hi4D's size)
 
     def __post_init__(self) -> None:
         if not self.psnr_cap_db > 0:
@@ -177,6 +184,8 @@ class MetricsConfig:
             raise ValueError(f"metrics.lpips_batch_size must be >= 1, got {self.lpips_batch_size}")
         if self.ssim not in SSIM_WINDOWS:
             raise ValueError(f"metrics.ssim must be one of {', '.join(SSIM_WINDOWS)}, got {self.ssim!r}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"metrics.flip must be true or false, got {self.flip!r}")
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> "MetricsConfig":
@@ -186,6 +195,37 @@ class MetricsConfig:
         if unknown:
             raise ValueError(f"metrics: unknown keys {unknown}")
         return cls(**options)
+
+
+FLIP_COLUMNS = ("flip", f"flip{PERSON_SUFFIX}")
+
+
+def decisive_settings(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``metrics`` block's keys that decide an evaluation job's numbers (its Snakemake params: a change
+    reruns it): all but ``chunk_views`` (how many views a job holds), and ``flip`` only when off, so the runs
+    made before the key existed (FLIP always computed) stay up to date."""
+    return {key: value for key, value in metrics.items() if key != "chunk_views" and (key, value) != ("flip", True)}
+
+
+def check_disabled_metrics(config: Mapping[str, Any]) -> None:
+    """With ``metrics.flip`` false, no table or chart may ask for FLIP: a clear error naming the settings that
+    do (``stats.primary``, ``stats.secondary``, ``report.metric_charts.metrics``), before any job runs."""
+    if config.get("metrics", {}).get("flip", True):
+        return
+    stats = config.get("stats", {})
+    charts = (config.get("report") or {}).get("metric_charts") or {}
+    asked = {
+        "stats.primary": [stats.get("primary")],
+        "stats.secondary": list(stats.get("secondary") or ()),
+        "report.metric_charts.metrics": list(charts.get("metrics") or ()),
+    }
+    uses = [f"{key} names {', '.join(m for m in names if m in FLIP_COLUMNS)}" for key, names in asked.items()
+            if any(m in FLIP_COLUMNS for m in names)]  # fmt: skip
+    if uses:
+        raise ValueError(
+            f"metrics.flip is false (FLIP not computed), but {'; '.join(uses)}: drop flip there "
+            "(config/hi4d.yaml's stats.secondary does) or set metrics.flip: true"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,7 +494,7 @@ class MetricComputer:
         """The weight-free metrics of one pair (PSNR, SSIM, FLIP, HaarPSI, GMSD; LPIPS apart: it batches)."""
         return {
             f"ssim{suffix}": ssim(pred, target, self.config.ssim),
-            f"flip{suffix}": flip(pred, target),
+            f"flip{suffix}": flip(pred, target) if self.config.flip else math.nan,
             f"haarpsi{suffix}": haarpsi(pred, target),
             f"gmsd{suffix}": gmsd(pred, target),
         }

@@ -75,6 +75,9 @@ def load_config(
     grids = expand_config(config, schema)
     check_config(config, schema_path, shown_as=shown_as, schema=schema)
     fill_defaults(config, schema)  # as Snakemake's validate does
+    from hi4dfix.metrics import check_disabled_metrics  # lazily, as below: scikit-image stays out of plain imports
+
+    check_disabled_metrics(config)
     return grids
 
 

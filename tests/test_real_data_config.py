@@ -92,6 +92,30 @@ def test_hi4d_config_is_the_recipe_on_the_same_study():
     PretrainConfig(output="b.pkl", work_dir="w", **config["difix"]["pretrain"])
 
 
+def test_hi4d_config_leaves_flip_out_and_no_table_asks_for_it():
+    from hi4dfix.metrics import MetricsConfig, check_disabled_metrics, decisive_settings
+
+    default, config = default_config(), merged_hi4d_config()
+    validate(default, SCHEMA)
+    assert default["metrics"]["flip"] is True and "flip" in default["stats"]["secondary"]  # the default: unchanged
+    assert config["metrics"]["flip"] is False and MetricsConfig.from_dict(config["metrics"]).flip is False
+    assert "flip" not in config["stats"]["secondary"] and "flip_person" not in config["stats"]["secondary"]
+    # the rest of the default's secondary endpoints, in its order
+    assert config["stats"]["secondary"] == [m for m in default["stats"]["secondary"] if m != "flip"]
+    check_disabled_metrics(config)
+    check_disabled_metrics(default)
+    # the evaluation jobs' params: flip on (the default) adds nothing, so earlier runs stay up to date
+    assert decisive_settings(default["metrics"]) == {"require_lpips": False, "ssim": "gaussian"}
+    assert decisive_settings(config["metrics"])["flip"] is False
+    # the plan refuses, at config load, an overlay that turns FLIP off but keeps the default's secondary list
+    from hi4dfix import plan
+
+    plain = default_config()
+    update_config(plain, {"metrics": {"flip": False}})
+    with pytest.raises(ValueError, match="metrics.flip is false .*stats.secondary names flip"):
+        plan.load_config(plain)
+
+
 def test_processing_sizes_of_the_two_configs():
     width, height = HI4D_IMAGE_SIZE
     hi4d = tuning_config(merged_hi4d_config())

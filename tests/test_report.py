@@ -21,6 +21,7 @@ import imageio.v3 as iio
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 
 from hi4dfix.io import write_image
 from hi4dfix.metrics import METRIC_COLUMNS
@@ -35,11 +36,14 @@ from hi4dfix.report import (
 )
 from hi4dfix.report.card import effective_batch_text, flatten, version_card_html
 from hi4dfix.report.figures import (
+    PRIMARY_COLOR,
     VERDICT_COLORS,
     LossCurveConfig,
     MetricChartConfig,
+    chart_order,
     loss_curve,
     metric_bars,
+    panel_grid,
     read_train_log,
     write_loss_curve,
     write_metric_bars,
@@ -309,13 +313,52 @@ def test_metric_bars_without_raw_and_with_lpips_not_computed(tmp_path):
 
 
 def test_metric_charts_take_every_metric_of_the_table_by_default():
-    # a metric added to the vocabulary (here the person-region PSNR) shows up without a config change
+    # a metric added to the table (here the person-region PSNR) shows up without a config change, beside its
+    # whole-frame metric
     deltas = make_deltas()
     extra = deltas[deltas.metric == "psnr"].assign(metric="psnr_person")
     figure = metric_bars(pd.concat([deltas, extra], ignore_index=True))
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
-    assert titles == ["PSNR (dB) ↑", "SSIM ↑", "LPIPS ↓", "PSNR (dB) (people) ↑"]
+    assert titles == ["PSNR (dB) ↑", "PSNR (dB) (people) ↑", "SSIM ↑", "LPIPS ↓"]
     assert MetricChartConfig().metrics is None
+
+
+def person_deltas() -> pd.DataFrame:
+    """The delta table's layout of the main job: whole-frame metrics, then the person ones (endpoint_metrics)."""
+    deltas = make_deltas()
+    people = [deltas[deltas.metric == m].assign(metric=f"{m}_person") for m in ("psnr", "ssim", "lpips")]
+    people[0] = people[0].assign(tuned=people[0].tuned + 0.5)  # the person PSNR differs from the frame's
+    return pd.concat([deltas, *people], ignore_index=True)
+
+
+def test_metric_charts_draw_the_person_metrics_beside_the_frame_and_the_primary_first_and_marked():
+    deltas = person_deltas()
+    assert chart_order(list(dict.fromkeys(deltas.metric))) == [
+        "psnr", "psnr_person", "ssim", "ssim_person", "lpips", "lpips_person"
+    ]  # fmt: skip
+    figure = metric_bars(deltas, primary="psnr_person")
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [
+        "PSNR (dB) (people) ↑\nprimary endpoint", "PSNR (dB) ↑", "SSIM ↑", "SSIM (people) ↑", "LPIPS ↓",
+        "LPIPS (people) ↓",
+    ]  # fmt: skip
+    assert panels[0].title.get_color() == PRIMARY_COLOR and panels[1].title.get_color() != PRIMARY_COLOR
+    assert {spine.get_edgecolor() for spine in panels[0].spines.values()} == {to_rgba(PRIMARY_COLOR)}
+    rows = deltas[(deltas.metric == "psnr_person") & (deltas.comparison == "tuned_vs_base")]
+    assert dot_values(panels[0], "tuned DiFix") == pytest.approx(rows.tuned.tolist())  # the person values
+    lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]
+    points = difference_points(lower[0])
+    row = deltas[(deltas.metric == "psnr_person") & (deltas.comparison == "tuned_vs_base")].iloc[-1]
+    assert points["mean@tuned_vs_base"][0] == pytest.approx(row.delta)
+    # 6 metrics: two blocks of 3 (arm means over differences each) fit the report's PNG at a higher dpi than
+    # one row of 6
+    assert panel_grid(6, MetricChartConfig(), 2.6) == (2, 3)
+    assert panel_grid(11, MetricChartConfig(), 2.6) == (2, 6) and panel_grid(2, MetricChartConfig(), 2.6) == (1, 2)
+    assert len(figure.axes) == 2 * 2 * 3
+    # the configured list keeps its own order; the primary is marked wherever it is
+    figure = metric_bars(deltas, MetricChartConfig(metrics=("ssim", "psnr_person")), primary="psnr_person")
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["SSIM ↑", "PSNR (dB) (people) ↑\nprimary endpoint"]
 
 
 def test_metric_bars_errors_name_the_table(tmp_path):

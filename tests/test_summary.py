@@ -7,16 +7,16 @@ import os
 import numpy as np
 import pandas as pd
 
-from hi4dfix.report.summary import format_interval, interval_digits, main_job_summary, run_summary
+from hi4dfix.report.summary import format_interval, interval_digits, main_job_summary, mean_row_lines, run_summary
 from hi4dfix.tables import write_csv
 
 COMPARISONS = ("tuned_vs_base", "tuned_vs_raw", "base_vs_raw", "tuned_vs_control", "control_vs_base")
 
 
-def delta_rows(scenes, psnr=(0.3, 0.19, 0.38), lpips=False) -> pd.DataFrame:
+def delta_rows(scenes, psnr=(0.3, 0.19, 0.38), lpips=False, metrics=("psnr", "ssim", "lpips")) -> pd.DataFrame:
     rows = []
     for scene in [*scenes, "mean"]:
-        for metric in ("psnr", "ssim", "lpips"):
+        for metric in metrics:
             for k, comparison in enumerate(COMPARISONS):
                 computed = metric != "lpips" or lpips
                 values = psnr if metric == "psnr" else (0.004, 0.0012, 0.0067)
@@ -64,6 +64,30 @@ def test_main_job_summary_is_one_short_screen_of_mean_rows_and_paths(tmp_path, m
     assert "every comparison, per scene and with notes: results/v0/deltas.md" in text
     assert "results/v0/difix/eval_deltas.md" in text
     assert "snakemake --report results/v0/report.html results/v0/deltas.csv" in text
+
+
+def test_summary_columns_stay_aligned_for_titles_longer_than_fourteen_characters(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    long_titles = ("psnr", "psnr_person", "flicker_flow", "flicker_flow_person", "ssim")  # up to 32 characters
+    write_csv(tmp_path / "results" / "v0" / "deltas.csv", delta_rows(["hi4d_pair15_fight"], metrics=long_titles))
+    evaluation = delta_rows(["hi4d_pair02_dance"], metrics=("psnr", "ssim"))  # short titles only
+    write_csv(tmp_path / "results" / "v0" / "difix" / "eval_deltas.csv", evaluation)
+    lines = main_job_summary("results", "v0").splitlines()
+    rows = [line for line in lines if line.endswith("improved")]
+    assert len(rows) == 5 + 2
+    assert any(line.startswith("  flicker (flow-warped) (people) ↓  tuned − base") for line in rows)
+    # the comparison, interval and verdict start in the same column on every line, of both tables
+    for column in ("tuned − base", "+", "improved"):
+        assert len({line.index(column) for line in rows}) == 1, (column, rows)
+    assert rows[0].index("tuned − base") == len("  flicker (flow-warped) (people) ↓  ")
+    # every comparison of a metric: the title once, the other lines indented to the same columns
+    table = delta_rows(["hi4d_pair15_fight"], metrics=("flicker_flow_person",))
+    block = mean_row_lines(table)
+    assert len(block) == 5 and block[0].startswith("  flicker (flow-warped) (people) ↓  tuned − base ")
+    start = len("  flicker (flow-warped) (people) ↓  ")
+    assert all(line[start - 1] == " " and line[start] != " " for line in block)
+    assert block[1][:start].isspace() and block[1][start:].startswith("tuned − raw")
+    assert len({line.index(" [") for line in block}) == 1
 
 
 def test_run_summary_prints_this_runs_versions_compactly_beyond_two(tmp_path):

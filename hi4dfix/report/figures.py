@@ -13,8 +13,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from hi4dfix.arms import ARMS, COMPARISONS, CONTROL_COMPARISONS, arm_comparisons
-from hi4dfix.metrics import higher_is_better, metric_title
-from hi4dfix.report.plotting import new_figure, save_png
+from hi4dfix.metrics import PERSON_SUFFIX, higher_is_better, metric_title
+from hi4dfix.report.plotting import MAX_SIZE_PX, new_figure, save_png
 from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TOO_FEW_SCENES, WORSE
 from hi4dfix.tables import MEAN, comparison_name, table_arms
 
@@ -139,10 +139,26 @@ def _scene_ticks(ax, rows: pd.DataFrame, labels: bool) -> np.ndarray:
     return x
 
 
-def _draw_arm_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, str, str]], labels: bool) -> None:
+PRIMARY_MARK = "primary endpoint"  # second line of the primary metric's panel title (stats.primary)
+PRIMARY_COLOR = "#8e24aa"
+
+
+def chart_title(metric: str, primary: str | None = None) -> str:
+    """A panel's title: the metric's (``PSNR (dB) (people) ↑``), and a second line on the primary endpoint's."""
+    return f"{metric_title(metric)}\n{PRIMARY_MARK}" if metric == primary else metric_title(metric)
+
+
+def _draw_arm_panel(ax, rows: pd.DataFrame, metric: str, arms: list[tuple[str, str, str]], labels: bool,
+                    primary: str | None = None) -> None:  # fmt: skip
     """A dot per arm and scene (and the mean): the arms' means, side by side. Dots, not bars: the axis is
-    zoomed to the data (a bar's length from a cut-off axis would exaggerate the gaps)."""
-    ax.set_title(metric_title(metric), fontsize=11)
+    zoomed to the data (a bar's length from a cut-off axis would exaggerate the gaps). The primary endpoint's
+    panel has a second title line and a coloured frame."""
+    if metric == primary:
+        ax.set_title(chart_title(metric, primary), fontsize=11, fontweight="bold", color=PRIMARY_COLOR)
+        for spine in ax.spines.values():
+            spine.set(edgecolor=PRIMARY_COLOR, linewidth=1.6)
+    else:
+        ax.set_title(chart_title(metric), fontsize=11)
     x = _scene_ticks(ax, rows, labels=labels)
     step = 0.6 / len(arms)
     for i, (arm, label, color) in enumerate(arms):
@@ -199,9 +215,44 @@ def _legend_handles(arm_axes, names: list[str]) -> list:
     return handles
 
 
-def chart_metrics(deltas: pd.DataFrame, cfg: MetricChartConfig) -> list[str]:
-    """The metrics charted: the config's, or every metric of the table in its order."""
-    return list(cfg.metrics) if cfg.metrics else list(dict.fromkeys(deltas["metric"]))
+def chart_order(metrics: list[str], primary: str | None = None) -> list[str]:
+    """``metrics`` with each person-region metric right after its whole-frame one (``psnr``, ``psnr_person``,
+    ``ssim``, ...; pairs in the order their first member comes), and the pair of the primary endpoint first,
+    the primary leading it."""
+    pairs: dict[str, list[str]] = {}
+    for metric in metrics:
+        pairs.setdefault(metric.removesuffix(PERSON_SUFFIX), []).append(metric)
+    groups = [sorted(group, key=lambda m: m.endswith(PERSON_SUFFIX)) for group in pairs.values()]
+    if primary is not None:
+        groups.sort(key=lambda group: primary not in group)  # stable: the others keep their order
+        groups = [sorted(group, key=lambda m: m != primary) for group in groups]
+    return [metric for group in groups for metric in group]
+
+
+def chart_metrics(deltas: pd.DataFrame, cfg: MetricChartConfig, primary: str | None = None) -> list[str]:
+    """The metrics charted: the config's, in its order, or every metric of the table in :func:`chart_order`
+    (a person-region metric beside its whole-frame one, the primary endpoint's pair first)."""
+    return list(cfg.metrics) if cfg.metrics else chart_order(list(dict.fromkeys(deltas["metric"])), primary)
+
+
+def panel_grid(
+    panels: int, cfg: MetricChartConfig, legend_in: float, max_size_px: tuple[int, int] = MAX_SIZE_PX
+) -> tuple[int, int]:
+    """(blocks, columns): the panels wrapped into blocks of two rows (arm means, differences) of at most
+    ``columns`` each, the shape whose figure fits ``max_size_px`` at the highest resolution (the report's
+    PNGs are capped: one long row of 11 metrics would be drawn at a third of the dpi)."""
+    best = (1, max(1, panels))
+    best_dpi = 0.0
+    for blocks in range(1, max(1, panels) + 1):
+        columns = -(-max(1, panels) // blocks)
+        if (blocks - 1) * columns >= max(1, panels):  # a block would be empty
+            continue
+        width = cfg.panel_width_in * columns + legend_in
+        height = 2 * blocks * cfg.panel_height_in + 0.6
+        dpi = min(max_size_px[0] / width, max_size_px[1] / height)
+        if dpi > best_dpi + 1e-9:
+            best, best_dpi = (blocks, columns), dpi
+    return best
 
 
 def _not_computed_line(rows: pd.DataFrame, metric: str) -> str:
@@ -211,14 +262,18 @@ def _not_computed_line(rows: pd.DataFrame, metric: str) -> str:
 
 
 def metric_bars(
-    deltas: pd.DataFrame, cfg: MetricChartConfig = MetricChartConfig(), source: str = "delta table"
+    deltas: pd.DataFrame,
+    cfg: MetricChartConfig = MetricChartConfig(),
+    source: str = "delta table",
+    primary: str | None = None,
 ) -> Figure:
-    """A column per metric (:func:`chart_metrics`). Top: a dot per arm's mean per reserved scene (and the
-    mean), on an axis zoomed to the data. Bottom: the paired differences tuned − base, tuned − raw and
-    base − raw (and, with the control arm, tuned − control and control − base) with their bootstrap
-    intervals, a marker per comparison, coloured by verdict (improved, worse, inconclusive). A metric that
-    no arm has (LPIPS without its weights) gets no panels but one line of text saying why. Without a
-    ``control`` column the chart has no control dot or marker.
+    """A column per metric (:func:`chart_metrics`: the person-region ones beside their whole-frame ones), wrapped
+    into blocks (:func:`panel_grid`). Top of a block: a dot per arm's mean per reserved scene (and the mean), on
+    an axis zoomed to the data. Bottom: the paired differences tuned − base, tuned − raw and base − raw (and,
+    with the control arm, tuned − control and control − base) with their intervals, a marker per comparison,
+    coloured by verdict (improved, worse, inconclusive). A metric that no arm has (LPIPS without its weights)
+    gets no panels but one line of text saying why. Without a ``control`` column the chart has no control dot
+    or marker. ``primary`` (``stats.primary``): its panel comes first and is marked.
 
     ``deltas`` is a delta table (:func:`hi4dfix.tables.delta_table`); ``source`` names it in errors.
     """
@@ -229,22 +284,24 @@ def metric_bars(
     arms = [style for style in arm_styles(present) if style[0] != "raw" or cfg.show_raw]
     names = _comparison_names(present)
     drawn, empty = [], []
-    for metric in chart_metrics(deltas, cfg):
+    for metric in chart_metrics(deltas, cfg, primary):
         rows = _metric_rows(deltas, metric, source)
         computed = np.isfinite(rows[list(present)].to_numpy(dtype=float)).any()
         (drawn if computed else empty).append((metric, rows))
-    columns = max(1, len(drawn))
     legend_in = 2.6  # the legend's column, right of the panels
-    figure = new_figure(cfg.panel_width_in * columns + legend_in, 2 * cfg.panel_height_in + 0.6 + 0.2 * len(empty),
-                        cfg.dpi)
-    axes = figure.subplots(2, columns, squeeze=False, height_ratios=(1.0, 1.0))
-    for column, (metric, rows) in enumerate(drawn):
-        _draw_arm_panel(axes[0, column], rows, metric, arms, labels=False)
-        _draw_difference_panel(axes[1, column], rows, metric, names)
-    if not drawn:
-        for ax in axes[:, 0]:
-            ax.axis("off")
-    handles = _legend_handles(axes[0], names)
+    blocks, columns = panel_grid(len(drawn), cfg, legend_in)
+    figure = new_figure(cfg.panel_width_in * columns + legend_in,
+                        2 * blocks * cfg.panel_height_in + 0.6 + 0.2 * len(empty), cfg.dpi)  # fmt: skip
+    axes = figure.subplots(2 * blocks, columns, squeeze=False, height_ratios=(1.0,) * (2 * blocks))
+    for index, (metric, rows) in enumerate(drawn):
+        block, column = divmod(index, columns)
+        _draw_arm_panel(axes[2 * block, column], rows, metric, arms, labels=False, primary=primary)
+        _draw_difference_panel(axes[2 * block + 1, column], rows, metric, names)
+    for index in range(len(drawn), blocks * columns):  # the last block's empty places (none drawn: all)
+        block, column = divmod(index, columns)
+        axes[2 * block, column].axis("off")
+        axes[2 * block + 1, column].axis("off")
+    handles = _legend_handles(list(axes[0::2].ravel()), names)
     legend = figure.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     for text in legend.get_texts():
         if text.get_text() in LEGEND_HEADINGS:
@@ -264,8 +321,9 @@ def write_metric_bars(
     path: str | os.PathLike,
     cfg: MetricChartConfig = MetricChartConfig(),
     source: str = "delta table",
+    primary: str | None = None,
 ) -> None:
-    save_png(metric_bars(deltas, cfg, source), path, cfg.dpi)
+    save_png(metric_bars(deltas, cfg, source, primary), path, cfg.dpi)
 
 
 def read_train_log(path: str | os.PathLike) -> pd.DataFrame:

@@ -47,15 +47,43 @@ def _comparison_label(name: str) -> str:
     return f"{b} − {a}"
 
 
-def mean_row_lines(table: pd.DataFrame, comparisons: Iterable[str] | None = None) -> list[str]:
-    """A line per metric and comparison of the table's mean rows (all its comparisons unless given); a
-    metric no arm has is one line saying why."""
+# Least widths of the summary's columns (metric title, comparison, interval); a longer entry widens its column
+# for every line, so that the columns stay aligned whatever the titles (``flicker (flow-warped) (people) ↓``).
+MIN_WIDTHS = (14, 18, 30)
+COLUMN_GAP = 2
+
+
+def _mean_rows(table: pd.DataFrame, comparisons: Iterable[str] | None) -> pd.DataFrame:
     means = table[table["scene"].astype(str) == MEAN]
+    if comparisons is not None:
+        means = means[means["comparison"].isin(list(comparisons))]
+    return means
+
+
+def column_widths(tables: Iterable[pd.DataFrame], comparisons: Iterable[str] | None = None) -> tuple[int, int, int]:
+    """Widths of the title, comparison and interval columns that fit every mean row of ``tables`` (at least
+    :data:`MIN_WIDTHS`), so that several tables' lines (the NVS and internal evaluation) align with each other."""
+    comparisons = None if comparisons is None else list(comparisons)
+    widths = list(MIN_WIDTHS)
+    for table in tables:
+        for row in _mean_rows(table, comparisons).itertuples():
+            cells = (metric_title(row.metric), _comparison_label(row.comparison),
+                     format_interval(row.metric, row.delta, row.ci_low, row.ci_high))  # fmt: skip
+            widths = [max(width, len(cell) + COLUMN_GAP) for width, cell in zip(widths, cells)]
+    return widths[0], widths[1], widths[2]
+
+
+def mean_row_lines(
+    table: pd.DataFrame, comparisons: Iterable[str] | None = None, widths: tuple[int, int, int] | None = None
+) -> list[str]:
+    """A line per metric and comparison of the table's mean rows (all its comparisons unless given), in columns of
+    ``widths`` (default :func:`column_widths` of this table); a metric no arm has is one line saying why."""
+    comparisons = None if comparisons is None else list(comparisons)
+    title_width, label_width, cell_width = widths or column_widths([table], comparisons)
+    means = _mean_rows(table, comparisons)
     lines = []
     for metric in dict.fromkeys(means["metric"]):
         rows = means[means["metric"] == metric]
-        if comparisons is not None:
-            rows = rows[rows["comparison"].isin(list(comparisons))]
         title = metric_title(metric)
         if rows["delta"].isna().all():
             why = "; ".join(dict.fromkeys(n for n in rows["note"] if n)) or "no values"
@@ -64,7 +92,8 @@ def mean_row_lines(table: pd.DataFrame, comparisons: Iterable[str] | None = None
         for i, row in enumerate(rows.itertuples()):
             cell = format_interval(metric, row.delta, row.ci_low, row.ci_high)
             label = _comparison_label(row.comparison)
-            lines.append(f"  {title if i == 0 else '':<14}{label:<18}{cell:<30}{row.verdict}")
+            shown = title if i == 0 else ""
+            lines.append(f"  {shown:<{title_width}}{label:<{label_width}}{cell:<{cell_width}}{row.verdict}")
     return lines
 
 
@@ -75,16 +104,18 @@ def main_job_summary(results_dir: str | os.PathLike, version: str) -> str:
     deltas_csv = paths.deltas(version)
     table = read_delta_csv(deltas_csv)
     scenes = sorted(set(table["scene"]) - {MEAN})
+    eval_csv = Path(paths.eval_deltas(version))
+    evaluation = read_delta_csv(eval_csv) if eval_csv.exists() else None
+    # one set of column widths for both tables, so that their lines align
+    widths = column_widths([t for t in (table, evaluation) if t is not None], [STUDY_COMPARISON])
     lines = [
         f"{version}: novel views of {len(scenes)} reserved scenes, tuned − base: mean over scenes [interval], verdict",
-        *mean_row_lines(table, [STUDY_COMPARISON]),
+        *mean_row_lines(table, [STUDY_COMPARISON], widths),
     ]
-    eval_csv = Path(paths.eval_deltas(version))
-    if eval_csv.exists():
-        evaluation = read_delta_csv(eval_csv)
+    if evaluation is not None:
         eval_scenes = ", ".join(sorted(set(evaluation["scene"]) - {MEAN}))
         lines.append(f"{version}: internal evaluation ({eval_scenes}), tuned − base")
-        lines += mean_row_lines(evaluation, [STUDY_COMPARISON])
+        lines += mean_row_lines(evaluation, [STUDY_COMPARISON], widths)
     lines += [
         f"  every comparison, per scene and with notes: {paths.deltas(version, 'md')}"
         + (f", {paths.eval_deltas(version, 'md')}" if eval_csv.exists() else ""),

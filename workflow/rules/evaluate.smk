@@ -4,6 +4,7 @@
 # control: tuned vs control, control vs base; per extra arm: tuned vs ARM, ARM vs raw),
 # with paired cluster-bootstrap intervals and verdicts (config block `stats`).
 
+from hi4dfix.metrics import decisive_settings
 from hi4dfix.report import CATEGORY_METRICS
 
 
@@ -27,8 +28,8 @@ rule evaluate_difix:
         size=get_inference_geometry,
         inference=config["difix"]["inference"],
         compile_cache_dir=PLAN.compile_cache_dir,
-        # what decides the numbers (metrics.ssim, ...): a change reruns; chunk_views changes none
-        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
+        # what decides the numbers (metrics.ssim, ...): a change reruns (hi4dfix.metrics.decisive_settings)
+        metrics=decisive_settings(config["metrics"]),
     log:
         PATHS.log("evaluate_difix", "{version}"),
     benchmark:
@@ -61,8 +62,8 @@ rule evaluate_nvs:
         size=get_inference_geometry,
         inference=config["difix"]["inference"],
         compile_cache_dir=PLAN.compile_cache_dir,
-        # what decides the numbers (metrics.ssim, ...): a change reruns; chunk_views changes none
-        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
+        # what decides the numbers (metrics.ssim, ...): a change reruns (hi4dfix.metrics.decisive_settings)
+        metrics=decisive_settings(config["metrics"]),
     log:
         PATHS.log("evaluate_nvs", "{version}", "{arm}", "{scene}"),
     benchmark:

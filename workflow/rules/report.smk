@@ -56,8 +56,9 @@ rule version_card:
 
 
 rule metric_charts:
-    """Charts of PSNR, SSIM and LPIPS per reserved scene: raw, base and tuned DiFix (and the control
-    arm), and their paired differences with bootstrap intervals and verdicts."""
+    """Charts of each metric of the delta table (whole frame and people, the primary endpoint first) per
+    reserved scene: raw, base and tuned DiFix (and the control arm), and their paired differences with
+    intervals and verdicts."""
     input:
         unpack(get_nvs_arm_csvs),
     output:

@@ -18,7 +18,7 @@ with job_log(snakemake.log[0]) as log:
     table = tag_table(with_refit_column(table, snakemake.params.nvs_mode), snakemake.input.provenance)
     write_csv(snakemake.output.csv, table)
     markdown = delta_markdown(table, bootstrap, title=snakemake.params.title)
-    markdown += "\n" + metric_legend(table["metric"].unique(), snakemake.config["metrics"]["ssim"])
+    markdown += "\n" + metric_legend(table["metric"].unique(), snakemake.config["metrics"]["ssim"], bootstrap.primary)
     markdown += (
         f"\n{refit_note(snakemake.params.nvs_mode)}\n\nProvenance: `{snakemake.input.provenance}` "
         f"(sha256 {table['provenance_sha256'].iloc[0][:12]}; `hi4dfix provenance check` re-hashes its files).\n"

@@ -13,7 +13,7 @@ with job_log(snakemake.log[0]) as log:
     table = delta_table(read_eval_views(snakemake.input[0]), bootstrap=bootstrap, source=snakemake.input[0])
     write_csv(snakemake.output.csv, table)
     markdown = delta_markdown(table, bootstrap, title=snakemake.params.title)
-    markdown += "\n" + metric_legend(table["metric"].unique(), snakemake.config["metrics"]["ssim"])
+    markdown += "\n" + metric_legend(table["metric"].unique(), snakemake.config["metrics"]["ssim"], bootstrap.primary)
     write_text(snakemake.output.markdown, markdown)
     if hasattr(snakemake.output, "html"):  # the report's inline view of the tables (report.smk names it)
         write_markdown_html(markdown, snakemake.output.html, title=snakemake.params.title)
