@@ -145,6 +145,7 @@ rule eval_deltas:
         ),
     params:
         bootstrap=config["stats"],
+        seeds=lambda wildcards: list(PLAN.eval_csvs(wildcards.version)),
         title=lambda wildcards: f"{wildcards.version}: DiFix internal evaluation on "
         + ", ".join(get_version(wildcards).difix_eval),
     log:
@@ -185,6 +186,8 @@ rule delta_table:
     params:
         scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
         arms=list(PLAN.arms),
+        seeds=lambda wildcards: list(PLAN.seeds(wildcards.version)),
+        seed_csvs=lambda wildcards: PLAN.seed_arm_csvs(wildcards.version),
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: novel views of the reserved scenes",
         nvs_mode=lambda wildcards: get_version(wildcards).nvs["mode"],
