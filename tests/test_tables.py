@@ -554,3 +554,50 @@ def test_interval_cells_show_the_interval_width():
     assert T.interval_digits(0.0, 1e-9, 4) == T.MAX_DIGITS
     row = pd.Series({"delta": 1.5094, "ci_low": 1.5052, "ci_high": 1.5135})
     assert T._delta_cell(row, 2) == "+1.5094 [+1.5052, +1.5135]"
+
+
+def _with_seeds(views: pd.DataFrame, shifts: dict[int, float]) -> pd.DataFrame:
+    """``views`` with the trained arms (tuned) repeated per seed, each seed's metrics shifted by its value."""
+    untrained = views[views["arm"] != "tuned"].assign(seed=math.nan)
+    parts = [untrained]
+    for seed, shift in shifts.items():
+        tuned = views[views["arm"] == "tuned"].copy()
+        tuned[list(METRIC_COLUMNS)] += shift
+        parts.append(tuned.assign(seed=float(seed)))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_several_seeds_average_within_scenes_and_report_their_spread():
+    views = noisy_views(np.random.default_rng(3), scenes=("a", "b", "c"))
+    plain = T.delta_table(views, bootstrap=CFG)
+    assert "seeds" not in plain.columns  # one seed: the table as it was
+    # two seeds shifted by -/+0.1: the seed-averaged scene means are the one seed's, the spread is theirs
+    seeded = T.delta_table(_with_seeds(views, {0: -0.1, 5: 0.1}), bootstrap=CFG)
+    assert list(seeded.columns[-2:]) == list(T.SEED_COLUMNS)
+    tuned = seeded["comparison"].isin(["tuned_vs_base", "tuned_vs_raw"])
+    np.testing.assert_allclose(seeded["delta"], plain["delta"], atol=1e-12)
+    assert (seeded.loc[tuned, "seeds"] == 2).all() and (seeded.loc[~tuned, "seeds"] == 1).all()
+    np.testing.assert_allclose(seeded.loc[tuned, "seed_sd"], 0.2 / math.sqrt(2), atol=1e-12)
+    assert seeded.loc[~tuned, "seed_sd"].isna().all()
+    # the mean row's test stays on the 3 scene means (seed-averaged): the scene is the unit
+    mean = row(seeded, T.MEAN, "psnr", "tuned_vs_base")
+    assert (
+        mean["unit"] == "across 3 scenes"
+        and mean["n_views"] == 2 * row(plain, T.MEAN, "psnr", "tuned_vs_base")["n_views"]
+    )
+    np.testing.assert_allclose(mean["p_value"], row(plain, T.MEAN, "psnr", "tuned_vs_base")["p_value"])
+    assert "2 seeds, SD" in T.delta_markdown(seeded, CFG)
+
+
+def test_seed_csvs_read_with_their_seed(tmp_path):
+    paths = {}
+    for arm, offset in (("raw", 0.0), ("base", 1.0), ("tuned", 2.0), ("tuned7", 2.5)):
+        path = tmp_path / f"{arm}.csv"
+        T.write_csv(path, T.per_scene_table(make_rows(offset)))
+        paths[arm] = [str(path)]
+    arm_csvs = {arm: paths[arm] for arm in ("raw", "base", "tuned")}
+    views = T.nvs_views(["s"], arm_csvs, {"tuned": {7: paths["tuned7"]}}, first_seed=0)
+    assert sorted(views.loc[views.arm == "tuned", "seed"].unique()) == [0.0, 7.0]
+    assert views.loc[views.arm == "raw", "seed"].isna().all()
+    with pytest.raises(ValueError, match="does not train"):
+        T.nvs_views(["s"], arm_csvs, {"base": {7: paths["tuned7"]}})
