@@ -118,7 +118,7 @@ def markdown(rows, n_sets, resamples) -> str:
         f"## Calibration of verdicts and intervals: old percentile bootstrap vs new scene-level rule ({today})",
         "",
         f"Command: `nice python bench/bench_calibration.py --sets {n_sets} --resamples {resamples}`; device: "
-        "developers' 2-core machine (CPU). Null: effect 0 (false verdicts: improved or worse, one comparison, "
+        "developers' 2-core machine, shared (CPU). Null: effect 0 (false verdicts: improved or worse, one comparison, "
         "alpha 0.05); coverage of the 95% interval under the null (new one-scene row: of that scene's own mean, "
         "it makes no verdict about scenes); power: improved under an effect of 1 (scene SD 1, frame SD 1). "
         f"Monte Carlo SE of a 5% rate over {n_sets} sets: {100 * (0.05 * 0.95 / n_sets) ** 0.5:.1f} points.",
