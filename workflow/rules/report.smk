@@ -60,6 +60,7 @@ rule metric_charts:
     arm), and their paired differences with bootstrap intervals and verdicts."""
     input:
         unpack(get_nvs_arm_csvs),
+        seed_csvs=lambda wildcards: PLAN.seed_csv_list(wildcards.version),
     output:
         report(
             PATHS.metric_charts("{version}"),
@@ -71,6 +72,8 @@ rule metric_charts:
     params:
         scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
         arms=list(PLAN.arms),
+        seeds=lambda wildcards: list(PLAN.seeds(wildcards.version)),
+        seed_csvs=lambda wildcards: PLAN.seed_arm_csvs(wildcards.version),
         charts=REPORT.get("metric_charts", {}),
         bootstrap=config["stats"],
     log:

@@ -14,7 +14,8 @@ with job_log(snakemake.log[0]) as log:
     # no metrics configured: the delta table's own (every metric the study measures)
     metrics = cfg.metrics or DEFAULT_DELTA_METRICS
     table = delta_table_from_csvs(
-        snakemake.params.scenes, arm_csvs, metrics=metrics, bootstrap=BootstrapConfig(**snakemake.params.bootstrap)
-    )
+        snakemake.params.scenes, arm_csvs, metrics=metrics, bootstrap=BootstrapConfig(**snakemake.params.bootstrap),
+        seed_csvs=snakemake.params.seed_csvs, first_seed=snakemake.params.seeds[0],
+    )  # fmt: skip
     write_metric_bars(table, snakemake.output[0], cfg, source="per-scene NVS CSVs")
     log.info("metric charts of %d scenes written to %s", len(snakemake.params.scenes), snakemake.output[0])
