@@ -601,3 +601,25 @@ def test_seed_csvs_read_with_their_seed(tmp_path):
     assert views.loc[views.arm == "raw", "seed"].isna().all()
     with pytest.raises(ValueError, match="does not train"):
         T.nvs_views(["s"], arm_csvs, {"base": {7: paths["tuned7"]}})
+
+
+def test_internal_evaluation_of_several_seeds(tmp_path):
+    paths = {}
+    for seed, tuned_shift in ((0, 1.0), (4, 2.0)):
+        rows = [
+            {"arm": arm, "id": f"hi4d_pair02_dance/{cam}/{frame}", "frame": frame, "cam": cam,
+             "psnr": 20 + shift + frame, "ssim": 0.5, "lpips": 0.3, "psnr_person": math.nan, "ssim_person": math.nan,
+             "lpips_person": math.nan, **dict.fromkeys(METRIC_COLUMNS[6:], math.nan), "lpips_computed": True}
+            for arm, shift in (("raw", 0.0), ("base", 0.5), ("tuned", tuned_shift))
+            for frame in (0, 1, 2) for cam in (4, 16)
+        ]  # fmt: skip
+        paths[seed] = tmp_path / f"eval{seed}.csv"
+        pd.DataFrame(rows).to_csv(paths[seed], index=False)
+    views = T.read_seeded_eval_views(paths)
+    assert len(views) == 4 * 6 and views.loc[views.arm == "base", "seed"].isna().all()  # raw, base once
+    df = T.delta_table(views, bootstrap=CFG)
+    tuned = row(df, "mean", "psnr", "tuned_vs_base")
+    assert tuned["delta"] == pytest.approx(1.0) and tuned["seeds"] == 2  # (0.5 + 1.5) / 2
+    assert tuned["seed_sd"] == pytest.approx(1.0 / math.sqrt(2))
+    assert row(df, "mean", "psnr", "base_vs_raw")["seeds"] == 1
+    pd.testing.assert_frame_equal(T.read_seeded_eval_views({0: paths[0]}), T.read_eval_views(paths[0]))
