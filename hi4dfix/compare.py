@@ -40,7 +40,8 @@ Columns:
 **Decision** (:func:`decision`): adopt a variant only when its primary endpoint (``stats.primary`` on
 ``stats.primary_split``) is ``improved`` after Holm, by at least ``stats.min_effect``, and no metric of that
 split is ``worse`` unadjusted (mean or scene rows); never from the reserved scenes; otherwise say what is
-missing (e.g. how many scenes would allow a decision).
+missing (e.g. how many scenes would allow a decision). A variant that changes the training seed alone
+(:func:`seed_only`) is a replicate, never adopted; a grid of such variants ends in no decision.
 
 A variant is read and compared one at a time against the parent's views (read once): memory holds one
 variant's views besides the rows. A variant whose internal views are not the parent's (another
@@ -376,6 +377,15 @@ def harmed_on(table: pd.DataFrame, variant: str, split: str, metrics: Sequence[s
     return list(dict.fromkeys(rows.loc[rows["verdict"] == WORSE, "metric"]))
 
 
+SEED_SETTINGS = ("tuning.seed", "tuning.seeds")  # what trains a replicate of a setting, not another setting
+
+
+def seed_only(settings: str) -> bool:
+    """Whether a variant's settings (``Variant.describe``: ``path = label, ...``) change the training seed alone."""
+    paths = [part.split(" = ", 1)[0].strip() for part in settings.split(", ") if " = " in part]
+    return bool(paths) and all(path in SEED_SETTINGS for path in paths)
+
+
 def decision(table: pd.DataFrame, bootstrap: BootstrapConfig) -> tuple[str | None, str]:
     """``(variant to adopt or None, why)``: adopt only a variant whose primary endpoint (``stats.primary`` on
     ``stats.primary_split``) is improved after Holm across the grid's variants by at least ``stats.min_effect``
@@ -394,7 +404,15 @@ def decision(table: pd.DataFrame, bootstrap: BootstrapConfig) -> tuple[str | Non
         )
     if not metric_measured(table, primary, split):
         return None, f"the primary endpoint {title} was not measured on the {split} split: keep {parent}'s settings"
+    replicates = sorted({str(v) for v, s in zip(table["variant"], table["settings"]) if seed_only(str(s))})
+    if replicates and set(replicates) == {str(v) for v in table["variant"]}:
+        return None, (
+            f"no decision: every variant differs from {parent} in the training seed alone "
+            f"({', '.join(replicates)}): replicates of one setting, whose differences are training noise, not a "
+            f"setting to adopt (tuning.seeds trains them as one version's replicates). Keep {parent}'s settings"
+        )
     means = ranking(table, primary, split)
+    means = means[~means["variant"].astype(str).isin(replicates)]  # a seed is never a setting to adopt
     metrics = list(dict.fromkeys(table["metric"]))
     family = int(means["p_value"].notna().sum())
     n_scenes = len(_split_scenes(table, split))

@@ -101,10 +101,33 @@ def local_gpus(environ: Mapping[str, str] = os.environ, dev: str | Path = "/dev"
     return sum(1 for path in Path(dev).glob("nvidia*") if re.fullmatch(r"nvidia\d+", path.name))
 
 
-def owners(keys: Mapping[str, str]) -> dict[str, str]:
+def owners(keys: Mapping[Any, str]) -> dict[Any, Any]:
     """For every name, the first name (in order) with the same key: who makes a shared output."""
-    first: dict[str, str] = {}
+    first: dict[str, Any] = {}
     return {name: first.setdefault(key, name) for name, key in keys.items()}
+
+
+def version_seeds(name: str, tuning: Mapping[str, Any]) -> tuple[int, ...]:
+    """A version's training seeds: ``tuning.seeds``, else ``(tuning.seed,)``. The first is ``tuning.seed``
+    (its run is the version's model at the seedless paths, so one seed changes no path); a list that
+    starts elsewhere is refused, naming the keys, rather than guessing which of the two is meant."""
+    seed = int(tuning.get("seed", 0))
+    seeds = tuning.get("seeds")
+    if seeds is None:
+        return (seed,)
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds or seeds[0] != seed or len(set(seeds)) != len(seeds):
+        raise PlanError(
+            f"versions.{name}.tuning.seeds is {list(seeds)}: it must list distinct seeds starting with "
+            f"versions.{name}.tuning.seed ({seed}), whose run is the version's model; set tuning.seed to the first"
+        )
+    return seeds
+
+
+def replicate_tuning(tuning: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The tuning settings of one seed's run: the block with ``seed`` set and the seed list left out, so a
+    run is keyed by what decides its weights (the first seed's equals the block of a one-seed version)."""
+    return {**{key: value for key, value in tuning.items() if key != "seeds"}, "seed": seed}
 
 
 def triplet_key(version: Version, profiles: Mapping[str, Mapping[str, Any]]) -> str:
@@ -168,29 +191,34 @@ class Paths:
     def base_workdir(self, preset: str) -> str:
         return f"{self.base_dir(preset)}/work"
 
-    def difix_dir(self, version: str, arm: str = TUNED) -> str:
-        """A tuning job's folder: the tuned arm's, or the control arm's inside it."""
-        return f"{self.results}/{version}/difix" + ("" if arm == TUNED else f"/{arm}")
+    def difix_dir(self, version: str, arm: str = TUNED, seed: int | str | None = None) -> str:
+        """A tuning job's folder: the tuned arm's, or the control arm's inside it; a further training seed's
+        run (``tuning.seeds`` after the first) in ``seed{seed}/`` inside that."""
+        arm_dir = f"{self.results}/{version}/difix" + ("" if arm == TUNED else f"/{arm}")
+        return arm_dir + ("" if seed is None else f"/seed{seed}")
 
-    def model(self, version: str, arm: str = TUNED) -> str:
-        return f"{self.difix_dir(version, arm)}/{MODEL}"
+    def model(self, version: str, arm: str = TUNED, seed: int | str | None = None) -> str:
+        return f"{self.difix_dir(version, arm, seed)}/{MODEL}"
 
-    def train_log(self, version: str, arm: str = TUNED) -> str:
-        return f"{self.difix_dir(version, arm)}/{TRAIN_LOG}"
+    def train_log(self, version: str, arm: str = TUNED, seed: int | str | None = None) -> str:
+        return f"{self.difix_dir(version, arm, seed)}/{TRAIN_LOG}"
 
-    def workdir(self, version: str, arm: str = TUNED) -> str:
+    def workdir(self, version: str, arm: str = TUNED, seed: int | str | None = None) -> str:
         """Checkpoints of a tuning job (a folder per fingerprint of data and settings), outside its outputs."""
-        return f"{self.difix_dir(version, arm)}/work"
+        return f"{self.difix_dir(version, arm, seed)}/work"
 
-    def eval_csv(self, version: str) -> str:
-        return f"{self.difix_dir(version)}/eval.csv"
+    def eval_csv(self, version: str, seed: int | str | None = None) -> str:
+        """The internal evaluation; of a further seed's tuned (and control) model: in its seed folder."""
+        return f"{self.difix_dir(version, TUNED, seed)}/eval.csv"
 
     def eval_deltas(self, version: str, ext: str = "csv") -> str:
         return f"{self.difix_dir(version)}/eval_deltas.{ext}"
 
-    def nvs_csv(self, version: str, arm: str, scene: str) -> str:
-        """Where ``version`` writes an arm's NVS metrics (who reads them: :meth:`Plan.nvs_csv`)."""
-        return f"{self.results}/{version}/nvs/{arm}/{scene}.csv"
+    def nvs_csv(self, version: str, arm: str, scene: str, seed: int | str | None = None) -> str:
+        """Where ``version`` writes an arm's NVS metrics (who reads them: :meth:`Plan.nvs_csv`); a further
+        training seed's in ``seed{seed}/``."""
+        seed_dir = "" if seed is None else f"seed{seed}/"
+        return f"{self.results}/{version}/nvs/{arm}/{seed_dir}{scene}.csv"
 
     def deltas(self, version: str, ext: str = "csv") -> str:
         return f"{self.results}/{version}/deltas.{ext}"
@@ -279,12 +307,25 @@ class Plan:
         self.arm_owner = owners({name: canonical(self._arm_key(v)) for name, v in versions.items()})
         # the control arm trains on the base's own data, not the version's triplets: its model depends on
         # the tuning settings and processing size alone, its NVS CSVs on those and the raw/base arms' settings
-        self.control_owner = owners(
-            {name: canonical([v.tuning, self.training_geometry(v)]) for name, v in versions.items()}
+        self.seed_lists = {name: version_seeds(name, v.tuning) for name, v in versions.items()}
+        slots = [(name, seed) for name, seeds in self.seed_lists.items() for seed in seeds]
+        # per (version, seed): the control run of that seed, and its NVS CSVs (the first seed's: the
+        # version's control arm); one seed keys them exactly as a version's tuning block did
+        control_keys = {}
+        for name, seed in slots:
+            version = versions[name]
+            tuning = replicate_tuning(version.tuning, seed)
+            control_keys[name, seed] = canonical([tuning, self.training_geometry(version)])
+        self.control_seed_owner = owners(control_keys)
+        self.control_arm_seed_owner = owners(
+            {
+                (name, seed): canonical([*self._arm_key(versions[name]), list(self.control_seed_owner[name, seed])])
+                for name, seed in slots
+            }
         )
-        self.control_arm_owner = owners(
-            {name: canonical([*self._arm_key(v), self.control_owner[name]]) for name, v in versions.items()}
-        )
+        first = {name: seeds[0] for name, seeds in self.seed_lists.items()}
+        self.control_owner = {name: self.control_seed_owner[name, first[name]][0] for name in versions}
+        self.control_arm_owner = {name: self.control_arm_seed_owner[name, first[name]][0] for name in versions}
 
     # -- the study, through the policy ---------------------------------------------------------
 
@@ -441,30 +482,64 @@ class Plan:
         """The version's triplet JSON: made by the first version with the same triplet inputs."""
         return self.paths.triplets(self.triplet_owner[version])
 
-    def nvs_csv(self, version: str, arm: str, scene: str) -> str:
+    # -- training seeds (tuning.seeds) ------------------------------------------------------------
+
+    def seeds(self, version: str) -> tuple[int, ...]:
+        """The version's training seeds (:func:`version_seeds`): its tuned and control arms train once each."""
+        return self.seed_lists[version]
+
+    def seed_dir(self, version: str, seed: int | None) -> int | None:
+        """The ``seed`` argument of :class:`Paths` for a run of ``version``: None (the seedless paths) for
+        its first seed, else the seed."""
+        return None if seed is None or seed == self.seed_lists[version][0] else seed
+
+    def further_seeds(self, version: str) -> tuple[int, ...]:
+        """The seeds after the first: each has its own tuning, control and evaluation jobs."""
+        return self.seed_lists[version][1:]
+
+    def seeded_arms(self) -> tuple[str, ...]:
+        """The NVS arms that train, so have a run per seed."""
+        return tuple(arm for arm in self.arms if arm not in SHARED_ARMS and arm not in self.extra_arms)
+
+    def nvs_csv(self, version: str, arm: str, scene: str, seed: int | None = None) -> str:
         """An arm's per-scene NVS metrics; raw, base, the extra arms and control come from the first version
-        sharing them (an extra arm's model is study-wide: its CSVs depend on what raw and base's do)."""
+        sharing them (an extra arm's model is study-wide: its CSVs depend on what raw and base's do).
+        ``seed``: a training seed of the version (default the first) for the arms that train."""
         if arm in SHARED_ARMS or arm in self.extra_arms:
-            owner = self.arm_owner[version]
-        elif arm == CONTROL:
-            owner = self.control_arm_owner[version]
-        else:
-            owner = version
-        return self.paths.nvs_csv(owner, arm, scene)
+            return self.paths.nvs_csv(self.arm_owner[version], arm, scene)
+        if arm == CONTROL:
+            owner, owner_seed = self.control_arm_seed_owner[version, self._seed(version, seed)]
+            return self.paths.nvs_csv(owner, arm, scene, self.seed_dir(owner, owner_seed))
+        return self.paths.nvs_csv(version, arm, scene, self.seed_dir(version, seed))
 
-    def control_model(self, version: str) -> str | None:
-        """The control model the version's arms use (None when the study has no control arm)."""
-        return self.paths.model(self.control_owner[version], CONTROL) if self.control_on else None
+    def _seed(self, version: str, seed: int | None) -> int:
+        seeds = self.seed_lists[version]
+        if seed is None:
+            return seeds[0]
+        if seed not in seeds:
+            raise PlanError(f"version {version}: seed {seed} is not one of its tuning.seeds {list(seeds)}")
+        return seed
 
-    def control_train_log(self, version: str) -> str | None:
-        return self.paths.train_log(self.control_owner[version], CONTROL) if self.control_on else None
+    def control_model(self, version: str, seed: int | None = None) -> str | None:
+        """The control model the version's arms use (None when the study has no control arm); ``seed``: of
+        that training seed (default the first)."""
+        if not self.control_on:
+            return None
+        owner, owner_seed = self.control_seed_owner[version, self._seed(version, seed)]
+        return self.paths.model(owner, CONTROL, self.seed_dir(owner, owner_seed))
 
-    def control_inputs(self, version: str, kind: str) -> list[str]:
+    def control_train_log(self, version: str, seed: int | None = None) -> str | None:
+        if not self.control_on:
+            return None
+        owner, owner_seed = self.control_seed_owner[version, self._seed(version, seed)]
+        return self.paths.train_log(owner, CONTROL, self.seed_dir(owner, owner_seed))
+
+    def control_inputs(self, version: str, kind: str, seed: int | None = None) -> list[str]:
         """The control model (``kind`` "model") or train log ("train_log") the version's jobs read, when
         the study has the control arm."""
         if not self.control_on:
             return []
-        return [self.control_model(version) if kind == "model" else self.control_train_log(version)]
+        return [self.control_model(version, seed) if kind == "model" else self.control_train_log(version, seed)]
 
     @functools.cached_property
     def control_triplets(self) -> str:
@@ -497,15 +572,18 @@ class Plan:
         spec = self.base_spec
         return [spec] if spec.startswith(f"{self.paths.results}/") or Path(spec).exists() else []
 
-    def nvs_model(self, version: str, arm: str) -> str | None:
-        """The DiFix checkpoint of an NVS arm: none for raw, the base, the version's tuned or control model."""
+    def nvs_model(self, version: str, arm: str, seed: int | None = None) -> str | None:
+        """The DiFix checkpoint of an NVS arm: none for raw, the base, the version's tuned or control model
+        (of training seed ``seed``, default the first)."""
         if arm == "raw":
             return None
         if arm == "base":
             return self.base_spec
         if arm == CONTROL:
-            return self.control_model(version) if self.control_on else _unknown_arm(arm)
-        return self.paths.model(version) if arm == TUNED else _unknown_arm(arm)
+            return self.control_model(version, seed) if self.control_on else _unknown_arm(arm)
+        if arm != TUNED:
+            return _unknown_arm(arm)
+        return self.paths.model(version, TUNED, self.seed_dir(version, self._seed(version, seed)))
 
     def arm_model_param(self, version: str, arm: str) -> Any:
         """An NVS job's ``model`` param: :meth:`nvs_model`, or an extra arm's spec as plain data
@@ -537,9 +615,11 @@ class Plan:
         found = saved_preset(extra.model, self.difix["hub_cache_dir"]) if extra.kind == "difix" else None
         return found[0] if found is not None else "sd-turbo"
 
-    def nvs_model_input(self, version: str, arm: str) -> list[str]:
+    def nvs_model_input(self, version: str, arm: str, seed: int | None = None) -> list[str]:
         if arm in self.extra_arms:
             return local_inputs(self.extra_arms[arm])
+        if seed is not None and arm not in SHARED_ARMS:
+            return [self.nvs_model(version, arm, seed)]
         if arm == "raw":
             return []
         return self.base_input() if arm == "base" else [self.nvs_model(version, arm)]
@@ -596,6 +676,25 @@ class Plan:
         version = self.version(name)
         return {arm: [self.nvs_csv(version.name, arm, scene) for scene in version.nvs_eval] for arm in self.arms}
 
+    def seed_arm_csvs(self, name: str) -> dict[str, dict[int, list[str]]]:
+        """Per-scene NVS CSVs of the further training seeds (:meth:`further_seeds`), by arm that trains and
+        seed; empty with one seed."""
+        version = self.version(name)
+        return {
+            arm: {seed: [self.nvs_csv(version.name, arm, scene, seed) for scene in version.nvs_eval] for seed in seeds}
+            for arm in self.seeded_arms()
+            if (seeds := self.further_seeds(version.name))
+        }
+
+    def seed_csv_list(self, name: str) -> list[str]:
+        """:meth:`seed_arm_csvs` as one list (a rule's input)."""
+        return [csv for by_seed in self.seed_arm_csvs(name).values() for csvs in by_seed.values() for csv in csvs]
+
+    def eval_csvs(self, name: str) -> dict[int, str]:
+        """The internal evaluation of each training seed's models (the first's: ``difix/eval.csv``)."""
+        version = self.version(name).name
+        return {seed: self.paths.eval_csv(version, self.seed_dir(version, seed)) for seed in self.seeds(version)}
+
     def scene_arm_csvs(self, name: str, scene: str) -> dict[str, str]:
         return {arm: self.nvs_csv(self.version(name).name, arm, scene) for arm in self.arms}
 
@@ -619,8 +718,10 @@ class Plan:
         """The arms' CSVs, the report figures, the internal evaluation's delta table and the provenance:
         a report holds only files in its target's DAG, so this makes the version's deltas.csv the
         whole report, and the main job make every expected output of the version."""
+        further = {"seed_csvs": self.seed_csv_list(name)} if self.further_seeds(name) else {}
         return {
             **self.nvs_arm_csvs(name),
+            **further,
             "report_figures": self.report_figures(name),
             "eval_deltas": self.paths.eval_deltas(name),
             "provenance": self.paths.provenance(name),
@@ -639,7 +740,7 @@ class Plan:
     def provenance_inputs(self, name: str) -> dict[str, list[str]]:
         return {
             "scenes": [self.paths.scene(scene) for scene in self.scene_fingerprints(name)],
-            "arms": [csv for csvs in self.nvs_arm_csvs(name).values() for csv in csvs],
+            "arms": [csv for csvs in self.nvs_arm_csvs(name).values() for csv in csvs] + self.seed_csv_list(name),
         }
 
     # -- ablation grids --------------------------------------------------------------------------
@@ -664,17 +765,21 @@ class Plan:
 
     # -- tuning ----------------------------------------------------------------------------------
 
-    def tuning_args(self, name: str) -> str:
-        """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key, and
-        ``--setting-names``: for every option the workflow passes, the config key that sets it (the
-        trainer's errors name it), as JSON."""
+    def tuning_args(self, name: str, seed: int | None = None) -> str:
+        """Command-line options of hi4dfix.difix.train: the version's tuning block, key for key (the run of
+        training seed ``seed``: default the first, ``tuning.seed``), and ``--setting-names``: for every
+        option the workflow passes, the config key that sets it (the trainer's errors name it), as JSON."""
         version = self.version(name)
-        options: dict[str, Any] = {key: value for key, value in version.tuning.items() if value is not None}
+        tuning = version.tuning
+        if "seeds" in tuning:  # one seed's run: the trainer takes --seed, never the list
+            tuning = replicate_tuning(tuning, self._seed(name, seed))
+        options: dict[str, Any] = {key: value for key, value in tuning.items() if value is not None}
         names = {
             "base": "difix.base",
             "triplets": f"versions.{name} (splits and triplets)",
             "num_processes": "the gpu resource of the tuning rule",
             **{key: f"versions.{name}.tuning.{key}" for key in options},
+            **({"seed": f"versions.{name}.tuning.seeds"} if seed is not None and seed != self.seeds(name)[0] else {}),
             "long_side": "difix.long_side",
             "compile_cache_dir": "difix.compile_cache_dir",
         }

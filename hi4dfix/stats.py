@@ -281,23 +281,31 @@ def _within(grouped: _Frames, cfg: BootstrapConfig, scene: str) -> Estimate:
     return Estimate(delta, low, high, p_value=max(p, np.finfo(float).tiny), test=T_BATCH_MEANS, **common)
 
 
-def scene_estimate(frames, differences, cfg: BootstrapConfig, scene: str) -> Estimate:
+def scene_estimate(frames, differences, cfg: BootstrapConfig, scene: str, replicates=None) -> Estimate:
     """Mean of ``differences`` over one scene's views with its within-scene interval and test (module doc).
 
-    ``frames[i]`` is the frame of view ``i`` (frame numbers give the time order)."""
+    ``frames[i]`` is the frame of view ``i`` (frame numbers give the time order); ``replicates[i]`` (optional)
+    its training seed: each seed's frames are a series of their own, as in :func:`mean_estimate`."""
     frames, differences = _as_arrays(frames, differences)
+    if replicates is not None:
+        frames = _replicate_frames(replicates, frames)
     grouped = _frames(frames, differences)
     return NOT_MEASURED if grouped is None else _within(grouped, cfg, scene)
+
+
+def _replicate_frames(replicates, frames) -> np.ndarray:
+    """Frames keyed by (replicate, frame): frames of different training seeds are different units of the
+    scene's series, so a scene's mean weighs its seeds by their views (equal frames: the seed-averaged
+    scene mean) and the scene stays the unit of the mean row."""
+    replicates, frames = _as_arrays(replicates, frames)
+    return np.asarray([f"{r}\0{int(f):012d}" for r, f in zip(replicates, frames)])
 
 
 def _scene_parts(scenes, frames, differences, replicates) -> dict[str, _Frames]:
     scenes, frames, differences = _as_arrays(scenes, frames, differences)
     scenes = scenes.astype(str)
     if replicates is not None:
-        # A seed level: frames of different replicates are different units of the scene's series
-        # until seeds are modelled (issue #33 item 3); the scene mean stays the unit of the mean row.
-        (replicates,) = _as_arrays(replicates)
-        frames = np.asarray([f"{r}\0{f:012d}" for r, f in zip(replicates, frames)])
+        frames = _replicate_frames(replicates, frames)
     grouped: dict[str, _Frames] = {}
     for scene in sorted(set(scenes.tolist())):
         mine = scenes == scene

@@ -48,6 +48,13 @@
       the test's two-sided p-value of no difference (never 0), and Holm's adjustment across the comparisons
       of the row's group (one scene, or the mean row, of one metric): the family the verdict is made in
 
+  With several training seeds (``tuning.seeds``: per-view rows with a ``seed`` column) every estimate takes
+  the seed level (:func:`hi4dfix.stats.mean_estimate`'s ``replicates``: seed-averaged scene means, the scene
+  the unit) and the table gains ``seeds`` (the seeds the comparison rests on: each seed of a trained arm is
+  paired with the same seed of the other, or with the one run of raw or base) and ``seed_sd`` (the standard
+  deviation across seeds of the row's difference: of the scene's per-seed means, or for the ``mean`` row of
+  each seed's mean over scenes; NaN with one seed).
+
   ``deltas.csv`` also has ``refit`` (the arms of the comparison that ``nvs.mode: difix3d+`` refit, or
   ``none``; :func:`hi4dfix.evaluate.with_refit_column`), ``provenance`` and ``provenance_sha256`` (the
   record of what made its numbers; :mod:`hi4dfix.provenance`).
@@ -95,6 +102,8 @@ from hi4dfix.stats import (
 )
 
 MEAN = "mean"
+SEED = "seed"  # a per-view row's training seed (arms that train, several tuning.seeds); NaN for raw and base
+SEED_COLUMNS = ("seeds", "seed_sd")  # a delta table's seed spread (several seeds only)
 KEY_COLUMNS = ("frame", "cam")
 VIEW_COLUMNS = ("arm", "scene", "frame", "cam")
 DELTA_COLUMNS = (
@@ -208,15 +217,34 @@ def read_per_scene_csv(path: str | os.PathLike) -> pd.DataFrame:
 # Per-view metrics of the arms
 
 
-def nvs_views(scenes: Sequence[str], arm_csvs: Mapping[str, Sequence[str | os.PathLike]]) -> pd.DataFrame:
+def nvs_views(
+    scenes: Sequence[str],
+    arm_csvs: Mapping[str, Sequence[str | os.PathLike]],
+    seed_csvs: Mapping[str, Mapping[int, Sequence[str | os.PathLike]]] | None = None,
+    first_seed: int = 0,
+) -> pd.DataFrame:
     """The per-view rows of the per-scene NVS CSVs of every arm (one path per scene, in ``scenes`` order),
     as one long table: ``arm, scene, frame, cam`` and the metric columns (mean rows left out). The arms
-    are raw, base and tuned, control where ``arm_csvs`` has it, then any extra arms in ``arm_csvs`` order."""
+    are raw, base and tuned, control where ``arm_csvs`` has it, then any extra arms in ``arm_csvs`` order.
+    ``seed_csvs``: the further training seeds' CSVs of the arms that train (arm -> seed -> one per scene);
+    given, the table has a ``seed`` column (``first_seed`` for ``arm_csvs``' trained arms, NaN for the
+    others)."""
     missing = sorted(set(ARMS) - set(arm_csvs))
     if missing:
         raise ValueError(f"delta table: no per-scene CSVs for arms {missing}")
     arms = study_arms(CONTROL in arm_csvs, extra_arms_of(list(arm_csvs)))
-    return pd.concat([arm_views(arm, scenes, arm_csvs[arm]) for arm in arms], ignore_index=True)
+    parts = [arm_views(arm, scenes, arm_csvs[arm]) for arm in arms]
+    if seed_csvs:
+        for arm, part in zip(arms, parts):
+            part[SEED] = float(first_seed) if arm in seed_csvs else math.nan
+        for arm, by_seed in seed_csvs.items():
+            if arm not in ("tuned", CONTROL) or arm not in arms:
+                raise ValueError(f"delta table: seed CSVs for arm {arm!r}, which does not train")
+            for seed, paths in by_seed.items():
+                part = arm_views(arm, scenes, paths)
+                part[SEED] = float(seed)
+                parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def arm_views(arm: str, scenes: Sequence[str], paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -264,6 +292,22 @@ def read_eval_views(path: str | os.PathLike) -> pd.DataFrame:
             raise ValueError(f"{path}: row {where!r} has a {col} that differs from its id")
     _parse_lpips_flags(df)
     return pd.concat([views, df.drop(columns=["arm", "id", *[c for c in KEY_COLUMNS if c in df.columns]])], axis=1)
+
+
+def read_seeded_eval_views(paths: Mapping[int, str | os.PathLike]) -> pd.DataFrame:
+    """The internal evaluation of several training seeds (seed -> its ``eval.csv``, the first seed first):
+    :func:`read_eval_views` with a ``seed`` column on the arms that train; raw and base, which every seed's
+    file repeats, are taken once (from the first). One seed: :func:`read_eval_views` as it is."""
+    items = list(paths.items())
+    if len(items) == 1:
+        return read_eval_views(items[0][1])
+    parts = []
+    for index, (seed, path) in enumerate(items):
+        views = read_eval_views(path)
+        trains = ~views["arm"].isin(["raw", "base"])
+        views[SEED] = np.where(trains, float(seed), math.nan)
+        parts.append(views if index == 0 else views[trains])
+    return pd.concat(parts, ignore_index=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -436,6 +480,8 @@ def delta_table(
     metrics = endpoint_metrics(bootstrap) if metrics is None else tuple(metrics)
     for metric in metrics:
         higher_is_better(metric)  # fail early on an unknown metric
+    if SEED in views.columns and views[SEED].nunique() > 1:
+        return _seeded_delta_table(views, metrics, bootstrap, source)
     arms = _check_views(views, metrics, source)
     comparisons = arm_comparisons(arms)
     scenes = sorted(set(views["scene"]))
@@ -478,14 +524,107 @@ def delta_table(
     return table
 
 
+def _seed_means(pairs: pd.DataFrame) -> pd.Series:
+    """Each seed's mean difference over scenes (each scene's per-seed mean first, every scene weighs the same)."""
+    return pairs.dropna(subset=["diff"]).groupby([SEED, "scene"])["diff"].mean().groupby(level=SEED).mean()
+
+
+def _seed_spread(pairs: pd.DataFrame) -> dict[str, Any]:
+    """``seeds`` and ``seed_sd`` of paired differences (:func:`paired_differences`)."""
+    means = _seed_means(pairs) if pairs[SEED].notna().any() else pd.Series(dtype=np.float64)
+    return {"seeds": max(len(means), 1), "seed_sd": float(means.std(ddof=1)) if len(means) > 1 else math.nan}
+
+
+def paired_differences(views: pd.DataFrame, metric: str, b: str, a: str) -> pd.DataFrame:
+    """Per-view differences ``b - a`` of ``metric`` with the row's training seed (``scene, frame, cam, seed,
+    diff``): two arms that train pair seed with seed; an arm with one run (raw, base) pairs with every seed
+    of the other; neither trains: ``seed`` NaN."""
+    key = ["scene", "frame", "cam"]
+    parts = {arm: views.loc[views["arm"] == arm, [*key, SEED, metric]] for arm in (b, a)}
+    trains = {arm: bool(part[SEED].notna().any()) for arm, part in parts.items()}
+    for arm in (b, a):
+        if not (trains[b] and trains[a]) and not trains[arm]:
+            parts[arm] = parts[arm].drop(columns=SEED)
+    on = [*key, SEED] if trains[b] and trains[a] else key
+    merged = parts[b].merge(parts[a], on=on, suffixes=("_b", "_a"))
+    if SEED not in merged.columns:
+        merged[SEED] = math.nan
+    merged["diff"] = merged[f"{metric}_b"].astype(np.float64) - merged[f"{metric}_a"].astype(np.float64)
+    return merged[[*key, SEED, "diff"]]
+
+
+def _replicates(pairs: pd.DataFrame) -> np.ndarray | None:
+    return pairs[SEED].to_numpy() if pairs[SEED].notna().any() else None
+
+
+def _seeded_delta_table(
+    views: pd.DataFrame, metrics: Sequence[str], bootstrap: BootstrapConfig, source: str
+) -> pd.DataFrame:
+    """:func:`delta_table` of views with several training seeds (module doc: ``seeds``, ``seed_sd``)."""
+    keyed = views.set_index([*VIEW_COLUMNS, SEED]).index
+    if keyed.has_duplicates:
+        raise ValueError(
+            f"{source}: views repeat (arm, scene, frame, cam, seed): {list(keyed[keyed.duplicated()])[:5]}"
+        )
+    # every arm on the same views, whatever its seeds: checked on the seed-averaged views
+    averaged = views.groupby(list(VIEW_COLUMNS), as_index=False, sort=False)[list(metrics)].mean()
+    arms = _check_views(averaged, metrics, source)
+    comparisons = arm_comparisons(arms)
+    rows: list[dict[str, Any]] = []
+    for metric in metrics:
+        wide = averaged.pivot(index=["scene", "frame", "cam"], columns="arm", values=metric).astype(np.float64)
+        scene_means = wide.groupby(level="scene").mean()
+        pairs = {(b, a): paired_differences(views, metric, b, a) for b, a in comparisons}
+        for scene in sorted(set(views["scene"])):
+            group, estimates = [], []
+            for b, a in comparisons:
+                mine = pairs[b, a][pairs[b, a]["scene"] == scene]
+                est = scene_estimate(
+                    mine["frame"].to_numpy(), mine["diff"].to_numpy(), bootstrap, scene, _replicates(mine)
+                )
+                note = _scene_note(metric, b, a, wide.loc[scene], views[views["scene"] == scene], est)
+                row = _delta_row(scene, metric, b, a, arms, scene_means.loc[scene], est, note)
+                group.append({**row, **_seed_spread(mine)})
+                estimates.append(est)
+            _family_verdicts(group, estimates, bootstrap)
+            rows += group
+        mean_arms = {
+            arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in arms
+        }
+        estimates = [
+            mean_estimate(p["scene"].to_numpy(), p["frame"].to_numpy(), p["diff"].to_numpy(), bootstrap, _replicates(p))
+            for p in pairs.values()
+        ]
+        family = max(sum(est.measured for est in estimates), 1)
+        group = [
+            {
+                **_delta_row(
+                    MEAN, metric, b, a, arms, mean_arms, est, _mean_note(metric, est, wide, views, family, bootstrap)
+                ),
+                **_seed_spread(pairs[b, a]),
+            }
+            for (b, a), est in zip(comparisons, estimates)
+        ]
+        _family_verdicts(group, estimates, bootstrap)
+        rows += group
+    table = pd.DataFrame(rows, columns=[*delta_columns(arms), *SEED_COLUMNS])
+    for column in ("n_frames", "n_views", "seeds"):
+        table[column] = table[column].astype(np.int64)
+    return table
+
+
 def delta_table_from_csvs(
     scenes: Sequence[str],
     arm_csvs: Mapping[str, Sequence[str | os.PathLike]],
     metrics: Sequence[str] | None = None,
     bootstrap: BootstrapConfig = BootstrapConfig(),
+    seed_csvs: Mapping[str, Mapping[int, Sequence[str | os.PathLike]]] | None = None,
+    first_seed: int = 0,
 ) -> pd.DataFrame:
-    """:func:`delta_table` of the per-scene NVS CSVs of the arms ``raw``, ``base`` and ``tuned`` (and ``control``)."""
-    return delta_table(nvs_views(scenes, arm_csvs), metrics, bootstrap, source="per-scene NVS CSVs")
+    """:func:`delta_table` of the per-scene NVS CSVs of the arms ``raw``, ``base`` and ``tuned`` (and ``control``);
+    ``seed_csvs``, ``first_seed``: further training seeds (:func:`nvs_views`)."""
+    views = nvs_views(scenes, arm_csvs, seed_csvs, first_seed)
+    return delta_table(views, metrics, bootstrap, source="per-scene NVS CSVs")
 
 
 def read_delta_csv(path: str | os.PathLike) -> pd.DataFrame:
@@ -611,6 +750,17 @@ def _grouped_notes(rows: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _seed_line(mean_rows: pd.DataFrame, digits: int) -> str:
+    """The mean rows' spread across training seeds, one sentence."""
+    parts = [
+        f"{r['comparison'].replace('_vs_', ' − ')}: {int(r['seeds'])} seeds, SD {_format_cell(r['seed_sd'], digits)}"
+        for _, r in mean_rows.iterrows()
+    ]
+    return "Across training seeds (SD of each seed's mean over scenes; the tests use seed-averaged scene means): " + (
+        "; ".join(parts) + "."
+    )
+
+
 def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str = "") -> str:
     """The delta table for reading: a table per metric, a row per scene (then the mean), for every
     comparison ``b − a [interval]`` and its verdict (the control arm's two where the table has them); the
@@ -652,6 +802,8 @@ def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str =
             out[f"{b} − {a} [{level}]"] = [_delta_cell(r, digits) for _, r in chosen.iterrows()]
             out[f"{b} vs {a}"] = chosen["verdict"].tolist()
         lines += [f"**{metric_title(metric)}**", "", to_markdown(out, digits)]
+        if "seeds" in rows.columns:
+            lines += [_seed_line(rows[rows["scene"] == MEAN], digits), ""]
         notes = _grouped_notes(rows)
         if notes:
             lines += [*notes, ""]

@@ -278,3 +278,25 @@ def test_expansion_is_deterministic():
     expand_config(first, SCHEMA)
     expand_config(second, copy.deepcopy(SCHEMA))
     assert list(first["versions"]) == list(second["versions"]) and first == second
+
+
+def test_a_grid_of_training_seeds_only_ends_in_no_decision_through_snakemake(small_pipeline, tmp_path):
+    """Variants that differ from v0 in the training seed alone are replicates, not settings: through
+    Snakemake on the small study (v0's run copied), compare.md's decision adopts none of them."""
+    source, config = small_pipeline
+    workdir = tmp_path / "seeds"
+    shutil.copytree(source, workdir)
+    config = copy.deepcopy(config)
+    config["ablations"] = {"seed": {"parent": "v0", "axes": {"tuning.seed": [0, 1]}}}
+    target = "results/ablations/seed/compare.csv"
+    planned = planned_jobs(run_snakemake(workdir, config, "-n", target))
+    # the seed decides the tuned and control weights: both retrain, on v0's triplets, base and renders
+    assert planned == {
+        "tune_difix": 1, "tune_control": 1, "evaluate_nvs": 8, "evaluate_difix": 1, "provenance": 1,
+        "compare_grid": 1,
+    }  # fmt: skip
+    run_snakemake(workdir, config, "--cores", "2", target)
+    md = (workdir / "results" / "ablations" / "seed" / "compare.md").read_text()
+    decision = md[md.index("### Decision") :]
+    assert "**Decision:**" in decision and "no decision" in decision
+    assert "adopt its settings" not in decision

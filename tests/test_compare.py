@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from hi4dfix.compare import VariantTables, compare_markdown, compare_table, decision, holm_verdict, read_compare_csv
+from hi4dfix.compare import (
+    VariantTables,
+    compare_markdown,
+    compare_table,
+    decision,
+    holm_verdict,
+    read_compare_csv,
+    seed_only,
+)
 from hi4dfix.metrics import METRIC_COLUMNS
 from hi4dfix.report.compare_figures import decision_html, paired_chart
 from hi4dfix.stats import BootstrapConfig, holm, sign_flip_p
@@ -241,3 +249,17 @@ def test_compare_refuses_variants_on_other_views(tmp_path):
     frame.to_csv(other[0], index=False)
     with pytest.raises(ValueError, match="variant g.a and parent v0 cover different views"):
         compare_table("g", "v0", parent, [VariantTables("g.a", "", other)], list(SCENES), bootstrap=CFG)
+
+
+def test_variants_of_the_training_seed_alone_are_replicates_never_a_decision(tmp_path):
+    assert seed_only("tuning.seed = 1") and seed_only("tuning.seeds = [0, 1], tuning.seed = 0")
+    assert not seed_only("tuning.seed = 1, tuning.lr = 0.001") and not seed_only("")
+    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0 + f)
+    parent_eval = write_eval(tmp_path, "v0", lambda s, f, c: 21.0 + f)
+    paths = write_tuned(tmp_path, "s.1", lambda s, f, c: 23.0 + f)  # a large "gain": seed luck all the same
+    evals = write_eval(tmp_path, "s.1", lambda s, f, c: 24.0 + f)
+    cfg = BootstrapConfig(n_resamples=300, primary="psnr", secondary=("ssim", "lpips"))
+    variants = [VariantTables("s.1", "tuning.seed = 1", paths, eval_csv=evals)]
+    table = compare_table("s", "v0", parent, variants, list(SCENES), bootstrap=cfg, parent_eval_csv=parent_eval)
+    chosen, why = decision(table, cfg)
+    assert chosen is None and why.startswith("no decision: every variant differs from v0 in the training seed alone")

@@ -59,6 +59,8 @@ _source, _pattern, _ = split_render_profile({})
 OTHER_OWNERS = {
     "definitions/render_profile": {"source": _source, "external_pattern": _pattern},
     "definitions/version/properties/nvs": {"mode": "postfix"},  # hi4dfix.evaluate.evaluate_nvs's mode
+    # the plan reads the seed list (a run per seed, each given its own --seed): hi4dfix.plan.version_seeds
+    "definitions/version/properties/tuning": {"seeds": [0]},  # absent: [tuning.seed], 0 by default
 }
 # Blocks with keys of their own that no dataclass reads (the workflow reads them).
 WORKFLOW_BLOCKS = {

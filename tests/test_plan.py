@@ -244,3 +244,61 @@ def test_a_missing_or_empty_hi4d_sequence_folder_is_refused_naming_scene_folder_
     # synthetic data: the folder is made by a rule, so a missing one is fine
     synthetic = plan.load(default_config(), gpus=0)
     assert synthetic.sequence_index_files("hi4d_pair01_talk")[0].endswith("pair01/talk01/meta.npz")
+
+
+def _seeded_plan(seeds, grid=False) -> plan.Plan:
+    config = copy.deepcopy(_GRID_CONFIG) if grid else default_config()
+    config["versions"]["v0"]["tuning"]["seeds"] = seeds
+    return plan.load(config, gpus=0)
+
+
+def test_one_seed_keeps_every_path_owner_and_tuning_option(default_plan, grid_plan):
+    # tuning.seeds: [tuning.seed] is the default spelled out: the same paths and options as without it
+    one, grid_one = _seeded_plan([0]), _seeded_plan([0], grid=True)
+    assert default_plan.seeds("v0") == one.seeds("v0") == (0,) and one.further_seeds("v0") == ()
+    assert one.delta_inputs("v0") == default_plan.delta_inputs("v0") and one.seed_arm_csvs("v0") == {}
+    assert one.tuning_args("v0") == default_plan.tuning_args("v0")
+    assert one.eval_csvs("v0") == {0: "results/v0/difix/eval.csv"}
+    for name in grid_plan.version_names:
+        assert grid_one.control_model(name) == grid_plan.control_model(name)
+        assert grid_one.provenance_inputs(name) == grid_plan.provenance_inputs(name)
+
+
+def test_each_further_seed_trains_and_evaluates_in_its_own_folder():
+    seeded = _seeded_plan([0, 7, 3])
+    scene = seeded.version("v0").nvs_eval[0]
+    assert seeded.further_seeds("v0") == (7, 3)
+    assert seeded.nvs_model("v0", "tuned") == "results/v0/difix/model.pkl"
+    assert seeded.nvs_model("v0", "tuned", 7) == "results/v0/difix/seed7/model.pkl"
+    assert seeded.control_model("v0", 3) == "results/v0/difix/control/seed3/model.pkl"
+    assert seeded.nvs_csv("v0", "tuned", scene, 7) == f"results/v0/nvs/tuned/seed7/{scene}.csv"
+    assert seeded.nvs_csv("v0", "control", scene, 3) == f"results/v0/nvs/control/seed3/{scene}.csv"
+    assert seeded.nvs_csv("v0", "raw", scene) == f"results/v0/nvs/raw/{scene}.csv"  # shared by every seed
+    assert set(seeded.seed_arm_csvs("v0")) == {"tuned", "control"}
+    assert len(seeded.delta_inputs("v0")["seed_csvs"]) == 2 * 2 * len(seeded.version("v0").nvs_eval)
+    assert seeded.eval_csvs("v0")[3] == "results/v0/difix/seed3/eval.csv"
+    words = shlex.split(seeded.tuning_args("v0", 7))
+    options = dict(zip(words[::2], words[1::2]))
+    assert options["--seed"] == "7" and "--seeds" not in options
+    assert json.loads(options["--setting-names"])["seed"] == "versions.v0.tuning.seeds"
+    assert dict(zip(words[::2], words[1::2]))["--seed"] == "7"
+    first = dict(zip(*[iter(shlex.split(seeded.tuning_args("v0")))] * 2))
+    assert first["--seed"] == "0" and "--seeds" not in first
+    with pytest.raises(plan.PlanError, match="seed 5 is not one of its tuning.seeds"):
+        seeded.nvs_model("v0", "tuned", 5)
+
+
+def test_grid_variants_share_control_runs_seed_by_seed():
+    # memo.* variants change the triplets, not the tuning: every seed's control run is v0's
+    seeded = _seeded_plan([0, 1], grid=True)
+    memo = "memo.gt.same_time.train2"
+    assert seeded.seeds(memo) == (0, 1)
+    assert seeded.control_model(memo, 1) == "results/v0/difix/control/seed1/model.pkl"
+    assert seeded.nvs_model(memo, "tuned", 1) == f"results/{memo}/difix/seed1/model.pkl"
+
+
+def test_seeds_must_start_with_tuning_seed():
+    with pytest.raises(plan.PlanError, match=r"versions.v0.tuning.seeds is \[1, 2\].*versions.v0.tuning.seed \(0\)"):
+        _seeded_plan([1, 2])
+    with pytest.raises(ConfigError, match="tuning.seeds"):
+        _seeded_plan([0, 0])

@@ -773,3 +773,15 @@ def test_metric_chart_view_screenshot(report_run, tmp_path):
         assert on_chart > 0 and on_screen >= 0.95 * on_chart, (
             f"bar colour {colour}: {on_screen} of {on_chart} pixels shown"
         )
+
+
+def test_metric_charts_draw_the_seed_spread_where_the_table_has_it():
+    deltas = make_deltas()
+    plain = metric_bars(deltas)
+    seeded = deltas.assign(seeds=3, seed_sd=0.05)
+    figure = metric_bars(seeded)
+    count = lambda fig: sum(len(ax.containers) for ax in fig.axes)  # noqa: E731
+    assert count(figure) == 2 * count(plain)  # each interval gets its seed bracket
+    brackets = [c for ax in figure.axes for c in ax.containers if c.lines[0] is None]
+    (_, low), (_, high) = brackets[0].lines[2][0].get_segments()[0]
+    assert high - low == pytest.approx(0.1)

@@ -264,3 +264,21 @@ def test_scene_level_rule_is_calibrated_at_12_scenes():
     assert (p < 0.05).mean() <= 0.075
     assert ((low <= 0) & (0 <= high)).mean() >= 0.93
     assert p.min() >= 2 / 2**12
+
+
+def test_a_seed_level_keeps_the_scene_the_unit():
+    # 3 scenes x 2 seeds x 6 frames: the mean row rests on the 3 seed-averaged scene means; within a scene
+    # each seed's frames are units of their own (12 frames, not 6 summed across seeds)
+    rng = np.random.default_rng(4)
+    scenes = np.repeat(["a", "b", "c"], 12)
+    seeds = np.tile(np.repeat([0, 1], 6), 3)
+    frames = np.tile(np.arange(6), 6)
+    diffs = rng.normal(0.5, 0.2, 36) + np.where(seeds == 1, 0.3, 0.0)
+    cfg = BootstrapConfig(n_resamples=500)
+    est = mean_estimate(scenes, frames, diffs, cfg, replicates=seeds)
+    scene_means = [diffs[scenes == s].mean() for s in "abc"]
+    assert est.n_scenes == 3 and est.unit == "across 3 scenes" and est.n_frames == 36
+    assert est.delta == pytest.approx(np.mean(scene_means))
+    assert est.p_value == pytest.approx(mean_estimate(np.array(list("abc")), np.zeros(3), scene_means, cfg).p_value)
+    within = scene_estimate(frames[:12], diffs[:12], cfg, "a", replicates=seeds[:12])
+    assert within.n_frames == 12 and scene_estimate(frames[:12], diffs[:12], cfg, "a").n_frames == 6

@@ -595,3 +595,72 @@ def test_extra_arm_comparisons_are_listed_after_the_studys():
     )  # fmt: skip
     assert A.arm_comparisons(A.CONTROL_ARMS) == A.COMPARISONS + A.CONTROL_COMPARISONS
     assert A.study_arms(True, ["fixer"]) == ("raw", "base", "tuned", "control", "fixer")
+
+
+def _with_seeds(views: pd.DataFrame, shifts: dict[int, float]) -> pd.DataFrame:
+    """``views`` with the trained arms (tuned) repeated per seed, each seed's metrics shifted by its value."""
+    untrained = views[views["arm"] != "tuned"].assign(seed=math.nan)
+    parts = [untrained]
+    for seed, shift in shifts.items():
+        tuned = views[views["arm"] == "tuned"].copy()
+        tuned[list(METRIC_COLUMNS)] += shift
+        parts.append(tuned.assign(seed=float(seed)))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_several_seeds_average_within_scenes_and_report_their_spread():
+    views = noisy_views(np.random.default_rng(3), scenes=("a", "b", "c"))
+    plain = T.delta_table(views, bootstrap=CFG)
+    assert "seeds" not in plain.columns  # one seed: the table as it was
+    # two seeds shifted by -/+0.1: the seed-averaged scene means are the one seed's, the spread is theirs
+    seeded = T.delta_table(_with_seeds(views, {0: -0.1, 5: 0.1}), bootstrap=CFG)
+    assert list(seeded.columns[-2:]) == list(T.SEED_COLUMNS)
+    tuned = seeded["comparison"].isin(["tuned_vs_base", "tuned_vs_raw"])
+    np.testing.assert_allclose(seeded["delta"], plain["delta"], atol=1e-12)
+    assert (seeded.loc[tuned, "seeds"] == 2).all() and (seeded.loc[~tuned, "seeds"] == 1).all()
+    np.testing.assert_allclose(seeded.loc[tuned, "seed_sd"], 0.2 / math.sqrt(2), atol=1e-12)
+    assert seeded.loc[~tuned, "seed_sd"].isna().all()
+    # the mean row's test stays on the 3 scene means (seed-averaged): the scene is the unit
+    mean = row(seeded, T.MEAN, "psnr", "tuned_vs_base")
+    assert (
+        mean["unit"] == "across 3 scenes"
+        and mean["n_views"] == 2 * row(plain, T.MEAN, "psnr", "tuned_vs_base")["n_views"]
+    )
+    np.testing.assert_allclose(mean["p_value"], row(plain, T.MEAN, "psnr", "tuned_vs_base")["p_value"])
+    assert "2 seeds, SD" in T.delta_markdown(seeded, CFG)
+
+
+def test_seed_csvs_read_with_their_seed(tmp_path):
+    paths = {}
+    for arm, offset in (("raw", 0.0), ("base", 1.0), ("tuned", 2.0), ("tuned7", 2.5)):
+        path = tmp_path / f"{arm}.csv"
+        T.write_csv(path, T.per_scene_table(make_rows(offset)))
+        paths[arm] = [str(path)]
+    arm_csvs = {arm: paths[arm] for arm in ("raw", "base", "tuned")}
+    views = T.nvs_views(["s"], arm_csvs, {"tuned": {7: paths["tuned7"]}}, first_seed=0)
+    assert sorted(views.loc[views.arm == "tuned", "seed"].unique()) == [0.0, 7.0]
+    assert views.loc[views.arm == "raw", "seed"].isna().all()
+    with pytest.raises(ValueError, match="does not train"):
+        T.nvs_views(["s"], arm_csvs, {"base": {7: paths["tuned7"]}})
+
+
+def test_internal_evaluation_of_several_seeds(tmp_path):
+    paths = {}
+    for seed, tuned_shift in ((0, 1.0), (4, 2.0)):
+        rows = [
+            {"arm": arm, "id": f"hi4d_pair02_dance/{cam}/{frame}", "frame": frame, "cam": cam,
+             "psnr": 20 + shift + frame, "ssim": 0.5, "lpips": 0.3, "psnr_person": math.nan, "ssim_person": math.nan,
+             "lpips_person": math.nan, **dict.fromkeys(METRIC_COLUMNS[6:], math.nan), "lpips_computed": True}
+            for arm, shift in (("raw", 0.0), ("base", 0.5), ("tuned", tuned_shift))
+            for frame in (0, 1, 2) for cam in (4, 16)
+        ]  # fmt: skip
+        paths[seed] = tmp_path / f"eval{seed}.csv"
+        pd.DataFrame(rows).to_csv(paths[seed], index=False)
+    views = T.read_seeded_eval_views(paths)
+    assert len(views) == 4 * 6 and views.loc[views.arm == "base", "seed"].isna().all()  # raw, base once
+    df = T.delta_table(views, bootstrap=CFG)
+    tuned = row(df, "mean", "psnr", "tuned_vs_base")
+    assert tuned["delta"] == pytest.approx(1.0) and tuned["seeds"] == 2  # (0.5 + 1.5) / 2
+    assert tuned["seed_sd"] == pytest.approx(1.0 / math.sqrt(2))
+    assert row(df, "mean", "psnr", "base_vs_raw")["seeds"] == 1
+    pd.testing.assert_frame_equal(T.read_seeded_eval_views({0: paths[0]}), T.read_eval_views(paths[0]))

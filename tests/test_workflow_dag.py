@@ -359,3 +359,22 @@ def test_an_empty_or_missing_sequence_folder_is_refused_at_dag_build(synthetic_s
         "its default folder 'pair01/talk01' under it: point data.root (or data.scene_dirs.hi4d_pair01_talk) at the "
         "Hi4D tree that holds the sequence"
     ) in result.stdout + result.stderr
+
+
+def test_each_training_seed_trains_once_and_shares_everything_upstream(tmp_path):
+    # tuning.seeds [0, 1, 2]: the one-seed DAG, plus per further seed a tuned and a control run, their NVS
+    # on the 4 reserved scenes and their internal evaluation; renders, triplets, base, raw/base arms shared
+    targets = ("results/v0/deltas.csv", "results/v0/difix/eval_deltas.csv")
+    one = planned_jobs(run_snakemake(tmp_path / "one", small_config(), "-n", *targets))
+    config = small_config()
+    config["versions"]["v0"]["tuning"]["seeds"] = [0, 1, 2]
+    result = run_snakemake(tmp_path / "three", config, "-n", "-p", *targets)
+    reserved = len(config["versions"]["v0"]["nvs_eval"])
+    assert planned_jobs(result) == {
+        **one, "tune_difix_seed": 2, "tune_control_seed": 2, "evaluate_nvs_seed": 2 * 2 * reserved,
+        "evaluate_difix_seed": 2,
+    }  # fmt: skip
+    for seed in (1, 2):
+        assert f"--seed {seed} " in result.stdout  # the run of that seed: the trainer's --seed
+        assert f"results/v0/difix/seed{seed}/model.pkl" in result.stdout
+        assert f"results/v0/nvs/control/seed{seed}/hi4d_pair15_fight.csv" in result.stdout

@@ -120,6 +120,8 @@ def _metric_rows(deltas: pd.DataFrame, metric: str, source: str) -> pd.DataFrame
         chosen = rows[rows["comparison"] == name].set_index("scene").reindex(scenes)
         for key in ("delta", "ci_low", "ci_high", "verdict"):
             out[f"{key}@{name}"] = chosen[key]
+        if "seed_sd" in chosen.columns:  # several training seeds (tuning.seeds): their spread
+            out[f"seed_sd@{name}"] = chosen["seed_sd"]
     return out.reset_index()
 
 
@@ -182,6 +184,10 @@ def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]
             color = VERDICT_COLORS.get(row[f"verdict@{name}"], NO_VERDICT_COLOR)
             ax.errorbar([xi], [delta], yerr=[[delta - low], [high - delta]], fmt=marker, color=color,
                         markersize=4.5, elinewidth=1.4, capsize=2.5, gid=f"{row['scene']}@{name}")
+            seed_sd = row.get(f"seed_sd@{name}", np.nan)
+            if pd.notna(seed_sd):  # ± the SD across training seeds, thin and grey beside the interval
+                ax.errorbar([xi + 0.06], [delta], yerr=[[seed_sd], [seed_sd]], fmt="none", color="#777777",
+                            elinewidth=0.8, capsize=1.5, gid=f"{row['scene']}@{name}@seeds")
     ax.set_ylabel(f"paired difference b − a ({'↑' if higher_is_better(metric) else '↓'} better)", fontsize=9)
 
 

@@ -124,3 +124,38 @@ use rule tune_difix as tune_control with:
         PATHS.log("tune_control", "{version}"),
     benchmark:
         PATHS.benchmark("tune_control", "{version}")
+
+
+# Replicated training (tuning.seeds): each seed after the first trains once, the tuned and the control arm
+# alike, into its seed folder; everything upstream (triplets, base, content checks) is shared. The first
+# seed's runs are tune_difix's and tune_control's (hi4dfix.plan: seed_dir).
+use rule tune_difix as tune_difix_seed with:
+    output:
+        model=PATHS.model("{version}", seed=r"{seed,\d+}"),
+        train_log=PATHS.train_log("{version}", seed="{seed}"),
+    params:
+        python=PYTHON,
+        base=PLAN.base_spec,
+        workdir=lambda wildcards: PATHS.workdir(wildcards.version, seed=wildcards.seed),
+        args=lambda wildcards: PLAN.tuning_args(wildcards.version, int(wildcards.seed)),
+        gpus=lambda wildcards, resources: getattr(resources, "gpu", 0),
+    log:
+        PATHS.log("tune_difix", "{version}", "seed{seed}"),
+    benchmark:
+        PATHS.benchmark("tune_difix", "{version}", "seed{seed}")
+
+
+use rule tune_control as tune_control_seed with:
+    output:
+        model=PATHS.model("{version}", CONTROL, r"{seed,\d+}"),
+        train_log=PATHS.train_log("{version}", CONTROL, "{seed}"),
+    params:
+        python=PYTHON,
+        base=PLAN.base_spec,
+        workdir=lambda wildcards: PATHS.workdir(wildcards.version, CONTROL, wildcards.seed),
+        args=lambda wildcards: PLAN.tuning_args(wildcards.version, int(wildcards.seed)),
+        gpus=lambda wildcards, resources: getattr(resources, "gpu", 0),
+    log:
+        PATHS.log("tune_control", "{version}", "seed{seed}"),
+    benchmark:
+        PATHS.benchmark("tune_control", "{version}", "seed{seed}")

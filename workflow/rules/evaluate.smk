@@ -80,10 +80,57 @@ rule evaluate_nvs:
         "../scripts/evaluate_nvs.py"
 
 
+# A further training seed (tuning.seeds after the first): its tuned and control models through the same
+# evaluations, into its seed folders; raw, base, renders and triplets are shared.
+use rule evaluate_difix as evaluate_difix_seed with:
+    input:
+        triplets=get_triplets,
+        base=get_base_input,
+        tuned=PATHS.model("{version}", seed="{seed}"),
+        control=lambda wildcards: PLAN.control_inputs(wildcards.version, "model", int(wildcards.seed)),
+        scenes=lambda wildcards: [PATHS.scene(s) for s in get_version(wildcards).difix_eval],
+    output:
+        PATHS.eval_csv("{version}", r"{seed,\d+}"),
+    params:
+        base=PLAN.base_spec,
+        control=lambda wildcards: PLAN.control_model(wildcards.version, int(wildcards.seed)),
+        hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=get_inference_geometry,
+        inference=config["difix"]["inference"],
+        compile_cache_dir=PLAN.compile_cache_dir,
+        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
+    log:
+        PATHS.log("evaluate_difix", "{version}", "seed{seed}"),
+    benchmark:
+        PATHS.benchmark("evaluate_difix", "{version}", "seed{seed}")
+
+
+use rule evaluate_nvs as evaluate_nvs_seed with:
+    input:
+        unpack(get_nvs_scene_inputs),
+        model=lambda wildcards: PLAN.nvs_model_input(wildcards.version, wildcards.arm, int(wildcards.seed)),
+    output:
+        PATHS.nvs_csv("{version}", "{arm}", "{scene}", r"{seed,\d+}"),
+    params:
+        model=lambda wildcards: PLAN.nvs_model(wildcards.version, wildcards.arm, int(wildcards.seed)),
+        mode=lambda wildcards: get_version(wildcards).nvs["mode"],
+        nvs=lambda wildcards: dict(get_version(wildcards).nvs),
+        profile=get_eval_profile,
+        hub_cache_dir=config["difix"]["hub_cache_dir"],
+        size=get_inference_geometry,
+        inference=config["difix"]["inference"],
+        compile_cache_dir=PLAN.compile_cache_dir,
+        metrics={key: value for key, value in config["metrics"].items() if key != "chunk_views"},
+    log:
+        PATHS.log("evaluate_nvs", "{version}", "{arm}", "seed{seed}", "{scene}"),
+    benchmark:
+        PATHS.benchmark("evaluate_nvs", "{version}", "{arm}", "seed{seed}", "{scene}")
+
+
 rule eval_deltas:
     """The internal evaluation's comparisons with bootstrap intervals and verdicts, as CSV and markdown."""
     input:
-        PATHS.eval_csv("{version}"),
+        lambda wildcards: list(PLAN.eval_csvs(wildcards.version).values()),
     output:
         csv=report(
             PATHS.eval_deltas("{version}"),
@@ -102,6 +149,7 @@ rule eval_deltas:
         ),
     params:
         bootstrap=config["stats"],
+        seeds=lambda wildcards: list(PLAN.eval_csvs(wildcards.version)),
         title=lambda wildcards: f"{wildcards.version}: DiFix internal evaluation on "
         + ", ".join(get_version(wildcards).difix_eval),
     log:
@@ -142,6 +190,8 @@ rule delta_table:
     params:
         scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
         arms=list(PLAN.arms),
+        seeds=lambda wildcards: list(PLAN.seeds(wildcards.version)),
+        seed_csvs=lambda wildcards: PLAN.seed_arm_csvs(wildcards.version),
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: novel views of the reserved scenes",
         nvs_mode=lambda wildcards: get_version(wildcards).nvs["mode"],

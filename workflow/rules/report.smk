@@ -61,6 +61,7 @@ rule metric_charts:
     intervals and verdicts."""
     input:
         unpack(get_nvs_arm_csvs),
+        seed_csvs=lambda wildcards: PLAN.seed_csv_list(wildcards.version),
     output:
         report(
             PATHS.metric_charts("{version}"),
@@ -72,6 +73,8 @@ rule metric_charts:
     params:
         scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
         arms=list(PLAN.arms),
+        seeds=lambda wildcards: list(PLAN.seeds(wildcards.version)),
+        seed_csvs=lambda wildcards: PLAN.seed_arm_csvs(wildcards.version),
         charts=REPORT.get("metric_charts", {}),
         bootstrap=config["stats"],
     log:

@@ -14,7 +14,14 @@ from hi4dfix.tables import delta_markdown, delta_table_from_csvs, write_csv
 with job_log(snakemake.log[0]) as log:
     bootstrap = BootstrapConfig(**snakemake.params.bootstrap)
     arm_csvs = {arm: snakemake.input[arm] for arm in snakemake.params.arms}
-    table = delta_table_from_csvs(snakemake.params.scenes, arm_csvs, bootstrap=bootstrap)
+    seeds = snakemake.params.seeds  # the first seed's CSVs are the arms'; seed_csvs: the further seeds'
+    table = delta_table_from_csvs(
+        snakemake.params.scenes,
+        arm_csvs,
+        bootstrap=bootstrap,
+        seed_csvs=snakemake.params.seed_csvs,
+        first_seed=seeds[0],
+    )
     table = tag_table(with_refit_column(table, snakemake.params.nvs_mode), snakemake.input.provenance)
     write_csv(snakemake.output.csv, table)
     markdown = delta_markdown(table, bootstrap, title=snakemake.params.title)

@@ -32,6 +32,8 @@ with job_log(snakemake.log[0]) as log:
     if fixer is not None:
         log.info("%s", fixer.timing().describe())
     table = per_scene_table(rows)
+    if "seed" in snakemake.wildcards.keys():  # a further training seed's run (tuning.seeds): its rows say which
+        table.insert(len(table.columns), "seed", int(snakemake.wildcards.seed))
     write_csv(snakemake.output[0], table)
     log.info(
         "%s %s %s mean:\n%s",

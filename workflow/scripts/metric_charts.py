@@ -14,6 +14,9 @@ with job_log(snakemake.log[0]) as log:
     # The same function and settings as the delta table's job: the same intervals and verdicts.
     # no metrics configured: the delta table's own (the declared endpoint: whole-frame and person metrics)
     metrics = cfg.metrics or endpoint_metrics(bootstrap)
-    table = delta_table_from_csvs(snakemake.params.scenes, arm_csvs, metrics=metrics, bootstrap=bootstrap)
+    table = delta_table_from_csvs(
+        snakemake.params.scenes, arm_csvs, metrics=metrics, bootstrap=bootstrap,
+        seed_csvs=snakemake.params.seed_csvs, first_seed=snakemake.params.seeds[0],
+    )  # fmt: skip
     write_metric_bars(table, snakemake.output[0], cfg, source="per-scene NVS CSVs", primary=bootstrap.primary)
     log.info("metric charts of %d scenes written to %s", len(snakemake.params.scenes), snakemake.output[0])
