@@ -776,6 +776,20 @@ class Plan:
                 f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()} "
                 f"`{FETCH_COMMAND}` fetches it."
             )
+        return self.tracker_problem()
+
+    def tracker_problem(self) -> str | None:
+        """A ``log_with`` (each version's tuning, the base's pretraining) whose tracker package is missing."""
+        from hi4dfix.difix.trackers import tracker_problem
+
+        settings = {
+            f"versions.{name}.tuning.log_with": self.version(name).tuning.get("log_with") for name in self.version_names
+        }
+        if self.difix["base"] == "pretrain":
+            settings["difix.pretrain.log_with"] = self.difix["pretrain"].get("log_with")
+        for setting, log_with in settings.items():
+            if log_with and (problem := tracker_problem(log_with, setting)) is not None:
+                return problem
         return None
 
     def missing_weights(self) -> str | None:
