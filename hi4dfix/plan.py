@@ -135,6 +135,10 @@ class Paths:
     def render(self, profile: str, scene: str) -> str:
         return f"{self.results}/renders/{profile}/{scene}"
 
+    def render_quality(self, profile: str, scene: str) -> str:
+        """The raw renders' PSNR/SSIM at the source and held-out cameras (hi4dfix.render.quality)."""
+        return f"{self.results}/renders/{profile}/{scene}.quality.csv"
+
     def content_check(self, version: str) -> str:
         return f"{self.results}/{version}/{CONTENT_CHECK_NAME}"
 
@@ -581,7 +585,13 @@ class Plan:
             "report_figures": self.report_figures(name),
             "eval_deltas": self.paths.eval_deltas(name),
             "provenance": self.paths.provenance(name),
+            "render_quality": self.render_quality_csvs(name),
         }
+
+    def render_quality_csvs(self, name: str) -> list[str]:
+        """The raw renders' quality of the reserved scenes, in the delta table's scene order."""
+        version = self.version(name)
+        return [self.paths.render_quality(version.eval_profile, scene) for scene in version.nvs_eval]
 
     def all_deltas(self) -> list[str]:
         """Every version's delta table; each version is policy-checked first."""

@@ -187,6 +187,7 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
     assert planned_jobs(result) == {
         "materialize_scene": 7,
         "render_scene": 7,
+        "render_quality": 4,
         "check_reserved_content": 1,
         "build_triplets": 1,
         "tune_difix": 1,

@@ -72,6 +72,7 @@ def test_main_job_plans_every_stage(tmp_path):
         "synthesize_sequence": 7,
         "materialize_scene": 7,
         "render_scene": 7,
+        "render_quality": 4,  # the raw renders' quality of each reserved scene, in the delta table
         "check_reserved_content": 1,
         "build_triplets": 1,
         "pretrain_difix_base": 1,
