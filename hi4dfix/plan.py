@@ -32,7 +32,14 @@ from hi4dfix.arms import CONTROL, study_arms
 from hi4dfix.config_files import check_config_files
 from hi4dfix.config_schema import check_config, fill_defaults, load_schema
 from hi4dfix.difix import geometry
-from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
+from hi4dfix.difix.control import (
+    CONTROL_DIR,
+    OOD_TRIPLETS_NAME,
+    ControlDataConfig,
+    check_control_triplets,
+    check_fresh,
+    control_triplets_path,
+)
 from hi4dfix.fingerprint import FINGERPRINT_FILE
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.provenance import PROVENANCE_NAME
@@ -144,7 +151,7 @@ class Paths:
 
     def control_content_check(self) -> str:
         """The record that the control arm's triplets hold no reserved scene's frames (one per study)."""
-        return f"{self.results}/difix_control/{CONTENT_CHECK_NAME}"
+        return f"{self.results}/{CONTROL_DIR}/{CONTENT_CHECK_NAME}"
 
     def triplets(self, version: str) -> str:
         """Where ``version`` writes triplets (who reads them: :meth:`Plan.triplets`)."""
@@ -463,12 +470,37 @@ class Plan:
     def control_triplets(self) -> str:
         """The control arm's training triplets (hi4dfix.difix.control), refused when an image of them
         lies in the Hi4D root or the study's materialized scenes or renders."""
+        try:
+            check_fresh(self.difix)
+        except ValueError as err:
+            raise PlanError(str(err)) from None
         path = control_triplets_path(self.difix, self.paths.results)
-        if Path(path).is_file():  # the pretraining's own file exists once the base is built
+        if Path(path).is_file():  # the control_triplets job's file exists once it has run
             forbidden = {"data.root": self.data["root"], "the materialized scenes": f"{self.paths.results}/scenes"}
             forbidden["the renders"] = f"{self.paths.results}/renders"
             check_control_triplets(path, forbidden)
         return path
+
+    @property
+    def control_made_here(self) -> bool:
+        """Whether the control_triplets job makes the control's data (no difix.control.triplets given)."""
+        return self.control_on and not self.difix["control"].get("triplets")
+
+    def control_data(self) -> dict[str, Any]:
+        """What the control_triplets job renders: the fresh out-of-domain scenes (difix.control), at the
+        first version's processing size of its first training scene's frames, with that version's render
+        profile (the study's fit-and-render path)."""
+        from hi4dfix.difix.data import model_input_size  # torch: only when the DAG has the job
+
+        version = self.version(self.version_names[0])
+        size = self.scene_size(version.difix_train[0])
+        geometry = self.training_geometry(version)
+        height, width = model_input_size(size.height, size.width, geometry["resolution"], geometry["long_side"])
+        return {
+            "data": dataclasses.asdict(ControlDataConfig.from_control(self.difix["control"])),
+            "size": [height, width],
+            "render": dict(self.render_profiles[version.render_profile]),
+        }
 
     # -- models ----------------------------------------------------------------------------------
 
