@@ -71,3 +71,20 @@ def test_tracker_settings_are_checked_naming_the_setting(monkeypatch):
             triplets="t", output="o", output_dir="d", log_with="wandb",
             setting_names={"log_with": "versions.v0.tuning.log_with"},
         )  # fmt: skip
+
+
+def test_a_missing_tracker_package_is_refused_at_plan_load_naming_the_setting(monkeypatch):
+    from hi4dfix import plan
+    from workflow_helpers import default_config
+
+    config = default_config()
+    config["versions"]["v0"]["tuning"]["log_with"] = "wandb"
+    loaded = plan.load(config, gpus=0)
+    real_find_spec = trackers.importlib.util.find_spec
+    monkeypatch.setattr(
+        trackers.importlib.util, "find_spec", lambda name: None if name == "wandb" else real_find_spec(name)
+    )
+    problem = loaded.environment_problem()
+    assert problem is not None and "versions.v0.tuning.log_with is 'wandb'" in problem
+    # the option reaches the trainer's command line
+    assert "--log-with wandb" in loaded.tuning_args("v0")
