@@ -279,7 +279,7 @@ class Plan:
         versions = study.versions
         self.triplet_owner = owners({name: triplet_key(v, study.render_profiles) for name, v in versions.items()})
         self.arm_owner = owners({name: canonical(self._arm_key(v)) for name, v in versions.items()})
-        # the control arm trains on the base's own data, not the version's triplets: its model depends on
+        # the control arm trains on out-of-domain data, not the version's triplets: its model depends on
         # the tuning settings and processing size alone, its NVS CSVs on those and the raw/base arms' settings
         self.control_owner = owners(
             {name: canonical([v.tuning, self.training_geometry(v)]) for name, v in versions.items()}
@@ -323,7 +323,7 @@ class Plan:
 
     @property
     def control_on(self) -> bool:
-        """The control arm (difix.control): the base trained as long as `tuned`, on the base's own data."""
+        """The control arm (difix.control): the base trained as long as `tuned`, on fresh out-of-domain data."""
         return bool(self.difix["control"]["enabled"])
 
     @property

@@ -1,5 +1,5 @@
 # DiFix stage: the base model (built here for the embedded default), per-version tuning, and the
-# control arm (difix.control): the same tuning on the base's own out-of-domain data.
+# control arm (difix.control): the same tuning on fresh out-of-domain data.
 # Tuning runs through `accelerate launch` with one process per GPU granted to the job.
 # Checkpoints live outside the declared outputs so a killed job resumes when it runs again: under
 # results/{version}/difix/work/, a folder per fingerprint of training data and settings, which
