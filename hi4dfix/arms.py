@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 ARMS = ("raw", "base", "tuned")  # every study's arms: no DiFix, base DiFix, tuned DiFix
-# The base trained as long as `tuned`, with its settings, on the base's own out-of-domain data (difix.control).
+# The base trained as long as `tuned`, with its settings, on fresh out-of-domain data (difix.control).
 CONTROL = "control"
 CONTROL_ARMS = (*ARMS, CONTROL)
 COMPARISONS = (("tuned", "base"), ("tuned", "raw"), ("base", "raw"))  # (b, a): delta = b - a

@@ -400,8 +400,8 @@ def check_control_content(
             problems.append(f"{len(matches)} images are copies of reserved scene {reserved_name}'s, e.g. {matches[0]}")
     if problems:
         raise ContentPolicyError(
-            f"difix.control.triplets {triplets}: " + "; ".join(problems) + ". The control arm trains on the base's "
-            "own out-of-domain data, never on the study's scenes (reserved scenes are for downstream 3DGS "
+            f"difix.control.triplets {triplets}: " + "; ".join(problems) + ". The control arm trains on "
+            "out-of-domain data, never on the study's scenes (reserved scenes are for downstream 3DGS "
             "evaluation only); no control model was trained"
         )
     return fingerprint

@@ -32,7 +32,14 @@ from hi4dfix.arms import CONTROL, study_arms
 from hi4dfix.config_files import check_config_files
 from hi4dfix.config_schema import check_config, fill_defaults, load_schema
 from hi4dfix.difix import geometry
-from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_triplets_path
+from hi4dfix.difix.control import (
+    CONTROL_DIR,
+    OOD_TRIPLETS_NAME,
+    ControlDataConfig,
+    check_control_triplets,
+    check_fresh,
+    control_triplets_path,
+)
 from hi4dfix.extra_arms import ExtraArmError, check_extra_arms, extra_arms, local_inputs, weights_spec
 from hi4dfix.fingerprint import FINGERPRINT_FILE
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
@@ -162,12 +169,16 @@ class Paths:
     def render(self, profile: str, scene: str) -> str:
         return f"{self.results}/renders/{profile}/{scene}"
 
+    def render_quality(self, profile: str, scene: str) -> str:
+        """The raw renders' PSNR/SSIM at the source and held-out cameras (hi4dfix.render.quality)."""
+        return f"{self.results}/renders/{profile}/{scene}.quality.csv"
+
     def content_check(self, version: str) -> str:
         return f"{self.results}/{version}/{CONTENT_CHECK_NAME}"
 
     def control_content_check(self) -> str:
         """The record that the control arm's triplets hold no reserved scene's frames (one per study)."""
-        return f"{self.results}/difix_control/{CONTENT_CHECK_NAME}"
+        return f"{self.results}/{CONTROL_DIR}/{CONTENT_CHECK_NAME}"
 
     def triplets(self, version: str) -> str:
         """Where ``version`` writes triplets (who reads them: :meth:`Plan.triplets`)."""
@@ -305,7 +316,7 @@ class Plan:
         versions = study.versions
         self.triplet_owner = owners({name: triplet_key(v, study.render_profiles) for name, v in versions.items()})
         self.arm_owner = owners({name: canonical(self._arm_key(v)) for name, v in versions.items()})
-        # the control arm trains on the base's own data, not the version's triplets: its model depends on
+        # the control arm trains on out-of-domain data, not the version's triplets: its model depends on
         # the tuning settings and processing size alone, its NVS CSVs on those and the raw/base arms' settings
         self.seed_lists = {name: version_seeds(name, v.tuning) for name, v in versions.items()}
         slots = [(name, seed) for name, seeds in self.seed_lists.items() for seed in seeds]
@@ -362,7 +373,7 @@ class Plan:
 
     @property
     def control_on(self) -> bool:
-        """The control arm (difix.control): the base trained as long as `tuned`, on the base's own data."""
+        """The control arm (difix.control): the base trained as long as `tuned`, on fresh out-of-domain data."""
         return bool(self.difix["control"]["enabled"])
 
     @property
@@ -545,12 +556,37 @@ class Plan:
     def control_triplets(self) -> str:
         """The control arm's training triplets (hi4dfix.difix.control), refused when an image of them
         lies in the Hi4D root or the study's materialized scenes or renders."""
+        try:
+            check_fresh(self.difix)
+        except ValueError as err:
+            raise PlanError(str(err)) from None
         path = control_triplets_path(self.difix, self.paths.results)
-        if Path(path).is_file():  # the pretraining's own file exists once the base is built
+        if Path(path).is_file():  # the control_triplets job's file exists once it has run
             forbidden = {"data.root": self.data["root"], "the materialized scenes": f"{self.paths.results}/scenes"}
             forbidden["the renders"] = f"{self.paths.results}/renders"
             check_control_triplets(path, forbidden)
         return path
+
+    @property
+    def control_made_here(self) -> bool:
+        """Whether the control_triplets job makes the control's data (no difix.control.triplets given)."""
+        return self.control_on and not self.difix["control"].get("triplets")
+
+    def control_data(self) -> dict[str, Any]:
+        """What the control_triplets job renders: the fresh out-of-domain scenes (difix.control), at the
+        first version's processing size of its first training scene's frames, with that version's render
+        profile (the study's fit-and-render path)."""
+        from hi4dfix.difix.data import model_input_size  # torch: only when the DAG has the job
+
+        version = self.version(self.version_names[0])
+        size = self.scene_size(version.difix_train[0])
+        geometry = self.training_geometry(version)
+        height, width = model_input_size(size.height, size.width, geometry["resolution"], geometry["long_side"])
+        return {
+            "data": dataclasses.asdict(ControlDataConfig.from_control(self.difix["control"])),
+            "size": [height, width],
+            "render": dict(self.render_profiles[version.render_profile]),
+        }
 
     # -- models ----------------------------------------------------------------------------------
 
@@ -725,7 +761,13 @@ class Plan:
             "report_figures": self.report_figures(name),
             "eval_deltas": self.paths.eval_deltas(name),
             "provenance": self.paths.provenance(name),
+            "render_quality": self.render_quality_csvs(name),
         }
+
+    def render_quality_csvs(self, name: str) -> list[str]:
+        """The raw renders' quality of the reserved scenes, in the delta table's scene order."""
+        version = self.version(name)
+        return [self.paths.render_quality(version.eval_profile, scene) for scene in version.nvs_eval]
 
     def all_deltas(self) -> list[str]:
         """Every version's delta table; each version is policy-checked first."""
@@ -941,6 +983,20 @@ class Plan:
                 f"metrics.require_lpips is true but the LPIPS backbone is not cached. {lpips_cache_help()} "
                 f"`{FETCH_COMMAND}` fetches it."
             )
+        return self.tracker_problem()
+
+    def tracker_problem(self) -> str | None:
+        """A ``log_with`` (each version's tuning, the base's pretraining) whose tracker package is missing."""
+        from hi4dfix.difix.trackers import tracker_problem
+
+        settings = {
+            f"versions.{name}.tuning.log_with": self.version(name).tuning.get("log_with") for name in self.version_names
+        }
+        if self.difix["base"] == "pretrain":
+            settings["difix.pretrain.log_with"] = self.difix["pretrain"].get("log_with")
+        for setting, log_with in settings.items():
+            if log_with and (problem := tracker_problem(log_with, setting)) is not None:
+                return problem
         return None
 
     def missing_weights(self) -> str | None:

@@ -15,8 +15,8 @@
       ``psnr``, ``ssim`` or ``lpips`` (or a ``*_person`` variant)
   ``comparison``
       ``tuned_vs_base`` (the study's question), ``tuned_vs_raw`` or ``base_vs_raw``: arm b vs arm a; with
-      the control arm also ``tuned_vs_control`` (in-domain data against as many more steps on the base's
-      own data) and ``control_vs_base`` (what the extra steps alone do)
+      the control arm also ``tuned_vs_control`` (in-domain data against as many more steps on fresh
+      out-of-domain data) and ``control_vs_base`` (what those extra steps do)
   ``raw``, ``base``, ``tuned`` (and ``control`` when the study has the control arm)
       each arm's mean: over the scene's views (NaN skipped; the per-scene CSV's mean row), and for the
       ``mean`` row the mean over scenes of those scene means

@@ -1,4 +1,4 @@
-"""The control arm's training data: the base's own triplets, never the study's scenes."""
+"""The control arm's training data: fresh out-of-domain triplets, never the study's scenes."""
 
 from __future__ import annotations
 
@@ -7,19 +7,67 @@ import json
 import numpy as np
 import pytest
 
-from hi4dfix.difix.control import OOD_TRIPLETS_NAME, check_control_triplets, control_images, control_triplets_path
+from hi4dfix.difix.control import (
+    CONTROL_TRIPLETS_NAME,
+    ControlDataConfig,
+    check_control_triplets,
+    check_fresh,
+    control_images,
+    control_triplets_path,
+    write_control_triplets,
+)
 
 
 def difix_block(**changes):
-    return {"base": "pretrain", "preset": "tiny", "control": {"enabled": True, "triplets": None}, **changes}
+    control = {"enabled": True, "triplets": None, "seed": 1}
+    return {"base": "pretrain", "preset": "tiny", "control": control, "pretrain": {"seed": 0}, **changes}
 
 
-def test_control_triplets_are_the_pretraining_ones_or_named():
-    assert control_triplets_path(difix_block(), "results") == f"results/difix_base/tiny/{OOD_TRIPLETS_NAME}"
+def test_control_triplets_are_fresh_ones_or_named():
+    assert control_triplets_path(difix_block(), "results") == f"results/difix_control/{CONTROL_TRIPLETS_NAME}"
+    # a released base gets fresh out-of-domain triplets too (it has no "own data" in the study)
+    released = difix_block(base="nvidia/difix_ref")
+    assert control_triplets_path(released, "results") == f"results/difix_control/{CONTROL_TRIPLETS_NAME}"
     named = difix_block(base="nvidia/difix_ref", control={"enabled": True, "triplets": "/data/dl3dv.json"})
     assert control_triplets_path(named, "results") == "/data/dl3dv.json"
-    with pytest.raises(ValueError, match="difix.base is 'nvidia/difix_ref'.*set difix.control.triplets"):
-        control_triplets_path(difix_block(base="nvidia/difix_ref"), "results")
+    check_fresh(difix_block())
+    check_fresh(released)  # a released base was not pretrained here: any seed is fresh
+    # the pretraining's seed would give the base's own scenes back
+    with pytest.raises(ValueError, match="difix.control.seed is 0, difix.pretrain.seed's too"):
+        check_fresh(difix_block(control={"enabled": True, "triplets": None, "seed": 0}))
+    with pytest.raises(ValueError, match="difix.control.n_train_scenes must be >= 1"):
+        ControlDataConfig(n_train_scenes=0)
+    assert ControlDataConfig.from_control({"enabled": True, "triplets": None, "seed": 3}).seed == 3
+
+
+def test_fresh_control_triplets_come_from_the_render_path_not_the_study(tmp_path):
+    """The control's data is generated content only: every image under its own folder, none in the Hi4D root,
+    the scenes or the renders, and none equal to the pretraining's (seed 0) scenes."""
+    from hi4dfix.difix.ood_scenes import OODSceneConfig, write_ood_triplets
+    from hi4dfix.io import read_image
+    from hi4dfix.render.fit import RenderConfig
+
+    profile = {"source": "fit", "external_pattern": None, "backend": "torch", "device": "cpu", "fit_steps": 2}
+    profile["num_gaussians"] = 60
+    path = tmp_path / "results/difix_control/triplets.json"
+    cfg = ControlDataConfig(n_train_scenes=2, n_test_scenes=1, seed=1)
+    assert write_control_triplets(path, cfg, (32, 32), profile, workers=1) == 2 * 7
+    forbidden = {
+        k: tmp_path / v
+        for k, v in {"data.root": "hi4d", "scenes": "results/scenes", "renders": "results/renders"}.items()
+    }
+    assert check_control_triplets(path, forbidden) == 14
+    images = control_images(path)
+    assert all(p.startswith(str(tmp_path / "results/difix_control/triplets")) for p in images)
+    data = json.loads(path.read_text())
+    assert set(data) == {"train", "test"} and read_image(images[0]).shape == (32, 32, 3)
+    # the pretraining's scenes (seed 0) at the same size and render settings are other images
+    render = RenderConfig(backend="torch", device="cpu", fit_steps=2, num_gaussians=60)
+    own = write_ood_triplets(
+        tmp_path / "base", 2, 1, 0, OODSceneConfig(height=32, width=32, black_background=1.0, render=render)
+    )
+    own_first = read_image(json.loads(own.read_text())["train"]["scene00000/1"]["target_image"])
+    assert not np.array_equal(own_first, read_image(data["train"]["scene00000/1"]["target_image"]))
 
 
 def write_triplets(path, images):

@@ -111,17 +111,25 @@ def test_products_of_every_stage(pipeline):
     assert set(evaluation["id"].str.split("/").str[0]) == {"hi4d_pair02_dance"}
     train_log = pd.read_csv(workdir / "results/v0/difix/train_log.csv")
     assert train_log["step"].max() == 4
-    # the control: as many steps as tuned, on the base's own out-of-domain pretraining triplets
+    # the control: as many steps as tuned with the same learning-rate schedule, on fresh out-of-domain
+    # triplets the base never saw (not its pretraining's)
     control_log = pd.read_csv(workdir / "results/v0/difix/control/train_log.csv")
     assert control_log["step"].max() == 4
-    ood = json.loads((workdir / "results/difix_base/tiny/ood_triplets.json").read_text())
-    assert len(ood["train"]) == 4 * 7  # the small study's 4 pretraining scenes x 7 target cameras
+    assert list(control_log["lr"]) == list(train_log["lr"])
+    ood = json.loads((workdir / "results/difix_control/triplets.json").read_text())
+    assert len(ood["train"]) == 4 * 7  # the small study's 4 fresh scenes x 7 target cameras
     assert not any("hi4d" in path or "synthetic_hi4d" in path for t in ood["train"].values() for path in t.values())
+    own = json.loads((workdir / "results/difix_base/tiny/ood_triplets.json").read_text())
+    keys = ("image", "target_image", "ref_image")
+    own_images = {t[key] for t in own["train"].values() for key in keys}
+    assert not own_images & {t[key] for t in ood["train"].values() for key in keys}
     tuning_log = (workdir / "results/logs/tune_control/v0.log").read_text()
-    assert "--triplets results/difix_base/tiny/ood_triplets.json" in tuning_log
+    assert "--triplets results/difix_control/triplets.json" in tuning_log
     for rule in (
         "materialize_scene",
         "render_scene",
+        "render_quality",
+        "control_triplets",
         "tune_difix",
         "tune_control",
         "evaluate_nvs",

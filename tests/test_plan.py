@@ -90,6 +90,9 @@ def test_default_study_owns_its_work(default_plan):
     assert inputs["provenance"] == "results/v0/provenance.json"
     assert inputs["eval_deltas"] == "results/v0/difix/eval_deltas.csv"
     assert len(inputs["control"]) == len(default_plan.version("v0").nvs_eval)
+    # the raw renders' quality of each reserved scene, under its evaluation render profile
+    scene = default_plan.version("v0").nvs_eval[0]
+    assert inputs["render_quality"][0] == f"results/renders/imperfect/{scene}.quality.csv"
 
 
 def test_a_grid_variant_shares_triplets_renders_arms_and_control_with_v0(grid_plan):

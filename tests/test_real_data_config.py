@@ -69,7 +69,19 @@ def test_hi4d_config_is_the_recipe_on_the_same_study():
             assert config["versions"]["v0"][key] == value, key
     for key in ("scenes", "scene_dirs"):
         assert config["data"][key] == default["data"][key]
-    assert config["policy"] == default["policy"] and config["render_profiles"] == default["render_profiles"]
+    assert config["policy"] == default["policy"]
+    # the render profile at the benchmarked GPU fidelity (bench/gpu/fullsize.yaml), its pose errors the default's
+    imperfect, default_imperfect = config["render_profiles"]["imperfect"], default["render_profiles"]["imperfect"]
+    fullsize = yaml.safe_load((REPO / "bench/gpu/fullsize.yaml").read_text())["render_profiles"]["imperfect"]
+    assert (imperfect["fit_steps"], imperfect["num_gaussians"]) == (fullsize["fit_steps"], fullsize["num_gaussians"])
+    assert (imperfect["fit_steps"], imperfect["num_gaussians"]) == (300, 13780)
+    changed = {"fit_steps", "num_gaussians"}
+    assert {k: v for k, v in imperfect.items() if k not in changed} == {
+        k: v for k, v in default_imperfect.items() if k not in changed
+    }
+    # the control arm on: fresh out-of-domain triplets, its own seed, no triplets file needed
+    assert config["difix"]["control"]["enabled"] is True and config["difix"]["control"]["triplets"] is None
+    assert config["versions"]["v0"]["tuning"]["log_with"] == "none"
     Study.from_config(config).check_version("v0")
     # the tuning run is Difix's recipe
     cfg = tuning_config(config).resolved(config["difix"]["preset"])
@@ -211,10 +223,15 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
     assert planned_jobs(result) == {
         "materialize_scene": 7,
         "render_scene": 7,
+        "render_quality": 4,
         "check_reserved_content": 1,
         "build_triplets": 1,
         "tune_difix": 1,
-        "evaluate_nvs": 12,
+        # the control arm (on in hi4d.yaml): fresh out-of-domain triplets, their content check, its tuning
+        "control_triplets": 1,
+        "check_control_content": 1,
+        "tune_control": 1,
+        "evaluate_nvs": 16,
         "delta_table": 1,
         "provenance": 1,
         "version_card": 1,
@@ -231,6 +248,12 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
         "nvidia/difix_ref" in result.stdout + result.stderr and "hi4dfix fetch-weights" in result.stdout + result.stderr
     )
     tune = next(line for line in result.stdout.splitlines() if "hi4dfix.difix.launch" in line)
+    # the control trains with tuned's exact settings and schedule: the same options after the paths
+    launches = [line for line in result.stdout.splitlines() if "hi4dfix.difix.launch" in line]
+    control = next(line for line in launches if "--triplets results/difix_control/triplets.json" in line)
+    tuned = next(line for line in launches if "--triplets results/v0/triplets.json" in line)
+    options = [line.split("--run-per-fingerprint true", 1)[1].split(" 2>&1")[0] for line in (tuned, control)]
+    assert options[0] == options[1] and "--lr 2e-05" in options[0]
     for flag in (
         "--base nvidia/difix_ref",
         "--steps 10000",

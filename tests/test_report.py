@@ -272,11 +272,11 @@ def test_metric_charts_show_the_control_arm_and_its_comparisons():
     panels = [ax for ax in figure.axes if ax.get_title()]
     for ax, metric in zip(panels, ("psnr", "ssim", "lpips")):
         rows = deltas[(deltas.metric == metric) & (deltas.comparison == "tuned_vs_base")]
-        assert dot_values(ax, "control: base tuned on its own data") == pytest.approx(rows.control.tolist())
+        assert dot_values(ax, "control: base tuned on new non-human data") == pytest.approx(rows.control.tolist())
         assert [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")] == [
             "raw render (no DiFix)",
             "base DiFix",
-            "control: base tuned on its own data",
+            "control: base tuned on new non-human data",
             "tuned DiFix",
         ]
     lower = [ax for ax in figure.axes if not ax.get_title() and ax.containers]

@@ -63,11 +63,11 @@ def study_config() -> dict:
 # Every rule Slurm runs is one or the other; a new rule must be added here and to both profiles.
 GPU_RULES = {
     "render_scene", "pretrain_difix_base", "tune_difix", "tune_control", "evaluate_difix", "evaluate_nvs",
-    "triplet_gallery",
+    "triplet_gallery", "control_triplets",
 }  # fmt: skip
 CPU_RULES = {
     "synthesize_sequence", "materialize_scene", "check_reserved_content", "check_control_content", "build_triplets",
-    "eval_deltas",
+    "render_quality", "eval_deltas",
     "provenance", "delta_table", "versions_table", "version_card", "metric_charts", "before_after_views", "loss_curve",
 }  # fmt: skip
 SITE_ENV = {
@@ -298,7 +298,8 @@ def test_cancelled_job_is_reported_failed_and_rerun_does_only_whats_missing(slur
     assert f"Error in rule {CANCELLED_RULE}" in first
     # the cancelled render and what depends on it; everything else was done by the first run
     assert slurm_runs.replanned == {
-        "render_scene": 1, "evaluate_nvs": 4, "before_after_views": 1, "metric_charts": 1, "delta_table": 1,
+        "render_scene": 1, "render_quality": 1, "evaluate_nvs": 4, "before_after_views": 1, "metric_charts": 1,
+        "delta_table": 1,
         "provenance": 1, "version_card": 1,  # the record hashes the arms' predictions; the card shows it
     }  # fmt: skip
     rerun = squeue_records(name=run_id(slurm_runs.second))

@@ -72,12 +72,14 @@ def test_main_job_plans_every_stage(tmp_path):
         "synthesize_sequence": 7,
         "materialize_scene": 7,
         "render_scene": 7,
+        "render_quality": 4,  # the raw renders' quality of each reserved scene, in the delta table
         "check_reserved_content": 1,
         "build_triplets": 1,
         "pretrain_difix_base": 1,
         "tune_difix": 1,
         "tune_control": 1,  # the control arm (difix.control, on in the embedded default)
         "check_control_content": 1,  # its triplets hold no reserved scene's frames
+        "control_triplets": 1,  # its fresh out-of-domain triplets
         "evaluate_nvs": 16,  # 4 arms x 4 reserved scenes
         "evaluate_difix": 1,  # the internal evaluation: one of v0's expected outputs
         "eval_deltas": 1,
@@ -95,8 +97,9 @@ def test_main_job_plans_every_stage(tmp_path):
 def test_control_arm_jobs_are_in_the_dag_only_when_on(tmp_path):
     on = run_snakemake(tmp_path / "on", default_config(), "-n", "results/v0/deltas.csv", "results/v0/difix/eval.csv")
     assert "results/v0/difix/control/model.pkl" in on.stdout
-    # the control trains on the base's own out-of-domain triplets, made by the pretraining
-    assert re.search(r"rule tune_control:\n    input: results/difix_base/tiny/ood_triplets.json", on.stdout)
+    # the control trains on fresh out-of-domain triplets (control_triplets: no scene is its input)
+    assert re.search(r"rule tune_control:\n    input: results/difix_control/triplets.json", on.stdout)
+    assert re.search(r"rule control_triplets:\n    output: results/difix_control/triplets.json", on.stdout)
     for scene in V0_SCENES[3:]:
         assert f"results/v0/nvs/control/{scene}.csv" in on.stdout
     config = default_config()
@@ -104,16 +107,18 @@ def test_control_arm_jobs_are_in_the_dag_only_when_on(tmp_path):
     off = run_snakemake(tmp_path / "off", config, "-n", "results/v0/deltas.csv", "results/v0/difix/eval.csv")
     jobs = planned_jobs(off)
     assert "tune_control" not in jobs and "check_control_content" not in jobs and jobs["evaluate_nvs"] == 12
-    assert planned_jobs(on) == {**jobs, "tune_control": 1, "check_control_content": 1, "evaluate_nvs": 16}
+    assert "control_triplets" not in jobs
+    control_jobs = {"tune_control": 1, "check_control_content": 1, "control_triplets": 1, "evaluate_nvs": 16}
+    assert planned_jobs(on) == {**jobs, **control_jobs}
     assert "difix/control/" not in off.stdout and "nvs/control/" not in off.stdout
 
 
 def test_control_arm_needs_data_of_its_own_and_never_the_studys(tmp_path):
     config = default_config()
-    config["difix"].update(base="nvidia/difix_ref", preset="sd-turbo")
-    result = run_snakemake(tmp_path / "hub", config, "-n", "results/v0/deltas.csv", check=False)
+    config["difix"]["control"]["seed"] = config["difix"]["pretrain"]["seed"]  # the base's own scenes again
+    result = run_snakemake(tmp_path / "own", config, "-n", "results/v0/deltas.csv", check=False)
     assert result.returncode != 0
-    assert "difix.control.triplets" in result.stdout + result.stderr
+    assert "difix.control.seed is 0, difix.pretrain.seed's too" in result.stdout + result.stderr
     # a control triplets file that takes an image from the study's data is refused before any job runs
     workdir = tmp_path / "leak"
     image = workdir / "results/synthetic_hi4d/pair17/dance17/images/4/000000.jpg"

@@ -33,7 +33,14 @@ import torch
 
 from hi4dfix.camera import look_at_w2c, pixel_rays
 from hi4dfix.io import write_image, write_json
-from hi4dfix.render.fit import RenderConfig, SourceView, composite_on_background, fit_frame, render_cameras
+from hi4dfix.render.fit import (
+    RenderConfig,
+    SourceView,
+    composite_on_background,
+    fit_frame,
+    render_cameras,
+    resolve_device,
+)
 from hi4dfix.render.poses import perturb_person
 from hi4dfix.scene import Camera
 from hi4dfix.synth.render import intersect_ellipsoid
@@ -269,7 +276,7 @@ def scene_triplets(seed: int, index: int, cfg: OODSceneConfig) -> list[OODTriple
     points = [perturb_person(surface_points(obj, n, rng), rng, pose_error) for obj, n in zip(objects, counts)]
     render_cfg = dataclasses.replace(cfg.render, background=tuple(float(c) for c in background))
     source = SourceView(cameras[0], truth[0][0], truth[0][1])
-    device = torch.device("cpu")
+    device = resolve_device(cfg.render.device, "the out-of-domain render device")  # the pretraining: cpu
     model, _losses = fit_frame(np.concatenate(points)[None], [source], render_cfg, f"ood{seed}", index, device)
     renders = render_cameras(model, cameras[1:], render_cfg, device)
     return [

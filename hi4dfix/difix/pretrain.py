@@ -106,6 +106,10 @@ class PretrainConfig:
         default="auto",
         metadata=option_help("torch device of the autoencoder stage and the scoring (auto: cuda if present)"),
     )
+    log_with: str = field(
+        default="none",
+        metadata=option_help("training curves of the DiFix stage: none | tensorboard | wandb (TrainConfig.log_with)"),
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -311,6 +315,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
             val_every=cfg.val_every,
             ckpt_every=cfg.ckpt_every,
             seed=cfg.seed,
+            log_with=cfg.log_with,
+            setting_names={"log_with": "difix.pretrain.log_with"},
         )
     )
     scores = score_test_split(output, triplets, size, device)

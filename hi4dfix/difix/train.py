@@ -311,6 +311,7 @@ def _set_up(cfg: TrainConfig) -> _Process:
     if is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(ckpt_dir)
+        _open_tracker(cfg, accelerator, output_dir)
     accelerator.wait_for_everyone()
     return _Process(
         accelerator,
@@ -322,6 +323,20 @@ def _set_up(cfg: TrainConfig) -> _Process:
         ckpt_dir,
         fingerprint,
     )
+
+
+def _open_tracker(cfg: TrainConfig, accelerator: Any, output_dir: Path) -> None:
+    """Start ``cfg.log_with``'s tracker in the run folder (main process): ``accelerator.log`` then writes
+    there; ``end_training`` closes it."""
+    from hi4dfix.difix.trackers import hyperparameters, make_tracker
+
+    tracker = make_tracker(cfg.log_with, output_dir)
+    if tracker is None:
+        return
+    # accelerate takes tracker objects as given; the folder is only known once the run folder is chosen
+    accelerator.log_with = [tracker]
+    accelerator.init_trackers(output_dir.name, config=hyperparameters(dataclasses.asdict(cfg)))
+    LOG.info("training curves (%s) under %s", cfg.log_with, output_dir / "trackers")
 
 
 def _start_or_resume(cfg: TrainConfig, process: _Process) -> _Start:
@@ -498,6 +513,9 @@ def _run_steps(
                 "elapsed_s": round(time.perf_counter() - started, 3),
             }
         )
+        if cfg.log_with != "none":
+            curves = {f"train/{'loss' if k == 'total' else k}": v for k, v in values.items()}  # the CSV's names
+            accelerator.log(curves | {"train/lr": lr}, step=step)
         progress.update(loss=values["total"])
         if not math.isfinite(values["total"]):
             raise FloatingPointError(f"loss is {values['total']} at step {step}; lower TrainConfig.lr or use bf16/no")
@@ -507,6 +525,8 @@ def _run_steps(
                 last_val = validate(core, data.test_set, device, accelerator.autocast, cfg.seed)
                 if last_val is not None:
                     val_log.write({"step": step, **last_val})
+                    if cfg.log_with != "none":
+                        accelerator.log({f"val/{k}": v for k, v in last_val.items()}, step=step)
                     LOG.info(
                         "step %d: val L2 %.5f, PSNR %.2f dB (input %.2f dB)",
                         step,

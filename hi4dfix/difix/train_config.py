@@ -17,6 +17,7 @@ from typing import Any
 from hi4dfix.config_cli import option_help
 from hi4dfix.difix.data import PRESET_LONG_SIDE, parse_resolution
 from hi4dfix.difix.model import TrainableParts
+from hi4dfix.difix.trackers import tracker_problem
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 LR_SCHEDULES = ("constant", "cosine")
@@ -200,6 +201,13 @@ class TrainConfig:
     output_train_log: str | None = field(
         default=None, metadata=may_change("a copy of the run's train_log.csv, written at the end")
     )
+    log_with: str = field(
+        default="none",
+        metadata=may_change(
+            "training curves through accelerate's trackers, beside the CSV logs: none | tensorboard | wandb "
+            "(offline), under the run folder's trackers/ (hi4dfix.difix.trackers)"
+        ),
+    )
     setting_names: dict[str, str] | None = field(
         default=None,
         metadata=may_change(
@@ -240,6 +248,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.setting_names is not None:
             check_setting_names(self.setting_names)
+        if (problem := tracker_problem(self.log_with, self.setting_name("log_with"))) is not None:
+            raise ValueError(problem)
 
     def resolved(self, preset: str) -> "TrainConfig":
         """A copy with preset defaults filled in for settings left at None."""

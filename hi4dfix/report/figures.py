@@ -19,11 +19,11 @@ from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TO
 from hi4dfix.tables import MEAN, comparison_name, table_arms
 
 # Bars of one scene, left to right; raw (no DiFix) is context, base vs tuned is the study's comparison;
-# the control (the base trained as long on its own data) sits between them, when the study has it.
+# the control (the base trained as long on fresh non-human data) sits between them, when the study has it.
 ARM_STYLES = (
     ("raw", "raw render (no DiFix)", "#b8b8b8"),
     ("base", "base DiFix", "#4c78a8"),
-    ("control", "control: base tuned on its own data", "#72b7b2"),
+    ("control", "control: base tuned on new non-human data", "#72b7b2"),
     ("tuned", "tuned DiFix", "#f58518"),
 )
 # Paired differences b - a: a marker per comparison, a colour per verdict.
@@ -390,11 +390,11 @@ def loss_curve(
 ) -> Figure:
     """Total loss per step (raw and smoothed) and the weighted terms that are not constantly zero, a panel per
     arm: ``log`` (tuned, on the study's training triplets) and, given, ``control`` (the control arm: the same
-    steps on the base's own data). Each panel has its own loss axis: the two runs train on different data, so
+    steps on fresh out-of-domain data). Each panel has its own loss axis: the two runs train on different data, so
     their losses are not comparable; the legend sits below the panels, off the curves."""
     runs = [(log, TUNED_LOSS_COLOR, "tuned: the study's training triplets (people)")]
     if control is not None:
-        runs.append((control, CONTROL_LOSS_COLOR, "control: the base's own training data (no people)"))
+        runs.append((control, CONTROL_LOSS_COLOR, "control: fresh out-of-domain triplets (no people)"))
     width = cfg.width_in if control is None else max(cfg.width_in, 2 * 0.62 * cfg.width_in)
     figure = new_figure(width, cfg.height_in + 0.5, cfg.dpi)
     axes = figure.subplots(1, len(runs), squeeze=False)[0]

@@ -180,7 +180,7 @@ def before_after(
         rows.append(row)
     title = title or f"{scene}: held-out views before and after DiFix"
     if "control" in arms:
-        title += "\ncontrol: the base DiFix tuned as long as tuned, on its own data (no people)"
+        title += "\ncontrol: the base DiFix tuned as long as tuned, on fresh out-of-domain data (no people)"
     columns = (*(NVS_ARM_COLUMNS[arm] for arm in arms), "ground truth")
     return image_grid(
         rows, columns, [view_title(None, cam, frame) for frame, cam in picked], title, cfg.tile_height_in, cfg.dpi

@@ -1,5 +1,5 @@
 # DiFix stage: the base model (built here for the embedded default), per-version tuning, and the
-# control arm (difix.control): the same tuning on the base's own out-of-domain data.
+# control arm (difix.control): the same tuning on fresh out-of-domain data.
 # Tuning runs through `accelerate launch` with one process per GPU granted to the job.
 # Checkpoints live outside the declared outputs so a killed job resumes when it runs again: under
 # results/{version}/difix/work/, a folder per fingerprint of training data and settings, which
@@ -83,9 +83,34 @@ rule tune_difix:
         TUNE_DIFIX_SHELL
 
 
-# The control arm: tune_difix's command on the base's own out-of-domain triplets (PLAN.control_triplets:
-# difix.control.triplets, or the pretraining's), with the version's tuning settings and processing
-# size, into its own folder. Requested only when difix.control.enabled (PLAN.nvs_arm_csvs, evaluate_difix).
+# The control arm: tune_difix's command on out-of-domain triplets the base has not seen (PLAN.control_triplets:
+# difix.control.triplets, or control_triplets' fresh ones), with the version's tuning settings, schedule
+# and processing size, into its own folder. Requested only when difix.control.enabled (PLAN.nvs_arm_csvs,
+# evaluate_difix).
+if PLAN.control_made_here:
+
+    rule control_triplets:
+        """Render fresh out-of-domain triplets for the control arm (hi4dfix.difix.control): procedural
+        scenes, no people, through the study's fit-and-render path at the study's processing size."""
+        output:
+            PLAN.control_triplets,
+        params:
+            spec=PLAN.control_data(),
+        log:
+            PATHS.log("control_triplets", "ood"),
+        benchmark:
+            PATHS.benchmark("control_triplets", "ood")
+        conda:
+            "../envs/hi4dfix.yaml"
+        threads: 2
+        resources:
+            **GPU,
+            mem_mb=8000,
+            runtime=120,
+        script:
+            "../scripts/control_triplets.py"
+
+
 rule check_control_content:
     """Refuse control triplets holding a reserved scene's frames (hi4dfix.fingerprint, on the whole frame):
     tune_control needs this rule's record."""
