@@ -348,15 +348,24 @@ def _run_provenance(args: argparse.Namespace) -> int:
 
     try:
         path, record = read_provenance(args.version_dir)
-        problems = check_provenance(path, args.root)
+        notes: list[str] = []
+        problems = check_provenance(path, args.root, notes)
     except ProvenanceError as error:
         raise CliError(str(error)) from None
     files = sum(len(arm["files"]) for arm in record.get("predictions", {}).values())
+    for note in notes:
+        print(f"{path}: {note}")
     if problems:
         print(f"{path}: {len(problems)} no longer match{'es' if len(problems) == 1 else ''}:")
         for problem in problems:
             print(f"  {problem}")
         return 1
+    if "tables" in record:  # a sealed record: what else was verified
+        print(
+            f"{path}: the record's own hash, {len(record.get('ground_truth', {}).get('files', {}))} ground-truth "
+            f"files, {len(record['tables'])} tables, {len(record.get('stamps', {}))} stamps match; "
+            f"tables recomputed from the per-view CSVs: {', '.join(record.get('recompute', {})) or 'none'}"
+        )
     print(f"{path}: weights, {len(record.get('scenes', {}))} scene fingerprints and {files} prediction files match")
     return 0
 

@@ -49,8 +49,8 @@
       of the row's group (one scene, or the mean row, of one metric): the family the verdict is made in
 
   ``deltas.csv`` also has ``refit`` (the arms of the comparison that ``nvs.mode: difix3d+`` refit, or
-  ``none``; :func:`hi4dfix.evaluate.with_refit_column`), ``provenance`` and ``provenance_sha256`` (the
-  record of what made its numbers; :mod:`hi4dfix.provenance`).
+  ``none``; :func:`hi4dfix.evaluate.with_refit_column`) and ``provenance`` (the path of the record of
+  what made its numbers, sealed after the table and hashing it; :mod:`hi4dfix.provenance`).
 """
 
 from __future__ import annotations

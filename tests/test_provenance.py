@@ -152,7 +152,7 @@ def test_delta_table_and_card_name_the_provenance(version):
     root, _inputs, record = version
     table = tag_table(pd.DataFrame({"scene": ["mean"], "delta": [0.1]}), "results/v0/provenance.json")
     assert table["provenance"].tolist() == ["results/v0/provenance.json"]
-    assert len(table["provenance_sha256"].iloc[0]) == 64
+    assert "provenance_sha256" not in table  # the record is sealed after the table: it hashes the table
     card = version_card_html(
         Version("v0", "objective", ("a",), ("b",), ("c",), "imperfect"), [], {}, None,
         provenance=("results/v0/provenance.json", record),
@@ -174,3 +174,39 @@ def test_digests_and_canonical_json_keep_the_bytes_recorded_before_they_had_one_
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB block
     assert sha256_file(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_stamps_take_the_code_state_with_a_diff_hash_and_name_inputs_settings_and_output(tmp_path):
+    from hi4dfix.stamps import StampError, code_key, read_stamp, write_stamp
+    from hi4dfix.stamps import code_state as stamp_code_state
+
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    repo = tmp_path / "repo"
+    (repo / "hi4dfix").mkdir()
+    (repo / "hi4dfix/a.py").write_text("a = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    clean = stamp_code_state(repo)
+    assert clean["dirty"] is False and code_key(clean).endswith("(clean)")
+    (repo / "hi4dfix/a.py").write_text("a = 2\n")
+    changed = stamp_code_state(repo)
+    (repo / "hi4dfix/a.py").write_text("a = 3\n")
+    other = stamp_code_state(repo)
+    assert changed["dirty"] and changed["diff_sha256"] != other["diff_sha256"] != clean["diff_sha256"]
+    (repo / "hi4dfix/a.py").write_text("a = 1\n")
+    (repo / "hi4dfix/new.py").write_text("b = 1\n")  # an untracked module changes what runs
+    untracked = stamp_code_state(repo)
+    assert untracked["dirty"] and untracked["diff_sha256"] != clean["diff_sha256"]
+    assert code_key(untracked) != code_key(clean)
+
+    out, inp = tmp_path / "out.csv", tmp_path / "in.csv"
+    out.write_text("x\n1\n")
+    inp.write_text("y\n2\n")
+    (path,) = write_stamp(out, [inp], {"b": (1, 2), "a": tmp_path}, code=changed)
+    stamp = read_stamp(path)
+    assert path == f"{out}.stamp.json" and stamp["code"] == changed
+    assert stamp["output"]["sha256"] == __import__("hashlib").sha256(b"x\n1\n").hexdigest()
+    assert set(stamp["inputs"]) == {str(inp)} and stamp["settings"] == {"a": str(tmp_path), "b": [1, 2]}
+    with pytest.raises(StampError, match="missing.csv does not exist"):
+        write_stamp(tmp_path / "missing.csv", [], {})

@@ -17,6 +17,7 @@ rule evaluate_difix:
         scenes=lambda wildcards: [PATHS.scene(s) for s in get_version(wildcards).difix_eval],
     output:
         PATHS.eval_csv("{version}"),
+        stamp=PATHS.stamp(PATHS.eval_csv("{version}")),
     params:
         base=PLAN.base_spec,
         control=lambda wildcards: PLAN.control_model(wildcards.version),
@@ -49,6 +50,7 @@ rule evaluate_nvs:
         model=get_nvs_model_input,
     output:
         PATHS.nvs_csv("{version}", "{arm}", "{scene}"),
+        stamp=PATHS.stamp(PATHS.nvs_csv("{version}", "{arm}", "{scene}")),
     params:
         model=get_nvs_model,
         mode=lambda wildcards: get_version(wildcards).nvs["mode"],
@@ -96,6 +98,7 @@ rule eval_deltas:
             subcategory="{version}",
             labels={"item": "internal evaluation"},
         ),
+        stamp=PATHS.stamp(PATHS.eval_deltas("{version}")),
     params:
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: DiFix internal evaluation on "
@@ -135,6 +138,9 @@ rule delta_table:
             subcategory="{version}",
             labels={"item": "delta table"},
         ),
+        stamp=PATHS.stamp(PATHS.deltas("{version}")),
+        # sealed after the tables, which it hashes, with the stamps it gathers (hi4dfix.provenance)
+        provenance=PATHS.provenance("{version}"),
     params:
         scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
         arms=list(PLAN.arms),
