@@ -336,7 +336,10 @@ def _run_fetch_weights(args: argparse.Namespace) -> int:
 
 def _provenance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["check"], help="check: hash the files again and compare")
-    parser.add_argument("version_dir", type=Path, help="a version's results folder (or its provenance.json)")
+    parser.add_argument(
+        "version_dir", type=Path,
+        help="a version's results folder (or its provenance.json), or a grid's (results/ablations/GRID)",
+    )  # fmt: skip
     parser.add_argument(
         "--root", type=Path, default=Path("."),
         help="the workflow's working directory, which the recorded paths are relative to (default: here)",
@@ -344,8 +347,15 @@ def _provenance_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_provenance(args: argparse.Namespace) -> int:
-    from hi4dfix.provenance import ProvenanceError, check_provenance, read_provenance
+    from hi4dfix.provenance import ProvenanceError, check_grid, check_provenance, read_provenance
 
+    compare_csv = args.version_dir / "compare.csv"
+    if compare_csv.is_file() and not (args.version_dir / "provenance.json").exists():
+        problems = check_grid(compare_csv, args.root)  # an ablation grid's folder: results/ablations/GRID
+        for problem in problems:
+            print(f"  {problem}")
+        print(f"{compare_csv}: {'recomputed and every version verified' if not problems else 'does not match'}")
+        return 1 if problems else 0
     try:
         path, record = read_provenance(args.version_dir)
         notes: list[str] = []

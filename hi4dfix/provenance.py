@@ -428,3 +428,65 @@ def check_sealed(record: Mapping[str, Any], record_path: Path, root: Path) -> tu
         notes.append(f"code: every output came from {next(iter(states))}")
     problems += recompute_problems(record.get("recompute", {}), root)
     return problems, notes
+
+
+# ---- ablation grids: compare.csv recomputed from its stamp --------------------------------------
+
+
+def grid_compare_table(grid: str, settings: Mapping[str, Any]):
+    """An ablation grid's ``compare.csv`` from the compare_grid job's settings (its rule's params: the
+    tuned per-scene CSVs, internal ``eval.csv`` and provenance of each version, the scenes, the
+    variants' settings, ``stats``), through :func:`hi4dfix.compare.compare_table`: what the job writes
+    and what :func:`check_grid` recomputes from the settings its stamp recorded."""
+    from hi4dfix.compare import VariantTables, compare_table
+    from hi4dfix.stats import BootstrapConfig
+
+    tables, provenance, internal = settings["tables"], settings["provenance"], settings["internal"]
+    parent = settings["parent"]
+    # a stamp's JSON sorts keys: the variants' order (their rows') is kept in a list
+    order = settings.get("variant_order", list(settings["settings"]))
+    variants = (
+        VariantTables(name, settings["settings"][name], tables[name], provenance[name], internal[name])
+        for name in order
+    )
+    return compare_table(
+        grid, parent, tables[parent], variants, settings["scenes"],
+        bootstrap=BootstrapConfig(**settings["bootstrap"]),
+        parent_provenance=provenance[parent], parent_eval_csv=internal[parent],
+    )  # fmt: skip
+
+
+def check_grid(compare_csv: str | os.PathLike, root: str | os.PathLike = ".") -> list[str]:
+    """Problems of a grid's ``compare.csv`` (``hi4dfix provenance check results/ablations/GRID``): its
+    stamp's output and input hashes, each compared version's sealed record, and the table recomputed
+    from the stamp's settings (paths relative to ``root``)."""
+    import contextlib
+
+    from hi4dfix.stamps import StampError, path_sha256, read_stamp, stamp_path
+
+    root, compare_csv = Path(root), Path(compare_csv)
+    try:
+        stamp = read_stamp(root / stamp_path(compare_csv))
+    except StampError as exc:
+        return [f"compare table: {exc}"]
+    problems = []
+    if path_sha256(root / compare_csv) != stamp["output"]["sha256"]:
+        problems.append(f"compare table: {compare_csv} changed since its job stamped it")
+    for path, sha in stamp["inputs"].items():
+        where = root / path
+        if not where.exists():
+            problems.append(f"compare input: {path} is missing")
+        elif path_sha256(where) != sha:
+            problems.append(f"compare input: {path} changed since the comparison was made")
+    for version, record in sorted(stamp["settings"]["provenance"].items()):
+        try:
+            problems += [f"{version}: {p}" for p in check_provenance(root / record, root)]
+        except ProvenanceError as exc:
+            problems.append(f"{version}: {exc}")
+    grid = Path(compare_csv).parent.name
+    try:
+        with contextlib.chdir(root):  # the settings name paths relative to the workflow's directory
+            table = grid_compare_table(grid, stamp["settings"])
+    except (OSError, ValueError, KeyError) as exc:
+        return [*problems, f"compare table: {compare_csv} cannot be recomputed: {exc}"]
+    return problems + _table_difference(root / compare_csv, table, "compare table")

@@ -126,13 +126,14 @@ def write_stamp(
     return written
 
 
-def stamp_job(snakemake: Any, outputs: Sequence[str] | None = None) -> list[str]:
+def stamp_job(snakemake: Any, outputs: Sequence[str] | None = None, settings: Any = None) -> list[str]:
     """Stamp a Snakemake script job's outputs (default: every output that is not a stamp) with its
-    inputs and params (the resolved settings it used)."""
+    inputs and ``settings`` (default: its params, the resolved settings it used)."""
     if outputs is None:
         outputs = [str(p) for p in snakemake.output if not str(p).endswith(STAMP_SUFFIX)]
     inputs = [str(p) for p in snakemake.input]
-    settings = {key: value for key, value in snakemake.params.items()}
+    if settings is None:
+        settings = {key: value for key, value in snakemake.params.items()}
     return write_stamp(outputs, inputs, settings)
 
 

@@ -210,3 +210,42 @@ def test_stamps_take_the_code_state_with_a_diff_hash_and_name_inputs_settings_an
     assert set(stamp["inputs"]) == {str(inp)} and stamp["settings"] == {"a": str(tmp_path), "b": [1, 2]}
     with pytest.raises(StampError, match="missing.csv does not exist"):
         write_stamp(tmp_path / "missing.csv", [], {})
+
+
+def test_a_grids_compare_table_is_recomputed_from_its_stamp_and_an_edited_cell_fails(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from hi4dfix.provenance import check_grid, grid_compare_table
+    from hi4dfix.stamps import write_stamp
+    from hi4dfix.tables import write_csv
+    from test_compare import CFG, SCENES, write_eval, write_tuned
+
+    monkeypatch.chdir(tmp_path)
+    root = Path("results")
+    names = ["v0", "g.b", "g.a"]  # not sorted: the rows keep the grid's order
+    tables = {n: [str(Path(p)) for p in write_tuned(root, n, lambda s, f, c, k=i: 20.0 + k + 0.1 * c + 0.3 * f)]
+              for i, n in enumerate(names)}  # fmt: skip
+    internal = {n: write_eval(root, n, lambda s, f, c, k=i: 19.0 + k + 0.1 * f) for i, n in enumerate(names)}
+    provenance = {}
+    for n in names:
+        provenance[n] = f"results/{n}/provenance.json"
+        Path(provenance[n]).write_text(json.dumps({"format": 1}))
+    settings = {
+        "parent": "v0", "scenes": list(SCENES), "tables": tables, "internal": internal, "provenance": provenance,
+        "settings": {"g.b": "b", "g.a": "a"}, "references": [], "variant_order": ["g.b", "g.a"],
+        "bootstrap": dataclasses.asdict(CFG),
+    }  # fmt: skip
+    csv = "results/ablations/g/compare.csv"
+    write_csv(csv, grid_compare_table("g", settings))
+    inputs = [p for paths in tables.values() for p in paths] + list(internal.values()) + list(provenance.values())
+    write_stamp(csv, inputs, settings)
+    assert check_grid(csv) == []
+    assert main(["provenance", "check", "results/ablations/g"]) == 0
+    table = pd.read_csv(csv)
+    assert table["variant"].drop_duplicates().tolist()[:2] == ["g.b", "g.a"]
+    table.loc[0, "delta"] += 1.0
+    table.to_csv(csv, index=False)
+    problems = "\n".join(check_grid(csv))
+    assert f"compare table: {csv} changed since its job stamped it" in problems
+    assert f"compare table: {csv} differs from its recomputation (row 0 delta" in problems
+    assert main(["provenance", "check", "results/ablations/g"]) == 1

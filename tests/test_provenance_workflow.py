@@ -115,9 +115,13 @@ def test_a_changed_control_model_fails(case, capsys):
 def _clone(tmp_path: Path) -> Path:
     """The repository's files (tracked and untracked, not ignored) as a fresh git checkout: its code
     state is the test's to change."""
-    names = subprocess.run(
-        ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"], check=True, capture_output=True
-    ).stdout.decode().split("\0")
+    names = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "-co", "--exclude-standard", "-z"], check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     clone = tmp_path / "code"
     for name in filter(None, names):
         if (REPO / name).is_file() and not (REPO / name).is_symlink():
