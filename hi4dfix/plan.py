@@ -649,8 +649,9 @@ class Plan:
         return {name: self.paths.eval_csv(name) for name in self.grid_tuned_csvs(grid)}
 
     def grid_provenance(self, grid: str) -> dict[str, str]:
-        """What made each compared number: the provenance record of each version of the comparison."""
-        return {name: self.paths.provenance(name) for name in self.grid_tuned_csvs(grid)}
+        """What made each compared number: the inputs record of each version of the comparison (not the
+        sealed record, which would make every variant's delta table and report a job of the grid)."""
+        return {name: self.paths.provenance_inputs(name) for name in self.grid_tuned_csvs(grid)}
 
     # -- tuning ----------------------------------------------------------------------------------
 
