@@ -339,6 +339,10 @@ def seal_provenance(
     return record
 
 
+def _cell(value: Any) -> str:
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
 def _table_difference(path: Path, recomputed, label: str) -> list[str]:
     """Compare a table on disk with its recomputation, as the job writes it (CSV bytes)."""
     import io
@@ -356,7 +360,7 @@ def _table_difference(path: Path, recomputed, label: str) -> list[str]:
     if list(on_disk.columns) != list(again.columns) or len(on_disk) != len(again):
         return [f"{label}: {path} differs from its recomputation (columns or rows)"]
     cells = [
-        f"row {i} {col}: {on_disk[col].iloc[i]!r} on disk, {again[col].iloc[i]!r} recomputed"
+        f"row {i} {col}: {_cell(on_disk[col].iloc[i])} on disk, {_cell(again[col].iloc[i])} recomputed"
         for col in on_disk.columns
         for i in range(len(on_disk))
         if not (pd.isna(on_disk[col].iloc[i]) and pd.isna(again[col].iloc[i]))
