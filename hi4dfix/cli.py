@@ -347,11 +347,13 @@ def _provenance_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_provenance(args: argparse.Namespace) -> int:
-    from hi4dfix.provenance import ProvenanceError, check_grid, check_provenance, read_provenance
+    from hi4dfix.plan import Paths
+    from hi4dfix.provenance import PROVENANCE_NAME, ProvenanceError, check_grid, check_provenance, read_provenance
 
-    compare_csv = args.version_dir / "compare.csv"
-    if compare_csv.is_file() and not (args.version_dir / "provenance.json").exists():
-        problems = check_grid(compare_csv, args.root)  # an ablation grid's folder: results/ablations/GRID
+    # a grid's folder, results/ablations/GRID, holds compare.csv (plan.Paths.compare) and no record
+    compare_csv = Path(Paths(str(args.version_dir.parent.parent)).compare(args.version_dir.name))
+    if compare_csv.is_file() and not (args.version_dir / PROVENANCE_NAME).exists():
+        problems = check_grid(compare_csv, args.root)
         for problem in problems:
             print(f"  {problem}")
         print(f"{compare_csv}: {'recomputed and every version verified' if not problems else 'does not match'}")
