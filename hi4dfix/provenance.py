@@ -343,14 +343,17 @@ def _cell(value: Any) -> str:
     return repr(value.item() if hasattr(value, "item") else value)
 
 
-def _table_difference(path: Path, recomputed, label: str) -> list[str]:
-    """Compare a table on disk with its recomputation, as the job writes it (CSV bytes)."""
+def _table_difference(path: Path, recomputed, label: str, root: Path = Path(".")) -> list[str]:
+    """Compare a table on disk (``root / path``; messages name ``path``, as recorded) with its
+    recomputation, as the job writes it (CSV bytes)."""
     import io
 
     import pandas as pd
 
+    shown, path = path, root / path
+
     if not path.is_file():
-        return [f"{label}: {path} is missing"]
+        return [f"{label}: {shown} is missing"]
     text = io.StringIO()
     recomputed.to_csv(text, index=False)  # hi4dfix.tables.write_csv's format
     if text.getvalue() == path.read_text():
@@ -358,7 +361,7 @@ def _table_difference(path: Path, recomputed, label: str) -> list[str]:
     on_disk = pd.read_csv(path)
     again = pd.read_csv(io.StringIO(text.getvalue()))
     if list(on_disk.columns) != list(again.columns) or len(on_disk) != len(again):
-        return [f"{label}: {path} differs from its recomputation (columns or rows)"]
+        return [f"{label}: {shown} differs from its recomputation (columns or rows)"]
     cells = [
         f"row {i} {col}: {_cell(on_disk[col].iloc[i])} on disk, {_cell(again[col].iloc[i])} recomputed"
         for col in on_disk.columns
@@ -366,7 +369,7 @@ def _table_difference(path: Path, recomputed, label: str) -> list[str]:
         if not (pd.isna(on_disk[col].iloc[i]) and pd.isna(again[col].iloc[i]))
         and on_disk[col].iloc[i] != again[col].iloc[i]
     ]
-    return [f"{label}: {path} differs from its recomputation ({'; '.join(cells[:3]) or 'formatting'})"]
+    return [f"{label}: {shown} differs from its recomputation ({'; '.join(cells[:3]) or 'formatting'})"]
 
 
 def recompute_problems(recompute: Mapping[str, Any], root: Path) -> list[str]:
@@ -382,14 +385,14 @@ def recompute_problems(recompute: Mapping[str, Any], root: Path) -> list[str]:
             table = nvs_delta_table(
                 spec["scenes"], arm_csvs, BootstrapConfig(**spec["bootstrap"]), spec["nvs_mode"], spec["provenance"]
             )
-            problems += _table_difference(root / spec["path"], table, "delta table")
+            problems += _table_difference(Path(spec["path"]), table, "delta table", root)
         except (OSError, ValueError, KeyError) as exc:
             problems.append(f"delta table: {spec['path']} cannot be recomputed: {exc}")
     if "eval_deltas" in recompute:
         spec = recompute["eval_deltas"]
         try:
             table = eval_delta_table(root / spec["eval_csv"], BootstrapConfig(**spec["bootstrap"]), spec["eval_csv"])
-            problems += _table_difference(root / spec["path"], table, "internal evaluation table")
+            problems += _table_difference(Path(spec["path"]), table, "internal evaluation table", root)
         except (OSError, ValueError, KeyError) as exc:
             problems.append(f"internal evaluation table: {spec['path']} cannot be recomputed: {exc}")
     return problems
@@ -493,4 +496,4 @@ def check_grid(compare_csv: str | os.PathLike, root: str | os.PathLike = ".") ->
             table = grid_compare_table(grid, stamp["settings"])
     except (OSError, ValueError, KeyError) as exc:
         return [*problems, f"compare table: {compare_csv} cannot be recomputed: {exc}"]
-    return problems + _table_difference(root / compare_csv, table, "compare table")
+    return problems + _table_difference(compare_csv, table, "compare table", root)
