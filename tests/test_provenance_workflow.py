@@ -139,7 +139,8 @@ def _snakemake(clone: Path, workdir: Path, config: dict, *args: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(clone), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
         [*SNAKEMAKE, "-s", str(clone / "Snakefile"), "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
-         "--cores", "2", *args],
+         # the clone's code is the repository's at another path, which Snakemake's code trigger takes for a change
+         "--cores", "2", "--rerun-triggers", "mtime", "params", "input", *args],
         capture_output=True, text=True, env=env, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
