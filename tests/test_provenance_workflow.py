@@ -140,7 +140,7 @@ def _snakemake(clone: Path, workdir: Path, config: dict, *args: str) -> None:
     result = subprocess.run(
         [*SNAKEMAKE, "-s", str(clone / "Snakefile"), "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
          # the clone's code is the repository's at another path, which Snakemake's code trigger takes for a change
-         "--cores", "2", "--rerun-triggers", "mtime", "params", "input", *args],
+         "--rerun-triggers", "mtime", "params", "input", "--cores", "2", *args],
         capture_output=True, text=True, env=env, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
