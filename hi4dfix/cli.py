@@ -337,7 +337,10 @@ def _run_fetch_weights(args: argparse.Namespace) -> int:
 
 def _provenance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["check"], help="check: hash the files again and compare")
-    parser.add_argument("version_dir", type=Path, help="a version's results folder (or its provenance.json)")
+    parser.add_argument(
+        "version_dir", type=Path,
+        help="a version's results folder (or its provenance.json), or a grid's (results/ablations/GRID)",
+    )  # fmt: skip
     parser.add_argument(
         "--root", type=Path, default=Path("."),
         help="the workflow's working directory, which the recorded paths are relative to (default: here)",
@@ -345,19 +348,37 @@ def _provenance_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_provenance(args: argparse.Namespace) -> int:
-    from hi4dfix.provenance import ProvenanceError, check_provenance, read_provenance
+    from hi4dfix.plan import Paths
+    from hi4dfix.provenance import PROVENANCE_NAME, ProvenanceError, check_grid, check_provenance, read_provenance
 
+    # a grid's folder, results/ablations/GRID, holds compare.csv (plan.Paths.compare) and no record
+    compare_csv = Path(Paths(str(args.version_dir.parent.parent)).compare(args.version_dir.name))
+    if compare_csv.is_file() and not (args.version_dir / PROVENANCE_NAME).exists():
+        problems = check_grid(compare_csv, args.root)
+        for problem in problems:
+            print(f"  {problem}")
+        print(f"{compare_csv}: {'recomputed and every version verified' if not problems else 'does not match'}")
+        return 1 if problems else 0
     try:
         path, record = read_provenance(args.version_dir)
-        problems = check_provenance(path, args.root)
+        notes: list[str] = []
+        problems = check_provenance(path, args.root, notes)
     except ProvenanceError as error:
         raise CliError(str(error)) from None
     files = sum(len(arm["files"]) for arm in record.get("predictions", {}).values())
+    for note in notes:
+        print(f"{path}: {note}")
     if problems:
         print(f"{path}: {len(problems)} no longer match{'es' if len(problems) == 1 else ''}:")
         for problem in problems:
             print(f"  {problem}")
         return 1
+    if "tables" in record:  # a sealed record: what else was verified
+        print(
+            f"{path}: the record's own hash, {len(record.get('ground_truth', {}).get('files', {}))} ground-truth "
+            f"files, {len(record['tables'])} tables, {len(record.get('stamps', {}))} stamps match; "
+            f"tables recomputed from the per-view CSVs: {', '.join(record.get('recompute', {})) or 'none'}"
+        )
     print(f"{path}: weights, {len(record.get('scenes', {}))} scene fingerprints and {files} prediction files match")
     return 0
 

@@ -32,7 +32,7 @@ Columns:
 ``note``
     what is weak, as in the delta tables
 ``provenance``
-    the provenance files of the numbers: the variant's and the parent's ``results/{version}/provenance.json``
+    the provenance files of the numbers: the variant's and the parent's ``results/{version}/provenance_inputs.json``
 ``unit``, ``test``, ``min_p``
     what the interval treats as independent (``across 4 scenes``, ``within hi4d_pair02_dance only``), the
     test, and the smallest p-value it can give on those units (what Holm's family must stay under)

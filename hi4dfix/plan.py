@@ -44,6 +44,7 @@ from hi4dfix.extra_arms import ExtraArmError, check_extra_arms, extra_arms, loca
 from hi4dfix.fingerprint import FINGERPRINT_FILE
 from hi4dfix.hi4d.layout import HI4D_CAMERA_IDS
 from hi4dfix.provenance import PROVENANCE_NAME
+from hi4dfix.stamps import stamp_path
 from hi4dfix.study import Study, Version
 from hi4dfix.weights import preset_mismatch_message
 
@@ -235,7 +236,17 @@ class Paths:
         return f"{self.results}/{version}/deltas.{ext}"
 
     def provenance(self, version: str) -> str:
+        """The sealed record (the delta_table job writes it after the tables: it hashes them)."""
         return f"{self.results}/{version}/{PROVENANCE_NAME}"
+
+    def provenance_inputs(self, version: str) -> str:
+        """The record of what went into the tables (rule provenance; the version card shows it)."""
+        return f"{self.results}/{version}/provenance_inputs.json"
+
+    @staticmethod
+    def stamp(output: str) -> str:
+        """The compute-time stamp of ``output`` (:mod:`hi4dfix.stamps`), beside it."""
+        return stamp_path(output)
 
     def report(self, version: str, name: str) -> str:
         """A report item of the version (the methods below name each)."""
@@ -760,8 +771,34 @@ class Plan:
             **further,
             "report_figures": self.report_figures(name),
             "eval_deltas": self.paths.eval_deltas(name),
-            "provenance": self.paths.provenance(name),
             "render_quality": self.render_quality_csvs(name),
+            **self.seal_inputs(name),
+        }
+
+    def seal_inputs(self, name: str) -> dict[str, Any]:
+        """What the sealed provenance record gathers (written by the delta_table job): the inputs record,
+        the stamps of every output holding the version's numbers or models, the ground truth (the
+        materialized scenes whose images are targets: internal evaluation and reserved scenes), eval.csv
+        and the control model."""
+        version, paths = self.version(name), self.paths
+        further = self.further_seeds(version.name)
+        stamped = [
+            *(csv for csvs in self.nvs_arm_csvs(name).values() for csv in csvs),
+            *self.seed_csv_list(name),
+            *self.eval_csvs(name).values(),
+            paths.eval_deltas(name),
+            paths.model(name),
+            *(self.nvs_model(version.name, TUNED, seed) for seed in further),
+            *self.control_inputs(name, "model"),
+            *(model for seed in further for model in self.control_inputs(name, "model", seed)),
+            *([self.base_spec] if self.difix["base"] == "pretrain" else []),
+        ]
+        return {
+            "provenance_inputs": paths.provenance_inputs(name),
+            "stamps": [paths.stamp(p) for p in dict.fromkeys(stamped)],
+            "ground_truth": [paths.scene(s) for s in dict.fromkeys([*version.difix_eval, *version.nvs_eval])],
+            "eval_csv": paths.eval_csv(name),
+            "control_model": self.control_inputs(name, "model"),
         }
 
     def render_quality_csvs(self, name: str) -> list[str]:
@@ -802,8 +839,9 @@ class Plan:
         return {name: self.paths.eval_csv(name) for name in self.grid_tuned_csvs(grid)}
 
     def grid_provenance(self, grid: str) -> dict[str, str]:
-        """What made each compared number: the provenance record of each version of the comparison."""
-        return {name: self.paths.provenance(name) for name in self.grid_tuned_csvs(grid)}
+        """What made each compared number: the inputs record of each version of the comparison (not the
+        sealed record, which would make every variant's delta table and report a job of the grid)."""
+        return {name: self.paths.provenance_inputs(name) for name in self.grid_tuned_csvs(grid)}
 
     # -- tuning ----------------------------------------------------------------------------------
 

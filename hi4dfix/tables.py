@@ -56,8 +56,8 @@
   each seed's mean over scenes; NaN with one seed).
 
   ``deltas.csv`` also has ``refit`` (the arms of the comparison that ``nvs.mode: difix3d+`` refit, or
-  ``none``; :func:`hi4dfix.evaluate.with_refit_column`), ``provenance`` and ``provenance_sha256`` (the
-  record of what made its numbers; :mod:`hi4dfix.provenance`).
+  ``none``; :func:`hi4dfix.evaluate.with_refit_column`) and ``provenance`` (the path of the record of
+  what made its numbers, sealed after the table and hashing it; :mod:`hi4dfix.provenance`).
 """
 
 from __future__ import annotations
@@ -304,7 +304,7 @@ def read_seeded_eval_views(paths: Mapping[int, str | os.PathLike]) -> pd.DataFra
     parts = []
     for index, (seed, path) in enumerate(items):
         views = read_eval_views(path)
-        trains = ~views["arm"].isin(["raw", "base"])
+        trains = views["arm"].isin(["tuned", CONTROL])  # raw, base and extra arms do not train
         views[SEED] = np.where(trains, float(seed), math.nan)
         parts.append(views if index == 0 else views[trains])
     return pd.concat(parts, ignore_index=True)

@@ -255,6 +255,8 @@ def test_compare_grid_runs_through_snakemake_on_the_small_study(small_pipeline, 
         "evaluate_difix": 1, "provenance": 1, "compare_grid": 1,
     }  # fmt: skip
     run_snakemake(workdir, config, "--cores", "2", target)
+    # the comparison is recomputed from its stamp, and each version's record verified
+    assert main(["provenance", "check", str(workdir / "results/ablations/ref"), "--root", str(workdir)]) == 0
     out = workdir / "results" / "ablations" / "ref"
     table = read_compare_csv(out / "compare.csv")
     assert set(table["variant"]) == {"ref.temporal"} and set(table["split"]) == {"internal", "reserved"}
@@ -266,7 +268,7 @@ def test_compare_grid_runs_through_snakemake_on_the_small_study(small_pipeline, 
     reserved_means = [t[t["frame"].astype(str) != "mean"]["psnr"].astype(float).mean() for t in v0_reserved]
     assert means.loc[("reserved", "psnr"), "parent_mean"] == pytest.approx(np.mean(reserved_means))
     assert means.loc[("internal", "psnr"), "n_views"] == len(v0_internal)
-    assert "results/ref.temporal/provenance.json; results/v0/provenance.json" in set(table["provenance"])
+    assert "results/ref.temporal/provenance_inputs.json; results/v0/provenance_inputs.json" in set(table["provenance"])
     md = (out / "compare.md").read_text()
     assert md.index("### Internal evaluation") < md.index("### Reserved scenes") < md.index("### Decision")
     assert (out / "paired.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -87,7 +87,10 @@ def test_default_study_owns_its_work(default_plan):
     assert default_plan.nvs_model("v0", "raw") is None
     assert default_plan.nvs_model("v0", "tuned") == "results/v0/difix/model.pkl"
     inputs = default_plan.delta_inputs("v0")
-    assert inputs["provenance"] == "results/v0/provenance.json"
+    assert inputs["provenance_inputs"] == "results/v0/provenance_inputs.json"
+    assert "results/v0/nvs/raw/hi4d_pair15_fight.csv.stamp.json" in inputs["stamps"]
+    assert "results/v0/difix/control/model.pkl.stamp.json" in inputs["stamps"]
+    assert "results/scenes/hi4d_pair19_piggyback" in inputs["ground_truth"]
     assert inputs["eval_deltas"] == "results/v0/difix/eval_deltas.csv"
     assert len(inputs["control"]) == len(default_plan.version("v0").nvs_eval)
     # the raw renders' quality of each reserved scene, under its evaluation render profile
@@ -114,7 +117,7 @@ def test_a_grid_variant_shares_triplets_renders_arms_and_control_with_v0(grid_pl
     assert grid_plan.nvs_scene_inputs(name, scene)["renders"] == v0_renders
     tables = grid_plan.grid_tuned_csvs("training")
     assert list(tables)[0] == "v0" and name in tables
-    assert grid_plan.grid_provenance("training")[name] == f"results/{name}/provenance.json"
+    assert grid_plan.grid_provenance("training")[name] == f"results/{name}/provenance_inputs.json"
 
 
 def test_owners_are_the_first_with_the_same_key():

@@ -152,7 +152,7 @@ def test_delta_table_and_card_name_the_provenance(version):
     root, _inputs, record = version
     table = tag_table(pd.DataFrame({"scene": ["mean"], "delta": [0.1]}), "results/v0/provenance.json")
     assert table["provenance"].tolist() == ["results/v0/provenance.json"]
-    assert len(table["provenance_sha256"].iloc[0]) == 64
+    assert "provenance_sha256" not in table  # the record is sealed after the table: it hashes the table
     card = version_card_html(
         Version("v0", "objective", ("a",), ("b",), ("c",), "imperfect"), [], {}, None,
         provenance=("results/v0/provenance.json", record),
@@ -174,3 +174,78 @@ def test_digests_and_canonical_json_keep_the_bytes_recorded_before_they_had_one_
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(range(256)) * 5000)  # more than one 1 MiB block
     assert sha256_file(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_stamps_take_the_code_state_with_a_diff_hash_and_name_inputs_settings_and_output(tmp_path):
+    from hi4dfix.stamps import StampError, code_key, read_stamp, write_stamp
+    from hi4dfix.stamps import code_state as stamp_code_state
+
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    repo = tmp_path / "repo"
+    (repo / "hi4dfix").mkdir()
+    (repo / "hi4dfix/a.py").write_text("a = 1\n")
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    clean = stamp_code_state(repo)
+    assert clean["dirty"] is False and code_key(clean).endswith("(clean)")
+    (repo / "hi4dfix/a.py").write_text("a = 2\n")
+    changed = stamp_code_state(repo)
+    (repo / "hi4dfix/a.py").write_text("a = 3\n")
+    other = stamp_code_state(repo)
+    assert changed["dirty"] and changed["diff_sha256"] != other["diff_sha256"] != clean["diff_sha256"]
+    (repo / "hi4dfix/a.py").write_text("a = 1\n")
+    (repo / "hi4dfix/new.py").write_text("b = 1\n")  # an untracked module changes what runs
+    untracked = stamp_code_state(repo)
+    assert untracked["dirty"] and untracked["diff_sha256"] != clean["diff_sha256"]
+    assert code_key(untracked) != code_key(clean)
+
+    out, inp = tmp_path / "out.csv", tmp_path / "in.csv"
+    out.write_text("x\n1\n")
+    inp.write_text("y\n2\n")
+    (path,) = write_stamp(out, [inp], {"b": (1, 2), "a": tmp_path}, code=changed)
+    stamp = read_stamp(path)
+    assert path == f"{out}.stamp.json" and stamp["code"] == changed
+    assert stamp["output"]["sha256"] == __import__("hashlib").sha256(b"x\n1\n").hexdigest()
+    assert set(stamp["inputs"]) == {str(inp)} and stamp["settings"] == {"a": str(tmp_path), "b": [1, 2]}
+    with pytest.raises(StampError, match="missing.csv does not exist"):
+        write_stamp(tmp_path / "missing.csv", [], {})
+
+
+def test_a_grids_compare_table_is_recomputed_from_its_stamp_and_an_edited_cell_fails(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from hi4dfix.provenance import check_grid, grid_compare_table
+    from hi4dfix.stamps import write_stamp
+    from hi4dfix.tables import write_csv
+    from test_compare import CFG, SCENES, write_eval, write_tuned
+
+    monkeypatch.chdir(tmp_path)
+    root = Path("results")
+    names = ["v0", "g.b", "g.a"]  # not sorted: the rows keep the grid's order
+    tables = {n: [str(Path(p)) for p in write_tuned(root, n, lambda s, f, c, k=i: 20.0 + k + 0.1 * c + 0.3 * f)]
+              for i, n in enumerate(names)}  # fmt: skip
+    internal = {n: write_eval(root, n, lambda s, f, c, k=i: 19.0 + k + 0.1 * f) for i, n in enumerate(names)}
+    provenance = {}
+    for n in names:
+        provenance[n] = f"results/{n}/provenance.json"
+        Path(provenance[n]).write_text(json.dumps({"format": 1}))
+    settings = {
+        "parent": "v0", "scenes": list(SCENES), "tables": tables, "internal": internal, "provenance": provenance,
+        "settings": {"g.b": "b", "g.a": "a"}, "references": [], "variant_order": ["g.b", "g.a"],
+        "bootstrap": dataclasses.asdict(CFG),
+    }  # fmt: skip
+    csv = "results/ablations/g/compare.csv"
+    write_csv(csv, grid_compare_table("g", settings))
+    inputs = [p for paths in tables.values() for p in paths] + list(internal.values()) + list(provenance.values())
+    write_stamp(csv, inputs, settings)
+    assert check_grid(csv) == []
+    assert main(["provenance", "check", "results/ablations/g"]) == 0
+    table = pd.read_csv(csv)
+    assert table["variant"].drop_duplicates().tolist()[:2] == ["g.b", "g.a"]
+    table.loc[0, "delta"] += 1.0
+    table.to_csv(csv, index=False)
+    problems = "\n".join(check_grid(csv))
+    assert f"compare table: {csv} changed since its job stamped it" in problems
+    assert f"compare table: {csv} differs from its recomputation (row 0 delta" in problems
+    assert main(["provenance", "check", "results/ablations/g"]) == 1

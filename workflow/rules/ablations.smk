@@ -37,6 +37,7 @@ rule compare_grid:
             subcategory="ablations {grid}",
             labels={"item": "decision"},
         ),
+        stamp=PATHS.stamp(PATHS.compare("{grid}")),
     params:
         parent=lambda wildcards: get_grid(wildcards).parent,
         scenes=lambda wildcards: PLAN.grid_scenes(wildcards.grid),

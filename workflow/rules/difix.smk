@@ -18,6 +18,9 @@ TUNE_DIFIX_SHELL = (
     " --output-train-log {output.train_log:q} --output-dir {params.workdir:q} --run-per-fingerprint true"
     # the log keeps everything; the console gets it too (the trainer's few lines and its progress)
     " {params.args} 2>&1 | tee {log:q}"
+    # the compute-time stamp of the model (hi4dfix.stamps): code state, settings and inputs now
+    " && {params.python} -m hi4dfix.stamps --output {output.model:q} --inputs {input:q}"
+    " --settings={params.args:q} >> {log:q}"
 )
 
 
@@ -26,6 +29,7 @@ rule pretrain_difix_base:
     score it against the raw renders of out-of-domain test scenes."""
     output:
         model=PATHS.base_model("{preset}"),
+        stamp=PATHS.stamp(PATHS.base_model("{preset}")),
         test_views=PATHS.ood_test("{preset}"),
         test_summary=report(
             PATHS.ood_test("{preset}", "md"),
@@ -62,6 +66,7 @@ rule tune_difix:
     output:
         model=PATHS.model("{version}"),
         train_log=PATHS.train_log("{version}"),
+        stamp=PATHS.stamp(PATHS.model("{version}")),
     params:
         python=PYTHON,
         base=PLAN.base_spec,
@@ -143,6 +148,7 @@ use rule tune_difix as tune_control with:
     output:
         model=PATHS.model("{version}", CONTROL),
         train_log=PATHS.train_log("{version}", CONTROL),
+        stamp=PATHS.stamp(PATHS.model("{version}", CONTROL)),
     params:
         workdir=lambda wildcards: PATHS.workdir(wildcards.version, CONTROL),
     log:
@@ -158,6 +164,7 @@ use rule tune_difix as tune_difix_seed with:
     output:
         model=PATHS.model("{version}", seed=r"{seed,\d+}"),
         train_log=PATHS.train_log("{version}", seed="{seed}"),
+        stamp=PATHS.stamp(PATHS.model("{version}", seed="{seed}")),
     params:
         python=PYTHON,
         base=PLAN.base_spec,
@@ -174,6 +181,7 @@ use rule tune_control as tune_control_seed with:
     output:
         model=PATHS.model("{version}", CONTROL, r"{seed,\d+}"),
         train_log=PATHS.train_log("{version}", CONTROL, "{seed}"),
+        stamp=PATHS.stamp(PATHS.model("{version}", CONTROL, "{seed}")),
     params:
         python=PYTHON,
         base=PLAN.base_spec,

@@ -20,6 +20,7 @@ rule evaluate_difix:
         scenes=lambda wildcards: [PATHS.scene(s) for s in get_version(wildcards).difix_eval],
     output:
         PATHS.eval_csv("{version}"),
+        stamp=PATHS.stamp(PATHS.eval_csv("{version}")),
     params:
         base=PLAN.base_spec,
         control=lambda wildcards: PLAN.control_model(wildcards.version),
@@ -53,6 +54,7 @@ rule evaluate_nvs:
         model=get_nvs_model_input,
     output:
         PATHS.nvs_csv("{version}", "{arm}", "{scene}"),
+        stamp=PATHS.stamp(PATHS.nvs_csv("{version}", "{arm}", "{scene}")),
     params:
         model=get_nvs_model,
         mode=lambda wildcards: get_version(wildcards).nvs["mode"],
@@ -91,6 +93,7 @@ use rule evaluate_difix as evaluate_difix_seed with:
         scenes=lambda wildcards: [PATHS.scene(s) for s in get_version(wildcards).difix_eval],
     output:
         PATHS.eval_csv("{version}", r"{seed,\d+}"),
+        stamp=PATHS.stamp(PATHS.eval_csv("{version}", "{seed}")),
     params:
         base=PLAN.base_spec,
         control=lambda wildcards: PLAN.control_model(wildcards.version, int(wildcards.seed)),
@@ -111,6 +114,7 @@ use rule evaluate_nvs as evaluate_nvs_seed with:
         model=lambda wildcards: PLAN.nvs_model_input(wildcards.version, wildcards.arm, int(wildcards.seed)),
     output:
         PATHS.nvs_csv("{version}", "{arm}", "{scene}", r"{seed,\d+}"),
+        stamp=PATHS.stamp(PATHS.nvs_csv("{version}", "{arm}", "{scene}", "{seed}")),
     params:
         model=lambda wildcards: PLAN.nvs_model(wildcards.version, wildcards.arm, int(wildcards.seed)),
         mode=lambda wildcards: get_version(wildcards).nvs["mode"],
@@ -147,6 +151,7 @@ rule eval_deltas:
             subcategory="{version}",
             labels={"item": "internal evaluation"},
         ),
+        stamp=PATHS.stamp(PATHS.eval_deltas("{version}")),
     params:
         bootstrap=config["stats"],
         seeds=lambda wildcards: list(PLAN.eval_csvs(wildcards.version)),
@@ -187,11 +192,15 @@ rule delta_table:
             subcategory="{version}",
             labels={"item": "delta table"},
         ),
+        stamp=PATHS.stamp(PATHS.deltas("{version}")),
+        # sealed after the tables, which it hashes, with the stamps it gathers (hi4dfix.provenance)
+        provenance=PATHS.provenance("{version}"),
     params:
         scenes=lambda wildcards: list(get_version(wildcards).nvs_eval),
         arms=list(PLAN.arms),
         seeds=lambda wildcards: list(PLAN.seeds(wildcards.version)),
         seed_csvs=lambda wildcards: PLAN.seed_arm_csvs(wildcards.version),
+        eval_csvs=lambda wildcards: PLAN.eval_csvs(wildcards.version),
         bootstrap=config["stats"],
         title=lambda wildcards: f"{wildcards.version}: novel views of the reserved scenes",
         nvs_mode=lambda wildcards: get_version(wildcards).nvs["mode"],

@@ -1,7 +1,8 @@
-# Provenance of a version's numbers (hi4dfix.provenance): code commit, resolved config hash,
-# package versions, weights, scene content fingerprints and the hashes of every NVS prediction.
-# The delta table and the version card take it as input, so every deltas.csv names the record of
-# what made it; `hi4dfix provenance check results/{version}` re-hashes the files it lists.
+# What went into a version's numbers (hi4dfix.provenance): resolved config hash, package versions,
+# weights, scene content fingerprints and the hashes of every NVS prediction, in
+# provenance_inputs.json (the version card shows it). The delta_table job seals it into
+# provenance.json with the jobs' stamps and the tables' hashes; `hi4dfix provenance check
+# results/{version}` verifies that record and recomputes the tables.
 
 
 rule provenance:
@@ -12,7 +13,7 @@ rule provenance:
         tuned=PATHS.model("{version}"),
         extra_arms=PLAN.extra_arm_inputs(),
     output:
-        PATHS.provenance("{version}"),
+        PATHS.provenance_inputs("{version}"),
     params:
         base=PLAN.base_spec,
         config=get_resolved_version_config,

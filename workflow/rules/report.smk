@@ -25,7 +25,7 @@ rule version_card:
     """The version's objective, splits, decisions, expected outputs and settings, from the config,
     and the provenance of its numbers."""
     input:
-        provenance=PATHS.provenance("{version}"),
+        provenance=PATHS.provenance_inputs("{version}"),
         tuned=PATHS.model("{version}"),
     output:
         report(

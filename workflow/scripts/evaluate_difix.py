@@ -7,6 +7,7 @@ from hi4dfix.evaluate import evaluate_difix_arms
 from hi4dfix.extra_arms import arm_fixer
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer, MetricsConfig
+from hi4dfix.stamps import stamp_job
 from hi4dfix.tables import write_csv
 from hi4dfix.triplets import read_triplets
 
@@ -37,4 +38,5 @@ with job_log(snakemake.log[0]) as log:
         log.info("%s %s", arm, fixers[arm].timing().describe())
     table = pd.DataFrame(rows)
     write_csv(snakemake.output[0], table)
+    stamp_job(snakemake, [snakemake.output[0]])  # what made these numbers, now (hi4dfix.stamps)
     log.info("mean per arm:\n%s", table.groupby("arm").mean(numeric_only=True))

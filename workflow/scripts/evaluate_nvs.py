@@ -7,6 +7,7 @@ from hi4dfix.evaluate import arm_output_dir, evaluate_nvs
 from hi4dfix.extra_arms import arm_fixer
 from hi4dfix.logs import job_log
 from hi4dfix.metrics import MetricComputer, MetricsConfig
+from hi4dfix.stamps import stamp_job
 from hi4dfix.tables import per_scene_table, write_csv
 
 with job_log(snakemake.log[0]) as log:
@@ -35,6 +36,7 @@ with job_log(snakemake.log[0]) as log:
     if "seed" in snakemake.wildcards.keys():  # a further training seed's run (tuning.seeds): its rows say which
         table.insert(len(table.columns), "seed", int(snakemake.wildcards.seed))
     write_csv(snakemake.output[0], table)
+    stamp_job(snakemake, [snakemake.output[0]])  # what made these numbers, now (hi4dfix.stamps)
     log.info(
         "%s %s %s mean:\n%s",
         snakemake.wildcards.version,

@@ -2,6 +2,7 @@
 
 from hi4dfix.difix.pretrain import PretrainConfig, pretrain
 from hi4dfix.logs import job_log
+from hi4dfix.stamps import stamp_job
 
 with job_log(snakemake.log[0]) as log:
     cfg = PretrainConfig(
@@ -12,3 +13,4 @@ with job_log(snakemake.log[0]) as log:
     )
     log.info("pretraining the %s base model: %s", snakemake.wildcards.preset, cfg)
     pretrain(cfg)
+    stamp_job(snakemake, [snakemake.output.model])  # what made the model, now (hi4dfix.stamps)
