@@ -172,7 +172,7 @@ class Paths:
 
     def render_quality(self, profile: str, scene: str) -> str:
         """The raw renders' PSNR/SSIM at the source and held-out cameras (hi4dfix.render.quality)."""
-        return f"{self.results}/renders/{profile}/{scene}.quality.csv"
+        return f"{self.render(profile, scene)}.quality.csv"
 
     def content_check(self, version: str) -> str:
         return f"{self.results}/{version}/{CONTENT_CHECK_NAME}"

@@ -569,7 +569,7 @@ def test_report_embeds_every_item_in_its_category(report_run):
     card = decode_data_uri(results["results/v0/report/card.html"]["data_uri"]).decode()
     assert "Study version v0" in card and "hi4d_pair02_dance" in card
     # the control arm (on in the small study): stated on the card, charted and explained in the captions
-    assert "control arm" in card and "ood_triplets.json" in card
+    assert "control arm" in card and "difix_control/triplets.json" in card  # the fresh out-of-domain triplets
     # the effective batch of the run that made the tuned model (one CPU process here)
     assert "<th>effective batch, tuning</th><td><code>" in card and "(1 process x batch_size" in card
     assert "tuned − control (diamonds" in results["results/v0/report/metrics.png"]["caption"]

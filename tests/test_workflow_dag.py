@@ -309,7 +309,8 @@ def test_gpu_resources_only_where_the_machine_has_a_gpu(tmp_path, monkeypatch):
     # a machine with a GPU: the GPU rules ask for one (a profile may ask for more: the Slurm profile's)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     gpu = run_snakemake(tmp_path / "gpu", small_config(), "-n", "-p", "results/v0/deltas.csv").stdout
-    assert gpu.count("gpu=1") == cpu.count("rule render_scene:") + cpu.count("rule evaluate_nvs:") + 5
+    # + the one-job GPU rules: pretraining, tuning, control tuning, control_triplets, internal evaluation, gallery
+    assert gpu.count("gpu=1") == cpu.count("rule render_scene:") + cpu.count("rule evaluate_nvs:") + 6
     assert "hi4dfix.difix.launch --gpus 1 --" in gpu
 
 
