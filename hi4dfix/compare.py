@@ -43,6 +43,12 @@ split is ``worse`` unadjusted (mean or scene rows); never from the reserved scen
 missing (e.g. how many scenes would allow a decision). A variant that changes the training seed alone
 (:func:`seed_only`) is a replicate, never adopted; a grid of such variants ends in no decision.
 
+**Training seeds.** Both arms of every comparison train, so a version resting on one training seed gets
+``too few seeds`` (:mod:`hi4dfix.stats`: a trained model's luck is common to every scene, no test over scenes
+sees it) and the grid no decision. With ``tuning.seeds`` every version's seeds are read (the further seeds'
+tuned CSVs and ``eval.csv``), seed paired with seed by their place in the list (``replicate``), and the tests take
+scenes and seeds as units; a variant with another number of seeds than the parent is refused.
+
 A variant is read and compared one at a time against the parent's views (read once): memory holds one
 variant's views besides the rows. A variant whose internal views are not the parent's (another
 ``difix_eval`` or triplet sampling) has no internal comparison: its internal rows say so.
@@ -64,11 +70,12 @@ from hi4dfix.stats import (
     EQUIVALENT,
     IMPROVED,
     INCONCLUSIVE,
-    NO_VERDICT,
     NOT_MEASURED,
     SIGN_FLIP,
-    TOO_FEW_FRAMES,
+    SIGN_FLIP_SEEDS,
     TOO_FEW_SCENES,
+    TOO_FEW_SEEDS,
+    UNTESTED,
     WORSE,
     BootstrapConfig,
     Estimate,
@@ -82,6 +89,7 @@ from hi4dfix.tables import (
     FEW_UNITS,
     LPIPS_NOT_CACHED,
     MEAN,
+    TOO_FEW_SEEDS_NOTE,
     arm_views,
     endpoint_metrics,
     higher_is_better,
@@ -99,7 +107,8 @@ COMPARE_COLUMNS = (
     "ci_low", "ci_high", "n_frames", "n_views", "verdict", "p_value", "p_holm", "verdict_holm", "note", "provenance",
     "unit", "test", "min_p",
 )  # fmt: skip
-VIEW_KEY = ["scene", "frame", "cam"]
+REPLICATE = "replicate"  # a training seed's place in its version's tuning.seeds (0: the first), paired across versions
+VIEW_KEY = ["scene", "frame", "cam", REPLICATE]
 TUNED = "tuned"
 INTERNAL, RESERVED = "internal", "reserved"
 SPLIT_TITLES = {
@@ -111,13 +120,28 @@ SPLIT_TITLES = {
 @dataclass(frozen=True)
 class VariantTables:
     """One compared variant: its version, axis values, tuned per-scene NVS CSVs (``scenes`` order), its
-    provenance record and its internal evaluation (``eval.csv``; None: no internal comparison)."""
+    provenance record and its internal evaluation (``eval.csv``; None: no internal comparison); with several
+    training seeds (``tuning.seeds``) the further seeds' tuned CSVs and ``eval.csv`` files, in seed order."""
 
     name: str
     settings: str
     tuned_csvs: Sequence[str | os.PathLike]
     provenance: str = ""
     eval_csv: str | os.PathLike | None = None
+    seed_csvs: Sequence[Sequence[str | os.PathLike]] = ()
+    seed_eval_csvs: Sequence[str | os.PathLike] = ()
+
+    @property
+    def n_seeds(self) -> int:
+        return 1 + len(self.seed_csvs)
+
+
+def tuned_views(scenes: Sequence[str], csvs: Sequence[str | os.PathLike], seed_csvs=()) -> pd.DataFrame:
+    """A version's tuned per-view NVS rows of every training seed, with its ``replicate`` (0 the first seed)."""
+    runs = [csvs, *seed_csvs]
+    return pd.concat(
+        [arm_views(TUNED, scenes, paths).assign(**{REPLICATE: r}) for r, paths in enumerate(runs)], ignore_index=True
+    )
 
 
 def _lonely_views(parent: pd.DataFrame, variant: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -138,13 +162,25 @@ def _paired(parent: pd.DataFrame, variant: pd.DataFrame, name: str, parent_name:
     return merged
 
 
-def internal_views(path: str | os.PathLike) -> pd.DataFrame:
-    """The tuned arm's per-view rows (``scene, frame, cam``, metrics) of a version's ``eval.csv``."""
-    views = read_eval_views(path)
-    tuned = views[views["arm"] == TUNED].drop(columns="arm").reset_index(drop=True)
-    if tuned.empty:
-        raise ValueError(f"{path}: no rows of the {TUNED} arm")
-    return tuned
+def internal_views(path: str | os.PathLike, seed_paths: Sequence[str | os.PathLike] = ()) -> pd.DataFrame:
+    """The tuned arm's per-view rows (``scene, frame, cam``, metrics, ``replicate``) of a version's ``eval.csv``
+    and of its further training seeds' (``seed_paths``, in seed order)."""
+    parts = []
+    for replicate, where in enumerate([path, *seed_paths]):
+        views = read_eval_views(where)
+        tuned = views[views["arm"] == TUNED].drop(columns="arm").reset_index(drop=True)
+        if tuned.empty:
+            raise ValueError(f"{where}: no rows of the {TUNED} arm")
+        parts.append(tuned.assign(**{REPLICATE: replicate}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _check_seeds(name: str, n_seeds: int, parent_name: str, parent_seeds: int) -> None:
+    if n_seeds != parent_seeds:
+        raise ValueError(
+            f"variant {name} has {n_seeds} training seed(s) and parent {parent_name} {parent_seeds}: a comparison "
+            "pairs seed with seed (give both the same number of tuning.seeds)"
+        )
 
 
 def _not_measured_note(metric: str, views: pd.DataFrame) -> str:
@@ -157,7 +193,7 @@ def _not_measured_note(metric: str, views: pd.DataFrame) -> str:
 def _note(est: Estimate, scene: str, n_scenes: int, metric: str, views: pd.DataFrame) -> str:
     if not est.measured:
         return _not_measured_note(metric, views)
-    notes = []
+    notes = [TOO_FEW_SEEDS_NOTE] if est.n_seeds == 1 else []
     if scene == MEAN and est.n_scenes < n_scenes:
         notes.append(f"mean over {est.n_scenes} of {n_scenes} scenes")
     if scene == MEAN and est.n_scenes < 2:
@@ -188,17 +224,24 @@ def split_rows(
         if views is not None:
             a, b = views[f"{metric}_parent"].to_numpy(np.float64), views[f"{metric}_variant"].to_numpy(np.float64)
             difference = b - a
+            # both arms train: each seed pairs with the same seed of the other version (one seed: too few)
+            replicates = views[REPLICATE].to_numpy() if views[REPLICATE].nunique() > 1 else None
         for scene in [*sorted(set(scenes)), MEAN]:
             if views is None:
                 est, parent_mean, variant_mean = NOT_MEASURED, math.nan, math.nan
             elif scene == MEAN:
-                est = mean_estimate(views["scene"].to_numpy(), views["frame"].to_numpy(), difference, bootstrap)
+                est = mean_estimate(
+                    views["scene"].to_numpy(), views["frame"].to_numpy(), difference, bootstrap, replicates, True
+                )
                 by_scene = views.groupby("scene")
                 parent_mean = float(by_scene[f"{metric}_parent"].mean().mean())
                 variant_mean = float(by_scene[f"{metric}_variant"].mean().mean())
             else:
                 mine = (views["scene"] == scene).to_numpy()
-                est = scene_estimate(views["frame"].to_numpy()[mine], difference[mine], bootstrap, scene)
+                est = scene_estimate(
+                    views["frame"].to_numpy()[mine], difference[mine], bootstrap, scene,
+                    None if replicates is None else replicates[mine], True,
+                )  # fmt: skip
                 parent_mean, variant_mean = (float(pd.Series(x[mine]).mean()) for x in (a, b))
             rows.append(
                 {
@@ -238,6 +281,7 @@ def variant_rows(
 ) -> list[dict[str, Any]]:
     """The rows of one variant: its internal split (when the parent's ``parent_internal`` views and the
     variant's ``eval_csv`` are given), then its reserved split; ``p_holm`` still empty."""
+    _check_seeds(variant.name, variant.n_seeds, parent_name, int(parent_views[REPLICATE].nunique()))
     common = {
         "grid": grid,
         "variant": variant.name,
@@ -247,7 +291,7 @@ def variant_rows(
     }
     rows = []
     if parent_internal is not None and variant.eval_csv is not None:
-        merged, lonely = _lonely_views(parent_internal, internal_views(variant.eval_csv))
+        merged, lonely = _lonely_views(parent_internal, internal_views(variant.eval_csv, variant.seed_eval_csvs))
         note = ""
         if len(lonely):  # another difix_eval or triplet sampling: not the same test, so no comparison
             first = lonely.iloc[0]
@@ -257,7 +301,7 @@ def variant_rows(
             )
         internal_scenes = sorted(set(parent_internal["scene"]))
         rows += split_rows(INTERNAL, None if note else merged, internal_scenes, metrics, bootstrap, note)
-    views = _paired(parent_views, arm_views(TUNED, scenes, variant.tuned_csvs), variant.name, parent_name)
+    views = _paired(parent_views, tuned_views(scenes, variant.tuned_csvs, variant.seed_csvs), variant.name, parent_name)
     rows += split_rows(RESERVED, views, scenes, metrics, bootstrap)
     return [{**common, **row} for row in rows]
 
@@ -266,9 +310,9 @@ def holm_verdict(unadjusted: str, p_holm: float, test: str, min_p: float, family
     """A row's verdict after Holm over ``family`` comparisons: ``too few scenes`` where the sign-flip test
     cannot reach alpha over that family (``family * min_p >= alpha``); a change only where ``p_holm < alpha``;
     ``equivalent`` and the verdicts that need no test stay."""
-    if unadjusted in (NO_VERDICT, TOO_FEW_SCENES, TOO_FEW_FRAMES):
+    if unadjusted in UNTESTED:
         return unadjusted
-    if test == SIGN_FLIP and family * min_p >= alpha:
+    if test in (SIGN_FLIP, SIGN_FLIP_SEEDS) and family * min_p >= alpha:
         return TOO_FEW_SCENES
     if unadjusted in DECIDED:
         return unadjusted if p_holm < alpha else INCONCLUSIVE
@@ -301,11 +345,14 @@ def compare_table(
     bootstrap: BootstrapConfig = BootstrapConfig(),
     parent_provenance: str = "",
     parent_eval_csv: str | os.PathLike | None = None,
+    parent_seed_csvs: Sequence[Sequence[str | os.PathLike]] = (),
+    parent_seed_eval_csvs: Sequence[str | os.PathLike] = (),
 ) -> pd.DataFrame:
     """``compare.csv`` (module doc): every variant against the parent's tuned arm, Holm-adjusted; the
-    internal split where ``parent_eval_csv`` (the parent's ``eval.csv``) is given."""
-    parent_views = arm_views(TUNED, scenes, parent_csvs)
-    parent_internal = internal_views(parent_eval_csv) if parent_eval_csv is not None else None
+    internal split where ``parent_eval_csv`` (the parent's ``eval.csv``) is given. ``parent_seed_csvs``,
+    ``parent_seed_eval_csvs``: the parent's further training seeds (as :class:`VariantTables`')."""
+    parent_views = tuned_views(scenes, parent_csvs, parent_seed_csvs)
+    parent_internal = internal_views(parent_eval_csv, parent_seed_eval_csvs) if parent_eval_csv is not None else None
     rows: list[dict[str, Any]] = []
     for variant in variants:  # one variant's views in memory at a time
         rows += variant_rows(
@@ -416,13 +463,22 @@ def decision(table: pd.DataFrame, bootstrap: BootstrapConfig) -> tuple[str | Non
     metrics = list(dict.fromkeys(table["metric"]))
     family = int(means["p_value"].notna().sum())
     n_scenes = len(_split_scenes(table, split))
+    missing = []
     if (means["verdict_holm"] == TOO_FEW_SCENES).any():
         needed = scenes_needed(max(family, 1), alpha, bootstrap.n_resamples)
         over = f" after Holm over {family} variants" if family > 1 else ""
-        return None, (
+        missing.append(
             f"{n_scenes} {split} scene{'s' if n_scenes != 1 else ''}: no decision about unseen scenes; "
-            f"{needed} scenes from other pairs would allow one at alpha {alpha:g}{over}. Keep {parent}'s settings"
+            f"{needed} scenes from other pairs would allow one at alpha {alpha:g}{over}"
         )
+    if (table.loc[table["split"] == split, "verdict"] == TOO_FEW_SEEDS).any():
+        missing.append(
+            "1 training seed per version: a trained model's luck, common to every scene and the size of the "
+            "effects, is not measured; tuning.seeds with 2 or more seeds (hi4dfix power says how many) would "
+            "allow one"
+        )
+    if missing:
+        return None, "; ".join(missing) + f". Keep {parent}'s settings"
     sign = 1.0 if higher_is_better(primary) else -1.0
     small, harmful = [], []
     for _, row in means.iterrows():
@@ -518,7 +574,8 @@ def compare_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, references
         f"{bootstrap.describe()}. p: the test's two-sided p-value of no difference (never 0). "
         f"**Holm**: p-values adjusted by Holm's step-down method across the grid's {n_variants} comparisons of each "
         f"metric on each split; a verdict holds after adjustment where the adjusted p < {bootstrap.alpha:g}, and "
-        "is `too few scenes` where the split's scenes cannot reach that level. The decision is made on the "
+        "is `too few scenes` where the split's scenes cannot reach that level, `too few seeds` where the versions "
+        "rest on one training seed each. The decision is made on the "
         f"declared endpoint ({bootstrap.primary} on the {bootstrap.primary_split} split, smallest effect worth "
         f"adopting {bootstrap.min_effect:g}); the reserved scenes are the held-out measurement. Per-scene rows and "
         "provenance: compare.csv.",

@@ -834,6 +834,18 @@ class Plan:
         names = [self.grids[grid].parent, *(self.version(v.name).name for v in self.grids[grid].compared)]
         return {name: [self.nvs_csv(name, TUNED, scene) for scene in scenes] for name in names}
 
+    def grid_seed_tables(self, grid: str) -> dict[str, list[list[str]]]:
+        """The further training seeds' tuned per-scene CSVs of each version of the comparison, in seed order."""
+        scenes = self.grid_scenes(grid)
+        return {
+            name: [[self.nvs_csv(name, TUNED, scene, seed) for scene in scenes] for seed in self.further_seeds(name)]
+            for name in self.grid_tuned_csvs(grid)
+        }
+
+    def grid_seed_evals(self, grid: str) -> dict[str, list[str]]:
+        """The further training seeds' internal evaluations (``eval.csv``) of each version of the comparison."""
+        return {name: list(self.eval_csvs(name).values())[1:] for name in self.grid_tuned_csvs(grid)}
+
     def grid_eval_csvs(self, grid: str) -> dict[str, str]:
         """The internal evaluation (difix_eval test triplets) of the parent and of every compared variant."""
         return {name: self.paths.eval_csv(name) for name in self.grid_tuned_csvs(grid)}

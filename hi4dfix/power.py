@@ -16,9 +16,9 @@ trained model's deviation common to every scene, estimated from the seeds x scen
 analysis of variance without replication: (MS seeds - MS residual) / scenes). A design of K seeds then has the
 effect's variance ``(scene + frame * g / F) / S + seed / K`` (the frame term as measured on seed-averaged frames,
 conservatively not shrunk by more seeds): more scenes do not shrink the seed term, more
-seeds do, so the plan gives the scenes needed for each seed count (:data:`SEED_OPTIONS`). The tables' test looks at
-scenes only; the plan's power is of a test that counts the seed term (``bench/bench_calibration.py`` shows the
-scene test's false verdicts where it is large), so read a seed term of the effect's size as "add seeds".
+seeds do, so the plan gives the scenes needed for each seed count (:data:`SEED_OPTIONS`). The tables' test counts
+the seed term too (:func:`hi4dfix.stats.seed_level`; one seed: ``too few seeds``), so read a seed term of the
+effect's size as "add seeds".
 """
 
 from __future__ import annotations
@@ -117,17 +117,31 @@ def power(
     family: int = 1,
     n_seeds: int = 1,
 ) -> float:
-    """Power of the mean row's test to detect ``effect`` with ``n_scenes`` x ``n_frames`` x ``n_seeds`` (module doc)."""
-    if n_scenes < 2 or family * sign_flip_min_p(n_scenes) >= alpha:
+    """Power of the mean row's test to detect ``effect`` with ``n_scenes`` x ``n_frames`` x ``n_seeds`` (module doc):
+    0 with one seed (tuned - base has a trained arm: ``too few seeds``). With seeds, the smaller of the t tests'
+    powers that must both reject (:func:`hi4dfix.stats.seed_level`): over scenes and seeds (Satterthwaite's degrees
+    of freedom from these components) and across the seeds' means (``n_seeds - 1``)."""
+    if n_scenes < 2 or family * sign_flip_min_p(n_scenes) >= alpha or n_seeds < 2:
         return 0.0
     scene_var = components.scene_var if math.isfinite(components.scene_var) else 0.0
     # the frame term as measured (on seed-averaged frames), not shrunk by seeds: frames' content is shared
     frame_part = components.frame_var * inflation(n_frames, components.rho) / n_frames
-    var = (scene_var + frame_part) / n_scenes + components.seed_var / n_seeds
+    scene_term, seed_term = (scene_var + frame_part) / n_scenes, components.seed_var / n_seeds
+    var = scene_term + seed_term
     if var <= 0:
         return 1.0 if effect != 0 else 0.0
-    df, ncp = n_scenes - 1, abs(effect) / math.sqrt(var)
-    crit = scipy_stats.t.ppf(1 - alpha / family / 2, df)
+    df = var**2 / (seed_term**2 / (n_seeds - 1) + scene_term**2 / (n_scenes - 1))
+    # across the seeds' means: their spread is the seed term and the frames' share of one seed's run
+    seeds_var = seed_term + frame_part / (n_scenes * n_seeds)
+    return min(_t_power(effect, var, df, alpha / family), _t_power(effect, seeds_var, n_seeds - 1, alpha / family))
+
+
+def _t_power(effect: float, var: float, df: float, alpha: float) -> float:
+    """Power of a two-sided t test at ``alpha`` on an estimate of variance ``var`` with ``df`` degrees of freedom."""
+    if var <= 0:
+        return 1.0 if effect != 0 else 0.0
+    ncp = abs(effect) / math.sqrt(var)
+    crit = scipy_stats.t.ppf(1 - alpha / 2, df)
     lower = float(np.nan_to_num(scipy_stats.nct.cdf(-crit, df, ncp)))  # scipy gives NaN for a tail below ~1e-30
     return float(min(scipy_stats.nct.sf(crit, df, ncp) + lower, 1.0))
 
@@ -225,7 +239,7 @@ def report(
     """The plan as text (and, with ``chart``, :func:`power_chart` there)."""
     metric = metric or cfg.primary
     comps = variance_components(version_differences(version_dir, metric), metric)
-    seed_options = SEED_OPTIONS if comps.n_seeds > 1 else (1,)
+    seed_options = SEED_OPTIONS
     table = plan(comps, cfg.min_effect, cfg.alpha, family, target, seed_options=seed_options)
     if chart is not None:
         power_chart(comps, chart, cfg.min_effect, cfg.alpha, family, target, seed_options=seed_options)
@@ -233,7 +247,8 @@ def report(
         f"{comps.n_seeds} training seeds: seed SD {math.sqrt(comps.seed_var):.3g} (a trained model's deviation "
         "common to every scene)"
         if comps.n_seeds > 1
-        else "one training seed: its spread is not measured, the plan takes it as 0 (tuning.seeds measures it)"
+        else "one training seed: its spread is not measured, the plan takes it as 0 for 3 and 5 seeds (a lower "
+        "bound on what they need; tuning.seeds measures it)"
     )
     lines = [
         f"{version_dir}: tuned - base, {metric}, from {comps.n_scenes} scenes x {comps.n_frames} frames: "
@@ -242,12 +257,15 @@ def report(
         + (" (too few frames to measure: 0 assumed)" if comps.n_frames < 10 else ""),
         f"to detect {cfg.min_effect:g} (stats.min_effect) with {target:.0%} power at alpha {cfg.alpha:g}"
         + (f" after Holm over {family}" if family > 1 else "")
-        + " (sign-flip test on scene means; t-test power):",
+        + " (sign-flip test on scene means and t tests over scenes x seeds; t-test power):",
     ]
     lines.insert(1, seed_line)
     for row in table.itertuples():
         needed = "more than 200" if math.isnan(row.scenes_needed) else f"{int(row.scenes_needed)}"
-        seeds = f", {row.seeds} seed{'s' if row.seeds > 1 else ''}" if comps.n_seeds > 1 else ""
+        seeds = f", {row.seeds} seed{'s' if row.seeds > 1 else ''}"
+        if row.seeds < 2:  # a trained arm on one seed: too few seeds, however many scenes
+            lines.append(f"  {row.frames_per_scene:>4} frames per scene{seeds}: no verdict (too few seeds)")
+            continue
         lines.append(f"  {row.frames_per_scene:>4} frames per scene{seeds}: {needed} scenes")
     if chart is not None:
         lines.append(f"chart: {chart}")

@@ -482,14 +482,20 @@ def grid_compare_table(grid: str, settings: Mapping[str, Any]):
     parent = settings["parent"]
     # a stamp's JSON sorts keys: the variants' order (their rows') is kept in a list
     order = settings.get("variant_order", list(settings["settings"]))
+    # the further training seeds (absent from the stamps of grids made before seeds were units)
+    seed_tables, seed_internal = settings.get("seed_tables", {}), settings.get("seed_internal", {})
     variants = (
-        VariantTables(name, settings["settings"][name], tables[name], provenance[name], internal[name])
+        VariantTables(
+            name, settings["settings"][name], tables[name], provenance[name], internal[name],
+            seed_tables.get(name, ()), seed_internal.get(name, ()),
+        )
         for name in order
-    )
+    )  # fmt: skip
     return compare_table(
         grid, parent, tables[parent], variants, settings["scenes"],
         bootstrap=BootstrapConfig(**settings["bootstrap"]),
         parent_provenance=provenance[parent], parent_eval_csv=internal[parent],
+        parent_seed_csvs=seed_tables.get(parent, ()), parent_seed_eval_csvs=seed_internal.get(parent, ()),
     )  # fmt: skip
 
 

@@ -26,16 +26,30 @@ consecutive frames for a row that speaks for one scene only.
   means up to :data:`EXACT_SIGN_FLIP_MAX` scenes, else ``n_resamples`` random patterns with
   ``p = (k + 1) / (B + 1)``; a p-value is never 0. With one scene the row is that scene's within-scene
   estimate and says no more than it.
+* **Training seeds** (``trained``: a comparison with an arm trained in the study, so one trained model
+  is one draw of the recipe). A trained model is better or worse on every scene at once, so its seed's
+  luck is common to the scenes and no test over scenes sees it (BENCHMARKS.md, calibration: 48% false
+  verdicts at 12 scenes with one seed of the effect's spread). With one seed that spread is not
+  measured: the verdict is ``too few seeds``. With ``K >= 2`` seeds (``replicates``) the scenes x seeds
+  table of cell means is a two-way layout without replication: the grand mean's variance is estimated by
+  ``(MS_seeds + MS_scenes) / (S K)`` (:func:`crossed_t`; its expectation exceeds the true
+  ``seed / K + scene / S + residual / (S K)`` by ``residual / (S K)``, so it errs wide) with
+  Satterthwaite's degrees of freedom, which are too many where the seed term dominates (6.5% false verdicts
+  at 12 scenes x 3 seeds), so the t test across the K seeds' means (K - 1 degrees of freedom) must reject too
+  (:func:`seed_level`). The interval is the hull of the two t intervals, the p-value the largest of the two
+  t tests' and the scene sign flip's (all must reject: the sign flip keeps the few-scenes limit). A scene
+  row with seeds takes the larger of its batch-means p and the t test across its K seed means, and the
+  hull of the two intervals.
 * **Verdict** (:func:`verdict`): ``too few scenes`` when the scene-level test cannot reach the level:
   its smallest p-value (``2 / 2^S``) times the Holm family size is not below ``alpha = 1 - confidence``
-  (:func:`scenes_needed` says how many would do); ``improved`` / ``worse`` when p (Holm-adjusted where
-  given) is below alpha, on the metric's good / bad side; ``equivalent`` when the interval lies inside
-  ``±min_effect``; else ``inconclusive``. ``""`` when nothing was measured.
+  (:func:`scenes_needed` says how many would do); ``too few seeds`` for a comparison with a trained arm
+  resting on one training seed; ``improved`` / ``worse`` when p (Holm-adjusted where given) is below
+  alpha, on the metric's good / bad side; ``equivalent`` when the interval lies inside ``±min_effect``;
+  else ``inconclusive``. ``""`` when nothing was measured.
 * **Determinism**: Monte Carlo sign patterns come from a ``numpy.random.Generator`` seeded by ``(seed,
   name)``. Views are sorted (scene, frame, value) before any sum, so results do not depend on row order.
 
-NaN differences (a view where either arm lacks the metric) are left out before anything else. A future
-seed level (``replicates``) averages each scene's replicates first, so the scene stays the unit.
+NaN differences (a view where either arm lacks the metric) are left out before anything else.
 """
 
 from __future__ import annotations
@@ -49,14 +63,17 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 IMPROVED, WORSE, INCONCLUSIVE, EQUIVALENT = "improved", "worse", "inconclusive", "equivalent"
-TOO_FEW_SCENES, TOO_FEW_FRAMES = "too few scenes", "too few frames"
+TOO_FEW_SCENES, TOO_FEW_FRAMES, TOO_FEW_SEEDS = "too few scenes", "too few frames", "too few seeds"
 NO_VERDICT = ""  # nothing measured
-VERDICTS = (IMPROVED, WORSE, INCONCLUSIVE, EQUIVALENT, TOO_FEW_SCENES, TOO_FEW_FRAMES)
+VERDICTS = (IMPROVED, WORSE, INCONCLUSIVE, EQUIVALENT, TOO_FEW_SCENES, TOO_FEW_FRAMES, TOO_FEW_SEEDS)
+UNTESTED = (NO_VERDICT, TOO_FEW_SCENES, TOO_FEW_FRAMES, TOO_FEW_SEEDS)  # no test could reach a verdict
 DECIDED = (IMPROVED, WORSE)  # the verdicts that claim a change
 FEW_UNITS = 10  # fewer frames than this in a scene: its frames are taken as independent (no autocorrelation)
 MIN_FRAMES_FOR_ACF = FEW_UNITS
 EXACT_SIGN_FLIP_MAX = 16  # 2^16 sign patterns: enumerated; beyond, Monte Carlo
 SIGN_FLIP, T_BATCH_MEANS = "sign-flip", "t on batch means"
+SIGN_FLIP_SEEDS = "sign-flip and t over scenes x seeds"  # mean row with training seeds (crossed_t)
+T_BATCH_SEEDS = "t on batch means and across seeds"  # scene row with training seeds
 _SIGN_STREAM = "\0signs"  # not a scene name: scene names never start with NUL
 
 
@@ -99,7 +116,9 @@ class BootstrapConfig:
             f"{self.confidence * 100:g}% intervals; across scenes (mean rows): t interval on the scene means "
             f"and exact sign-flip test of the scene means (all 2^S patterns up to {EXACT_SIGN_FLIP_MAX} scenes, "
             f"else {self.n_resamples} random ones, seed {self.seed}); within one scene (scene rows): t interval "
-            "and test on means of consecutive frame batches (batch length from the frames' autocorrelation)"
+            "and test on means of consecutive frame batches (batch length from the frames' autocorrelation); "
+            "a comparison with a trained arm needs 2 or more training seeds, which then enter as units "
+            "(t over the scenes x seeds table, Satterthwaite degrees of freedom)"
         )
 
 
@@ -119,6 +138,7 @@ class Estimate:
     unit: str = ""  # "across 4 scenes", "within hi4d_pair02_dance only (5 batches of 22 frames)"
     n_units: int = 0  # scenes (sign flip) or batches (t on batch means)
     for_scenes: bool = False  # a mean row: it speaks for scenes, so one scene cannot decide it
+    n_seeds: int = 0  # training seeds of a comparison with a trained arm (0: none trains, nothing to replicate)
 
     @property
     def measured(self) -> bool:
@@ -192,6 +212,39 @@ def t_interval(values, confidence: float, weights=None) -> tuple[np.ndarray, np.
         t = np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1.0), np.nan)
     p = 2.0 * scipy_stats.t.sf(t, n - 1)
     return mean, mean - q * se, mean + q * se, p
+
+
+def crossed_t(cells, confidence: float) -> tuple[np.ndarray, ...]:
+    """Grand mean of a scenes x seeds table of cell means (..., S, K) with its t interval and two-sided t-test
+    p-value, the grand mean's variance taken as ``(MS_seeds + MS_scenes) / (S K)`` with Satterthwaite's degrees
+    of freedom (module doc): ``(mean, low, high, p, df)``. Needs S >= 2 and K >= 2; p NaN where nothing varies."""
+    cells = np.asarray(cells, dtype=np.float64)
+    s, k = cells.shape[-2:]
+    if s < 2 or k < 2:
+        raise ValueError(f"crossed_t needs at least 2 scenes and 2 seeds, got {s} x {k}")
+    mean = cells.mean(axis=(-2, -1))
+    ms_seeds = s * ((cells.mean(axis=-2) - mean[..., None]) ** 2).sum(axis=-1) / (k - 1)
+    ms_scenes = k * ((cells.mean(axis=-1) - mean[..., None]) ** 2).sum(axis=-1) / (s - 1)
+    total = ms_seeds + ms_scenes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(total > 0, total**2 / (ms_seeds**2 / (k - 1) + ms_scenes**2 / (s - 1)), np.nan)
+        se = np.sqrt(total / (s * k))
+        t = np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1.0), np.nan)
+        q = scipy_stats.t.ppf(0.5 + confidence / 2.0, df)
+    p = 2.0 * scipy_stats.t.sf(t, df)
+    return mean, mean - q * se, mean + q * se, p, df
+
+
+def seed_level(cells, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The seed level of a mean row (module doc) on a scenes x seeds table of cell means (..., S, K): the hull of
+    :func:`crossed_t`'s interval and the t interval across the K seeds' means over scenes (K - 1 degrees of
+    freedom, exact where the seed term dominates, where Satterthwaite's are too many), and the larger of the two
+    p-values: ``(low, high, p)``; p NaN where nothing varies."""
+    cells = np.asarray(cells, dtype=np.float64)
+    _, low, high, p, _ = crossed_t(cells, confidence)
+    _, seed_low, seed_high, seed_p = t_interval(cells.mean(axis=-2), confidence)
+    with np.errstate(invalid="ignore"):
+        return np.fmin(low, seed_low), np.fmax(high, seed_high), np.fmax(p, seed_p)
 
 
 def block_length(frame_means) -> int:
@@ -281,16 +334,48 @@ def _within(grouped: _Frames, cfg: BootstrapConfig, scene: str) -> Estimate:
     return Estimate(delta, low, high, p_value=max(p, np.finfo(float).tiny), test=T_BATCH_MEANS, **common)
 
 
-def scene_estimate(frames, differences, cfg: BootstrapConfig, scene: str, replicates=None) -> Estimate:
+def scene_estimate(
+    frames, differences, cfg: BootstrapConfig, scene: str, replicates=None, trained: bool = False
+) -> Estimate:
     """Mean of ``differences`` over one scene's views with its within-scene interval and test (module doc).
 
     ``frames[i]`` is the frame of view ``i`` (frame numbers give the time order); ``replicates[i]`` (optional)
-    its training seed: each seed's frames are a series of their own, as in :func:`mean_estimate`."""
+    its training seed: each seed's frames are a series of their own, as in :func:`mean_estimate`, and with two
+    or more seeds the seeds enter the test. ``trained``: an arm of the comparison trains (module doc: seeds)."""
     frames, differences = _as_arrays(frames, differences)
-    if replicates is not None:
-        frames = _replicate_frames(replicates, frames)
-    grouped = _frames(frames, differences)
-    return NOT_MEASURED if grouped is None else _within(grouped, cfg, scene)
+    seeds = _seed_labels(replicates, differences)
+    keyed = _replicate_frames(replicates, frames) if replicates is not None else frames
+    grouped = _frames(keyed, differences)
+    if grouped is None:
+        return NOT_MEASURED
+    within = _within(grouped, cfg, scene)
+    if not trained:
+        return within
+    if len(seeds) < 2:
+        return Estimate(**{**within.__dict__, "n_seeds": 1})
+    # The scene's mean for each seed: the seeds' spread is the training noise this scene sees.
+    values = differences.astype(np.float64)
+    finite = np.isfinite(values)
+    labels = np.asarray(replicates).astype(str)[finite]
+    seed_means = np.array([np.sort(values[finite][labels == seed]).mean() for seed in seeds])
+    _, low, high, p = (float(v) for v in t_interval(seed_means, cfg.confidence))
+    if math.isnan(p):  # every seed the same: the seeds add nothing to the frames' evidence
+        low, high, p = within.ci_low, within.ci_high, within.p_value
+    p = max(p, within.p_value) if not math.isnan(within.p_value) else p
+    low, high = min(low, within.ci_low), max(high, within.ci_high)
+    return Estimate(
+        **{**within.__dict__, "ci_low": low, "ci_high": high, "p_value": p, "test": T_BATCH_SEEDS,
+           "unit": f"{within.unit}, {len(seeds)} training seeds", "n_seeds": len(seeds)}
+    )  # fmt: skip
+
+
+def _seed_labels(replicates, differences) -> list[str]:
+    """The distinct training seeds among the views with a finite difference (none: ``[]``)."""
+    if replicates is None:
+        return []
+    replicates, differences = _as_arrays(replicates, differences)
+    finite = np.isfinite(differences.astype(np.float64))
+    return sorted(set(replicates.astype(str)[finite].tolist()))
 
 
 def _replicate_frames(replicates, frames) -> np.ndarray:
@@ -315,19 +400,26 @@ def _scene_parts(scenes, frames, differences, replicates) -> dict[str, _Frames]:
     return grouped
 
 
-def mean_estimate(scenes, frames, differences, cfg: BootstrapConfig, replicates=None) -> Estimate:
+def mean_estimate(
+    scenes, frames, differences, cfg: BootstrapConfig, replicates=None, trained: bool = False
+) -> Estimate:
     """Mean over scenes of the per-scene mean differences, with the across-scenes interval and sign-flip
     test (module doc); one scene: its within-scene estimate. ``scenes[i]`` and ``frames[i]`` locate view
-    ``i``; ``replicates[i]`` (optional) its training seed. A scene without a finite difference is left out."""
+    ``i``; ``replicates[i]`` (optional) its training seed. A scene without a finite difference is left out.
+    ``trained``: an arm of the comparison trains, so its training seeds are units too (module doc)."""
     grouped = _scene_parts(scenes, frames, differences, replicates)
     if not grouped:
         return NOT_MEASURED
+    seeds = _seed_labels(replicates, differences)
+    n_seeds = (len(seeds) or 1) if trained else 0
     parts = list(grouped.values())
     n_frames, n_views = sum(len(p.sums) for p in parts), int(sum(p.counts.sum() for p in parts))
     if len(parts) == 1:
         name, part = next(iter(grouped.items()))
         one = _within(part, cfg, name)
-        return Estimate(**{**one.__dict__, "n_frames": n_frames, "n_views": n_views, "for_scenes": True})
+        return Estimate(
+            **{**one.__dict__, "n_frames": n_frames, "n_views": n_views, "for_scenes": True, "n_seeds": n_seeds}
+        )
     means = np.array([part.mean for part in parts])
     low_all, high_all = min(p.low for p in parts), max(p.high for p in parts)
     delta = float(np.clip(means.mean(), low_all, high_all))
@@ -336,11 +428,36 @@ def mean_estimate(scenes, frames, differences, cfg: BootstrapConfig, replicates=
         low = high = delta
     low, high = float(np.clip(low, -np.inf, high_all)), float(np.clip(high, low_all, np.inf))
     p = float(sign_flip_p(means - 0.0, cfg.n_resamples, _generator(cfg.seed, _SIGN_STREAM)))
+    test, unit = SIGN_FLIP, f"across {len(parts)} scenes"
+    if n_seeds >= 2:
+        cells = _cells(scenes, replicates, differences, list(grouped), seeds)
+        if cells is not None:
+            low_t, high_t, p_t = (float(v) for v in seed_level(cells, cfg.confidence))
+            if not math.isnan(p_t):
+                low, high, p = low_t, high_t, max(p, p_t)
+            test, unit = SIGN_FLIP_SEEDS, f"across {len(parts)} scenes x {n_seeds} training seeds"
     return Estimate(
         delta, low, high, len(parts), n_frames, n_views, p_value=p,
-        min_p=sign_flip_min_p(len(parts), cfg.n_resamples), test=SIGN_FLIP,
-        unit=f"across {len(parts)} scenes", n_units=len(parts), for_scenes=True,
+        min_p=sign_flip_min_p(len(parts), cfg.n_resamples), test=test,
+        unit=unit, n_units=len(parts), for_scenes=True, n_seeds=n_seeds,
     )  # fmt: skip
+
+
+def _cells(scenes, replicates, differences, scene_names, seeds) -> np.ndarray | None:
+    """The scenes x seeds table of cell means (mean of the cell's finite differences, summed in sorted order);
+    None when a cell is empty (a scene lacks a seed: the layout is not crossed)."""
+    scenes, replicates, differences = _as_arrays(scenes, replicates, differences)
+    differences = differences.astype(np.float64)
+    finite = np.isfinite(differences)
+    scenes, replicates, differences = scenes.astype(str)[finite], replicates.astype(str)[finite], differences[finite]
+    cells = np.full((len(scene_names), len(seeds)), np.nan)
+    for i, scene in enumerate(scene_names):
+        mine = scenes == scene
+        for j, seed in enumerate(seeds):
+            values = differences[mine & (replicates == seed)]
+            if len(values):
+                cells[i, j] = np.sort(values).mean()
+    return None if np.isnan(cells).any() else cells
 
 
 def verdict(
@@ -360,6 +477,8 @@ def verdict(
         return TOO_FEW_SCENES  # one scene, or too few for the sign-flip test to reach alpha after Holm
     if estimate.n_units < 2:
         return TOO_FEW_FRAMES  # one batch: no within-scene variation to test against
+    if estimate.n_seeds == 1:
+        return TOO_FEW_SEEDS  # one trained model: its seed's luck is not measured (module doc)
     p = estimate.p_value if p_value is None else p_value
     if p < alpha and estimate.delta != 0:
         return IMPROVED if (estimate.delta > 0) == higher_is_better else WORSE

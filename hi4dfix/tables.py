@@ -34,8 +34,10 @@
       the metric's good or bad side (PSNR and SSIM up is good, LPIPS down); ``equivalent`` where the interval
       lies inside ``±stats.min_effect`` (the primary metric only); ``too few scenes`` on a mean row whose
       scenes cannot reach the level (one scene, or ``2 / 2^S`` times the family size not below alpha: the note
-      says how many scenes would); ``too few frames`` on a one-frame scene row; else ``inconclusive``; empty
-      where the metric was not computed
+      says how many scenes would); ``too few seeds`` on a comparison with an arm that trains in the study
+      (tuned, control) resting on one training seed (:mod:`hi4dfix.stats`: a trained model's luck is
+      common to every scene, so no test over scenes sees it); ``too few frames`` on a one-frame scene row;
+      else ``inconclusive``; empty where the metric was not computed
   ``note``
       what is missing or weak: metric not computed and why, scenes left out of the mean, a single frame,
       frames too few to measure their autocorrelation, too few scenes for a verdict
@@ -43,15 +45,17 @@
       what the interval and test treat as independent: ``across 4 scenes``, ``within hi4d_pair02_dance only
       (5 batches of ~22 frames)``
   ``test``
-      ``sign-flip`` (exact over the scene means) or ``t on batch means`` (within one scene)
+      ``sign-flip`` (exact over the scene means) or ``t on batch means`` (within one scene); with training
+      seeds ``sign-flip and t over scenes x seeds`` or ``t on batch means and across seeds``
   ``p_value``, ``p_holm``
       the test's two-sided p-value of no difference (never 0), and Holm's adjustment across the comparisons
       of the row's group (one scene, or the mean row, of one metric): the family the verdict is made in
 
-  With several training seeds (``tuning.seeds``: per-view rows with a ``seed`` column) every estimate takes
-  the seed level (:func:`hi4dfix.stats.mean_estimate`'s ``replicates``: seed-averaged scene means, the scene
-  the unit) and the table gains ``seeds`` (the seeds the comparison rests on: each seed of a trained arm is
-  paired with the same seed of the other, or with the one run of raw or base) and ``seed_sd`` (the standard
+  With several training seeds (``tuning.seeds``: per-view rows with a ``seed`` column) every estimate of a
+  comparison with a trained arm takes the seed level (:func:`hi4dfix.stats.mean_estimate`'s ``replicates``:
+  the scenes x seeds table, scenes and seeds both units) and the table gains ``seeds`` (the seeds the
+  comparison rests on: each seed of a trained arm is paired with the same seed of the other, or with the
+  one run of raw or base) and ``seed_sd`` (the standard
   deviation across seeds of the row's difference: of the scene's per-seed means, or for the ``mean`` row of
   each seed's mean over scenes; NaN with one seed).
 
@@ -102,6 +106,7 @@ from hi4dfix.stats import (
 )
 
 MEAN = "mean"
+TRAINED_ARMS = ("tuned", CONTROL)  # the arms trained in the study: one run per training seed
 SEED = "seed"  # a per-view row's training seed (arms that train, several tuning.seeds); NaN for raw and base
 SEED_COLUMNS = ("seeds", "seed_sd")  # a delta table's seed spread (several seeds only)
 KEY_COLUMNS = ("frame", "cam")
@@ -381,11 +386,22 @@ def _not_computed_note(metric: str, values: pd.DataFrame, views: pd.DataFrame) -
     return note
 
 
+def trains(b: str, a: str) -> bool:
+    """Whether the comparison of ``b`` against ``a`` has an arm trained in the study (its seeds are units)."""
+    return b in TRAINED_ARMS or a in TRAINED_ARMS
+
+
+TOO_FEW_SEEDS_NOTE = (
+    "1 training seed: the trained model's luck, common to every scene, is not measured; tuning.seeds with 2 or "
+    "more seeds allows a verdict (hi4dfix power says how many)"
+)
+
+
 def _scene_note(metric: str, b: str, a: str, values: pd.DataFrame, views: pd.DataFrame, est: Estimate) -> str:
     """Why a scene's comparison is missing or weak; ``values`` holds the scene's views by arm."""
     if values[a].isna().all() or values[b].isna().all():
         return _not_computed_note(metric, values, views)
-    notes = []
+    notes = [TOO_FEW_SEEDS_NOTE] if est.n_seeds == 1 else []
     one_sided = int((values[a].isna() != values[b].isna()).sum())
     if one_sided:
         notes.append(f"{one_sided} views measured in only one arm left out")
@@ -417,6 +433,8 @@ def _mean_note(metric: str, est: Estimate, wide: pd.DataFrame, views: pd.DataFra
         notes.append("one scene: within-scene evidence only, no claim about unseen scenes")
     if est.n_scenes == 1 or family * est.min_p >= cfg.alpha:
         notes.append(too_few_scenes_note(est.n_scenes, family, cfg.alpha, cfg.n_resamples))
+    if est.n_seeds == 1:
+        notes.append(TOO_FEW_SEEDS_NOTE)
     return "; ".join(notes)
 
 
@@ -495,7 +513,7 @@ def delta_table(
             scene_views = views[views["scene"] == scene]
             group, estimates = [], []
             for b, a in comparisons:
-                est = scene_estimate(frames, (values[b] - values[a]).to_numpy(), bootstrap, scene)
+                est = scene_estimate(frames, (values[b] - values[a]).to_numpy(), bootstrap, scene, trained=trains(b, a))
                 note = _scene_note(metric, b, a, values, scene_views, est)
                 group.append(_delta_row(scene, metric, b, a, arms, scene_means.loc[scene], est, note))
                 estimates.append(est)
@@ -507,7 +525,8 @@ def delta_table(
         scene_of = wide.index.get_level_values("scene").to_numpy()
         frame_of = wide.index.get_level_values("frame").to_numpy()
         estimates = [
-            mean_estimate(scene_of, frame_of, (wide[b] - wide[a]).to_numpy(), bootstrap) for b, a in comparisons
+            mean_estimate(scene_of, frame_of, (wide[b] - wide[a]).to_numpy(), bootstrap, trained=trains(b, a))
+            for b, a in comparisons
         ]
         family = max(sum(est.measured for est in estimates), 1)
         group = [
@@ -580,7 +599,7 @@ def _seeded_delta_table(
             for b, a in comparisons:
                 mine = pairs[b, a][pairs[b, a]["scene"] == scene]
                 est = scene_estimate(
-                    mine["frame"].to_numpy(), mine["diff"].to_numpy(), bootstrap, scene, _replicates(mine)
+                    mine["frame"].to_numpy(), mine["diff"].to_numpy(), bootstrap, scene, _replicates(mine), trains(b, a)
                 )
                 note = _scene_note(metric, b, a, wide.loc[scene], views[views["scene"] == scene], est)
                 row = _delta_row(scene, metric, b, a, arms, scene_means.loc[scene], est, note)
@@ -592,8 +611,15 @@ def _seeded_delta_table(
             arm: float(scene_means[arm].mean()) if scene_means[arm].notna().any() else math.nan for arm in arms
         }
         estimates = [
-            mean_estimate(p["scene"].to_numpy(), p["frame"].to_numpy(), p["diff"].to_numpy(), bootstrap, _replicates(p))
-            for p in pairs.values()
+            mean_estimate(
+                p["scene"].to_numpy(),
+                p["frame"].to_numpy(),
+                p["diff"].to_numpy(),
+                bootstrap,
+                _replicates(p),
+                trains(b, a),
+            )
+            for (b, a), p in pairs.items()
         ]
         family = max(sum(est.measured for est in estimates), 1)
         group = [
@@ -756,7 +782,7 @@ def _seed_line(mean_rows: pd.DataFrame, digits: int) -> str:
         f"{r['comparison'].replace('_vs_', ' − ')}: {int(r['seeds'])} seeds, SD {_format_cell(r['seed_sd'], digits)}"
         for _, r in mean_rows.iterrows()
     ]
-    return "Across training seeds (SD of each seed's mean over scenes; the tests use seed-averaged scene means): " + (
+    return "Across training seeds (SD of each seed's mean over scenes; the tests take scenes and seeds as units): " + (
         "; ".join(parts) + "."
     )
 
@@ -774,7 +800,8 @@ def delta_markdown(table: pd.DataFrame, bootstrap: BootstrapConfig, title: str =
         "comparisons of a row): improved or worse where the test's p < "
         f"{bootstrap.alpha:g} on the metric's good or bad side; equivalent where the interval lies inside "
         f"±{bootstrap.min_effect:g} ({bootstrap.primary} only); too few scenes where the scenes cannot reach that "
-        "level; else inconclusive. A scene row is evidence within that scene only; the mean row speaks for "
+        "level; too few seeds where an arm trained in the study rests on one training seed; else inconclusive. "
+        "A scene row is evidence within that scene only; the mean row speaks for "
         f"scenes. Intervals: {bootstrap.describe()}.",
         "",
     ]

@@ -48,8 +48,9 @@ def test_holm_verdict_needs_reachable_scenes():
     assert holm_verdict("", math.nan, "", math.nan, 3, 0.05) == ""
 
 
-def write_tuned(tmp_path, version, psnr, scenes=SCENES, frames=(0, 1)):
-    """Per-scene tuned CSVs: the given frames x 2 cams per scene, PSNR given per (scene, frame, cam)."""
+def write_tuned(tmp_path, version, psnr, scenes=SCENES, frames=(0, 1), seed=None):
+    """Per-scene tuned CSVs: the given frames x 2 cams per scene, PSNR given per (scene, frame, cam); ``seed``:
+    a further training seed's run (its own folder)."""
     paths = []
     for scene in scenes:
         rows = [
@@ -58,15 +59,16 @@ def write_tuned(tmp_path, version, psnr, scenes=SCENES, frames=(0, 1)):
              **dict.fromkeys(METRIC_COLUMNS[6:], np.nan)}
             for f in frames for c in (4, 5)
         ]  # fmt: skip
-        path = tmp_path / version / "nvs" / "tuned" / f"{scene}.csv"
+        path = tmp_path / version / "nvs" / "tuned" / (f"seed{seed}" if seed is not None else "") / f"{scene}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_csv(path, per_scene_table(rows))
         paths.append(str(path))
     return paths
 
 
-def write_eval(tmp_path, version, psnr, frames=(0, 1, 2), cams=(4, 5), scenes=(INTERNAL_SCENE,), ssim=None):
-    """An internal evaluation table (eval.csv): raw and tuned arms, PSNR given per (scene, frame, cam)."""
+def write_eval(tmp_path, version, psnr, frames=(0, 1, 2), cams=(4, 5), scenes=(INTERNAL_SCENE,), ssim=None, seed=None):
+    """An internal evaluation table (eval.csv): raw and tuned arms, PSNR given per (scene, frame, cam); ``seed``:
+    a further training seed's (its own folder)."""
     ssim = ssim or (lambda s, f, c: 0.5)
     rows = [
         {"arm": arm, "id": f"{s}/{c}/{f}", "frame": f, "cam": c,
@@ -75,7 +77,7 @@ def write_eval(tmp_path, version, psnr, frames=(0, 1, 2), cams=(4, 5), scenes=(I
              **dict.fromkeys(METRIC_COLUMNS[6:], np.nan)}
         for arm in ("raw", "tuned") for s in scenes for f in frames for c in cams
     ]  # fmt: skip
-    path = tmp_path / version / "difix" / "eval.csv"
+    path = tmp_path / version / "difix" / (f"seed{seed}" if seed is not None else "") / "eval.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
     return str(path)
@@ -138,8 +140,9 @@ def test_one_internal_scene_ends_in_no_decision_naming_the_scenes_needed(tmp_pat
     internal = table[(table.split == "internal") & (table.metric == "psnr")].set_index(["variant", "scene"])
     expected = 2.0 + np.mean([0.0, 0.05, 0.02]) * 4.5 / 5
     assert internal.loc[("g.small", "mean"), "delta"] == pytest.approx(expected)
-    # within the one internal scene the gain is clear; about scenes, nothing can be said
-    assert internal.loc[("g.small", INTERNAL_SCENE), "verdict"] == "improved"
+    # within the one internal scene the gain is clear but rests on one training seed; about scenes, nothing
+    assert internal.loc[("g.small", INTERNAL_SCENE), "verdict"] == "too few seeds"
+    assert internal.loc[("g.small", INTERNAL_SCENE), "p_value"] < 0.05
     assert internal.loc[("g.small", "mean"), "verdict_holm"] == "too few scenes"
     assert internal.loc[("g.small", "mean"), "unit"] == f"within {INTERNAL_SCENE} only"
     md = compare_markdown(table, cfg, references=["g.base"])
@@ -150,29 +153,49 @@ def test_one_internal_scene_ends_in_no_decision_naming_the_scenes_needed(tmp_pat
     assert "g.base has the parent's own settings, so it is v0 itself" in text
     assert (
         "**Decision:** 1 internal scene: no decision about unseen scenes; 7 scenes from other pairs would allow "
-        "one at alpha 0.05 after Holm over 3 variants. Keep v0's settings." in text
+        "one at alpha 0.05 after Holm over 3 variants; 1 training seed per version: a trained model's luck, "
+        "common to every scene and the size of the effects, is not measured; tuning.seeds with 2 or more seeds "
+        "(hi4dfix power says how many) would allow one. Keep v0's settings." in text
     )
     assert "adopt" not in text.lower().replace("worth adopting", "")
     assert decision(table, cfg)[0] is None
     assert "<ol><li>" in decision_html(table, cfg, references=["g.base"])
 
 
-def many_scene_grid(tmp_path, internal_gains, ssim_harm=None, n_scenes=9):
-    """A grid on an internal split of ``n_scenes`` scenes; the variant's gain varies by scene (no ties)."""
+SEED_SHIFTS = {1: 0.02, 2: -0.015}  # the further training seeds' runs: a small luck of their own
+
+
+def many_scene_grid(tmp_path, internal_gains, ssim_harm=None, n_scenes=9, seeds=(0, 1, 2)):
+    """A grid on an internal split of ``n_scenes`` scenes; the variant's gain varies by scene (no ties); every
+    version trains ``seeds`` (the first the seedless files), each further seed a little off the first."""
     scenes = [f"hi4d_pair{5 + i:02d}_x" for i in range(n_scenes)]
-    parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0 + f)
-    parent_eval = write_eval(tmp_path, "v0", lambda s, f, c: 21.0 + f + 0.01 * c, scenes=scenes)
+
+    def runs(version, psnr_eval, psnr_tuned, ssim=None):
+        tuned, evals = [], []
+        for seed in seeds:
+            luck = SEED_SHIFTS.get(seed, 0.0)
+            tag = None if seed == seeds[0] else seed
+            tuned.append(write_tuned(tmp_path, version, lambda s, f, c: psnr_tuned(s, f, c) + luck, seed=tag))
+            evals.append(write_eval(tmp_path, version, lambda s, f, c: psnr_eval(s, f, c) + luck, scenes=scenes,
+                                    ssim=ssim, seed=tag))  # fmt: skip
+        return tuned, evals
+
+    parent, parent_evals = runs("v0", lambda s, f, c: 21.0 + f + 0.01 * c, lambda s, f, c: 20.0 + f)
     variants = []
     for name, gain in internal_gains.items():
         harm = (ssim_harm or {}).get(name, 0.0)
-        evals = write_eval(
-            tmp_path, name,
+        paths, evals = runs(
+            name,
             lambda s, f, c, g=gain: 21.0 + f + 0.01 * c + g * (1 + 0.1 * scenes.index(s)) + 0.03 * f * (c - 4),
-            scenes=scenes, ssim=lambda s, f, c, h=harm: 0.5 - h * (1 + 0.1 * scenes.index(s)),
-        )  # fmt: skip
-        paths = write_tuned(tmp_path, name, lambda s, f, c: 20.0 + f)
-        variants.append(VariantTables(name, name, paths, eval_csv=evals))
-    return compare_table("g", "v0", parent, variants, list(SCENES), parent_eval_csv=parent_eval, bootstrap=CFG)
+            lambda s, f, c: 20.0 + f,
+            ssim=lambda s, f, c, h=harm: 0.5 - h * (1 + 0.1 * scenes.index(s)),
+        )
+        variants.append(VariantTables(name, name, paths[0], eval_csv=evals[0], seed_csvs=paths[1:],
+                                      seed_eval_csvs=evals[1:]))  # fmt: skip
+    return compare_table(
+        "g", "v0", parent[0], variants, list(SCENES), parent_eval_csv=parent_evals[0], bootstrap=CFG,
+        parent_seed_csvs=parent[1:], parent_seed_eval_csvs=parent_evals[1:],
+    )  # fmt: skip
 
 
 def test_enough_scenes_adopt_a_clear_gain_and_the_harm_check_is_unadjusted(tmp_path):
@@ -188,6 +211,33 @@ def test_enough_scenes_adopt_a_clear_gain_and_the_harm_check_is_unadjusted(tmp_p
     small = many_scene_grid(tmp_path / "s", {"g.a": 0.1, "g.b": 0.0})
     chosen, why = decision(small, cfg)
     assert chosen is None and "improved by less than stats.min_effect: g.a" in why
+    # the same clear gain resting on one training seed per version: no decision, saying why
+    one = many_scene_grid(tmp_path / "one", {"g.a": 1.0, "g.b": 0.0}, seeds=(0,))
+    chosen, why = decision(one, cfg)
+    assert chosen is None and "1 training seed per version" in why and "scenes" not in why.split(";")[0][:3]
+    means = one[(one.scene == "mean") & (one.split == "internal") & (one.metric == "psnr")].set_index("variant")
+    assert means.loc["g.a", "verdict_holm"] == "too few seeds" and means.loc["g.a", "p_holm"] < 0.05
+
+
+def test_seeds_are_paired_seed_with_seed_and_enter_the_test(tmp_path):
+    table = many_scene_grid(tmp_path, {"g.a": 1.0})
+    mean = table[(table.scene == "mean") & (table.split == "internal") & (table.metric == "psnr")].iloc[0]
+    assert (
+        mean["unit"] == "across 9 scenes x 3 training seeds" and mean["test"] == "sign-flip and t over scenes x seeds"
+    )
+    assert mean["n_views"] == 3 * 9 * 3 * 2  # seeds x scenes x frames x cams
+    # the parent's and the variant's seed 1 carry the same luck: paired seed with seed, it cancels
+    assert mean["delta"] == pytest.approx(np.mean([1.0 * (1 + 0.1 * i) for i in range(9)]) + 0.03 * 1 * 0.5)
+    with pytest.raises(ValueError, match=r"variant g.b has 1 training seed\(s\) and parent v0 3"):
+        scenes = [f"hi4d_pair{5 + i:02d}_x" for i in range(9)]
+        parent = write_tuned(tmp_path / "x", "v0", lambda s, f, c: 20.0)
+        seeds = [write_tuned(tmp_path / "x", "v0", lambda s, f, c: 20.0, seed=n) for n in (1, 2)]
+        evals = write_eval(tmp_path / "x", "g.b", lambda s, f, c: 21.0, scenes=scenes)
+        compare_table(
+            "g", "v0", parent, [VariantTables("g.b", "b", write_tuned(tmp_path / "x", "g.b", lambda s, f, c: 20.0),
+                                              eval_csv=evals)],
+            list(SCENES), bootstrap=CFG, parent_seed_csvs=seeds,
+        )  # fmt: skip
 
 
 def test_a_metric_measured_in_no_version_is_one_line_and_leaves_the_chart_and_decision(tmp_path):
@@ -215,7 +265,14 @@ def test_compare_without_internal_tables_never_adopts_from_the_reserved_scenes(t
     scenes = [f"hi4d_pair{15 + i}_x" for i in range(9)]
     parent = write_tuned(tmp_path, "v0", lambda s, f, c: 20.0 + f, scenes=scenes)
     big = write_tuned(tmp_path, "g.big", lambda s, f, c: 23.0 + f + 0.1 * scenes.index(s) + 0.01 * c * f, scenes=scenes)
-    table = compare_table("g", "v0", parent, [VariantTables("g.big", "x", big)], scenes, bootstrap=CFG)
+    parent_seeds = [write_tuned(tmp_path, "v0", lambda s, f, c, n=n: 20.0 + f + 0.01 * n, scenes=scenes, seed=n)
+                    for n in (1, 2)]  # fmt: skip
+    big_seeds = [write_tuned(tmp_path, "g.big", lambda s, f, c, n=n: 23.0 + f + 0.1 * scenes.index(s) + 0.01 * c * f
+                             - 0.02 * n, scenes=scenes, seed=n) for n in (1, 2)]  # fmt: skip
+    table = compare_table(
+        "g", "v0", parent, [VariantTables("g.big", "x", big, seed_csvs=big_seeds)], scenes, bootstrap=CFG,
+        parent_seed_csvs=parent_seeds,
+    )  # fmt: skip
     assert set(table["split"]) == {"reserved"}
     means = table[(table.scene == "mean") & (table.metric == "psnr")]
     assert means["verdict_holm"].tolist() == ["improved"]  # the reserved scenes measure it...

@@ -303,6 +303,21 @@ def test_grid_variants_share_control_runs_seed_by_seed():
     assert seeded.nvs_model(memo, "tuned", 1) == f"results/{memo}/difix/seed1/model.pkl"
 
 
+def test_grid_comparisons_read_every_versions_further_seeds(grid_plan):
+    # compare_grid pairs seed with seed: each version's further seeds' tuned CSVs and internal evaluations
+    seeded = _seeded_plan([0, 1], grid=True)
+    grid = next(iter(seeded.grids))
+    tables, evals = seeded.grid_seed_tables(grid), seeded.grid_seed_evals(grid)
+    assert set(tables) == set(evals) == set(seeded.grid_tuned_csvs(grid))
+    parent = seeded.grids[grid].parent
+    scenes = seeded.grid_scenes(grid)
+    assert tables[parent] == [[f"results/{parent}/nvs/tuned/seed1/{scene}.csv" for scene in scenes]]
+    assert evals[parent] == [f"results/{parent}/difix/seed1/eval.csv"]
+    # one seed: nothing further
+    assert all(runs == [] for runs in grid_plan.grid_seed_tables(grid).values())
+    assert all(paths == [] for paths in grid_plan.grid_seed_evals(grid).values())
+
+
 def test_seeds_must_start_with_tuning_seed():
     with pytest.raises(plan.PlanError, match=r"versions.v0.tuning.seeds is \[1, 2\].*versions.v0.tuning.seed \(0\)"):
         _seeded_plan([1, 2])

@@ -263,6 +263,7 @@ def test_metric_charts_show_paired_differences_with_intervals_and_verdicts():
         "inconclusive (test does not reach alpha)",
         "too few scenes (no test can reach alpha)",
         "too few frames (no test can reach alpha)",
+        "too few seeds (one training seed: its luck unmeasured)",
     ]
 
 

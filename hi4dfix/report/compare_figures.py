@@ -12,7 +12,16 @@ import numpy as np
 import pandas as pd
 
 from hi4dfix.compare import INTERNAL, RESERVED, decision_lines, metric_measured, ranking, ranking_split
-from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, NO_VERDICT, TOO_FEW_SCENES, WORSE, BootstrapConfig
+from hi4dfix.stats import (
+    EQUIVALENT,
+    IMPROVED,
+    INCONCLUSIVE,
+    NO_VERDICT,
+    TOO_FEW_SCENES,
+    TOO_FEW_SEEDS,
+    WORSE,
+    BootstrapConfig,
+)
 from hi4dfix.tables import MEAN, metric_title
 
 VERDICT_COLORS = {
@@ -21,6 +30,7 @@ VERDICT_COLORS = {
     EQUIVALENT: "#1565c0",
     INCONCLUSIVE: "#757575",
     TOO_FEW_SCENES: "#bdbdbd",
+    TOO_FEW_SEEDS: "#bdbdbd",
     NO_VERDICT: "#555555",
 }
 

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 from hi4dfix.arms import ARMS, COMPARISONS, CONTROL_COMPARISONS, arm_comparisons
 from hi4dfix.metrics import PERSON_SUFFIX, higher_is_better, metric_title
 from hi4dfix.report.plotting import MAX_SIZE_PX, new_figure, save_png
-from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TOO_FEW_SCENES, WORSE
+from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TOO_FEW_SCENES, TOO_FEW_SEEDS, WORSE
 from hi4dfix.tables import MEAN, comparison_name, table_arms
 
 # Bars of one scene, left to right; raw (no DiFix) is context, base vs tuned is the study's comparison;
@@ -58,6 +58,7 @@ VERDICT_COLORS = {
     INCONCLUSIVE: "#757575",
     TOO_FEW_SCENES: "#bdbdbd",  # hi4dfix.stats: no test could reach a verdict
     TOO_FEW_FRAMES: "#bdbdbd",
+    TOO_FEW_SEEDS: "#bdbdbd",
 }
 NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
@@ -182,12 +183,29 @@ def _draw_difference_panel(ax, rows: pd.DataFrame, metric: str, names: list[str]
             if pd.isna(delta):
                 continue
             color = VERDICT_COLORS.get(row[f"verdict@{name}"], NO_VERDICT_COLOR)
-            ax.errorbar([xi], [delta], yerr=[[delta - low], [high - delta]], fmt=marker, color=color,
-                        markersize=4.5, elinewidth=1.4, capsize=2.5, gid=f"{row['scene']}@{name}")
+            ax.errorbar(
+                [xi],
+                [delta],
+                yerr=[[delta - low], [high - delta]],
+                fmt=marker,
+                color=color,
+                markersize=4.5,
+                elinewidth=1.4,
+                capsize=2.5,
+                gid=f"{row['scene']}@{name}",
+            )
             seed_sd = row.get(f"seed_sd@{name}", np.nan)
             if pd.notna(seed_sd):  # ± the SD across training seeds, thin and grey beside the interval
-                ax.errorbar([xi + 0.06], [delta], yerr=[[seed_sd], [seed_sd]], fmt="none", color="#777777",
-                            elinewidth=0.8, capsize=1.5, gid=f"{row['scene']}@{name}@seeds")
+                ax.errorbar(
+                    [xi + 0.06],
+                    [delta],
+                    yerr=[[seed_sd], [seed_sd]],
+                    fmt="none",
+                    color="#777777",
+                    elinewidth=0.8,
+                    capsize=1.5,
+                    gid=f"{row['scene']}@{name}@seeds",
+                )
     ax.set_ylabel(f"paired difference b − a ({'↑' if higher_is_better(metric) else '↓'} better)", fontsize=9)
 
 
@@ -199,6 +217,7 @@ VERDICT_LABELS = {
     INCONCLUSIVE: "inconclusive (test does not reach alpha)",
     TOO_FEW_SCENES: "too few scenes (no test can reach alpha)",
     TOO_FEW_FRAMES: "too few frames (no test can reach alpha)",
+    TOO_FEW_SEEDS: "too few seeds (one training seed: its luck unmeasured)",
 }
 
 
@@ -317,8 +336,9 @@ def metric_bars(
         fontsize=10.5,
     )
     if empty:  # one line each instead of an empty box
-        figure.supxlabel("\n".join(_not_computed_line(rows, metric) for metric, rows in empty), fontsize=9,
-                         color="#555555")
+        figure.supxlabel(
+            "\n".join(_not_computed_line(rows, metric) for metric, rows in empty), fontsize=9, color="#555555"
+        )
     return figure
 
 
@@ -361,8 +381,16 @@ def _draw_loss_panel(ax, log: pd.DataFrame, cfg: LossCurveConfig, color: str, ti
     steps = log["step"].to_numpy()
     loss = log["loss"].to_numpy(dtype=float)
     window = max(1, int(round(cfg.smooth_fraction * len(loss))))
-    ax.plot(steps, loss, color=color, alpha=0.35 if window > 1 else 1.0, linewidth=1.0,
-            marker="o" if len(loss) <= 20 else None, markersize=3, label="total loss")
+    ax.plot(
+        steps,
+        loss,
+        color=color,
+        alpha=0.35 if window > 1 else 1.0,
+        linewidth=1.0,
+        marker="o" if len(loss) <= 20 else None,
+        markersize=3,
+        label="total loss",
+    )
     if window > 1:
         ax.plot(steps, smoothed(loss, window), color=color, linewidth=2.0, label=f"total, mean of {window} steps")
     for (term, label), term_color in zip(LOSS_TERMS.items(), ("#4c78a8", "#54a24b", "#b279a2")):
@@ -406,9 +434,17 @@ def loss_curve(
         for line in ax.get_lines():
             if line.get_label() not in labels and not line.get_label().startswith("_"):
                 gray = line.get_color() in (TUNED_LOSS_COLOR, CONTROL_LOSS_COLOR)
-                handles.append(Line2D([], [], color="#555555" if gray else line.get_color(),
-                                      alpha=line.get_alpha(), linewidth=line.get_linewidth(),
-                                      linestyle=line.get_linestyle(), label=line.get_label()))
+                handles.append(
+                    Line2D(
+                        [],
+                        [],
+                        color="#555555" if gray else line.get_color(),
+                        alpha=line.get_alpha(),
+                        linewidth=line.get_linewidth(),
+                        linestyle=line.get_linestyle(),
+                        label=line.get_label(),
+                    )
+                )
                 labels.append(line.get_label())
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(labels), 4), fontsize=8, frameon=False)
     note = " (separate axes: different training data, losses not comparable)" if control is not None else ""

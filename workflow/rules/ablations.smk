@@ -14,6 +14,13 @@ rule compare_grid:
         internal=lambda wildcards: list(get_grid_eval_csvs(wildcards).values()),
         # what made each compared number (each version's provenance record), named in compare.csv
         provenance=lambda wildcards: list(get_grid_provenance(wildcards).values()),
+        # the further training seeds' runs (tuning.seeds): seeds are units of the comparison too
+        seed_tables=lambda wildcards: [
+            path for runs in PLAN.grid_seed_tables(wildcards.grid).values() for paths in runs for path in paths
+        ],
+        seed_internal=lambda wildcards: [
+            path for paths in PLAN.grid_seed_evals(wildcards.grid).values() for path in paths
+        ],
     output:
         csv=report(
             PATHS.compare("{grid}"),
@@ -43,6 +50,8 @@ rule compare_grid:
         scenes=lambda wildcards: PLAN.grid_scenes(wildcards.grid),
         tables=get_grid_tuned_csvs,
         internal=get_grid_eval_csvs,
+        seed_tables=lambda wildcards: PLAN.grid_seed_tables(wildcards.grid),
+        seed_internal=lambda wildcards: PLAN.grid_seed_evals(wildcards.grid),
         settings=lambda wildcards: {v.name: v.describe() for v in get_grid(wildcards).compared},
         references=lambda wildcards: [v.label for v in get_grid(wildcards).variants if v.same_as_parent],
         provenance=get_grid_provenance,
