@@ -431,7 +431,9 @@ def mean_estimate(
     test, unit = SIGN_FLIP, f"across {len(parts)} scenes"
     if n_seeds >= 2:
         cells = _cells(scenes, replicates, differences, list(grouped), seeds)
-        if cells is not None:
+        if cells is None:  # fewer than 2 scenes measured in every seed: the seeds' spread is not measured
+            n_seeds = 1
+        else:
             low_t, high_t, p_t = (float(v) for v in seed_level(cells, cfg.confidence))
             if not math.isnan(p_t):
                 low, high, p = low_t, high_t, max(p, p_t)
@@ -444,8 +446,8 @@ def mean_estimate(
 
 
 def _cells(scenes, replicates, differences, scene_names, seeds) -> np.ndarray | None:
-    """The scenes x seeds table of cell means (mean of the cell's finite differences, summed in sorted order);
-    None when a cell is empty (a scene lacks a seed: the layout is not crossed)."""
+    """The scenes x seeds table of cell means (mean of the cell's finite differences, summed in sorted order) of
+    the scenes measured in every seed; None when fewer than 2 are."""
     scenes, replicates, differences = _as_arrays(scenes, replicates, differences)
     differences = differences.astype(np.float64)
     finite = np.isfinite(differences)
@@ -457,7 +459,8 @@ def _cells(scenes, replicates, differences, scene_names, seeds) -> np.ndarray | 
             values = differences[mine & (replicates == seed)]
             if len(values):
                 cells[i, j] = np.sort(values).mean()
-    return None if np.isnan(cells).any() else cells
+    cells = cells[~np.isnan(cells).any(axis=1)]
+    return cells if len(cells) >= 2 else None
 
 
 def verdict(

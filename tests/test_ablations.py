@@ -135,6 +135,25 @@ def test_the_shipped_grids_have_the_memos_and_the_training_variants():
     assert lora["steps"] == 150  # the rest of the parent's tuning block stays
 
 
+def test_the_decision_overlay_gives_the_grids_a_parent_that_can_decide():
+    """config/decide.yaml (the memo's "more scenes" step): nine internal scenes, enough for the sign flip after
+    Holm over the memo's 11 variants, from pairs no variant trains on, and three training seeds per arm."""
+    from hi4dfix.stats import scenes_needed
+
+    config = with_grid(with_grid(default_config(), SHIPPED_GRIDS), REPO / "config" / "decide.yaml")
+    grids = expand_config(config, SCHEMA)
+    study = Study.from_config(config)
+    for name in config["versions"]:
+        study.check_version(name)  # the reserved-scene policy holds for every variant
+    parent = config["versions"]["v0_decide"]
+    assert grids["memo"].parent == grids["training"].parent == "v0_decide"
+    assert len(parent["difix_eval"]) == 9 >= scenes_needed(len(grids["memo"].compared), 0.05)
+    trained = {scene[:11] for name in config["versions"] for scene in config["versions"][name]["difix_train"]}
+    assert not trained & {scene[:11] for scene in parent["difix_eval"]}
+    variant = config["versions"]["memo.gt.mixed.train4"]
+    assert variant["difix_eval"] == parent["difix_eval"] and variant["tuning"]["seeds"] == [0, 1, 2]
+
+
 def test_a_dry_run_of_the_small_grid_shares_renders_triplets_and_arms(tmp_path):
     config = with_grid(small_config())
     result = run_snakemake(tmp_path, config, "-n")

@@ -336,6 +336,10 @@ def test_one_training_seed_gives_too_few_seeds_and_several_enter_the_test():
     within = scene_estimate(frames[mine], lucky[mine], cfg, "s00", replicates=seeds[mine], trained=True)
     assert within.n_seeds == 3 and verdict(within, True) == INCONCLUSIVE
     assert scene_estimate(frames[mine & first], diffs[mine & first], cfg, "s00", trained=True).n_seeds == 1
+    # the seeds compared on common scenes only: one scene measured in every seed is not enough
+    kept = (seeds == 0) | (scenes == "s00")  # the other scenes have the first seed only
+    lone = mean_estimate(scenes[kept], frames[kept], diffs[kept], cfg, replicates=seeds[kept], trained=True)
+    assert verdict(lone, True) == TOO_FEW_SEEDS
 
 
 def test_seed_level_rule_is_calibrated_at_12_scenes_and_3_seeds():
