@@ -3,10 +3,11 @@
 Snakemake's benchmark files give max RSS summed over a job's processes, which counts the pages that
 DataLoader and compile workers share once per process; PSS (``/proc/PID/smaps_rollup``) shares them
 out, so a job's summed PSS is what its cgroup holds (up to the page cache). Every ``--every`` seconds
-this walks /proc, gives each process under ``--root`` (default: the parent, study_run.sh's driver) the job of its nearest ancestor (or itself) that names a job's
-log (``results/logs/RULE/WILDCARDS.log``: in a shell rule's command line, or in the pickled preamble
-of a ``script:`` rule's ``.snakemake/scripts/tmp*.py``), sums Pss and Rss per job and keeps the
-largest sum. It rewrites ``OUT`` (a TSV: job key as in study.py's summary, peak PSS MiB, summed RSS
+this walks /proc, gives each process under ``--root`` (default: the parent, study_run.sh's driver)
+the job of its nearest ancestor (or itself) that names a job's log
+(``results/logs/RULE/WILDCARDS.log``: in a shell rule's command line, or in the pickled preamble of
+a ``script:`` rule's ``.snakemake/scripts/tmp*.py``), sums Pss and Rss per job and keeps the largest
+sum. It rewrites ``OUT`` (a TSV: job key as in study.py's summary, peak PSS MiB, summed RSS
 MiB at that sample, processes then, samples, first and last seen) after each sample.
 
     python bench/gpu/pss_sampler.py OUT.tsv [--every 2]   (ends on SIGTERM / SIGINT)

@@ -21,7 +21,9 @@
 #   --eval-samples N|null (48)  triplets.max_samples: caps the train AND the test triplets of each
 #                          version (evaluate_difix runs its 3 arms over the test split in one job,
 #                          after tuning); null: every view (140 test, 280 train at 20 frames)
-#   --gpu-jobs N (5)       Snakemake's gpu resource: jobs sharing the GPU at once
+#   --gpu-jobs N (5)       Snakemake's gpu resource: jobs sharing the GPU at once; at --long-side
+#                          1024 on an 80 GB card at most 2 (tuning 47.7 GiB + two DiFix evaluation
+#                          jobs ran out of memory, BENCHMARKS.md 2026-12-07)
 #   --tune-slots N (1)     tuning jobs (tune_difix, tune_control) at once: at long side 1024 one
 #                          takes ~48 GiB (eager), two would not fit beside the evaluation jobs
 #   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
@@ -302,7 +304,7 @@ collect() {
         find repo/results/benchmarks repo/results/logs repo/.snakemake/log -type f 2>/dev/null
         ls repo/results/versions.csv repo/results/*/deltas.* repo/results/*/triplets.json repo/results/*/difix/*.csv \
             repo/results/*/difix/work/*/*.csv repo/results/*/difix/work/*/summary.json repo/results/*/nvs/*/*.csv \
-            repo/results/renders/*/*/manifest.json repo/results/*/report/card.html repo/results/scenes/*/scene.json 2>/dev/null
+            repo/results/renders/*/*/manifest.json repo/results/renders/*/*.quality.csv repo/results/*/report/card.html repo/results/scenes/*/scene.json 2>/dev/null
     ) >"$RUN/collect.list"
     tar czf "$out/gpu_study_logs.tar.gz" -C "$RUN" -T "$RUN/collect.list"
     (cd "$RUN" && find repo/results/*/report -name '*.png' 2>/dev/null) >"$RUN/figures.list"
