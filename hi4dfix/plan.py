@@ -924,7 +924,9 @@ class Plan:
     def nvs_mem_mb(self, arm: str, scene: str, attempt: int) -> int:
         presets = [] if arm == "raw" else [self.arm_preset(arm)]
         scale = self.scene_size(scene).pixel_scale
-        return resources.evaluation_mem_mb(scale, self.evaluation_chunk(), presets, attempt)
+        return resources.evaluation_mem_mb(
+            scale, self.evaluation_chunk(), presets, attempt, gpu=bool(self.gpus), tuned=arm not in ("raw", "base")
+        )
 
     def nvs_runtime(self, name: str, arm: str, scene: str, attempt: int) -> int:
         version = self.version(name)
@@ -948,7 +950,9 @@ class Plan:
         version = self.version(name)
         scale = max(self.scene_size(scene).pixel_scale for scene in version.difix_eval)
         presets = [self.arm_preset(arm) for arm in self.arms if arm != "raw"]  # every arm but raw
-        return resources.evaluation_mem_mb(scale, self.evaluation_chunk(), presets, attempt)
+        return resources.evaluation_mem_mb(
+            scale, self.evaluation_chunk(), presets, attempt, gpu=bool(self.gpus), tuned=len(presets) > 1
+        )
 
     def difix_eval_runtime(self, name: str, attempt: int) -> int:
         version = self.version(name)

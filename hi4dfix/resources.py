@@ -28,13 +28,22 @@ EVAL_BASE_MB = 1000  # Python, torch, LPIPS's AlexNet before any view: 1009 MiB 
 # Memory per view held (chunk): image, reference, target, output, metric stacks and LPIPS's batch.
 # Measured: raw arm, chunk 8, 940x1280: 3931 MiB peak at 10 frames, 3950 at 100 -> (3950 - 1000) / 8.
 EVAL_MB_PER_VIEW = 370
-# A DiFix model in host memory while it runs: tiny (on CPU) measured, its arm's peak is 325 MiB
-# above the raw arm's; sd-turbo (weights on the GPU): CUDA's host side, an estimate.
+# The same on a GPU machine (LPIPS on the GPU): the job's summed PSS, 4 raw-arm evaluate_nvs jobs at
+# 940x1280, chunk 8, 1870-2167 MiB (BENCHMARKS.md, "Full-size study at Difix's scale", 2026-12-07):
+# (2272 MB - 1000) / 8 = 159 per view; 150 keeps the request (3300 MB) within 1.5x of that peak.
+EVAL_MB_PER_VIEW_GPU = 150
+# A DiFix model in host memory while it runs (one model at a time: an evaluation job loads its
+# models one after the other): tiny (on CPU) measured, its arm's peak is 325 MiB above the raw
+# arm's; sd-turbo (weights on the GPU): CUDA's host side, fitted below.
 DIFIX_HOST_MB = {"tiny": 400, "sd-turbo": 1500}
-# While a model loads, before any view is read: sd-turbo's fp32 weights (UNet 3.46 GB, text encoder
-# 1.36 GB, VAE 0.33 GB) plus the pkl read alongside (3.47 GB, BENCHMARKS.md "DiFix sd-turbo model
-# on disk"), until they move to the GPU: an estimate from those sizes.
-DIFIX_LOAD_MB = {"tiny": 300, "sd-turbo": 9000}
+# While a model loads, before any view is read. sd-turbo, measured by PSS on one H100 (same
+# section): base-arm evaluate_nvs jobs 3187-4678 MiB (4678: the job that compiled, its compile
+# workers counted), tuned and control arms 6674-7651 MiB, evaluate_difix (base, tuned, control one
+# after the other) 7524 MiB. The base folder's load and the tuned pkl read on top of it (3.47 GB on
+# disk, BENCHMARKS.md "DiFix sd-turbo model on disk"): 1000 + 1500 + 2300 = 4800 MB (base arm, request
+# 7200 = 1.47x its peak), + 3000 = 7800 MB (tuned, control, evaluate_difix: 11,700 = 1.46x / 1.48x).
+DIFIX_LOAD_MB = {"tiny": 300, "sd-turbo": 2300}
+DIFIX_PKL_MB = {"tiny": 0, "sd-turbo": 3000}
 # Time per view for reading, saving and the metrics (PSNR, SSIM, LPIPS on CPU), 1 thread,
 # 940x1280, raw arm: 3.07 s over 700 views, 9.1 s over 70 views while another benchmark ran, on a
 # shared 2-core machine; 4.0 taken.
@@ -52,6 +61,15 @@ DIFIX_S_PER_VIEW = {"tiny": 27.0, "sd-turbo": 0.32}
 DIFIX_START_S = {"tiny": 10, "sd-turbo": 600}
 JOB_START_MIN = 5  # interpreter, imports, Slurm's start: estimate
 PROGRESSIVE_ROUNDS = 15  # hi4dfix.difix3d_plus.ProgressiveConfig.rounds' default (nvs.mode difix3d+)
+
+# --- the GPU rules' fixed host memory (mem_mb): the jobs' summed PSS peaks in the full-size study at
+# long side 1024 on one H100 (BENCHMARKS.md, "Full-size study at Difix's scale", 2026-12-07), each
+# request within [peak, 1.5 x peak] (PSS in MiB, requests in MB).
+RENDER_MEM_MB = 2000  # render_scene: 1256-1294 MiB over 7 jobs at 940x1280 (one frame at a time): 1.47x
+CONTROL_TRIPLETS_MEM_MB = 2400  # control_triplets: 1529 MiB (36 single-frame scenes): 1.50x
+# tune_difix: 8900 MiB (one process, 4 DataLoader workers, compiled, 1024x752): 1.49x; tune_control
+# 6894 MiB. Per process: the Slurm profile's 2-GPU tuning asks for its own (profiles/slurm).
+TUNE_MEM_MB = 13900
 
 # --- materialize: BENCHMARKS.md, "Materialize at 940x1280": 0.80-0.95 frames/s per core
 MATERIALIZE_S_PER_FRAME = 1.25  # 8 cameras, at Hi4D's source size
@@ -117,12 +135,23 @@ def _minutes(estimate_s: float, attempt: int) -> int:
     return int(math.ceil(estimate_s * SAFETY * attempt / 60.0)) + JOB_START_MIN
 
 
-def evaluation_mem_mb(scale: float, chunk_views: int, presets: Sequence[str], attempt: int = 1) -> int:
+def evaluation_mem_mb(
+    scale: float,
+    chunk_views: int,
+    presets: Sequence[str],
+    attempt: int = 1,
+    *,
+    gpu: bool = False,
+    tuned: bool = False,
+) -> int:
     """An evaluation job: its base and the DiFix models it runs (``presets``, loaded one after the
-    other), then the larger of one chunk of views at the image size and a model's loading."""
-    chunk = chunk_views * EVAL_MB_PER_VIEW * scale
-    loading = max((DIFIX_LOAD_MB[p] for p in presets), default=0)
-    return _mb(EVAL_BASE_MB + sum(DIFIX_HOST_MB[p] for p in presets) + max(chunk, loading), attempt)
+    other, so the largest counts), then the larger of one chunk of views at the image size and a
+    model's loading (``tuned``: a tuned model's pkl read on top of its base). ``gpu``: the job has
+    a GPU (LPIPS and the models there), whose per-view host cost was measured apart."""
+    chunk = chunk_views * (EVAL_MB_PER_VIEW_GPU if gpu else EVAL_MB_PER_VIEW) * scale
+    loading = max((DIFIX_LOAD_MB[p] + (DIFIX_PKL_MB[p] if tuned else 0) for p in presets), default=0)
+    host = max((DIFIX_HOST_MB[p] for p in presets), default=0)
+    return _mb(EVAL_BASE_MB + host + max(chunk, loading), attempt)
 
 
 def evaluation_runtime_min(views: int, scale: float, arms: Sequence[str | None], attempt: int = 1) -> int:

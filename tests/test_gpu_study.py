@@ -22,7 +22,7 @@ def overlay_args(**overrides) -> argparse.Namespace:
         base="/scratch/base", preset="sd-turbo", width=940, height=1280, frames=20, render_backend="gsplat",
         fit_steps=300, gaussians=13780, steps=300, tune_compile=True, mixed_precision="bf16",
         gram_warmup_steps=None, loader_workers=4, long_side=512, infer_compile="false", eval_samples=None,
-        data_only=False,
+        data_only=False, compile_cache_dir=None,
     )
     values.update(overrides)
     return argparse.Namespace(**values)
@@ -39,6 +39,12 @@ def test_overlay_sets_the_run_keys():
     assert config["versions"]["v0"]["triplets"] == {"max_samples": 48}
     assert config["data"]["synthetic"] == {"width": 940, "height": 1280, "num_frames": 20}
     assert config["materialize"]["max_frames"] == 20
+
+
+def test_overlay_names_a_shared_compile_cache(tmp_path):
+    """study_run.sh --cache-dir: a second run (fresh results) reads the first run's study cache."""
+    config = gpu_study.overlay_config(overlay_args(compile_cache_dir=str(tmp_path / "cache")))
+    assert config["difix"]["compile_cache_dir"] == str((tmp_path / "cache").resolve())
 
 
 def test_overlay_is_written(tmp_path):
@@ -102,14 +108,61 @@ def test_summary_joins_benchmarks_gpu_peaks_and_job_times(tmp_path):
         "    wildcards: seqdir=pair00/dance00\n"
         "[Sat Nov 28 08:00:00 2026]\nrule render_scene:\n    jobid: 7\n"
         "    wildcards: profile=imperfect, scene=hi4d_pair00_dance\n"
+        "    resources: tmpdir=/tmp, gpu=1, runtime=12, mem_mb=8000, mem=8 GB, mem_mib=7630\n"
         "[Sat Nov 28 08:01:30 2026]\nFinished jobid: 3 (Rule: synthesize_sequence)\n"
         "[Sat Nov 28 08:02:10 2026]\nFinished jobid: 7 (Rule: render_scene)\n"
     )
-    run.mkdir()
+    (run / "logs").mkdir(parents=True)
+    (run / "logs/host_memory.tsv").write_text(
+        "job\tpeak_pss_mib\trss_sum_at_peak_mib\tprocesses_at_peak\tsamples\tfirst_s\tlast_s\n"
+        "render_scene/imperfect/hi4d_pair00_dance\t1000\t1900\t3\t15\t10\t40\n"
+    )
     start = gpu_study.read_job_times(workdir)["render_scene/imperfect/hi4d_pair00_dance"]["start"]
     (run / "stages.tsv").write_text(f"snakemake_study\t{start - 10}\t{start + 200}\t0\n")
     text = gpu_study.write_summary(workdir, run).read_text()
-    assert "| render_scene | imperfect/hi4d_pair00_dance | 10 | 140 | 31.2 | 2048 | 40.0 | 1.50 / 2.25 |" in text
-    assert "| synthesize_sequence | pair00/dance00 | 10 | 100 | 90.0 | 400 | 89.0 | none |" in text
+    row = "| render_scene | imperfect/hi4d_pair00_dance | 10 | 140 | 31.2 | 2048 | 1000 | 8000 | 40.0 | 1.50 / 2.25 |"
+    assert row in text
+    assert "| synthesize_sequence | pair00/dance00 | 10 | 100 | 90.0 | 400 | - | - | 89.0 | none |" in text
+    # by rule: the request over the measured PSS peak (8000 MB / 1000 MiB = 7.63)
+    assert "| render_scene | 1 | 1000 | 2048 | 8000 | 7.63 | 1.50 | 2.25 |" in text
     assert "| snakemake_study | 0 | 210 | 210.0 | 0 |" in text
     assert "RANDOM stand-ins" in text
+
+
+def test_pss_sampler_sums_a_jobs_process_tree(tmp_path):
+    """pss_sampler.py: a process naming a job's log, and its child, count for that job; processes
+    outside --root's tree (another user's jobs) do not."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    spec = importlib.util.spec_from_file_location("pss_sampler", REPO / "bench" / "gpu" / "pss_sampler.py")
+    sampler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sampler)
+    script = tmp_path / ".snakemake" / "scripts" / "tmpab12.render_scene.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "# pickled preamble: b'\\x8c2results/logs/render_scene/imperfect/hi4d_pair00_dance.log\\x94'\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(20)'])\n"
+        "time.sleep(20)\n"
+    )
+    shell = subprocess.Popen(["sh", "-c", "sleep 20; true # results/logs/tune_difix/v0.log"])
+    job = subprocess.Popen([sys.executable, str(script)])
+    try:
+        time.sleep(1.5)
+        peaks: dict = {}
+        sampler.sample({}, peaks, time.time(), os.getpid())
+        assert set(peaks) == {"render_scene/imperfect/hi4d_pair00_dance", "tune_difix/v0"}
+        assert peaks["render_scene/imperfect/hi4d_pair00_dance"]["procs"] == 2
+        assert peaks["render_scene/imperfect/hi4d_pair00_dance"]["pss"] > 1000  # KiB: two interpreters
+        elsewhere: dict = {}
+        sampler.sample({}, elsewhere, time.time(), root=1 << 30)  # no such process: nothing under it
+        assert elsewhere == {}
+        sampler.write(tmp_path / "host.tsv", peaks, time.time())
+        assert (tmp_path / "host.tsv").read_text().startswith("job\tpeak_pss_mib")
+    finally:
+        for proc in (shell, job):
+            proc.kill()
+            proc.wait()

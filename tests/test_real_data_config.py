@@ -86,9 +86,10 @@ def test_hi4d_config_is_the_recipe_on_the_same_study():
     # the tuning run is Difix's recipe
     cfg = tuning_config(config).resolved(config["difix"]["preset"])
     assert {key: getattr(cfg, key) for key in RECIPE} == RECIPE
-    # the named departures (config/README.md): Difix's 400-pixel Gram crop of a 1024 long side scaled
-    # to the 512 long side, cross-view attention kept on; the embedded default keeps today's 400 and on
-    assert (cfg.gram_crop, cfg.mv_attention) == (200, True)
+    # Difix's 400-pixel Gram crop at its 1024 long side (issue 35: upstream's scale); the named
+    # departure cross-view attention kept on (config/README.md); the embedded default: 400 and on
+    assert (cfg.gram_crop, cfg.mv_attention) == (400, True)
+    assert cfg.long_side == 1024
     embedded = tuning_config(default)
     assert (embedded.gram_crop, embedded.mv_attention) == (400, True)
     assert "mv_attention" not in default["versions"]["v0"]["tuning"]  # no option passed: the command is today's
@@ -133,8 +134,8 @@ def test_processing_sizes_of_the_two_configs():
     hi4d = tuning_config(merged_hi4d_config())
     assert (
         model_input_size(height, width, hi4d.resolution, hi4d.long_side)
-        == (512, 384)
-        == processing_size(1280, 940, 512)
+        == (1024, 752)
+        == processing_size(1280, 940, 1024)
     )
     default = default_config()
     validate(default, SCHEMA)
@@ -148,13 +149,13 @@ def test_difix_arms_run_at_the_training_geometry_unless_told_otherwise():
     config = merged_hi4d_config()
     difix, tuning = config["difix"], config["versions"]["v0"]["tuning"]
     assert (
-        training_geometry(difix, tuning) == inference_geometry(difix, tuning) == {"long_side": 512, "resolution": None}
+        training_geometry(difix, tuning) == inference_geometry(difix, tuning) == {"long_side": 1024, "resolution": None}
     )
     fixed = {**tuning, "resolution": "384x512"}
     assert (
         inference_geometry(difix, fixed)
         == training_geometry(difix, fixed)
-        == {"long_side": 512, "resolution": "384x512"}
+        == {"long_side": 1024, "resolution": "384x512"}
     )
     assert inference_geometry({**difix, "eval_long_side": "native"}, tuning) == {"long_side": None, "resolution": None}
     assert inference_geometry({**difix, "eval_long_side": 768}, fixed) == {"long_side": 768, "resolution": None}
@@ -265,7 +266,8 @@ def test_real_study_plans_against_a_hi4d_tree(hi4d_stand_in, tmp_path):
         "--timestep 199",
         "--ckpt-every 1000",
         "--batch-size 1",
-        "--long-side 512",
+        "--long-side 1024",
+        "--gram-crop 400",
     ):
         assert flag in tune, flag
     assert not (workdir / "results").exists()

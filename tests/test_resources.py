@@ -56,6 +56,23 @@ def test_evaluation_memory_does_not_grow_with_frames_but_time_does():
     assert R.render_runtime_min(large, 300) > R.render_runtime_min(small, 300)
 
 
+def test_gpu_evaluation_requests_sit_within_1_5x_of_the_measured_pss():
+    """The full-size study at long side 1024 on one H100 (BENCHMARKS.md, 2026-12-07): each
+    evaluation job's summed PSS peak (MiB), chunk 8 at 940x1280; requests (MB) in [peak, 1.5 peak]."""
+    measured_mib = {
+        ("raw", ()): 2167,
+        ("base", ("sd-turbo",)): 4678,
+        ("tuned", ("sd-turbo",)): 7651,
+        ("evaluate_difix", ("sd-turbo",) * 3): 7524,
+    }
+    for (arm, presets), peak_mib in measured_mib.items():
+        request = R.evaluation_mem_mb(1.0, 8, list(presets), gpu=True, tuned=arm in ("tuned", "evaluate_difix"))
+        peak_mb = peak_mib * 1.048576
+        assert peak_mb <= request <= 1.5 * peak_mb, (arm, request, peak_mb)
+    # the CPU path keeps its own measured per-view cost (LPIPS on the CPU: 3950 MiB raw arm)
+    assert R.evaluation_mem_mb(1.0, 8, []) > R.evaluation_mem_mb(1.0, 8, [], gpu=True)
+
+
 def test_progressive_rounds_match_difix3d_plus():
     from hi4dfix.difix3d_plus import ProgressiveConfig
 

@@ -143,6 +143,8 @@ def overlay_config(args: argparse.Namespace) -> dict[str, Any]:
         "long_side": args.long_side,
         "inference": {"compile": compile_setting},
     }
+    if args.compile_cache_dir is not None:
+        difix["compile_cache_dir"] = str(Path(args.compile_cache_dir).resolve())
     config: dict[str, Any] = {
         "data": {"synthetic": {"width": args.width, "height": args.height, "num_frames": args.frames}},
         "materialize": {"max_frames": args.frames},
@@ -193,6 +195,8 @@ RULE_LINE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 JOBID_LINE = re.compile(r"^\s+jobid: (\d+)$")
 WILDCARDS_LINE = re.compile(r"^\s+wildcards: (.*)$")
 FINISHED_LINE = re.compile(r"^Finished job(?:id)?:? (\d+)")
+RESOURCES_LINE = re.compile(r"^\s+resources: (.*)$")
+BENCHMARK_LINE = re.compile(r"^\s+benchmark: (?:.*/)?results/benchmarks/(.*)\.tsv$")
 ERROR_LINE = re.compile(r"^Error in rule (\w+):")
 
 
@@ -238,12 +242,30 @@ def read_job_times(workdir: Path) -> dict[str, dict[str, float]]:
                 by_id[m[1]] = current
             elif current is not None and (m := WILDCARDS_LINE.match(line)):
                 current["values"] = [part.split("=", 1)[1] for part in m[1].split(", ") if "=" in part]
+            elif current is not None and (m := BENCHMARK_LINE.match(line)):
+                current["benchmark"] = m[1]  # the key itself (a rule without wildcards names none)
+            elif current is not None and (m := RESOURCES_LINE.match(line)):
+                granted = dict(part.split("=", 1) for part in m[1].split(", ") if "=" in part)
+                if granted.get("mem_mb", "").isdigit():
+                    current["mem_mb"] = float(granted["mem_mb"])
             elif (m := FINISHED_LINE.match(line)) and m[1] in by_id:
                 by_id[m[1]]["end"] = stamp
         for job in by_id.values():
-            key = "/".join([job["rule"], *job["values"]])
-            times[key] = {"start": job["start"], **({"end": job["end"]} if "end" in job else {})}
+            key = job.get("benchmark") or "/".join([job["rule"], *job["values"]])
+            times[key] = {"start": job["start"], **{k: job[k] for k in ("end", "mem_mb") if k in job}}
     return times
+
+
+def read_host_memory(run: Path) -> dict[str, dict[str, float]]:
+    """Peak summed PSS (and the summed RSS at that sample) MiB by job key, from pss_sampler.py's TSV."""
+    path = run / "logs" / "host_memory.tsv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        return {
+            row["job"]: {"pss": float(row["peak_pss_mib"]), "rss": float(row["rss_sum_at_peak_mib"])}
+            for row in csv.DictReader(fh, delimiter="\t")
+        }
 
 
 def read_stages(run: Path) -> list[tuple[str, float, float, int]]:
@@ -279,9 +301,10 @@ def gpu_monitor_summary(run: Path) -> str | None:
 def tuning_lines(results: Path) -> list[str]:
     lines = []
     # a folder per fingerprint of data and settings under work/ (hi4dfix.difix.train)
-    for summary_path in sorted(results.glob("*/difix/work/*/summary.json")):
+    # (the control arm's under difix/control/, a further seed's in its seed folder)
+    for summary_path in sorted(results.glob("*/difix/**/work/*/summary.json")):
         summary = json.loads(summary_path.read_text())
-        version = summary_path.parts[-5]
+        version = "/".join(summary_path.relative_to(results).parts[:-3]).replace("/difix", "")
         config = summary.get("config", {})
         lines.append(
             f"- {version}: {summary['steps']} steps at {summary.get('resolution')} (compile {config.get('compile')}, "
@@ -314,6 +337,7 @@ def write_summary(workdir: Path, run: Path) -> Path:
     bench = read_benchmarks(results)
     peaks = read_gpu_peaks(results)
     jobs = read_job_times(workdir)
+    host = read_host_memory(run)
     stages = read_stages(run)
     t0 = min([s[1] for s in stages] or [time.time()])
     lines = ["# Full-size study on the GPU machine (bench/gpu/study_run.sh)", ""]
@@ -346,13 +370,17 @@ def write_summary(workdir: Path, run: Path) -> Path:
         "## Jobs (Snakemake benchmark files, job logs, Snakemake's log)",
         "",
         "Times from the driver's start; wall s and max RSS from the benchmark file; peak GPU memory "
-        "from the job log (max allocated / max reserved by PyTorch; none: the job did not use CUDA).",
+        "from the job log (max allocated / max reserved by PyTorch; none: the job did not use CUDA); "
+        "peak PSS: the job's processes summed, sampled every 2 s (pss_sampler.py; -: too short to be "
+        "sampled); mem_mb: what the job asked Snakemake for.",
         "",
-        "| rule | wildcards | start s | end s | wall s | max RSS MiB | cpu s | peak GPU GiB (alloc / reserved) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| rule | wildcards | start s | end s | wall s | max RSS MiB | peak PSS MiB | mem_mb | cpu s "
+        "| peak GPU GiB (alloc / reserved) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     keys = sorted(bench, key=lambda k: (jobs.get(k, {}).get("start") or float("inf"), k))
     totals: dict[str, list[float]] = {}
+    per_rule: dict[str, dict[str, list[float]]] = {}
     for key in keys:
         row = bench[key]
         rule, _, rest = key.partition("/")
@@ -361,12 +389,46 @@ def write_summary(workdir: Path, run: Path) -> Path:
         peak_text = f"{peak[0]:.2f} / {peak[1]:.2f}" if peak else "none"
         lines.append(
             f"| {rule} | {rest or '-'} | {fmt(start - t0 if start else None, 0)} | {fmt(end - t0 if end else None, 0)} "
-            f"| {fmt(row.get('s'))} | {fmt(row.get('max_rss'), 0)} | {fmt(row.get('cpu_time'))} | {peak_text} |"
+            f"| {fmt(row.get('s'))} | {fmt(row.get('max_rss'), 0)} | {fmt(host.get(key, {}).get('pss'), 0)} "
+            f"| {fmt(jobs.get(key, {}).get('mem_mb'), 0)} | {fmt(row.get('cpu_time'))} | {peak_text} |"
         )
         totals.setdefault(rule, []).append(float(row.get("s") or 0))
+        stats = per_rule.setdefault(rule, {"pss": [], "rss": [], "mem_mb": [], "alloc": [], "reserved": []})
+        if key in host:
+            stats["pss"].append(host[key]["pss"])
+        if row.get("max_rss") not in (None, "", "-", "NA"):
+            stats["rss"].append(float(row["max_rss"]))
+        if "mem_mb" in jobs.get(key, {}):
+            stats["mem_mb"].append(jobs[key]["mem_mb"])
+        if peak:
+            stats["alloc"].append(peak[0])
+            stats["reserved"].append(peak[1])
     lines += ["", "| rule | jobs | wall s sum | wall s max |", "| --- | ---: | ---: | ---: |"]
     for rule, walls in sorted(totals.items(), key=lambda item: -sum(item[1])):
         lines.append(f"| {rule} | {len(walls)} | {sum(walls):.1f} | {max(walls):.1f} |")
+    lines += [
+        "",
+        "## Memory by rule: measured peak against the request",
+        "",
+        "Largest over the rule's jobs. mem_mb / PSS: the request over the measured peak (goal: between 1 and "
+        "1.5). The request is in MB, PSS in MiB (x 1.049 MB).",
+        "",
+        "| rule | jobs | peak PSS MiB | max RSS MiB (summed) | mem_mb requested | mem_mb / PSS "
+        "| peak GPU GiB allocated | peak GPU GiB reserved |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def largest(values: list[float], digits: int = 0) -> str:
+        return fmt(max(values), digits) if values else "-"
+
+    for rule, stats in sorted(per_rule.items()):
+        ratio = (
+            f"{max(stats['mem_mb']) / (max(stats['pss']) * 1.048576):.2f}" if stats["pss"] and stats["mem_mb"] else "-"
+        )
+        lines.append(
+            f"| {rule} | {len(totals[rule])} | {largest(stats['pss'])} | {largest(stats['rss'])} "
+            f"| {largest(stats['mem_mb'])} | {ratio} | {largest(stats['alloc'], 2)} | {largest(stats['reserved'], 2)} |"
+        )
     if monitor := gpu_monitor_summary(run):
         lines += ["", "## GPU monitor", "", monitor]
     if tune := tuning_lines(results):
@@ -427,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--long-side", type=parse_optional_int, default=512)
     p.add_argument("--infer-compile", default="false", choices=["auto", "true", "false"])
     p.add_argument("--eval-samples", type=parse_optional_int, default=None)
+    p.add_argument("--compile-cache-dir", default=None, help="difix.compile_cache_dir (default: under results/)")
     p.add_argument("--data-only", action="store_true")
     p = sub.add_parser("summary")
     p.add_argument("workdir", type=Path)

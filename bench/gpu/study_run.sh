@@ -21,11 +21,23 @@
 #   --eval-samples N|null (48)  triplets.max_samples: caps the train AND the test triplets of each
 #                          version (evaluate_difix runs its 3 arms over the test split in one job,
 #                          after tuning); null: every view (140 test, 280 train at 20 frames)
-#   --gpu-jobs N (5)       Snakemake's gpu resource: jobs sharing the GPU at once
+#   --gpu-jobs N (5)       Snakemake's gpu resource: jobs sharing the GPU at once; at --long-side
+#                          1024 on an 80 GB card at most 2 (tuning 47.7 GiB + two DiFix evaluation
+#                          jobs ran out of memory, BENCHMARKS.md 2026-12-07)
+#   --tune-slots N (1)     tuning jobs (tune_difix, tune_control) at once: at long side 1024 one
+#                          takes ~48 GiB (eager), two would not fit beside the evaluation jobs
 #   --wait S (560)         for `run`: seconds to wait before collecting (the run goes on after)
 #   --run-dir DIR (gpu-out/study)   --fresh: remove an earlier run there first
+#   --cache-dir DIR (the run folder)  the compile caches: the study compile cache
+#                          (difix.compile_cache_dir = DIR/compile_cache), the inductor and Triton
+#                          caches and gsplat's CUDA build; a second run with another --run-dir
+#                          (results fresh) and the same --cache-dir starts warm. --fresh leaves it
 #   --local-test           tiny CPU version of the same path (120x160, 2 frames, torch renders,
 #                          tiny preset, no wheels, no gsplat build) for checking the script
+#
+# Host memory: bench/gpu/pss_sampler.py samples each job's summed PSS every 2 s
+# (logs/host_memory.tsv); the summary puts it beside Snakemake's summed RSS, the job's mem_mb
+# request and its GPU peak.
 #
 # Everything runs in a copy of the repository under the run folder (the device re-sends the
 # working tree on each call; gpu-out/ is git-ignored, so it stays); TORCH_HOME, the gsplat build,
@@ -40,23 +52,25 @@ COMMAND=${1:-help}
 shift || true
 
 RUN=$HERE/gpu-out/study  # git-ignored; on the disk (/tmp may be memory), kept between device calls
+CACHE=""  # empty: the run folder
 WHEELS=$HERE/.whl
 FRESH=0
 WAIT=560
 declare -A OPT=(
     [frames]=20 [steps]=300 [tune-compile]=false [infer-compile]=false [fit-steps]=300 [gaussians]=13780
-    [long-side]=512 [eval-samples]=48 [gpu-jobs]=5 [local-test]=0
+    [long-side]=512 [eval-samples]=48 [gpu-jobs]=5 [tune-slots]=1 [local-test]=0
 )
 
 parse_options() {
     while [ $# -gt 0 ]; do
         case "$1" in
-            --run-dir) RUN=$2; shift 2 ;;
+            --run-dir) RUN=$(realpath -m "$2"); shift 2 ;;
+            --cache-dir) CACHE=$(realpath -m "$2"); shift 2 ;;
             --fresh) FRESH=1; shift ;;
             --wait) WAIT=$2; shift 2 ;;
             --local-test) OPT[local-test]=1; shift ;;
             --wheels) WHEELS=$2; shift 2 ;;
-            --frames|--steps|--tune-compile|--infer-compile|--fit-steps|--gaussians|--long-side|--eval-samples|--gpu-jobs)
+            --frames|--steps|--tune-compile|--infer-compile|--fit-steps|--gaussians|--long-side|--eval-samples|--gpu-jobs|--tune-slots)
                 OPT[${1#--}]=$2; shift 2 ;;
             *) echo "unknown option $1 (see the header of $0)" >&2; exit 2 ;;
         esac
@@ -95,8 +109,10 @@ main_run() {
     set +a
     local W=$RUN/repo local_test=${OPT_local_test}
     export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
-    export TORCH_HOME=$RUN/torch_home TORCH_EXTENSIONS_DIR=$RUN/torch_extensions
-    export TORCHINDUCTOR_CACHE_DIR=$RUN/inductor_cache TRITON_CACHE_DIR=$RUN/triton_cache
+    local cache=${CACHE:-$RUN}
+    mkdir -p "$cache"
+    export TORCH_HOME=$RUN/torch_home TORCH_EXTENSIONS_DIR=$cache/torch_extensions
+    export TORCHINDUCTOR_CACHE_DIR=$cache/inductor_cache TRITON_CACHE_DIR=$cache/triton_cache
     export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
     # never NVLink multicast on these machines (KINDS.md)
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -155,6 +171,7 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
         --tune-compile "$OPT_tune_compile" --infer-compile "$OPT_infer_compile" --fit-steps "$OPT_fit_steps"
         --gaussians "$OPT_gaussians" --long-side "$OPT_long_side" --eval-samples "$OPT_eval_samples"
         --render-backend "$backend")
+    [ -n "$CACHE" ] && overlay_args+=(--compile-cache-dir "$CACHE/compile_cache")
     if [ "$local_test" = 1 ]; then
         overlay_args+=(--width 120 --height 160 --mixed-precision no --loader-workers 0)
     fi
@@ -162,7 +179,9 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
     stage overlays bash -c '"$0" bench/gpu/study.py overlay "$1/overlay_data.yaml" --data-only "${@:2}" && \
         "$0" bench/gpu/study.py overlay "$1/overlay.yaml" "${@:2}"' "$PY" "$RUN" "${overlay_args[@]}" || return 1
 
-    local monitor=""
+    local monitor="" sampler
+    "$PY" "$W/bench/gpu/pss_sampler.py" "$RUN/logs/host_memory.tsv" --every 2 >"$RUN/logs/pss_sampler.log" 2>&1 &
+    sampler=$!
     if command -v nvidia-smi >/dev/null; then
         nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -l 2 \
             >"$RUN/logs/gpu_monitor.csv" 2>&1 &
@@ -202,15 +221,19 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
     if [ $rc_data -ne 0 ] || [ $rc_bg -ne 0 ]; then
         log "data stage or preparation failed (see logs/); not starting the study"
         [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
+        kill "$sampler" 2>/dev/null
         return 1
     fi
 
     # the study: renders of the tuning scenes first (--prioritize the tuned models' inputs)
     stage snakemake_study "${smk[@]}" --prioritize "${prioritize[@]}" \
-        --resources gpu="$OPT_gpu_jobs" mem_mb=110000 --set-threads tune_difix=4 \
+        --resources gpu="$OPT_gpu_jobs" mem_mb=110000 tune_slot="$OPT_tune_slots" \
+        --set-threads tune_difix=4 tune_control=4 --set-resources tune_difix:tune_slot=1 tune_control:tune_slot=1 \
         --configfile bench/gpu/fullsize.yaml "$RUN/overlay.yaml"
     local rc_study=$?
     [ -n "$monitor" ] && kill "$monitor" 2>/dev/null
+    kill "$sampler" 2>/dev/null
+    wait "$sampler" 2>/dev/null
     return $rc_study
 }
 
@@ -240,10 +263,10 @@ start() {
         "$HERE"/bench "$RUN/repo/"
     # the detached driver reads its own copy: bash reads a script as it goes, and the device may
     # rewrite the working tree's files on the next call
-    setsid bash "$RUN/repo/bench/gpu/study_run.sh" _main --run-dir "$RUN" --wheels "$WHEELS" \
+    setsid bash "$RUN/repo/bench/gpu/study_run.sh" _main --run-dir "$RUN" --wheels "$WHEELS" ${CACHE:+--cache-dir "$CACHE"} \
         </dev/null >"$RUN/logs/driver.log" 2>&1 &
     echo $! >"$RUN/driver.pid"
-    echo "started: pid $(cat "$RUN/driver.pid"), run folder $RUN, log $RUN/logs/driver.log"
+    echo "started: pid $(cat "$RUN/driver.pid"), run folder $RUN, caches ${CACHE:-$RUN}, log $RUN/logs/driver.log"
 }
 
 wait_for_end() {
@@ -281,7 +304,7 @@ collect() {
         find repo/results/benchmarks repo/results/logs repo/.snakemake/log -type f 2>/dev/null
         ls repo/results/versions.csv repo/results/*/deltas.* repo/results/*/triplets.json repo/results/*/difix/*.csv \
             repo/results/*/difix/work/*/*.csv repo/results/*/difix/work/*/summary.json repo/results/*/nvs/*/*.csv \
-            repo/results/renders/*/*/manifest.json repo/results/*/report/card.html repo/results/scenes/*/scene.json 2>/dev/null
+            repo/results/renders/*/*/manifest.json repo/results/renders/*/*.quality.csv repo/results/*/report/card.html repo/results/scenes/*/scene.json 2>/dev/null
     ) >"$RUN/collect.list"
     tar czf "$out/gpu_study_logs.tar.gz" -C "$RUN" -T "$RUN/collect.list"
     (cd "$RUN" && find repo/results/*/report -name '*.png' 2>/dev/null) >"$RUN/figures.list"
@@ -322,7 +345,7 @@ main() {
             tail -5 "$RUN/logs/driver.log" 2>/dev/null
             snakemake_progress
             ;;
-        *) sed -n '2,36p' "$0"; return 2 ;;
+        *) sed -n '2,45p' "$0"; return 2 ;;
     esac
 }
 

@@ -12,6 +12,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from hi4dfix.logs import failed_job_reports
 from hi4dfix.plan import one_of
+from hi4dfix import resources as COSTS
 from hi4dfix.arms import CONTROL
 from hi4dfix.report.summary import run_summary
 

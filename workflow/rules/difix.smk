@@ -82,7 +82,7 @@ rule tune_difix:
     threads: 2
     resources:
         **GPU,
-        mem_mb=16000,
+        mem_mb=COSTS.TUNE_MEM_MB,  # measured by PSS at long side 1024 (hi4dfix.resources)
         runtime=720,
     shell:
         TUNE_DIFIX_SHELL
@@ -110,7 +110,7 @@ if PLAN.control_made_here:
         threads: 2
         resources:
             **GPU,
-            mem_mb=8000,
+            mem_mb=COSTS.CONTROL_TRIPLETS_MEM_MB,  # measured by PSS (hi4dfix.resources)
             runtime=120,
         script:
             "../scripts/control_triplets.py"

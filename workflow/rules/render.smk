@@ -19,7 +19,7 @@ rule render_scene:
     threads: 1
     resources:
         **GPU,
-        mem_mb=8000,  # one frame at a time: does not grow with the frames
+        mem_mb=COSTS.RENDER_MEM_MB,  # one frame at a time: does not grow with the frames (measured)
         runtime=get_render_runtime,  # per frame: the fit's steps and 8 renders (hi4dfix.resources)
     script:
         "../scripts/render_scene.py"
