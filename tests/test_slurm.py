@@ -14,6 +14,7 @@ are skipped otherwise. Deselect them with `pytest -m "not slurm"`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -252,11 +253,28 @@ class SlurmRuns:
     second: subprocess.CompletedProcess
 
 
+BASE_OUTPUTS = "results/difix_base"  # the pretrained base: the small study's, same difix.pretrain
+
+
+def reuse_base(source: Path, workdir: Path) -> None:
+    """Copy the base pretrained by `source`'s run, with Snakemake's records of it, into `workdir`: a run
+    there reuses it (pretraining is most of a local run) while its settings are unchanged."""
+    shutil.copytree(source / BASE_OUTPUTS, workdir / BASE_OUTPUTS)
+    metadata = workdir / ".snakemake" / "metadata"
+    metadata.mkdir(parents=True)
+    for record in (source / ".snakemake" / "metadata").iterdir():
+        if base64.urlsafe_b64decode(record.name).decode().startswith(f"{BASE_OUTPUTS}/"):
+            shutil.copy2(record, metadata / record.name)
+
+
 @pytest.fixture(scope="module")
-def slurm_runs(slurm_cluster, tmp_path_factory) -> SlurmRuns:
+def slurm_runs(slurm_cluster, small_pipeline, tmp_path_factory) -> SlurmRuns:
     config = study_config()
     base = tmp_path_factory.mktemp("runs")
     local, workdir = base / "local", base / "slurm"
+    # the local reference: the small study's locally pretrained base, the rest run here; through
+    # Slurm everything runs (the base included)
+    reuse_base(small_pipeline[0], local)
     run_snakemake(local, config, "--cores", "2", *TARGETS, timeout=900)
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HI4DFIX_SLURM_PARTITION", slurm_cluster.partition)
