@@ -257,23 +257,42 @@ def test_a_bad_grid_is_refused_at_dag_build_before_any_job(tmp_path):
 # ---- decisions across versions (the comparison itself: tests/test_compare.py)
 
 
-def test_compare_grid_runs_through_snakemake_on_the_small_study(small_pipeline, tmp_path):
-    """A one-axis grid over the small study's finished v0 (copied): only the variant's own jobs run, and
-    compare.csv holds both splits with the parent's numbers read from v0's own tables."""
+GRID_TARGETS = {"ref": "results/ablations/ref/compare.csv", "seed": "results/ablations/seed/compare.csv"}
+
+
+@pytest.fixture(scope="module")
+def grid_runs(small_pipeline, tmp_path_factory):
+    """Two one-axis grids over the small study's finished v0 (copied once): the reference frame's
+    (test_compare_grid_...) and the training seed's (test_a_grid_of_training_seeds_...). Their variants
+    share no job, so each grid's own dry run (before) says what it needs, and one Snakemake call runs
+    both (the two cores kept busy across the grids).
+
+    Returns (workdir, config, {grid: planned jobs})."""
     source, config = small_pipeline
-    workdir = tmp_path / "grid"
+    workdir = tmp_path_factory.mktemp("grids") / "study"
     shutil.copytree(source, workdir)
     config = copy.deepcopy(config)
-    config["ablations"] = {"ref": {"parent": "v0", "axes": {"triplets.reference": ["same_time", "temporal"]}}}
-    target = "results/ablations/ref/compare.csv"
-    planned = planned_jobs(run_snakemake(workdir, config, "-n", target))
+    config["ablations"] = {
+        "ref": {"parent": "v0", "axes": {"triplets.reference": ["same_time", "temporal"]}},
+        "seed": {"parent": "v0", "axes": {"tuning.seed": [0, 1]}},
+    }
+    planned = {
+        grid: planned_jobs(run_snakemake(workdir, config, "-n", target)) for grid, target in GRID_TARGETS.items()
+    }
+    run_snakemake(workdir, config, "--cores", "2", *GRID_TARGETS.values())
+    return workdir, config, planned
+
+
+def test_compare_grid_runs_through_snakemake_on_the_small_study(grid_runs):
+    """A one-axis grid over the small study's finished v0 (copied): only the variant's own jobs run, and
+    compare.csv holds both splits with the parent's numbers read from v0's own tables."""
+    workdir, config, planned = grid_runs
     # v0's renders, base, control and raw/base/control arms are reused: the variant's triplets, tuning,
     # tuned arm on the 4 reserved scenes and internal evaluation, its provenance, and the comparison
-    assert planned == {
+    assert planned["ref"] == {
         "build_triplets": 1, "check_reserved_content": 1, "tune_difix": 1, "evaluate_nvs": 4,
         "evaluate_difix": 1, "provenance": 1, "compare_grid": 1,
     }  # fmt: skip
-    run_snakemake(workdir, config, "--cores", "2", target)
     # the comparison is recomputed from its stamp, and each version's record verified
     assert main(["provenance", "check", str(workdir / "results/ablations/ref"), "--root", str(workdir)]) == 0
     out = workdir / "results" / "ablations" / "ref"
@@ -301,22 +320,15 @@ def test_expansion_is_deterministic():
     assert list(first["versions"]) == list(second["versions"]) and first == second
 
 
-def test_a_grid_of_training_seeds_only_ends_in_no_decision_through_snakemake(small_pipeline, tmp_path):
+def test_a_grid_of_training_seeds_only_ends_in_no_decision_through_snakemake(grid_runs):
     """Variants that differ from v0 in the training seed alone are replicates, not settings: through
     Snakemake on the small study (v0's run copied), compare.md's decision adopts none of them."""
-    source, config = small_pipeline
-    workdir = tmp_path / "seeds"
-    shutil.copytree(source, workdir)
-    config = copy.deepcopy(config)
-    config["ablations"] = {"seed": {"parent": "v0", "axes": {"tuning.seed": [0, 1]}}}
-    target = "results/ablations/seed/compare.csv"
-    planned = planned_jobs(run_snakemake(workdir, config, "-n", target))
+    workdir, _, planned = grid_runs
     # the seed decides the tuned and control weights: both retrain, on v0's triplets, base and renders
-    assert planned == {
+    assert planned["seed"] == {
         "tune_difix": 1, "tune_control": 1, "evaluate_nvs": 8, "evaluate_difix": 1, "provenance": 1,
         "compare_grid": 1,
     }  # fmt: skip
-    run_snakemake(workdir, config, "--cores", "2", target)
     md = (workdir / "results" / "ablations" / "seed" / "compare.md").read_text()
     decision = md[md.index("### Decision") :]
     assert "**Decision:**" in decision and "no decision" in decision

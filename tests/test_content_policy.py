@@ -130,6 +130,8 @@ def test_control_triplets_holding_copies_of_a_reserved_scene_are_refused_before_
     triplets.write_text(json.dumps({"train": train}))
     config = small_config()
     config["difix"]["control"]["triplets"] = str(triplets)
+    # a base without a job (the check does not read it): no pretraining before the refusal
+    config["difix"]["base"] = "tiny-random"
     result = run_snakemake(workdir, config, "--cores", "1", "results/v0/difix/control/model.pkl", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0

@@ -225,7 +225,9 @@ stop() {
         fi
         rm -f "$PIDS/$daemon"
     done
-    if [ -f "$CONF" ] && grep -qxF "$MARKER" "$CONF"; then
+    # only this scratch's config: a `stop` after a refused `start` (another scratch's cluster running)
+    # must not take the running cluster's config away
+    if [ -f "$CONF" ] && grep -qxF "$MARKER" "$CONF" && grep -qxF "# scratch: $SCRATCH" "$CONF"; then
         rm -f "$CONF"
     fi
 }
