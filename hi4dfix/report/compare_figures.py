@@ -57,10 +57,15 @@ def decision_html(
     )
 
 
+PANELS_PER_ROW = 4
+
+
 def paired_chart(table: pd.DataFrame, bootstrap: BootstrapConfig = BootstrapConfig(), dpi: int = 110):
     """A row of panels per split (internal first), one per metric measured in some version: each variant's
     mean paired difference to the parent with its interval, coloured by the Holm verdict; variants in the
     order of the primary endpoint on the declared split."""
+    from matplotlib.ticker import MaxNLocator
+
     from hi4dfix.report.plotting import new_figure  # matplotlib: not at the workflow's DAG build
 
     metrics = list(dict.fromkeys(table["metric"]))
@@ -69,11 +74,17 @@ def paired_chart(table: pd.DataFrame, bootstrap: BootstrapConfig = BootstrapConf
     rank_by = bootstrap.primary if bootstrap.primary in metrics else metrics[0]
     order = list(ranking(table, rank_by, ranking_split(table, bootstrap))["variant"])
     parent = str(table["parent"].iloc[0])
-    height = (0.9 + 0.32 * len(order)) * len(splits) + 0.6
-    figure = new_figure(3.6 * len(metrics) + 2.0, height, dpi)
-    grid_axes = figure.subplots(len(splits), len(metrics), sharey=True, squeeze=False)
+    # at most PANELS_PER_ROW metrics side by side (a split's panels wrap onto more rows): readable at page width
+    columns = min(len(metrics), PANELS_PER_ROW)
+    wraps = math.ceil(len(metrics) / columns)
+    height = (0.9 + 0.32 * len(order)) * len(splits) * wraps + 0.6
+    figure = new_figure(3.6 * columns + 2.0, height, dpi)
+    all_axes = figure.subplots(len(splits) * wraps, columns, sharey=True, squeeze=False)
+    grid_axes = [list(all_axes[i * wraps : (i + 1) * wraps].flat) for i in range(len(splits))]
     y = np.arange(len(order))[::-1]
     for split, axes in zip(splits, grid_axes):
+        for ax in axes[len(metrics) :]:
+            ax.set_visible(False)  # the last row's empty places
         for ax, metric in zip(axes, metrics):
             chosen = (table["scene"] == MEAN) & (table["metric"] == metric) & (table["split"] == split)
             rows = table[chosen].set_index("variant").reindex(order)
@@ -95,8 +106,10 @@ def paired_chart(table: pd.DataFrame, bootstrap: BootstrapConfig = BootstrapConf
             ax.set_title(f"{split}: {metric_title(metric)}{primary}", fontsize=9)
             ax.set_xlabel(f"variant − {parent}", fontsize=8)
             ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(5))  # small differences' long tick labels must not overlap
             ax.grid(axis="x", alpha=0.3)
-        axes[0].set_yticks(y, order)
+        for ax in axes[::columns]:
+            ax.set_yticks(y, order)
     handles = [
         grid_axes[0][0].errorbar([], [], xerr=[], fmt="o", color=color, label=f"{name} (Holm)")
         for name, color in VERDICT_COLORS.items()
