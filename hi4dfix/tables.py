@@ -243,7 +243,7 @@ def nvs_views(
         for arm, part in zip(arms, parts):
             part[SEED] = float(first_seed) if arm in seed_csvs else math.nan
         for arm, by_seed in seed_csvs.items():
-            if arm not in ("tuned", CONTROL) or arm not in arms:
+            if arm not in TRAINED_ARMS or arm not in arms:
                 raise ValueError(f"delta table: seed CSVs for arm {arm!r}, which does not train")
             for seed, paths in by_seed.items():
                 part = arm_views(arm, scenes, paths)
@@ -309,7 +309,7 @@ def read_seeded_eval_views(paths: Mapping[int, str | os.PathLike]) -> pd.DataFra
     parts = []
     for index, (seed, path) in enumerate(items):
         views = read_eval_views(path)
-        trains = views["arm"].isin(["tuned", CONTROL])  # raw, base and extra arms do not train
+        trains = views["arm"].isin(TRAINED_ARMS)  # raw, base and extra arms do not train
         views[SEED] = np.where(trains, float(seed), math.nan)
         parts.append(views if index == 0 else views[trains])
     return pd.concat(parts, ignore_index=True)
