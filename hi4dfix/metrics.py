@@ -17,6 +17,10 @@ Conventions (all inputs float HxWx3 in [0, 1], ``pred`` first, ``target`` second
   ``lpips_computed = False``.
 * FLIP, HaarPSI and GMSD need no downloaded weights: NVIDIA's LDR-FLIP (``flip-evaluator``, sRGB inputs,
   67 pixels per degree), HaarPSI and GMSD of ``piq`` (data range 1). HaarPSI is NaN under 16 px a side.
+* Where LPIPS runs on a GPU, :class:`MetricComputer` computes HaarPSI, GMSD and the gaussian SSIM there too
+  (``piq``, exact fp32; SSIM as ``piq.ssim`` without its downsampling, the same window and moments, within
+  ~1e-6 of scikit-image's): on one CPU core they are most of an evaluation job's time at 940x1280
+  (BENCHMARKS.md, "Full-size study at Difix's scale, finished"). On a CPU nothing changes.
   FLIP costs several times every other weight-free metric together on a CPU (BENCHMARKS.md: 1.6 s per
   940x1280 view on one thread); ``MetricsConfig.flip`` false leaves it NaN (``config/hi4d.yaml`` does).
 * The temporal metrics (``flicker``, ``flicker_flow``: :mod:`hi4dfix.temporal`) compare a view with the
@@ -167,7 +171,7 @@ class MetricsConfig:
     psnr_cap_db: float = 100.0  # PSNR reported for (near-)identical images instead of inf
     person_min_side: int = 32  # person box grown to this many pixels per side (LPIPS/SSIM need room)
     lpips_batch_size: int = 8  # full frames per LPIPS forward pass
-    device: str = "auto"  # torch device for LPIPS; auto: cuda where available, else cpu
+    device: str = "auto"  # torch device for LPIPS (on cuda also SSIM, HaarPSI, GMSD); auto: cuda where available
     require_lpips: bool = False  # raise instead of reporting NaN when the AlexNet trunk is not cached
     chunk_views: int = 8  # views an evaluation job holds at once (hi4dfix.evaluate; at 940x1280 ~3.9 GB, BENCHMARKS.md)
     ssim: str = "gaussian"  # SSIM window: gaussian (torchmetrics/Difix3D) or uniform (scikit-image's 7x7)
@@ -332,9 +336,10 @@ def psnr_batch(preds: np.ndarray, targets: np.ndarray, cap_db: float = 100.0) ->
     return np.asarray(psnr_from_mse(np.mean(diff * diff, axis=(1, 2, 3)), cap_db), dtype=np.float64)
 
 
-def ssim(pred: np.ndarray, target: np.ndarray, window: str = "gaussian") -> float:
+def ssim(pred: np.ndarray, target: np.ndarray, window: str = "gaussian", torch_device: str | None = None) -> float:
     """SSIM (scikit-image, data range 1, channels last) with a ``gaussian`` or ``uniform`` window (module doc);
-    NaN when the image is under 3 px on a side."""
+    NaN when the image is under 3 px on a side. ``torch_device``: the gaussian window through ``piq`` on that
+    device (the same window, population moments and mean over the windows inside the image; fp32)."""
     side = min(pred.shape[0], pred.shape[1])
     if side < 3:
         return math.nan
@@ -344,6 +349,13 @@ def ssim(pred: np.ndarray, target: np.ndarray, window: str = "gaussian") -> floa
         return float(structural_similarity(pred, target, data_range=1.0, channel_axis=-1, win_size=win))
     if window != "gaussian":
         raise ValueError(f"SSIM window must be one of {', '.join(SSIM_WINDOWS)}, got {window!r}")
+    if torch_device is not None and side >= 2 * _SSIM_GAUSSIAN_RADIUS + 1:
+        import piq
+
+        x, y = _piq_pair(pred, target, torch_device)
+        kernel = 2 * _SSIM_GAUSSIAN_RADIUS + 1
+        with _exact_fp32(x):  # no downsampling: piq halves images over 256 px a side by default
+            return float(piq.ssim(x, y, data_range=1.0, kernel_size=kernel, kernel_sigma=_SSIM_SIGMA, downsample=False))
     # Under 11 px a side: scikit-image's 11-tap filter (edges reflected), mean over the largest odd window's
     # inner region.
     win = min(2 * _SSIM_GAUSSIAN_RADIUS + 1, largest_odd)
@@ -364,33 +376,47 @@ def flip(pred: np.ndarray, target: np.ndarray) -> float:
     return float(flip_evaluator.evaluate(reference, test, "LDR", applyMagma=False)[1])
 
 
-def _piq_pair(pred: np.ndarray, target: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+def _piq_pair(pred: np.ndarray, target: np.ndarray, device: str | None = None) -> tuple["torch.Tensor", "torch.Tensor"]:
     import torch
 
     def tensor(image: np.ndarray) -> "torch.Tensor":  # piq asserts values in [0, data_range]: clip rounding
-        return torch.from_numpy(np.clip(image, 0.0, 1.0).astype(np.float32).transpose(2, 0, 1)[None].copy())
+        array = np.clip(image, 0.0, 1.0).astype(np.float32).transpose(2, 0, 1)[None].copy()
+        return torch.from_numpy(array).to(device or "cpu")
 
     return tensor(pred), tensor(target)
 
 
-def haarpsi(pred: np.ndarray, target: np.ndarray) -> float:
-    """HaarPSI (``piq``, data range 1, YIQ, image halved first); NaN under 16 px on a side."""
+def _exact_fp32(tensor: "torch.Tensor") -> contextlib.AbstractContextManager:
+    """On a GPU, convolutions in true fp32 (as LPIPS's): TF32 would move the metrics by ~1e-3."""
+    if tensor.device.type != "cuda":
+        return contextlib.nullcontext()
+    import torch
+
+    return exact_fp32_convolutions(torch)
+
+
+def haarpsi(pred: np.ndarray, target: np.ndarray, torch_device: str | None = None) -> float:
+    """HaarPSI (``piq``, data range 1, YIQ, image halved first) on ``torch_device`` (default: the CPU); NaN under
+    16 px on a side."""
     if min(pred.shape[0], pred.shape[1]) < _HAARPSI_MIN_SIDE:
         return math.nan
     import piq
 
-    x, y = _piq_pair(pred, target)
-    return float(piq.haarpsi(x, y, data_range=1.0, reduction="none")[0])
+    x, y = _piq_pair(pred, target, torch_device)
+    with _exact_fp32(x):
+        return float(piq.haarpsi(x, y, data_range=1.0, reduction="none")[0])
 
 
-def gmsd(pred: np.ndarray, target: np.ndarray) -> float:
-    """GMSD (``piq``, data range 1, luminance, image halved first, 3x3 Prewitt); NaN under 6 px on a side."""
+def gmsd(pred: np.ndarray, target: np.ndarray, torch_device: str | None = None) -> float:
+    """GMSD (``piq``, data range 1, luminance, image halved first, 3x3 Prewitt) on ``torch_device`` (default: the
+    CPU); NaN under 6 px on a side."""
     if min(pred.shape[0], pred.shape[1]) < 6:
         return math.nan
     import piq
 
-    x, y = _piq_pair(pred, target)
-    return float(piq.gmsd(x, y, data_range=1.0, reduction="none")[0])
+    x, y = _piq_pair(pred, target, torch_device)
+    with _exact_fp32(x):
+        return float(piq.gmsd(x, y, data_range=1.0, reduction="none")[0])
 
 
 def person_bbox(mask: np.ndarray | None, min_side: int = 32) -> tuple[int, int, int, int] | None:
@@ -446,7 +472,13 @@ class MetricComputer:
         config: MetricsConfig | None = None,
         lpips_factory: Callable[[], "torch.nn.Module"] | None = None,
     ) -> None:
+        import torch
+
         self.config = config or MetricsConfig()
+        self._torch = torch
+        self.device = lpips_device(self.config.device, torch.cuda.is_available())
+        # the weight-free metrics that piq computes go to the GPU with LPIPS; on a CPU they stay numpy/scikit-image
+        self._metric_device = self.device if torch.device(self.device).type == "cuda" else None
         self._lpips: "torch.nn.Module | None" = None
         if lpips_factory is None and not lpips_available():
             if self.config.require_lpips:
@@ -457,10 +489,6 @@ class MetricComputer:
                 stacklevel=2,
             )
             return
-        import torch
-
-        self._torch = torch
-        self.device = lpips_device(self.config.device, torch.cuda.is_available())
         self._lpips = (lpips_factory or default_lpips_factory)().to(self.device).eval()
 
     @property
@@ -492,11 +520,12 @@ class MetricComputer:
 
     def _pair_metrics(self, pred: np.ndarray, target: np.ndarray, suffix: str = "") -> dict[str, float]:
         """The weight-free metrics of one pair (PSNR, SSIM, FLIP, HaarPSI, GMSD; LPIPS apart: it batches)."""
+        device = self._metric_device
         return {
-            f"ssim{suffix}": ssim(pred, target, self.config.ssim),
+            f"ssim{suffix}": ssim(pred, target, self.config.ssim, torch_device=device),
             f"flip{suffix}": flip(pred, target) if self.config.flip else math.nan,
-            f"haarpsi{suffix}": haarpsi(pred, target),
-            f"gmsd{suffix}": gmsd(pred, target),
+            f"haarpsi{suffix}": haarpsi(pred, target, torch_device=device),
+            f"gmsd{suffix}": gmsd(pred, target, torch_device=device),
         }
 
     def _person_metrics(self, pred: np.ndarray, target: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:

@@ -250,6 +250,43 @@ def test_uniform_ssim_is_scikit_image_default_as_before():
     assert M.ssim(pred, target, "uniform") == pytest.approx(reference, abs=1e-7)
 
 
+def test_gaussian_ssim_through_piq_matches_scikit_image_and_the_hand_reference():
+    """The GPU path of SSIM (piq, fp32, no downsampling), run here on the CPU: the same number as scikit-image's
+    to fp32 rounding, at a size where piq would downsample by default; crops under 11 px stay scikit-image's."""
+    target = textured(400, 390, seed=7)  # piq would halve it: round(390 / 256) = 2
+    pred = np.clip(target + 0.06 * np.random.default_rng(8).standard_normal(target.shape), 0, 1).astype(np.float32)
+    assert M.ssim(pred, target, torch_device="cpu") == pytest.approx(M.ssim(pred, target), abs=2e-6)
+    small_t = textured(20, 24, seed=3)
+    small_p = np.clip(small_t + 0.08 * np.random.default_rng(4).standard_normal(small_t.shape), 0, 1)
+    small_p = small_p.astype(np.float32)
+    assert M.ssim(small_p, small_t, torch_device="cpu") == pytest.approx(hand_gaussian_ssim(small_p, small_t), abs=1e-5)
+    tiny_t, tiny_p = textured(9, 9, seed=6), np.clip(textured(9, 9, seed=6) + 0.05, 0, 1).astype(np.float32)
+    assert M.ssim(tiny_p, tiny_t, torch_device="cpu") == M.ssim(tiny_p, tiny_t)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_metric_computer_on_the_gpu_gives_the_cpu_rows():
+    """With LPIPS on the GPU, SSIM, HaarPSI and GMSD run there too: the CPU's numbers to fp32 rounding."""
+    import lpips
+
+    target = textured(200, 150, seed=9)
+    pred = np.clip(target + 0.05 * np.random.default_rng(10).standard_normal(target.shape), 0, 1).astype(np.float32)
+    mask = np.zeros(target.shape[:2], bool)
+    mask[40:160, 30:120] = True
+
+    def factory():
+        torch.manual_seed(0)
+        return lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+
+    rows = {
+        device: M.MetricComputer(M.MetricsConfig(device=device), lpips_factory=factory).compute(pred, target, mask)
+        for device in ("cpu", "cuda")
+    }
+    for column in ("ssim", "haarpsi", "gmsd", "ssim_person", "haarpsi_person", "gmsd_person", "lpips"):
+        assert rows["cuda"][column] == pytest.approx(rows["cpu"][column], abs=1e-5), column
+
+
 def test_small_crops_shrink_the_gaussian_window_and_bad_window_is_named():
     target = textured(9, 9, seed=6)
     pred = np.clip(target + 0.05, 0, 1).astype(np.float32)

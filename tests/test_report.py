@@ -396,8 +396,11 @@ def test_loss_curve_shows_the_control_arms_training_beside_tuned(tmp_path):
     steps = np.arange(1, 21)
     pd.DataFrame({"step": steps, "loss": 1.0 / steps}).to_csv(tmp_path / "tuned.csv", index=False)
     pd.DataFrame({"step": steps, "loss": 0.5 / steps}).to_csv(tmp_path / "control.csv", index=False)
-    figure = loss_curve(read_train_log(tmp_path / "tuned.csv"), LossCurveConfig(smooth_fraction=0.0),
-                        control=read_train_log(tmp_path / "control.csv"))
+    figure = loss_curve(
+        read_train_log(tmp_path / "tuned.csv"),
+        LossCurveConfig(smooth_fraction=0.0),
+        control=read_train_log(tmp_path / "control.csv"),
+    )
     # a panel per arm, each its own loss axis: they train on different data
     tuned_ax, control_ax = figure.axes
     assert tuned_ax.get_title().startswith("tuned: ") and control_ax.get_title().startswith("control: ")
@@ -786,3 +789,13 @@ def test_metric_charts_draw_the_seed_spread_where_the_table_has_it():
     brackets = [c for ax in figure.axes for c in ax.containers if c.lines[0] is None]
     (_, low), (_, high) = brackets[0].lines[2][0].get_segments()[0]
     assert high - low == pytest.approx(0.1)
+
+
+def test_every_verdict_has_its_own_colour_and_the_grid_chart_shares_them():
+    """A reader tells the verdicts apart by colour alone: the three "no test could reach alpha" verdicts too."""
+    from hi4dfix.report import compare_figures
+
+    assert len(set(VERDICT_COLORS.values())) == len(VERDICT_COLORS)
+    shared = set(compare_figures.VERDICT_COLORS) & set(VERDICT_COLORS)
+    assert len(shared) == 6 and all(compare_figures.VERDICT_COLORS[v] == VERDICT_COLORS[v] for v in shared)
+    assert len(set(compare_figures.VERDICT_COLORS.values())) == len(compare_figures.VERDICT_COLORS)

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from hi4dfix.compare import INTERNAL, RESERVED, decision_lines, metric_measured, ranking, ranking_split
+from hi4dfix.report.figures import NO_VERDICT_COLOR
+from hi4dfix.report.figures import VERDICT_COLORS as DELTA_VERDICT_COLORS
 from hi4dfix.stats import (
     EQUIVALENT,
     IMPROVED,
@@ -24,14 +26,10 @@ from hi4dfix.stats import (
 )
 from hi4dfix.tables import MEAN, metric_title
 
+# the delta charts' colours (one verdict, one colour in every figure), and the grid's "no decision"
 VERDICT_COLORS = {
-    IMPROVED: "#2e7d32",
-    WORSE: "#c62828",
-    EQUIVALENT: "#1565c0",
-    INCONCLUSIVE: "#757575",
-    TOO_FEW_SCENES: "#bdbdbd",
-    TOO_FEW_SEEDS: "#bdbdbd",
-    NO_VERDICT: "#555555",
+    **{v: DELTA_VERDICT_COLORS[v] for v in (IMPROVED, WORSE, EQUIVALENT, INCONCLUSIVE, TOO_FEW_SCENES, TOO_FEW_SEEDS)},
+    NO_VERDICT: NO_VERDICT_COLOR,
 }
 
 

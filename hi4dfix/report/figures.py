@@ -56,9 +56,10 @@ VERDICT_COLORS = {
     WORSE: "#c62828",
     EQUIVALENT: "#1565c0",
     INCONCLUSIVE: "#757575",
-    TOO_FEW_SCENES: "#bdbdbd",  # hi4dfix.stats: no test could reach a verdict
-    TOO_FEW_FRAMES: "#bdbdbd",
-    TOO_FEW_SEEDS: "#bdbdbd",
+    # hi4dfix.stats: no test could reach a verdict; pale, and each its own hue so the legend tells them apart
+    TOO_FEW_SCENES: "#b0bec5",
+    TOO_FEW_FRAMES: "#bcaaa4",
+    TOO_FEW_SEEDS: "#ce93d8",
 }
 NO_VERDICT_COLOR = "#555555"
 # Weighted parts of the total loss in train_log.csv, with their legend labels.
