@@ -34,6 +34,11 @@ def extra_arms_of(arms: Sequence[str]) -> tuple[str, ...]:
     return tuple(arm for arm in arms if arm not in CONTROL_ARMS)
 
 
+def extra_arm_title(arm: str) -> str:
+    """How charts and figures name an extra arm (legends, column titles)."""
+    return f"extra arm {arm}"
+
+
 def arm_comparisons(arms: Sequence[str]) -> tuple[tuple[str, str], ...]:
     """The (b, a) comparisons of a set of arms: the three of every study, the control arm's two, then
     ``tuned − ARM`` and ``ARM − raw`` for every extra arm."""

@@ -505,6 +505,17 @@ def test_before_after_shows_the_control_arm_between_base_and_tuned(tmp_path):
     assert "control: the base DiFix tuned as long as tuned" in figure.get_suptitle()
 
 
+def test_before_after_shows_the_extra_arms_after_the_studys_own(tmp_path):
+    views = [(0, 16), (1, 16)]
+    csvs, render_dir = make_nvs_arms(tmp_path, views, arms=("raw", "base", "tuned", "fixer", "difix1"))
+    figure = before_after("hi4d_pair15_fight", csvs, render_dir, BeforeAfterConfig(max_views=2))
+    assert [ax.get_title() for ax in figure.axes[:6]] == [
+        "raw render", "base DiFix", "tuned DiFix", "extra arm fixer", "extra arm difix1", "ground truth",
+    ]  # fmt: skip
+    means = [float(np.mean(a)) for a in tile_arrays(figure)[:6]]
+    assert means == pytest.approx([0.1, 0.3, 0.5, 0.7, 0.9, 0.9], abs=0.01)  # each arm's own saved outputs
+
+
 def test_before_after_missing_output_says_how_to_recover(tmp_path):
     csvs, render_dir = make_nvs_arms(tmp_path, [(0, 16)], drop_output=("base", 0, 16))
     with pytest.raises(

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from hi4dfix.arms import ARMS, COMPARISONS, CONTROL_COMPARISONS, arm_comparisons
+from hi4dfix.arms import ARMS, COMPARISONS, CONTROL_COMPARISONS, arm_comparisons, extra_arm_title
 from hi4dfix.metrics import PERSON_SUFFIX, higher_is_better, metric_title
 from hi4dfix.report.plotting import MAX_SIZE_PX, new_figure, save_png
 from hi4dfix.stats import EQUIVALENT, IMPROVED, INCONCLUSIVE, TOO_FEW_FRAMES, TOO_FEW_SCENES, TOO_FEW_SEEDS, WORSE
@@ -40,7 +40,8 @@ def arm_styles(arms) -> list[tuple[str, str, str]]:
     """(arm, label, colour) of these arms: the study's own, then each extra arm's."""
     extra = [arm for arm in arms if arm not in {style[0] for style in ARM_STYLES}]
     own = [style for style in ARM_STYLES if style[0] in arms]
-    return own + [(arm, f"extra arm {arm}", EXTRA_ARM_COLORS[i % len(EXTRA_ARM_COLORS)]) for i, arm in enumerate(extra)]
+    colours = [EXTRA_ARM_COLORS[i % len(EXTRA_ARM_COLORS)] for i in range(len(extra))]
+    return own + [(arm, extra_arm_title(arm), colour) for arm, colour in zip(extra, colours)]
 
 
 def comparison_marker(name: str, names) -> str:

@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from hi4dfix.arms import ARMS
+from hi4dfix.arms import ARMS, extra_arm_title
 from hi4dfix.evaluate import TRIPLET_ID, Fixer, arm_output_dir, view_image_path
 from hi4dfix.io import read_image
 from hi4dfix.metrics import metric_digits, psnr
@@ -151,11 +151,13 @@ def before_after(
     title: str | None = None,
 ) -> Figure:
     """Held-out views of one scene: each arm's output with its PSNR/SSIM (raw, base, control when
-    ``arm_csvs`` has it, tuned), then the ground truth."""
+    ``arm_csvs`` has it, tuned, then any other arm of ``arm_csvs``: the extra arms, in its order, titled as in
+    the metric charts), then the ground truth."""
     missing_arms = [arm for arm in ARMS if arm not in arm_csvs]
     if missing_arms:
         raise ValueError(f"scene {scene}: no metrics CSV for arms {missing_arms}")
     arms = [arm for arm in NVS_ARM_COLUMNS if arm in arm_csvs]  # raw, base, control, tuned
+    arms += [arm for arm in arm_csvs if arm not in NVS_ARM_COLUMNS]  # difix.extra_arms, in their order
     metrics = {arm: _view_metrics(read_per_scene_csv(arm_csvs[arm])) for arm in arms}
     views = sorted(metrics["raw"])
     for arm in arms[1:]:
@@ -181,7 +183,7 @@ def before_after(
     title = title or f"{scene}: held-out views before and after DiFix"
     if "control" in arms:
         title += "\ncontrol: the base DiFix tuned as long as tuned, on fresh out-of-domain data (no people)"
-    columns = (*(NVS_ARM_COLUMNS[arm] for arm in arms), "ground truth")
+    columns = (*(NVS_ARM_COLUMNS.get(arm, extra_arm_title(arm)) for arm in arms), "ground truth")
     return image_grid(
         rows, columns, [view_title(None, cam, frame) for frame, cam in picked], title, cfg.tile_height_in, cfg.dpi
     )

@@ -92,7 +92,7 @@ rule metric_charts:
 
 
 rule before_after_views:
-    """Held-out views of one reserved scene: raw, base and tuned outputs next to the ground truth."""
+    """Held-out views of one reserved scene: every arm's outputs next to the ground truth."""
     input:
         unpack(get_scene_arm_csvs),
         renders=lambda wildcards: get_nvs_scene_inputs(wildcards)["renders"],
@@ -106,6 +106,7 @@ rule before_after_views:
         ),
     params:
         views=REPORT.get("before_after", {}),
+        arms=PLAN.arms,
     log:
         PATHS.log("before_after_views", "{version}", "{scene}"),
     benchmark:

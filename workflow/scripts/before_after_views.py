@@ -1,6 +1,6 @@
-"""Glue: held-out views of one reserved scene before and after DiFix (raw, base, control, tuned, ground truth)."""
+"""Glue: held-out views of one reserved scene before and after DiFix (raw, base, control, tuned, the extra arms,
+ground truth)."""
 
-from hi4dfix.arms import CONTROL_ARMS
 from hi4dfix.logs import job_log
 from hi4dfix.report import settings_from_dict
 from hi4dfix.report.gallery import BeforeAfterConfig, write_before_after
@@ -10,7 +10,7 @@ with job_log(snakemake.log[0]) as log:
     version, scene = snakemake.wildcards.version, snakemake.wildcards.scene
     write_before_after(
         scene,
-        {arm: snakemake.input[arm] for arm in CONTROL_ARMS if hasattr(snakemake.input, arm)},  # control: when on
+        {arm: snakemake.input[arm] for arm in snakemake.params.arms},  # the study's arms, extra arms last
         snakemake.input.renders,
         snakemake.output[0],
         cfg,
