@@ -69,7 +69,8 @@ def test_views_are_denoised_independently_without_joint_view_attention():
     model.joint_view_attention = False  # TrainConfig.mv_attention: false, Difix training without --mv_unet
     torch.testing.assert_close(run(model, views)[:, 0], run(model, other_ref)[:, 0])
     single = run(model, views[:, :1])
-    torch.testing.assert_close(run(model, views)[:, 0], single[:, 0], rtol=1e-5, atol=1e-5)
+    # fp32 rounding of a batch of 2 against 1 reaches 1.5e-5; attending across views moves it by ~0.09
+    torch.testing.assert_close(run(model, views)[:, 0], single[:, 0], rtol=1e-4, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- architecture
