@@ -17,12 +17,12 @@ Conventions (all inputs float HxWx3 in [0, 1], ``pred`` first, ``target`` second
   ``lpips_computed = False``.
 * FLIP, HaarPSI and GMSD need no downloaded weights: NVIDIA's LDR-FLIP (``flip-evaluator``, sRGB inputs,
   67 pixels per degree), HaarPSI and GMSD of ``piq`` (data range 1). HaarPSI is NaN under 16 px a side.
+  FLIP costs several times every other weight-free metric together on a CPU (BENCHMARKS.md: 1.6 s per
+  940x1280 view on one thread); ``MetricsConfig.flip`` false leaves it NaN (``config/hi4d.yaml`` does).
 * Where LPIPS runs on a GPU, :class:`MetricComputer` computes HaarPSI, GMSD and the gaussian SSIM there too
   (``piq``, exact fp32; SSIM as ``piq.ssim`` without its downsampling, the same window and moments, within
   ~1e-6 of scikit-image's): on one CPU core they are most of an evaluation job's time at 940x1280
   (BENCHMARKS.md, "Full-size study at Difix's scale, finished"). On a CPU nothing changes.
-  FLIP costs several times every other weight-free metric together on a CPU (BENCHMARKS.md: 1.6 s per
-  940x1280 view on one thread); ``MetricsConfig.flip`` false leaves it NaN (``config/hi4d.yaml`` does).
 * The temporal metrics (``flicker``, ``flicker_flow``: :mod:`hi4dfix.temporal`) compare a view with the
   previous frame of its camera; :func:`hi4dfix.evaluate.evaluate_views` fills them.
 * The person region is the bounding box of the mask, grown to at least ``person_min_side`` pixels per side
