@@ -351,10 +351,11 @@ def ssim(pred: np.ndarray, target: np.ndarray, window: str = "gaussian", torch_d
         raise ValueError(f"SSIM window must be one of {', '.join(SSIM_WINDOWS)}, got {window!r}")
     if torch_device is not None and side >= 2 * _SSIM_GAUSSIAN_RADIUS + 1:
         import piq
+        import torch
 
         x, y = _piq_pair(pred, target, torch_device)
         kernel = 2 * _SSIM_GAUSSIAN_RADIUS + 1
-        with _exact_fp32(x):  # no downsampling: piq halves images over 256 px a side by default
+        with exact_fp32_convolutions(torch):  # no downsampling: piq halves images over 256 px a side by default
             return float(piq.ssim(x, y, data_range=1.0, kernel_size=kernel, kernel_sigma=_SSIM_SIGMA, downsample=False))
     # Under 11 px a side: scikit-image's 11-tap filter (edges reflected), mean over the largest odd window's
     # inner region.
@@ -386,24 +387,16 @@ def _piq_pair(pred: np.ndarray, target: np.ndarray, device: str | None = None) -
     return tensor(pred), tensor(target)
 
 
-def _exact_fp32(tensor: "torch.Tensor") -> contextlib.AbstractContextManager:
-    """On a GPU, convolutions in true fp32 (as LPIPS's): TF32 would move the metrics by ~1e-3."""
-    if tensor.device.type != "cuda":
-        return contextlib.nullcontext()
-    import torch
-
-    return exact_fp32_convolutions(torch)
-
-
 def haarpsi(pred: np.ndarray, target: np.ndarray, torch_device: str | None = None) -> float:
     """HaarPSI (``piq``, data range 1, YIQ, image halved first) on ``torch_device`` (default: the CPU); NaN under
     16 px on a side."""
     if min(pred.shape[0], pred.shape[1]) < _HAARPSI_MIN_SIDE:
         return math.nan
     import piq
+    import torch
 
     x, y = _piq_pair(pred, target, torch_device)
-    with _exact_fp32(x):
+    with exact_fp32_convolutions(torch):  # on a GPU, TF32 would move the metric by ~1e-3
         return float(piq.haarpsi(x, y, data_range=1.0, reduction="none")[0])
 
 
@@ -413,9 +406,10 @@ def gmsd(pred: np.ndarray, target: np.ndarray, torch_device: str | None = None) 
     if min(pred.shape[0], pred.shape[1]) < 6:
         return math.nan
     import piq
+    import torch
 
     x, y = _piq_pair(pred, target, torch_device)
-    with _exact_fp32(x):
+    with exact_fp32_convolutions(torch):  # on a GPU, TF32 would move the metric by ~1e-3
         return float(piq.gmsd(x, y, data_range=1.0, reduction="none")[0])
 
 

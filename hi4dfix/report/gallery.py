@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from hi4dfix.arms import ARMS, extra_arm_title
+from hi4dfix.arms import ARMS, extra_arm_title, extra_arms_of
 from hi4dfix.evaluate import TRIPLET_ID, Fixer, arm_output_dir, view_image_path
 from hi4dfix.io import read_image
 from hi4dfix.metrics import metric_digits, psnr
@@ -157,7 +157,7 @@ def before_after(
     if missing_arms:
         raise ValueError(f"scene {scene}: no metrics CSV for arms {missing_arms}")
     arms = [arm for arm in NVS_ARM_COLUMNS if arm in arm_csvs]  # raw, base, control, tuned
-    arms += [arm for arm in arm_csvs if arm not in NVS_ARM_COLUMNS]  # difix.extra_arms, in their order
+    arms += extra_arms_of(list(arm_csvs))  # difix.extra_arms, in their order
     metrics = {arm: _view_metrics(read_per_scene_csv(arm_csvs[arm])) for arm in arms}
     views = sorted(metrics["raw"])
     for arm in arms[1:]:
