@@ -166,3 +166,62 @@ def test_pss_sampler_sums_a_jobs_process_tree(tmp_path):
         for proc in (shell, job):
             proc.kill()
             proc.wait()
+
+
+def fake_run(run, walls, tune_first, eval_first, tune_s, eval_s):
+    """A finished study_run.sh run folder: driver stages, two GPU jobs' benchmark files and logs, a
+    tuning run's train_log.csv (a control arm's too), a CPU job without a GPU peak."""
+    results = run / "repo/results"
+    start = 1000.0
+    lines = []
+    for name, wall in walls.items():
+        lines.append(f"{name}\t{start}\t{start + wall}\t0\n")
+        start += wall
+    run.mkdir(parents=True)
+    (run / "stages.tsv").write_text("".join(lines))
+    jobs = {"tune_difix/v0": tune_s, "evaluate_nvs/v0/tuned/hi4d_pair15_fight": eval_s, "build_triplets/v0": 3.0}
+    for key, wall in jobs.items():
+        bench = results / "benchmarks" / f"{key}.tsv"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        bench.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{wall}\t0:00:01\t100\t1.0\n")
+        log = results / "logs" / f"{key}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        text = "2026-12-07 10:00:00 INFO hi4dfix: done\n"
+        if key != "build_triplets/v0":
+            text += (
+                "2026-12-07 10:00:01 INFO hi4dfix: GPU peak memory (cuda:0): max_allocated 1.0 GiB, "
+                "max_reserved 2.0 GiB\n"
+            )
+        if key.startswith("evaluate"):
+            text += (
+                "2026-12-07 10:00:02 INFO hi4dfix: DiFix: 12 views in 0.90 s after the first batch of each size: "
+                f"13.33 views/s, 75.0 ms/view; first batches (2 views, with any compilation) {eval_first} s\n"
+            )
+        log.write_text(text)
+    for arm_dir, first in (("difix", tune_first), ("difix/control", tune_first / 2)):
+        train_log = results / "v0" / arm_dir / "work" / "abc123" / "train_log.csv"
+        train_log.parent.mkdir(parents=True)
+        train_log.write_text(
+            "step,loss,l2,lpips,gram,grad_norm,lr,step_time_s,elapsed_s\n"
+            f"1,0.5,0.5,0,0,1,1e-5,{first},{first}\n2,0.4,0.4,0,0,1,1e-5,0.4,{first + 0.4}\n"
+        )
+    return run
+
+
+def test_compare_puts_the_cold_and_the_warm_run_side_by_side(tmp_path, capsys):
+    cold = fake_run(tmp_path / "cold", {"snakemake_data": 100.0, "snakemake_study": 700.0}, 240.5, 95.2, 300.0, 150.0)
+    warm = fake_run(tmp_path / "warm", {"snakemake_data": 90.0, "snakemake_study": 350.0}, 29.0, 18.4, 80.0, 40.0)
+    text = gpu_study.compare_runs(cold, warm)
+    assert "| snakemake_study | 700.0 | 350.0 | 0.50 |" in text
+    assert "| total | 800.0 | 440.0 | 0.55 |" in text
+    assert "Warm / cold, whole run: 0.55 (goal: at most 0.5): **missed**." in text
+    # every GPU job with its first step; the CPU job is not one; the control's tuning has no benchmark here
+    assert "| tune_difix/v0 | 300.0 | 80.0 | 0.27 | 240.5 | 29.0 |" in text
+    assert "| evaluate_nvs/v0/tuned/hi4d_pair15_fight | 150.0 | 40.0 | 0.27 | 95.2 | 18.4 |" in text
+    assert "| tune_control/v0 | - | - | - | 120.2 | 14.5 |" in text
+    assert "build_triplets" not in text
+    out = tmp_path / "compare.md"
+    gpu_study.main(["compare", str(cold), str(warm), "--out", str(out)])
+    assert out.read_text() == text == capsys.readouterr().out
+    faster = fake_run(tmp_path / "faster", {"snakemake_data": 50.0, "snakemake_study": 300.0}, 29.0, 18.4, 80.0, 40.0)
+    assert "whole run: 0.44 (goal: at most 0.5): **met**." in gpu_study.compare_runs(cold, faster)

@@ -14,6 +14,10 @@
         RUN_DIR/summary.md: per job wall time and peak RSS (Snakemake's benchmark files), peak GPU
         memory (the "GPU peak memory" lines of the job logs), start and end from Snakemake's log,
         the stages outside Snakemake, the GPU monitor, tuning and DiFix timing
+    python bench/gpu/study.py compare COLD_RUN WARM_RUN [--out compare.md]
+        the two runs of `study_run.sh pair` side by side: the stages' wall times and their ratio
+        (issue 38's goal: warm at most half the cold), and every GPU job's wall time and first step
+        (tuning: the first training step; evaluation: the first DiFix batch, with any compilation)
 """
 
 from __future__ import annotations
@@ -459,6 +463,91 @@ def write_summary(workdir: Path, run: Path) -> Path:
     return out
 
 
+# ---------------------------------------------------------------------------------------- cold vs warm
+
+FIRST_BATCH = re.compile(r"first batches \((\d+) views, with any compilation\) ([\d.]+) s")
+WARM_GOAL = 0.5  # issue 38: the run with the study cache kept takes at most half the cold one
+
+
+def first_steps(results: Path) -> dict[str, float]:
+    """Seconds of each GPU job's first step, by job key: an evaluation job's first DiFix batches (the
+    largest over its lines: one line per arm of ``evaluate_difix``) from its log, and each tuning run's
+    first training step from its ``train_log.csv`` (key: the job's, ``tune_difix/VERSION`` or
+    ``tune_control/VERSION``, from the work folder's place under results/)."""
+    firsts: dict[str, float] = {}
+    for path in sorted((results / "logs").rglob("*.log")):
+        found = [float(m[2]) for m in FIRST_BATCH.finditer(path.read_text(errors="replace"))]
+        if found:
+            firsts[str(path.relative_to(results / "logs").with_suffix(""))] = max(found)
+    for train_log in sorted(results.glob("*/difix/**/work/*/train_log.csv")):
+        # VERSION/difix[/control][/seedN]/work/FINGERPRINT/train_log.csv (hi4dfix.plan.Paths.workdir)
+        parts = train_log.relative_to(results).parts
+        middle = parts[2:-3]
+        rule = "tune_control" if "control" in middle else "tune_difix"
+        with train_log.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if rows:
+            key = "/".join([rule, parts[0], *(m for m in middle if m.startswith("seed"))])
+            firsts[key] = float(rows[0]["step_time_s"])
+    return firsts
+
+
+def stage_walls(run: Path) -> dict[str, float]:
+    """Wall seconds of each driver stage, and ``total``: the first stage's start to the last one's end."""
+    stages = read_stages(run)
+    walls = {name: end - start for name, start, end, _ in stages}
+    if stages:
+        walls["total"] = max(s[2] for s in stages) - min(s[1] for s in stages)
+    return walls
+
+
+def compare_runs(cold: Path, warm: Path) -> str:
+    """Markdown: the cold and the warm run of one study (``study_run.sh pair``) side by side."""
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return f"{b / a:.2f}" if a and b is not None else "-"
+
+    walls = {"cold": stage_walls(cold), "warm": stage_walls(warm)}
+    lines = [
+        "# Cold and warm: one study twice on one machine (bench/gpu/study_run.sh pair)",
+        "",
+        "cold: every cache empty; warm: a fresh results folder, the study compile cache and the inductor, "
+        "Triton and gsplat caches of the cold run kept.",
+        "",
+        "| stage | cold s | warm s | warm / cold |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    names = [n for n in walls["cold"] if n != "total"] + [n for n in walls["warm"] if n not in walls["cold"]]
+    for name in [*names, "total"]:
+        a, b = walls["cold"].get(name), walls["warm"].get(name)
+        lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} |")
+    a, b = walls["cold"].get("total"), walls["warm"].get("total")
+    if a and b is not None:
+        verdict = "met" if b <= WARM_GOAL * a else "missed"
+        lines += ["", f"Warm / cold, whole run: {b / a:.2f} (goal: at most {WARM_GOAL}): **{verdict}**."]
+    results = {"cold": cold / "repo" / "results", "warm": warm / "repo" / "results"}
+    bench = {k: read_benchmarks(r) for k, r in results.items()}
+    firsts = {k: first_steps(r) for k, r in results.items()}
+    gpu_jobs = set(read_gpu_peaks(results["cold"])) | set(read_gpu_peaks(results["warm"]))
+    lines += [
+        "",
+        "GPU jobs (those whose log has a GPU peak): wall s from the benchmark files; first step s: tuning's "
+        "first training step, an evaluation's first DiFix batches (with any compilation, cache loading "
+        "and CUDA graph capture).",
+        "",
+        "| job | cold wall s | warm wall s | warm / cold | cold first step s | warm first step s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key in sorted(gpu_jobs | set(firsts["cold"]) | set(firsts["warm"])):
+        a = float(bench["cold"][key]["s"]) if key in bench["cold"] else None
+        b = float(bench["warm"][key]["s"]) if key in bench["warm"] else None
+        lines.append(
+            f"| {key} | {fmt(a)} | {fmt(b)} | {ratio(a, b)} | {fmt(firsts['cold'].get(key))} "
+            f"| {fmt(firsts['warm'].get(key))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------- command line
 
 
@@ -494,6 +583,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("summary")
     p.add_argument("workdir", type=Path)
     p.add_argument("run", type=Path)
+    p = sub.add_parser("compare")
+    p.add_argument("cold", type=Path)
+    p.add_argument("warm", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="also write the table there")
     args = parser.parse_args(argv)
     if args.command == "base":
         build_base(args.out, args.preset, args.device)
@@ -501,6 +594,11 @@ def main(argv: list[str] | None = None) -> None:
         write_standins(args.torch_home)
     elif args.command == "overlay":
         write_overlay(args)
+    elif args.command == "compare":
+        text = compare_runs(args.cold, args.warm)
+        if args.out is not None:
+            args.out.write_text(text)
+        print(text, end="")
     else:
         print(write_summary(args.workdir, args.run))
 

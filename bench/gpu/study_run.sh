@@ -8,6 +8,13 @@
 #   bash bench/gpu/study_run.sh wait SECONDS     wait for the end (progress every 15 s), at most SECONDS
 #   bash bench/gpu/study_run.sh collect          summary, logs, benchmarks and tables into $OUT
 #   bash bench/gpu/study_run.sh status
+#   bash bench/gpu/study_run.sh pair [OPTIONS]   start (detached) the study twice on this machine: the GPU
+#                          metric test first (a broken GPU path would fail every evaluation job), the
+#                          cold run (RUN/cold, caches empty), the warm run (RUN/warm: fresh results,
+#                          the cold run's caches), then the `gpu_slow` tests alone (suite.sh slow,
+#                          gsplat's build included); `wait` as for one run, `collect` gathers both
+#                          and their comparison (study.py compare) into $OUT. --cache-dir defaults to
+#                          RUN/cache, so --fresh makes the cold run cold
 #
 # Options (defaults: what fits one ~10-minute device call, see BENCHMARKS.md / the lead's notes):
 #   --frames N (20)        frames a scene (data.synthetic.num_frames, materialize.max_frames)
@@ -95,8 +102,8 @@ stage() {
 }
 
 snakemake_progress() {
-    local latest
-    latest=$(ls -t "$RUN"/repo/.snakemake/log/*.snakemake.log 2>/dev/null | head -1)
+    local latest  # a pair's runs are in RUN/cold and RUN/warm
+    latest=$(ls -t "$RUN"/repo/.snakemake/log/*.snakemake.log "$RUN"/*/repo/.snakemake/log/*.snakemake.log 2>/dev/null | head -1)
     [ -n "$latest" ] && grep -Eo '[0-9]+ of [0-9]+ steps \([0-9]+%\) done' "$latest" | tail -1
 }
 
@@ -324,6 +331,96 @@ collect() {
     [ -f "$RUN/summary.md" ] && cat "$RUN/summary.md"
 }
 
+# ------------------------------------------------------------------------------------ cold and warm
+
+# the options of one run, for the pair's two (what parse_options read; --local-test sets its own)
+run_options() {
+    local key
+    if [ "${OPT[local-test]}" = 1 ]; then echo --local-test; return; fi
+    for key in "${!OPT[@]}"; do
+        [ "$key" = local-test ] || printf -- '--%s\n%s\n' "$key" "${OPT[$key]}"
+    done
+}
+
+start_pair() {
+    if [ -f "$RUN/driver.pid" ] && kill -0 "$(cat "$RUN/driver.pid")" 2>/dev/null; then
+        echo "a run is going on in $RUN (pid $(cat "$RUN/driver.pid")): use wait / collect" >&2
+        return 1
+    fi
+    if [ -e "$RUN" ]; then
+        if [ $FRESH -ne 1 ]; then
+            echo "$RUN exists (an earlier run): pass --fresh to remove it, or --run-dir elsewhere" >&2
+            return 1
+        fi
+        rm -rf "$RUN"
+    fi
+    CACHE=${CACHE:-$RUN/cache}
+    mkdir -p "$RUN/logs" "$RUN/repo"
+    run_options >"$RUN/run_options"
+    # a copy of the code, the tests and the wheels: the device re-sends the working tree on each call
+    cp -a "$HERE"/Snakefile "$HERE"/pyproject.toml "$HERE"/config "$HERE"/workflow "$HERE"/hi4dfix \
+        "$HERE"/bench "$HERE"/tests "$RUN/repo/"
+    if [ "${OPT[local-test]}" != 1 ]; then
+        mkdir -p "$RUN/repo/.whl" && cp "$WHEELS"/*.whl "$RUN/repo/.whl/" || return 1
+    fi
+    setsid bash "$RUN/repo/bench/gpu/study_run.sh" _pair --run-dir "$RUN" --wheels "$WHEELS" --cache-dir "$CACHE" \
+        </dev/null >"$RUN/logs/driver.log" 2>&1 &
+    echo $! >"$RUN/driver.pid"
+    echo "started the pair: pid $(cat "$RUN/driver.pid"), run folder $RUN, caches $CACHE, log $RUN/logs/driver.log"
+}
+
+# one of the pair's runs, to its end: its exit status
+run_one() {
+    local name=$1 options=()
+    mapfile -t options <"$RUN/run_options"
+    bash "$RUN/repo/bench/gpu/study_run.sh" start --fresh --run-dir "$RUN/$name" --cache-dir "$CACHE" \
+        --wheels "$WHEELS" "${options[@]}" || return 1
+    until [ -f "$RUN/$name/exit_code" ]; do sleep 5; done
+    return "$(cat "$RUN/$name/exit_code")"
+}
+
+pair_main() {
+    cd "$RUN/repo" || return 1
+    local local_test=0 rc
+    grep -qx -- --local-test "$RUN/run_options" && local_test=1
+    log "pair in $RUN, caches $CACHE, run options: $(tr '\n' ' ' <"$RUN/run_options")"
+    if [ $local_test != 1 ]; then
+        # the evaluation jobs compute SSIM, HaarPSI and GMSD on the GPU: checked before 20 minutes rest on it
+        stage gpu_metric_test bash -c 'python3 -m pip install -q --no-index --no-deps --no-compile --target "$1/test_site" \
+            .whl/*.whl && PYTHONPATH="$1/test_site:$PWD" python3 -m pytest -m gpu tests/test_metrics.py \
+            -p no:cacheprovider -q -rfE' _ "$RUN" || return 1
+    fi
+    stage cold run_one cold || return 1
+    stage warm run_one warm
+    rc=$?
+    "$PY" bench/gpu/study.py compare "$RUN/cold" "$RUN/warm" --out "$RUN/compare.md" >/dev/null 2>"$RUN/logs/compare.err"
+    if [ $local_test != 1 ]; then
+        # alone, as on a bare machine: its own site folder and gsplat build
+        stage gpu_slow env OUT="$RUN/slow" bash bench/gpu/suite.sh slow || rc=1
+    fi
+    return $rc
+}
+
+collect_pair() {
+    local out=${OUT:-$RUN/out} name
+    mkdir -p "$out"
+    for name in cold warm; do
+        [ -d "$RUN/$name" ] && OUT=$out/$name bash "$RUN/repo/bench/gpu/study_run.sh" collect --run-dir "$RUN/$name" >/dev/null
+    done
+    if [ -f "$RUN/cold/stages.tsv" ] && [ -f "$RUN/warm/stages.tsv" ]; then
+        "$PY" "$RUN/repo/bench/gpu/study.py" compare "$RUN/cold" "$RUN/warm" --out "$out/compare.md" \
+            2>"$RUN/logs/compare.err" || echo "compare failed: $(tail -3 "$RUN/logs/compare.err")"
+    fi
+    cp "$RUN/stages.tsv" "$RUN"/logs/*.log "$out/" 2>/dev/null
+    cp "$RUN"/slow/*.log "$RUN"/slow/*.txt "$out/" 2>/dev/null  # suite.sh slow's test log and device
+    ls -la "$out" "$out"/cold "$out"/warm 2>/dev/null
+    cat "$RUN/stages.tsv" 2>/dev/null
+    for name in cold warm; do
+        [ -f "$out/$name/summary.md" ] && echo "== $name: $(grep -c '^| ' "$out/$name/summary.md") table rows in summary.md"
+    done
+    tail -5 "$out/gpu_slow.log" 2>/dev/null
+}
+
 main() {
     case "$COMMAND" in
         _main)
@@ -335,6 +432,15 @@ main() {
             echo $rc >"$RUN/exit_code"
             log "done, exit $rc"
             ;;
+        _pair)
+            parse_options "$@"
+            echo $$ >"$RUN/driver.pid"
+            pair_main
+            local rc=$?
+            echo $rc >"$RUN/exit_code"
+            log "done, exit $rc"
+            ;;
+        pair) parse_options "$@"; start_pair ;;
         start) parse_options "$@"; start ;;
         run)
             parse_options "$@"
@@ -343,14 +449,17 @@ main() {
             collect
             ;;
         wait) parse_options "${@:2}"; wait_for_end "${1:-560}" ;;
-        collect) parse_options "$@"; collect ;;
+        collect)
+            parse_options "$@"
+            if [ -f "$RUN/run_options" ]; then collect_pair; else collect; fi
+            ;;
         status)
             parse_options "$@"
             echo "run folder $RUN: $( [ -f "$RUN/exit_code" ] && echo "finished, exit $(cat "$RUN/exit_code")" || echo running)"
             tail -5 "$RUN/logs/driver.log" 2>/dev/null
             snakemake_progress
             ;;
-        *) sed -n '2,45p' "$0"; return 2 ;;
+        *) sed -n '2,54p' "$0"; return 2 ;;
     esac
 }
 
