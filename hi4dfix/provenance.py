@@ -11,7 +11,8 @@ record's own hash. The inputs record:
 * ``config``: the resolved version config (the version block with the render profiles and the
   study-wide settings it uses; of the data block, its own scenes only, so adding scenes to the study
   leaves the record alone) and the sha256 of its canonical JSON;
-* ``packages``: Python's version and those of :data:`PACKAGES` (``not installed`` when absent);
+* ``packages``: Python's version and those of :data:`hi4dfix.stamps.PACKAGES` where the record is written
+  (``not installed`` when absent; each output's own, from its job, are in its stamp);
 * ``weights``: sha256 of the base DiFix (a file, or every file of a folder; a Hub id is named only)
   and of the tuned ``model.pkl``;
 * ``scenes``: each scene's content fingerprint, the key ``content_sha256`` of
@@ -27,20 +28,17 @@ to its working directory; the check resolves them against ``root`` (default: the
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from hi4dfix.io import canonical_json, sha256_file, write_json
+from hi4dfix.stamps import package_versions
 
 PROVENANCE_NAME = "provenance.json"
 FORMAT = 1
-PACKAGES = ("torch", "diffusers", "snakemake", "gsplat", "lpips")
-NOT_INSTALLED = "not installed"
 FINGERPRINT_KEY = "content_sha256"
 
 
@@ -74,16 +72,6 @@ def code_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None, "note": f"{repo} is not a git checkout (or git is missing)"}
     return {"commit": commit, "dirty": dirty}
-
-
-def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = NOT_INSTALLED
-    return versions
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -327,6 +315,52 @@ def code_states(stamps: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def package_states(stamps: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The package sets the stamped outputs were computed with: ``{key: {"packages": {...}, "outputs": [...]}}``
+    (key: :func:`hi4dfix.stamps.packages_key`; ``unrecorded`` for stamps written before stamps held
+    packages), ``mixed`` when more than one."""
+    from hi4dfix.stamps import packages_key
+
+    states: dict[str, dict[str, Any]] = {}
+    for stamp in stamps.values():
+        packages = stamp.get("packages")
+        key = packages_key(packages) if packages else "unrecorded"
+        states.setdefault(key, {"packages": dict(packages or {}), "outputs": []})["outputs"].append(
+            stamp["output"]["path"]
+        )
+    for state in states.values():
+        state["outputs"].sort()
+    return {"states": dict(sorted(states.items())), "mixed": len(states) > 1}
+
+
+def package_note(packages: Mapping[str, Any]) -> str | None:
+    """One line for the check: the one package set, or how the sets differ and which outputs each made."""
+    states = packages.get("states", {})
+    if not states:
+        return None
+    if len(states) == 1:
+        key, state = next(iter(states.items()))
+        versions = ", ".join(f"{k} {v}" for k, v in state["packages"].items()) or "not recorded"
+        return f"packages: every output came from one package set ({key}: {versions})"
+    names = sorted({name for state in states.values() for name in state["packages"]})
+    differ = [
+        f"{name} ({' | '.join(str(state['packages'].get(name, '-')) for state in states.values())})"
+        for name in names
+        if len({state["packages"].get(name) for state in states.values()}) > 1
+    ]
+
+    def outputs(state: Mapping[str, Any]) -> str:
+        shown = state["outputs"][:3]
+        more = len(state["outputs"]) - len(shown)
+        return ", ".join(shown) + (f" and {more} more" if more else "")
+
+    sets = " | ".join(f"{key}: {outputs(state)}" for key, state in states.items())
+    return (
+        f"packages: the outputs came from {len(states)} package sets, which differ in "
+        f"{', '.join(differ) or 'what was recorded'} (in the order of the sets): {sets}"
+    )
+
+
 def seal_provenance(
     inputs_record: Mapping[str, Any],
     stamps: Iterable[str | os.PathLike],
@@ -339,7 +373,8 @@ def seal_provenance(
     predictions) with the compute-time stamps of every output that holds a number or a model (never
     re-deriving code state: ``code`` is what the stamps say), sha256 of the ground truth (the materialized
     scenes whose images are targets), of the tables and of the stamps themselves, the settings that
-    recompute the tables (``recompute``) and :data:`SELF_KEY`."""
+    recompute the tables (``recompute``), the package sets the stamps name (``compute_packages``:
+    :func:`package_states`) and :data:`SELF_KEY`."""
     from hi4dfix.stamps import read_stamp
 
     record = {k: v for k, v in inputs_record.items() if k not in ("format", "code")}
@@ -349,6 +384,7 @@ def seal_provenance(
     record.update(
         format=SEALED_FORMAT,
         code=code_states(stamp_records),
+        compute_packages=package_states(stamp_records),
         stamps={path: {"sha256": sha256_file(path), **stamp} for path, stamp in stamp_records.items()},
         ground_truth={"files": files_entry(ground_truth)},
         tables=files_entry(tables),
@@ -463,6 +499,9 @@ def check_sealed(record: Mapping[str, Any], record_path: Path, root: Path) -> tu
         problems.append(f"code: the outputs came from {len(states)} code states: " + " | ".join(lines))
     elif states:
         notes.append(f"code: every output came from {next(iter(states))}")
+    # a note, not a failure: a cluster's nodes may differ in a build, and the note says what and where
+    if note := package_note(record.get("compute_packages", {})):
+        notes.append(note)
     problems += recompute_problems(record.get("recompute", {}), root)
     return problems, notes
 

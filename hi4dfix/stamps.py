@@ -9,7 +9,10 @@ A stamp is taken *when the number or model is made*, so a record gathered later
   and ``workflow/``): two stamps with one commit and one diff hash ran the same code;
 * ``settings_sha256`` (and ``settings``): the resolved settings the job used (its rule's params);
 * ``inputs``: sha256 of every input file (a folder: one digest over its files);
-* ``output``: the stamped output's path and sha256, so a later edit of the output is seen.
+* ``output``: the stamped output's path and sha256, so a later edit of the output is seen;
+* ``packages``: Python's version and those of :data:`PACKAGES` in the job's environment (a tuned
+  model's numbers move with its training stack's rounding: two fresh setups gave tuned arms 0.12 dB
+  apart with one commit, BENCHMARKS.md), so two outputs' software can be told apart.
 
 :func:`write_stamp` is the one way jobs write them (the scripts, and ``python -m hi4dfix.stamps`` for
 shell rules).
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -31,6 +36,13 @@ STAMP_SUFFIX = ".stamp.json"
 STAMP_FORMAT = 1
 # untracked files here change what runs; elsewhere (results, scratch) they do not
 CODE_FOLDERS = ("hi4dfix", "workflow")
+# what a number or a model depends on besides the code: the model and training stack, the renderer,
+# the metrics and the image libraries
+PACKAGES = (
+    "torch", "torchvision", "numpy", "scipy", "scikit-image", "opencv-python-headless", "diffusers",
+    "transformers", "peft", "accelerate", "gsplat", "lpips", "piq", "flip-evaluator", "snakemake",
+)  # fmt: skip
+NOT_INSTALLED = "not installed"
 
 
 class StampError(ValueError):
@@ -84,6 +96,22 @@ def code_state(repo: str | os.PathLike | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status), "diff_sha256": digest.hexdigest()}
 
 
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str]:
+    """Python's version and each package's (:data:`NOT_INSTALLED` when absent), in this environment."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = NOT_INSTALLED
+    return versions
+
+
+def packages_key(packages: Mapping[str, str]) -> str:
+    """A short name of a package set: the first 12 hex digits of its canonical JSON's sha256."""
+    return settings_sha256(dict(packages))[:12]
+
+
 def code_key(code: Mapping[str, Any]) -> str:
     """One line naming a code state: two stamps with the same key ran the same code."""
     commit = (code.get("commit") or "unknown")[:12]
@@ -97,8 +125,10 @@ def make_stamp(
     inputs: Iterable[str | os.PathLike],
     settings: Any,
     code: Mapping[str, Any] | None = None,
+    packages: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The stamp of ``output`` (see the module doc); ``code`` defaults to :func:`code_state` now."""
+    """The stamp of ``output`` (see the module doc); ``code`` defaults to :func:`code_state` now,
+    ``packages`` to :func:`package_versions`."""
     return {
         "format": STAMP_FORMAT,
         "output": {"path": str(output), "sha256": path_sha256(output)},
@@ -106,6 +136,7 @@ def make_stamp(
         "settings_sha256": settings_sha256(settings),
         "settings": json.loads(canonical_json(settings, default=str)),
         "inputs": {str(p): path_sha256(p) for p in dict.fromkeys(str(p) for p in inputs)},
+        "packages": dict(packages) if packages is not None else package_versions(),
     }
 
 
@@ -115,13 +146,14 @@ def write_stamp(
     settings: Any,
     code: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Stamp each of ``outputs`` (one code state for all, taken once); returns the stamps' paths."""
+    """Stamp each of ``outputs`` (one code state and package set for all, taken once); returns the stamps' paths."""
     outputs = [outputs] if isinstance(outputs, (str, os.PathLike)) else list(outputs)
     inputs = list(inputs)
     code = dict(code) if code is not None else code_state()
+    packages = package_versions()
     written = []
     for output in outputs:
-        write_json(stamp_path(output), make_stamp(output, inputs, settings, code))
+        write_json(stamp_path(output), make_stamp(output, inputs, settings, code, packages))
         written.append(stamp_path(output))
     return written
 

@@ -14,7 +14,6 @@ import pytest
 from hi4dfix.cli import main
 from hi4dfix.io import write_image
 from hi4dfix.provenance import (
-    NOT_INSTALLED,
     ProvenanceError,
     build_provenance,
     check_provenance,
@@ -27,6 +26,7 @@ from hi4dfix.provenance import (
     write_provenance,
 )
 from hi4dfix.report.card import version_card_html
+from hi4dfix.stamps import NOT_INSTALLED, PACKAGES
 from hi4dfix.study import Version
 
 SCENES = ["hi4d_pair00_dance", "hi4d_pair15_fight"]
@@ -79,7 +79,7 @@ def test_provenance_records_code_config_packages_weights_scenes_and_predictions(
     assert set(record["code"]) >= {"commit", "dirty"}
     assert record["config"]["sha256"] == config_sha256(inputs["resolved_config"])
     assert config_sha256({"b": 1, "a": (1, 2)}) == config_sha256({"a": [1, 2], "b": 1})
-    assert set(record["packages"]) == {"python", "torch", "diffusers", "snakemake", "gsplat", "lpips"}
+    assert set(record["packages"]) == {"python", *PACKAGES} >= {"torch", "diffusers", "transformers", "peft"}
     assert record["packages"]["torch"] != NOT_INSTALLED
     import hashlib
 
@@ -210,6 +210,47 @@ def test_stamps_take_the_code_state_with_a_diff_hash_and_name_inputs_settings_an
     assert set(stamp["inputs"]) == {str(inp)} and stamp["settings"] == {"a": str(tmp_path), "b": [1, 2]}
     with pytest.raises(StampError, match="missing.csv does not exist"):
         write_stamp(tmp_path / "missing.csv", [], {})
+
+
+def test_stamps_record_the_jobs_packages_and_the_sealed_record_names_what_differs(tmp_path):
+    """Each stamp holds its job's package versions; the sealed record groups the outputs by package set and
+    the check's note names the package that differs and the outputs of each set (a stamp of an older
+    format, without packages, is a set of its own)."""
+    from hi4dfix.provenance import package_note, package_states, seal_provenance
+    from hi4dfix.stamps import packages_key, read_stamp, write_stamp
+
+    outputs = []
+    for name in ("model.pkl", "eval.csv", "nvs.csv", "old.csv"):
+        outputs.append(tmp_path / name)
+        outputs[-1].write_text(name)
+    code = {"commit": "a" * 40, "dirty": False, "diff_sha256": "0" * 64}
+    paths = write_stamp(outputs[:3], [], {}, code=code)
+    stamps = {path: read_stamp(path) for path in paths}
+    here = stamps[paths[0]]["packages"]
+    assert set(here) == {"python", *PACKAGES} and here["torch"] != NOT_INSTALLED and here["numpy"] != NOT_INSTALLED
+    one = package_states(stamps)
+    assert one["mixed"] is False and list(one["states"]) == [packages_key(here)]
+    assert package_note(one).startswith(f"packages: every output came from one package set ({packages_key(here)}: ")
+
+    # the tuned model made elsewhere, with another transformers; an output stamped before stamps held packages
+    elsewhere = {**here, "transformers": "9.9.9"}
+    stamps[paths[0]] = {**stamps[paths[0]], "packages": elsewhere}
+    old = {k: v for k, v in stamps[paths[1]].items() if k != "packages"}
+    stamps["old.csv.stamp.json"] = {**old, "output": {"path": str(outputs[3]), "sha256": "-"}}
+    mixed = package_states(stamps)
+    assert mixed["mixed"] is True
+    assert set(mixed["states"]) == {packages_key(here), packages_key(elsewhere), "unrecorded"}
+    assert mixed["states"][packages_key(elsewhere)]["outputs"] == [str(outputs[0])]
+    note = package_note(mixed)
+    assert note.startswith("packages: the outputs came from 3 package sets, which differ in ")
+    in_order = " | ".join(str(state["packages"].get("transformers", "-")) for state in mixed["states"].values())
+    assert sorted(in_order.split(" | ")) == sorted([here["transformers"], "9.9.9", "-"])
+    assert f"transformers ({in_order})" in note
+    assert f"{packages_key(elsewhere)}: {outputs[0]}" in note and f"unrecorded: {outputs[3]}" in note
+    assert "torch (" in note  # the unrecorded set differs in every package
+
+    sealed = seal_provenance({"format": 1}, paths, [], [], {})
+    assert sealed["compute_packages"] == package_states({path: read_stamp(path) for path in paths})
 
 
 def test_a_grids_compare_table_is_recomputed_from_its_stamp_and_an_edited_cell_fails(tmp_path, monkeypatch, capsys):

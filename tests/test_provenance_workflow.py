@@ -45,8 +45,10 @@ def test_untouched_study_passes_with_tables_recomputed_and_its_code_state(case, 
     assert code == 0, out
     assert "tables recomputed from the per-view CSVs: deltas, eval_deltas" in out
     assert "code: every output came from" in out
+    assert "packages: every output came from one package set (" in out  # every job ran in this environment
     sealed = record(case)
     assert sealed[SELF_KEY] == record_sha256(sealed) and sealed["code"]["mixed"] is False
+    assert sealed["compute_packages"]["mixed"] is False
     # every output holding the version's numbers or models was stamped by its own job
     stamped = {stamp["output"]["path"] for stamp in sealed["stamps"].values()}
     assert {"results/v0/difix/eval.csv", "results/v0/difix/model.pkl", "results/v0/difix/control/model.pkl",
