@@ -251,7 +251,8 @@ print('snakemake', snakemake.__version__, '| diffusers', diffusers.__version__)"
 
 # ------------------------------------------------------------------------------------ commands
 
-start() {
+# an empty run folder (refused while a run goes on there, or when one is left without --fresh)
+new_run_folder() {
     if [ -f "$RUN/driver.pid" ] && kill -0 "$(cat "$RUN/driver.pid")" 2>/dev/null; then
         echo "a run is going on in $RUN (pid $(cat "$RUN/driver.pid")): use wait / collect" >&2
         return 1
@@ -264,6 +265,10 @@ start() {
         rm -rf "$RUN"
     fi
     mkdir -p "$RUN/logs" "$RUN/repo"
+}
+
+start() {
+    new_run_folder || return 1
     if [ "${OPT[local-test]}" = 1 ]; then
         OPT[frames]=2 OPT[steps]=6 OPT[tune-compile]=false OPT[infer-compile]=false OPT[fit-steps]=20
         OPT[gaussians]=400 OPT[long-side]=null OPT[gpu-jobs]=1 OPT[eval-samples]=8
@@ -343,19 +348,8 @@ run_options() {
 }
 
 start_pair() {
-    if [ -f "$RUN/driver.pid" ] && kill -0 "$(cat "$RUN/driver.pid")" 2>/dev/null; then
-        echo "a run is going on in $RUN (pid $(cat "$RUN/driver.pid")): use wait / collect" >&2
-        return 1
-    fi
-    if [ -e "$RUN" ]; then
-        if [ $FRESH -ne 1 ]; then
-            echo "$RUN exists (an earlier run): pass --fresh to remove it, or --run-dir elsewhere" >&2
-            return 1
-        fi
-        rm -rf "$RUN"
-    fi
+    new_run_folder || return 1
     CACHE=${CACHE:-$RUN/cache}
-    mkdir -p "$RUN/logs" "$RUN/repo"
     run_options >"$RUN/run_options"
     # a copy of the code, the tests and the wheels: the device re-sends the working tree on each call
     cp -a "$HERE"/Snakefile "$HERE"/pyproject.toml "$HERE"/config "$HERE"/workflow "$HERE"/hi4dfix \
