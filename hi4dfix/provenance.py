@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from hi4dfix.io import canonical_json, sha256_file, write_json
-from hi4dfix.stamps import package_versions
+from hi4dfix.stamps import StampError, code_key, package_versions, packages_key, path_sha256, read_stamp, stamp_path
 
 PROVENANCE_NAME = "provenance.json"
 FORMAT = 1
@@ -303,8 +303,6 @@ def files_entry(paths: Iterable[str | os.PathLike]) -> dict[str, str]:
 def code_states(stamps: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The code states of the stamped outputs: ``{key: [output, ...]}``, ``mixed`` when more than one,
     ``dirty`` when any output came from a tree with changes."""
-    from hi4dfix.stamps import code_key
-
     states: dict[str, list[str]] = {}
     for stamp in stamps.values():
         states.setdefault(code_key(stamp["code"]), []).append(stamp["output"]["path"])
@@ -319,8 +317,6 @@ def package_states(stamps: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The package sets the stamped outputs were computed with: ``{key: {"packages": {...}, "outputs": [...]}}``
     (key: :func:`hi4dfix.stamps.packages_key`; ``unrecorded`` for stamps written before stamps held
     packages), ``mixed`` when more than one."""
-    from hi4dfix.stamps import packages_key
-
     states: dict[str, dict[str, Any]] = {}
     for stamp in stamps.values():
         packages = stamp.get("packages")
@@ -375,8 +371,6 @@ def seal_provenance(
     scenes whose images are targets), of the tables and of the stamps themselves, the settings that
     recompute the tables (``recompute``), the package sets the stamps name (``compute_packages``:
     :func:`package_states`) and :data:`SELF_KEY`."""
-    from hi4dfix.stamps import read_stamp
-
     record = {k: v for k, v in inputs_record.items() if k not in ("format", "code")}
     stamp_records = {str(p): read_stamp(p) for p in stamps}
     if control_model is not None:
@@ -466,8 +460,6 @@ def recompute_problems(recompute: Mapping[str, Any], root: Path) -> list[str]:
 
 def check_sealed(record: Mapping[str, Any], record_path: Path, root: Path) -> tuple[list[str], list[str]]:
     """Problems (a non-empty list fails the check) and notes of a sealed record (:func:`seal_provenance`)."""
-    from hi4dfix.stamps import path_sha256
-
     problems: list[str] = []
     notes: list[str] = []
     if record.get(SELF_KEY) != record_sha256(record):
@@ -543,8 +535,6 @@ def check_grid(compare_csv: str | os.PathLike, root: str | os.PathLike = ".") ->
     stamp's output and input hashes, each compared version's sealed record, and the table recomputed
     from the stamp's settings (paths relative to ``root``)."""
     import contextlib
-
-    from hi4dfix.stamps import StampError, path_sha256, read_stamp, stamp_path
 
     root, compare_csv = Path(root), Path(compare_csv)
     try:
